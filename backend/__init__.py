@@ -1,0 +1,1 @@
+"""TrustShip backend: chain layer, oracle, store and REST API."""

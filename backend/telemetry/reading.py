@@ -1,0 +1,172 @@
+"""The reading schema and its MQTT wire format (DESIGN.md §2, §3).
+
+A reading is nine integers. On the wire it is UTF-8 JSON with exactly those
+fields (camelCase, as in the EIP-712 type) plus ``device`` (checksummed
+address), ``signature`` (0x-hex, 65 bytes) and ``v: 1``. Anything else is
+refused with a :class:`~backend.core.errors.WireError` whose ``reason`` is a
+stable code.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from eth_utils import is_checksum_address, to_checksum_address
+
+from backend.core.errors import WireError
+
+WIRE_VERSION = 1
+MAX_PAYLOAD_BYTES = 1024  # a real message is ~330 bytes
+
+FLAG_DOOR_OPEN = 1 << 0
+FLAG_TAMPER = 1 << 1
+FLAG_SENSOR_FAULT = 1 << 2
+
+# (wire name, python attribute, EIP-712 type, minimum, maximum)
+_FIELDS: tuple[tuple[str, str, str, int, int], ...] = (
+    ("orderId", "order_id", "uint256", 0, 2**256 - 1),
+    ("seq", "seq", "uint32", 0, 2**32 - 1),
+    ("timestamp", "timestamp", "uint64", 0, 2**64 - 1),
+    ("temperatureCentiC", "temperature_centi_c", "int32", -(2**31), 2**31 - 1),
+    ("humidityPermille", "humidity_permille", "uint16", 0, 2**16 - 1),
+    ("shockMilliG", "shock_milli_g", "uint32", 0, 2**32 - 1),
+    ("latitudeE6", "latitude_e6", "int32", -90_000_000, 90_000_000),
+    ("longitudeE6", "longitude_e6", "int32", -180_000_000, 180_000_000),
+    ("flags", "flags", "uint8", 0, 2**8 - 1),
+)
+
+FIELD_RANGES: dict[str, tuple[int, int]] = {wire: (lo, hi) for wire, _, _, lo, hi in _FIELDS}
+READING_FIELDS: tuple[str, ...] = tuple(wire for wire, *_ in _FIELDS)
+EIP712_TYPES: tuple[tuple[str, str], ...] = tuple((wire, t) for wire, _, t, _, _ in _FIELDS)
+_ENVELOPE = {"device", "signature", "v"}
+_ALL_KEYS = set(READING_FIELDS) | _ENVELOPE
+
+_TOPIC_RE = re.compile(
+    r"^trustship/v1/orders/(?P<order>[0-9]{1,78})/devices/(?P<device>0x[0-9a-fA-F]{40})/"
+    r"(?P<kind>telemetry|status)$"
+)
+_SIG_RE = re.compile(r"^0x[0-9a-fA-F]{130}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One sensor reading in integer units (DESIGN.md §2)."""
+
+    order_id: int
+    seq: int
+    timestamp: int
+    temperature_centi_c: int
+    humidity_permille: int
+    shock_milli_g: int
+    latitude_e6: int
+    longitude_e6: int
+    flags: int = 0
+
+    def __post_init__(self) -> None:
+        for wire, attr, _, lo, hi in _FIELDS:
+            value = getattr(self, attr)
+            if type(value) is not int:  # bool and float are refused
+                raise WireError("bad_type", f"{wire} must be an integer, got {type(value).__name__}")
+            if not lo <= value <= hi:
+                raise WireError("out_of_range", f"{wire}={value} is outside [{lo}, {hi}]")
+
+    def to_wire(self) -> dict[str, int]:
+        """The reading's fields under their wire (EIP-712) names."""
+        return {wire: getattr(self, attr) for wire, attr, *_ in _FIELDS}
+
+    def as_tuple(self) -> tuple[int, ...]:
+        """The fields in EIP-712 order, as the contract's ``Reading`` struct takes them."""
+        return tuple(getattr(self, attr) for _, attr, *_ in _FIELDS)
+
+    @classmethod
+    def from_wire(cls, fields: dict[str, Any]) -> Reading:
+        return cls(**{attr: fields[wire] for wire, attr, *_ in _FIELDS})
+
+
+@dataclass(frozen=True, slots=True)
+class SignedReading:
+    """A reading with the device that claims it and that device's signature."""
+
+    reading: Reading
+    device: str  # checksummed address
+    signature: bytes  # 65 bytes r || s || v (v = 27 or 28)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"reading": asdict(self.reading), "device": self.device, "signature": "0x" + self.signature.hex()}
+
+
+def telemetry_topic(order_id: int, device: str) -> str:
+    return f"trustship/v1/orders/{order_id}/devices/{device}/telemetry"
+
+
+def status_topic(order_id: int, device: str) -> str:
+    return f"trustship/v1/orders/{order_id}/devices/{device}/status"
+
+
+def parse_topic(topic: str) -> tuple[int, str, str]:
+    """Split a TrustShip topic into (order id, device address, kind)."""
+    m = _TOPIC_RE.match(topic)
+    if m is None:
+        raise WireError("bad_topic", f"topic {topic!r} is not a TrustShip device topic")
+    return int(m["order"]), m["device"], m["kind"]
+
+
+def encode_message(signed: SignedReading) -> bytes:
+    """The MQTT payload for a signed reading (compact UTF-8 JSON)."""
+    body: dict[str, Any] = {"v": WIRE_VERSION, **signed.reading.to_wire()}
+    body["device"] = signed.device
+    body["signature"] = "0x" + signed.signature.hex()
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _reject_constant(name: str) -> Any:
+    raise WireError("malformed_json", f"{name} is not valid JSON")
+
+
+def decode_message(payload: bytes, topic: str | None = None) -> SignedReading:
+    """Parse and validate an MQTT payload. The signature is *not* checked here.
+
+    When ``topic`` is given, its order id and device must agree with the payload.
+    Raises :class:`WireError` with a stable ``reason`` on any deviation.
+    """
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise WireError("oversized", f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    try:
+        body = json.loads(payload, parse_constant=_reject_constant)
+    except WireError:
+        raise
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise WireError("malformed_json", f"payload is not UTF-8 JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise WireError("malformed_json", "payload must be a JSON object")
+    keys = set(body)
+    if missing := _ALL_KEYS - keys:
+        raise WireError("missing_field", f"missing field(s): {', '.join(sorted(missing))}")
+    if extra := keys - _ALL_KEYS:
+        raise WireError("extra_field", f"unexpected field(s): {', '.join(sorted(extra))}")
+    if body["v"] != WIRE_VERSION or type(body["v"]) is not int:
+        raise WireError("bad_version", f"unsupported wire version {body['v']!r}")
+    for wire in READING_FIELDS:
+        if type(body[wire]) is not int:
+            raise WireError("bad_type", f"{wire} must be an integer, got {type(body[wire]).__name__}")
+    reading = Reading.from_wire(body)
+    device = body["device"]
+    if not isinstance(device, str) or not is_checksum_address(device):
+        raise WireError("bad_device", f"device {device!r} is not a checksummed address")
+    sig = body["signature"]
+    if not isinstance(sig, str) or _SIG_RE.match(sig) is None:
+        raise WireError("bad_signature_format", "signature must be 0x-hex of 65 bytes")
+    if topic is not None:
+        order_id, topic_device, kind = parse_topic(topic)
+        if kind != "telemetry":
+            raise WireError("bad_topic", f"readings belong on a telemetry topic, not {kind}")
+        if order_id != reading.order_id or to_checksum_address(topic_device) != device:
+            raise WireError(
+                "topic_mismatch",
+                f"topic names order {order_id} / {topic_device} but payload says "
+                f"order {reading.order_id} / {device}",
+            )
+    return SignedReading(reading=reading, device=device, signature=bytes.fromhex(sig[2:]))
