@@ -1,0 +1,50 @@
+# TrustShip — the two set-up commands of the README are `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: setup demo test test-unit test-integration lint typecheck check-artifacts bench clean
+
+# Python environment + npm packages (solc, OpenZeppelin, anvil). Re-runs only when the
+# dependency files change.
+setup: $(VENV)/.installed contracts/node_modules/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+contracts/node_modules/.installed: contracts/package.json contracts/package-lock.json
+	cd contracts && npm ci --no-audit --no-fund
+	touch $@
+
+demo: setup
+	$(BIN)/trustship demo
+
+# The whole suite: unit tests and the integration tests on real servers
+# (anvil, mosquitto, PostgreSQL), which start on free ports.
+test: setup
+	$(BIN)/pytest
+
+test-unit: setup
+	$(BIN)/pytest -m "not integration"
+
+test-integration: setup
+	$(BIN)/pytest -m integration
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy backend iot_simulator
+
+check-artifacts: setup
+	$(BIN)/trustship compile --check
+
+bench: setup
+	$(BIN)/python bench/gas.py
+
+clean:
+	rm -rf $(VENV) contracts/node_modules var reports

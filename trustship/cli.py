@@ -1,0 +1,123 @@
+"""`trustship` — one command line for every part (DESIGN.md §9).
+
+Each command imports its implementation lazily, so `trustship --help` is fast
+and a part's dependencies load only when that part runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="TrustShip: purchase orders that settle themselves from signed IoT telemetry.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _fail(exc: Exception) -> None:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def compile(
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 1 if contracts/build differs from the sources.")
+    ] = False,
+) -> None:
+    """Recompile the Solidity contracts into contracts/build."""
+    from backend.chain.compiler import main as compile_main
+    from backend.core.errors import TrustShipError
+
+    try:
+        code = compile_main(check=check)
+    except TrustShipError as exc:
+        _fail(exc)
+    raise typer.Exit(code)
+
+
+@app.command()
+def deploy() -> None:
+    """Deploy the contracts to the configured chain and write the deployment manifest."""
+    from backend.chain.deploy import deploy_from_settings
+    from backend.core.errors import TrustShipError
+
+    try:
+        deploy_from_settings()
+    except TrustShipError as exc:
+        _fail(exc)
+
+
+@app.command()
+def demo(
+    scenario: Annotated[
+        str, typer.Option(help="Scenario name in scenarios/ or a path to a YAML file.")
+    ] = "cold_chain_breach",
+    report: Annotated[
+        Path, typer.Option(help="Where to write the report (HTML with the telemetry plot).")
+    ] = Path("reports/demo.html"),
+) -> None:
+    """Run one shipment end to end on the embedded stack and show how it settles."""
+    from backend.core.errors import TrustShipError
+    from trustship.demo import run_demo
+
+    try:
+        code = run_demo(scenario=scenario, report=report)
+    except TrustShipError as exc:
+        _fail(exc)
+    raise typer.Exit(code)
+
+
+@app.command()
+def simulate(
+    scenario: Annotated[Path, typer.Option(help="Scenario YAML file.")],
+    deployment: Annotated[
+        Path | None,
+        typer.Option(help="Deployment manifest (chain id, contract addresses); default DEPLOYMENT_FILE."),
+    ] = None,
+    order_id: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--order-id",
+            help="Map a scenario order to its on-chain id, NAME=ID (repeatable).",
+        ),
+    ] = None,
+    speed: Annotated[
+        float | None, typer.Option(help="Time compression factor (overrides the scenario).")
+    ] = None,
+) -> None:
+    """Publish a scenario's sensor fleet over MQTT (MQTT_URL)."""
+    from iot_simulator.cli import simulate as run_simulate
+
+    raise typer.Exit(
+        run_simulate(scenario=scenario, deployment=deployment, order_ids=order_id or [], speed=speed)
+    )
+
+
+@app.command()
+def serve() -> None:
+    """Run the REST API, the oracle and the chain indexer against the configured stack."""
+    from backend.serve import serve as run_serve
+
+    run_serve()
+
+
+@app.command()
+def replay(
+    files: Annotated[list[Path], typer.Argument(help="Scenario YAML files.")],
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one machine-readable summary.")
+    ] = False,
+) -> None:
+    """Run scenarios end to end and check each expected settlement (exit 1 on a mismatch)."""
+    from trustship.replay import run_replay
+
+    raise typer.Exit(run_replay(files, as_json=json_out))
+
+
+if __name__ == "__main__":
+    app()
