@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-ANVIL_BIN = REPO / "contracts" / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
+ANVIL_BIN = (
+    REPO / "contracts" / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
+)
 
 
 def free_port() -> int:
@@ -85,7 +87,9 @@ def anvil_binary() -> Path:
     found = shutil.which("anvil")
     if found:
         return Path(found)
-    raise FileNotFoundError("anvil not found: run `cd contracts && npm ci` (installs @foundry-rs/anvil)")
+    raise FileNotFoundError(
+        "anvil not found: run `cd contracts && npm ci` (installs @foundry-rs/anvil)"
+    )
 
 
 def start_anvil(*args: str, port: int | None = None) -> Server:
@@ -95,9 +99,12 @@ def start_anvil(*args: str, port: int | None = None) -> Server:
     log = workdir / "anvil.log"
     cmd = [
         str(anvil_binary()),
-        "--port", str(port),
-        "--host", "127.0.0.1",
-        "--cache-path", str(workdir / "cache"),
+        "--port",
+        str(port),
+        "--host",
+        "127.0.0.1",
+        "--cache-path",
+        str(workdir / "cache"),
         "--silent",
         *args,
     ]
@@ -113,7 +120,9 @@ def start_anvil(*args: str, port: int | None = None) -> Server:
     return server
 
 
-def start_mosquitto(config: str = "", port: int | None = None, workdir: Path | None = None) -> Server:
+def start_mosquitto(
+    config: str = "", port: int | None = None, workdir: Path | None = None
+) -> Server:
     """Start mosquitto with ``config`` appended to a listener on a free port.
 
     ``config`` may refer to ``{workdir}``, a temp dir owned by this server (for

@@ -31,6 +31,7 @@ def compile(
 ) -> None:
     """Recompile the Solidity contracts into contracts/build."""
     from backend.chain.compiler import main as compile_main
+
     from backend.core.errors import TrustShipError
 
     try:
@@ -44,6 +45,7 @@ def compile(
 def deploy() -> None:
     """Deploy the contracts to the configured chain and write the deployment manifest."""
     from backend.chain.deploy import deploy_from_settings
+
     from backend.core.errors import TrustShipError
 
     try:
@@ -77,7 +79,9 @@ def simulate(
     scenario: Annotated[Path, typer.Option(help="Scenario YAML file.")],
     deployment: Annotated[
         Path | None,
-        typer.Option(help="Deployment manifest (chain id, contract addresses); default DEPLOYMENT_FILE."),
+        typer.Option(
+            help="Deployment manifest (chain id, contract addresses); default DEPLOYMENT_FILE."
+        ),
     ] = None,
     order_id: Annotated[
         list[str] | None,
@@ -94,7 +98,9 @@ def simulate(
     from iot_simulator.cli import simulate as run_simulate
 
     raise typer.Exit(
-        run_simulate(scenario=scenario, deployment=deployment, order_ids=order_id or [], speed=speed)
+        run_simulate(
+            scenario=scenario, deployment=deployment, order_ids=order_id or [], speed=speed
+        )
     )
 
 

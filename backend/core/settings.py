@@ -33,13 +33,19 @@ class Settings(BaseSettings):
     API_HOST: str = "127.0.0.1"
     API_PORT: int = 8000
     DEV_MODE: bool = True
+    # REST API parties: a JSON list of {"name", "key", "roles", "private_key" | "address"}
+    # (docs/api.md). Unset in dev mode: the seeded dev parties.
+    API_KEYS: SecretStr | None = None
     LOG_LEVEL: str = "INFO"
 
     def check_secrets(self) -> None:
         """Refuse placeholder secrets outside dev mode."""
         from backend.core.errors import ConfigurationError
 
-        if not self.DEV_MODE and self.ORACLE_PRIVATE_KEY.get_secret_value() == DEV_ORACLE_PRIVATE_KEY:
+        if (
+            not self.DEV_MODE
+            and self.ORACLE_PRIVATE_KEY.get_secret_value() == DEV_ORACLE_PRIVATE_KEY
+        ):
             raise ConfigurationError(
                 "ORACLE_PRIVATE_KEY is the public development key; set a real key or DEV_MODE=true"
             )

@@ -69,7 +69,9 @@ class Reading:
         for wire, attr, _, lo, hi in _FIELDS:
             value = getattr(self, attr)
             if type(value) is not int:  # bool and float are refused
-                raise WireError("bad_type", f"{wire} must be an integer, got {type(value).__name__}")
+                raise WireError(
+                    "bad_type", f"{wire} must be an integer, got {type(value).__name__}"
+                )
             if not lo <= value <= hi:
                 raise WireError("out_of_range", f"{wire}={value} is outside [{lo}, {hi}]")
 
@@ -95,7 +97,11 @@ class SignedReading:
     signature: bytes  # 65 bytes r || s || v (v = 27 or 28)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"reading": asdict(self.reading), "device": self.device, "signature": "0x" + self.signature.hex()}
+        return {
+            "reading": asdict(self.reading),
+            "device": self.device,
+            "signature": "0x" + self.signature.hex(),
+        }
 
 
 def telemetry_topic(order_id: int, device: str) -> str:
@@ -151,7 +157,9 @@ def decode_message(payload: bytes, topic: str | None = None) -> SignedReading:
         raise WireError("bad_version", f"unsupported wire version {body['v']!r}")
     for wire in READING_FIELDS:
         if type(body[wire]) is not int:
-            raise WireError("bad_type", f"{wire} must be an integer, got {type(body[wire]).__name__}")
+            raise WireError(
+                "bad_type", f"{wire} must be an integer, got {type(body[wire]).__name__}"
+            )
     reading = Reading.from_wire(body)
     device = body["device"]
     if not isinstance(device, str) or not is_checksum_address(device):
