@@ -31,6 +31,8 @@ interface IEscrow {
     error EscrowNothingToWithdraw(address account, address token);
     /// @notice Thrown when an ETH transfer to the account fails.
     error EscrowTransferFailed(address account, uint256 amount);
+    /// @notice Thrown when a deposit amount is zero or above the largest amount escrow stores (2^88 - 1).
+    error EscrowInvalidAmount(uint256 orderId, uint256 amount);
 
     /// @notice Emitted when an order's payment enters escrow.
     event FundsDeposited(uint256 indexed orderId, address indexed payer, address indexed token, uint256 amount);
@@ -38,6 +40,15 @@ interface IEscrow {
     event FundsCredited(uint256 indexed orderId, address indexed account, address indexed token, uint256 amount);
     /// @notice Emitted when an account withdraws its credit.
     event FundsWithdrawn(address indexed account, address indexed token, uint256 amount);
+    /// @notice Emitted once, when the admin wires the PurchaseOrders contract.
+    event PurchaseOrdersSet(address indexed purchaseOrders);
+
+    /// @notice Wires the PurchaseOrders contract, the only caller of {deposit} and {release}.
+    ///
+    /// Requirements:
+    /// - the caller has DEFAULT_ADMIN_ROLE;
+    /// - it was not set before (else {EscrowAlreadyInitialized}).
+    function setPurchaseOrders(address purchaseOrders) external;
 
     function deposit(uint256 orderId, address payer, address token, uint256 amount) external payable;
     function release(uint256 orderId, address buyer, uint256 buyerAmount, address supplier, uint256 supplierAmount)
@@ -46,6 +57,7 @@ interface IEscrow {
 
     function depositOf(uint256 orderId) external view returns (Deposit memory);
     function creditOf(address account, address token) external view returns (uint256);
+    function purchaseOrders() external view returns (address);
     /// @notice Deposits held and not yet released, plus credits not yet withdrawn, per token.
     function totalOwed(address token) external view returns (uint256);
 }

@@ -83,6 +83,8 @@ interface IPurchaseOrders {
     error PurchaseOrdersNotExpired(uint256 orderId, uint64 expiresAt);
     /// @notice Thrown when an arbiter's ruling gives the buyer more than the price.
     error PurchaseOrdersInvalidRuling(uint256 orderId, uint256 buyerAmount, uint256 price);
+    /// @notice Thrown when the caller is not the QualityVerification contract.
+    error PurchaseOrdersNotQualityVerification(address caller);
     /// @notice Thrown when a delivery time lies before shipment or in the future.
     error PurchaseOrdersInvalidDeliveryTime(uint256 orderId, uint64 deliveredAt);
 
@@ -141,4 +143,8 @@ interface IPurchaseOrders {
         view
         returns (uint256 buyerAmount, uint256 supplierAmount);
     function ARBITRATION_PERIOD() external view returns (uint64);
+    /// @notice The largest price an order may have (2^88 - 1 base units, what escrow stores).
+    function MAX_PRICE() external view returns (uint256);
+    function escrow() external view returns (address);
+    function qualityVerification() external view returns (address);
 }

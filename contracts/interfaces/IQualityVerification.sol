@@ -57,6 +57,8 @@ interface IQualityVerification {
     /// @notice Thrown when a signature cannot be recovered.
     error QualityVerificationInvalidSignature(uint256 orderId, uint256 index);
 
+    /// @notice Emitted once, when the admin wires the PurchaseOrders contract.
+    event PurchaseOrdersSet(address indexed purchaseOrders);
     /// @notice Emitted for each device bound to an order at shipment.
     event DeviceBound(uint256 indexed orderId, address indexed device);
     /// @notice Emitted when an oracle commits a Merkle root of readings.
@@ -78,6 +80,13 @@ interface IQualityVerification {
     /// @notice Emitted when a device-signed reading proves arrival inside the geofence.
     event ArrivalProven(uint256 indexed orderId, address indexed device, uint32 seq, uint64 timestamp, address submitter);
 
+    /// @notice Wires the PurchaseOrders contract, the only caller of {bindDevices}.
+    ///
+    /// Requirements:
+    /// - the caller has DEFAULT_ADMIN_ROLE;
+    /// - it was not set before (else {QualityVerificationAlreadyInitialized}).
+    function setPurchaseOrders(address purchaseOrders) external;
+
     function bindDevices(uint256 orderId, address[] calldata devices) external;
     function commitReadings(uint256 orderId, uint64 batchSeq, bytes32 root, uint32 readingCount) external;
     function proveExcursion(uint256 orderId, Reading[] calldata readings, bytes[] calldata signatures) external;
@@ -85,6 +94,8 @@ interface IQualityVerification {
     function proveArrival(uint256 orderId, Reading calldata reading, bytes calldata signature) external;
 
     function hashReading(Reading calldata reading) external view returns (bytes32);
+    function purchaseOrders() external view returns (address);
+    function ORACLE_ROLE() external view returns (bytes32);
     function isDeviceBound(uint256 orderId, address device) external view returns (bool);
     function lastBatchSeq(uint256 orderId) external view returns (uint64);
     function batchRoot(uint256 orderId, uint64 batchSeq) external view returns (bytes32);

@@ -1,0 +1,173 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+
+import {IEscrow} from "./interfaces/IEscrow.sol";
+
+/// @title Escrow
+/// @notice Holds each purchase order's payment (ETH or one ERC-20) until PurchaseOrders
+/// releases it as a split between buyer and supplier; both then pull their credit with
+/// {withdraw}. Money only ever leaves through {withdraw}.
+///
+/// Accounting: per token, `totalOwed` = deposits not yet released + credits not yet
+/// withdrawn. A release moves value from the first term to the second (the total does not
+/// change); a withdrawal lowers it. The contract's balance of a token is never below
+/// `totalOwed(token)` (fee-on-transfer deposits are refused, see {deposit}).
+contract Escrow is IEscrow, AccessControl, ReentrancyGuardTransient {
+    using SafeERC20 for IERC20;
+
+    /// @notice The largest amount one deposit may hold: amounts are packed into one
+    /// storage slot with the token address.
+    uint256 public constant MAX_AMOUNT = type(uint88).max;
+
+    /// @dev One storage slot: 20 + 11 + 1 bytes.
+    struct PackedDeposit {
+        address token;
+        uint88 amount;
+        bool released;
+    }
+
+    address private _purchaseOrders;
+    mapping(uint256 orderId => PackedDeposit) private _deposits;
+    mapping(address account => mapping(address token => uint256)) private _credits;
+    mapping(address token => uint256) private _totalOwed;
+
+    /// @param admin receives DEFAULT_ADMIN_ROLE; it wires PurchaseOrders once.
+    constructor(address admin) {
+        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+    }
+
+    modifier onlyPurchaseOrders() {
+        if (msg.sender != _purchaseOrders) revert EscrowNotPurchaseOrders(msg.sender);
+        _;
+    }
+
+    /// @inheritdoc IEscrow
+    function setPurchaseOrders(address purchaseOrders_) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (_purchaseOrders != address(0)) revert EscrowAlreadyInitialized();
+        _purchaseOrders = purchaseOrders_;
+        emit PurchaseOrdersSet(purchaseOrders_);
+    }
+
+    /// @notice Takes an order's payment into escrow: the ETH sent with the call, or
+    /// `amount` of `token` pulled from `payer` (who approved this contract).
+    ///
+    /// Requirements:
+    /// - the caller is PurchaseOrders;
+    /// - `0 < amount <= MAX_AMOUNT`;
+    /// - the order was not funded before;
+    /// - ETH: `msg.value == amount`; ERC-20: `msg.value == 0` and exactly `amount`
+    ///   arrives (fee-on-transfer tokens are refused).
+    function deposit(uint256 orderId, address payer, address token, uint256 amount)
+        external
+        payable
+        onlyPurchaseOrders
+    {
+        if (amount == 0 || amount > MAX_AMOUNT) revert EscrowInvalidAmount(orderId, amount);
+        PackedDeposit storage d = _deposits[orderId];
+        if (d.amount != 0) revert EscrowAlreadyFunded(orderId);
+        if (token == address(0)) {
+            if (msg.value != amount) revert EscrowInsufficientDeposit(orderId, amount, msg.value);
+        } else if (msg.value != 0) {
+            revert EscrowUnexpectedValue(orderId, msg.value);
+        }
+
+        // The cast is safe: amount <= MAX_AMOUNT = type(uint88).max was checked above.
+        _deposits[orderId] = PackedDeposit({token: token, amount: uint88(amount), released: false});
+        _totalOwed[token] += amount;
+        emit FundsDeposited(orderId, payer, token, amount);
+
+        if (token != address(0)) {
+            IERC20 erc20 = IERC20(token);
+            uint256 before = erc20.balanceOf(address(this));
+            erc20.safeTransferFrom(payer, address(this), amount);
+            uint256 received = erc20.balanceOf(address(this)) - before;
+            if (received != amount) revert EscrowInsufficientDeposit(orderId, amount, received);
+        }
+    }
+
+    /// @notice Releases an order's deposit as credits to buyer and supplier.
+    /// Zero parts are skipped; each non-zero part emits {FundsCredited}.
+    ///
+    /// Requirements:
+    /// - the caller is PurchaseOrders;
+    /// - the order holds a deposit that was not released;
+    /// - `buyerAmount + supplierAmount` equals the deposit.
+    function release(uint256 orderId, address buyer, uint256 buyerAmount, address supplier, uint256 supplierAmount)
+        external
+        onlyPurchaseOrders
+    {
+        PackedDeposit storage d = _deposits[orderId];
+        uint256 amount = d.amount;
+        if (amount == 0) revert EscrowNotFunded(orderId);
+        if (d.released) revert EscrowAlreadyReleased(orderId);
+        if (buyerAmount > amount || supplierAmount != amount - buyerAmount) {
+            // Saturate instead of overflowing so the error can always be built.
+            uint256 total = buyerAmount > type(uint256).max - supplierAmount
+                ? type(uint256).max
+                : buyerAmount + supplierAmount;
+            revert EscrowInvalidSplit(orderId, total, amount);
+        }
+
+        d.released = true;
+        address token = d.token;
+        // totalOwed is unchanged: the deposit becomes credits of the same sum.
+        if (buyerAmount != 0) {
+            _credits[buyer][token] += buyerAmount;
+            emit FundsCredited(orderId, buyer, token, buyerAmount);
+        }
+        if (supplierAmount != 0) {
+            _credits[supplier][token] += supplierAmount;
+            emit FundsCredited(orderId, supplier, token, supplierAmount);
+        }
+    }
+
+    /// @notice Sends the caller its whole credit in `token` (zero address = ETH).
+    ///
+    /// Requirements:
+    /// - the caller has a non-zero credit in `token`;
+    /// - for ETH, the caller accepts the transfer (else {EscrowTransferFailed}).
+    function withdraw(address token) external nonReentrant {
+        uint256 amount = _credits[msg.sender][token];
+        if (amount == 0) revert EscrowNothingToWithdraw(msg.sender, token);
+
+        _credits[msg.sender][token] = 0;
+        // Cannot underflow: every credit is part of totalOwed until it is withdrawn here.
+        unchecked {
+            _totalOwed[token] -= amount;
+        }
+        emit FundsWithdrawn(msg.sender, token, amount);
+
+        if (token == address(0)) {
+            (bool ok,) = payable(msg.sender).call{value: amount}("");
+            if (!ok) revert EscrowTransferFailed(msg.sender, amount);
+        } else {
+            IERC20(token).safeTransfer(msg.sender, amount);
+        }
+    }
+
+    /// @inheritdoc IEscrow
+    function depositOf(uint256 orderId) external view returns (Deposit memory) {
+        PackedDeposit memory d = _deposits[orderId];
+        return Deposit({token: d.token, amount: d.amount, released: d.released});
+    }
+
+    /// @inheritdoc IEscrow
+    function creditOf(address account, address token) external view returns (uint256) {
+        return _credits[account][token];
+    }
+
+    /// @inheritdoc IEscrow
+    function totalOwed(address token) external view returns (uint256) {
+        return _totalOwed[token];
+    }
+
+    /// @inheritdoc IEscrow
+    function purchaseOrders() external view returns (address) {
+        return _purchaseOrders;
+    }
+}
