@@ -1,0 +1,263 @@
+"""The oracle's database: SQLAlchemy 2 typed models (DESIGN.md §6).
+
+Conventions (docs/oracle.md, "Storage"):
+
+* Device and chain times are unix seconds in ``BigInteger`` columns; the oracle's
+  own wall-clock stamps (``received_at``, ``created_at``, ``updated_at``) are unix
+  seconds as ``Float``.
+* Money (``uint256``) is :class:`~backend.store.types.Uint256`: ``NUMERIC(78,0)``
+  on PostgreSQL, a zero-padded decimal string on SQLite, an ``int`` in Python.
+* Order ids are ``BigInteger``: PurchaseOrders numbers orders 1, 2, 3 ... so an
+  id never comes near 2**63; a reading that names a larger order id cannot be
+  bound to an order and is refused before it reaches the database.
+* Addresses are checksummed strings, hashes and signatures raw bytes.
+* JSON columns hold only JSON-safe values; integers that may exceed 2**53 (money,
+  order ids in event arguments) are written as decimal strings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from backend.store.types import BigIntPK, Uint256
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ADDRESS = String(42)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class ReadingRow(Base):
+    """A signed reading that passed every check, exactly as the device signed it."""
+
+    __tablename__ = "readings"
+    __table_args__ = (
+        UniqueConstraint("device", "seq"),
+        Index("ix_readings_order_id_timestamp", "order_id", "timestamp"),
+        # Readings not yet in a Merkle commitment, per order, in leaf order.
+        Index(
+            "ix_readings_uncommitted",
+            "order_id",
+            "id",
+            sqlite_where=text("batch_seq IS NULL"),
+            postgresql_where=text("batch_seq IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    order_id: Mapped[int] = mapped_column(BigInteger)
+    device: Mapped[str] = mapped_column(ADDRESS)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+    temperature_centi_c: Mapped[int] = mapped_column(Integer)
+    humidity_permille: Mapped[int] = mapped_column(Integer)
+    shock_milli_g: Mapped[int] = mapped_column(BigInteger)
+    latitude_e6: Mapped[int] = mapped_column(Integer)
+    longitude_e6: Mapped[int] = mapped_column(Integer)
+    flags: Mapped[int] = mapped_column(SmallInteger)
+    signature: Mapped[bytes] = mapped_column(LargeBinary(65))
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32))
+    received_at: Mapped[float] = mapped_column(Float)
+    #: The Merkle batch that commits this reading (NULL until committed).
+    batch_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class DeviceRow(Base):
+    """A device bound to an order (from QualityVerification's ``DeviceBound`` events)."""
+
+    __tablename__ = "devices"
+    __table_args__ = (UniqueConstraint("order_id", "device"), Index("ix_devices_device", "device"))
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    order_id: Mapped[int] = mapped_column(BigInteger)
+    device: Mapped[str] = mapped_column(ADDRESS)
+    bound_block: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    bound_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class OrderRow(Base):
+    """An order's chain state as the indexer last saw it (terms never change)."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        Index("ix_orders_buyer", "buyer"),
+        Index("ix_orders_supplier", "supplier"),
+        Index("ix_orders_state", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    buyer: Mapped[str] = mapped_column(ADDRESS)
+    supplier: Mapped[str] = mapped_column(ADDRESS)
+    state: Mapped[str] = mapped_column(String(16))
+    # Terms (IPurchaseOrders.Terms)
+    token: Mapped[str] = mapped_column(ADDRESS)
+    price: Mapped[int] = mapped_column(Uint256)
+    delivery_deadline: Mapped[int] = mapped_column(BigInteger)
+    expiry_grace_secs: Mapped[int] = mapped_column(BigInteger)
+    dest_lat_e6: Mapped[int] = mapped_column(Integer)
+    dest_lon_e6: Mapped[int] = mapped_column(Integer)
+    geofence_e6: Mapped[int] = mapped_column(BigInteger)
+    min_temp_centi_c: Mapped[int] = mapped_column(Integer)
+    max_temp_centi_c: Mapped[int] = mapped_column(Integer)
+    max_humidity_permille: Mapped[int] = mapped_column(Integer)
+    max_shock_milli_g: Mapped[int] = mapped_column(BigInteger)
+    tolerated_excursion_secs: Mapped[int] = mapped_column(BigInteger)
+    late_penalty_bps_per_hour: Mapped[int] = mapped_column(Integer)
+    late_penalty_cap_bps: Mapped[int] = mapped_column(Integer)
+    breach_refund_bps: Mapped[int] = mapped_column(Integer)
+    dispute_window_secs: Mapped[int] = mapped_column(BigInteger)
+    arbiter: Mapped[str] = mapped_column(ADDRESS)
+    # Progress
+    funded: Mapped[bool] = mapped_column(Boolean, default=False)
+    breached: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    shipped_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    delivered_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    disputed_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    late_seconds: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    delivery_confirmed_by: Mapped[str | None] = mapped_column(ADDRESS, nullable=True)
+    buyer_amount: Mapped[int | None] = mapped_column(Uint256, nullable=True)
+    supplier_amount: Mapped[int | None] = mapped_column(Uint256, nullable=True)
+    updated_block: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ChainEventRow(Base):
+    """A decoded contract event; (block, log index) identifies a log on the chain."""
+
+    __tablename__ = "chain_events"
+    __table_args__ = (
+        UniqueConstraint("block_number", "log_index"),
+        Index("ix_chain_events_order_id_block_number", "order_id", "block_number"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_timestamp: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    tx_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    log_index: Mapped[int] = mapped_column(Integer)
+    contract: Mapped[str] = mapped_column(String(32))
+    event: Mapped[str] = mapped_column(String(64))
+    order_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    args: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class IndexerCursorRow(Base):
+    """How far an indexer has read the chain (the last block fully stored)."""
+
+    __tablename__ = "indexer_cursor"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_block: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class CommitmentRow(Base):
+    """A Merkle batch of an order's readings; ``reading_ids`` is the leaf order."""
+
+    __tablename__ = "commitments"
+    __table_args__ = (UniqueConstraint("order_id", "batch_seq"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    order_id: Mapped[int] = mapped_column(BigInteger)
+    batch_seq: Mapped[int] = mapped_column(BigInteger)
+    root: Mapped[bytes] = mapped_column(LargeBinary(32))
+    reading_count: Mapped[int] = mapped_column(Integer)
+    first_reading_id: Mapped[int] = mapped_column(BigInteger)
+    last_reading_id: Mapped[int] = mapped_column(BigInteger)
+    reading_ids: Mapped[list[int]] = mapped_column(JSON)
+    tx_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), nullable=True)
+    #: pending (outbox entry waiting) → done (on chain) | failed
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class OutboxRow(Base):
+    """A chain action the oracle decided on, stored with the readings that caused it.
+
+    ``status``: pending → sent → done, or → failed (a revert that is not "already
+    done", or too many attempts). ``rank`` orders an order's actions (breach
+    evidence before arrival before settlement); ``next_attempt_at`` delays retries.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("dedup_key"),
+        Index("ix_outbox_status_order_id", "status", "order_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    order_id: Mapped[int] = mapped_column(BigInteger)
+    dedup_key: Mapped[str] = mapped_column(String(160))
+    rank: Mapped[int] = mapped_column(SmallInteger, default=0)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    tx_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), nullable=True)
+    next_attempt_at: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class AlertRow(Base):
+    """An early warning or notable event for people (not an on-chain action)."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        UniqueConstraint("dedup_key"),
+        Index("ix_alerts_order_id_at", "order_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    order_id: Mapped[int] = mapped_column(BigInteger)
+    device: Mapped[str | None] = mapped_column(ADDRESS, nullable=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
+    #: When it happened: the reading's timestamp, or the oracle's clock for silence.
+    at: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: Makes re-evaluation after a restart idempotent; NULL = no deduplication.
+    dedup_key: Mapped[str | None] = mapped_column(String(160), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+__all__ = [
+    "AlertRow",
+    "Base",
+    "ChainEventRow",
+    "CommitmentRow",
+    "DeviceRow",
+    "IndexerCursorRow",
+    "OrderRow",
+    "OutboxRow",
+    "ReadingRow",
+]

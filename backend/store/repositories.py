@@ -1,0 +1,567 @@
+"""Queries and writes on the oracle's database, for the oracle and the API.
+
+Functions take a :class:`~sqlalchemy.orm.Session` and never commit: the caller
+owns the transaction, so the ingest worker can store readings, alerts and the
+outbox entries they cause atomically. Inserts that must be idempotent use the
+dialect's ``INSERT ... ON CONFLICT DO NOTHING`` (SQLite and PostgreSQL agree on
+it) and report which rows were new.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, Table, and_, func, or_, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from backend.store.models import (
+    AlertRow,
+    ChainEventRow,
+    CommitmentRow,
+    DeviceRow,
+    IndexerCursorRow,
+    OrderRow,
+    OutboxRow,
+    ReadingRow,
+)
+
+READINGS: Table = ReadingRow.__table__  # type: ignore[assignment]
+OUTBOX: Table = OutboxRow.__table__  # type: ignore[assignment]
+ALERTS: Table = AlertRow.__table__  # type: ignore[assignment]
+DEVICES: Table = DeviceRow.__table__  # type: ignore[assignment]
+EVENTS: Table = ChainEventRow.__table__  # type: ignore[assignment]
+ORDERS: Table = OrderRow.__table__  # type: ignore[assignment]
+
+OUTBOX_PENDING = "pending"
+OUTBOX_SENT = "sent"
+OUTBOX_DONE = "done"
+OUTBOX_FAILED = "failed"
+OUTBOX_UNFINISHED = (OUTBOX_PENDING, OUTBOX_SENT)
+
+
+def _insert(session: Session, table: Table) -> Any:
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        return postgresql.insert(table)
+    if name == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"database dialect {name!r} is not supported (SQLite, PostgreSQL)")
+
+
+def _is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+# --------------------------------------------------------------------- readings
+
+
+def insert_readings(
+    session: Session, rows: Sequence[Mapping[str, Any]]
+) -> dict[tuple[str, int], int]:
+    """Insert readings, silently dropping any whose (device, seq) is already stored.
+
+    ``rows`` are dicts of :class:`ReadingRow` columns (no ``id``). Returns the new
+    rows' ids by (device, seq); a key missing from the result was a duplicate.
+    """
+    if not rows:
+        return {}
+    stmt = (
+        _insert(session, READINGS)
+        .on_conflict_do_nothing(index_elements=["device", "seq"])
+        .returning(READINGS.c.id, READINGS.c.device, READINGS.c.seq)
+    )
+    result = session.connection().execute(stmt, list(rows))
+    return {(device, seq): rid for rid, device, seq in result}
+
+
+def stored_digests(
+    session: Session, keys: Iterable[tuple[str, int]]
+) -> dict[tuple[str, int], bytes]:
+    """The stored digest for each (device, seq) in ``keys`` that is in the database."""
+    keys = list(keys)
+    out: dict[tuple[str, int], bytes] = {}
+    for i in range(0, len(keys), 500):
+        chunk = keys[i : i + 500]
+        q = select(ReadingRow.device, ReadingRow.seq, ReadingRow.digest).where(
+            tuple_(ReadingRow.device, ReadingRow.seq).in_(chunk)
+        )
+        out.update({(d, s): dg for d, s, dg in session.execute(q)})
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryPage:
+    items: list[ReadingRow]
+    #: Pass as ``after`` to get the next page; None on the last page.
+    next_after: tuple[int, int] | None
+
+
+def telemetry_page(
+    session: Session,
+    order_id: int,
+    *,
+    since: int | None = None,
+    until: int | None = None,
+    device: str | None = None,
+    after: tuple[int, int] | None = None,
+    limit: int = 500,
+) -> TelemetryPage:
+    """An order's readings by (timestamp, id), ``since <= timestamp < until``.
+
+    Keyset pagination: ``after`` is the (timestamp, id) of the previous page's
+    last row, so pages stay stable while readings keep arriving.
+    """
+    q = select(ReadingRow).where(ReadingRow.order_id == order_id)
+    if since is not None:
+        q = q.where(ReadingRow.timestamp >= since)
+    if until is not None:
+        q = q.where(ReadingRow.timestamp < until)
+    if device is not None:
+        q = q.where(ReadingRow.device == device)
+    if after is not None:
+        ts, rid = after
+        q = q.where(
+            or_(ReadingRow.timestamp > ts, and_(ReadingRow.timestamp == ts, ReadingRow.id > rid))
+        )
+    q = q.order_by(ReadingRow.timestamp, ReadingRow.id).limit(limit + 1)
+    rows = list(session.scalars(q))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    nxt = (rows[-1].timestamp, rows[-1].id) if more and rows else None
+    return TelemetryPage(rows, nxt)
+
+
+def count_readings(
+    session: Session, order_id: int, *, since: int | None = None, until: int | None = None
+) -> int:
+    q = select(func.count()).select_from(ReadingRow).where(ReadingRow.order_id == order_id)
+    if since is not None:
+        q = q.where(ReadingRow.timestamp >= since)
+    if until is not None:
+        q = q.where(ReadingRow.timestamp < until)
+    return int(session.scalar(q) or 0)
+
+
+def readings_by_ids(session: Session, ids: Sequence[int]) -> list[ReadingRow]:
+    """Readings by id, in the order of ``ids`` (e.g. a commitment's leaf order)."""
+    found: dict[int, ReadingRow] = {}
+    for i in range(0, len(ids), 500):
+        found.update(
+            {
+                r.id: r
+                for r in session.scalars(
+                    select(ReadingRow).where(ReadingRow.id.in_(ids[i : i + 500]))
+                )
+            }
+        )
+    return [found[i] for i in ids if i in found]
+
+
+def device_readings(session: Session, device: str, seq_from: int, seq_to: int) -> list[ReadingRow]:
+    """One device's readings with ``seq_from <= seq <= seq_to``, in seq order."""
+    q = (
+        select(ReadingRow)
+        .where(ReadingRow.device == device, ReadingRow.seq >= seq_from, ReadingRow.seq <= seq_to)
+        .order_by(ReadingRow.seq)
+    )
+    return list(session.scalars(q))
+
+
+def latest_readings(
+    session: Session, devices: Sequence[str], per_device: int
+) -> dict[str, list[ReadingRow]]:
+    """The newest ``per_device`` readings (by seq) of each device, oldest first."""
+    out: dict[str, list[ReadingRow]] = {d: [] for d in devices}
+    for i in range(0, len(devices), 200):
+        chunk = list(devices[i : i + 200])
+        ranked = (
+            select(
+                ReadingRow.id,
+                func.row_number()
+                .over(partition_by=ReadingRow.device, order_by=ReadingRow.seq.desc())
+                .label("rn"),
+            )
+            .where(ReadingRow.device.in_(chunk))
+            .subquery()
+        )
+        q = (
+            select(ReadingRow)
+            .join(ranked, ranked.c.id == ReadingRow.id)
+            .where(ranked.c.rn <= per_device)
+            .order_by(ReadingRow.device, ReadingRow.seq)
+        )
+        for row in session.scalars(q):
+            out[row.device].append(row)
+    return out
+
+
+def last_seen(session: Session, order_ids: Sequence[int]) -> dict[tuple[int, str], int]:
+    """Newest reading timestamp per (order, device) for the given orders."""
+    if not order_ids:
+        return {}
+    q = (
+        select(ReadingRow.order_id, ReadingRow.device, func.max(ReadingRow.timestamp))
+        .where(ReadingRow.order_id.in_(list(order_ids)))
+        .group_by(ReadingRow.order_id, ReadingRow.device)
+    )
+    return {(o, d): int(ts) for o, d, ts in session.execute(q)}
+
+
+# ---------------------------------------------------------------- commitments
+
+
+def uncommitted_counts(session: Session) -> dict[int, tuple[int, float]]:
+    """Per order: how many readings no commitment covers yet, and the oldest's received_at."""
+    q = (
+        select(ReadingRow.order_id, func.count(), func.min(ReadingRow.received_at))
+        .where(ReadingRow.batch_seq.is_(None))
+        .group_by(ReadingRow.order_id)
+    )
+    return {o: (int(n), float(t)) for o, n, t in session.execute(q)}
+
+
+def take_uncommitted(session: Session, order_id: int, limit: int) -> list[tuple[int, bytes]]:
+    """Up to ``limit`` uncommitted readings of an order as (id, digest), in id order.
+
+    On PostgreSQL the rows are locked (``FOR UPDATE SKIP LOCKED``) so two oracle
+    processes never put one reading into two batches.
+    """
+    q: Select[tuple[int, bytes]] = (
+        select(ReadingRow.id, ReadingRow.digest)
+        .where(ReadingRow.order_id == order_id, ReadingRow.batch_seq.is_(None))
+        .order_by(ReadingRow.id)
+        .limit(limit)
+    )
+    if _is_postgres(session):
+        q = q.with_for_update(skip_locked=True)
+    return [(int(i), bytes(d)) for i, d in session.execute(q)]
+
+
+def last_batch_seq(session: Session, order_id: int) -> int:
+    q = select(func.max(CommitmentRow.batch_seq)).where(CommitmentRow.order_id == order_id)
+    return int(session.scalar(q) or 0)
+
+
+def add_commitment(
+    session: Session,
+    *,
+    order_id: int,
+    batch_seq: int,
+    root: bytes,
+    reading_ids: Sequence[int],
+    now: float | None = None,
+) -> CommitmentRow:
+    """Record a batch and mark its readings as committed (same transaction)."""
+    now = time.time() if now is None else now
+    row = CommitmentRow(
+        order_id=order_id,
+        batch_seq=batch_seq,
+        root=root,
+        reading_count=len(reading_ids),
+        first_reading_id=min(reading_ids),
+        last_reading_id=max(reading_ids),
+        reading_ids=list(reading_ids),
+        status="pending",
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(row)
+    for i in range(0, len(reading_ids), 500):
+        session.execute(
+            update(ReadingRow)
+            .where(ReadingRow.id.in_(reading_ids[i : i + 500]))
+            .values(batch_seq=batch_seq)
+            .execution_options(synchronize_session=False)
+        )
+    session.flush()
+    return row
+
+
+def commitments_for(session: Session, order_id: int) -> list[CommitmentRow]:
+    q = select(CommitmentRow).where(CommitmentRow.order_id == order_id)
+    return list(session.scalars(q.order_by(CommitmentRow.batch_seq)))
+
+
+def commitment_of(session: Session, reading_id: int) -> CommitmentRow | None:
+    """The commitment whose batch holds a reading (for Merkle proofs)."""
+    reading = session.get(ReadingRow, reading_id)
+    if reading is None or reading.batch_seq is None:
+        return None
+    q = select(CommitmentRow).where(
+        CommitmentRow.order_id == reading.order_id, CommitmentRow.batch_seq == reading.batch_seq
+    )
+    return session.scalars(q).first()
+
+
+def set_commitment_status(
+    session: Session, order_id: int, batch_seq: int, status: str, tx_hash: bytes | None = None
+) -> None:
+    values: dict[str, Any] = {"status": status, "updated_at": time.time()}
+    if tx_hash is not None:
+        values["tx_hash"] = tx_hash
+    session.execute(
+        update(CommitmentRow)
+        .where(CommitmentRow.order_id == order_id, CommitmentRow.batch_seq == batch_seq)
+        .values(**values)
+    )
+
+
+# -------------------------------------------------------------------- outbox
+
+
+def enqueue_action(
+    session: Session,
+    *,
+    kind: str,
+    order_id: int,
+    dedup_key: str,
+    payload: Mapping[str, Any],
+    rank: int = 0,
+    not_before: float = 0.0,
+    now: float | None = None,
+) -> bool:
+    """Add an outbox entry unless one with ``dedup_key`` exists; True when added."""
+    now = time.time() if now is None else now
+    stmt = (
+        _insert(session, OUTBOX)
+        .values(
+            kind=kind,
+            order_id=order_id,
+            dedup_key=dedup_key,
+            rank=rank,
+            payload=dict(payload),
+            status=OUTBOX_PENDING,
+            attempts=0,
+            next_attempt_at=not_before,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["dedup_key"])
+        .returning(OUTBOX.c.id)
+    )
+    return session.execute(stmt).first() is not None
+
+
+def replace_pending_payload(session: Session, dedup_key: str, payload: Mapping[str, Any]) -> bool:
+    """Swap the payload of a still-pending entry (e.g. an earlier arrival reading)."""
+    res = session.execute(
+        update(OutboxRow)
+        .where(OutboxRow.dedup_key == dedup_key, OutboxRow.status == OUTBOX_PENDING)
+        .values(payload=dict(payload), updated_at=time.time())
+        .execution_options(synchronize_session=False)
+    )
+    return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+def outbox_entry(session: Session, dedup_key: str) -> OutboxRow | None:
+    return session.scalars(select(OutboxRow).where(OutboxRow.dedup_key == dedup_key)).first()
+
+
+def lane(kind: str) -> str:
+    """Commitments and actions are separate per-order lanes: a stuck commitment
+    never holds back breach evidence, and vice versa."""
+    return "commit" if kind == "commit_batch" else "action"
+
+
+def ready_actions(
+    session: Session, *, now: float | None = None, limit: int = 100
+) -> list[OutboxRow]:
+    """The outbox entries to execute now: per (order, lane) only the first
+    unfinished entry by (rank, id), and only once its retry delay has passed.
+
+    This keeps an order's actions in order: breach evidence (rank 0) reaches the
+    chain before the arrival proof (rank 1), which comes before settlement (rank 2).
+    """
+    now = time.time() if now is None else now
+    q = (
+        select(OutboxRow)
+        .where(OutboxRow.status.in_(OUTBOX_UNFINISHED))
+        .order_by(OutboxRow.order_id, OutboxRow.rank, OutboxRow.id)
+    )
+    seen: set[tuple[int, str]] = set()
+    out: list[OutboxRow] = []
+    for row in session.scalars(q):
+        key = (row.order_id, lane(row.kind))
+        if key in seen:
+            continue
+        seen.add(key)
+        if row.next_attempt_at <= now:
+            out.append(row)
+            if len(out) >= limit:
+                break
+    return sorted(out, key=lambda r: r.id)
+
+
+def _outbox_update(session: Session, entry_id: int, **values: Any) -> None:
+    values["updated_at"] = time.time()
+    session.execute(update(OutboxRow).where(OutboxRow.id == entry_id).values(**values))
+
+
+def mark_sent(session: Session, entry_id: int, tx_hash: bytes) -> None:
+    _outbox_update(session, entry_id, status=OUTBOX_SENT, tx_hash=tx_hash)
+
+
+def mark_done(
+    session: Session, entry_id: int, *, tx_hash: bytes | None = None, note: str | None = None
+) -> None:
+    values: dict[str, Any] = {"status": OUTBOX_DONE, "attempts": OutboxRow.attempts + 1}
+    if tx_hash is not None:
+        values["tx_hash"] = tx_hash
+    if note is not None:
+        values["last_error"] = note
+    _outbox_update(session, entry_id, **values)
+
+
+def mark_retry(session: Session, entry_id: int, error: str, retry_at: float) -> None:
+    _outbox_update(
+        session,
+        entry_id,
+        status=OUTBOX_PENDING,
+        attempts=OutboxRow.attempts + 1,
+        last_error=error[:2000],
+        next_attempt_at=retry_at,
+    )
+
+
+def mark_failed(session: Session, entry_id: int, error: str) -> None:
+    _outbox_update(
+        session,
+        entry_id,
+        status=OUTBOX_FAILED,
+        attempts=OutboxRow.attempts + 1,
+        last_error=error[:2000],
+    )
+
+
+def outbox_for(session: Session, order_id: int) -> list[OutboxRow]:
+    q = select(OutboxRow).where(OutboxRow.order_id == order_id).order_by(OutboxRow.id)
+    return list(session.scalars(q))
+
+
+# -------------------------------------------------------------------- alerts
+
+
+def insert_alerts(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Insert alerts, skipping any whose ``dedup_key`` is stored; returns the new count."""
+    if not rows:
+        return 0
+    now = time.time()
+    params = [{"created_at": now, "device": None, "dedup_key": None, **r} for r in rows]
+    stmt = (
+        _insert(session, ALERTS)
+        .on_conflict_do_nothing(index_elements=["dedup_key"])
+        .returning(ALERTS.c.id)
+    )
+    return len(session.connection().execute(stmt, params).all())
+
+
+def alerts_for(
+    session: Session,
+    order_id: int,
+    *,
+    kind: str | None = None,
+    since: int | None = None,
+    after_id: int | None = None,
+    limit: int = 200,
+) -> list[AlertRow]:
+    """An order's alerts, oldest first; page with ``after_id`` (the last id seen)."""
+    q = select(AlertRow).where(AlertRow.order_id == order_id)
+    if kind is not None:
+        q = q.where(AlertRow.kind == kind)
+    if since is not None:
+        q = q.where(AlertRow.at >= since)
+    if after_id is not None:
+        q = q.where(AlertRow.id > after_id)
+    return list(session.scalars(q.order_by(AlertRow.id).limit(limit)))
+
+
+# ------------------------------------------------------------- devices, orders
+
+
+def bind_devices(session: Session, bindings: Sequence[Mapping[str, Any]]) -> int:
+    """Store bindings (order_id, device, bound_block, bound_at); returns the new count."""
+    if not bindings:
+        return 0
+    params = [{"bound_block": None, "bound_at": None, **b} for b in bindings]
+    stmt = (
+        _insert(session, DEVICES)
+        .on_conflict_do_nothing(index_elements=["order_id", "device"])
+        .returning(DEVICES.c.id)
+    )
+    return len(session.connection().execute(stmt, params).all())
+
+
+def orders_of_device(session: Session, device: str) -> list[int]:
+    q = select(DeviceRow.order_id).where(DeviceRow.device == device).order_by(DeviceRow.order_id)
+    return list(session.scalars(q))
+
+
+def devices_of_order(session: Session, order_id: int) -> list[str]:
+    q = select(DeviceRow.device).where(DeviceRow.order_id == order_id).order_by(DeviceRow.id)
+    return list(session.scalars(q))
+
+
+def all_bindings(session: Session) -> set[tuple[int, str]]:
+    return {(o, d) for o, d in session.execute(select(DeviceRow.order_id, DeviceRow.device))}
+
+
+def upsert_order(session: Session, values: Mapping[str, Any]) -> None:
+    """Insert or update an order's indexed state (``values`` holds OrderRow columns)."""
+    stmt = _insert(session, ORDERS).values(**values)
+    changes = {k: stmt.excluded[k] for k in values if k != "id"}
+    session.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=changes))
+
+
+def get_order(session: Session, order_id: int) -> OrderRow | None:
+    return session.get(OrderRow, order_id)
+
+
+def orders_in_state(session: Session, states: Sequence[str]) -> list[OrderRow]:
+    q = select(OrderRow).where(OrderRow.state.in_(list(states))).order_by(OrderRow.id)
+    return list(session.scalars(q))
+
+
+# ------------------------------------------------------------- chain indexing
+
+
+def insert_events(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Store decoded events, skipping logs already stored; returns how many were new."""
+    if not rows:
+        return 0
+    stmt = (
+        _insert(session, EVENTS)
+        .on_conflict_do_nothing(index_elements=["block_number", "log_index"])
+        .returning(EVENTS.c.id)
+    )
+    return len(session.connection().execute(stmt, list(rows)).all())
+
+
+def events_for(session: Session, order_id: int, *, limit: int = 500) -> list[ChainEventRow]:
+    q = (
+        select(ChainEventRow)
+        .where(ChainEventRow.order_id == order_id)
+        .order_by(ChainEventRow.block_number, ChainEventRow.log_index)
+        .limit(limit)
+    )
+    return list(session.scalars(q))
+
+
+def get_cursor(session: Session, name: str) -> int | None:
+    row = session.get(IndexerCursorRow, name)
+    return None if row is None else row.last_block
+
+
+def set_cursor(session: Session, name: str, last_block: int) -> None:
+    stmt = _insert(session, IndexerCursorRow.__table__).values(  # type: ignore[arg-type]
+        name=name, last_block=last_block, updated_at=time.time()
+    )
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["name"],
+            set_={"last_block": stmt.excluded.last_block, "updated_at": stmt.excluded.updated_at},
+        )
+    )

@@ -1,0 +1,327 @@
+"""backend.store on SQLite and on a real PostgreSQL (one fresh schema per test)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from backend.store import repositories as repo
+from backend.store.db import resolve_url, upgrade_to_head
+from backend.store.models import Base, OrderRow, ReadingRow
+from backend.store.types import UINT256_MAX
+
+DEV_A = "0x" + "A1" * 20
+DEV_B = "0x" + "B2" * 20
+
+
+def reading(
+    device: str, seq: int, *, order_id: int = 1, ts: int | None = None, **kw: Any
+) -> dict[str, Any]:
+    row = dict(
+        order_id=order_id,
+        device=device,
+        seq=seq,
+        timestamp=1_700_000_000 + seq * 60 if ts is None else ts,
+        temperature_centi_c=450,
+        humidity_permille=500,
+        shock_milli_g=100,
+        latitude_e6=51_000_000,
+        longitude_e6=4_000_000,
+        flags=0,
+        signature=bytes([seq % 256]) * 65,
+        digest=seq.to_bytes(32, "big"),
+        received_at=time.time(),
+    )
+    row.update(kw)
+    return row
+
+
+def order_values(order_id: int, **kw: Any) -> dict[str, Any]:
+    zero = "0x" + "00" * 20
+    v: dict[str, Any] = dict(
+        id=order_id,
+        buyer=DEV_A,
+        supplier=DEV_B,
+        state="Created",
+        token=zero,
+        price=10**18,
+        delivery_deadline=1_700_100_000,
+        expiry_grace_secs=86_400,
+        dest_lat_e6=1_290_000,
+        dest_lon_e6=103_850_000,
+        geofence_e6=20_000,
+        min_temp_centi_c=200,
+        max_temp_centi_c=800,
+        max_humidity_permille=0,
+        max_shock_milli_g=5000,
+        tolerated_excursion_secs=1800,
+        late_penalty_bps_per_hour=50,
+        late_penalty_cap_bps=2000,
+        breach_refund_bps=3000,
+        dispute_window_secs=0,
+        arbiter=zero,
+        funded=False,
+        breached=False,
+        updated_block=1,
+    )
+    v.update(kw)
+    return v
+
+
+def test_schema_matches_models_and_upgrade_is_idempotent(engine: Engine) -> None:
+    tables = set(inspect(engine).get_table_names())
+    assert set(Base.metadata.tables) <= tables
+    upgrade_to_head(engine)  # second run: nothing to do, no error
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+def test_sqlite_runs_in_wal_mode(tmp_path: Any) -> None:
+    eng = upgrade_to_head(f"sqlite:///{tmp_path / 'w.db'}")
+    with eng.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA synchronous")).scalar() == 1  # NORMAL
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 10_000
+    eng.dispose()
+
+
+def test_resolve_url() -> None:
+    assert resolve_url(None).startswith("sqlite:///")
+    assert resolve_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert resolve_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
+
+
+def test_insert_readings_drops_duplicates_and_reports_new_rows(engine: Engine) -> None:
+    with Session(engine) as s, s.begin():
+        new = repo.insert_readings(s, [reading(DEV_A, i) for i in range(1, 6)])
+    assert sorted(new) == [(DEV_A, i) for i in range(1, 6)]
+    assert len(set(new.values())) == 5
+    with Session(engine) as s, s.begin():
+        again = repo.insert_readings(
+            s, [reading(DEV_A, 4), reading(DEV_A, 5), reading(DEV_A, 6), reading(DEV_B, 4)]
+        )
+    assert sorted(again) == [(DEV_A, 6), (DEV_B, 4)]
+    with Session(engine) as s:
+        assert s.scalar(select(ReadingRow.id).where(ReadingRow.seq == 6)) == again[(DEV_A, 6)]
+        digests = repo.stored_digests(s, [(DEV_A, 3), (DEV_B, 4), (DEV_B, 99)])
+        assert digests == {(DEV_A, 3): (3).to_bytes(32, "big"), (DEV_B, 4): (4).to_bytes(32, "big")}
+        assert repo.count_readings(s, 1) == 7
+
+
+def test_unique_device_seq_is_enforced_by_the_database(engine: Engine) -> None:
+    with Session(engine) as s, s.begin():
+        s.add(ReadingRow(**reading(DEV_A, 1)))
+    with pytest.raises(IntegrityError), Session(engine) as s, s.begin():
+        s.add(ReadingRow(**reading(DEV_A, 1, order_id=2)))
+
+
+def test_telemetry_pages_by_time_with_a_stable_cursor(engine: Engine) -> None:
+    rows = [reading(DEV_A, i, ts=1000 + i // 2) for i in range(1, 21)]  # equal timestamps in pairs
+    rows += [reading(DEV_B, i, ts=1000 + i) for i in range(1, 6)]
+    rows += [reading("0x" + "C3" * 20, 1, order_id=2, ts=1001)]
+    with Session(engine) as s, s.begin():
+        repo.insert_readings(s, rows)
+    with Session(engine) as s:
+        seen: list[tuple[int, int]] = []
+        after = None
+        pages = 0
+        while True:
+            page = repo.telemetry_page(s, 1, after=after, limit=7)
+            seen += [(r.timestamp, r.id) for r in page.items]
+            pages += 1
+            if page.next_after is None:
+                break
+            after = page.next_after
+        assert pages == 4 and len(seen) == 25 and seen == sorted(seen)
+        window = repo.telemetry_page(s, 1, since=1003, until=1005, limit=100).items
+        assert all(1003 <= r.timestamp < 1005 for r in window) and len(window) == 6
+        only_b = repo.telemetry_page(s, 1, device=DEV_B, limit=100).items
+        assert [r.seq for r in only_b] == [1, 2, 3, 4, 5]
+        assert repo.count_readings(s, 1, since=1003, until=1005) == 6
+        assert [r.seq for r in repo.device_readings(s, DEV_A, 5, 8)] == [5, 6, 7, 8]
+        latest = repo.latest_readings(s, [DEV_A, DEV_B], 3)
+        assert [r.seq for r in latest[DEV_A]] == [18, 19, 20]
+        assert [r.seq for r in latest[DEV_B]] == [3, 4, 5]
+        assert repo.last_seen(s, [1]) == {(1, DEV_A): 1010, (1, DEV_B): 1005}
+
+
+def test_commitments_take_each_reading_once_in_id_order(engine: Engine) -> None:
+    with Session(engine) as s, s.begin():
+        ids = repo.insert_readings(s, [reading(DEV_A, i) for i in range(1, 8)])
+        repo.insert_readings(s, [reading(DEV_B, 1, order_id=2)])
+    with Session(engine) as s, s.begin():
+        counts = repo.uncommitted_counts(s)
+        assert {o: n for o, (n, _) in counts.items()} == {1: 7, 2: 1}
+        taken = repo.take_uncommitted(s, 1, 5)
+        assert [i for i, _ in taken] == sorted(ids.values())[:5]
+        assert repo.last_batch_seq(s, 1) == 0
+        row = repo.add_commitment(
+            s, order_id=1, batch_seq=1, root=b"r" * 32, reading_ids=[i for i, _ in taken]
+        )
+        assert row.reading_count == 5 and row.first_reading_id == min(i for i, _ in taken)
+    with Session(engine) as s, s.begin():
+        assert repo.last_batch_seq(s, 1) == 1
+        assert [i for i, _ in repo.take_uncommitted(s, 1, 100)] == sorted(ids.values())[5:]
+        assert repo.uncommitted_counts(s)[1][0] == 2
+        c = repo.commitment_of(s, sorted(ids.values())[2])
+        assert c is not None and c.batch_seq == 1 and c.reading_ids == sorted(ids.values())[:5]
+        repo.set_commitment_status(s, 1, 1, "done", b"t" * 32)
+    with Session(engine) as s:
+        (c,) = repo.commitments_for(s, 1)
+        assert (c.status, c.tx_hash) == ("done", b"t" * 32)
+        assert repo.readings_by_ids(s, c.reading_ids[::-1])[0].id == c.reading_ids[-1]
+
+
+def test_outbox_deduplicates_and_keeps_each_orders_actions_in_order(engine: Engine) -> None:
+    now = 1000.0
+    with Session(engine) as s, s.begin():
+        assert repo.enqueue_action(
+            s,
+            kind="prove_arrival",
+            order_id=1,
+            dedup_key="arrival:1",
+            payload={"r": 1},
+            rank=1,
+            now=now,
+        )
+        assert not repo.enqueue_action(
+            s,
+            kind="prove_arrival",
+            order_id=1,
+            dedup_key="arrival:1",
+            payload={"r": 2},
+            rank=1,
+            now=now,
+        )
+        assert repo.enqueue_action(
+            s, kind="commit_batch", order_id=1, dedup_key="commit:1:1", payload={}, now=now
+        )
+        assert repo.enqueue_action(
+            s, kind="commit_batch", order_id=1, dedup_key="commit:1:2", payload={}, now=now
+        )
+        assert repo.enqueue_action(
+            s,
+            kind="prove_shock",
+            order_id=2,
+            dedup_key="breach:2",
+            payload={},
+            now=now,
+            not_before=now + 60,
+        )
+    with Session(engine) as s, s.begin():
+        ready = repo.ready_actions(s, now=now)
+        assert [r.dedup_key for r in ready] == ["arrival:1", "commit:1:1"]  # order 2 waits
+        # Breach evidence found later still goes before the arrival proof.
+        repo.enqueue_action(
+            s, kind="prove_excursion", order_id=1, dedup_key="breach:1", payload={}, rank=0, now=now
+        )
+        ready = repo.ready_actions(s, now=now)
+        assert [r.dedup_key for r in ready] == ["commit:1:1", "breach:1"]
+        breach = ready[1]
+        repo.mark_sent(s, breach.id, b"h" * 32)
+        assert {r.dedup_key for r in repo.ready_actions(s, now=now)} == {"breach:1", "commit:1:1"}
+        repo.mark_retry(s, breach.id, "node unreachable", retry_at=now + 5)
+        assert {r.dedup_key for r in repo.ready_actions(s, now=now)} == {"commit:1:1"}
+        assert {r.dedup_key for r in repo.ready_actions(s, now=now + 5)} == {
+            "breach:1",
+            "commit:1:1",
+        }
+        repo.mark_done(s, breach.id, tx_hash=b"h" * 32)
+        first_commit = repo.outbox_entry(s, "commit:1:1")
+        assert first_commit is not None
+        repo.mark_failed(s, first_commit.id, "QualityVerificationEmptyBatch(1)")
+        got = repo.ready_actions(s, now=now + 100)
+        assert [r.dedup_key for r in got] == ["arrival:1", "commit:1:2", "breach:2"]
+        assert repo.replace_pending_payload(s, "arrival:1", {"r": 0})
+    with Session(engine) as s:
+        rows = {r.dedup_key: r for r in repo.outbox_for(s, 1)}
+        assert rows["breach:1"].status == "done" and rows["breach:1"].attempts == 2
+        assert rows["breach:1"].last_error == "node unreachable"
+        assert rows["commit:1:1"].status == "failed"
+        assert rows["arrival:1"].payload == {"r": 0}
+        assert not repo.replace_pending_payload(s, "breach:1", {"x": 1})
+
+
+def test_alerts_are_deduplicated_by_key(engine: Engine) -> None:
+    base = dict(
+        order_id=1, device=DEV_A, kind="trend", severity="warning", message="m", at=5, data={"k": 1}
+    )
+    with Session(engine) as s, s.begin():
+        assert (
+            repo.insert_alerts(s, [dict(base, dedup_key="t:1"), dict(base, at=6), dict(base, at=7)])
+            == 3
+        )
+        assert (
+            repo.insert_alerts(s, [dict(base, dedup_key="t:1"), dict(base, dedup_key="t:2", at=9)])
+            == 1
+        )
+    with Session(engine) as s:
+        got = repo.alerts_for(s, 1)
+        assert [a.at for a in got] == [5, 6, 7, 9] and got[0].data == {"k": 1}
+        assert [a.at for a in repo.alerts_for(s, 1, since=7)] == [7, 9]
+        assert [a.at for a in repo.alerts_for(s, 1, after_id=got[1].id, limit=1)] == [7]
+        assert repo.alerts_for(s, 1, kind="silence") == []
+
+
+def test_orders_devices_events_and_cursor(engine: Engine) -> None:
+    with Session(engine) as s, s.begin():
+        repo.upsert_order(s, order_values(1, price=UINT256_MAX))
+        repo.upsert_order(s, order_values(2, price=5))
+        repo.upsert_order(
+            s, order_values(1, price=UINT256_MAX, state="Shipped", shipped_at=77, updated_block=9)
+        )
+        assert (
+            repo.bind_devices(
+                s,
+                [
+                    dict(order_id=1, device=DEV_A, bound_block=9, bound_at=77),
+                    dict(order_id=1, device=DEV_B),
+                ],
+            )
+            == 2
+        )
+        assert (
+            repo.bind_devices(s, [dict(order_id=1, device=DEV_A), dict(order_id=2, device=DEV_A)])
+            == 1
+        )
+        ev = dict(
+            block_number=9,
+            block_timestamp=77,
+            tx_hash=b"t" * 32,
+            log_index=0,
+            contract="QualityVerification",
+            event="DeviceBound",
+            order_id=1,
+            args={"device": DEV_A},
+        )
+        assert repo.insert_events(s, [ev, dict(ev, log_index=1)]) == 2
+        assert repo.insert_events(s, [ev]) == 0
+        assert repo.get_cursor(s, "chain") is None
+        repo.set_cursor(s, "chain", 9)
+        repo.set_cursor(s, "chain", 12)
+    with Session(engine) as s:
+        o = repo.get_order(s, 1)
+        assert (
+            o is not None and o.price == UINT256_MAX and o.state == "Shipped" and o.shipped_at == 77
+        )
+        # Money compares as numbers on both backends (zero-padded strings on SQLite).
+        assert s.scalars(select(OrderRow.id).order_by(OrderRow.price)).all() == [2, 1]
+        assert [r.id for r in repo.orders_in_state(s, ["Shipped"])] == [1]
+        assert repo.devices_of_order(s, 1) == [DEV_A, DEV_B]
+        assert repo.orders_of_device(s, DEV_A) == [1, 2]
+        assert repo.all_bindings(s) == {(1, DEV_A), (1, DEV_B), (2, DEV_A)}
+        assert [e.log_index for e in repo.events_for(s, 1)] == [0, 1]
+        assert repo.get_cursor(s, "chain") == 12
+
+
+def test_uint256_refuses_values_out_of_range(engine: Engine) -> None:
+    with pytest.raises(Exception, match="not a uint256"), Session(engine) as s, s.begin():
+        repo.upsert_order(s, order_values(3, price=UINT256_MAX + 1))
