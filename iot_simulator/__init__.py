@@ -1,0 +1,27 @@
+"""TrustShip's IoT sensor fleet simulator (docs/simulator.md).
+
+Library API (used by ``trustship demo`` / ``replay``)::
+
+    scenario = load_scenario("scenarios/cold_chain_breach.yaml")
+    fleet = build_fleet(scenario, Domain(chain_id, qv_address), {"main": 1}, t0=now)
+    for msg in fleet.messages():          # (time, topic, payload) in send order
+        ...
+    publish(fleet, "mqtt://127.0.0.1:1883", speed=3600)
+
+It imports nothing from ``backend`` but ``backend.telemetry`` (and the shared
+error root ``backend.core.errors``).
+"""
+
+from iot_simulator.fleet import Device, Fleet, Message, build_fleet
+from iot_simulator.scenario import Scenario, ScenarioError, load_scenario, resolve_scenario_path
+
+__all__ = [
+    "Device",
+    "Fleet",
+    "Message",
+    "Scenario",
+    "ScenarioError",
+    "build_fleet",
+    "load_scenario",
+    "resolve_scenario_path",
+]
