@@ -1,0 +1,47 @@
+"""What the app runs against: settings, database, parties, chain, metrics.
+
+:func:`backend.api.app.create_app` takes an :class:`ApiContext`, so tests build
+one around an eth-tester deployment and a SQLite or PostgreSQL database, and
+``trustship serve`` builds one from the environment (backend/serve.py).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.api.metrics import Metrics
+from backend.api.parties import PartyRegistry
+from backend.core.settings import Settings
+
+if TYPE_CHECKING:
+    from backend.api.custody import Custodian
+    from backend.api.schemas import ComponentHealth
+
+HealthCheck = Callable[[], "ComponentHealth"]
+
+
+@dataclass
+class ApiContext:
+    """Everything a request handler may touch (one per app)."""
+
+    settings: Settings
+    session_factory: sessionmaker[Session]
+    parties: PartyRegistry
+    #: Sends transactions as the calling party; None = a read-only API (writes → 503).
+    custodian: Custodian | None = None
+    #: Extra health checks by component name (``broker``, ``oracle`` ...).
+    health_checks: dict[str, HealthCheck] = field(default_factory=dict)
+    metrics: Metrics = field(default_factory=Metrics)
+    #: QualityVerification's address, for the EIP-712 domain of proofs.
+    verifying_contract: str | None = None
+    chain_id: int | None = None
+    #: Alert stream: how often to look for new alerts, and the heartbeat interval.
+    sse_poll_seconds: float = 0.5
+    sse_heartbeat_seconds: float = 15.0
+    #: Set when the app shuts down, so open event streams end promptly.
+    stopping: threading.Event = field(default_factory=threading.Event)

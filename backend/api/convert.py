@@ -1,0 +1,139 @@
+"""Rows of the store → public models."""
+
+from __future__ import annotations
+
+from backend.api import schemas as s
+from backend.store.models import (
+    AlertRow,
+    ChainEventRow,
+    CommitmentRow,
+    DeviceRow,
+    OrderRow,
+    ReadingRow,
+)
+
+_SETTLED_STATES = {"Settled", "Resolved", "Expired"}
+
+
+def _hex(b: bytes | None) -> str | None:
+    return None if b is None else "0x" + b.hex()
+
+
+def terms(row: OrderRow) -> s.Terms:
+    return s.Terms.model_construct(
+        token=row.token,
+        price=str(row.price),
+        delivery_deadline=row.delivery_deadline,
+        expiry_grace_secs=row.expiry_grace_secs,
+        dest_lat_e6=row.dest_lat_e6,
+        dest_lon_e6=row.dest_lon_e6,
+        geofence_e6=row.geofence_e6,
+        min_temp_centi_c=row.min_temp_centi_c,
+        max_temp_centi_c=row.max_temp_centi_c,
+        max_humidity_permille=row.max_humidity_permille,
+        max_shock_milli_g=row.max_shock_milli_g,
+        tolerated_excursion_secs=row.tolerated_excursion_secs,
+        late_penalty_bps_per_hour=row.late_penalty_bps_per_hour,
+        late_penalty_cap_bps=row.late_penalty_cap_bps,
+        breach_refund_bps=row.breach_refund_bps,
+        dispute_window_secs=row.dispute_window_secs,
+        arbiter=row.arbiter,
+    )
+
+
+def order(row: OrderRow) -> s.OrderPublic:
+    settlement = None
+    if row.buyer_amount is not None and row.supplier_amount is not None:
+        settlement = s.SettlementAmounts(
+            buyer_amount=str(row.buyer_amount), supplier_amount=str(row.supplier_amount)
+        )
+    return s.OrderPublic.model_construct(
+        id=row.id,
+        state=row.state,
+        buyer=row.buyer,
+        supplier=row.supplier,
+        arbiter=row.arbiter,
+        funded=bool(row.funded),
+        breached=bool(row.breached),
+        created_at=row.created_at,
+        shipped_at=row.shipped_at,
+        delivered_at=row.delivered_at,
+        disputed_at=row.disputed_at,
+        late_seconds=row.late_seconds,
+        delivery_confirmed_by=row.delivery_confirmed_by,
+        settlement=settlement,
+        terms=terms(row),
+        updated_block=row.updated_block or 0,
+    )
+
+
+def reading(row: ReadingRow) -> s.ReadingPublic:
+    return s.ReadingPublic.model_construct(
+        order_id=row.order_id,
+        device=row.device,
+        seq=row.seq,
+        timestamp=row.timestamp,
+        temperature_centi_c=row.temperature_centi_c,
+        humidity_permille=row.humidity_permille,
+        shock_milli_g=row.shock_milli_g,
+        latitude_e6=row.latitude_e6,
+        longitude_e6=row.longitude_e6,
+        flags=row.flags,
+        signature="0x" + row.signature.hex(),
+        digest="0x" + row.digest.hex(),
+        batch_seq=row.batch_seq,
+        received_at=row.received_at,
+    )
+
+
+def commitment(row: CommitmentRow) -> s.CommitmentPublic:
+    return s.CommitmentPublic(
+        order_id=row.order_id,
+        batch_seq=row.batch_seq,
+        root="0x" + row.root.hex(),
+        reading_count=row.reading_count,
+        first_reading_id=row.first_reading_id,
+        last_reading_id=row.last_reading_id,
+        status=row.status,
+        tx_hash=_hex(row.tx_hash),
+        created_at=row.created_at,
+    )
+
+
+def chain_event(row: ChainEventRow) -> s.ChainEventPublic:
+    return s.ChainEventPublic(
+        block_number=row.block_number,
+        block_timestamp=row.block_timestamp,
+        tx_hash="0x" + row.tx_hash.hex(),
+        log_index=row.log_index,
+        contract=row.contract,
+        event=row.event,
+        order_id=row.order_id,
+        args=dict(row.args or {}),
+    )
+
+
+def alert(row: AlertRow) -> s.AlertPublic:
+    return s.AlertPublic(
+        id=row.id,
+        order_id=row.order_id,
+        device=row.device,
+        kind=row.kind,
+        severity=row.severity,
+        message=row.message,
+        at=row.at,
+        data=dict(row.data or {}),
+        created_at=row.created_at,
+    )
+
+
+def device(row: DeviceRow, count: int, last_seq: int | None, last_ts: int | None) -> s.DevicePublic:
+    return s.DevicePublic(
+        order_id=row.order_id,
+        device=row.device,
+        bound_block=row.bound_block,
+        bound_at=row.bound_at,
+        reading_count=count,
+        last_seq=last_seq,
+        last_timestamp=last_ts,
+    )

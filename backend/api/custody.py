@@ -1,0 +1,256 @@
+"""Custodial transaction sending: the API signs as the calling party (dev mode).
+
+Each API party with a ``private_key`` gets the chain layer's one
+:class:`~backend.chain.sender.TxSender` for that account; calls are encoded
+from the committed ABIs and sent through it, so nonces, gas, retries and revert
+decoding follow the chain layer's rules. A revert becomes an
+:class:`~backend.api.errors.ApiError` naming the Solidity error; transport and
+node failures become 502/504.
+
+After each mined transaction ``after_tx(block_number)`` runs — ``serve`` and the
+tests pass the indexer's catch-up there — so the order state in the answer (read
+from the database) already reflects the transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from backend.api.errors import ApiError, revert_error
+from backend.api.parties import Party
+from backend.api.schemas import ORDER_STATES, ComponentHealth, Terms
+from backend.chain.connection import Chain
+from backend.chain.contracts import Escrow, PurchaseOrders, Stablecoin
+from backend.chain.contracts import Terms as ChainTerms
+from backend.chain.errors import (
+    ChainError,
+    ContractRevert,
+    ReceiptTimeout,
+    TransactionFailed,
+    TransactionRejected,
+    TransportError,
+)
+from backend.chain.sender import TxResult
+from backend.store.models import OrderRow
+
+log = logging.getLogger(__name__)
+
+# The contract's OrderState enum (None = 0), for readable InvalidState messages.
+_STATE_NAMES = ("None", *ORDER_STATES)
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A mined transaction: its hash, block, and what it produced."""
+
+    tx_hash: str
+    block_number: int
+    order_id: int | None = None
+    amount: int | None = None
+
+
+def chain_terms(t: Terms) -> ChainTerms:
+    """The API's terms as the chain layer's ``Terms``."""
+    fields = t.model_dump()
+    fields["price"] = int(fields["price"])
+    return ChainTerms(**fields)
+
+
+def _revert_message(exc: ContractRevert) -> str:
+    args = exc.args
+    if exc.name == "PurchaseOrdersInvalidState" and isinstance(args.get("current"), int):
+        current = args["current"]
+        name = _STATE_NAMES[current] if 0 <= current < len(_STATE_NAMES) else str(current)
+        fn = f" to {exc.function}" if exc.function else ""
+        return f"order {args.get('orderId')} is {name}: the contract refused the call{fn}"
+    return str(exc)
+
+
+def api_error_from_chain(exc: ChainError) -> ApiError:
+    """Map a chain-layer failure to the API's error answer."""
+    if isinstance(exc, ContractRevert):
+        err = revert_error(exc.name, exc.args, _revert_message(exc))
+        if "current" in err.args_ and isinstance(exc.args.get("current"), int):
+            current = exc.args["current"]
+            if 0 <= current < len(_STATE_NAMES):
+                err.args_["current_state"] = _STATE_NAMES[current]
+        return err
+    if isinstance(exc, ReceiptTimeout):
+        return ApiError(
+            504,
+            "tx_timeout",
+            f"transaction {exc.tx_hash} was sent but not mined in time; it may still be mined",
+            args={"tx_hash": exc.tx_hash},
+        )
+    if isinstance(exc, TransportError):
+        return ApiError(502, "chain_unavailable", f"the chain node cannot be reached: {exc}")
+    if isinstance(exc, TransactionRejected):
+        return ApiError(502, "tx_rejected", f"the node refused the transaction: {exc}")
+    if isinstance(exc, TransactionFailed):
+        return ApiError(
+            502,
+            "tx_failed",
+            f"transaction {exc.tx_hash} failed: {exc}",
+            args={"tx_hash": exc.tx_hash},
+        )
+    return ApiError(502, "chain_error", str(exc))
+
+
+class Custodian:
+    """Sends PurchaseOrders / Escrow transactions as API parties (typed chain wrappers)."""
+
+    def __init__(
+        self,
+        chain: Chain,
+        purchase_orders: PurchaseOrders,
+        escrow: Escrow,
+        *,
+        after_tx: Callable[[int], None] | None = None,
+    ) -> None:
+        self.chain = chain
+        self.purchase_orders = purchase_orders
+        self.escrow = escrow
+        self.after_tx = after_tx
+        self._accounts: dict[str, LocalAccount] = {}
+        self._lock = threading.Lock()
+
+    # --- plumbing -------------------------------------------------------------------
+
+    def _signer(self, party: Party) -> LocalAccount:
+        if party.private_key is None:
+            raise ApiError(
+                403,
+                "no_signing_key",
+                f"party {party.name!r} has no custodial account: it can read but not send",
+            )
+        with self._lock:
+            account = self._accounts.get(party.name)
+            if account is None:
+                account = Account.from_key(party.private_key.get_secret_value())
+                self._accounts[party.name] = account
+        return account
+
+    def _run(self, party: Party, what: str, call: Callable[[LocalAccount], TxResult]) -> TxResult:
+        """Send one transaction as ``party``; chain failures become API errors."""
+        signer = self._signer(party)
+        try:
+            result = call(signer)
+        except ChainError as exc:
+            log.info("%s by %s refused: %s", what, party.name, exc)
+            raise api_error_from_chain(exc) from None
+        log.info(
+            "%s by %s mined in block %d (%s)", what, party.name, result.block_number, result.tx_hash
+        )
+        if self.after_tx is not None:
+            self.after_tx(result.block_number)
+        return result
+
+    @staticmethod
+    def _sent(result: TxResult, **extra: Any) -> Sent:
+        return Sent(tx_hash=result.tx_hash, block_number=result.block_number, **extra)
+
+    def _approve(self, party: Party, token: str, amount: int) -> None:
+        coin = Stablecoin(self.chain, token)
+        self._run(party, "approve", lambda by: coin.approve(self.escrow.address, amount, by=by))
+
+    # --- PurchaseOrders -------------------------------------------------------------
+
+    def create_order(self, party: Party, supplier: str, terms: Terms, fund: bool) -> Sent:
+        t = chain_terms(terms)
+        po = self.purchase_orders
+        if fund:
+            if not t.is_eth:
+                self._approve(party, t.token, t.price)
+            result = self._run(
+                party, "createAndFundOrder", lambda by: po.create_and_fund_order(supplier, t, by=by)
+            )
+        else:
+            result = self._run(party, "createOrder", lambda by: po.create_order(supplier, t, by=by))
+        return self._sent(result, order_id=int(result.value))
+
+    def accept(self, party: Party, order: OrderRow) -> Sent:
+        po = self.purchase_orders
+        return self._sent(
+            self._run(party, "acceptOrder", lambda by: po.accept_order(order.id, by=by))
+        )
+
+    def fund(self, party: Party, order: OrderRow) -> Sent:
+        po = self.purchase_orders
+        eth = int(order.token, 16) == 0
+        if not eth:
+            self._approve(party, order.token, int(order.price))
+        value = int(order.price) if eth else 0
+        return self._sent(
+            self._run(party, "fundOrder", lambda by: po.fund_order(order.id, by=by, value=value))
+        )
+
+    def ship(self, party: Party, order: OrderRow, devices: Sequence[str]) -> Sent:
+        po = self.purchase_orders
+        return self._sent(
+            self._run(party, "shipOrder", lambda by: po.ship_order(order.id, devices, by=by))
+        )
+
+    def confirm_receipt(self, party: Party, order: OrderRow) -> Sent:
+        po = self.purchase_orders
+        return self._sent(
+            self._run(party, "confirmReceipt", lambda by: po.confirm_receipt(order.id, by=by))
+        )
+
+    def open_dispute(self, party: Party, order: OrderRow) -> Sent:
+        po = self.purchase_orders
+        return self._sent(
+            self._run(party, "openDispute", lambda by: po.open_dispute(order.id, by=by))
+        )
+
+    def resolve_dispute(self, party: Party, order: OrderRow, buyer_amount: int) -> Sent:
+        po = self.purchase_orders
+        return self._sent(
+            self._run(
+                party,
+                "resolveDispute",
+                lambda by: po.resolve_dispute(order.id, buyer_amount, by=by),
+            )
+        )
+
+    def settle(self, party: Party, order: OrderRow) -> Sent:
+        po = self.purchase_orders
+        return self._sent(
+            self._run(party, "settleOrder", lambda by: po.settle_order(order.id, by=by))
+        )
+
+    def cancel(self, party: Party, order: OrderRow) -> Sent:
+        po = self.purchase_orders
+        return self._sent(
+            self._run(party, "cancelOrder", lambda by: po.cancel_order(order.id, by=by))
+        )
+
+    def expire(self, party: Party, order: OrderRow) -> Sent:
+        po = self.purchase_orders
+        return self._sent(
+            self._run(party, "expireOrder", lambda by: po.expire_order(order.id, by=by))
+        )
+
+    # --- Escrow ---------------------------------------------------------------------
+
+    def withdraw(self, party: Party, token: str) -> Sent:
+        result = self._run(party, "withdraw", lambda by: self.escrow.withdraw(token, by=by))
+        amount = sum(int(e["amount"]) for e in result.events_named("FundsWithdrawn"))
+        return self._sent(result, amount=amount)
+
+    # --- health ---------------------------------------------------------------------
+
+    def health(self) -> ComponentHealth:
+        try:
+            block = self.chain.block_number
+        except Exception as exc:
+            return ComponentHealth(status="down", detail=f"{type(exc).__name__}: {exc}"[:300])
+        return ComponentHealth(
+            status="ok", detail=f"{self.chain.kind} chain {self.chain.chain_id}, block {block}"
+        )

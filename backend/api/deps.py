@@ -1,0 +1,67 @@
+"""FastAPI dependencies: the context, a database session, the calling party."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
+from sqlalchemy.orm import Session
+
+from backend.api.context import ApiContext
+from backend.api.errors import ApiError
+from backend.api.parties import Party
+
+API_KEY_HEADER = "X-API-Key"
+
+_api_key = APIKeyHeader(
+    name=API_KEY_HEADER,
+    auto_error=False,
+    description="The party's API key (docs/api.md, 'Auth'); dev mode: `dev-buyer` …",
+)
+
+
+def get_context(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.context
+    return ctx
+
+
+ContextDep = Annotated[ApiContext, Depends(get_context)]
+
+
+def get_session(ctx: ContextDep) -> Iterator[Session]:
+    with ctx.session_factory() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_party(ctx: ContextDep, key: Annotated[str | None, Security(_api_key)]) -> Party:
+    if not key:
+        raise ApiError(
+            401,
+            "unauthorized",
+            f"missing {API_KEY_HEADER} header",
+            headers={"WWW-Authenticate": "APIKey"},
+        )
+    party = ctx.parties.lookup(key)
+    if party is None:
+        raise ApiError(
+            401, "unauthorized", "unknown API key", headers={"WWW-Authenticate": "APIKey"}
+        )
+    return party
+
+
+CurrentParty = Annotated[Party, Depends(get_party)]
+
+
+def get_writer(party: CurrentParty) -> Party:
+    """The calling party, when it may send transactions (auditors may not)."""
+    if party.read_only:
+        raise ApiError(403, "read_only", f"party {party.name!r} is an auditor: read-only")
+    return party
+
+
+WritingParty = Annotated[Party, Depends(get_writer)]

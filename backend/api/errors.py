@@ -1,0 +1,248 @@
+"""Every error the API returns: one JSON shape with a stable ``code``.
+
+``{"code": "...", "message": "...", "error": <Solidity error name or null>,
+"args": {...} or null, "details": [...] or null}``. Clients branch on ``code``
+(and, for ``contract_revert``, on ``error``); ``message`` is for people.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from backend.core.errors import TrustShipError
+
+log = logging.getLogger(__name__)
+
+
+class ErrorPublic(BaseModel):
+    """The body of every non-2xx response."""
+
+    code: str = Field(description="Stable machine-readable error code (docs/api.md).")
+    message: str = Field(description="What went wrong, for a person.")
+    error: str | None = Field(
+        default=None, description="The Solidity custom error's name, for `contract_revert`."
+    )
+    args: dict[str, Any] | None = Field(
+        default=None, description="The Solidity error's decoded arguments, by parameter name."
+    )
+    details: list[dict[str, Any]] | None = Field(
+        default=None, description="Per-field problems, for `validation_error`."
+    )
+
+
+class ApiError(TrustShipError):
+    """Raised by a route to answer with a typed error (status + stable code)."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        error: str | None = None,
+        args: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.error = error
+        self.args_ = args
+        self.headers = headers
+
+    def body(self) -> dict[str, Any]:
+        return ErrorPublic(
+            code=self.code, message=self.message, error=self.error, args=self.args_
+        ).model_dump()
+
+
+def not_found(what: str) -> ApiError:
+    return ApiError(404, "not_found", f"{what} not found")
+
+
+# --- contract reverts -----------------------------------------------------------------
+
+# Errors that mean "not allowed for this caller" (403), "no such thing" (404),
+# "bad input" (422); everything else a contract refuses is a conflict with the
+# current on-chain state (409).
+_FORBIDDEN = {
+    "PurchaseOrdersNotBuyer",
+    "PurchaseOrdersNotSupplier",
+    "PurchaseOrdersNotParty",
+    "PurchaseOrdersNotArbiter",
+    "PurchaseOrdersNotQualityVerification",
+    "QualityVerificationNotPurchaseOrders",
+    "EscrowNotPurchaseOrders",
+    "AccessControlUnauthorizedAccount",
+    "AccessControlBadConfirmation",
+}
+_NOT_FOUND = {"PurchaseOrdersUnknownOrder"}
+_INVALID = {
+    "PurchaseOrdersInvalidTerms",
+    "PurchaseOrdersInvalidRuling",
+    "PurchaseOrdersNoDevices",
+    "PurchaseOrdersInvalidDeliveryTime",
+    "QualityVerificationInvalidDevice",
+    "QualityVerificationUnknownDevice",
+    "QualityVerificationWrongOrder",
+    "QualityVerificationEmptyBatch",
+    "QualityVerificationBadEvidence",
+    "QualityVerificationDifferentDevice",
+    "QualityVerificationNotConsecutive",
+    "QualityVerificationTimestampNotIncreasing",
+    "QualityVerificationReadingInRange",
+    "QualityVerificationExcursionTooShort",
+    "QualityVerificationShockWithinLimit",
+    "QualityVerificationOutsideGeofence",
+    "QualityVerificationReadingBeforeShipment",
+    "QualityVerificationInvalidSignature",
+    "EscrowInsufficientDeposit",
+    "EscrowUnexpectedValue",
+    "EscrowInvalidAmount",
+    "EscrowInvalidSplit",
+}
+
+
+def revert_status(name: str) -> int:
+    """The HTTP status for a named Solidity revert."""
+    if name in _FORBIDDEN:
+        return 403
+    if name in _NOT_FOUND:
+        return 404
+    if name in _INVALID:
+        return 422
+    return 409
+
+
+def _jsonable(value: Any) -> Any:
+    """Revert arguments as JSON: bytes → 0x-hex, ints beyond 2^53 → decimal strings."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value if abs(value) < 2**53 else str(value)
+    if isinstance(value, bytes | bytearray):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value if isinstance(value, str | float) or value is None else str(value)
+
+
+def revert_error(name: str, args: Any, message: str | None = None) -> ApiError:
+    """An :class:`ApiError` for a contract revert named ``name`` with ``args``."""
+    if isinstance(args, dict):
+        arg_map = {str(k): _jsonable(v) for k, v in args.items()}
+    else:
+        arg_map = {str(i): _jsonable(v) for i, v in enumerate(args or ())}
+    return ApiError(
+        revert_status(name),
+        "contract_revert",
+        message or f"the contract refused the call: {name}",
+        error=name,
+        args=arg_map,
+    )
+
+
+# --- OpenAPI helpers ------------------------------------------------------------------
+
+_DESCRIPTIONS = {
+    400: "Bad request",
+    401: "Missing or unknown API key (`unauthorized`)",
+    403: "Not allowed for this party (`forbidden`, `read_only`, or an access `contract_revert`)",
+    404: "No such resource, or an order the caller is not a party to (`not_found`)",
+    409: "The on-chain state does not allow this (`contract_revert`, `not_committed`)",
+    422: "Invalid input (`validation_error`) or terms the contract refuses (`contract_revert`)",
+    502: "The chain is unreachable or the transaction failed (`chain_unavailable`, `tx_failed`)",
+    503: "A dependency is not configured or not ready (`unavailable`)",
+}
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` entry documenting these error statuses with :class:`ErrorPublic`."""
+    return {s: {"model": ErrorPublic, "description": _DESCRIPTIONS[s]} for s in statuses}
+
+
+AUTH = (401,)
+READ = (401, 404, 422)
+WRITE = (401, 403, 404, 409, 422, 502, 503)
+
+
+# --- handlers -------------------------------------------------------------------------
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+async def _api_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return _json(exc.status, exc.body(), exc.headers)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = [
+        {
+            "loc": [str(p) for p in err.get("loc", ())],
+            "msg": str(err.get("msg", "")),
+            "type": str(err.get("type", "")),
+        }
+        for err in exc.errors()
+    ]
+    first = details[0] if details else {"loc": [], "msg": "invalid request"}
+    where = ".".join(first["loc"])
+    return _json(
+        422,
+        ErrorPublic(
+            code="validation_error",
+            message=f"{where}: {first['msg']}" if where else str(first["msg"]),
+            details=details,
+        ).model_dump(),
+    )
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+    return _json(
+        exc.status_code,
+        ErrorPublic(code=code, message=str(exc.detail)).model_dump(),
+        dict(exc.headers) if exc.headers else None,
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return _json(
+        500,
+        ErrorPublic(
+            code="internal_error", message="internal server error (see the server log)"
+        ).model_dump(),
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

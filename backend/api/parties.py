@@ -1,0 +1,230 @@
+"""API keys → parties (an account address and roles).
+
+In dev mode, with ``API_KEYS`` unset, six parties are seeded from fixed,
+public keys (``dev-buyer`` …) with deterministic custodial accounts, so the
+curl walkthrough in docs/api.md works on any machine. Outside dev mode
+``API_KEYS`` is required and placeholder keys or the dev accounts' private keys
+are refused.
+
+``API_KEYS`` is a JSON list: ``[{"name": "acme", "key": "<secret>",
+"roles": ["buyer"], "private_key": "0x…"}]``; a party without ``private_key``
+gives an ``address`` instead and can read but not send transactions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from eth_account import Account
+from eth_utils import is_address, to_checksum_address
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from backend.core.errors import ConfigurationError
+from backend.core.settings import Settings
+
+Role = Literal["buyer", "supplier", "arbiter", "auditor", "admin"]
+ROLES: tuple[Role, ...] = ("buyer", "supplier", "arbiter", "auditor", "admin")
+MIN_KEY_LENGTH = 24
+
+
+@dataclass(frozen=True, slots=True)
+class Party:
+    """Who is calling: a name, an account and roles."""
+
+    name: str
+    address: str  # checksummed
+    roles: frozenset[str]
+    private_key: SecretStr | None = None  # custodial signer (dev mode)
+
+    @property
+    def reads_all(self) -> bool:
+        """Auditors and admins see every order; others only their own."""
+        return bool(self.roles & {"auditor", "admin"})
+
+    @property
+    def read_only(self) -> bool:
+        """An auditor changes nothing, whatever other roles it has."""
+        return "auditor" in self.roles
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+
+class PartyConfig(BaseModel):
+    """One entry of ``API_KEYS``."""
+
+    name: str = Field(min_length=1, max_length=64)
+    key: SecretStr
+    roles: list[Role] = Field(min_length=1)
+    private_key: SecretStr | None = None
+    address: str | None = None
+
+    @field_validator("private_key")
+    @classmethod
+    def _valid_private_key(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            raw = v.get_secret_value().removeprefix("0x")
+            if len(raw) != 64 or any(c not in "0123456789abcdefABCDEF" for c in raw):
+                raise ValueError("private_key must be 32 bytes of hex")
+        return v
+
+    @model_validator(mode="after")
+    def _address_or_key(self) -> PartyConfig:
+        if self.private_key is None and self.address is None:
+            raise ValueError("give a private_key (custodial) or an address (read-only)")
+        if self.address is not None and not is_address(self.address):
+            raise ValueError(f"address {self.address!r} is not an Ethereum address")
+        return self
+
+    def to_party(self) -> Party:
+        if self.private_key is not None:
+            address = Account.from_key(self.private_key.get_secret_value()).address
+            if self.address is not None and to_checksum_address(self.address) != address:
+                raise ConfigurationError(
+                    f"API party {self.name!r}: address does not match its private_key"
+                )
+        else:
+            assert self.address is not None
+            address = to_checksum_address(self.address)
+        return Party(self.name, address, frozenset(self.roles), self.private_key)
+
+
+# --- dev parties ----------------------------------------------------------------------
+
+DEV_PARTY_ROLES: dict[str, tuple[Role, ...]] = {
+    "buyer": ("buyer",),
+    "supplier": ("supplier",),
+    "arbiter": ("arbiter",),
+    "auditor": ("auditor",),
+    "admin": ("admin",),
+    "stranger": ("buyer", "supplier"),  # a party to none of the others' orders
+}
+
+
+def dev_private_key(name: str) -> str:
+    """The fixed, public private key of a dev party: the chain layer's dev account of the
+    same role (funded on dev chains by :func:`backend.chain.connection.connect`)."""
+    from backend.chain.connection import dev_private_key as chain_dev_key
+
+    return chain_dev_key(name)
+
+
+def dev_api_key(name: str) -> str:
+    return f"dev-{name}"
+
+
+def dev_parties() -> list[tuple[str, Party]]:
+    """(api key, party) for every seeded dev party."""
+    out = []
+    for name, roles in DEV_PARTY_ROLES.items():
+        pk = dev_private_key(name)
+        party = Party(name, Account.from_key(pk).address, frozenset(roles), SecretStr(pk))
+        out.append((dev_api_key(name), party))
+    return out
+
+
+_DEV_PRIVATE_KEYS = {dev_private_key(n).lower() for n in DEV_PARTY_ROLES}
+_PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "test", "dev", "example"}
+
+
+def _is_placeholder(key: str) -> bool:
+    k = key.strip().lower()
+    return (
+        len(k) < MIN_KEY_LENGTH
+        or k.startswith("dev-")
+        or k in _PLACEHOLDERS
+        or any(p in k for p in ("changeme", "change-me", "placeholder", "example"))
+    )
+
+
+# --- the registry ---------------------------------------------------------------------
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+class PartyRegistry:
+    """Looks up the party of an API key (by the key's SHA-256)."""
+
+    def __init__(self, entries: Iterable[tuple[str, Party]]) -> None:
+        self._by_digest: dict[bytes, Party] = {}
+        self._keys: dict[str, str] = {}  # party name → api key (for the dev listing)
+        for key, party in entries:
+            d = _digest(key)
+            if d in self._by_digest:
+                raise ConfigurationError(f"API key of party {party.name!r} is used twice")
+            self._by_digest[d] = party
+            self._keys[party.name] = key
+
+    def lookup(self, key: str | None) -> Party | None:
+        if not key:
+            return None
+        # Keyed by SHA-256: the lookup's timing depends on the digest, never on how
+        # much of the secret key matched.
+        return self._by_digest.get(_digest(key))
+
+    def parties(self) -> list[Party]:
+        return list(self._by_digest.values())
+
+    def by_name(self, name: str) -> Party:
+        for p in self._by_digest.values():
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def listing(self) -> list[tuple[str, Party]]:
+        """(api key, party) pairs — for the CLI's dev-mode listing only."""
+        return [(self._keys[p.name], p) for p in self._by_digest.values()]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PartyRegistry:
+        """The parties of ``settings`` (dev parties in dev mode without ``API_KEYS``).
+
+        Raises :class:`ConfigurationError` on malformed ``API_KEYS`` and, outside
+        dev mode, when it is unset or uses placeholder keys or dev accounts.
+        """
+        if settings.API_KEYS is None:
+            if settings.DEV_MODE:
+                return cls(dev_parties())
+            raise ConfigurationError(
+                "API_KEYS is not set: outside dev mode give each party its own key (docs/api.md)"
+            )
+        try:
+            raw = json.loads(settings.API_KEYS.get_secret_value())
+        except ValueError as exc:
+            raise ConfigurationError(f"API_KEYS is not valid JSON: {exc}") from None
+        if not isinstance(raw, list) or not raw:
+            raise ConfigurationError("API_KEYS must be a non-empty JSON list of parties")
+        entries: list[tuple[str, Party]] = []
+        names: set[str] = set()
+        for i, item in enumerate(raw):
+            try:
+                cfg = PartyConfig.model_validate(item)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                raise ConfigurationError(f"API_KEYS[{i}].{where}: {first['msg']}") from None
+            key = cfg.key.get_secret_value()
+            if cfg.name in names:
+                raise ConfigurationError(f"API_KEYS: party name {cfg.name!r} is used twice")
+            names.add(cfg.name)
+            if not settings.DEV_MODE:
+                if _is_placeholder(key):
+                    raise ConfigurationError(
+                        f"API_KEYS: party {cfg.name!r} has a placeholder key; outside dev mode "
+                        f"use a random key of at least {MIN_KEY_LENGTH} characters"
+                    )
+                pk = cfg.private_key
+                if pk is not None and (
+                    "0x" + pk.get_secret_value().removeprefix("0x").lower() in _DEV_PRIVATE_KEYS
+                ):
+                    raise ConfigurationError(
+                        f"API_KEYS: party {cfg.name!r} uses a public dev account's private key"
+                    )
+            entries.append((key, cfg.to_party()))
+        return cls(entries)

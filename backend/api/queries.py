@@ -1,0 +1,242 @@
+"""The API's read queries over the store's models (visibility rules included).
+
+Every order-scoped query takes the caller's visibility filter, so one party
+never reads another's orders: an invisible order looks exactly like a missing
+one (404), which does not leak that it exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, func, or_, select, true
+from sqlalchemy.orm import Session
+
+from backend.api.parties import Party
+from backend.store.models import (
+    AlertRow,
+    ChainEventRow,
+    CommitmentRow,
+    DeviceRow,
+    OrderRow,
+    ReadingRow,
+)
+
+
+def visible(party: Party) -> ColumnElement[bool]:
+    """The orders ``party`` may see: all for auditors/admins, else its own."""
+    if party.reads_all:
+        return true()
+    a = party.address
+    return or_(OrderRow.buyer == a, OrderRow.supplier == a, OrderRow.arbiter == a)
+
+
+def _count(session: Session, stmt: Select[Any]) -> int:
+    return int(
+        session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    )
+
+
+def get_order(session: Session, party: Party, order_id: int) -> OrderRow | None:
+    if party.reads_all:
+        return session.get(OrderRow, order_id)
+    return session.scalars(select(OrderRow).where(OrderRow.id == order_id, visible(party))).first()
+
+
+def list_orders(
+    session: Session,
+    party: Party,
+    *,
+    states: Sequence[str] = (),
+    role: str | None = None,
+    buyer: str | None = None,
+    supplier: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[OrderRow], int]:
+    stmt = select(OrderRow).where(visible(party))
+    if states:
+        stmt = stmt.where(OrderRow.state.in_(list(states)))
+    if role is not None:
+        column = {
+            "buyer": OrderRow.buyer,
+            "supplier": OrderRow.supplier,
+            "arbiter": OrderRow.arbiter,
+        }[role]
+        stmt = stmt.where(column == party.address)
+    if buyer is not None:
+        stmt = stmt.where(OrderRow.buyer == buyer)
+    if supplier is not None:
+        stmt = stmt.where(OrderRow.supplier == supplier)
+    rows = list(session.scalars(stmt.order_by(OrderRow.id.desc()).limit(limit).offset(offset)))
+    if offset == 0 and len(rows) < limit:
+        return rows, len(rows)
+    return rows, _count(session, stmt)
+
+
+def readings(
+    session: Session,
+    order_id: int,
+    *,
+    device: str | None = None,
+    since: int | None = None,
+    until: int | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[ReadingRow], int]:
+    """An order's readings by timestamp (then id), optionally by device and time range."""
+    stmt = select(ReadingRow).where(ReadingRow.order_id == order_id)
+    if device is not None:
+        stmt = stmt.where(ReadingRow.device == device)
+    if since is not None:
+        stmt = stmt.where(ReadingRow.timestamp >= since)
+    if until is not None:
+        stmt = stmt.where(ReadingRow.timestamp < until)
+    rows = list(
+        session.scalars(
+            stmt.order_by(ReadingRow.timestamp, ReadingRow.id).limit(limit).offset(offset)
+        )
+    )
+    if offset == 0 and len(rows) < limit:
+        return rows, len(rows)
+    return rows, _count(session, stmt)
+
+
+def reading_by_seq(session: Session, order_id: int, device: str, seq: int) -> ReadingRow | None:
+    return session.scalars(
+        select(ReadingRow).where(
+            ReadingRow.order_id == order_id, ReadingRow.device == device, ReadingRow.seq == seq
+        )
+    ).first()
+
+
+def commitments(
+    session: Session, order_id: int, *, limit: int, offset: int
+) -> tuple[list[CommitmentRow], int]:
+    stmt = select(CommitmentRow).where(CommitmentRow.order_id == order_id)
+    rows = list(session.scalars(stmt.order_by(CommitmentRow.batch_seq).limit(limit).offset(offset)))
+    return rows, _count(session, stmt)
+
+
+def commitment(session: Session, order_id: int, batch_seq: int) -> CommitmentRow | None:
+    return session.scalars(
+        select(CommitmentRow).where(
+            CommitmentRow.order_id == order_id, CommitmentRow.batch_seq == batch_seq
+        )
+    ).first()
+
+
+def readings_by_ids(session: Session, ids: Sequence[int]) -> dict[int, ReadingRow]:
+    out: dict[int, ReadingRow] = {}
+    ids = list(ids)
+    for i in range(0, len(ids), 500):  # stay under the bind-parameter limits
+        chunk = ids[i : i + 500]
+        for row in session.scalars(select(ReadingRow).where(ReadingRow.id.in_(chunk))):
+            out[row.id] = row
+    return out
+
+
+def chain_events(
+    session: Session, order_id: int, *, limit: int, offset: int
+) -> tuple[list[ChainEventRow], int]:
+    stmt = select(ChainEventRow).where(ChainEventRow.order_id == order_id)
+    rows = list(
+        session.scalars(
+            stmt.order_by(ChainEventRow.block_number, ChainEventRow.log_index)
+            .limit(limit)
+            .offset(offset)
+        )
+    )
+    return rows, _count(session, stmt)
+
+
+def _visible_order_ids(party: Party) -> Select[tuple[int]]:
+    return select(OrderRow.id).where(visible(party))
+
+
+def alerts(
+    session: Session,
+    party: Party,
+    *,
+    order_id: int | None = None,
+    kinds: Sequence[str] = (),
+    severity: str | None = None,
+    after_id: int | None = None,
+    limit: int = 50,
+    offset: int = 0,
+    newest_first: bool = True,
+) -> tuple[list[AlertRow], int]:
+    stmt = select(AlertRow)
+    if not party.reads_all:
+        stmt = stmt.where(AlertRow.order_id.in_(_visible_order_ids(party)))
+    if order_id is not None:
+        stmt = stmt.where(AlertRow.order_id == order_id)
+    if kinds:
+        stmt = stmt.where(AlertRow.kind.in_(list(kinds)))
+    if severity is not None:
+        stmt = stmt.where(AlertRow.severity == severity)
+    if after_id is not None:
+        stmt = stmt.where(AlertRow.id > after_id)
+    order = AlertRow.id.desc() if newest_first else AlertRow.id
+    rows = list(session.scalars(stmt.order_by(order).limit(limit).offset(offset)))
+    if offset == 0 and len(rows) < limit:
+        return rows, len(rows)
+    return rows, _count(session, stmt)
+
+
+def last_alert_id(session: Session) -> int:
+    return int(session.scalar(select(func.max(AlertRow.id))) or 0)
+
+
+def devices(
+    session: Session,
+    party: Party,
+    *,
+    order_id: int | None = None,
+    device: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[tuple[DeviceRow, int, int | None, int | None]], int]:
+    """Bound devices with their reading count, last seq and last timestamp."""
+    # Correlated per-device aggregates: each uses the (device, seq) unique index, so a
+    # page of devices costs a page of index range scans, not a scan of all readings.
+    same = (ReadingRow.device == DeviceRow.device) & (ReadingRow.order_id == DeviceRow.order_id)
+    n = select(func.count()).where(same).correlate(DeviceRow).scalar_subquery()
+    last_seq = select(func.max(ReadingRow.seq)).where(same).correlate(DeviceRow).scalar_subquery()
+    last_ts = (
+        select(func.max(ReadingRow.timestamp)).where(same).correlate(DeviceRow).scalar_subquery()
+    )
+    stmt = select(DeviceRow, n, last_seq, last_ts)
+    base = select(DeviceRow.id)
+    if not party.reads_all:
+        cond = DeviceRow.order_id.in_(_visible_order_ids(party))
+        stmt, base = stmt.where(cond), base.where(cond)
+    if order_id is not None:
+        stmt = stmt.where(DeviceRow.order_id == order_id)
+        base = base.where(DeviceRow.order_id == order_id)
+    if device is not None:
+        stmt = stmt.where(DeviceRow.device == device)
+        base = base.where(DeviceRow.device == device)
+    rows = [
+        (d, int(count or 0), seq, ts)
+        for d, count, seq, ts in session.execute(
+            stmt.order_by(DeviceRow.order_id, DeviceRow.device).limit(limit).offset(offset)
+        )
+    ]
+    return rows, _count(session, base)
+
+
+def credits(session: Session, account: str) -> dict[str, int]:
+    """Escrow credits of ``account`` not yet withdrawn, per token (from indexed events)."""
+    out: dict[str, int] = {}
+    stmt = select(ChainEventRow.event, ChainEventRow.args).where(
+        ChainEventRow.event.in_(["FundsCredited", "FundsWithdrawn"])
+    )
+    for event, args in session.execute(stmt):
+        if not isinstance(args, dict) or args.get("account") != account:
+            continue
+        token = str(args.get("token"))
+        amount = int(str(args.get("amount", 0)))
+        out[token] = out.get(token, 0) + (amount if event == "FundsCredited" else -amount)
+    return {t: v for t, v in out.items() if v}

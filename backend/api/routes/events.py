@@ -1,0 +1,29 @@
+"""Chain events per order, as the indexer stored them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from backend.api import convert, queries
+from backend.api.deps import CurrentParty, SessionDep
+from backend.api.errors import READ, responses
+from backend.api.routes.orders import OrderIdPath, visible_order
+from backend.api.schemas import ChainEventsPublic
+
+router = APIRouter(prefix="/orders", tags=["events"])
+
+
+@router.get("/{order_id}/events", response_model=ChainEventsPublic, responses=responses(*READ))
+def order_events(
+    session: SessionDep,
+    party: CurrentParty,
+    order_id: OrderIdPath,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> ChainEventsPublic:
+    """The order's contract events in chain order (block, log index)."""
+    visible_order(session, party, order_id)
+    rows, count = queries.chain_events(session, order_id, limit=limit, offset=offset)
+    return ChainEventsPublic(data=[convert.chain_event(r) for r in rows], count=count)

@@ -1,0 +1,215 @@
+"""Orders: create, list, read, and every state change of the contract's state machine.
+
+Reads answer from the database the indexer keeps. Writes send a transaction as
+the calling party (custodial, docs/api.md) and answer with its hash and the
+order's state after it. An order the caller is not a party to answers 404, like
+a missing one, so its existence does not leak.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, status
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
+
+from backend.api import convert, queries
+from backend.api.context import ApiContext
+from backend.api.custody import Custodian, Sent
+from backend.api.deps import ContextDep, CurrentParty, SessionDep, WritingParty
+from backend.api.errors import READ, WRITE, ApiError, not_found, responses
+from backend.api.parties import Party
+from backend.api.schemas import (
+    Address,
+    OrderCreate,
+    OrderPublic,
+    OrdersPublic,
+    OrderState,
+    PartyRole,
+    RulingRequest,
+    SettlementPreview,
+    ShipRequest,
+    TxPublic,
+    Uint64,
+)
+from backend.store.models import OrderRow
+
+router = APIRouter(prefix="/orders", tags=["orders"])
+
+OrderIdPath = Annotated[int, Path(ge=1, le=2**63 - 1, description="The on-chain order id.")]
+
+
+def visible_order(session: Session, party: Party, order_id: int) -> OrderRow:
+    row = queries.get_order(session, party, order_id)
+    if row is None:
+        raise not_found(f"order {order_id}")
+    return row
+
+
+def _custodian(ctx: ApiContext) -> Custodian:
+    if ctx.custodian is None:
+        raise ApiError(503, "unavailable", "this API instance does not send transactions")
+    return ctx.custodian
+
+
+def _answer(ctx: ApiContext, party: Party, sent: Sent, order_id: int | None) -> TxPublic:
+    """The transaction and the order as the database holds it after the transaction."""
+    order = None
+    if order_id is not None:
+        with ctx.session_factory() as session:
+            row = queries.get_order(session, party, order_id)
+            order = convert.order(row) if row is not None else None
+    return TxPublic(tx_hash=sent.tx_hash, block_number=sent.block_number, order=order)
+
+
+# --- reads -------------------------------------------------------------------------------
+
+
+@router.get("", response_model=OrdersPublic, responses=responses(*READ))
+def list_orders(
+    session: SessionDep,
+    party: CurrentParty,
+    state: Annotated[list[OrderState] | None, Query(description="Repeat to match several.")] = None,
+    role: Annotated[
+        PartyRole | None, Query(description="Only orders where the caller has this role.")
+    ] = None,
+    buyer: Annotated[Address | None, Query()] = None,
+    supplier: Annotated[Address | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> OrdersPublic:
+    """Orders visible to the caller, newest first (auditors and admins see all)."""
+    rows, count = queries.list_orders(
+        session,
+        party,
+        states=state or (),
+        role=role,
+        buyer=buyer,
+        supplier=supplier,
+        limit=limit,
+        offset=offset,
+    )
+    return OrdersPublic.model_construct(data=[convert.order(r) for r in rows], count=count)
+
+
+@router.get("/{order_id}", response_model=OrderPublic, responses=responses(*READ))
+def get_order(session: SessionDep, party: CurrentParty, order_id: OrderIdPath) -> OrderPublic:
+    """One order with its terms and progress."""
+    return convert.order(visible_order(session, party, order_id))
+
+
+@router.get(
+    "/{order_id}/settlement-preview",
+    response_model=SettlementPreview,
+    responses=responses(*READ),
+)
+def settlement_preview(
+    session: SessionDep,
+    party: CurrentParty,
+    order_id: OrderIdPath,
+    delivered_at: Annotated[Uint64, Query(description="Delivery time, unix seconds.")],
+    breach: Annotated[
+        bool | None, Query(description="Assume a breach (default: as recorded on the order).")
+    ] = None,
+) -> SettlementPreview:
+    """The split the order's terms give for a delivery at ``delivered_at`` (DESIGN.md §4)."""
+    from backend.api.settlement import preview
+
+    row = visible_order(session, party, order_id)
+    return preview(row, delivered_at, row.breached if breach is None else breach)
+
+
+# --- writes ------------------------------------------------------------------------------
+
+
+@router.post(
+    "",
+    response_model=TxPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses=responses(*WRITE),
+)
+async def create_order(body: OrderCreate, ctx: ContextDep, party: WritingParty) -> TxPublic:
+    """Create an order as its buyer.
+
+    ``fund: true`` pays the price into escrow in the same transaction
+    (createAndFundOrder); for an ERC-20 order the API approves escrow first.
+    """
+    if not party.has_role("buyer"):
+        raise ApiError(403, "forbidden", f"party {party.name!r} has no buyer role")
+    custodian = _custodian(ctx)
+    sent = await run_in_threadpool(
+        custodian.create_order, party, body.supplier, body.terms, body.fund
+    )
+    return await run_in_threadpool(_answer, ctx, party, sent, sent.order_id)
+
+
+async def _act(
+    ctx: ApiContext, party: Party, order_id: int, action: str, *args: object
+) -> TxPublic:
+    def run() -> TxPublic:
+        with ctx.session_factory() as session:
+            row = visible_order(session, party, order_id)
+        custodian = _custodian(ctx)
+        sent = getattr(custodian, action)(party, row, *args)
+        return _answer(ctx, party, sent, order_id)
+
+    return await run_in_threadpool(run)
+
+
+@router.post("/{order_id}/accept", response_model=TxPublic, responses=responses(*WRITE))
+async def accept_order(ctx: ContextDep, party: WritingParty, order_id: OrderIdPath) -> TxPublic:
+    """The supplier accepts the terms (Created → Accepted)."""
+    return await _act(ctx, party, order_id, "accept")
+
+
+@router.post("/{order_id}/fund", response_model=TxPublic, responses=responses(*WRITE))
+async def fund_order(ctx: ContextDep, party: WritingParty, order_id: OrderIdPath) -> TxPublic:
+    """The buyer pays the price into escrow (ETH, or an ERC-20 after an approval)."""
+    return await _act(ctx, party, order_id, "fund")
+
+
+@router.post("/{order_id}/ship", response_model=TxPublic, responses=responses(*WRITE))
+async def ship_order(
+    body: ShipRequest, ctx: ContextDep, party: WritingParty, order_id: OrderIdPath
+) -> TxPublic:
+    """The supplier ships and binds the devices travelling with the goods."""
+    return await _act(ctx, party, order_id, "ship", body.devices)
+
+
+@router.post("/{order_id}/confirm-receipt", response_model=TxPublic, responses=responses(*WRITE))
+async def confirm_receipt(ctx: ContextDep, party: WritingParty, order_id: OrderIdPath) -> TxPublic:
+    """The buyer confirms delivery (Shipped → Delivered, or Settled with no dispute window)."""
+    return await _act(ctx, party, order_id, "confirm_receipt")
+
+
+@router.post("/{order_id}/dispute", response_model=TxPublic, responses=responses(*WRITE))
+async def open_dispute(ctx: ContextDep, party: WritingParty, order_id: OrderIdPath) -> TxPublic:
+    """Buyer or supplier disputes the split inside the dispute window."""
+    return await _act(ctx, party, order_id, "open_dispute")
+
+
+@router.post("/{order_id}/ruling", response_model=TxPublic, responses=responses(*WRITE))
+async def resolve_dispute(
+    body: RulingRequest, ctx: ContextDep, party: WritingParty, order_id: OrderIdPath
+) -> TxPublic:
+    """The arbiter rules the split of a disputed order."""
+    return await _act(ctx, party, order_id, "resolve_dispute", int(body.buyer_amount))
+
+
+@router.post("/{order_id}/settle", response_model=TxPublic, responses=responses(*WRITE))
+async def settle_order(ctx: ContextDep, party: WritingParty, order_id: OrderIdPath) -> TxPublic:
+    """Finalise the split once the dispute window has closed."""
+    return await _act(ctx, party, order_id, "settle")
+
+
+@router.post("/{order_id}/cancel", response_model=TxPublic, responses=responses(*WRITE))
+async def cancel_order(ctx: ContextDep, party: WritingParty, order_id: OrderIdPath) -> TxPublic:
+    """Cancel before shipment (a funded order refunds the buyer)."""
+    return await _act(ctx, party, order_id, "cancel")
+
+
+@router.post("/{order_id}/expire", response_model=TxPublic, responses=responses(*WRITE))
+async def expire_order(ctx: ContextDep, party: WritingParty, order_id: OrderIdPath) -> TxPublic:
+    """Reclaim an undelivered order after deadline + grace (expireOrder: the buyer is refunded)."""
+    return await _act(ctx, party, order_id, "expire")

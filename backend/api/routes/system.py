@@ -1,0 +1,73 @@
+"""Service endpoints: health and Prometheus metrics (no API key needed)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, PlainTextResponse
+from sqlalchemy import text
+
+from backend.api.context import ApiContext
+from backend.api.deps import ContextDep
+from backend.api.schemas import ComponentHealth, HealthPublic
+
+router = APIRouter(tags=["system"])
+log = logging.getLogger(__name__)
+
+
+def _database(ctx: ApiContext) -> ComponentHealth:
+    try:
+        with ctx.session_factory() as session:
+            session.execute(text("SELECT 1"))
+    except Exception as exc:
+        return ComponentHealth(status="down", detail=f"{type(exc).__name__}: {exc}"[:300])
+    return ComponentHealth(status="ok")
+
+
+def check_health(ctx: ApiContext) -> HealthPublic:
+    components = {"database": _database(ctx)}
+    if ctx.custodian is not None:
+        components["chain"] = ctx.custodian.health()
+    else:
+        components["chain"] = ComponentHealth(status="disabled", detail="read-only API")
+    for name, check in ctx.health_checks.items():
+        try:
+            components[name] = check()
+        except Exception as exc:
+            log.warning("health check %s failed: %s", name, exc)
+            components[name] = ComponentHealth(status="down", detail=str(exc)[:300])
+    statuses = {c.status for c in components.values()}
+    if "down" in statuses:
+        overall = "down" if components["database"].status == "down" else "degraded"
+    elif "degraded" in statuses:
+        overall = "degraded"
+    else:
+        overall = "ok"
+    return HealthPublic(status=overall, components=components)
+
+
+@router.get(
+    "/health",
+    response_model=HealthPublic,
+    responses={503: {"model": HealthPublic, "description": "The database is down"}},
+)
+async def health(ctx: ContextDep) -> Response:
+    """Database, chain and broker status; 503 when the database cannot be reached."""
+    result = await run_in_threadpool(check_health, ctx)
+    return JSONResponse(
+        status_code=503 if result.status == "down" else 200, content=result.model_dump()
+    )
+
+
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
+def metrics(ctx: ContextDep) -> PlainTextResponse:
+    """Prometheus text format: API request counts and latency, plus the oracle's counters."""
+    return PlainTextResponse(
+        ctx.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+    )

@@ -1,0 +1,344 @@
+"""Request and response models (``OrderCreate``, ``OrderPublic``, ``OrdersPublic`` …).
+
+Conventions (docs/api.md): snake_case fields; integers in the units of
+DESIGN.md §2; money (``uint256``) as a decimal string, because JSON numbers
+beyond 2^53 are lost by many clients; addresses checksummed; hashes and
+signatures 0x-hex.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from eth_utils import is_address, to_checksum_address
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+OrderState = Literal[
+    "Created",
+    "Accepted",
+    "Funded",
+    "Shipped",
+    "Delivered",
+    "Settled",
+    "Cancelled",
+    "Disputed",
+    "Resolved",
+    "Expired",
+]
+ORDER_STATES: tuple[str, ...] = OrderState.__args__  # type: ignore[attr-defined]
+PartyRole = Literal["buyer", "supplier", "arbiter"]
+
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+UINT256_MAX = 2**256 - 1
+MAX_PRICE = 2**88 - 1  # IPurchaseOrders.MAX_PRICE: what escrow stores
+
+
+def _checksum(value: str) -> str:
+    if not is_address(value):
+        raise ValueError("not an Ethereum address (0x + 40 hex digits)")
+    return to_checksum_address(value)
+
+
+Address = Annotated[
+    str,
+    Field(
+        pattern=r"^0x[0-9a-fA-F]{40}$",
+        examples=["0x5FbDB2315678afecb367f032d93F642f64180aa3"],
+        description="An Ethereum address (answers are checksummed).",
+    ),
+    AfterValidator(_checksum),
+]
+Wei = Annotated[
+    str,
+    Field(
+        pattern=r"^(0|[1-9][0-9]{0,77})$",
+        examples=["1000000000000000000"],
+        description="A uint256 amount in token base units, as a decimal string.",
+    ),
+]
+Hex32 = Annotated[str, Field(pattern=r"^0x[0-9a-f]{64}$", description="32 bytes, 0x-hex.")]
+Uint16 = Annotated[int, Field(ge=0, le=2**16 - 1)]
+Uint32 = Annotated[int, Field(ge=0, le=2**32 - 1)]
+Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
+# uint64 in the contract; JSON clients and the database keep 63 bits.
+Uint64 = Annotated[int, Field(ge=0, le=2**63 - 1)]
+OrderId = Annotated[int, Field(ge=1, le=2**63 - 1)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- terms and orders ---------------------------------------------------------------
+
+
+class Terms(_Model):
+    """An order's commercial terms (IPurchaseOrders.Terms, units of DESIGN.md §2)."""
+
+    token: Address = Field(default=ZERO_ADDRESS, description="ERC-20 token; zero address = ETH.")
+    price: Wei
+    delivery_deadline: Uint64 = Field(description="Unix seconds.")
+    expiry_grace_secs: Uint32 = 0
+    dest_lat_e6: Int32 = Field(ge=-90_000_000, le=90_000_000)
+    dest_lon_e6: Int32 = Field(ge=-180_000_000, le=180_000_000)
+    geofence_e6: Uint32 = Field(
+        description="Half side of the destination box, micro-degrees (docs/contracts.md)."
+    )
+    min_temp_centi_c: Int32
+    max_temp_centi_c: Int32
+    max_humidity_permille: Uint16 = Field(default=0, description="0 = not checked.")
+    max_shock_milli_g: Uint32 = Field(default=0, description="0 = not checked.")
+    tolerated_excursion_secs: Uint32 = 0
+    late_penalty_bps_per_hour: Uint16 = 0
+    late_penalty_cap_bps: Uint16 = 0
+    breach_refund_bps: Uint16 = 0
+    dispute_window_secs: Uint32 = 0
+    arbiter: Address
+
+
+class OrderCreate(_Model):
+    """A buyer's new order: the supplier and the terms; ``fund`` pays in the same call."""
+
+    supplier: Address
+    terms: Terms
+    fund: bool = Field(
+        default=False,
+        description="Create and fund in one transaction (createAndFundOrder; ETH orders only).",
+    )
+
+
+class SettlementAmounts(BaseModel):
+    buyer_amount: Wei
+    supplier_amount: Wei
+
+
+class OrderPublic(BaseModel):
+    """An order as the indexer last saw it on chain."""
+
+    id: int
+    state: OrderState
+    buyer: str
+    supplier: str
+    arbiter: str
+    funded: bool
+    breached: bool
+    created_at: int | None
+    shipped_at: int | None
+    delivered_at: int | None
+    disputed_at: int | None
+    late_seconds: int | None
+    delivery_confirmed_by: str | None
+    settlement: SettlementAmounts | None = Field(
+        description="The credited split, once settled, resolved or expired."
+    )
+    terms: Terms
+    updated_block: int
+
+
+class OrdersPublic(BaseModel):
+    data: list[OrderPublic]
+    count: int = Field(description="How many orders match the filters (all pages).")
+
+
+# --- writes -------------------------------------------------------------------------
+
+
+class TxPublic(BaseModel):
+    """A mined transaction and the order's state after it."""
+
+    tx_hash: Hex32
+    block_number: int
+    order: OrderPublic | None = Field(
+        description="The order after the transaction (null for account-level calls)."
+    )
+
+
+class ShipRequest(_Model):
+    devices: list[Address] = Field(min_length=1, max_length=64)
+
+
+class RulingRequest(_Model):
+    buyer_amount: Wei = Field(description="What the buyer gets; the supplier gets the rest.")
+
+
+class WithdrawRequest(_Model):
+    token: Address = Field(default=ZERO_ADDRESS, description="Zero address = ETH.")
+
+
+class WithdrawalPublic(BaseModel):
+    tx_hash: Hex32
+    block_number: int
+    account: str
+    token: str
+    amount: Wei
+
+
+# --- settlement preview ---------------------------------------------------------------
+
+
+class SettlementPreview(BaseModel):
+    order_id: int
+    delivered_at: int
+    breach: bool
+    late_seconds: int
+    late_penalty_bps: int
+    breach_bps: int
+    refund_bps: int
+    buyer_amount: Wei
+    supplier_amount: Wei
+
+
+# --- telemetry, commitments, proofs -------------------------------------------------
+
+
+class ReadingPublic(BaseModel):
+    """A signed reading as the device signed it."""
+
+    order_id: int
+    device: str
+    seq: int
+    timestamp: int
+    temperature_centi_c: int
+    humidity_permille: int
+    shock_milli_g: int
+    latitude_e6: int
+    longitude_e6: int
+    flags: int
+    signature: str = Field(description="65 bytes r‖s‖v, 0x-hex.")
+    digest: Hex32 = Field(description="The EIP-712 digest the device signed.")
+    batch_seq: int | None = Field(description="The Merkle batch that commits it, if any.")
+    received_at: float
+
+
+class ReadingsPublic(BaseModel):
+    data: list[ReadingPublic]
+    count: int
+
+
+class CommitmentPublic(BaseModel):
+    order_id: int
+    batch_seq: int
+    root: Hex32
+    reading_count: int
+    first_reading_id: int
+    last_reading_id: int
+    status: str = Field(description="pending | done | failed")
+    tx_hash: Hex32 | None
+    created_at: float
+
+
+class CommitmentsPublic(BaseModel):
+    data: list[CommitmentPublic]
+    count: int
+
+
+class ContractReading(BaseModel):
+    """The reading as the contract's ``Reading`` struct takes it (camelCase fields)."""
+
+    orderId: int
+    seq: int
+    timestamp: int
+    temperatureCentiC: int
+    humidityPermille: int
+    shockMilliG: int
+    latitudeE6: int
+    longitudeE6: int
+    flags: int
+
+
+class ProofPublic(BaseModel):
+    """Everything ``QualityVerification.verifyCommittedReading`` needs."""
+
+    order_id: int
+    batch_seq: int
+    root: Hex32
+    leaf_index: int
+    leaf: Hex32
+    device: str
+    reading: ContractReading
+    signature: str
+    proof: list[Hex32]
+    verifying_contract: str | None = Field(description="QualityVerification's address.")
+
+
+# --- events, alerts, devices ----------------------------------------------------------
+
+
+class ChainEventPublic(BaseModel):
+    block_number: int
+    block_timestamp: int | None
+    tx_hash: Hex32
+    log_index: int
+    contract: str
+    event: str
+    order_id: int | None
+    args: dict[str, Any]
+
+
+class ChainEventsPublic(BaseModel):
+    data: list[ChainEventPublic]
+    count: int
+
+
+class AlertPublic(BaseModel):
+    id: int
+    order_id: int
+    device: str | None
+    kind: str
+    severity: str
+    message: str
+    at: int
+    data: dict[str, Any]
+    created_at: float
+
+
+class AlertsPublic(BaseModel):
+    data: list[AlertPublic]
+    count: int
+
+
+class DevicePublic(BaseModel):
+    order_id: int
+    device: str
+    bound_block: int | None
+    bound_at: int | None
+    reading_count: int
+    last_seq: int | None
+    last_timestamp: int | None
+
+
+class DevicesPublic(BaseModel):
+    data: list[DevicePublic]
+    count: int
+
+
+# --- account, health --------------------------------------------------------------------
+
+
+class PartyPublic(BaseModel):
+    name: str
+    address: str
+    roles: list[str]
+    custodial: bool = Field(description="Whether the API signs transactions for this party.")
+
+
+class ComponentHealth(BaseModel):
+    status: Literal["ok", "degraded", "down", "disabled"]
+    detail: str | None = None
+
+
+class HealthPublic(BaseModel):
+    status: Literal["ok", "degraded", "down"]
+    components: dict[str, ComponentHealth]
+
+
+class CreditPublic(BaseModel):
+    token: str
+    amount: Wei
+
+
+class AccountPublic(BaseModel):
+    party: PartyPublic
+    credits: list[CreditPublic] = Field(
+        description="Escrow credits waiting to be withdrawn, per token (from indexed events)."
+    )
