@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     MQTT_URL: str | None = None
     DATABASE_URL: str | None = None
     ORACLE_PRIVATE_KEY: SecretStr = SecretStr(DEV_ORACLE_PRIVATE_KEY)
+    # Deploys the contracts and holds DEFAULT_ADMIN_ROLE outside dev mode (default: the oracle key).
+    DEPLOYER_PRIVATE_KEY: SecretStr | None = None
     DEPLOYMENT_FILE: Path = REPO_ROOT / "var" / "deployment.json"
     API_HOST: str = "127.0.0.1"
     API_PORT: int = 8000

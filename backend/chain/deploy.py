@@ -1,0 +1,331 @@
+"""Deploy and wire the contracts; write and check the deployment manifest.
+
+Order (DESIGN.md §4): ``Escrow(admin)``, ``QualityVerification(admin)``,
+``PurchaseOrders(admin, escrow, quality)``, then ``escrow.setPurchaseOrders(po)``,
+``quality.setPurchaseOrders(po)`` and ``ORACLE_ROLE`` for each oracle. In dev
+mode the test ERC-20 (``TestStablecoin``) is deployed too.
+
+The manifest (JSON, ``DEPLOYMENT_FILE``) is what every other process reads to
+find the contracts: chain id, the first deployment block (where the indexer
+starts), addresses, deployer, oracles, token, timestamp. Loading it checks the
+chain id and that code exists at every address.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from eth_abi import encode as abi_encode
+from eth_account.signers.local import LocalAccount
+from eth_utils import get_abi_input_types, to_checksum_address
+
+from backend.chain.artifacts import CORE_CONTRACTS, STABLECOIN, Artifact, load_artifact
+from backend.chain.connection import Chain, connect
+from backend.chain.contracts import Contracts, Escrow, QualityVerification
+from backend.chain.errors import ChainError, DeploymentError
+from backend.core.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_VERSION = 1
+
+
+@dataclass
+class Deployment:
+    """A deployment manifest."""
+
+    chain_id: int
+    #: block of the first deployment transaction: where an indexer starts reading events
+    block_number: int
+    #: contract name → checksummed address
+    addresses: dict[str, str]
+    deployer: str
+    oracles: list[str]
+    #: the dev ERC-20's address, if deployed
+    token: str | None
+    #: timestamp of the deployment's first block (unix seconds)
+    timestamp: int
+    tx_hashes: dict[str, str] = field(default_factory=dict)
+    version: int = MANIFEST_VERSION
+
+    @property
+    def purchase_orders(self) -> str:
+        return self.addresses["PurchaseOrders"]
+
+    @property
+    def quality_verification(self) -> str:
+        return self.addresses["QualityVerification"]
+
+    @property
+    def escrow(self) -> str:
+        return self.addresses["Escrow"]
+
+    @property
+    def oracle(self) -> str | None:
+        return self.oracles[0] if self.oracles else None
+
+    def to_json(self) -> str:
+        body = asdict(self)
+        body["deployed_at"] = datetime.fromtimestamp(self.timestamp, UTC).isoformat()
+        return json.dumps(body, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, body: dict[str, Any], source: str = "manifest") -> Deployment:
+        try:
+            version = int(body.get("version", MANIFEST_VERSION))
+            if version != MANIFEST_VERSION:
+                raise DeploymentError(
+                    f"{source}: manifest version {version} is not {MANIFEST_VERSION}; redeploy "
+                    "with `trustship deploy`"
+                )
+            addresses = {str(k): to_checksum_address(v) for k, v in dict(body["addresses"]).items()}
+            missing = [n for n in CORE_CONTRACTS if n not in addresses]
+            if missing:
+                raise DeploymentError(f"{source}: no address for {', '.join(missing)}")
+            return cls(
+                chain_id=int(body["chain_id"]),
+                block_number=int(body["block_number"]),
+                addresses=addresses,
+                deployer=to_checksum_address(body["deployer"]),
+                oracles=[to_checksum_address(o) for o in body.get("oracles", [])],
+                token=to_checksum_address(body["token"]) if body.get("token") else None,
+                timestamp=int(body["timestamp"]),
+                tx_hashes=dict(body.get("tx_hashes", {})),
+                version=version,
+            )
+        except DeploymentError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DeploymentError(
+                f"{source} is not a valid deployment manifest ({type(exc).__name__}: {exc}); "
+                "redeploy with `trustship deploy`"
+            ) from None
+
+    def write(self, path: Path) -> None:
+        """Write atomically (temp file + rename), creating the directory."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".deployment-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(self.to_json())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def read(cls, path: Path) -> Deployment:
+        """Parse a manifest file (no chain checks: see :func:`load_deployment`)."""
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            raise DeploymentError(
+                f"no deployment manifest at {path}: run `trustship deploy` (or set DEPLOYMENT_FILE)"
+            ) from None
+        except OSError as exc:
+            raise DeploymentError(f"cannot read deployment manifest {path}: {exc}") from None
+        try:
+            body = json.loads(text)
+        except ValueError as exc:
+            raise DeploymentError(
+                f"{path} is not JSON ({exc}); redeploy with `trustship deploy`"
+            ) from None
+        if not isinstance(body, dict):
+            raise DeploymentError(f"{path} is not a JSON object; redeploy with `trustship deploy`")
+        return cls.from_dict(body, source=str(path))
+
+
+def verify_deployment(
+    deployment: Deployment, chain: Chain, *, source: str = "the manifest"
+) -> None:
+    """Check that ``deployment`` belongs to ``chain``: same chain id, code at every address."""
+    if deployment.chain_id != chain.chain_id:
+        raise DeploymentError(
+            f"{source} is for chain id {deployment.chain_id} but the connected chain "
+            f"({chain.rpc_url or 'eth-tester'}) has chain id {chain.chain_id}: point RPC_URL at "
+            "the right chain or redeploy with `trustship deploy`"
+        )
+    contracts = dict(deployment.addresses)
+    if deployment.token:
+        contracts.setdefault(STABLECOIN, deployment.token)
+    empty = [f"{name} at {addr}" for name, addr in contracts.items() if not chain.code_at(addr)]
+    if empty:
+        raise DeploymentError(
+            f"{source}: no contract code at {', '.join(empty)} on chain {chain.chain_id} "
+            "(was the node restarted or reset?): redeploy with `trustship deploy`"
+        )
+
+
+def load_deployment(path: Path, chain: Chain) -> Deployment:
+    """Read a manifest and check it against the connected chain."""
+    deployment = Deployment.read(path)
+    verify_deployment(deployment, chain, source=str(path))
+    return deployment
+
+
+def _constructor_args(artifact: Artifact, args: Sequence[Any]) -> bytes:
+    inputs = artifact.constructor_inputs
+    if len(inputs) != len(args):
+        raise DeploymentError(
+            f"{artifact.name}'s constructor takes {len(inputs)} arguments, deploy passes "
+            f"{len(args)}: are contracts/build and backend/chain/deploy.py out of step?"
+        )
+    if not inputs:
+        return b""
+    types = get_abi_input_types({"type": "constructor", "inputs": inputs})  # type: ignore[arg-type]
+    return abi_encode(types, list(args))
+
+
+def deploy_contract(
+    chain: Chain, artifact: Artifact, args: Sequence[Any], *, by: LocalAccount
+) -> tuple[str, str, int]:
+    """Deploy one contract; returns (address, tx hash, block number)."""
+    try:
+        result = chain.sender(by).deploy(
+            artifact.bytecode, _constructor_args(artifact, args), name=artifact.name
+        )
+    except ChainError as exc:
+        raise DeploymentError(f"deploying {artifact.name} failed: {exc}") from exc
+    address = result.contract_address
+    assert address is not None  # deploy() checked it
+    chain.registry.register_address(address, artifact.name)
+    logger.info("deployed %s at %s (gas %d)", artifact.name, address, result.gas_used)
+    return address, result.tx_hash, result.block_number
+
+
+def deploy_all(
+    chain: Chain,
+    admin: LocalAccount | None = None,
+    oracle_addresses: Sequence[str] | None = None,
+    *,
+    stablecoin: bool | None = None,
+    write_to: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Deployment:
+    """Deploy, wire and authorise the contracts.
+
+    ``admin`` deploys and holds DEFAULT_ADMIN_ROLE (default: ``chain.accounts.admin``);
+    ``oracle_addresses`` receive ORACLE_ROLE (default: ``chain.accounts.oracle``);
+    ``stablecoin`` deploys the dev ERC-20 (default: when the chain has dev accounts).
+    The manifest is written to ``write_to`` when given.
+    """
+    admin = admin or chain.accounts.admin
+    oracles = [
+        to_checksum_address(a) for a in (oracle_addresses or [chain.accounts.oracle.address])
+    ]
+    if stablecoin is None:
+        stablecoin = chain.accounts.buyer is not None
+    note = progress or (lambda _msg: None)
+    artifacts = {name: load_artifact(name) for name in CORE_CONTRACTS}
+    token_artifact = load_artifact(STABLECOIN) if stablecoin else None
+
+    first_block: int | None = None
+    addresses: dict[str, str] = {}
+    hashes: dict[str, str] = {}
+
+    def _deploy(name: str, artifact: Artifact, args: Sequence[Any]) -> str:
+        nonlocal first_block
+        note(f"deploying {name}")
+        addr, tx_hash, block = deploy_contract(chain, artifact, args, by=admin)
+        first_block = block if first_block is None else min(first_block, block)
+        addresses[name] = addr
+        hashes[name] = tx_hash
+        return addr
+
+    escrow_addr = _deploy("Escrow", artifacts["Escrow"], [admin.address])
+    quality_addr = _deploy("QualityVerification", artifacts["QualityVerification"], [admin.address])
+    po_addr = _deploy(
+        "PurchaseOrders", artifacts["PurchaseOrders"], [admin.address, escrow_addr, quality_addr]
+    )
+    token_addr = _deploy(STABLECOIN, token_artifact, []) if token_artifact is not None else None
+
+    escrow = Escrow(chain, escrow_addr, artifacts["Escrow"])
+    quality = QualityVerification(chain, quality_addr, artifacts["QualityVerification"])
+    try:
+        note("wiring Escrow → PurchaseOrders")
+        escrow.set_purchase_orders(po_addr, by=admin)
+        note("wiring QualityVerification → PurchaseOrders")
+        quality.set_purchase_orders(po_addr, by=admin)
+        for oracle in oracles:
+            note(f"granting ORACLE_ROLE to {oracle}")
+            quality.grant_oracle(oracle, by=admin)
+        # read the wiring back: a mismatch here means the artifacts and this code disagree
+        wired = {
+            "Escrow.purchaseOrders": escrow.purchase_orders(),
+            "QualityVerification.purchaseOrders": quality.purchase_orders(),
+        }
+        for what, value in wired.items():
+            if to_checksum_address(value) != po_addr:
+                raise DeploymentError(f"{what} is {value}, expected {po_addr}")
+    except ChainError as exc:
+        if isinstance(exc, DeploymentError):
+            raise
+        raise DeploymentError(f"wiring the contracts failed: {exc}") from exc
+
+    assert first_block is not None
+    block = chain.w3.eth.get_block(first_block)
+    deployment = Deployment(
+        chain_id=chain.chain_id,
+        block_number=first_block,
+        addresses={**addresses},
+        deployer=admin.address,
+        oracles=oracles,
+        token=token_addr,
+        timestamp=int(block["timestamp"]),
+        tx_hashes=hashes,
+    )
+    if write_to is not None:
+        deployment.write(write_to)
+        logger.info("deployment manifest written to %s", write_to)
+    return deployment
+
+
+def deployed_contracts(chain: Chain, deployment: Deployment) -> Contracts:
+    """The wrappers of a deployment's contracts on ``chain``."""
+    return Contracts.from_deployment(chain, deployment)
+
+
+def deploy_from_settings(settings: Settings | None = None) -> Deployment:
+    """`trustship deploy`: deploy to the configured chain and write DEPLOYMENT_FILE.
+
+    With ``RPC_URL`` unset the chain is an in-process eth-tester that ends with the
+    command: the contracts are deployed (a smoke test of the artifacts) but no
+    manifest is written, since it would point at nothing afterwards.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    settings = settings or Settings()
+    console = Console()
+    chain = connect(settings)
+    where = chain.rpc_url or "in-process eth-tester"
+    with console.status(f"deploying to {where} (chain id {chain.chain_id})") as status:
+        deployment = deploy_all(chain, progress=lambda msg: status.update(msg))
+    table = Table(title=f"TrustShip contracts on chain {deployment.chain_id} ({where})")
+    table.add_column("contract")
+    table.add_column("address")
+    for name, addr in deployment.addresses.items():
+        table.add_row(name, addr)
+    table.add_row("deployer / admin", deployment.deployer)
+    for oracle in deployment.oracles:
+        table.add_row("oracle (ORACLE_ROLE)", oracle)
+    table.add_row("start block", str(deployment.block_number))
+    console.print(table)
+    if chain.kind == "eth-tester":
+        console.print(
+            "[yellow]RPC_URL is unset: this was an in-process eth-tester chain that ends with this "
+            "command, so no manifest was written. Set RPC_URL (e.g. http://127.0.0.1:8545 for "
+            "anvil) to deploy for real.[/yellow]"
+        )
+    else:
+        deployment.write(settings.DEPLOYMENT_FILE)
+        console.print(f"manifest written to [bold]{settings.DEPLOYMENT_FILE}[/bold]")
+    return deployment

@@ -1,0 +1,148 @@
+"""Helpers for tests, demos and benchmarks on a dev chain (never used in production paths).
+
+:class:`Stack` bundles a connected dev chain, its deployment and the wrapped
+contracts; :func:`build_stack` deploys one. :func:`default_terms` gives valid
+order terms to override field by field, :func:`device_key` deterministic device
+keys, :func:`signed` a device-signed reading.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+
+from backend.chain.connection import Accounts, Chain
+from backend.chain.contracts import (
+    ETH,
+    Contracts,
+    Escrow,
+    PurchaseOrders,
+    QualityVerification,
+    Stablecoin,
+    Terms,
+)
+from backend.chain.deploy import Deployment, deploy_all
+from backend.telemetry import Domain, Reading, SignedReading, device_address, sign_reading
+
+DAY = 24 * 3600
+ETHER = 10**18
+
+#: Rotterdam container terminal (Maasvlakte), micro-degrees
+ROTTERDAM = (51_950_000, 4_050_000)
+
+
+@dataclass(frozen=True)
+class DevAccounts:
+    """The dev accounts of a stack (all present)."""
+
+    admin: LocalAccount
+    oracle: LocalAccount
+    buyer: LocalAccount
+    supplier: LocalAccount
+    arbiter: LocalAccount
+    auditor: LocalAccount
+    stranger: LocalAccount
+
+    @classmethod
+    def from_accounts(cls, accounts: Accounts) -> DevAccounts:
+        return cls(**{role: accounts.require(role) for role in cls.__dataclass_fields__})
+
+
+@dataclass
+class Stack:
+    """A dev chain with the contracts deployed and wired."""
+
+    kind: str  # "eth-tester" or "anvil" (or "rpc")
+    chain: Chain
+    deployment: Deployment
+    contracts: Contracts
+    accounts: DevAccounts
+
+    @property
+    def po(self) -> PurchaseOrders:
+        return self.contracts.purchase_orders
+
+    @property
+    def qv(self) -> QualityVerification:
+        return self.contracts.quality
+
+    @property
+    def escrow(self) -> Escrow:
+        return self.contracts.escrow
+
+    @property
+    def token(self) -> Stablecoin:
+        if self.contracts.token is None:
+            raise LookupError("this stack was deployed without the test stablecoin")
+        return self.contracts.token
+
+    @property
+    def domain(self) -> Domain:
+        return self.contracts.quality.domain()
+
+    def make_terms(self, **overrides: Any) -> Terms:
+        """Valid terms relative to this chain's time (see :func:`default_terms`)."""
+        return default_terms(self.chain.now(), self.accounts.arbiter.address, **overrides)
+
+
+def build_stack(chain: Chain, kind: str | None = None, *, stablecoin: bool = True) -> Stack:
+    """Deploy and wire the contracts on a dev ``chain``."""
+    deployment = deploy_all(chain, stablecoin=stablecoin)
+    return Stack(
+        kind=kind or chain.kind,
+        chain=chain,
+        deployment=deployment,
+        contracts=Contracts.from_deployment(chain, deployment),
+        accounts=DevAccounts.from_accounts(chain.accounts),
+    )
+
+
+def default_terms(now: int, arbiter: str, **overrides: Any) -> Terms:
+    """Terms a test can start from: 10 ETH, due in 7 days at Rotterdam (±0.05°),
+    2–8 °C with 30 min tolerated, 1 %/started hour late up to 20 %, 30 % breach
+    refund, split final at delivery. Any field can be overridden by name."""
+    lat, lon = ROTTERDAM
+    values: dict[str, Any] = {
+        "token": ETH,
+        "price": 10 * ETHER,
+        "delivery_deadline": now + 7 * DAY,
+        "expiry_grace_secs": 7 * DAY,
+        "dest_lat_e6": lat,
+        "dest_lon_e6": lon,
+        "geofence_e6": 50_000,
+        "min_temp_centi_c": 200,
+        "max_temp_centi_c": 800,
+        "max_humidity_permille": 0,
+        "max_shock_milli_g": 0,
+        "tolerated_excursion_secs": 1800,
+        "late_penalty_bps_per_hour": 100,
+        "late_penalty_cap_bps": 2000,
+        "breach_refund_bps": 3000,
+        "dispute_window_secs": 0,
+        "arbiter": arbiter,
+    }
+    unknown = set(overrides) - set(values)
+    if unknown:
+        raise TypeError(f"unknown Terms field(s): {', '.join(sorted(unknown))}")
+    values.update(overrides)
+    return Terms(**values)
+
+
+def device_key(n: int) -> str:
+    """A deterministic device private key: keccak256("trustship-test-device:<n>")."""
+    return "0x" + keccak(text=f"trustship-test-device:{n}").hex()
+
+
+def device(n: int) -> str:
+    """The address of :func:`device_key` ``(n)``."""
+    return device_address(device_key(n))
+
+
+def signed(reading: Reading, domain: Domain, key: str) -> SignedReading:
+    """``reading`` signed by ``key`` for ``domain``."""
+    return SignedReading(
+        reading=reading, device=device_address(key), signature=sign_reading(reading, domain, key)
+    )
