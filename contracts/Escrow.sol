@@ -17,6 +17,9 @@ import {IEscrow} from "./interfaces/IEscrow.sol";
 /// withdrawn. A release moves value from the first term to the second (the total does not
 /// change); a withdrawal lowers it. The contract's balance of a token is never below
 /// `totalOwed(token)` (fee-on-transfer deposits are refused, see {deposit}).
+///
+/// Gas: credit and total slots never return to zero once used (see `_creditsPlusOne`),
+/// which makes repeat business between the same partners markedly cheaper.
 contract Escrow is IEscrow, AccessControl, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
@@ -33,12 +36,18 @@ contract Escrow is IEscrow, AccessControl, ReentrancyGuardTransient {
 
     address private _purchaseOrders;
     mapping(uint256 orderId => PackedDeposit) private _deposits;
-    mapping(address account => mapping(address token => uint256)) private _credits;
-    mapping(address token => uint256) private _totalOwed;
+    /// @dev Credits and totals are stored plus one once a slot was used (0 = never used,
+    /// 1 = nothing owed), so the slot stays non-zero when it drains to nothing: the next
+    /// credit to a returning partner, or the next deposit after escrow emptied, updates a
+    /// slot (2,900 gas) instead of creating one (20,000 gas). Read them through
+    /// {_unbiased}.
+    mapping(address account => mapping(address token => uint256)) private _creditsPlusOne;
+    mapping(address token => uint256) private _totalOwedPlusOne;
 
     /// @param admin receives DEFAULT_ADMIN_ROLE; it wires PurchaseOrders once.
     constructor(address admin) {
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        _totalOwedPlusOne[address(0)] = 1; // ETH: 0 owed, slot in use
     }
 
     modifier onlyPurchaseOrders() {
@@ -78,7 +87,7 @@ contract Escrow is IEscrow, AccessControl, ReentrancyGuardTransient {
 
         // The cast is safe: amount <= MAX_AMOUNT = type(uint88).max was checked above.
         _deposits[orderId] = PackedDeposit({token: token, amount: uint88(amount), released: false});
-        _totalOwed[token] += amount;
+        _totalOwedPlusOne[token] = _biased(_totalOwedPlusOne[token]) + amount;
         emit FundsDeposited(orderId, payer, token, amount);
 
         if (token != address(0)) {
@@ -117,12 +126,10 @@ contract Escrow is IEscrow, AccessControl, ReentrancyGuardTransient {
         address token = d.token;
         // totalOwed is unchanged: the deposit becomes credits of the same sum.
         if (buyerAmount != 0) {
-            _credits[buyer][token] += buyerAmount;
-            emit FundsCredited(orderId, buyer, token, buyerAmount);
+            _credit(orderId, buyer, token, buyerAmount);
         }
         if (supplierAmount != 0) {
-            _credits[supplier][token] += supplierAmount;
-            emit FundsCredited(orderId, supplier, token, supplierAmount);
+            _credit(orderId, supplier, token, supplierAmount);
         }
     }
 
@@ -132,13 +139,14 @@ contract Escrow is IEscrow, AccessControl, ReentrancyGuardTransient {
     /// - the caller has a non-zero credit in `token`;
     /// - for ETH, the caller accepts the transfer (else {EscrowTransferFailed}).
     function withdraw(address token) external nonReentrant {
-        uint256 amount = _credits[msg.sender][token];
+        uint256 amount = _unbiased(_creditsPlusOne[msg.sender][token]);
         if (amount == 0) revert EscrowNothingToWithdraw(msg.sender, token);
 
-        _credits[msg.sender][token] = 0;
-        // Cannot underflow: every credit is part of totalOwed until it is withdrawn here.
+        _creditsPlusOne[msg.sender][token] = 1;
+        // Cannot underflow: every credit is part of totalOwed until it is withdrawn here,
+        // so the stored total is at least amount + 1.
         unchecked {
-            _totalOwed[token] -= amount;
+            _totalOwedPlusOne[token] -= amount;
         }
         emit FundsWithdrawn(msg.sender, token, amount);
 
@@ -158,16 +166,34 @@ contract Escrow is IEscrow, AccessControl, ReentrancyGuardTransient {
 
     /// @inheritdoc IEscrow
     function creditOf(address account, address token) external view returns (uint256) {
-        return _credits[account][token];
+        return _unbiased(_creditsPlusOne[account][token]);
     }
 
     /// @inheritdoc IEscrow
     function totalOwed(address token) external view returns (uint256) {
-        return _totalOwed[token];
+        return _unbiased(_totalOwedPlusOne[token]);
     }
 
     /// @inheritdoc IEscrow
     function purchaseOrders() external view returns (address) {
         return _purchaseOrders;
+    }
+
+    function _credit(uint256 orderId, address account, address token, uint256 amount) private {
+        _creditsPlusOne[account][token] = _biased(_creditsPlusOne[account][token]) + amount;
+        emit FundsCredited(orderId, account, token, amount);
+    }
+
+    /// @dev A stored "plus one" value, with a never-used slot (0) read as nothing owed (1).
+    function _biased(uint256 stored) private pure returns (uint256) {
+        return stored == 0 ? 1 : stored;
+    }
+
+    /// @dev The amount a "plus one" slot holds.
+    function _unbiased(uint256 stored) private pure returns (uint256) {
+        // Cannot underflow: only taken when stored > 0.
+        unchecked {
+            return stored == 0 ? 0 : stored - 1;
+        }
     }
 }

@@ -36,31 +36,30 @@ contract PurchaseOrders is IPurchaseOrders, AccessControl {
 
     uint256 private constant _BPS = 10_000;
 
-    /// @dev An order in five storage slots. Fields written together sit together:
-    /// slot 0 changes at every transition (and at delivery, which also sets deliveredAt).
+    /// @dev An order in five storage slots (159 of 160 bytes). Fields written together
+    /// sit together: shipment and delivery each write only slot 0.
     struct OrderRecord {
-        // slot 0
+        // slot 0: 20 + 1 + 1 + 5 + 5 = 32 bytes
         address buyer;
         OrderState state;
         bool funded;
-        bool breached;
         uint40 shippedAt;
         uint40 deliveredAt;
-        // slot 1
+        // slot 1: 20 + 5 + 5 + 2 = 32 bytes
         address supplier;
         uint40 createdAt;
-        uint32 disputeWindowSecs;
+        uint40 deliveryDeadline;
         uint16 latePenaltyBpsPerHour;
-        uint16 latePenaltyCapBps;
-        // slot 2
+        // slot 2: 20 + 11 = 31 bytes
         address token;
         uint88 price;
-        // slot 3
+        // slot 3: 20 + 5 + 4 + 2 + 1 = 32 bytes
         address arbiter;
-        uint40 deliveryDeadline;
         uint40 disputedAt;
-        uint16 breachRefundBps;
-        // slot 4: what QualityVerification judges evidence against
+        uint32 disputeWindowSecs;
+        uint16 latePenaltyCapBps;
+        bool breached;
+        // slot 4: 4 + 4 + 4 + 2 + 2 + 4 + 4 + 4 + 2 + 2 = 32 bytes; what evidence is judged against
         int32 destLatE6;
         int32 destLonE6;
         uint32 geofenceE6;
@@ -70,12 +69,15 @@ contract PurchaseOrders is IPurchaseOrders, AccessControl {
         uint32 toleratedExcursionSecs;
         uint32 expiryGraceSecs;
         uint16 maxHumidityPermille;
+        uint16 breachRefundBps;
     }
 
     IEscrow private immutable _escrow;
     IQualityVerification private immutable _quality;
 
-    uint256 private _orderCount;
+    /// @dev The id the next order gets. Starts at 1 (ids start at 1), which also keeps the
+    /// slot non-zero so creating the first order does not pay for a new storage slot.
+    uint256 private _nextOrderId = 1;
     mapping(uint256 orderId => OrderRecord) private _orders;
 
     /// @param admin receives DEFAULT_ADMIN_ROLE (no order operation needs it).
@@ -347,7 +349,10 @@ contract PurchaseOrders is IPurchaseOrders, AccessControl {
 
     /// @inheritdoc IPurchaseOrders
     function orderCount() external view returns (uint256) {
-        return _orderCount;
+        // Cannot underflow: _nextOrderId starts at 1 and only grows.
+        unchecked {
+            return _nextOrderId - 1;
+        }
     }
 
     /// @inheritdoc IPurchaseOrders
@@ -373,29 +378,29 @@ contract PurchaseOrders is IPurchaseOrders, AccessControl {
 
     function _create(address supplier, Terms calldata t, bool funded) private returns (uint256 orderId) {
         _validate(supplier, t);
-        // Cannot overflow: one id per transaction.
+        orderId = _nextOrderId;
+        // Cannot overflow: one id per order, far fewer than 2^256.
         unchecked {
-            orderId = ++_orderCount;
+            _nextOrderId = orderId + 1;
         }
         // The casts below are safe: _validate bounded price, deadline and temperatures.
         _orders[orderId] = OrderRecord({
             buyer: msg.sender,
             state: OrderState.Created,
             funded: funded,
-            breached: false,
             shippedAt: 0,
             deliveredAt: 0,
             supplier: supplier,
             createdAt: _now40(),
-            disputeWindowSecs: t.disputeWindowSecs,
+            deliveryDeadline: uint40(t.deliveryDeadline),
             latePenaltyBpsPerHour: t.latePenaltyBpsPerHour,
-            latePenaltyCapBps: t.latePenaltyCapBps,
             token: t.token,
             price: uint88(t.price),
             arbiter: t.arbiter,
-            deliveryDeadline: uint40(t.deliveryDeadline),
             disputedAt: 0,
-            breachRefundBps: t.breachRefundBps,
+            disputeWindowSecs: t.disputeWindowSecs,
+            latePenaltyCapBps: t.latePenaltyCapBps,
+            breached: false,
             destLatE6: t.destLatE6,
             destLonE6: t.destLonE6,
             geofenceE6: t.geofenceE6,
@@ -404,7 +409,8 @@ contract PurchaseOrders is IPurchaseOrders, AccessControl {
             maxShockMilliG: t.maxShockMilliG,
             toleratedExcursionSecs: t.toleratedExcursionSecs,
             expiryGraceSecs: t.expiryGraceSecs,
-            maxHumidityPermille: t.maxHumidityPermille
+            maxHumidityPermille: t.maxHumidityPermille,
+            breachRefundBps: t.breachRefundBps
         });
         emit OrderCreated(orderId, msg.sender, supplier, t.token, t.price, t.deliveryDeadline);
     }

@@ -64,12 +64,12 @@ contract QualityVerification is IQualityVerification, AccessControl, EIP712 {
         OrderRecord memory rec = _records[orderId];
         for (uint256 i = 0; i < devices.length; ++i) {
             address device = devices[i];
-            if (device == address(0) || _isBound(rec.firstDevice, orderId, device)) {
-                revert QualityVerificationInvalidDevice(orderId, device);
-            }
+            if (device == address(0)) revert QualityVerificationInvalidDevice(orderId, device);
             if (rec.firstDevice == address(0)) {
+                // No device yet, so none in _moreDevices either: no lookup needed.
                 rec.firstDevice = device;
             } else {
+                if (_isBound(rec.firstDevice, orderId, device)) revert QualityVerificationInvalidDevice(orderId, device);
                 _moreDevices[orderId][device] = true;
             }
             emit DeviceBound(orderId, device);

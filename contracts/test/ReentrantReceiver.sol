@@ -9,7 +9,8 @@ import {IEscrow} from "../interfaces/IEscrow.sol";
 /// call `Escrow.withdraw` again. The attempt's outcome is recorded, not bubbled, so a
 /// test can assert both that the outer withdrawal paid exactly once and that the
 /// re-entry was refused (`lastReentryError` holds the revert data, e.g.
-/// `ReentrancyGuardReentrantCall()`). With `rejectPayments` set, `receive()` reverts
+/// `ReentrancyGuardReentrantCall()`). Only the first ETH payment that comes from Escrow
+/// triggers the attempt. With `rejectPayments` set, `receive()` reverts
 /// instead, to exercise `EscrowTransferFailed`.
 contract ReentrantReceiver {
     IEscrow public immutable escrow;
@@ -50,7 +51,9 @@ contract ReentrantReceiver {
     receive() external payable {
         if (rejectPayments) revert ReentrantReceiverRejected();
         received += msg.value;
-        if (reentryAttempts == 0) {
+        // Only payments from Escrow trigger the attack, and only the first one (funding
+        // this contract from an EOA does not use up the attempt).
+        if (msg.sender == address(escrow) && reentryAttempts == 0) {
             reentryAttempts = 1;
             try escrow.withdraw(address(0)) {
                 reentrySucceeded = true;
