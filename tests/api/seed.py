@@ -1,0 +1,200 @@
+"""Seed an API test database directly through the store's models.
+
+The rows look like what the indexer and the oracle write: orders of the dev
+parties, signed readings (real EIP-712 signatures), a Merkle commitment over
+them, device bindings, contract events and alerts.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.api.parties import PartyRegistry
+from backend.chain.testing import device_key
+from backend.store.models import (
+    AlertRow,
+    ChainEventRow,
+    CommitmentRow,
+    DeviceRow,
+    OrderRow,
+    ReadingRow,
+)
+from backend.telemetry import (
+    Domain,
+    MerkleTree,
+    Reading,
+    device_address,
+    leaf_hash,
+    reading_digest,
+    sign_reading,
+)
+
+DOMAIN = Domain(chain_id=31337, verifying_contract="0x5FbDB2315678afecb367f032d93F642f64180aa3")
+ETHER = 10**18
+T0 = 1_800_000_000
+
+
+def order_values(
+    order_id: int, buyer: str, supplier: str, arbiter: str, **kw: Any
+) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "id": order_id,
+        "buyer": buyer,
+        "supplier": supplier,
+        "state": "Shipped",
+        "token": "0x0000000000000000000000000000000000000000",
+        "price": 10 * ETHER,
+        "delivery_deadline": T0 + 7 * 86400,
+        "expiry_grace_secs": 7 * 86400,
+        "dest_lat_e6": 51_950_000,
+        "dest_lon_e6": 4_050_000,
+        "geofence_e6": 50_000,
+        "min_temp_centi_c": 200,
+        "max_temp_centi_c": 800,
+        "max_humidity_permille": 0,
+        "max_shock_milli_g": 0,
+        "tolerated_excursion_secs": 1800,
+        "late_penalty_bps_per_hour": 100,
+        "late_penalty_cap_bps": 2000,
+        "breach_refund_bps": 3000,
+        "dispute_window_secs": 0,
+        "arbiter": arbiter,
+        "funded": True,
+        "breached": False,
+        "created_at": T0,
+        "shipped_at": T0 + 60,
+        "updated_block": 10,
+    }
+    values.update(kw)
+    return values
+
+
+@dataclass
+class Seeded:
+    """What :func:`seed` wrote (for assertions)."""
+
+    own_order: int  # buyer / supplier / arbiter are its parties
+    other_order: int  # the stranger's order with someone else
+    device: str
+    device_key: str
+    readings: list[Reading] = field(default_factory=list)
+    committed: int = 0  # how many readings are in batch 1
+
+
+def seed(
+    factory: sessionmaker[Session],
+    parties: PartyRegistry,
+    *,
+    readings: int = 12,
+    committed: int = 8,
+) -> Seeded:
+    buyer = parties.by_name("buyer").address
+    supplier = parties.by_name("supplier").address
+    arbiter = parties.by_name("arbiter").address
+    stranger = parties.by_name("stranger").address
+    key = device_key(1)
+    dev = device_address(key)
+    out = Seeded(own_order=1, other_order=2, device=dev, device_key=key, committed=committed)
+    now = time.time()
+    with factory.begin() as s:
+        s.add(OrderRow(**order_values(1, buyer, supplier, arbiter)))
+        # The stranger's order, with itself as supplier and arbiter too.
+        s.add(OrderRow(**order_values(2, stranger, stranger, stranger, state="Created")))
+        s.add(DeviceRow(order_id=1, device=dev, bound_block=9, bound_at=T0 + 60))
+        rows = []
+        for i in range(readings):
+            r = Reading(
+                order_id=1,
+                seq=i,
+                timestamp=T0 + 120 + 60 * i,
+                temperature_centi_c=450 + i,
+                humidity_permille=500,
+                shock_milli_g=10,
+                latitude_e6=50_000_000,
+                longitude_e6=3_000_000,
+                flags=0,
+            )
+            out.readings.append(r)
+            row = ReadingRow(
+                order_id=1,
+                device=dev,
+                seq=i,
+                timestamp=r.timestamp,
+                temperature_centi_c=r.temperature_centi_c,
+                humidity_permille=r.humidity_permille,
+                shock_milli_g=r.shock_milli_g,
+                latitude_e6=r.latitude_e6,
+                longitude_e6=r.longitude_e6,
+                flags=r.flags,
+                signature=sign_reading(r, DOMAIN, key),
+                digest=reading_digest(r, DOMAIN),
+                received_at=now,
+                batch_seq=1 if i < committed else None,
+            )
+            s.add(row)
+            rows.append(row)
+        s.flush()
+        batch = rows[:committed]
+        tree = MerkleTree([leaf_hash(r.digest) for r in batch])
+        s.add(
+            CommitmentRow(
+                order_id=1,
+                batch_seq=1,
+                root=tree.root,
+                reading_count=len(batch),
+                first_reading_id=batch[0].id,
+                last_reading_id=batch[-1].id,
+                reading_ids=[r.id for r in batch],
+                tx_hash=b"\x11" * 32,
+                status="done",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        for i, (event, order_id, args) in enumerate(
+            [
+                ("OrderCreated", 1, {"orderId": "1", "buyer": buyer, "supplier": supplier}),
+                ("OrderShipped", 1, {"orderId": "1", "deviceCount": 1, "shippedAt": T0 + 60}),
+                ("OrderCreated", 2, {"orderId": "2", "buyer": stranger, "supplier": stranger}),
+                (
+                    "FundsCredited",
+                    1,
+                    {
+                        "orderId": "1",
+                        "account": supplier,
+                        "token": "0x0000000000000000000000000000000000000000",
+                        "amount": str(7 * ETHER),
+                    },
+                ),
+            ]
+        ):
+            s.add(
+                ChainEventRow(
+                    block_number=5 + i,
+                    block_timestamp=T0 + i,
+                    tx_hash=bytes([i + 1]) * 32,
+                    log_index=0,
+                    contract="PurchaseOrders",
+                    event=event,
+                    order_id=order_id,
+                    args=args,
+                )
+            )
+        for order_id, kind in ((1, "temperature_warning"), (2, "device_silent")):
+            s.add(
+                AlertRow(
+                    order_id=order_id,
+                    device=dev if order_id == 1 else None,
+                    kind=kind,
+                    severity="warning",
+                    message=f"{kind} on order {order_id}",
+                    at=T0 + 500,
+                    data={"order": order_id},
+                    created_at=now,
+                )
+            )
+    return out

@@ -1,0 +1,242 @@
+"""Reads answer from the database, only for the parties of an order."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.api.parties import PartyRegistry
+from backend.chain.settlement import settlement
+from backend.store.models import OrderRow
+from backend.telemetry import leaf_hash, reading_digest, verify_proof
+from tests.api.conftest import Api, headers
+from tests.api.seed import DOMAIN, ETHER, T0, Seeded, order_values, seed
+
+
+@pytest.fixture
+def seeded(factory: sessionmaker[Session], parties: PartyRegistry) -> Seeded:
+    return seed(factory, parties, readings=12, committed=8)
+
+
+def ids(body: dict) -> list[int]:
+    return [o["id"] for o in body["data"]]
+
+
+@pytest.mark.parametrize(
+    ("who", "expected"),
+    [
+        ("buyer", [1]),
+        ("supplier", [1]),
+        ("arbiter", [1]),
+        ("stranger", [2]),
+        ("auditor", [2, 1]),
+        ("admin", [2, 1]),
+    ],
+)
+def test_list_orders_shows_only_the_callers_orders(
+    api: Api, seeded: Seeded, who: str, expected: list[int]
+) -> None:
+    r = api.get("/orders", who)
+    assert r.status_code == 200
+    assert ids(r.json()) == expected
+    assert r.json()["count"] == len(expected)
+
+
+def test_get_order_fields(api: Api, seeded: Seeded, parties: PartyRegistry) -> None:
+    r = api.get("/orders/1")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["id"] == 1
+    assert body["state"] == "Shipped"
+    assert body["buyer"] == parties.by_name("buyer").address
+    assert body["terms"]["price"] == str(10 * ETHER)  # money as a decimal string
+    assert body["terms"]["min_temp_centi_c"] == 200
+    assert body["settlement"] is None
+
+
+def test_others_order_is_404_like_a_missing_one(api: Api, seeded: Seeded) -> None:
+    other = api.get("/orders/2", "buyer")
+    missing = api.get("/orders/999", "buyer")
+    assert other.status_code == missing.status_code == 404
+    assert other.json()["code"] == missing.json()["code"] == "not_found"
+    # and every sub-resource of it
+    for path in ("telemetry", "commitments", "events", "alerts", "devices"):
+        assert api.get(f"/orders/2/{path}", "buyer").status_code == 404
+
+
+@pytest.mark.parametrize("who", ["none", "bad"])
+def test_missing_or_bad_key_is_401(api: Api, seeded: Seeded, who: str) -> None:
+    r = api.get("/orders/1", who)
+    assert r.status_code == 401
+    assert r.json()["code"] == "unauthorized"
+    assert r.headers["www-authenticate"] == "APIKey"
+
+
+def test_filters_and_paging(
+    api: Api, factory: sessionmaker[Session], parties: PartyRegistry
+) -> None:
+    buyer = parties.by_name("buyer").address
+    supplier = parties.by_name("supplier").address
+    arbiter = parties.by_name("arbiter").address
+    stranger = parties.by_name("stranger").address
+    with factory.begin() as s:
+        for i in range(1, 31):
+            state = "Created" if i % 3 else "Settled"
+            # every 5th order: the buyer is the supplier of someone else's order
+            b, sup = (stranger, buyer) if i % 5 == 0 else (buyer, supplier)
+            s.add(OrderRow(**order_values(i, b, sup, arbiter, state=state)))
+    page = api.get("/orders", params={"limit": 7, "offset": 0}).json()
+    assert page["count"] == 30
+    assert ids(page) == list(range(30, 23, -1))
+    last = api.get("/orders", params={"limit": 7, "offset": 28}).json()
+    assert ids(last) == [2, 1] and last["count"] == 30
+    settled = api.get("/orders", params={"state": "Settled"}).json()
+    assert ids(settled) == [30, 27, 24, 21, 18, 15, 12, 9, 6, 3]
+    both = api.get("/orders", params=[("state", "Settled"), ("state", "Created")]).json()
+    assert both["count"] == 30
+    as_supplier = api.get("/orders", params={"role": "supplier"}).json()
+    assert ids(as_supplier) == [30, 25, 20, 15, 10, 5]
+    by_buyer = api.get("/orders", "auditor", params={"buyer": stranger}).json()
+    assert ids(by_buyer) == [30, 25, 20, 15, 10, 5]
+    # a supplier filter narrows, never widens, what the caller may see
+    by_supplier = api.get("/orders", "supplier", params={"supplier": buyer}).json()
+    assert by_supplier == {"data": [], "count": 0}
+    bad = api.get("/orders", params={"state": "Sailing"})
+    assert bad.status_code == 422 and bad.json()["code"] == "validation_error"
+    assert api.get("/orders", params={"limit": 0}).status_code == 422
+    assert api.get("/orders", params={"limit": 201}).status_code == 422
+
+
+def test_telemetry_pages_and_time_range(api: Api, seeded: Seeded) -> None:
+    page = api.get("/orders/1/telemetry", params={"limit": 5}).json()
+    assert page["count"] == 12
+    assert [r["seq"] for r in page["data"]] == [0, 1, 2, 3, 4]
+    nxt = api.get("/orders/1/telemetry", params={"limit": 5, "offset": 10}).json()
+    assert [r["seq"] for r in nxt["data"]] == [10, 11]
+    first = page["data"][0]
+    assert first["temperature_centi_c"] == 450
+    assert first["digest"] == "0x" + reading_digest(seeded.readings[0], DOMAIN).hex()
+    assert first["batch_seq"] == 1
+    since, until = T0 + 120 + 60 * 3, T0 + 120 + 60 * 6  # seq 3, 4, 5
+    ranged = api.get("/orders/1/telemetry", params={"since": since, "until": until}).json()
+    assert [r["seq"] for r in ranged["data"]] == [3, 4, 5] and ranged["count"] == 3
+    other_device = api.get("/orders/1/telemetry", params={"device": "0x" + "ab" * 20}).json()
+    assert other_device == {"data": [], "count": 0}
+
+
+def test_commitments_and_proofs(api: Api, seeded: Seeded) -> None:
+    commitments = api.get("/orders/1/commitments").json()
+    assert commitments["count"] == 1
+    c = commitments["data"][0]
+    assert c["batch_seq"] == 1 and c["reading_count"] == 8 and c["status"] == "done"
+    assert api.get("/orders/1/commitments/1").json() == c
+    assert api.get("/orders/1/commitments/2").status_code == 404
+    for seq in range(8):
+        r = api.get(f"/orders/1/readings/{seeded.device}/{seq}/proof")
+        assert r.status_code == 200, r.text
+        body = r.json()
+        leaf = leaf_hash(reading_digest(seeded.readings[seq], DOMAIN))
+        assert body["leaf"] == "0x" + leaf.hex()
+        assert body["leaf_index"] == seq
+        proof = [bytes.fromhex(p[2:]) for p in body["proof"]]
+        assert verify_proof(proof, bytes.fromhex(c["root"][2:]), leaf)
+        assert body["reading"]["seq"] == seq and body["reading"]["orderId"] == 1
+        assert len(bytes.fromhex(body["signature"][2:])) == 65
+    # a reading waiting for its batch, and one that does not exist
+    pending = api.get(f"/orders/1/readings/{seeded.device}/9/proof")
+    assert pending.status_code == 409 and pending.json()["code"] == "not_committed"
+    assert api.get(f"/orders/1/readings/{seeded.device}/99/proof").status_code == 404
+    assert api.get(f"/orders/2/readings/{seeded.device}/0/proof").status_code == 404
+
+
+def test_events_alerts_devices(api: Api, seeded: Seeded) -> None:
+    events = api.get("/orders/1/events").json()
+    assert [e["event"] for e in events["data"]] == ["OrderCreated", "OrderShipped", "FundsCredited"]
+    assert events["data"][0]["tx_hash"] == "0x" + "01" * 32
+    alerts = api.get("/alerts").json()
+    assert [a["kind"] for a in alerts["data"]] == ["temperature_warning"]
+    assert api.get("/alerts", "auditor").json()["count"] == 2
+    assert api.get("/alerts", "stranger").json()["data"][0]["kind"] == "device_silent"
+    assert api.get("/orders/1/alerts").json()["count"] == 1
+    assert api.get("/alerts", params={"severity": "critical"}).json()["count"] == 0
+    devices = api.get("/orders/1/devices").json()
+    assert devices["count"] == 1
+    d = devices["data"][0]
+    assert d["device"] == seeded.device
+    assert (d["reading_count"], d["last_seq"]) == (12, 11)
+    assert api.get("/devices", "stranger").json() == {"data": [], "count": 0}
+    assert api.get("/devices", "auditor").json()["count"] == 1
+
+
+def test_account_credits(api: Api, seeded: Seeded, parties: PartyRegistry) -> None:
+    me = api.get("/account", "supplier").json()
+    assert me["party"]["address"] == parties.by_name("supplier").address
+    assert me["party"]["roles"] == ["supplier"]
+    assert me["credits"] == [
+        {"token": "0x0000000000000000000000000000000000000000", "amount": str(7 * ETHER)}
+    ]
+    assert api.get("/account", "buyer").json()["credits"] == []
+
+
+@pytest.mark.parametrize(
+    ("late_secs", "breach"), [(0, False), (1, False), (3601, False), (30 * 3600, True)]
+)
+def test_settlement_preview_matches_the_settlement_math(
+    api: Api, seeded: Seeded, late_secs: int, breach: bool
+) -> None:
+    deadline = T0 + 7 * 86400
+    r = api.get(
+        "/orders/1/settlement-preview",
+        params={"delivered_at": deadline + late_secs, "breach": str(breach).lower()},
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["late_seconds"] == late_secs
+    from backend.api.settlement import row_terms
+
+    with api.context.session_factory() as s:
+        row = s.get(OrderRow, 1)
+        assert row is not None
+        expected = settlement(row.price, row_terms(row), deadline + late_secs, breach)
+    assert body["buyer_amount"] == str(expected.buyer_amount)
+    assert body["supplier_amount"] == str(expected.supplier_amount)
+    assert int(body["buyer_amount"]) + int(body["supplier_amount"]) == 10 * ETHER
+    assert body["refund_bps"] == expected.refund_bps
+
+
+def test_health_and_metrics(api: Api, seeded: Seeded) -> None:
+    health = api.client.get("/health")
+    assert health.status_code == 200
+    assert health.json()["components"]["database"]["status"] == "ok"
+    assert health.json()["components"]["chain"]["status"] == "disabled"
+    api.get("/orders/1")
+    api.get("/orders/2")
+    text = api.client.get("/metrics").text
+    assert (
+        'trustship_api_requests_total{method="GET",route="/orders/{order_id}",status="200"} 1'
+        in text
+    )
+    assert (
+        'trustship_api_requests_total{method="GET",route="/orders/{order_id}",status="404"} 1'
+        in text
+    )
+    bucket = "trustship_api_request_duration_seconds_bucket"
+    assert f'{bucket}{{method="GET",route="/orders/{{order_id}}",le="+Inf"}} 2' in text
+
+
+def test_every_error_has_a_code(api: Api) -> None:
+    cases = [
+        api.client.get("/nowhere", headers=headers("buyer")),
+        api.client.delete("/orders/1", headers=headers("buyer")),
+        api.client.get("/orders/abc", headers=headers("buyer")),
+        api.client.post("/orders", headers=headers("buyer"), content=b"{not json"),
+        api.client.get("/orders/1"),
+    ]
+    codes = [(r.status_code, r.json()["code"]) for r in cases]
+    assert codes == [
+        (404, "not_found"),
+        (405, "method_not_allowed"),
+        (422, "validation_error"),
+        (422, "validation_error"),
+        (401, "unauthorized"),
+    ]
