@@ -1,0 +1,533 @@
+"""The ingest pipeline: decode → validate → verify → bind → dedup → store → rules.
+
+:class:`Ingestor` turns a batch of raw MQTT messages into stored readings in one
+database transaction, together with the alerts and outbox entries the rules
+derive from them. Every message ends either stored, dropped as a duplicate, or
+refused with a counted reason; nothing raises out of it except a failure to
+store (:class:`IngestStoreError`), in which case nothing of the batch is stored
+or counted and the caller must not acknowledge it.
+
+:class:`IngestWorker` is the thread that drains the subscriber's queue in
+batches (``batch_size`` messages or ``batch_ms`` milliseconds), calls the
+ingestor, and acknowledges each message only after its batch is committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.core.errors import TrustShipError, WireError
+from backend.oracle.metrics import Metrics
+from backend.oracle.metrics import metrics as default_metrics
+from backend.oracle.rules import RulesEngine, StoredReading, write_outputs
+from backend.store import repositories as repo
+from backend.store.db import session_factory
+from backend.store.models import DeviceRow
+from backend.telemetry import Domain, SignedReading, decode_message, reading_digest
+from backend.telemetry.eip712 import recover_from_digest
+
+log = logging.getLogger(__name__)
+
+# Refusal reasons beyond decode_message's WireError codes (docs/oracle.md lists all).
+FUTURE_TIMESTAMP = "future_timestamp"
+SIGNATURE_MISMATCH = "signature_mismatch"
+UNKNOWN_DEVICE = "unknown_device"
+DEVICE_WRONG_ORDER = "device_wrong_order"
+SEQ_REUSED = "seq_reused"
+INVALID_PAYLOAD = "invalid_payload"
+
+STORED = "stored"
+DUPLICATE = "duplicate"
+REJECTED = "rejected"
+
+
+class IngestStoreError(TrustShipError):
+    """Raised when a batch cannot be stored; none of it was stored or acknowledged."""
+
+
+@dataclass(slots=True)
+class Inbound:
+    """A message as received: topic, raw payload and what is needed to acknowledge it."""
+
+    topic: str
+    payload: bytes
+    received_at: float = field(default_factory=time.time)
+    mid: int = 0
+    qos: int = 0
+    #: The subscriber's connection number when received (acks are only valid on it).
+    generation: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    status: str  # stored | duplicate | rejected
+    reason: str | None = None
+    reading_id: int | None = None
+
+
+@dataclass
+class BatchResult:
+    verdicts: list[Verdict]
+    stored: int = 0
+    duplicates: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    alerts: int = 0
+    actions: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class IngestConfig:
+    #: How far a reading's timestamp may lie ahead of the oracle's clock
+    #: (max(wall clock, newest chain time)); see docs/oracle.md.
+    future_tolerance_secs: int = 300
+    #: How long "this device is bound to nothing" is believed before asking the DB again.
+    unknown_device_ttl_secs: float = 2.0
+    #: At most one log line per refusal reason per this many seconds.
+    log_interval_secs: float = 10.0
+
+
+class RateLimitedLog:
+    """Logs at most one line per key per interval, with the count it held back."""
+
+    def __init__(self, logger: logging.Logger, interval: float) -> None:
+        self._log = logger
+        self._interval = interval
+        self._last: dict[str, float] = {}
+        self._held: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def warning(self, key: str, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last.get(key, -1e18) < self._interval:
+                self._held[key] += 1
+                return
+            self._last[key] = now
+            held = self._held.pop(key, 0)
+        suffix = f" (+{held} more like it since the last report)" if held else ""
+        self._log.warning(message + suffix, *args)
+
+
+class BindingCache:
+    """Which orders each device is bound to (``devices`` table, filled by the indexer).
+
+    Positive answers are kept; a device bound to nothing is asked again after
+    ``negative_ttl`` seconds, so a binding indexed a moment ago is seen quickly while
+    a flood of messages from an unknown device costs at most one query per interval.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], negative_ttl: float = 2.0) -> None:
+        self._sessions = sessions
+        self._ttl = negative_ttl
+        self._orders: dict[str, frozenset[int]] = {}
+        self._checked: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def load_all(self) -> int:
+        with self._sessions() as s:
+            pairs = repo.all_bindings(s)
+        by_device: dict[str, set[int]] = {}
+        for order_id, device in pairs:
+            by_device.setdefault(device, set()).add(order_id)
+        now = time.monotonic()
+        with self._lock:
+            for device, orders in by_device.items():
+                self._orders[device] = frozenset(orders)
+                self._checked[device] = now
+        return len(pairs)
+
+    def add(self, order_id: int, device: str) -> None:
+        with self._lock:
+            self._orders[device] = self._orders.get(device, frozenset()) | {order_id}
+
+    def refresh(self, devices: Iterable[str], wanted: dict[str, int]) -> None:
+        """Ask the database about devices whose wanted order is not known bound to them."""
+        now = time.monotonic()
+        with self._lock:
+            ask = [
+                d
+                for d in devices
+                if wanted[d] not in self._orders.get(d, ())
+                and now - self._checked.get(d, -1e18) >= self._ttl
+            ]
+        if not ask:
+            return
+        found: dict[str, set[int]] = {d: set() for d in ask}
+        with self._sessions() as s:
+            for i in range(0, len(ask), 500):
+                q = select(DeviceRow.device, DeviceRow.order_id).where(
+                    DeviceRow.device.in_(ask[i : i + 500])
+                )
+                for device, order_id in s.execute(q):
+                    found[device].add(order_id)
+        with self._lock:
+            for d, orders in found.items():
+                self._orders[d] = frozenset(orders)
+                self._checked[d] = now
+
+    def orders_of(self, device: str) -> frozenset[int]:
+        return self._orders.get(device, frozenset())
+
+
+@dataclass(slots=True)
+class _Candidate:
+    index: int
+    signed: SignedReading
+    digest: bytes
+    received_at: float
+
+
+class Ingestor:
+    """Validates, verifies and stores batches of telemetry messages."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        domain: Domain,
+        *,
+        rules: RulesEngine | None = None,
+        metrics: Metrics | None = None,
+        config: IngestConfig | None = None,
+        chain_time: Callable[[], int | None] | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.engine = engine
+        self.sessions = session_factory(engine)
+        self.domain = domain
+        self.rules = rules
+        self.metrics = metrics if metrics is not None else default_metrics
+        self.config = config or IngestConfig()
+        self.chain_time = chain_time
+        self.wall_clock = wall_clock
+        self.bindings = BindingCache(self.sessions, self.config.unknown_device_ttl_secs)
+        self._warn = RateLimitedLog(log, self.config.log_interval_secs)
+
+    def set_domain(self, domain: Domain) -> None:
+        self.domain = domain
+
+    def clock(self) -> int:
+        """The oracle's notion of now: the later of the wall clock and the chain's time."""
+        chain = self.chain_time() if self.chain_time is not None else None
+        return max(int(self.wall_clock()), chain or 0)
+
+    # ------------------------------------------------------------------ checks
+
+    def _check(self, msg: Inbound, now: int) -> SignedReading | tuple[str, str]:
+        """The decoded reading, or (reason, explanation)."""
+        try:
+            signed = decode_message(msg.payload, msg.topic)
+        except WireError as exc:
+            return exc.reason, str(exc)
+        except Exception as exc:  # e.g. RecursionError on absurdly nested JSON
+            return INVALID_PAYLOAD, f"{type(exc).__name__}: {exc}"
+        if signed.reading.timestamp > now + self.config.future_tolerance_secs:
+            return (
+                FUTURE_TIMESTAMP,
+                f"timestamp {signed.reading.timestamp} is {signed.reading.timestamp - now} s "
+                f"ahead of the oracle's clock (tolerance {self.config.future_tolerance_secs} s)",
+            )
+        return signed
+
+    def _refuse(
+        self,
+        verdicts: list[Verdict | None],
+        result: BatchResult,
+        i: int,
+        msg: Inbound,
+        reason: str,
+        why: str,
+    ) -> None:
+        verdicts[i] = Verdict(REJECTED, reason)
+        result.rejected[reason] += 1
+        self._warn.warning(reason, "refused telemetry on %s: %s: %s", msg.topic[:160], reason, why)
+
+    # ------------------------------------------------------------------ ingest
+
+    def ingest(self, batch: Sequence[Inbound]) -> BatchResult:
+        """Process a batch; raises :class:`IngestStoreError` if it could not be stored."""
+        verdicts: list[Verdict | None] = [None] * len(batch)
+        result = BatchResult(verdicts=[])
+        now = self.clock()
+        domain = self.domain
+        candidates: list[_Candidate] = []
+        for i, msg in enumerate(batch):
+            checked = self._check(msg, now)
+            if isinstance(checked, tuple):
+                self._refuse(verdicts, result, i, msg, *checked)
+                continue
+            digest = reading_digest(checked.reading, domain)
+            try:
+                signer = recover_from_digest(digest, checked.signature)
+            except WireError as exc:
+                self._refuse(verdicts, result, i, msg, exc.reason, str(exc))
+                continue
+            if signer != checked.device:
+                self._refuse(
+                    verdicts, result, i, msg, SIGNATURE_MISMATCH,
+                    f"signed by {signer}, not by the claimed device {checked.device}",
+                )  # fmt: skip
+                continue
+            candidates.append(_Candidate(i, checked, digest, msg.received_at))
+
+        # Binding: the signer must be bound to the reading's order.
+        wanted = {c.signed.device: c.signed.reading.order_id for c in candidates}
+        self.bindings.refresh(wanted, wanted)
+        # A device bound to several orders: refresh per order it claims.
+        extra = {
+            c.signed.device: c.signed.reading.order_id
+            for c in candidates
+            if c.signed.reading.order_id not in self.bindings.orders_of(c.signed.device)
+        }
+        if extra:
+            self.bindings.refresh(extra, extra)
+        bound: list[_Candidate] = []
+        for c in candidates:
+            orders = self.bindings.orders_of(c.signed.device)
+            order_id = c.signed.reading.order_id
+            if order_id in orders:
+                bound.append(c)
+            elif orders:
+                self._refuse(
+                    verdicts, result, c.index, batch[c.index], DEVICE_WRONG_ORDER,
+                    f"device {c.signed.device} is bound to order(s) {sorted(orders)}, "
+                    f"not {order_id}",
+                )  # fmt: skip
+            else:
+                self._refuse(
+                    verdicts, result, c.index, batch[c.index], UNKNOWN_DEVICE,
+                    f"device {c.signed.device} is not bound to any order",
+                )  # fmt: skip
+
+        # Duplicates inside the batch: the first (device, seq) wins.
+        unique: dict[tuple[str, int], _Candidate] = {}
+        for c in bound:
+            key = (c.signed.device, c.signed.reading.seq)
+            first = unique.get(key)
+            if first is None:
+                unique[key] = c
+            elif first.digest == c.digest:
+                verdicts[c.index] = Verdict(DUPLICATE)
+                result.duplicates += 1
+            else:
+                self._refuse(
+                    verdicts, result, c.index, batch[c.index], SEQ_REUSED,
+                    f"device {key[0]} signed two different readings with seq {key[1]}",
+                )  # fmt: skip
+
+        started = time.perf_counter()
+        if unique:
+            try:
+                self._store(list(unique.values()), verdicts, result, batch)
+            except Exception as exc:
+                if self.rules is not None:
+                    self.rules.reset()
+                self.metrics.inc("trustship_ingest_batch_failures_total")
+                raise IngestStoreError(
+                    f"storing a batch of {len(unique)} readings failed: {exc}"
+                ) from exc
+        result.verdicts = [
+            v if v is not None else Verdict(REJECTED, INVALID_PAYLOAD) for v in verdicts
+        ]
+        self._count(result, len(batch), time.perf_counter() - started)
+        return result
+
+    def _store(
+        self,
+        items: list[_Candidate],
+        verdicts: list[Verdict | None],
+        result: BatchResult,
+        batch: Sequence[Inbound],
+    ) -> None:
+        rows = []
+        for c in items:
+            r = c.signed.reading
+            rows.append(
+                {
+                    "order_id": r.order_id,
+                    "device": c.signed.device,
+                    "seq": r.seq,
+                    "timestamp": r.timestamp,
+                    "temperature_centi_c": r.temperature_centi_c,
+                    "humidity_permille": r.humidity_permille,
+                    "shock_milli_g": r.shock_milli_g,
+                    "latitude_e6": r.latitude_e6,
+                    "longitude_e6": r.longitude_e6,
+                    "flags": r.flags,
+                    "signature": c.signed.signature,
+                    "digest": c.digest,
+                    "received_at": c.received_at,
+                }
+            )
+        with self.sessions() as session, session.begin():
+            new = repo.insert_readings(session, rows)
+            conflicts = [(c.signed.device, c.signed.reading.seq) for c in items]
+            conflicts = [k for k in conflicts if k not in new]
+            stored_digest = repo.stored_digests(session, conflicts) if conflicts else {}
+            fresh: list[StoredReading] = []
+            for c, row in zip(items, rows, strict=True):
+                key = (c.signed.device, c.signed.reading.seq)
+                rid = new.get(key)
+                if rid is not None:
+                    verdicts[c.index] = Verdict(STORED, reading_id=rid)
+                    result.stored += 1
+                    r = c.signed.reading
+                    fresh.append(
+                        StoredReading(
+                            rid, r.order_id, c.signed.device, r.seq, r.timestamp,
+                            r.temperature_centi_c, r.humidity_permille, r.shock_milli_g,
+                            r.latitude_e6, r.longitude_e6, r.flags, row["received_at"],
+                        )
+                    )  # fmt: skip
+                elif stored_digest.get(key) == c.digest:
+                    verdicts[c.index] = Verdict(DUPLICATE)
+                    result.duplicates += 1
+                else:
+                    self._refuse(
+                        verdicts, result, c.index, batch[c.index], SEQ_REUSED,
+                        f"device {key[0]} already has a different reading with seq {key[1]}",
+                    )  # fmt: skip
+            if self.rules is not None and fresh:
+                output = self.rules.evaluate(session, fresh)
+                result.alerts, result.actions = write_outputs(session, output)
+                for a in output.alerts:
+                    self.metrics.inc("trustship_rules_alerts_total", kind=a.kind)
+                for act in output.actions:
+                    self.metrics.inc("trustship_rules_actions_total", kind=act.kind)
+
+    def _count(self, result: BatchResult, received: int, seconds: float) -> None:
+        m = self.metrics
+        m.inc("trustship_ingest_received_total", received)
+        if result.stored:
+            m.inc("trustship_ingest_accepted_total", result.stored)
+        if result.duplicates:
+            m.inc("trustship_ingest_duplicates_total", result.duplicates)
+        for reason, n in result.rejected.items():
+            m.inc("trustship_ingest_rejected_total", n, reason=reason)
+        m.inc("trustship_ingest_batches_total")
+        m.inc("trustship_ingest_store_seconds_total", seconds)
+
+
+@dataclass
+class PeriodicTask:
+    """Work the ingest worker runs between batches (it owns the rules' state)."""
+
+    name: str
+    interval_secs: float
+    run: Callable[[], object]
+    next_at: float = 0.0
+
+
+class IngestWorker(threading.Thread):
+    """Drains received messages in batches, stores them, then acknowledges them.
+
+    A batch the database refuses is retried (with backoff) and not acknowledged
+    meanwhile; if the worker stops before it succeeds, the messages stay
+    unacknowledged and the broker redelivers them to the persistent session.
+    """
+
+    def __init__(
+        self,
+        ingestor: Ingestor,
+        ack: Callable[[Inbound], None] | None = None,
+        *,
+        batch_size: int = 500,
+        batch_ms: float = 20.0,
+        periodic: Sequence[PeriodicTask] = (),
+        max_backoff_secs: float = 5.0,
+        on_batch: Callable[[BatchResult], None] | None = None,
+    ) -> None:
+        super().__init__(name="trustship-ingest", daemon=True)
+        self.ingestor = ingestor
+        self.ack = ack
+        self.batch_size = batch_size
+        self.batch_ms = batch_ms
+        self.periodic = list(periodic)
+        self.max_backoff = max_backoff_secs
+        self.on_batch = on_batch
+        self.queue: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
+        self._stop_event = threading.Event()
+        self.processed = 0
+        self.idle = threading.Event()
+
+    def submit(self, msg: Inbound) -> None:
+        self.queue.put(msg)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop after the batch in hand; messages still queued stay unacknowledged."""
+        self._stop_event.set()
+        if self.is_alive():
+            self.join(timeout)
+
+    def _collect(self) -> list[Inbound]:
+        try:
+            first = self.queue.get(timeout=0.1)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.batch_ms / 1000
+        while len(batch) < self.batch_size:
+            try:
+                batch.append(self.queue.get_nowait())
+            except queue.Empty:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    batch.append(self.queue.get(timeout=left))
+                except queue.Empty:
+                    break
+        return batch
+
+    def _run_periodic(self) -> None:
+        now = time.monotonic()
+        for task in self.periodic:
+            if now >= task.next_at:
+                task.next_at = now + task.interval_secs
+                try:
+                    task.run()
+                except Exception:
+                    log.exception(
+                        "periodic task %s failed; it runs again in %.0f s",
+                        task.name,
+                        task.interval_secs,
+                    )
+
+    def run(self) -> None:
+        m = self.ingestor.metrics
+        while not self._stop_event.is_set():
+            batch = self._collect()
+            m.set("trustship_ingest_queue_depth", self.queue.qsize())
+            if not batch:
+                self.idle.set()
+                self._run_periodic()
+                continue
+            self.idle.clear()
+            backoff = 0.1
+            while True:
+                try:
+                    result = self.ingestor.ingest(batch)
+                except IngestStoreError as exc:
+                    log.error("%s; retrying in %.1f s (messages not acknowledged)", exc, backoff)
+                    if self._stop_event.wait(backoff):
+                        log.warning("stopping with %d unacknowledged messages in hand", len(batch))
+                        return
+                    backoff = min(self.max_backoff, backoff * 2)
+                    continue
+                break
+            if self.ack is not None:
+                for msg in batch:
+                    self.ack(msg)
+            self.processed += len(batch)
+            if self.on_batch is not None:
+                self.on_batch(result)
+            self._run_periodic()

@@ -1,0 +1,635 @@
+"""Streaming rules over each device's readings (DESIGN.md §6).
+
+Per device the engine keeps a *window*: the newest readings by ``seq`` (a dict
+plus the sorted seqs), loaded from the database the first time a device shows up
+in this process and updated with every stored reading. A reading is evaluated in
+the same database transaction that stores it, against its neighbours in ``seq``
+order, so readings that arrive late (store-and-forward) or out of order are
+judged exactly as if they had come in order: an excursion run is always the
+maximal run of consecutive seqs around the new reading, whichever of its
+readings arrived last. A reading older than the window is evaluated against its
+neighbours read back from the database. Nothing is buffered, so a crash loses no
+evaluation: the actions and alerts a reading causes are committed with it.
+
+Rules (the contract's definitions, IQualityVerification / IPurchaseOrders.Terms):
+
+* out of range: temperature outside ``[min, max]``, or humidity above its maximum
+  when that maximum is not 0;
+* excursion breach: readings with consecutive seqs and strictly increasing
+  timestamps, all out of range, with ``last.ts − first.ts > toleratedExcursionSecs``
+  → ``prove_excursion`` with exactly those readings (the shortest such prefix of
+  the run) as evidence;
+* shock: one reading over ``maxShockMilliG`` (when not 0) → ``prove_shock``;
+* arrival: a reading inside the destination box (|lat − dest| ≤ geofence and
+  |lon − dest| ≤ geofence) → ``prove_arrival`` (the earliest such reading);
+* alerts: excursion started, breach detected, shock, door opened, tamper, sensor
+  fault, temperature trend heading for a limit, device silent.
+
+Chain actions go to the outbox with dedup keys: ``breach:{order}`` (one breach
+proof per order, excursion or shock, whichever comes first), ``arrival:{order}``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import statistics
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.store import repositories as repo
+from backend.store.models import DeviceRow, OrderRow, ReadingRow
+from backend.telemetry import FLAG_DOOR_OPEN, FLAG_SENSOR_FAULT, FLAG_TAMPER
+
+log = logging.getLogger(__name__)
+
+# Outbox ranks: an order's actions execute in this order (repositories.ready_actions).
+RANK_BREACH = 0
+RANK_ARRIVAL = 1
+RANK_SETTLE = 2
+
+IN_TRANSIT = "Shipped"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReading:
+    """A stored reading as the rules see it (no signature: actions load it by id)."""
+
+    id: int
+    order_id: int
+    device: str
+    seq: int
+    timestamp: int
+    temperature_centi_c: int
+    humidity_permille: int
+    shock_milli_g: int
+    latitude_e6: int
+    longitude_e6: int
+    flags: int
+    received_at: float
+
+    @classmethod
+    def from_row(cls, row: ReadingRow) -> StoredReading:
+        return cls(
+            row.id,
+            row.order_id,
+            row.device,
+            row.seq,
+            row.timestamp,
+            row.temperature_centi_c,
+            row.humidity_permille,
+            row.shock_milli_g,
+            row.latitude_e6,
+            row.longitude_e6,
+            row.flags,
+            row.received_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OrderTerms:
+    """The part of an order's terms and state the rules need."""
+
+    order_id: int
+    state: str
+    breached: bool
+    min_temp_centi_c: int
+    max_temp_centi_c: int
+    max_humidity_permille: int
+    max_shock_milli_g: int
+    tolerated_excursion_secs: int
+    dest_lat_e6: int
+    dest_lon_e6: int
+    geofence_e6: int
+
+    @classmethod
+    def from_row(cls, row: OrderRow) -> OrderTerms:
+        return cls(
+            row.id,
+            row.state,
+            row.breached,
+            row.min_temp_centi_c,
+            row.max_temp_centi_c,
+            row.max_humidity_permille,
+            row.max_shock_milli_g,
+            row.tolerated_excursion_secs,
+            row.dest_lat_e6,
+            row.dest_lon_e6,
+            row.geofence_e6,
+        )
+
+    def out_of_range(self, r: StoredReading) -> bool:
+        t = r.temperature_centi_c
+        if t < self.min_temp_centi_c or t > self.max_temp_centi_c:
+            return True
+        return self.max_humidity_permille != 0 and r.humidity_permille > self.max_humidity_permille
+
+    def shock_over(self, r: StoredReading) -> bool:
+        return self.max_shock_milli_g != 0 and r.shock_milli_g > self.max_shock_milli_g
+
+    def inside_geofence(self, r: StoredReading) -> bool:
+        return (
+            abs(r.latitude_e6 - self.dest_lat_e6) <= self.geofence_e6
+            and abs(r.longitude_e6 - self.dest_lon_e6) <= self.geofence_e6
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ActionIntent:
+    """A chain action for the outbox (see backend.oracle.outbox for the kinds)."""
+
+    kind: str
+    order_id: int
+    dedup_key: str
+    payload: dict[str, Any]
+    rank: int = RANK_BREACH
+    delay_secs: float = 0.0
+    #: For arrival: replace a still-pending entry whose reading is later than this one.
+    prefer_earlier: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AlertIntent:
+    order_id: int
+    device: str | None
+    kind: str
+    severity: str
+    message: str
+    at: int
+    data: dict[str, Any]
+    dedup_key: str | None
+
+    def as_row(self) -> dict[str, Any]:
+        return {
+            "order_id": self.order_id,
+            "device": self.device,
+            "kind": self.kind,
+            "severity": self.severity,
+            "message": self.message,
+            "at": self.at,
+            "data": self.data,
+            "dedup_key": self.dedup_key,
+        }
+
+
+@dataclass
+class RulesOutput:
+    actions: list[ActionIntent] = field(default_factory=list)
+    alerts: list[AlertIntent] = field(default_factory=list)
+
+    def extend(self, other: RulesOutput) -> None:
+        self.actions += other.actions
+        self.alerts += other.alerts
+
+
+@dataclass(frozen=True, slots=True)
+class RulesConfig:
+    #: Readings kept per device for evaluation (and loaded from the database).
+    window: int = 256
+    #: Longest excursion evidence the oracle submits in one transaction.
+    max_evidence_readings: int = 200
+    #: Trend warning: fit over this many readings, warn if a limit is reached within the horizon.
+    trend_readings: int = 8
+    trend_horizon_secs: int = 1800
+    #: Device silent: no reading for factor × its reading interval (and at least min secs).
+    silence_factor: float = 5.0
+    silence_min_secs: float = 60.0
+    default_interval_secs: float = 60.0
+    #: Hold an arrival proof this long so breach evidence found meanwhile goes first.
+    arrival_delay_secs: float = 2.0
+    #: How long an order's terms/state are cached before they are read again.
+    terms_ttl_secs: float = 5.0
+
+
+@dataclass
+class _Stream:
+    """One device's window of readings, by seq."""
+
+    by_seq: dict[int, StoredReading] = field(default_factory=dict)
+    seqs: list[int] = field(default_factory=list)
+    trend_alerted: set[str] = field(default_factory=set)
+
+    def add(self, r: StoredReading) -> None:
+        if r.seq not in self.by_seq:
+            bisect.insort(self.seqs, r.seq)
+        self.by_seq[r.seq] = r
+
+    def trim(self, keep: int) -> None:
+        if len(self.seqs) > keep:
+            for s in self.seqs[: len(self.seqs) - keep]:
+                del self.by_seq[s]
+            del self.seqs[: len(self.seqs) - keep]
+
+    @property
+    def head(self) -> StoredReading | None:
+        return self.by_seq[self.seqs[-1]] if self.seqs else None
+
+    def last(self, n: int) -> list[StoredReading]:
+        return [self.by_seq[s] for s in self.seqs[-n:]]
+
+
+class TermsCache:
+    """Order terms read from the ``orders`` table (filled by the chain indexer)."""
+
+    def __init__(self, ttl_secs: float = 5.0) -> None:
+        self.ttl = ttl_secs
+        self._terms: dict[int, tuple[float, OrderTerms | None]] = {}
+
+    def get_many(self, session: Session, order_ids: Iterable[int]) -> dict[int, OrderTerms]:
+        now = time.monotonic()
+        want = set(order_ids)
+        stale = [o for o in want if o not in self._terms or now - self._terms[o][0] > self.ttl]
+        if stale:
+            rows = session.scalars(select(OrderRow).where(OrderRow.id.in_(stale)))
+            found = {row.id: OrderTerms.from_row(row) for row in rows}
+            for o in stale:
+                self._terms[o] = (now, found.get(o))
+        out: dict[int, OrderTerms] = {}
+        for o in want:
+            terms = self._terms[o][1]
+            if terms is not None:
+                out[o] = terms
+        return out
+
+    def forget(self, order_id: int | None = None) -> None:
+        if order_id is None:
+            self._terms.clear()
+        else:
+            self._terms.pop(order_id, None)
+
+
+class RulesEngine:
+    """Evaluates stored readings; owned by one thread (the ingest worker)."""
+
+    def __init__(self, config: RulesConfig | None = None) -> None:
+        self.config = config or RulesConfig()
+        self.terms = TermsCache(self.config.terms_ttl_secs)
+        self._streams: dict[str, _Stream] = {}
+        self._breach_queued: set[int] = set()
+        self._arrival_ts: dict[int, int] = {}
+        self.skipped_no_terms = 0
+
+    # ------------------------------------------------------------------ state
+
+    def reset(self) -> None:
+        """Forget all in-memory state (after a failed transaction); it reloads from the DB."""
+        self._streams.clear()
+        self._breach_queued.clear()
+        self._arrival_ts.clear()
+        self.terms.forget()
+
+    def _load_streams(self, session: Session, devices: Sequence[str]) -> None:
+        missing = [d for d in devices if d not in self._streams]
+        if not missing:
+            return
+        loaded = repo.latest_readings(session, missing, self.config.window)
+        for device in missing:
+            stream = _Stream()
+            for row in loaded.get(device, []):
+                stream.add(StoredReading.from_row(row))
+            self._streams[device] = stream
+
+    def warm_up(self, session: Session) -> int:
+        """Load the windows of devices bound to orders in transit (for silence checks)."""
+        q = (
+            select(DeviceRow.device)
+            .join(OrderRow, OrderRow.id == DeviceRow.order_id)
+            .where(OrderRow.state == IN_TRANSIT)
+        )
+        devices = sorted(set(session.scalars(q)))
+        self._load_streams(session, devices)
+        return len(devices)
+
+    # ------------------------------------------------------------- evaluation
+
+    def evaluate(self, session: Session, readings: Sequence[StoredReading]) -> RulesOutput:
+        """Evaluate newly stored readings (already inserted in ``session``'s transaction)."""
+        out = RulesOutput()
+        if not readings:
+            return out
+        terms = self.terms.get_many(session, {r.order_id for r in readings})
+        ordered = sorted(readings, key=lambda r: (r.device, r.seq))
+        self._load_streams(session, list(dict.fromkeys(r.device for r in ordered)))
+        touched: set[str] = set()
+        for r in ordered:
+            stream = self._streams[r.device]
+            if stream.seqs and r.seq < stream.seqs[0] - 1:
+                # Older than the window: bring its neighbourhood back from the database.
+                half = self.config.window // 2
+                for row in repo.device_readings(session, r.device, r.seq - half, r.seq + half):
+                    stream.add(StoredReading.from_row(row))
+            stream.add(r)
+            touched.add(r.device)
+            t = terms.get(r.order_id)
+            if t is None:
+                self.skipped_no_terms += 1
+                continue
+            self._evaluate_one(stream, r, t, out)
+        for device in touched:
+            self._streams[device].trim(self.config.window)
+        return out
+
+    def _evaluate_one(
+        self, stream: _Stream, r: StoredReading, t: OrderTerms, out: RulesOutput
+    ) -> None:
+        in_transit = t.state == IN_TRANSIT
+        prev = stream.by_seq.get(r.seq - 1)
+        # Flags: alert on the transition (the previous reading did not have the flag).
+        for flag, kind, severity, text in (
+            (FLAG_DOOR_OPEN, "door_open", "warning", "door opened"),
+            (FLAG_TAMPER, "tamper", "critical", "tamper switch triggered"),
+            (FLAG_SENSOR_FAULT, "sensor_fault", "warning", "sensor reports a fault"),
+        ):
+            if r.flags & flag and (prev is None or not prev.flags & flag):
+                out.alerts.append(self._alert(r, kind, severity, f"{text} (seq {r.seq})", {}))
+
+        if t.shock_over(r):
+            out.alerts.append(
+                self._alert(
+                    r,
+                    "shock",
+                    "critical",
+                    f"shock of {r.shock_milli_g} mg over the limit of {t.max_shock_milli_g} mg",
+                    {"shockMilliG": r.shock_milli_g, "limit": t.max_shock_milli_g},
+                )
+            )
+            if in_transit and not t.breached and r.order_id not in self._breach_queued:
+                self._breach_queued.add(r.order_id)
+                out.actions.append(
+                    ActionIntent(
+                        "prove_shock",
+                        r.order_id,
+                        f"breach:{r.order_id}",
+                        {"reading_id": r.id, "device": r.device, "seq": r.seq},
+                        RANK_BREACH,
+                    )
+                )
+
+        if t.out_of_range(r):
+            self._excursion(stream, r, t, prev, out)
+        elif stream.head is r:
+            self._trend(stream, r, t, out)
+
+        if in_transit and t.inside_geofence(r):
+            known = self._arrival_ts.get(r.order_id)
+            if known is None or r.timestamp < known:
+                self._arrival_ts[r.order_id] = r.timestamp
+                out.actions.append(
+                    ActionIntent(
+                        "prove_arrival",
+                        r.order_id,
+                        f"arrival:{r.order_id}",
+                        {
+                            "reading_id": r.id,
+                            "device": r.device,
+                            "seq": r.seq,
+                            "timestamp": r.timestamp,
+                        },
+                        RANK_ARRIVAL,
+                        delay_secs=self.config.arrival_delay_secs,
+                        prefer_earlier=True,
+                    )
+                )
+
+    def _excursion(
+        self,
+        stream: _Stream,
+        r: StoredReading,
+        t: OrderTerms,
+        prev: StoredReading | None,
+        out: RulesOutput,
+    ) -> None:
+        stream.trend_alerted.clear()
+        starts_run = prev is None or not t.out_of_range(prev) or prev.timestamp >= r.timestamp
+        if starts_run:
+            out.alerts.append(
+                self._alert(
+                    r,
+                    "excursion_started",
+                    "warning",
+                    f"out of range: {r.temperature_centi_c / 100:.2f} °C, "
+                    f"{r.humidity_permille / 10:.1f} % RH; breach after "
+                    f"{t.tolerated_excursion_secs} s",
+                    {
+                        "temperatureCentiC": r.temperature_centi_c,
+                        "humidityPermille": r.humidity_permille,
+                        "toleratedSecs": t.tolerated_excursion_secs,
+                    },
+                )
+            )
+        if t.breached or r.order_id in self._breach_queued:
+            return
+        run = self._run_around(stream, r, t)
+        if run[-1].timestamp - run[0].timestamp <= t.tolerated_excursion_secs:
+            return
+        # The shortest prefix of the run that proves the breach.
+        end = next(
+            i
+            for i, x in enumerate(run)
+            if x.timestamp - run[0].timestamp > t.tolerated_excursion_secs
+        )
+        evidence = run[: end + 1]
+        first, last = evidence[0], evidence[-1]
+        data = {
+            "device": r.device,
+            "reading_ids": [x.id for x in evidence],
+            "first_seq": first.seq,
+            "last_seq": last.seq,
+            "started_at": first.timestamp,
+            "ended_at": last.timestamp,
+        }
+        self._breach_queued.add(r.order_id)
+        if len(evidence) > self.config.max_evidence_readings:
+            out.alerts.append(
+                self._alert(
+                    r,
+                    "breach_unprovable",
+                    "critical",
+                    f"excursion of {last.timestamp - first.timestamp} s needs {len(evidence)} "
+                    f"readings as evidence, more than the {self.config.max_evidence_readings} "
+                    "one transaction carries",
+                    data,
+                )
+            )
+            return
+        out.alerts.append(
+            AlertIntent(
+                r.order_id,
+                r.device,
+                "breach_detected",
+                "critical",
+                f"excursion of {last.timestamp - first.timestamp} s (seq {first.seq}–{last.seq}) "
+                f"exceeds the tolerated {t.tolerated_excursion_secs} s",
+                last.timestamp,
+                data,
+                f"breach:{r.order_id}",
+            )
+        )
+        if t.state == IN_TRANSIT:
+            out.actions.append(
+                ActionIntent(
+                    "prove_excursion", r.order_id, f"breach:{r.order_id}", data, RANK_BREACH
+                )
+            )
+
+    @staticmethod
+    def _run_around(stream: _Stream, r: StoredReading, t: OrderTerms) -> list[StoredReading]:
+        """The maximal run of consecutive-seq, increasing-time, out-of-range readings around r."""
+        left: list[StoredReading] = []
+        cur = r
+        while (p := stream.by_seq.get(cur.seq - 1)) is not None and (
+            p.timestamp < cur.timestamp and t.out_of_range(p)
+        ):
+            left.append(p)
+            cur = p
+        right: list[StoredReading] = []
+        cur = r
+        while (n := stream.by_seq.get(cur.seq + 1)) is not None and (
+            n.timestamp > cur.timestamp and t.out_of_range(n)
+        ):
+            right.append(n)
+            cur = n
+        return left[::-1] + [r] + right
+
+    def _trend(self, stream: _Stream, r: StoredReading, t: OrderTerms, out: RulesOutput) -> None:
+        k = self.config.trend_readings
+        pts = stream.last(k)
+        if len(pts) < k or any(
+            b.timestamp <= a.timestamp for a, b in zip(pts, pts[1:], strict=False)
+        ):
+            stream.trend_alerted.clear()
+            return
+        xs = [p.timestamp - pts[0].timestamp for p in pts]
+        ys = [p.temperature_centi_c for p in pts]
+        mx, my = sum(xs) / k, sum(ys) / k
+        sxx = sum((x - mx) ** 2 for x in xs)
+        if sxx == 0:
+            return
+        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx  # centi-°C/s
+        now_fit = my + slope * (xs[-1] - mx)
+        for side, limit, heading in (
+            ("high", t.max_temp_centi_c, slope > 0),
+            ("low", t.min_temp_centi_c, slope < 0),
+        ):
+            eta = (limit - now_fit) / slope if heading else None
+            if eta is not None and 0 < eta <= self.config.trend_horizon_secs:
+                if side not in stream.trend_alerted:
+                    stream.trend_alerted.add(side)
+                    out.alerts.append(
+                        self._alert(
+                            r,
+                            "trend",
+                            "warning",
+                            f"temperature {r.temperature_centi_c / 100:.2f} °C heading "
+                            f"{'up' if side == 'high' else 'down'} at "
+                            f"{slope * 60 / 100:+.2f} °C/min: reaches the "
+                            f"{limit / 100:.2f} °C limit in about {eta / 60:.0f} min "
+                            "(still recoverable)",
+                            {
+                                "side": side,
+                                "slopeCentiCPerMin": round(slope * 60, 2),
+                                "etaSecs": int(eta),
+                            },
+                            key=f"trend:{r.device}:{side}:{r.seq}",
+                        )
+                    )
+            else:
+                stream.trend_alerted.discard(side)
+
+    @staticmethod
+    def _alert(
+        r: StoredReading,
+        kind: str,
+        severity: str,
+        message: str,
+        data: dict[str, Any],
+        key: str | None = None,
+    ) -> AlertIntent:
+        data = {"seq": r.seq, "readingId": r.id, **data}
+        return AlertIntent(
+            r.order_id,
+            r.device,
+            kind,
+            severity,
+            message,
+            r.timestamp,
+            data,
+            key or f"{kind}:{r.device}:{r.seq}",
+        )
+
+    # ---------------------------------------------------------------- silence
+
+    def check_silence(self, session: Session, now: float | None = None) -> RulesOutput:
+        """Alerts for devices of orders in transit that stopped reporting."""
+        now = time.time() if now is None else now
+        out = RulesOutput()
+        heads = {d: s.head for d, s in self._streams.items() if s.head is not None}
+        terms = self.terms.get_many(session, {h.order_id for h in heads.values() if h})
+        for device, head in heads.items():
+            assert head is not None
+            t = terms.get(head.order_id)
+            if t is None or t.state != IN_TRANSIT:
+                continue
+            stream = self._streams[device]
+            recent = stream.last(11)
+            gaps = [b.timestamp - a.timestamp for a, b in zip(recent, recent[1:], strict=False)]
+            gaps = [g for g in gaps if g > 0]
+            interval = statistics.median(gaps) if gaps else self.config.default_interval_secs
+            threshold = max(self.config.silence_min_secs, self.config.silence_factor * interval)
+            quiet = now - head.received_at
+            if quiet > threshold:
+                out.alerts.append(
+                    AlertIntent(
+                        head.order_id,
+                        device,
+                        "silence",
+                        "warning",
+                        f"no reading for {quiet:.0f} s "
+                        f"(interval {interval:.0f} s, last seq {head.seq})",
+                        int(now),
+                        {"lastSeq": head.seq, "quietSecs": int(quiet), "intervalSecs": interval},
+                        f"silence:{device}:{head.seq}",
+                    )
+                )
+        return out
+
+
+def write_outputs(
+    session: Session, output: RulesOutput, now: float | None = None
+) -> tuple[int, int]:
+    """Store the rules' alerts and outbox entries in ``session``'s transaction.
+
+    Returns (alerts added, actions added). An arrival proof that is still pending
+    is replaced by an earlier reading's (the earliest arrival is the delivery time).
+    """
+    now = time.time() if now is None else now
+    alerts = repo.insert_alerts(session, [a.as_row() for a in output.alerts])
+    actions = 0
+    for a in output.actions:
+        added = repo.enqueue_action(
+            session,
+            kind=a.kind,
+            order_id=a.order_id,
+            dedup_key=a.dedup_key,
+            payload=a.payload,
+            rank=a.rank,
+            not_before=now + a.delay_secs,
+            now=now,
+        )
+        if added:
+            actions += 1
+        elif a.prefer_earlier:
+            existing = repo.outbox_entry(session, a.dedup_key)
+            if (
+                existing is not None
+                and existing.status == repo.OUTBOX_PENDING
+                and existing.kind == a.kind
+                and int(existing.payload.get("timestamp", 2**63)) > int(a.payload["timestamp"])
+            ):
+                repo.replace_pending_payload(session, a.dedup_key, a.payload)
+    return alerts, actions
