@@ -1,0 +1,425 @@
+"""Publish a fleet's messages over MQTT 5 with QoS 1, paced in wall time.
+
+* Pacing: a message sent at scenario offset ``o`` is published at wall time
+  ``start + o / speed``; timestamps inside the readings stay in scenario time.
+  ``speed=math.inf`` publishes as fast as the broker acknowledges.
+* Flow control: each connection has a bounded in-flight window (at most
+  ``window`` QoS 1 messages without PUBACK, and never more than the broker's
+  Receive Maximum). When the window is full the publisher waits for acks: a
+  slow broker slows the simulator down, it never makes it drop a reading, and
+  memory stays bounded.
+* Reconnects: paho reconnects with exponential backoff (0.25 s .. 8 s); the
+  unacknowledged messages of a connection are re-sent in order when it is back.
+* Connections: ``"device"`` opens one MQTT connection per device (username =
+  its checksummed address, password from :func:`iot_simulator.keys.mqtt_password`,
+  Last Will = retained ``offline`` status) — what a broker ACL needs.
+  ``"shared"`` sends everything over one connection with the URL's
+  credentials — for big fleets on a broker without per-device ACLs.
+  ``"auto"`` picks ``device`` up to :data:`AUTO_DEVICE_LIMIT` devices.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
+
+from backend.core.errors import TrustShipError
+from iot_simulator.fleet import Device, Fleet, Message
+
+log = logging.getLogger(__name__)
+
+AUTO_DEVICE_LIMIT = 200
+DEFAULT_WINDOW = 100
+ConnectionMode = Literal["auto", "device", "shared"]
+
+
+class PublishError(TrustShipError):
+    """Raised when the fleet cannot be published (broker unreachable, credentials refused)."""
+
+
+@dataclass(frozen=True)
+class BrokerURL:
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    tls: bool
+    ca_certs: str | None
+    insecure: bool
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerURL:
+        """``mqtt://[user:pass@]host[:port]`` or ``mqtts://...[?ca=FILE&insecure=1]``."""
+        parts = urlsplit(url)
+        if parts.scheme not in {"mqtt", "mqtts", "tcp", "ssl"}:
+            raise PublishError(f"MQTT URL {url!r}: scheme must be mqtt:// or mqtts://")
+        if not parts.hostname:
+            raise PublishError(f"MQTT URL {url!r} has no host")
+        tls = parts.scheme in {"mqtts", "ssl"}
+        try:
+            port = parts.port or (8883 if tls else 1883)
+        except ValueError as exc:
+            raise PublishError(f"MQTT URL {url!r}: {exc}") from None
+        query = parse_qs(parts.query)
+        return cls(
+            host=parts.hostname,
+            port=port,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            tls=tls,
+            ca_certs=(query.get("ca") or [os.environ.get("MQTT_CA_FILE") or ""])[0] or None,
+            insecure=(query.get("insecure") or ["0"])[0] in {"1", "true", "yes"},
+        )
+
+    def redacted(self) -> str:
+        auth = f"{self.username}:***@" if self.username else ""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{auth}{self.host}:{self.port}"
+
+
+@dataclass
+class PublishStats:
+    """What a publish run did."""
+
+    messages: int = 0
+    telemetry: int = 0
+    status: int = 0
+    acked: int = 0
+    refused: int = 0  # PUBACK with a failure reason code (e.g. ACL: not authorized)
+    skipped: int = 0  # messages of spoofers whose connection the broker refused
+    wills: int = 0  # simulated connection drops (Last Will published by the broker)
+    reconnects: int = 0
+    wall_s: float = 0.0
+    refused_devices: list[str] = field(default_factory=list)
+
+    @property
+    def readings_per_s(self) -> float:
+        return self.telemetry / self.wall_s if self.wall_s > 0 else 0.0
+
+
+class _Connection:
+    """One paho client with a bounded window of unacknowledged QoS 1 publishes."""
+
+    def __init__(
+        self,
+        url: BrokerURL,
+        client_id: str,
+        username: str | None,
+        password: str | None,
+        window: int,
+        stats: PublishStats,
+        will: tuple[str, bytes] | None = None,
+        label: str = "",
+    ) -> None:
+        self.url, self.window, self.stats, self.label = url, window, stats, label or client_id
+        self.limit = window
+        self.cond = threading.Condition()
+        self.inflight: set[int] = set()
+        self.early: set[int] = set()
+        self.connected = False
+        self.ever_connected = False
+        self.refused: str | None = None  # CONNACK failure reason
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+        )
+        self.client.max_inflight_messages_set(window)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=8)
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        if will is not None:
+            self.client.will_set(will[0], will[1], qos=1, retain=True)
+        if url.tls:
+            self.client.tls_set(ca_certs=url.ca_certs)
+            if url.insecure:
+                self.client.tls_insecure_set(True)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+
+    # -- paho callbacks (network thread): only update state and notify ---------
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any
+    ) -> None:
+        with self.cond:
+            if rc.is_failure:
+                self.refused = str(rc)
+                self.connected = False
+            else:
+                if self.ever_connected:
+                    self.stats.reconnects += 1
+                self.connected = self.ever_connected = True
+                self.refused = None
+                server_max = getattr(props, "ReceiveMaximum", None) if props is not None else None
+                self.limit = min(self.window, server_max) if server_max else self.window
+            self.cond.notify_all()
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any
+    ) -> None:
+        with self.cond:
+            self.connected = False
+            self.cond.notify_all()
+        if rc.is_failure:
+            log.warning("%s: disconnected (%s); reconnecting with backoff", self.label, rc)
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, rc: ReasonCode, props: Any
+    ) -> None:
+        with self.cond:
+            if mid in self.inflight:
+                self.inflight.discard(mid)
+            else:
+                self.early.add(mid)  # acked before publish() returned
+            if rc.is_failure:
+                self.stats.refused += 1
+                log.warning("%s: broker refused message %d: %s", self.label, mid, rc)
+            else:
+                self.stats.acked += 1
+            self.cond.notify_all()
+
+    # -- publisher thread ------------------------------------------------------
+
+    def start(self) -> None:
+        self.client.connect_async(self.url.host, self.url.port, keepalive=30)
+        self.client.loop_start()
+
+    def wait_connected(self, timeout: float) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: self.connected or self.refused is not None, timeout)
+
+    def publish(self, topic: str, payload: bytes, retain: bool) -> None:
+        with self.cond:
+            self.cond.wait_for(lambda: len(self.inflight) < self.limit)
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            raise PublishError(f"{self.label}: publish failed: {mqtt.error_string(info.rc)}")
+        with self.cond:  # MQTT_ERR_NO_CONN: queued by paho, sent on reconnect
+            if info.mid in self.early:
+                self.early.discard(info.mid)
+            else:
+                self.inflight.add(info.mid)
+
+    def drain(self, timeout: float | None = None) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: not self.inflight, timeout)
+
+    def drop_with_will(self) -> None:
+        """Simulate a lost connection: the broker publishes the Last Will."""
+        self.drain(60)
+        self.client.disconnect(
+            reasoncode=ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message")
+        )
+        self.client.loop_stop()
+        with self.cond:
+            self.connected = False
+
+    def reconnect(self, timeout: float) -> None:
+        self.client.reconnect()
+        self.client.loop_start()
+        if not self.wait_connected(timeout):
+            log.warning(
+                "%s: not reconnected after %.0fs; messages wait in the window", self.label, timeout
+            )
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _client_id(prefix: str, fleet: Fleet) -> str:
+    return f"{prefix}-{fleet.scenario.name[:20]}-{os.getpid()}"
+
+
+def choose_mode(fleet: Fleet, mode: ConnectionMode) -> Literal["device", "shared"]:
+    env = os.environ.get("TRUSTSHIP_SIM_CONNECTION")
+    if mode == "auto" and env in {"device", "shared"}:
+        return env  # type: ignore[return-value]
+    if mode == "auto":
+        return "device" if len(fleet.all_devices) <= AUTO_DEVICE_LIMIT else "shared"
+    return mode
+
+
+def publish(
+    fleet: Fleet,
+    mqtt_url: str,
+    speed: float | None = None,
+    progress: bool = True,
+    *,
+    connection: ConnectionMode = "auto",
+    window: int = DEFAULT_WINDOW,
+    connect_timeout: float = 15.0,
+    drain_timeout: float = 60.0,
+    messages: Iterator[Message] | None = None,
+) -> PublishStats:
+    """Publish every message of ``fleet`` to the broker at ``mqtt_url``.
+
+    ``speed`` defaults to the scenario's; ``math.inf`` means no pacing.
+    Returns :class:`PublishStats`; raises :class:`PublishError` when the broker
+    cannot be reached or refuses a bound device's credentials.
+    """
+    url = BrokerURL.parse(mqtt_url)
+    speed = fleet.scenario.speed if speed is None else speed
+    if not speed > 0:
+        raise PublishError(f"speed must be positive, got {speed}")
+    mode = choose_mode(fleet, connection)
+    stats = PublishStats()
+    conns: dict[str, _Connection] = {}
+    if mode == "device":
+        for dev in fleet.all_devices:
+            conns[dev.address] = _Connection(
+                url,
+                f"dev-{dev.address}",
+                dev.mqtt_username,
+                dev.mqtt_password,
+                window,
+                stats,
+                will=None if dev.spoofer else (dev.status_topic(), dev.will_payload()),
+                label=f"device {dev.label} ({dev.address})",
+            )
+    else:
+        shared = _Connection(
+            url, _client_id("trustship-sim", fleet), url.username, url.password, window, stats
+        )
+        for dev in fleet.all_devices:
+            conns[dev.address] = shared
+    unique = list({id(c): c for c in conns.values()}.values())
+    by_addr: dict[str, Device] = {d.address: d for d in fleet.all_devices}
+    log.info(
+        "publishing %s over %d connection(s) to %s",
+        fleet.scenario.name,
+        len(unique),
+        url.redacted(),
+    )
+    for c in unique:
+        c.start()
+    try:
+        deadline = time.monotonic() + connect_timeout
+        for c in unique:
+            if not c.wait_connected(max(0.1, deadline - time.monotonic())):
+                raise PublishError(
+                    f"cannot reach the MQTT broker at {url.redacted()}"
+                    f" within {connect_timeout:.0f}s"
+                )
+        for addr, c in list(conns.items()):
+            if c.refused is None:
+                continue
+            dev = by_addr[addr]
+            if mode == "device" and dev.spoofer is not None:
+                log.warning(
+                    "broker refused spoofer %s (%s): its messages are skipped", dev.label, c.refused
+                )
+                stats.refused_devices.append(addr)
+                c.client.loop_stop()
+                continue
+            who = (
+                f"device {dev.label} ({dev.address})"
+                if mode == "device"
+                else "the shared connection"
+            )
+            raise PublishError(
+                f"broker at {url.redacted()} refused {who}: {c.refused}. "
+                + (
+                    "Write its password with `python -m iot_simulator.credentials`"
+                    " (docs/simulator.md)."
+                    if mode == "device"
+                    else "Check the user and password in MQTT_URL."
+                )
+            )
+        _run(
+            fleet,
+            conns,
+            stats,
+            speed,
+            progress,
+            messages,
+            set(stats.refused_devices),
+            mode == "device",
+        )
+        for c in unique:
+            if c.refused is None and not c.drain(drain_timeout):
+                raise PublishError(
+                    f"{c.label}: {len(c.inflight)} message(s) still unacknowledged"
+                    f" after {drain_timeout:.0f}s"
+                )
+    finally:
+        for c in unique:
+            if c.refused is None:
+                c.close()
+    return stats
+
+
+def _run(
+    fleet: Fleet,
+    conns: dict[str, _Connection],
+    stats: PublishStats,
+    speed: float,
+    progress: bool,
+    messages: Iterator[Message] | None,
+    skip: set[str],
+    per_device: bool,
+) -> None:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    total = max(1, fleet.scenario.end_offset_s)
+    start = time.monotonic()
+    dropped: set[str] = set()
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("day {task.fields[day]:.1f}/{task.fields[days]:.1f}"),
+        TextColumn("{task.fields[sent]} sent, {task.fields[acked]} acked"),
+        TimeElapsedColumn(),
+        disable=not progress,
+        transient=False,
+    ) as bar:
+        task = bar.add_task(
+            fleet.scenario.name, total=total, day=0.0, days=total / 86400, sent=0, acked=0
+        )
+        last_update = 0.0
+        for msg in messages if messages is not None else fleet.messages():
+            if msg.device in skip:
+                stats.skipped += 1
+                continue
+            if math.isfinite(speed):
+                delay = start + msg.offset_s / speed - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            conn = conns[msg.device]
+            if msg.device in dropped:  # first message after a simulated drop: reconnect
+                conn.reconnect(15.0)
+                dropped.discard(msg.device)
+            if msg.will and per_device:
+                conn.drop_with_will()
+                dropped.add(msg.device)
+                stats.wills += 1
+                continue
+            # (shared connection: the offline status the will would carry is published)
+            conn.publish(msg.topic, msg.payload, msg.retain)
+            stats.messages += 1
+            if msg.kind == "telemetry":
+                stats.telemetry += 1
+            else:
+                stats.status += 1
+            now = time.monotonic()
+            if now - last_update > 0.1:
+                bar.update(
+                    task,
+                    completed=msg.offset_s,
+                    day=msg.offset_s / 86400,
+                    sent=stats.messages,
+                    acked=stats.acked,
+                )
+                last_update = now
+        bar.update(task, completed=total, day=total / 86400, sent=stats.messages, acked=stats.acked)
+    stats.wall_s = time.monotonic() - start
