@@ -20,7 +20,9 @@ from backend.chain.compiler import main  # noqa: E402
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--check", action="store_true", help="exit 1 if contracts/build differs from a fresh compile"
+        "--check",
+        action="store_true",
+        help="exit 1 if contracts/build differs from a fresh compile",
     )
     args = parser.parse_args()
     sys.exit(main(check=args.check))

@@ -200,14 +200,14 @@ def _host_reachable(timeout: float = 3.0) -> bool:
 
 def _solcx_executable() -> str | None:
     try:
-        import solcx
         from packaging.version import Version
+        from solcx.install import get_executable, get_installed_solc_versions, install_solc
     except ImportError:
         return None
     wanted = Version(SOLC_VERSION)
     try:
-        if wanted in solcx.get_installed_solc_versions():
-            return str(solcx.get_executable(wanted))
+        if wanted in get_installed_solc_versions():
+            return str(get_executable(wanted))
     except Exception as exc:  # py-solc-x raises its own exception types
         logger.debug("py-solc-x lookup failed: %s", exc)
     if os.environ.get("TRUSTSHIP_SOLC_NO_DOWNLOAD") or not _host_reachable():
@@ -217,8 +217,8 @@ def _solcx_executable() -> str | None:
 
     def install() -> None:
         try:
-            solcx.install_solc(wanted)
-            result.append(str(solcx.get_executable(wanted)))
+            install_solc(wanted)
+            result.append(str(get_executable(wanted)))
         except Exception as exc:
             logger.info("py-solc-x could not install solc %s: %s", SOLC_VERSION, exc)
 
@@ -238,7 +238,9 @@ def find_compiler() -> Compiler:
                 f"SOLC_BINARY={env_binary} is solc {version or '(not runnable)'}, "
                 f"but the artifacts are pinned to {SOLC_VERSION}"
             )
-        return Compiler((env_binary, "--standard-json"), REPO_ROOT, f"solc {SOLC_VERSION} ($SOLC_BINARY)")
+        return Compiler(
+            (env_binary, "--standard-json"), REPO_ROOT, f"solc {SOLC_VERSION} ($SOLC_BINARY)"
+        )
 
     on_path = shutil.which("solc")
     if on_path and _version_of([on_path]) == SOLC_VERSION:
