@@ -102,6 +102,9 @@ def is_transport_error(exc: BaseException) -> bool:
 
 def _error_text(exc: BaseException) -> str:
     if isinstance(exc, Web3RPCError):
+        error = (exc.rpc_response or {}).get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
         return str(exc.message)
     return str(exc)
 
@@ -674,26 +677,25 @@ class TxSender:
         params["gas"] = pending.gas
         gas_used = int(receipt["gasUsed"])
         what = pending.function or "transaction"
+        out_of_gas = gas_used >= pending.gas
+        hint = "; it ran out of gas: pass more gas" if out_of_gas else ""
         try:
             self._rpc("eth_call", lambda: self.w3.eth.call(params, max(block - 1, 0)))  # type: ignore[arg-type]
-        except ContractLogicError as exc:
-            return self._revert(
-                exc, pending.function, to=pending.to, tx_hash=pending.tx_hash, receipt=receipt
-            )
         except TransportError as exc:
             return exc
         except Exception as exc:
-            if _looks_like_tester_revert(exc):
+            if not out_of_gas and (
+                isinstance(exc, ContractLogicError) or _looks_like_tester_revert(exc)
+            ):
                 return self._revert(
                     exc, pending.function, to=pending.to, tx_hash=pending.tx_hash, receipt=receipt
                 )
             return TransactionFailed(
                 f"{what} {pending.tx_hash} failed in block {block} (gas used {gas_used} of "
-                f"{pending.gas}): {_error_text(exc)}",
+                f"{pending.gas}){hint} ({_error_text(exc)})",
                 tx_hash=pending.tx_hash,
                 receipt=receipt,
             )
-        hint = " — it ran out of gas; pass more gas" if gas_used >= pending.gas else ""
         return TransactionFailed(
             f"{what} {pending.tx_hash} failed in block {block} with status 0 (gas used "
             f"{gas_used} of {pending.gas}){hint}; replaying it does not revert",

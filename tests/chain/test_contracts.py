@@ -1,0 +1,223 @@
+"""The typed wrappers: structs round-trip, every kind of call works, and the product's
+settlement preview (backend/chain/settlement.py) agrees with the contract."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from backend.chain.contracts import ETH, OrderState, Terms
+from backend.chain.errors import ContractRevert
+from backend.chain.settlement import settlement, settlement_split
+from backend.chain.testing import Stack, default_terms, device, device_key, signed
+from backend.telemetry import MerkleTree, Reading, reading_digest
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def shipped_order(stack: Stack, terms: Terms, dev: int = 1) -> int:
+    a = stack.accounts
+    order_id = int(stack.po.create_and_fund_order(a.supplier.address, terms, by=a.buyer).value)
+    stack.po.accept_order(order_id, by=a.supplier)
+    stack.po.ship_order(order_id, [device(dev)], by=a.supplier)
+    return order_id
+
+
+def reading(order_id: int, seq: int, ts: int, **kw: int) -> Reading:
+    values = {
+        "temperature_centi_c": 500,
+        "humidity_permille": 500,
+        "shock_milli_g": 0,
+        "latitude_e6": 40_000_000,
+        "longitude_e6": 0,
+    }
+    values.update(kw)
+    return Reading(order_id=order_id, seq=seq, timestamp=ts, **values)
+
+
+def test_terms_and_order_round_trip_through_the_contract(
+    stack: Stack, make_terms: Callable[..., Terms]
+) -> None:
+    a = stack.accounts
+    terms = make_terms(
+        price=123_456_789,
+        expiry_grace_secs=3 * 86400,
+        dest_lat_e6=-33_900_000,
+        dest_lon_e6=151_200_000,
+        geofence_e6=12_345,
+        min_temp_centi_c=-2500,
+        max_temp_centi_c=-1800,
+        max_humidity_permille=850,
+        max_shock_milli_g=5000,
+        tolerated_excursion_secs=900,
+        late_penalty_bps_per_hour=250,
+        late_penalty_cap_bps=5000,
+        breach_refund_bps=10_000,
+        dispute_window_secs=86400,
+    )
+    result = stack.po.create_order(a.supplier.address, terms, by=a.buyer)
+    order = stack.po.get_order(result.value)
+    assert order.terms == terms
+    assert (order.buyer, order.supplier) == (a.buyer.address, a.supplier.address)
+    assert order.state is OrderState.CREATED and not order.funded and not order.breached
+    assert order.created_at == stack.chain.w3.eth.get_block(result.block_number)["timestamp"]
+    created = result.event("OrderCreated")
+    assert created.args["price"] == terms.price and created.contract == "PurchaseOrders"
+
+
+def test_erc20_order_cancel_and_withdraw(stack: Stack, make_terms: Callable[..., Terms]) -> None:
+    a = stack.accounts
+    token = stack.token
+    assert token.decimals() == 6
+    price = 2_500 * 10**6
+    token.mint(a.buyer.address, price, by=a.buyer)
+    token.approve(stack.escrow.address, price, by=a.buyer)
+    terms = make_terms(token=token.address, price=price)
+    order_id = stack.po.create_and_fund_order(a.supplier.address, terms, by=a.buyer).value
+    assert stack.escrow.deposit_of(order_id).amount == price
+    assert stack.escrow.total_owed(token.address) == price
+    assert token.balance_of(a.buyer.address) == 0
+    stack.po.cancel_order(order_id, by=a.buyer)
+    assert stack.po.order_state(order_id) is OrderState.CANCELLED
+    assert stack.escrow.credit_of(a.buyer.address, token.address) == price
+    withdrawn = stack.escrow.withdraw(token.address, by=a.buyer)
+    assert withdrawn.event("FundsWithdrawn")["amount"] == price
+    assert token.balance_of(a.buyer.address) == price
+    assert stack.escrow.total_owed(token.address) == 0
+
+
+def test_commitments_submitted_without_waiting(
+    stack: Stack,
+    make_terms: Callable[..., Terms],
+    domain,  # type: ignore[no-untyped-def]
+) -> None:
+    a = stack.accounts
+    order_id = shipped_order(stack, make_terms())
+    now = stack.chain.now()
+    leaves = [reading_digest(reading(order_id, i, now + i), domain) for i in range(8)]
+    tree = MerkleTree.from_digests(leaves)
+    oracle = stack.chain.sender(a.oracle)
+    for batch in range(1, 6):
+        stack.qv.submit_commit_readings(order_id, batch, tree.root, 8, by=a.oracle, gas=200_000)
+    results = oracle.wait_all()
+    assert [r.event("ReadingsCommitted")["batchSeq"] for r in results] == [1, 2, 3, 4, 5]  # type: ignore[union-attr]
+    assert stack.qv.last_batch_seq(order_id) == 5
+    assert stack.qv.batch_root(order_id, 3) == tree.root
+    with pytest.raises(ContractRevert) as info:
+        stack.qv.commit_readings(order_id, 5, tree.root, 8, by=a.oracle)
+    assert info.value.name == "QualityVerificationStaleBatch"
+    assert info.value.args == {"orderId": order_id, "batchSeq": 5, "lastBatchSeq": 5}
+
+
+def test_committed_reading_verifies_with_its_proof(
+    stack: Stack,
+    make_terms: Callable[..., Terms],
+    domain,  # type: ignore[no-untyped-def]
+) -> None:
+    a = stack.accounts
+    order_id = shipped_order(stack, make_terms())
+    now = stack.chain.now()
+    signed_readings = [
+        signed(reading(order_id, i, now + i), domain, device_key(1)) for i in range(5)
+    ]
+    tree = MerkleTree.from_digests([reading_digest(s.reading, domain) for s in signed_readings])
+    stack.qv.commit_readings(order_id, 1, tree.root, 5, by=a.oracle)
+    assert stack.qv.hash_reading(signed_readings[2]) == reading_digest(
+        signed_readings[2].reading, domain
+    )
+    assert stack.qv.verify_committed_reading(order_id, 1, signed_readings[2], tree.proof(2))
+    assert not stack.qv.verify_committed_reading(order_id, 1, signed_readings[2], tree.proof(3))
+
+
+def test_excursion_proof_records_a_breach_and_preview_matches(
+    stack: Stack,
+    make_terms: Callable[..., Terms],
+    domain,  # type: ignore[no-untyped-def]
+) -> None:
+    a = stack.accounts
+    terms = make_terms(tolerated_excursion_secs=600)
+    order_id = shipped_order(stack, terms)
+    t0 = stack.chain.now() + 10
+    warm = [
+        signed(reading(order_id, s, t0 + 300 * s, temperature_centi_c=1200), domain, device_key(1))
+        for s in range(1, 5)
+    ]  # 900 s above the 8 °C limit
+    stack.chain.time_travel(t0 + 1500)
+    result = stack.qv.prove_excursion(order_id, warm, by=a.stranger)  # anyone may prove
+    proven = result.event("ExcursionProven")
+    assert (proven["firstSeq"], proven["lastSeq"]) == (1, 4)
+    assert result.event("BreachRecorded")["orderId"] == order_id
+    order = stack.po.get_order(order_id)
+    assert order.breached
+    for late in (0, 1, 3600, 3601, 40 * 3600):
+        at = terms.delivery_deadline + late
+        assert stack.po.preview_settlement(order_id, at) == settlement_split(
+            terms.price, terms, at, True
+        )
+
+
+def test_arrival_settles_as_the_preview_says(
+    stack: Stack,
+    make_terms: Callable[..., Terms],
+    domain,  # type: ignore[no-untyped-def]
+) -> None:
+    a = stack.accounts
+    terms = make_terms()
+    order_id = shipped_order(stack, terms)
+    arrived = terms.delivery_deadline + 2 * 3600 - 600  # 1h50 late → 2 started hours
+    stack.chain.time_travel(arrived + 60)
+    at_port = signed(
+        reading(
+            order_id, 1, arrived, latitude_e6=terms.dest_lat_e6, longitude_e6=terms.dest_lon_e6
+        ),
+        domain,
+        device_key(1),
+    )
+    expected = settlement(terms.price, terms, arrived, False)
+    assert expected.late_penalty_bps == 200
+    assert stack.po.preview_settlement(order_id, arrived) == (
+        expected.buyer_amount,
+        expected.supplier_amount,
+    )
+    result = stack.qv.prove_arrival(order_id, at_port, by=a.oracle)
+    settled = result.event("OrderSettled")
+    assert (settled["buyerAmount"], settled["supplierAmount"]) == (
+        expected.buyer_amount,
+        expected.supplier_amount,
+    )
+    assert stack.po.order_state(order_id) is OrderState.SETTLED
+    before = stack.chain.balance(a.supplier.address)
+    w = stack.escrow.withdraw(by=a.supplier)
+    assert stack.chain.balance(a.supplier.address) == (
+        before + expected.supplier_amount - w.gas_used * w.effective_gas_price
+    )
+
+
+@given(
+    price=st.integers(0, 2**88 - 1),
+    late=st.integers(-(10**6), 10**8),
+    rate=st.integers(0, 10_000),
+    cap=st.integers(0, 10_000),
+    breach=st.integers(0, 10_000),
+    breached=st.booleans(),
+)
+def test_preview_conserves_money(
+    price: int, late: int, rate: int, cap: int, breach: int, breached: bool
+) -> None:
+    terms = default_terms(
+        1_000_000,
+        "0x" + "11" * 20,
+        late_penalty_bps_per_hour=rate,
+        late_penalty_cap_bps=cap,
+        breach_refund_bps=breach,
+        token=ETH,
+    )
+    at = terms.delivery_deadline + late
+    buyer, supplier = settlement_split(price, terms, at, breached)
+    assert buyer + supplier == price
+    assert 0 <= buyer <= price
+    if late <= 0 and not breached:
+        assert buyer == 0
