@@ -120,6 +120,7 @@ class _Connection:
         stats: PublishStats,
         will: tuple[str, bytes] | None = None,
         label: str = "",
+        protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv5,
     ) -> None:
         self.url, self.window, self.stats, self.label = url, window, stats, label or client_id
         self.limit = window
@@ -129,22 +130,33 @@ class _Connection:
         self.connected = False
         self.ever_connected = False
         self.refused: str | None = None  # CONNACK failure reason
-        self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+        self.client_id, self.username, self.password, self.will = (
+            client_id,
+            username,
+            password,
+            will,
         )
-        self.client.max_inflight_messages_set(window)
-        self.client.reconnect_delay_set(min_delay=1, max_delay=8)
-        if username is not None:
-            self.client.username_pw_set(username, password)
-        if will is not None:
-            self.client.will_set(will[0], will[1], qos=1, retain=True)
-        if url.tls:
-            self.client.tls_set(ca_certs=url.ca_certs)
-            if url.insecure:
-                self.client.tls_insecure_set(True)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_publish = self._on_publish
+        self.protocol = protocol
+        self.client = self._make_client()
+
+    def _make_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=self.protocol
+        )
+        client.max_inflight_messages_set(self.window)
+        client.reconnect_delay_set(min_delay=1, max_delay=8)
+        if self.username is not None:
+            client.username_pw_set(self.username, self.password)
+        if self.will is not None:
+            client.will_set(self.will[0], self.will[1], qos=1, retain=True)
+        if self.url.tls:
+            client.tls_set(ca_certs=self.url.ca_certs)
+            if self.url.insecure:
+                client.tls_insecure_set(True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        return client
 
     # -- paho callbacks (network thread): only update state and notify ---------
 
@@ -214,8 +226,14 @@ class _Connection:
         with self.cond:
             return self.cond.wait_for(lambda: not self.inflight, timeout)
 
-    def drop_with_will(self) -> None:
-        """Simulate a lost connection: the broker publishes the Last Will."""
+    def drop_with_will(self) -> bool:
+        """Simulate a lost connection: the broker publishes the Last Will.
+
+        MQTT 5 only (DISCONNECT reason 0x04); returns False on MQTT 3.1.1,
+        where the caller publishes the offline status itself.
+        """
+        if self.protocol != mqtt.MQTTv5:
+            return False
         self.drain(60)
         self.client.disconnect(
             reasoncode=ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message")
@@ -223,6 +241,7 @@ class _Connection:
         self.client.loop_stop()
         with self.cond:
             self.connected = False
+        return True
 
     def reconnect(self, timeout: float) -> None:
         self.client.reconnect()
@@ -235,6 +254,47 @@ class _Connection:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def probe_protocol(url: BrokerURL, timeout: float) -> mqtt.MQTTProtocolVersion:
+    """MQTT 5 unless the broker refuses it (amqtt is 3.1.1 only); raises when unreachable.
+
+    The probe connects without a will: amqtt answers a v5 CONNECT that has one
+    by hanging instead of refusing it.
+    """
+    result: dict[str, ReasonCode] = {}
+    got = threading.Event()
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=f"trustship-probe-{os.getpid()}",
+        protocol=mqtt.MQTTv5,
+    )
+    if url.username is not None:
+        client.username_pw_set(url.username, url.password)
+    if url.tls:
+        client.tls_set(ca_certs=url.ca_certs)
+        if url.insecure:
+            client.tls_insecure_set(True)
+
+    def on_connect(c: mqtt.Client, u: Any, f: Any, rc: ReasonCode, p: Any) -> None:
+        result["rc"] = rc
+        got.set()
+
+    client.on_connect = on_connect
+    try:
+        client.connect_async(url.host, url.port, keepalive=10)
+        client.loop_start()
+        if not got.wait(timeout):
+            raise PublishError(
+                f"cannot reach the MQTT broker at {url.redacted()} within {timeout:.0f}s"
+            )
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    if str(result["rc"]) == "Unsupported protocol version":
+        log.info("broker at %s has no MQTT 5: using MQTT 3.1.1", url.redacted())
+        return mqtt.MQTTv311
+    return mqtt.MQTTv5
 
 
 def _client_id(prefix: str, fleet: Fleet) -> str:
@@ -273,6 +333,7 @@ def publish(
     if not speed > 0:
         raise PublishError(f"speed must be positive, got {speed}")
     mode = choose_mode(fleet, connection)
+    protocol = probe_protocol(url, connect_timeout)
     stats = PublishStats()
     conns: dict[str, _Connection] = {}
     if mode == "device":
@@ -286,10 +347,17 @@ def publish(
                 stats,
                 will=None if dev.spoofer else (dev.status_topic(), dev.will_payload()),
                 label=f"device {dev.label} ({dev.address})",
+                protocol=protocol,
             )
     else:
         shared = _Connection(
-            url, _client_id("trustship-sim", fleet), url.username, url.password, window, stats
+            url,
+            _client_id("trustship-sim", fleet),
+            url.username,
+            url.password,
+            window,
+            stats,
+            protocol=protocol,
         )
         for dev in fleet.all_devices:
             conns[dev.address] = shared
@@ -399,8 +467,7 @@ def _run(
             if msg.device in dropped:  # first message after a simulated drop: reconnect
                 conn.reconnect(15.0)
                 dropped.discard(msg.device)
-            if msg.will and per_device:
-                conn.drop_with_will()
+            if msg.will and per_device and conn.drop_with_will():
                 dropped.add(msg.device)
                 stats.wills += 1
                 continue
