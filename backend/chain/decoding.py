@@ -165,7 +165,7 @@ class AbiRegistry:
     def _add(self, entry: dict[str, Any], contract: str | None) -> None:
         kind = entry.get("type")
         if kind == "error":
-            sig = abi_to_signature(entry)
+            sig = abi_to_signature(entry)  # type: ignore[arg-type]
             selector = keccak(text=sig)[:4]
             known = self.errors.get(selector)
             if known is not None:
@@ -188,7 +188,7 @@ class AbiRegistry:
                 contracts=(contract,) if contract else (),
             )
         elif kind == "event" and not entry.get("anonymous"):
-            sig = abi_to_signature(entry)
+            sig = abi_to_signature(entry)  # type: ignore[arg-type]
             topic = keccak(text=sig)
             known_ev = self.events.get(topic)
             contracts = (contract,) if contract else ()

@@ -86,7 +86,9 @@ class Deployment:
                     f"{source}: manifest version {version} is not {MANIFEST_VERSION}; redeploy "
                     "with `trustship deploy`"
                 )
-            addresses = {str(k): to_checksum_address(v) for k, v in dict(body["addresses"]).items()}
+            addresses = {
+                str(k): str(to_checksum_address(v)) for k, v in dict(body["addresses"]).items()
+            }
             missing = [n for n in CORE_CONTRACTS if n not in addresses]
             if missing:
                 raise DeploymentError(f"{source}: no address for {', '.join(missing)}")
@@ -180,7 +182,7 @@ def _constructor_args(artifact: Artifact, args: Sequence[Any]) -> bytes:
         )
     if not inputs:
         return b""
-    types = get_abi_input_types({"type": "constructor", "inputs": inputs})  # type: ignore[arg-type]
+    types = get_abi_input_types({"type": "constructor", "inputs": inputs})  # type: ignore[arg-type,typeddict-item]
     return abi_encode(types, list(args))
 
 
@@ -219,7 +221,7 @@ def deploy_all(
     """
     admin = admin or chain.accounts.admin
     oracles = [
-        to_checksum_address(a) for a in (oracle_addresses or [chain.accounts.oracle.address])
+        str(to_checksum_address(a)) for a in (oracle_addresses or [chain.accounts.oracle.address])
     ]
     if stablecoin is None:
         stablecoin = chain.accounts.buyer is not None

@@ -28,6 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 import requests
@@ -522,9 +523,7 @@ class TxSender:
             raw = bytes(self.account.sign_transaction(tx).raw_transaction)
             tx_hash = "0x" + keccak(raw).hex()
             try:
-                self._rpc(
-                    "eth_sendRawTransaction", lambda raw=raw: self.w3.eth.send_raw_transaction(raw)
-                )
+                self._rpc("eth_sendRawTransaction", partial(self.w3.eth.send_raw_transaction, raw))
             except TransportError:
                 # The node may or may not have the transaction. Keep the nonce
                 # unknown so the next send reads it again.
