@@ -100,7 +100,9 @@ def seed(engine: Engine, orders: dict[int, list[int]], **terms: Any) -> None:
         for order_id, device_idx in orders.items():
             repo.upsert_order(s, order_values(order_id, **terms))
             repo.bind_devices(
-                s, [dict(order_id=order_id, device=DEVICES[i], bound_block=1, bound_at=T0) for i in device_idx]
+                s,
+                [
+                    dict(order_id=order_id, device=DEVICES[i], bound_block=1, bound_at=T0)
+                    for i in device_idx
+                ],
             )
-
-
