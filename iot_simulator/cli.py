@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from backend.core.errors import TrustShipError
 from backend.telemetry import Domain
@@ -193,7 +194,7 @@ def simulate(
         ids = parse_order_ids(order_ids)
         fleet = build_fleet(sc, domain, ids, t0 if t0 is not None else int(time.time()))
     except TrustShipError as exc:
-        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         return 2
     if dry_run:
         return 0 if print_dry_run(fleet, console) else 1
@@ -208,7 +209,7 @@ def simulate(
     try:
         stats = publish(fleet, url, speed=speed, progress=True, connection=connection)  # type: ignore[arg-type]
     except TrustShipError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         return 1
     except KeyboardInterrupt:
         err.print("interrupted")
