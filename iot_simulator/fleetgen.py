@@ -68,7 +68,7 @@ def generate(orders: int, seed: int) -> str:
         f"# {orders} concurrent reefer-truck orders, one logger each, a reading every 30 min;",
         "# each order states its own expected settlement (see iot_simulator/fleetgen.py).",
         f"name: fleet_{orders}",
-        f"description: {orders} concurrent truck orders across Europe, Africa and Asia, mixed outcomes.",
+        f"description: {orders} concurrent truck orders (Europe, Africa, Asia), mixed outcomes.",
         f"seed: {seed}",
         "speed: 2400            # 12 hours in 18 seconds",
         f"interval_s: {INTERVAL_S}",
@@ -117,25 +117,25 @@ def generate(orders: int, seed: int) -> str:
         eth = i % 2 == 0
         price = rng.randint(5, 40) * (10**17 if eth else 1_000_000_000)
         buyer, supplier = _settle(price, late_s, breach, 100, 1500, 3000)
-        events = []
+        events: list[dict[str, object]] = []
         if outcome in {"breach", "late_breach"}:
             # 3 h failure at +300/h: above 8 °C from ~1.4 h until ~3.8 h, far past 30 min
             events.append(
-                "{event: compressor_failure, at_s: %d, duration_s: 10800, rise_centi_c_per_h: 300}"
-                % 3600
+                {"event": "compressor_failure", "at_s": 3600, "duration_s": 10800}
+                | {"rise_centi_c_per_h": 300}
             )
         if outcome == "shock":
             events.append(
-                "{event: shock, at_s: %d, milli_g: %d}" % (arrive // 2, rng.randint(8000, 15000))
+                {"event": "shock", "at_s": arrive // 2, "milli_g": rng.randint(8000, 15000)}
             )
         if outcome == "brief":
             # doors open 30 min: above 8 °C for at most ~31 min, so no two readings
             # 30 min apart can both be out of range by more than 1800 s
             events.append(
-                "{event: door_open, at_s: %d, duration_s: 1800, rise_centi_c_per_h: 1200}" % 7000
+                {"event": "door_open", "at_s": 7000, "duration_s": 1800, "rise_centi_c_per_h": 1200}
             )
         if i % 7 == 3:
-            events.append("{event: connectivity_gap, at_s: %d, duration_s: 5400}" % (arrive // 3))
+            events.append({"event": "connectivity_gap", "at_s": arrive // 3, "duration_s": 5400})
         out += [
             f"  - name: o{i + 1:02d}",
             f"    description: {PLACES[a].name} → {PLACES[b].name} ({outcome})",
@@ -150,7 +150,9 @@ def generate(orders: int, seed: int) -> str:
         ]
         if events:
             out.append("    timeline:")
-            out += [f"      - {e}" for e in events]
+            out += [
+                "      - {" + ", ".join(f"{k}: {v}" for k, v in e.items()) + "}" for e in events
+            ]
         out += [
             "    expected:",
             f"      buyer: {buyer}",
