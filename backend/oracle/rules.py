@@ -106,6 +106,8 @@ class OrderTerms:
     dest_lat_e6: int
     dest_lon_e6: int
     geofence_e6: int
+    #: Evidence must not predate shipment (QualityVerificationReadingBeforeShipment).
+    shipped_at: int = 0
 
     @classmethod
     def from_row(cls, row: OrderRow) -> OrderTerms:
@@ -121,6 +123,7 @@ class OrderTerms:
             row.dest_lat_e6,
             row.dest_lon_e6,
             row.geofence_e6,
+            row.shipped_at or 0,
         )
 
     def out_of_range(self, r: StoredReading) -> bool:
@@ -422,7 +425,7 @@ class RulesEngine:
                     },
                 )
             )
-        if t.breached or r.order_id in self._breach_queued:
+        if t.breached or r.order_id in self._breach_queued or r.timestamp < t.shipped_at:
             return
         run = self._run_around(stream, r, t)
         if run[-1].timestamp - run[0].timestamp <= t.tolerated_excursion_secs:
@@ -483,7 +486,7 @@ class RulesEngine:
         left: list[StoredReading] = []
         cur = r
         while (p := stream.by_seq.get(cur.seq - 1)) is not None and (
-            p.timestamp < cur.timestamp and t.out_of_range(p)
+            t.shipped_at <= p.timestamp < cur.timestamp and t.out_of_range(p)
         ):
             left.append(p)
             cur = p
