@@ -1,0 +1,267 @@
+"""The chain indexer: contract events → the database, so the API answers from it.
+
+It reads ``eth_getLogs`` over the three contracts in pages of blocks, from the
+deployment block (or where ``indexer_cursor`` says it stopped), up to the head
+minus ``confirmations``. For each page, in one transaction: the decoded events go
+to ``chain_events`` (idempotent on (block, log index)), every order an event
+touches is re-read with ``getOrder`` at the page's last block and upserted into
+``orders``, ``DeviceBound`` fills ``devices``, ``ReadingsCommitted`` marks the
+commitment done, a delivery with a dispute window queues the ``settle`` action,
+and the cursor advances. A crash mid-page redoes the page; nothing doubles.
+
+Reorgs are not handled beyond ``confirmations`` (0 on dev chains; set it to the
+finality depth of a real network).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from sqlalchemy import Engine
+
+from backend.chain.connection import Chain
+from backend.chain.contracts import Contracts, Order
+from backend.chain.decoding import DecodedEvent
+from backend.oracle.metrics import Metrics
+from backend.oracle.metrics import metrics as default_metrics
+from backend.oracle.rules import RANK_SETTLE
+from backend.store import repositories as repo
+from backend.store.db import session_factory
+
+log = logging.getLogger(__name__)
+
+_JSON_SAFE_INT = 2**53
+
+
+def json_safe(value: Any) -> Any:
+    """Event arguments as JSON: bytes as 0x-hex, integers beyond 2**53 as strings."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return str(value) if abs(value) >= _JSON_SAFE_INT else value
+    if isinstance(value, bytes | bytearray):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def order_values(order: Order, block: int) -> dict[str, Any]:
+    t = order.terms
+    return {
+        "id": order.order_id,
+        "buyer": order.buyer,
+        "supplier": order.supplier,
+        "state": order.state.name.capitalize(),
+        "token": t.token,
+        "price": t.price,
+        "delivery_deadline": t.delivery_deadline,
+        "expiry_grace_secs": t.expiry_grace_secs,
+        "dest_lat_e6": t.dest_lat_e6,
+        "dest_lon_e6": t.dest_lon_e6,
+        "geofence_e6": t.geofence_e6,
+        "min_temp_centi_c": t.min_temp_centi_c,
+        "max_temp_centi_c": t.max_temp_centi_c,
+        "max_humidity_permille": t.max_humidity_permille,
+        "max_shock_milli_g": t.max_shock_milli_g,
+        "tolerated_excursion_secs": t.tolerated_excursion_secs,
+        "late_penalty_bps_per_hour": t.late_penalty_bps_per_hour,
+        "late_penalty_cap_bps": t.late_penalty_cap_bps,
+        "breach_refund_bps": t.breach_refund_bps,
+        "dispute_window_secs": t.dispute_window_secs,
+        "arbiter": t.arbiter,
+        "funded": order.funded,
+        "breached": order.breached,
+        "created_at": order.created_at or None,
+        "shipped_at": order.shipped_at or None,
+        "delivered_at": order.delivered_at or None,
+        "disputed_at": order.disputed_at or None,
+        "updated_block": block,
+    }
+
+
+class ChainIndexer:
+    def __init__(
+        self,
+        engine: Engine,
+        chain: Chain,
+        contracts: Contracts,
+        *,
+        start_block: int,
+        name: str = "chain",
+        page_size: int = 2000,
+        confirmations: int = 0,
+        metrics: Metrics | None = None,
+        on_bindings: Callable[[Iterable[tuple[int, str]]], None] | None = None,
+        on_orders: Callable[[Iterable[int]], None] | None = None,
+    ) -> None:
+        self.sessions = session_factory(engine)
+        self.chain = chain
+        self.contracts = contracts
+        self.start_block = start_block
+        self.name = name
+        self.page_size = page_size
+        self.confirmations = confirmations
+        self.metrics = metrics if metrics is not None else default_metrics
+        self.on_bindings = on_bindings
+        self.on_orders = on_orders
+        self.addresses = [
+            contracts.purchase_orders.address,
+            contracts.quality.address,
+            contracts.escrow.address,
+        ]
+        #: The newest chain time seen (the ingest clock takes the later of this and the wall clock).
+        self.chain_time: int | None = None
+
+    def _rpc(self, what: str, fn: Callable[[], Any]) -> Any:
+        return self.chain._rpc(what, fn)
+
+    def run_once(self) -> int:
+        """Index everything up to the head; returns the number of events stored."""
+        w3 = self.chain.w3
+        head_block = self._rpc("eth_getBlockByNumber", lambda: w3.eth.get_block("latest"))
+        self.chain_time = int(head_block["timestamp"])
+        head = int(head_block["number"]) - self.confirmations
+        with self.sessions() as s:
+            cursor = repo.get_cursor(s, self.name)
+        start = self.start_block if cursor is None else cursor + 1
+        stored = 0
+        while start <= head:
+            end = min(head, start + self.page_size - 1)
+            stored += self._page(start, end)
+            start = end + 1
+        return stored
+
+    def _page(self, start: int, end: int) -> int:
+        w3 = self.chain.w3
+        params = {"fromBlock": start, "toBlock": end, "address": self.addresses}
+        logs = self._rpc("eth_getLogs", lambda: w3.eth.get_logs(params))  # type: ignore[arg-type]
+        events = self.chain.registry.decode_logs(logs)
+        times: dict[int, int] = {}
+        for block in sorted({e.block_number for e in events}):
+            times[block] = int(
+                self._rpc("eth_getBlockByNumber", lambda b=block: w3.eth.get_block(b))["timestamp"]
+            )
+        touched = sorted({int(e.args["orderId"]) for e in events if "orderId" in e.args})
+        orders = {o: self.contracts.purchase_orders.get_order(o, block=end) for o in touched}
+        bindings: list[tuple[int, str]] = []
+        with self.sessions() as s, s.begin():
+            repo.insert_events(s, [self._event_row(e, times) for e in events])
+            for order_id, order in orders.items():
+                values = order_values(order, end)
+                values.update(self._settlement_fields(order_id, events))
+                repo.upsert_order(s, values)
+            for e in events:
+                if e.name == "DeviceBound":
+                    bindings.append((int(e.args["orderId"]), str(e.args["device"])))
+                elif e.name == "ReadingsCommitted":
+                    repo.set_commitment_status(
+                        s,
+                        int(e.args["orderId"]),
+                        int(e.args["batchSeq"]),
+                        "done",
+                        bytes.fromhex(e.tx_hash.removeprefix("0x")),
+                    )
+                elif e.name == "OrderDelivered":
+                    self._queue_settle(s, orders.get(int(e.args["orderId"])))
+            repo.bind_devices(
+                s,
+                [
+                    {
+                        "order_id": o,
+                        "device": d,
+                        "bound_block": end,
+                        "bound_at": orders[o].shipped_at,
+                    }
+                    for o, d in bindings
+                ],
+            )
+            repo.set_cursor(s, self.name, end)
+        for e in events:
+            self.metrics.inc("trustship_indexer_events_total", event=e.name)
+        self.metrics.set("trustship_indexer_block", end)
+        if bindings and self.on_bindings is not None:
+            self.on_bindings(bindings)
+        if touched and self.on_orders is not None:
+            self.on_orders(touched)
+        if events:
+            log.info("indexed %d events in blocks %d–%d", len(events), start, end)
+        return len(events)
+
+    @staticmethod
+    def _event_row(e: DecodedEvent, times: dict[int, int]) -> dict[str, Any]:
+        order_id = e.args.get("orderId")
+        return {
+            "block_number": e.block_number,
+            "block_timestamp": times.get(e.block_number),
+            "tx_hash": bytes.fromhex(e.tx_hash.removeprefix("0x")),
+            "log_index": e.log_index,
+            "contract": e.contract or "",
+            "event": e.name,
+            "order_id": int(order_id) if order_id is not None else None,
+            "args": json_safe(e.args),
+        }
+
+    @staticmethod
+    def _settlement_fields(order_id: int, events: list[DecodedEvent]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for e in events:
+            if e.args.get("orderId") != order_id:
+                continue
+            if e.name in ("OrderSettled", "DisputeResolved"):
+                out["buyer_amount"] = int(e.args["buyerAmount"])
+                out["supplier_amount"] = int(e.args["supplierAmount"])
+            elif e.name == "OrderDelivered":
+                out["late_seconds"] = int(e.args["lateSeconds"])
+                out["delivery_confirmed_by"] = str(e.args["confirmedBy"])
+            elif e.name == "OrderExpired":
+                out["buyer_amount"] = int(e.args["refunded"])
+                out["supplier_amount"] = 0
+        return out
+
+    def _queue_settle(self, session: Any, order: Order | None) -> None:
+        """With a dispute window, someone must call settleOrder once it closes: the oracle does."""
+        if order is None or order.terms.dispute_window_secs == 0 or order.state.name != "DELIVERED":
+            return
+        closes = order.delivered_at + order.terms.dispute_window_secs
+        wait = max(0, closes - (self.chain_time or 0)) + 1
+        repo.enqueue_action(
+            session,
+            kind="settle",
+            order_id=order.order_id,
+            dedup_key=f"settle:{order.order_id}",
+            payload={"dispute_window_closes_at": closes},
+            rank=RANK_SETTLE,
+            not_before=time.time() + wait,
+        )
+
+
+class IndexerThread(threading.Thread):
+    """Runs :meth:`ChainIndexer.run_once` every ``poll_secs``."""
+
+    def __init__(self, indexer: ChainIndexer, poll_secs: float = 1.0) -> None:
+        super().__init__(name="trustship-indexer", daemon=True)
+        self.indexer = indexer
+        self.poll_secs = poll_secs
+        self._stop_event = threading.Event()
+        self.passes = 0
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop_event.set()
+        if self.is_alive():
+            self.join(timeout)
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            try:
+                self.indexer.run_once()
+            except Exception:
+                log.exception("indexing failed; trying again in %.1f s", self.poll_secs)
+            self.passes += 1
+            self._stop_event.wait(self.poll_secs)

@@ -1,0 +1,194 @@
+"""The outbox worker: executes queued chain actions, in order per order, exactly once in effect.
+
+Entries are written by the rules and the batcher in the same transaction as the
+readings that caused them. This worker takes the ready ones
+(:func:`backend.store.repositories.ready_actions`: per order and lane only the
+first unfinished entry, breach evidence before arrival before settlement) and
+hands each to an :class:`ActionExecutor`. The executor reports the outcome by
+returning a transaction hash or raising one of:
+
+* :class:`ActionAlreadyDone` — the chain already has it (a resubmitted batch, an
+  order already breached or delivered): the entry is done;
+* :class:`ActionRetryLater` — a transport error, a timeout, or a state that will
+  change (dispute window still open): retried with exponential backoff;
+* :class:`ActionRejected` — the contract refused it for good: the entry fails.
+
+A crash between sending a transaction and recording its outcome leaves the entry
+pending; executing it again meets the "already done" revert. So nothing is lost
+and nothing happens twice on chain.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from backend.core.errors import TrustShipError
+from backend.oracle.metrics import Metrics
+from backend.oracle.metrics import metrics as default_metrics
+from backend.store import repositories as repo
+from backend.store.db import session_factory
+
+log = logging.getLogger(__name__)
+
+KINDS = ("commit_batch", "prove_excursion", "prove_shock", "prove_arrival", "settle")
+
+
+class ActionAlreadyDone(TrustShipError):
+    """Raised by an executor when the chain already reflects the action."""
+
+
+class ActionRetryLater(TrustShipError):
+    """Raised by an executor when the action may succeed later (transport, timing)."""
+
+    def __init__(self, message: str, *, delay_secs: float | None = None) -> None:
+        super().__init__(message)
+        self.delay_secs = delay_secs
+
+
+class ActionRejected(TrustShipError):
+    """Raised by an executor when the contract refuses the action for good."""
+
+
+@dataclass(frozen=True)
+class ChainAction:
+    """An outbox entry as the executor sees it."""
+
+    id: int
+    kind: str
+    order_id: int
+    payload: dict[str, Any]
+    attempts: int
+
+
+class ActionExecutor(Protocol):
+    """Performs chain actions; ``session`` is for reading what the payload points to."""
+
+    def execute(self, action: ChainAction, session: Session) -> bytes | None:
+        """Send the action's transaction and wait for it; returns its hash."""
+        ...
+
+
+class OutboxWorker(threading.Thread):
+    def __init__(
+        self,
+        engine: Engine,
+        executor: ActionExecutor,
+        *,
+        poll_secs: float = 0.5,
+        max_attempts: int = 30,
+        base_backoff_secs: float = 1.0,
+        max_backoff_secs: float = 120.0,
+        metrics: Metrics | None = None,
+    ) -> None:
+        super().__init__(name="trustship-outbox", daemon=True)
+        self.sessions = session_factory(engine)
+        self.executor = executor
+        self.poll_secs = poll_secs
+        self.max_attempts = max_attempts
+        self.base_backoff = base_backoff_secs
+        self.max_backoff = max_backoff_secs
+        self.metrics = metrics if metrics is not None else default_metrics
+        self._stop_event = threading.Event()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop_event.set()
+        if self.is_alive():
+            self.join(timeout)
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            try:
+                done = self.run_once()
+            except Exception:
+                log.exception("outbox pass failed; trying again in %.1f s", self.poll_secs)
+                done = 0
+            if not done:
+                self._stop_event.wait(self.poll_secs)
+
+    def run_once(self, now: float | None = None) -> int:
+        """Execute every entry that is ready now; returns how many were attempted."""
+        with self.sessions() as s:
+            ready = [
+                ChainAction(r.id, r.kind, r.order_id, dict(r.payload), r.attempts)
+                for r in repo.ready_actions(s, now=now)
+            ]
+        for action in ready:
+            if self._stop_event.is_set():
+                break
+            self._execute(action)
+        return len(ready)
+
+    def _backoff(self, attempts: int) -> float:
+        return float(min(self.max_backoff, self.base_backoff * 2 ** min(attempts, 20)))
+
+    def _execute(self, action: ChainAction) -> None:
+        result = "done"
+        tx_hash: bytes | None = None
+        try:
+            with self.sessions() as s:
+                tx_hash = self.executor.execute(action, s)
+        except ActionAlreadyDone as exc:
+            result = "already_done"
+            self._finish(action, tx_hash=None, note=f"already done: {exc}")
+        except ActionRejected as exc:
+            result = "rejected"
+            log.error("order %d: %s rejected for good: %s", action.order_id, action.kind, exc)
+            self._fail(action, str(exc))
+        except Exception as exc:
+            delay = exc.delay_secs if isinstance(exc, ActionRetryLater) else None
+            if action.attempts + 1 >= self.max_attempts:
+                result = "failed"
+                log.error(
+                    "order %d: %s failed after %d attempts: %s",
+                    action.order_id,
+                    action.kind,
+                    action.attempts + 1,
+                    exc,
+                )
+                self._fail(action, f"gave up after {action.attempts + 1} attempts: {exc}")
+            else:
+                result = "retry"
+                wait = delay if delay is not None else self._backoff(action.attempts)
+                log.warning(
+                    "order %d: %s will be retried in %.0f s: %s",
+                    action.order_id,
+                    action.kind,
+                    wait,
+                    exc,
+                )
+                with self.sessions() as s, s.begin():
+                    repo.mark_retry(
+                        s, action.id, f"{type(exc).__name__}: {exc}", time.time() + wait
+                    )
+        else:
+            self._finish(action, tx_hash=tx_hash, note=None)
+        self.metrics.inc("trustship_outbox_results_total", kind=action.kind, result=result)
+
+    def _finish(self, action: ChainAction, *, tx_hash: bytes | None, note: str | None) -> None:
+        with self.sessions() as s, s.begin():
+            repo.mark_done(s, action.id, tx_hash=tx_hash, note=note)
+            if action.kind == "commit_batch":
+                repo.set_commitment_status(
+                    s, action.order_id, int(action.payload["batch_seq"]), "done", tx_hash
+                )
+        log.info(
+            "order %d: %s %s",
+            action.order_id,
+            action.kind,
+            f"in tx 0x{tx_hash.hex()}" if tx_hash else (note or "done"),
+        )
+
+    def _fail(self, action: ChainAction, error: str) -> None:
+        with self.sessions() as s, s.begin():
+            repo.mark_failed(s, action.id, error)
+            if action.kind == "commit_batch":
+                repo.set_commitment_status(
+                    s, action.order_id, int(action.payload["batch_seq"]), "failed"
+                )
