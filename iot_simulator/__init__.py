@@ -12,16 +12,22 @@ It imports nothing from ``backend`` but ``backend.telemetry`` (and the shared
 error root ``backend.core.errors``).
 """
 
+from iot_simulator.broker import start_embedded_broker
 from iot_simulator.fleet import Device, Fleet, Message, build_fleet
+from iot_simulator.publisher import PublishError, PublishStats, publish
 from iot_simulator.scenario import Scenario, ScenarioError, load_scenario, resolve_scenario_path
 
 __all__ = [
     "Device",
     "Fleet",
     "Message",
+    "PublishError",
+    "PublishStats",
     "Scenario",
     "ScenarioError",
     "build_fleet",
     "load_scenario",
+    "publish",
     "resolve_scenario_path",
+    "start_embedded_broker",
 ]

@@ -186,8 +186,8 @@ def simulate(
     """
     from iot_simulator.publisher import publish
 
-    console = Console()
-    err = Console(stderr=True)
+    console = Console(soft_wrap=True)
+    err = Console(stderr=True, soft_wrap=True)
     try:
         sc = load_scenario(resolve_scenario_path(scenario))
         domain, source = load_domain(deployment)

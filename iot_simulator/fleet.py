@@ -373,16 +373,16 @@ def build_fleet(
     if order_ids is None:
         order_ids = {o.name: i for i, o in enumerate(scenario.orders, start=1)}
     names = {o.name for o in scenario.orders}
-    missing = [n for n in names if n not in order_ids]
-    if missing:
-        raise ScenarioError(
-            f"no on-chain order id for order(s) {', '.join(sorted(missing))} (use NAME=ID)"
-        )
     unknown = [n for n in order_ids if n not in names]
     if unknown:
         raise ScenarioError(
             f"order id given for unknown order(s) {', '.join(sorted(unknown))}; "
             f"the scenario has {', '.join(o.name for o in scenario.orders)}"
+        )
+    missing = [n for n in names if n not in order_ids]
+    if missing:
+        raise ScenarioError(
+            f"no on-chain order id for order(s) {', '.join(sorted(missing))} (use NAME=ID)"
         )
     for n, oid in order_ids.items():
         if not 0 <= oid < 2**256:
