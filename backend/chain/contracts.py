@@ -208,15 +208,19 @@ class ContractWrapper:
     def has_role(self, role: bytes, account: str) -> bool:
         return bool(self.view("hasRole", role, to_checksum_address(account)))
 
-    def grant_role(self, role: bytes, account: str, *, by: Signer) -> TxResult:
-        return self._tx("grantRole", (role, to_checksum_address(account)), by)
+    def grant_role(
+        self, role: bytes, account: str, *, by: Signer, gas: int | None = None
+    ) -> TxResult:
+        return self._tx("grantRole", (role, to_checksum_address(account)), by, gas=gas)
 
-    def revoke_role(self, role: bytes, account: str, *, by: Signer) -> TxResult:
-        return self._tx("revokeRole", (role, to_checksum_address(account)), by)
+    def revoke_role(
+        self, role: bytes, account: str, *, by: Signer, gas: int | None = None
+    ) -> TxResult:
+        return self._tx("revokeRole", (role, to_checksum_address(account)), by, gas=gas)
 
-    def renounce_role(self, role: bytes, *, by: Signer) -> TxResult:
+    def renounce_role(self, role: bytes, *, by: Signer, gas: int | None = None) -> TxResult:
         who = by.address if isinstance(by, TxSender) else by.address
-        return self._tx("renounceRole", (role, who), by)
+        return self._tx("renounceRole", (role, who), by, gas=gas)
 
 
 class PurchaseOrders(ContractWrapper):
@@ -299,16 +303,25 @@ class PurchaseOrders(ContractWrapper):
     def expire_order(self, order_id: int, *, by: Signer, gas: int | None = None) -> TxResult:
         return self._tx("expireOrder", (order_id,), by, gas=gas)
 
-    def record_breach(self, order_id: int, *, by: Signer) -> TxResult:
+    def record_breach(self, order_id: int, *, by: Signer, gas: int | None = None) -> TxResult:
         """Only QualityVerification may call this; exposed for access-control tests."""
-        return self._tx("recordBreach", (order_id,), by)
+        return self._tx("recordBreach", (order_id,), by, gas=gas)
 
     def record_delivery(
-        self, order_id: int, delivered_at: int, confirmed_by: str, *, by: Signer
+        self,
+        order_id: int,
+        delivered_at: int,
+        confirmed_by: str,
+        *,
+        by: Signer,
+        gas: int | None = None,
     ) -> TxResult:
         """Only QualityVerification may call this; exposed for access-control tests."""
         return self._tx(
-            "recordDelivery", (order_id, delivered_at, to_checksum_address(confirmed_by)), by
+            "recordDelivery",
+            (order_id, delivered_at, to_checksum_address(confirmed_by)),
+            by,
+            gas=gas,
         )
 
     # ---- views ----
@@ -356,22 +369,26 @@ class QualityVerification(ContractWrapper):
     NAME = "QualityVerification"
 
     # ---- admin ----
-    def set_purchase_orders(self, address: str, *, by: Signer) -> TxResult:
-        return self._tx("setPurchaseOrders", (to_checksum_address(address),), by)
+    def set_purchase_orders(self, address: str, *, by: Signer, gas: int | None = None) -> TxResult:
+        return self._tx("setPurchaseOrders", (to_checksum_address(address),), by, gas=gas)
 
     def oracle_role(self) -> bytes:
         return bytes(self.view("ORACLE_ROLE"))
 
-    def grant_oracle(self, account: str, *, by: Signer) -> TxResult:
-        return self.grant_role(self.oracle_role(), account, by=by)
+    def grant_oracle(self, account: str, *, by: Signer, gas: int | None = None) -> TxResult:
+        return self.grant_role(self.oracle_role(), account, by=by, gas=gas)
 
     def is_oracle(self, account: str) -> bool:
         return self.has_role(self.oracle_role(), account)
 
     # ---- transactions ----
-    def bind_devices(self, order_id: int, devices: Sequence[str], *, by: Signer) -> TxResult:
+    def bind_devices(
+        self, order_id: int, devices: Sequence[str], *, by: Signer, gas: int | None = None
+    ) -> TxResult:
         """Only PurchaseOrders may call this; exposed for access-control tests."""
-        return self._tx("bindDevices", (order_id, [to_checksum_address(d) for d in devices]), by)
+        return self._tx(
+            "bindDevices", (order_id, [to_checksum_address(d) for d in devices]), by, gas=gas
+        )
 
     def commit_readings(
         self,
@@ -470,15 +487,23 @@ class QualityVerification(ContractWrapper):
 class Escrow(ContractWrapper):
     NAME = "Escrow"
 
-    def set_purchase_orders(self, address: str, *, by: Signer) -> TxResult:
-        return self._tx("setPurchaseOrders", (to_checksum_address(address),), by)
+    def set_purchase_orders(self, address: str, *, by: Signer, gas: int | None = None) -> TxResult:
+        return self._tx("setPurchaseOrders", (to_checksum_address(address),), by, gas=gas)
 
     def withdraw(self, token: str = ETH, *, by: Signer, gas: int | None = None) -> TxResult:
         """Withdraw the caller's whole credit in ``token`` (ETH by default)."""
         return self._tx("withdraw", (to_checksum_address(token),), by, gas=gas)
 
     def deposit(
-        self, order_id: int, payer: str, token: str, amount: int, *, by: Signer, value: int = 0
+        self,
+        order_id: int,
+        payer: str,
+        token: str,
+        amount: int,
+        *,
+        by: Signer,
+        value: int = 0,
+        gas: int | None = None,
     ) -> TxResult:
         """Only PurchaseOrders may call this; exposed for access-control tests."""
         return self._tx(
@@ -486,6 +511,7 @@ class Escrow(ContractWrapper):
             (order_id, to_checksum_address(payer), to_checksum_address(token), amount),
             by,
             value=value,
+            gas=gas,
         )
 
     def release(
@@ -497,6 +523,7 @@ class Escrow(ContractWrapper):
         supplier_amount: int,
         *,
         by: Signer,
+        gas: int | None = None,
     ) -> TxResult:
         """Only PurchaseOrders may call this; exposed for access-control tests."""
         return self._tx(
@@ -509,6 +536,7 @@ class Escrow(ContractWrapper):
                 supplier_amount,
             ),
             by,
+            gas=gas,
         )
 
     def deposit_of(self, order_id: int) -> Deposit:
@@ -535,14 +563,14 @@ class Stablecoin(ContractWrapper):
 
     NAME = STABLECOIN
 
-    def mint(self, to: str, amount: int, *, by: Signer) -> TxResult:
-        return self._tx("mint", (to_checksum_address(to), amount), by)
+    def mint(self, to: str, amount: int, *, by: Signer, gas: int | None = None) -> TxResult:
+        return self._tx("mint", (to_checksum_address(to), amount), by, gas=gas)
 
-    def approve(self, spender: str, amount: int, *, by: Signer) -> TxResult:
-        return self._tx("approve", (to_checksum_address(spender), amount), by)
+    def approve(self, spender: str, amount: int, *, by: Signer, gas: int | None = None) -> TxResult:
+        return self._tx("approve", (to_checksum_address(spender), amount), by, gas=gas)
 
-    def transfer(self, to: str, amount: int, *, by: Signer) -> TxResult:
-        return self._tx("transfer", (to_checksum_address(to), amount), by)
+    def transfer(self, to: str, amount: int, *, by: Signer, gas: int | None = None) -> TxResult:
+        return self._tx("transfer", (to_checksum_address(to), amount), by, gas=gas)
 
     def balance_of(self, account: str) -> int:
         return int(self.view("balanceOf", to_checksum_address(account)))
