@@ -27,6 +27,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.core.errors import TrustShipError, WireError
+from backend.oracle.fastpath import use_fast_keccak
 from backend.oracle.metrics import Metrics
 from backend.oracle.metrics import metrics as default_metrics
 from backend.oracle.rules import RulesEngine, StoredReading, write_outputs
@@ -201,6 +202,7 @@ class Ingestor:
         chain_time: Callable[[], int | None] | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        use_fast_keccak()
         self.engine = engine
         self.sessions = session_factory(engine)
         self.domain = domain

@@ -28,6 +28,8 @@ _DOMAIN_TYPEHASH = keccak(
 )
 _SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _HALF_N = _SECP256K1_N // 2
+# Checksumming costs ~25 µs in eth_utils; recovered signers repeat (bounded cache).
+_checksum = lru_cache(maxsize=65_536)(to_checksum_address)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +130,7 @@ def recover_from_digest(digest: bytes, signature: bytes) -> str:
         )
     except Exception as exc:  # coincurve raises ValueError / plain Exception
         raise WireError("bad_signature", f"signature does not recover a key: {exc}") from None
-    return to_checksum_address(keccak(pub.format(compressed=False)[1:])[-20:])
+    return _checksum(keccak(pub.format(compressed=False)[1:])[-20:])
 
 
 def recover_device(reading: Reading, domain: Domain, signature: bytes) -> str:

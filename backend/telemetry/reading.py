@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any
 
 from eth_utils import is_checksum_address, to_checksum_address
@@ -43,6 +44,11 @@ READING_FIELDS: tuple[str, ...] = tuple(wire for wire, *_ in _FIELDS)
 EIP712_TYPES: tuple[tuple[str, str], ...] = tuple((wire, t) for wire, _, t, _, _ in _FIELDS)
 _ENVELOPE = {"device", "signature", "v"}
 _ALL_KEYS = set(READING_FIELDS) | _ENVELOPE
+
+# eth_utils' address checks cost ~25 µs each; devices are few and repeat, so the
+# oracle's hot path caches them (bounded, so hostile input cannot grow it).
+_is_checksum = lru_cache(maxsize=65_536)(is_checksum_address)
+_to_checksum = lru_cache(maxsize=65_536)(to_checksum_address)
 
 _TOPIC_RE = re.compile(
     r"^trustship/v1/orders/(?P<order>[0-9]{1,78})/devices/(?P<device>0x[0-9a-fA-F]{40})/"
@@ -162,7 +168,7 @@ def decode_message(payload: bytes, topic: str | None = None) -> SignedReading:
             )
     reading = Reading.from_wire(body)
     device = body["device"]
-    if not isinstance(device, str) or not is_checksum_address(device):
+    if not isinstance(device, str) or not _is_checksum(device):
         raise WireError("bad_device", f"device {device!r} is not a checksummed address")
     sig = body["signature"]
     if not isinstance(sig, str) or _SIG_RE.match(sig) is None:
@@ -171,7 +177,7 @@ def decode_message(payload: bytes, topic: str | None = None) -> SignedReading:
         order_id, topic_device, kind = parse_topic(topic)
         if kind != "telemetry":
             raise WireError("bad_topic", f"readings belong on a telemetry topic, not {kind}")
-        if order_id != reading.order_id or to_checksum_address(topic_device) != device:
+        if order_id != reading.order_id or _to_checksum(topic_device) != device:
             raise WireError(
                 "topic_mismatch",
                 f"topic names order {order_id} / {topic_device} but payload says "
