@@ -258,7 +258,8 @@ def main() -> int:
     t = time.perf_counter()
     messages = presign(args.readings, keys)
     console.print(
-        f"signed {len(messages)} readings from {args.devices} devices in {time.perf_counter() - t:.1f} s"
+        f"signed {len(messages)} readings from {args.devices} devices "
+        f"in {time.perf_counter() - t:.1f} s"
     )
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
@@ -274,7 +275,8 @@ def main() -> int:
             )
 
     table = Table(
-        title=f"Ingest drain: {args.readings:,} readings from {args.devices:,} devices (medians of {args.runs})"
+        title=f"Ingest drain: {args.readings:,} readings from {args.devices:,} devices "
+        f"(medians of {args.runs})"
     )
     for col in ("database", "readings/s", "drain s", "store s", "batches", "publish/s (untimed)"):
         table.add_column(col, justify="right")
