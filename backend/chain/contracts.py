@@ -208,6 +208,12 @@ class ContractWrapper:
     def has_role(self, role: bytes, account: str) -> bool:
         return bool(self.view("hasRole", role, to_checksum_address(account)))
 
+    def get_role_admin(self, role: bytes) -> bytes:
+        return bytes(self.view("getRoleAdmin", role))
+
+    def supports_interface(self, interface_id: bytes) -> bool:
+        return bool(self.view("supportsInterface", interface_id))
+
     def grant_role(
         self, role: bytes, account: str, *, by: Signer, gas: int | None = None
     ) -> TxResult:
@@ -358,11 +364,16 @@ class PurchaseOrders(ContractWrapper):
     def max_price(self) -> int:
         return int(self.view("MAX_PRICE"))
 
-    def escrow_address(self) -> str:
+    def escrow(self) -> str:
+        """The Escrow's address."""
         return str(self.view("escrow"))
 
-    def quality_verification_address(self) -> str:
+    def quality_verification(self) -> str:
+        """The QualityVerification's address."""
         return str(self.view("qualityVerification"))
+
+    escrow_address = escrow
+    quality_verification_address = quality_verification
 
 
 class QualityVerification(ContractWrapper):
@@ -571,6 +582,22 @@ class Stablecoin(ContractWrapper):
 
     def transfer(self, to: str, amount: int, *, by: Signer, gas: int | None = None) -> TxResult:
         return self._tx("transfer", (to_checksum_address(to), amount), by, gas=gas)
+
+    def transfer_from(
+        self, owner: str, to: str, amount: int, *, by: Signer, gas: int | None = None
+    ) -> TxResult:
+        return self._tx(
+            "transferFrom",
+            (to_checksum_address(owner), to_checksum_address(to), amount),
+            by,
+            gas=gas,
+        )
+
+    def name(self) -> str:
+        return str(self.view("name"))
+
+    def symbol(self) -> str:
+        return str(self.view("symbol"))
 
     def balance_of(self, account: str) -> int:
         return int(self.view("balanceOf", to_checksum_address(account)))

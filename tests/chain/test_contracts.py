@@ -3,13 +3,25 @@ settlement preview (backend/chain/settlement.py) agrees with the contract."""
 
 from __future__ import annotations
 
+import inspect
+import re
 from collections.abc import Callable
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backend.chain.contracts import ETH, OrderState, Terms
+from backend.chain.artifacts import load_artifact
+from backend.chain.contracts import (
+    ETH,
+    ContractWrapper,
+    Escrow,
+    OrderState,
+    PurchaseOrders,
+    QualityVerification,
+    Stablecoin,
+    Terms,
+)
 from backend.chain.errors import ContractRevert
 from backend.chain.settlement import settlement, settlement_split
 from backend.chain.testing import Stack, default_terms, device, device_key, signed
@@ -221,3 +233,29 @@ def test_preview_conserves_money(
     assert 0 <= buyer <= price
     if late <= 0 and not breached:
         assert buyer == 0
+
+
+WRAPPERS = (PurchaseOrders, QualityVerification, Escrow, Stablecoin)
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+
+
+@pytest.mark.parametrize("wrapper", WRAPPERS, ids=lambda w: w.NAME)
+def test_every_external_function_has_a_method(wrapper: type[ContractWrapper]) -> None:
+    missing = [
+        e["name"]
+        for e in load_artifact(wrapper.NAME).abi_entries("function")
+        if not callable(getattr(wrapper, _snake(e["name"]), None))
+    ]
+    assert missing == []
+
+
+@pytest.mark.parametrize("wrapper", WRAPPERS, ids=lambda w: w.NAME)
+def test_every_sending_method_takes_by_and_gas(wrapper: type[ContractWrapper]) -> None:
+    for name, fn in inspect.getmembers(wrapper, inspect.isfunction):
+        params = inspect.signature(fn).parameters
+        if "by" in params and not name.startswith("_") and name != "submit":
+            assert params["by"].kind is inspect.Parameter.KEYWORD_ONLY, name
+            assert "gas" in params, f"{wrapper.NAME}.{name} takes no gas="
