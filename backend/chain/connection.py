@@ -14,7 +14,9 @@ the block time — for both providers.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from typing import Any, Literal, cast
@@ -144,9 +146,22 @@ def _tester_backend(accounts: Accounts) -> Any:
 
 class _TesterProvider(EthereumTesterProvider):
     """EthereumTesterProvider that answers reverts like a JSON-RPC node does
-    (``error.data`` = the raw revert data as hex), so one decoder serves both."""
+    (``error.data`` = the raw revert data as hex), so one decoder serves both.
+
+    py-evm is not thread-safe, and the embedded stack (demo, replay, serve without
+    RPC_URL) reaches it from several threads (oracle outbox and indexer, API, driver):
+    every request holds :attr:`lock`, and so do the Chain's time and snapshot controls.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lock = threading.RLock()
 
     def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        with self.lock:
+            return self._make_request(method, params)
+
+    def _make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
         if method not in ("eth_call", "eth_estimateGas"):
             return super().make_request(method, params)
         from eth_tester.exceptions import TransactionFailed
@@ -271,10 +286,15 @@ class Chain:
     def _tester(self) -> Any:
         return self.w3.provider.ethereum_tester  # type: ignore[attr-defined]
 
+    def _lock(self) -> Any:
+        """The in-process chain's lock (a no-op context for a JSON-RPC node)."""
+        return getattr(self.w3.provider, "lock", contextlib.nullcontext())
+
     def mine(self, blocks: int = 1) -> None:
         """Mine ``blocks`` empty blocks."""
         if self.kind == "eth-tester":
-            self._tester().mine_blocks(blocks)
+            with self._lock():
+                self._tester().mine_blocks(blocks)
         else:
             for _ in range(blocks):
                 self.request("evm_mine")
@@ -285,8 +305,9 @@ class Chain:
         if timestamp <= latest:
             raise ChainError(f"timestamp {timestamp} is not after the latest block's {latest}")
         if self.kind == "eth-tester":
-            backend = self._tester().backend
-            backend.chain.header = backend.chain.header.copy(timestamp=timestamp)
+            with self._lock():
+                backend = self._tester().backend
+                backend.chain.header = backend.chain.header.copy(timestamp=timestamp)
         else:
             self.request("evm_setNextBlockTimestamp", timestamp)
 
@@ -308,7 +329,8 @@ class Chain:
     def snapshot(self) -> Any:
         """Take a snapshot of the chain state; pass the id to :meth:`revert`."""
         if self.kind == "eth-tester":
-            return self._tester().take_snapshot()
+            with self._lock():
+                return self._tester().take_snapshot()
         return self.request("evm_snapshot")
 
     def revert(self, snapshot_id: Any) -> None:
@@ -317,7 +339,8 @@ class Chain:
         On anvil a snapshot id can be reverted to only once.
         """
         if self.kind == "eth-tester":
-            self._tester().revert_to_snapshot(snapshot_id)
+            with self._lock():
+                self._tester().revert_to_snapshot(snapshot_id)
         elif not self.request("evm_revert", snapshot_id):
             raise ChainError(f"evm_revert({snapshot_id}) refused: unknown or already used snapshot")
         for sender in (*self._senders.values(), self._transport):
