@@ -46,3 +46,42 @@ def minimal_scenario(**order_overrides: Any) -> dict[str, Any]:
         "parties": {"buyer": "B", "supplier": "S", "arbiter": "A"},
         "orders": [order],
     }
+
+
+def deploy_config(workdir: Path) -> str:
+    """deploy/mosquitto.conf with its paths moved into ``workdir``.
+
+    The listener and log lines are dropped: tests.servers.start_mosquitto adds
+    its own (a free port on loopback, stderr). Run as root, mosquitto would drop
+    to the ``mosquitto`` user, which cannot read a private temp dir: ``user root``.
+    """
+    import os
+
+    lines = ["user root"] if os.geteuid() == 0 else []
+    for line in (REPO / "deploy" / "mosquitto.conf").read_text().splitlines():
+        key = line.split(" ", 1)[0]
+        if key in {"listener", "log_dest"}:
+            continue
+        if key == "password_file":
+            line = f"password_file {workdir / 'passwords'}"
+        elif key == "acl_file":
+            line = f"acl_file {workdir / 'acl'}"
+        elif key == "persistence_location":
+            (workdir / "data").mkdir(parents=True, exist_ok=True)
+            line = f"persistence_location {workdir / 'data'}/"
+        lines.append(line)
+    return "\n".join(lines).replace("{", "{{").replace("}", "}}")
+
+
+def start_secured_mosquitto(users: dict[str, str], extra: str = "") -> Any:
+    """A mosquitto from deploy/mosquitto.conf + deploy/acl with ``users`` in its password file."""
+    import shutil
+    import tempfile
+
+    from iot_simulator.credentials import write_password_file
+    from tests.servers import start_mosquitto
+
+    workdir = Path(tempfile.mkdtemp(prefix="trustship-mosquitto-"))
+    write_password_file(workdir / "passwords", users)
+    shutil.copy(REPO / "deploy" / "acl", workdir / "acl")
+    return start_mosquitto(deploy_config(workdir) + "\n" + extra, workdir=workdir)
