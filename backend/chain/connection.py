@@ -17,9 +17,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -50,6 +50,7 @@ ANVIL_FUNDER_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4
 DEV_ROLES = ("admin", "buyer", "supplier", "arbiter", "auditor", "stranger")
 
 ChainKind = Literal["eth-tester", "rpc"]
+T = TypeVar("T")
 
 
 def dev_private_key(role: str) -> str:
@@ -239,8 +240,13 @@ class Chain:
             self._senders[key] = sender
         return sender
 
-    def _rpc(self, what: str, fn: Any) -> Any:
+    def retrying(self, what: str, fn: Callable[[], T]) -> T:
+        """Run ``fn`` (a node request), retrying only transport errors with the
+        senders' backoff policy; raises TransportError when the node stays unreachable.
+        ``what`` names the request in logs and errors."""
         return self._transport._rpc(what, fn)
+
+    _rpc = retrying
 
     def request(self, method: str, *params: Any) -> Any:
         """A raw JSON-RPC call (retrying transport errors); raises ChainError on an RPC error."""

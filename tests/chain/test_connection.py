@@ -178,3 +178,25 @@ def test_anvil_snapshot_can_be_reverted_only_once(anvil_stack: Stack) -> None:
     chain.revert(snap)
     with pytest.raises(ChainError, match="refused"):
         chain.revert(snap)
+
+
+def test_retrying_retries_transport_errors_only(chain: Chain) -> None:
+    attempts: list[int] = []
+
+    def flaky() -> int:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise ConnectionError("connection reset by peer")
+        return 5
+
+    assert chain.retrying("flaky read", flaky) == 5
+    assert len(attempts) == 3
+
+    def broken() -> int:
+        attempts.append(1)
+        raise ValueError("not a transport problem")
+
+    attempts.clear()
+    with pytest.raises(ValueError, match="not a transport problem"):
+        chain.retrying("broken read", broken)
+    assert len(attempts) == 1
