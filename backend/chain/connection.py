@@ -30,7 +30,7 @@ from web3.types import RPCEndpoint, RPCResponse
 
 from backend.chain.decoding import AbiRegistry, default_registry
 from backend.chain.errors import ChainError, ConfigurationError, TransportError
-from backend.chain.sender import RetryPolicy, TxSender, is_transport_error
+from backend.chain.sender import RetryPolicy, TxSender, short_reason
 from backend.core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -420,15 +420,12 @@ def connect(
     try:
         chain = Chain(w3, kind="rpc", accounts=accounts, rpc_url=url, sender_options=sender_options)
     except TransportError as exc:
+        cause = exc.__cause__ or exc
         raise TransportError(
-            f"cannot reach the chain at RPC_URL={url}: {exc}. Start the node (e.g. `anvil`) "
-            "or fix RPC_URL.",
+            f"cannot reach the chain at RPC_URL={url} after {exc.attempts} attempts "
+            f"({short_reason(cause)}): start the node (e.g. `anvil`) or fix RPC_URL",
             attempts=exc.attempts,
         ) from exc
-    except Exception as exc:
-        if is_transport_error(exc):
-            raise TransportError(f"cannot reach the chain at RPC_URL={url}: {exc}") from exc
-        raise
     if settings.DEV_MODE:
         for role, acct in accounts:
             if chain.balance(acct.address) < DEV_MIN_BALANCE:

@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import deque
@@ -99,6 +100,17 @@ def is_transport_error(exc: BaseException) -> bool:
             TimeoutError,
         ),
     )
+
+
+def short_reason(exc: BaseException) -> str:
+    """A one-line reason for a transport error (requests' messages run to paragraphs)."""
+    text = str(exc)
+    m = re.search(r"\[Errno -?\d+\] ([^\"')]+)", text)
+    if m:
+        return m.group(1).strip()
+    if "Read timed out" in text or isinstance(exc, (requests.exceptions.Timeout, TimeoutError)):
+        return "timed out"
+    return f"{type(exc).__name__}: {text[:200]}"
 
 
 def _error_text(exc: BaseException) -> str:
@@ -327,17 +339,12 @@ class TxSender:
                     )
                     raise TransportError(
                         f"{what}: the node at {endpoint} did not answer after {attempt} attempts "
-                        f"({type(exc).__name__}: {exc}). Is it running, and is RPC_URL right?",
+                        f"({short_reason(exc)}). Is it running, and is RPC_URL right?",
                         attempts=attempt,
                     ) from exc
                 self.stats["rpc_retries"] += 1
                 logger.warning(
-                    "%s failed (%s: %s); retry %d in %.2fs",
-                    what,
-                    type(exc).__name__,
-                    exc,
-                    attempt,
-                    delay,
+                    "%s failed (%s); retry %d in %.2fs", what, short_reason(exc), attempt, delay
                 )
                 self._sleep(delay)
 
