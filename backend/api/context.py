@@ -12,11 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.api.metrics import Metrics
 from backend.api.parties import PartyRegistry
 from backend.core.settings import Settings
+from backend.store.db import make_engine
 
 if TYPE_CHECKING:
     from backend.api.custody import Custodian
@@ -45,3 +47,16 @@ class ApiContext:
     sse_heartbeat_seconds: float = 15.0
     #: Set when the app shuts down, so open event streams end promptly.
     stopping: threading.Event = field(default_factory=threading.Event)
+
+
+#: anyio's default worker-thread limit, which bounds concurrent sync route handlers.
+THREADPOOL_SIZE = 40
+
+
+def api_engine(url: str | None) -> Engine:
+    """An engine sized for the API: one pooled connection per worker thread.
+
+    SQLAlchemy's default pool (5 + 10 overflow) would open and close overflow
+    connections under load, and each new SQLite connection runs its PRAGMAs.
+    """
+    return make_engine(url, pool_size=THREADPOOL_SIZE, max_overflow=10, pool_recycle=3600)

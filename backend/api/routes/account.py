@@ -30,7 +30,7 @@ def party_public(party: Party) -> PartyPublic:
 
 
 @router.get("", response_model=AccountPublic, responses=responses(*AUTH))
-def get_account(session: SessionDep, party: CurrentParty) -> AccountPublic:
+async def get_account(session: SessionDep, party: CurrentParty) -> AccountPublic:
     """The calling party and its escrow credits."""
     credits = queries.credits(session, party.address)
     return AccountPublic(

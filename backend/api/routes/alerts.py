@@ -29,7 +29,7 @@ Kinds = Annotated[list[str] | None, Query(description="Alert kinds (repeat).", m
 
 
 @router.get("/alerts", response_model=AlertsPublic, responses=responses(*READ))
-def list_alerts(
+async def list_alerts(
     session: SessionDep,
     party: CurrentParty,
     order_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
@@ -52,7 +52,7 @@ def list_alerts(
 
 
 @router.get("/orders/{order_id}/alerts", response_model=AlertsPublic, responses=responses(*READ))
-def order_alerts(
+async def order_alerts(
     session: SessionDep,
     party: CurrentParty,
     order_id: OrderIdPath,

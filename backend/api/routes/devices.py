@@ -16,7 +16,7 @@ router = APIRouter(tags=["devices"])
 
 
 @router.get("/devices", response_model=DevicesPublic, responses=responses(*READ))
-def list_devices(
+async def list_devices(
     session: SessionDep,
     party: CurrentParty,
     device: Annotated[Address | None, Query(description="One device's bindings.")] = None,
@@ -29,7 +29,7 @@ def list_devices(
 
 
 @router.get("/orders/{order_id}/devices", response_model=DevicesPublic, responses=responses(*READ))
-def order_devices(
+async def order_devices(
     session: SessionDep,
     party: CurrentParty,
     order_id: OrderIdPath,

@@ -16,7 +16,7 @@ router = APIRouter(prefix="/orders", tags=["events"])
 
 
 @router.get("/{order_id}/events", response_model=ChainEventsPublic, responses=responses(*READ))
-def order_events(
+async def order_events(
     session: SessionDep,
     party: CurrentParty,
     order_id: OrderIdPath,

@@ -67,7 +67,7 @@ def _answer(ctx: ApiContext, party: Party, sent: Sent, order_id: int | None) -> 
 
 
 @router.get("", response_model=OrdersPublic, responses=responses(*READ))
-def list_orders(
+async def list_orders(
     session: SessionDep,
     party: CurrentParty,
     state: Annotated[list[OrderState] | None, Query(description="Repeat to match several.")] = None,
@@ -94,7 +94,7 @@ def list_orders(
 
 
 @router.get("/{order_id}", response_model=OrderPublic, responses=responses(*READ))
-def get_order(session: SessionDep, party: CurrentParty, order_id: OrderIdPath) -> OrderPublic:
+async def get_order(session: SessionDep, party: CurrentParty, order_id: OrderIdPath) -> OrderPublic:
     """One order with its terms and progress."""
     return convert.order(visible_order(session, party, order_id))
 
@@ -104,7 +104,7 @@ def get_order(session: SessionDep, party: CurrentParty, order_id: OrderIdPath) -
     response_model=SettlementPreview,
     responses=responses(*READ),
 )
-def settlement_preview(
+async def settlement_preview(
     session: SessionDep,
     party: CurrentParty,
     order_id: OrderIdPath,

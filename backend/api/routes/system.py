@@ -66,7 +66,7 @@ async def health(ctx: ContextDep) -> Response:
     response_class=PlainTextResponse,
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
 )
-def metrics(ctx: ContextDep) -> PlainTextResponse:
+async def metrics(ctx: ContextDep) -> PlainTextResponse:
     """Prometheus text format: API request counts and latency, plus the oracle's counters."""
     return PlainTextResponse(
         ctx.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"

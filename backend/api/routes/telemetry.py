@@ -28,7 +28,7 @@ router = APIRouter(prefix="/orders", tags=["telemetry"])
 
 
 @router.get("/{order_id}/telemetry", response_model=ReadingsPublic, responses=responses(*READ))
-def list_readings(
+async def list_readings(
     session: SessionDep,
     party: CurrentParty,
     order_id: OrderIdPath,
@@ -49,7 +49,7 @@ def list_readings(
 
 
 @router.get("/{order_id}/commitments", response_model=CommitmentsPublic, responses=responses(*READ))
-def list_commitments(
+async def list_commitments(
     session: SessionDep,
     party: CurrentParty,
     order_id: OrderIdPath,
@@ -67,7 +67,7 @@ def list_commitments(
     response_model=CommitmentPublic,
     responses=responses(*READ),
 )
-def get_commitment(
+async def get_commitment(
     session: SessionDep,
     party: CurrentParty,
     order_id: OrderIdPath,
@@ -141,7 +141,7 @@ def _tree(session: SessionDep, commitment: CommitmentRow) -> tuple[MerkleTree, d
     response_model=ProofPublic,
     responses=responses(401, 404, 409, 422),
 )
-def reading_proof(
+async def reading_proof(
     session: SessionDep,
     ctx: ContextDep,
     party: CurrentParty,
