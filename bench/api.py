@@ -289,9 +289,8 @@ def main() -> int:
         db = Path(tmp) / "api.db"
         t0 = time.monotonic()
         prefill(db, args.orders, args.readings, args.orders_with_readings)
-        print(
-            f"pre-filled {args.orders} orders and {args.readings} readings in {time.monotonic() - t0:.1f} s"
-        )
+        took = time.monotonic() - t0
+        print(f"pre-filled {args.orders} orders and {args.readings} readings in {took:.1f} s")
         proc, port = start_server(db)
         base = f"http://127.0.0.1:{port}"
         results: dict[str, Any] = {}
@@ -304,9 +303,8 @@ def main() -> int:
                     "median_rps": round(median, 1),
                     "runs_rps": [round(r, 1) for r in rates],
                 }
-                print(
-                    f"{name:42s} {median:8.0f} req/s   (runs: {', '.join(f'{r:.0f}' for r in rates)})"
-                )
+                runs = ", ".join(f"{r:.0f}" for r in rates)
+                print(f"{name:42s} {median:8.0f} req/s   (runs: {runs})")
         finally:
             proc.terminate()
             proc.wait(timeout=15)
