@@ -206,6 +206,8 @@ def run_once(
                     prof.runcall(worker_run)
 
                 worker.run = profiled_run  # type: ignore[method-assign]
+            load_before = os.getloadavg()[0]
+            cpu0 = time.process_time()
             t0 = time.perf_counter()
             worker.start()
             sub.start()
@@ -216,6 +218,7 @@ def run_once(
             ):
                 time.sleep(0.01)
             elapsed = time.perf_counter() - t0
+            cpu = time.process_time() - cpu0
             sub.stop()
             worker.stop()
             accepted = metrics.get("trustship_ingest_accepted_total")
@@ -227,6 +230,10 @@ def run_once(
                 "readings": n,
                 "seconds": elapsed,
                 "readings_per_s": n / elapsed,
+                # CPU of this process (all threads) per reading: independent of other load
+                "cpu_us_per_reading": cpu / n * 1e6,
+                "readings_per_cpu_s": n / cpu,
+                "load_avg_1m": load_before,
                 "publish_per_s": pub_rate,
                 "batches": metrics.get("trustship_ingest_batches_total"),
                 "store_seconds": metrics.get("trustship_ingest_store_seconds_total"),
@@ -271,29 +278,41 @@ def main() -> int:
                 console.print(f"[bold]profile ({b})[/bold]\n" + r.pop("profile"))
             runs[b].append(r)
             console.print(
-                f"run {i + 1} {b}: {r['readings_per_s']:,.0f} readings/s ({r['seconds']:.2f} s)"
+                f"run {i + 1} {b}: {r['readings_per_s']:,.0f} readings/s ({r['seconds']:.2f} s, "
+                f"{r['cpu_us_per_reading']:.0f} µs CPU each, load {r['load_avg_1m']:.1f})"
             )
 
     table = Table(
         title=f"Ingest drain: {args.readings:,} readings from {args.devices:,} devices "
         f"(medians of {args.runs})"
     )
-    for col in ("database", "readings/s", "drain s", "store s", "batches", "publish/s (untimed)"):
+    cols = ("database", "readings/s", "per CPU-s", "CPU µs each", "drain s", "store s", "load 1m")
+    for col in cols:
         table.add_column(col, justify="right")
     summary: dict[str, Any] = {}
     for b, rs in runs.items():
         med = {
             k: statistics.median(r[k] for r in rs)
-            for k in ("readings_per_s", "seconds", "store_seconds", "batches", "publish_per_s")
+            for k in (
+                "readings_per_s",
+                "readings_per_cpu_s",
+                "cpu_us_per_reading",
+                "seconds",
+                "store_seconds",
+                "batches",
+                "publish_per_s",
+                "load_avg_1m",
+            )
         }
         summary[b] = {"median": med, "runs": rs}
         table.add_row(
             b,
             f"{med['readings_per_s']:,.0f}",
+            f"{med['readings_per_cpu_s']:,.0f}",
+            f"{med['cpu_us_per_reading']:.0f}",
             f"{med['seconds']:.2f}",
             f"{med['store_seconds']:.2f}",
-            f"{med['batches']:.0f}",
-            f"{med['publish_per_s']:,.0f}",
+            f"{med['load_avg_1m']:.1f}",
         )
     console.print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -188,6 +188,16 @@ class _Candidate:
     received_at: float
 
 
+@dataclass
+class Prepared:
+    """A batch after every check that needs no write: what :meth:`Ingestor.commit` stores."""
+
+    batch: Sequence[Inbound]
+    verdicts: list[Verdict | None]
+    result: BatchResult
+    unique: list[_Candidate]
+
+
 class Ingestor:
     """Validates, verifies and stores batches of telemetry messages."""
 
@@ -257,6 +267,13 @@ class Ingestor:
 
     def ingest(self, batch: Sequence[Inbound]) -> BatchResult:
         """Process a batch; raises :class:`IngestStoreError` if it could not be stored."""
+        return self.commit(self.prepare(batch))
+
+    def prepare(self, batch: Sequence[Inbound]) -> Prepared:
+        """Decode, validate, verify signatures and bindings, drop in-batch duplicates.
+
+        Touches the database only to read bindings, so it can run in another thread
+        than :meth:`commit` (the worker pipelines the two)."""
         verdicts: list[Verdict | None] = [None] * len(batch)
         result = BatchResult(verdicts=[])
         now = self.clock()
@@ -325,11 +342,23 @@ class Ingestor:
                     verdicts, result, c.index, batch[c.index], SEQ_REUSED,
                     f"device {key[0]} signed two different readings with seq {key[1]}",
                 )  # fmt: skip
+        return Prepared(batch, verdicts, result, list(unique.values()))
 
+    def commit(self, prepared: Prepared) -> BatchResult:
+        """Store a prepared batch with what the rules derive from it, in one transaction,
+        then count it. Raises :class:`IngestStoreError` (nothing stored or counted);
+        the same ``prepared`` may be committed again."""
+        batch, unique = prepared.batch, prepared.unique
+        verdicts = list(prepared.verdicts)
+        result = BatchResult(
+            verdicts=[],
+            duplicates=prepared.result.duplicates,
+            rejected=Counter(prepared.result.rejected),
+        )
         started = time.perf_counter()
         if unique:
             try:
-                self._store(list(unique.values()), verdicts, result, batch)
+                self._store(unique, verdicts, result, batch)
             except Exception as exc:
                 if self.rules is not None:
                     self.rules.reset()
@@ -432,6 +461,12 @@ class PeriodicTask:
 class IngestWorker(threading.Thread):
     """Drains received messages in batches, stores them, then acknowledges them.
 
+    Two stages in two threads: this thread collects a batch and prepares it
+    (decode, signatures, bindings: much of it in C code that releases the GIL),
+    while the store thread commits the previous one (SQLite and psycopg release the
+    GIL during I/O). The store thread acknowledges each batch's messages, in order,
+    after its commit, and runs the periodic tasks (it owns the rules' state).
+
     A batch the database refuses is retried (with backoff) and not acknowledged
     meanwhile; if the worker stops before it succeeds, the messages stay
     unacknowledged and the broker redelivers them to the persistent session.
@@ -457,18 +492,27 @@ class IngestWorker(threading.Thread):
         self.max_backoff = max_backoff_secs
         self.on_batch = on_batch
         self.queue: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
+        self._prepared: queue.Queue[Prepared | None] = queue.Queue(maxsize=2)
         self._stop_event = threading.Event()
+        self._store_thread = threading.Thread(
+            target=self._store_loop, name="trustship-ingest-store", daemon=True
+        )
         self.processed = 0
-        self.idle = threading.Event()
 
     def submit(self, msg: Inbound) -> None:
         self.queue.put(msg)
 
+    def start(self) -> None:
+        self._store_thread.start()
+        super().start()
+
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop after the batch in hand; messages still queued stay unacknowledged."""
+        """Stop after the batches in hand; messages still queued stay unacknowledged."""
         self._stop_event.set()
         if self.is_alive():
             self.join(timeout)
+        if self._store_thread.is_alive():
+            self._store_thread.join(timeout)
 
     def _collect(self) -> list[Inbound]:
         try:
@@ -505,31 +549,64 @@ class IngestWorker(threading.Thread):
                     )
 
     def run(self) -> None:
+        """Stage 1: collect and prepare batches."""
         m = self.ingestor.metrics
-        while not self._stop_event.is_set():
-            batch = self._collect()
-            m.set("trustship_ingest_queue_depth", self.queue.qsize())
-            if not batch:
-                self.idle.set()
+        try:
+            while not self._stop_event.is_set():
+                batch = self._collect()
+                m.set("trustship_ingest_queue_depth", self.queue.qsize())
+                if not batch:
+                    continue
+                prepared: Prepared | None = None
+                while prepared is None:
+                    try:
+                        prepared = self.ingestor.prepare(batch)
+                    except Exception:  # reading bindings failed (database down): hold on
+                        log.exception("preparing a batch failed; retrying in 1 s")
+                        if self._stop_event.wait(1.0):
+                            return
+                while not self._stop_event.is_set():
+                    try:
+                        self._prepared.put(prepared, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+        finally:  # tell the store thread to finish (after the batches already handed over)
+            while self._store_thread.is_alive():
+                try:
+                    self._prepared.put(None, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+
+    def _store_loop(self) -> None:
+        """Stage 2: commit, acknowledge, run periodic tasks."""
+        while True:
+            try:
+                prepared = self._prepared.get(timeout=0.1)
+            except queue.Empty:
                 self._run_periodic()
                 continue
-            self.idle.clear()
+            if prepared is None:
+                return
             backoff = 0.1
             while True:
                 try:
-                    result = self.ingestor.ingest(batch)
+                    result = self.ingestor.commit(prepared)
                 except IngestStoreError as exc:
                     log.error("%s; retrying in %.1f s (messages not acknowledged)", exc, backoff)
                     if self._stop_event.wait(backoff):
-                        log.warning("stopping with %d unacknowledged messages in hand", len(batch))
+                        log.warning(
+                            "stopping with %d unacknowledged messages in hand", len(prepared.batch)
+                        )
                         return
                     backoff = min(self.max_backoff, backoff * 2)
                     continue
                 break
             if self.ack is not None:
-                for msg in batch:
+                for msg in prepared.batch:
                     self.ack(msg)
-            self.processed += len(batch)
+            self.processed += len(prepared.batch)
             if self.on_batch is not None:
                 self.on_batch(result)
             self._run_periodic()
