@@ -144,10 +144,13 @@ class ChainIndexer:
         logs = self._rpc("eth_getLogs", lambda: w3.eth.get_logs(params))  # type: ignore[arg-type]
         events = self.chain.registry.decode_logs(logs)
         times: dict[int, int] = {}
-        for block in sorted({e.block_number for e in events}):
-            times[block] = int(
-                self._rpc("eth_getBlockByNumber", lambda b=block: w3.eth.get_block(b))["timestamp"]
-            )
+
+        def block_time(number: int) -> int:
+            block = self._rpc("eth_getBlockByNumber", lambda: w3.eth.get_block(number))
+            return int(block["timestamp"])
+
+        for number in sorted({e.block_number for e in events}):
+            times[number] = block_time(number)
         touched = sorted({int(e.args["orderId"]) for e in events if "orderId" in e.args})
         orders = {o: self.contracts.purchase_orders.get_order(o, block=end) for o in touched}
         bindings: list[tuple[int, str]] = []

@@ -405,7 +405,7 @@ class Ingestor:
             conflicts = [k for k in conflicts if k not in new]
             stored_digest = repo.stored_digests(session, conflicts) if conflicts else {}
             fresh: list[StoredReading] = []
-            for c, row in zip(items, rows, strict=True):
+            for c in items:
                 key = (c.signed.device, c.signed.reading.seq)
                 rid = new.get(key)
                 if rid is not None:
@@ -416,7 +416,7 @@ class Ingestor:
                         StoredReading(
                             rid, r.order_id, c.signed.device, r.seq, r.timestamp,
                             r.temperature_centi_c, r.humidity_permille, r.shock_milli_g,
-                            r.latitude_e6, r.longitude_e6, r.flags, row["received_at"],
+                            r.latitude_e6, r.longitude_e6, r.flags, c.received_at,
                         )
                     )  # fmt: skip
                 elif stored_digest.get(key) == c.digest:

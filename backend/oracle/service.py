@@ -108,7 +108,7 @@ class Oracle:
             rules=self.rules,
             metrics=self.metrics,
             config=self.config.ingest,
-            chain_time=(lambda: self.indexer.chain_time) if self.indexer is not None else None,
+            chain_time=self._chain_time,
         )
         self.batcher = CommitmentBatcher(
             engine,
@@ -143,6 +143,9 @@ class Oracle:
         self._stopped = threading.Event()
 
     # ---- wiring --------------------------------------------------------------
+
+    def _chain_time(self) -> int | None:
+        return self.indexer.chain_time if self.indexer is not None else None
 
     def _on_bindings(self, bindings: Any) -> None:
         for order_id, device in bindings:

@@ -165,7 +165,14 @@ class TelemetrySubscriber:
             topic = repr(message._topic)  # refused later as bad_topic
         self.received += 1
         self.sink(
-            Inbound(topic, message.payload, time.time(), message.mid, message.qos, self.generation)
+            Inbound(
+                topic,
+                bytes(message.payload),
+                time.time(),
+                message.mid,
+                message.qos,
+                self.generation,
+            )
         )
 
     # ---- acknowledgement (worker thread) -------------------------------------

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, Table, and_, func, or_, select, text, tuple_, update
+from sqlalchemy import Table, and_, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -267,7 +267,7 @@ def take_uncommitted(session: Session, order_id: int, limit: int) -> list[tuple[
     On PostgreSQL the rows are locked (``FOR UPDATE SKIP LOCKED``) so two oracle
     processes never put one reading into two batches.
     """
-    q: Select[tuple[int, bytes]] = (
+    q = (
         select(ReadingRow.id, ReadingRow.digest)
         .where(ReadingRow.order_id == order_id, ReadingRow.batch_seq.is_(None))
         .order_by(ReadingRow.id)
