@@ -206,7 +206,9 @@ class Oracle:
             self.stop()
 
     @classmethod
-    def from_settings(cls, settings: Settings | None = None, **kwargs: Any) -> Oracle:
+    def from_settings(
+        cls, settings: Settings | None = None, config: OracleConfig | None = None, **kwargs: Any
+    ) -> Oracle:
         """The oracle for the configured chain (deployment manifest), broker and database."""
         from backend.chain.connection import connect
         from backend.chain.contracts import Contracts
@@ -220,7 +222,7 @@ class Oracle:
         return cls(
             engine,
             contracts.quality.domain(),
-            OracleConfig.from_env(settings),
+            config or OracleConfig.from_env(settings),
             chain=chain,
             contracts=contracts,
             oracle_account=chain.accounts.oracle,
