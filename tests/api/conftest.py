@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -19,8 +20,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from backend.api.app import create_app
 from backend.api.context import ApiContext
+from backend.api.custody import Custodian
 from backend.api.parties import PartyRegistry
+from backend.chain.testing import Stack
 from backend.core.settings import Settings
+from backend.oracle.indexer import ChainIndexer
+from backend.oracle.metrics import Metrics as OracleMetrics
 from backend.store import session_factory
 from tests.store.dbutil import migrated_engine
 
@@ -80,3 +85,63 @@ def api(
     context = ApiContext(settings=settings, session_factory=factory, parties=parties)
     with TestClient(create_app(context), raise_server_exceptions=False) as client:
         yield Api(client, context)
+
+
+# --- chain-backed API ----------------------------------------------------------------
+
+
+@dataclass
+class ChainApi:
+    """An API around the session's eth-tester deployment, a fresh database and its indexer."""
+
+    client: TestClient
+    context: ApiContext
+    stack: Stack
+    indexer: ChainIndexer
+    engine: Engine
+
+    def call(self, method: str, path: str, who: str = "buyer", **kw: Any) -> Any:
+        return self.client.request(method, path, headers=headers(who), **kw)
+
+    def terms_json(self, **overrides: Any) -> dict[str, Any]:
+        t = self.stack.make_terms(**overrides)
+        body = {name: getattr(t, name) for name in t.SOLIDITY_ORDER}
+        body["price"] = str(body["price"])
+        return body
+
+    def sync(self) -> None:
+        self.indexer.run_once()
+
+
+@pytest.fixture
+def chain_api(
+    deployment: Stack,
+    settings: Settings,
+    db: Engine,
+    factory: sessionmaker[Session],
+    parties: PartyRegistry,
+) -> Iterator[ChainApi]:
+    indexer = ChainIndexer(
+        db,
+        deployment.chain,
+        deployment.contracts,
+        start_block=deployment.deployment.block_number,
+        metrics=OracleMetrics(),
+    )
+    indexer.run_once()
+    custodian = Custodian(
+        deployment.chain,
+        deployment.po,
+        deployment.escrow,
+        after_tx=lambda _block: indexer.run_once(),
+    )
+    context = ApiContext(
+        settings=settings,
+        session_factory=factory,
+        parties=parties,
+        custodian=custodian,
+        verifying_contract=deployment.qv.address,
+        chain_id=deployment.chain.chain_id,
+    )
+    with TestClient(create_app(context), raise_server_exceptions=False) as client:
+        yield ChainApi(client, context, deployment, indexer, db)
