@@ -81,6 +81,9 @@ def upgrade_to_head(engine_or_url: Engine | str | None = None) -> Engine:
     from alembic import command
 
     engine = engine_or_url if isinstance(engine_or_url, Engine) else make_engine(engine_or_url)
+    alembic_log = logging.getLogger("alembic")
+    if alembic_log.level == logging.NOTSET:  # quiet by default; a configured level wins
+        alembic_log.setLevel(logging.WARNING)
     command.upgrade(alembic_config(engine), "head")
     log.debug("database %s at migration head", engine.url.render_as_string(hide_password=True))
     return engine
