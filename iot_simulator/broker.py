@@ -24,6 +24,21 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+class _QuietV5Probe(logging.Filter):
+    """Drop amqtt's warnings about MQTT 5 connection attempts.
+
+    Clients probe with MQTT 5 first and fall back to 3.1.1 when refused; amqtt
+    logs each refused probe as a warning, which would only alarm a demo user.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not ("Invalid protocol" in msg or msg.startswith("Invalid connection from"))
+
+
+_QUIET = _QuietV5Probe()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -49,6 +64,9 @@ def start_embedded_broker(
     """
     from amqtt.broker import Broker
 
+    amqtt_log = logging.getLogger("amqtt.broker")
+    if _QUIET not in amqtt_log.filters:
+        amqtt_log.addFilter(_QUIET)
     port = port or _free_port()
     loop = asyncio.new_event_loop()
     ready = threading.Event()

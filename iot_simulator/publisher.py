@@ -282,7 +282,12 @@ def probe_protocol(url: BrokerURL, timeout: float) -> mqtt.MQTTProtocolVersion:
 
     client.on_connect = on_connect
     try:
-        client.connect_async(url.host, url.port, keepalive=10)
+        try:
+            client.connect(url.host, url.port, keepalive=10)
+        except OSError as exc:  # refused, unknown host, TLS failure: say so now
+            raise PublishError(
+                f"cannot reach the MQTT broker at {url.redacted()}: {exc.strerror or exc}"
+            ) from None
         client.loop_start()
         if not got.wait(timeout):
             raise PublishError(
