@@ -1,0 +1,592 @@
+"""Hypothesis stateful test: random calls by random parties against the real contracts.
+
+The machine keeps its own model of every order (state, deposit, delivery, breach) and
+of every credit, predicts for each call whether the contracts must accept or refuse it
+(and with which error), and after every step checks that
+
+* the escrow holds exactly what it still owes, in ETH and in the token:
+  balance == totalOwed == unreleased deposits + unwithdrawn credits (the model's sum);
+* every credit the model expects is the contract's ``creditOf``;
+* every order is in the state the model says — once terminal it never leaves it;
+* the credits of a released order sum to its deposit (checked on the FundsCredited
+  events of the releasing transaction).
+
+At the end of each example every open order is driven to a terminal state and every
+credit is withdrawn: the escrow must then owe nothing and hold nothing more than it
+held before the example — no path leaves money stuck. Each example runs inside an EVM
+snapshot that is reverted afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from eth_account.signers.local import LocalAccount
+from hypothesis import HealthCheck, event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from backend.chain.contracts import ETH, OrderState, Terms
+from backend.chain.errors import ContractRevert, TransactionFailed
+from backend.chain.sender import TxResult
+from backend.chain.testing import Stack, default_terms
+from tests.contracts.helpers import DAY, GAS, HOUR, dev, reading, sign
+from tests.contracts.test_settlement import expected_split
+
+pytestmark = pytest.mark.timeout(600)
+
+S = OrderState
+TERMINAL = {S.SETTLED, S.CANCELLED, S.RESOLVED, S.EXPIRED}
+ARBITRATION = 30 * DAY
+#: 0–4 pick one of five accounts; 5–9 pick the party the call is meant for (so that
+#: half of the calls can succeed and the orders get somewhere)
+CALLER = st.integers(0, 9)
+SHOCK_LIMIT = 1_000
+
+
+@dataclass
+class Model:
+    """What the test believes one order is."""
+
+    order_id: int
+    buyer: LocalAccount
+    token: str
+    price: int
+    deadline: int
+    grace: int
+    window: int
+    rate: int
+    cap: int
+    breach_bps: int
+    state: OrderState = S.CREATED
+    funded: bool = False
+    released: bool = False
+    breached: bool = False
+    shipped_at: int = 0
+    delivered_at: int = 0
+    disputed_at: int = 0
+
+
+class EscrowMachine(RuleBasedStateMachine):
+    orders = Bundle("orders")
+
+    def __init__(self, stack: Stack) -> None:
+        super().__init__()
+        self.stack = stack
+        self.a = stack.accounts
+        self.snapshot_id = stack.chain.snapshot()
+        self.token = stack.token.address
+        self.models: dict[int, Model] = {}
+        self.credits: dict[tuple[str, str], int] = {}
+        # what the escrow held before this example (earlier examples are reverted, but be exact)
+        self.base_owed = {t: stack.escrow.total_owed(t) for t in (ETH, self.token)}
+        self.base_held = {t: self._held(t) for t in (ETH, self.token)}
+        self.callers = [
+            self.a.buyer,
+            self.a.auditor,
+            self.a.supplier,
+            self.a.arbiter,
+            self.a.stranger,
+        ]
+
+    # ---- plumbing ----------------------------------------------------------------------
+
+    def _held(self, token: str) -> int:
+        if token == ETH:
+            return self.stack.chain.balance(self.stack.escrow.address)
+        return self.stack.token.balance_of(self.stack.escrow.address)
+
+    def _next_ts(self) -> int:
+        """Pin the next block's timestamp so the model knows block.timestamp exactly."""
+        ts = self.stack.chain.now() + 1
+        self.stack.chain.set_next_block_timestamp(ts)
+        return ts
+
+    def _send(self, expect: str | None, fn: Any) -> TxResult | None:
+        """Run ``fn``; it must succeed when ``expect`` is None, else revert with that error."""
+        if expect is None:
+            result: TxResult = fn()
+            event(f"ok: {result.function}")
+            return result
+        event(f"refused: {expect}")
+        try:
+            fn()
+        except ContractRevert as exc:
+            assert exc.name == expect, f"expected {expect}, got {exc.signature}"
+            return None
+        except TransactionFailed:
+            # The sender explains a mined revert by replaying it one block earlier; a
+            # check that depends on the block time may pass there. Only such checks.
+            assert expect == "PurchaseOrdersDisputeWindow", expect
+            return None
+        raise AssertionError(f"expected the call to revert with {expect}, but it succeeded")
+
+    def _who(self, caller: int, right: LocalAccount) -> LocalAccount:
+        return self.callers[caller] if caller < len(self.callers) else right
+
+    def _credit(self, account: str, token: str, amount: int) -> None:
+        key = (account, token)
+        self.credits[key] = self.credits.get(key, 0) + amount
+
+    def _release(self, m: Model, result: TxResult, buyer_amount: int) -> None:
+        """The order's deposit became credits: check the events, update the model."""
+        credited = [e.args for e in result.events if e.name == "FundsCredited"]
+        assert all(c["orderId"] == m.order_id and c["token"] == m.token for c in credited)
+        assert sum(c["amount"] for c in credited) == m.price, "credits must sum to the deposit"
+        expected = {m.buyer.address: buyer_amount, self.a.supplier.address: m.price - buyer_amount}
+        assert {c["account"]: c["amount"] for c in credited} == {
+            k: v for k, v in expected.items() if v
+        }
+        assert not m.released
+        m.released = True
+        for account, amount in expected.items():
+            self._credit(account, m.token, amount)
+
+    def _settle(self, m: Model, result: TxResult) -> None:
+        buyer, supplier = expected_split(
+            m.price, m.delivered_at - m.deadline, m.rate, m.cap, m.breached, m.breach_bps
+        )
+        assert result.event("OrderSettled").args == {
+            "orderId": m.order_id,
+            "buyerAmount": buyer,
+            "supplierAmount": supplier,
+        }
+        m.state = S.SETTLED
+        self._release(m, result, buyer)
+
+    def _refund(self, m: Model, result: TxResult, state: OrderState) -> None:
+        m.state = state
+        if m.funded:
+            self._release(m, result, m.price)
+        else:
+            assert not [e for e in result.events if e.name == "FundsCredited"]
+
+    def _approve(self, buyer: LocalAccount, amount: int) -> None:
+        token = self.stack.token
+        token._tx("mint", (buyer.address, amount), self.a.admin, gas=GAS)
+        token._tx("approve", (self.stack.escrow.address, amount), buyer, gas=GAS)
+
+    # ---- rules: creation and funding -----------------------------------------------------
+
+    @initialize()
+    def check_start(self) -> None:
+        self.check_money()
+
+    @rule(
+        target=orders,
+        fund=st.booleans(),
+        erc20=st.booleans(),
+        price=st.integers(1, 5 * 10**18),
+        buyer=st.sampled_from(["buyer", "auditor"]),
+        deadline=st.sampled_from([HOUR, DAY, 3 * DAY]),
+        grace=st.sampled_from([0, HOUR, DAY]),
+        window=st.sampled_from([0, 0, HOUR, DAY]),
+        rate=st.sampled_from([0, 100, 333]),
+        cap=st.sampled_from([0, 2_000, 10_000]),
+        breach_bps=st.sampled_from([0, 3_000, 10_000]),
+    )
+    def create(
+        self,
+        fund: bool,
+        erc20: bool,
+        price: int,
+        buyer: str,
+        deadline: int,
+        grace: int,
+        window: int,
+        rate: int,
+        cap: int,
+        breach_bps: int,
+    ) -> int:
+        who: LocalAccount = getattr(self.a, buyer)
+        token = self.token if erc20 else ETH
+        if erc20:
+            price = price % 10**12 + 1
+        now = self.stack.chain.now()
+        terms: Terms = default_terms(
+            now,
+            self.a.arbiter.address,
+            token=token,
+            price=price,
+            delivery_deadline=now + deadline,
+            expiry_grace_secs=grace,
+            dispute_window_secs=window,
+            late_penalty_bps_per_hour=rate,
+            late_penalty_cap_bps=cap,
+            breach_refund_bps=breach_bps,
+            max_shock_milli_g=SHOCK_LIMIT,
+        )
+        if fund and erc20:
+            self._approve(who, price)
+        self._next_ts()
+        po = self.stack.po
+        if fund:
+            result = po.create_and_fund_order(self.a.supplier.address, terms, by=who, gas=GAS)
+        else:
+            result = po.create_order(self.a.supplier.address, terms, by=who, gas=GAS)
+        oid = int(result.value)
+        self.models[oid] = Model(
+            oid, who, token, price, now + deadline, grace, window, rate, cap, breach_bps
+        )
+        self.models[oid].funded = fund
+        return oid
+
+    def accept(self, order: int, caller: int) -> None:
+        m = self.models[order]
+        who = self._who(caller, self.a.supplier)
+        expect = (
+            "PurchaseOrdersNotSupplier"
+            if who != self.a.supplier
+            else "PurchaseOrdersInvalidState"
+            if m.state != S.CREATED
+            else None
+        )
+        self._next_ts()
+        if self._send(expect, lambda: self.stack.po.accept_order(order, by=who, gas=GAS)):
+            m.state = S.FUNDED if m.funded else S.ACCEPTED
+
+    def fund(self, order: int, caller: int) -> None:
+        m = self.models[order]
+        who = self._who(caller, m.buyer)
+        if who != m.buyer:
+            expect: str | None = "PurchaseOrdersNotBuyer"
+        elif m.funded:
+            expect = "PurchaseOrdersAlreadyFunded"
+        elif m.state not in (S.CREATED, S.ACCEPTED):
+            expect = "PurchaseOrdersInvalidState"
+        else:
+            expect = None
+        if m.token != ETH:
+            self._approve(who, m.price)
+        value = m.price if m.token == ETH else 0
+        self._next_ts()
+        if self._send(
+            expect, lambda: self.stack.po.fund_order(order, by=who, value=value, gas=GAS)
+        ):
+            m.funded = True
+            if m.state == S.ACCEPTED:
+                m.state = S.FUNDED
+
+    # ---- rules: transit and delivery ------------------------------------------------------
+
+    def ship(self, order: int, caller: int) -> None:
+        m = self.models[order]
+        who = self._who(caller, self.a.supplier)
+        expect = (
+            "PurchaseOrdersNotSupplier"
+            if who != self.a.supplier
+            else "PurchaseOrdersInvalidState"
+            if m.state != S.FUNDED
+            else None
+        )
+        ts = self._next_ts()
+        if self._send(expect, lambda: self.stack.po.ship_order(order, [dev(1)], by=who, gas=GAS)):
+            m.state, m.shipped_at = S.SHIPPED, ts
+
+    def breach(self, order: int, caller: int) -> None:
+        m = self.models[order]
+        who = self._who(caller, self.a.stranger)
+        if m.shipped_at == 0 or m.state != S.SHIPPED:
+            expect: str | None = "QualityVerificationOrderNotInTransit"
+        elif m.breached:
+            expect = "QualityVerificationAlreadyBreached"
+        else:
+            expect = None
+        shock = sign(
+            self.stack, reading(order, 1, max(m.shipped_at, 1), shock_milli_g=SHOCK_LIMIT + 1)
+        )
+        self._next_ts()
+        if self._send(expect, lambda: self.stack.qv.prove_shock(order, shock, by=who, gas=GAS)):
+            m.breached = True
+
+    def _delivered(self, m: Model, result: TxResult, delivered_at: int) -> None:
+        m.delivered_at = delivered_at
+        assert result.event("OrderDelivered")["deliveredAt"] == delivered_at
+        if m.window == 0:
+            self._settle(m, result)
+        else:
+            m.state = S.DELIVERED
+
+    def arrive(self, order: int, caller: int, offset: int) -> None:
+        m = self.models[order]
+        who = self._who(caller, self.a.stranger)
+        expect = (
+            "QualityVerificationOrderNotInTransit"
+            if m.shipped_at == 0 or m.state != S.SHIPPED
+            else None
+        )
+        ts = self.stack.chain.now() + 1
+        at = m.shipped_at + offset % (ts - m.shipped_at + 1) if m.shipped_at else ts
+        arrival = sign(self.stack, reading(order, 2, at))
+        self.stack.chain.set_next_block_timestamp(ts)
+        result = self._send(
+            expect, lambda: self.stack.qv.prove_arrival(order, arrival, by=who, gas=GAS)
+        )
+        if result:
+            self._delivered(m, result, at)
+
+    def receipt(self, order: int, caller: int) -> None:
+        m = self.models[order]
+        who = self._who(caller, m.buyer)
+        expect = (
+            "PurchaseOrdersNotBuyer"
+            if who != m.buyer
+            else "PurchaseOrdersInvalidState"
+            if m.state != S.SHIPPED
+            else None
+        )
+        ts = self._next_ts()
+        result = self._send(expect, lambda: self.stack.po.confirm_receipt(order, by=who, gas=GAS))
+        if result:
+            self._delivered(m, result, ts)
+
+    # ---- rules: disputes and settlement ---------------------------------------------------
+
+    def dispute(self, order: int, caller: int) -> None:
+        m = self.models[order]
+        who = self._who(caller, m.buyer)
+        ts = self.stack.chain.now() + 1
+        if who not in (m.buyer, self.a.supplier):
+            expect: str | None = "PurchaseOrdersNotParty"
+        elif m.state != S.DELIVERED:
+            expect = "PurchaseOrdersInvalidState"
+        elif ts >= m.delivered_at + m.window:
+            expect = "PurchaseOrdersDisputeWindow"
+        else:
+            expect = None
+        self.stack.chain.set_next_block_timestamp(ts)
+        if self._send(expect, lambda: self.stack.po.open_dispute(order, by=who, gas=GAS)):
+            m.state, m.disputed_at = S.DISPUTED, ts
+
+    def rule_dispute(self, order: int, caller: int, share: int) -> None:
+        m = self.models[order]
+        who = self._who(caller, self.a.arbiter)
+        amount = m.price * share // 10_000
+        if who != self.a.arbiter:
+            expect: str | None = "PurchaseOrdersNotArbiter"
+        elif m.state != S.DISPUTED:
+            expect = "PurchaseOrdersInvalidState"
+        elif amount > m.price:
+            expect = "PurchaseOrdersInvalidRuling"
+        else:
+            expect = None
+        self._next_ts()
+        result = self._send(
+            expect, lambda: self.stack.po.resolve_dispute(order, amount, by=who, gas=GAS)
+        )
+        if result:
+            m.state = S.RESOLVED
+            self._release(m, result, amount)
+
+    def settle(self, order: int, caller: int) -> None:
+        m = self.models[order]
+        who = self._who(caller, self.a.stranger)
+        ts = self.stack.chain.now() + 1
+        if m.state == S.DELIVERED:
+            expect = "PurchaseOrdersDisputeWindow" if ts < m.delivered_at + m.window else None
+        elif m.state == S.DISPUTED:
+            expect = (
+                "PurchaseOrdersArbitrationPending" if ts < m.disputed_at + ARBITRATION else None
+            )
+        else:
+            expect = "PurchaseOrdersInvalidState"
+        self.stack.chain.set_next_block_timestamp(ts)
+        result = self._send(expect, lambda: self.stack.po.settle_order(order, by=who, gas=GAS))
+        if result:
+            self._settle(m, result)
+
+    def cancel(self, order: int, caller: int) -> None:
+        m = self.models[order]
+        who = self._who(caller, m.buyer)
+        if who == m.buyer:
+            expect = "PurchaseOrdersInvalidState" if m.state != S.CREATED else None
+        elif who == self.a.supplier:
+            ok = m.state in (S.CREATED, S.ACCEPTED, S.FUNDED)
+            expect = None if ok else "PurchaseOrdersInvalidState"
+        else:
+            expect = "PurchaseOrdersNotParty"
+        self._next_ts()
+        result = self._send(expect, lambda: self.stack.po.cancel_order(order, by=who, gas=GAS))
+        if result:
+            self._refund(m, result, S.CANCELLED)
+
+    def expire(self, order: int, caller: int) -> None:
+        m = self.models[order]
+        who = self._who(caller, self.a.stranger)
+        ts = self.stack.chain.now() + 1
+        if m.state not in (S.CREATED, S.ACCEPTED, S.FUNDED, S.SHIPPED):
+            expect: str | None = "PurchaseOrdersInvalidState"
+        elif ts <= m.deadline + m.grace:
+            expect = "PurchaseOrdersNotExpired"
+        else:
+            expect = None
+        self.stack.chain.set_next_block_timestamp(ts)
+        result = self._send(expect, lambda: self.stack.po.expire_order(order, by=who, gas=GAS))
+        if result:
+            assert result.event("OrderExpired")["refunded"] == (m.price if m.funded else 0)
+            self._refund(m, result, S.EXPIRED)
+
+    @rule(
+        order=orders,
+        action=st.sampled_from(
+            ["accept", "fund", "ship", "breach", "receipt", "dispute", "settle", "cancel", "expire"]
+        ),
+        caller=CALLER,
+    )
+    def poke(self, order: int, action: str, caller: int) -> None:
+        """Any call on any order by anyone (the model predicts the outcome)."""
+        getattr(self, action)(order, caller)
+
+    @rule(order=orders, caller=CALLER, offset=st.integers(0, 10**9))
+    def poke_arrival(self, order: int, caller: int, offset: int) -> None:
+        self.arrive(order, caller, offset)
+
+    @rule(order=orders, caller=CALLER, share=st.integers(0, 10_500))
+    def poke_ruling(self, order: int, caller: int, share: int) -> None:
+        self.rule_dispute(order, caller, share)
+
+    @rule(order=orders, how=st.integers(0, 3), offset=st.integers(0, 10**9))
+    def progress_once(self, order: int, how: int, offset: int) -> None:
+        self.progress(order, how, offset)
+
+    @rule(order=orders, how=st.integers(0, 3), offset=st.integers(0, 10**9))
+    def progress_twice(self, order: int, how: int, offset: int) -> None:
+        self.progress(order, how, offset)
+        self.progress(order, (how + 1) % 4, offset // 2)
+
+    def progress(self, order: int, how: int, offset: int) -> None:
+        """The next step of the normal life of an order, by the right party (so random
+        runs reach delivery, disputes and rulings often enough)."""
+        state = self.models[order].state
+        right = 9
+        if state == S.CREATED:
+            first = self.accept if self.models[order].funded else self.fund
+            (first, self.accept, self.cancel, first)[how](order, right)
+        elif state == S.ACCEPTED:
+            self.fund(order, right)
+        elif state == S.FUNDED:
+            self.ship(order, right)
+        elif state == S.SHIPPED:
+            if how == 0:
+                self.breach(order, right)
+            elif how == 1:
+                self.receipt(order, right)
+            else:
+                self.arrive(order, right, offset)
+        elif state == S.DELIVERED:
+            self.dispute(order, right) if how < 3 else self.settle(order, right)
+        elif state == S.DISPUTED:
+            self.rule_dispute(order, right, offset % 10_001)
+
+    # ---- rules: money out, time --------------------------------------------------------------
+
+    @precondition(lambda self: any(self.credits.values()))
+    @rule(caller=CALLER, erc20=st.booleans())
+    def withdraw(self, caller: int, erc20: bool) -> None:
+        who = self.callers[caller % len(self.callers)]
+        token = self.token if erc20 else ETH
+        owed = self.credits.get((who.address, token), 0)
+        expect = "EscrowNothingToWithdraw" if owed == 0 else None
+        self._next_ts()
+        result = self._send(expect, lambda: self.stack.escrow.withdraw(token, by=who, gas=GAS))
+        if result:
+            assert result.event("FundsWithdrawn").args == {
+                "account": who.address,
+                "token": token,
+                "amount": owed,
+            }
+            self.credits[(who.address, token)] = 0
+
+    @rule(seconds=st.sampled_from([1, 600, HOUR, DAY, 4 * DAY, ARBITRATION + 1]))
+    def time_passes(self, seconds: int) -> None:
+        self.stack.chain.advance_time(seconds)
+
+    # ---- invariants ------------------------------------------------------------------------
+
+    def _owed(self, token: str) -> int:
+        deposits = sum(
+            m.price
+            for m in self.models.values()
+            if m.funded and not m.released and m.token == token
+        )
+        credits = sum(v for (_, t), v in self.credits.items() if t == token)
+        return self.base_owed[token] + deposits + credits
+
+    @invariant()
+    def check_money(self) -> None:
+        for token in (ETH, self.token):
+            owed = self._owed(token)
+            assert self.stack.escrow.total_owed(token) == owed, token
+            assert self._held(token) - self.base_held[token] == owed - self.base_owed[token], token
+        for (account, token), amount in self.credits.items():
+            assert self.stack.escrow.credit_of(account, token) == amount, (account, token)
+
+    @invariant()
+    def check_orders(self) -> None:
+        for oid, m in self.models.items():
+            order = self.stack.po.get_order(oid)
+            assert order.state is m.state, (oid, order.state, m.state)
+            assert (order.funded, order.breached) == (m.funded, m.breached), oid
+            dep = self.stack.escrow.deposit_of(oid)
+            assert dep.amount == (m.price if m.funded else 0)
+            assert dep.released is m.released
+            # a funded order is terminal exactly when its deposit was released
+            if m.funded:
+                assert (m.state in TERMINAL) is m.released, (oid, m.state)
+
+    # ---- the end: nothing can stay stuck -------------------------------------------------------
+
+    def finish(self) -> None:
+        """Drive every open order to a terminal state and withdraw every credit."""
+        if self.models:
+            latest = max(
+                max(m.deadline + m.grace, m.delivered_at + m.window, m.disputed_at + ARBITRATION)
+                for m in self.models.values()
+            )
+            if latest >= self.stack.chain.now():
+                self.stack.chain.time_travel(latest + 1)
+        for oid, m in self.models.items():
+            if m.state in (S.CREATED, S.ACCEPTED, S.FUNDED, S.SHIPPED):
+                self.expire(oid, 4)
+            elif m.state in (S.DELIVERED, S.DISPUTED):
+                self.settle(oid, 4)
+            assert m.state in TERMINAL
+        self.check_orders()
+        for who in range(len(self.callers)):
+            for erc20 in (False, True):
+                if self.credits.get((self.callers[who].address, self.token if erc20 else ETH)):
+                    self.withdraw(who, erc20)
+        self.check_money()
+        for token in (ETH, self.token):
+            assert self.stack.escrow.total_owed(token) == self.base_owed[token]
+            assert self._held(token) == self.base_held[token]
+
+    def teardown(self) -> None:
+        try:
+            self.finish()
+        finally:
+            self.stack.chain.revert(self.snapshot_id)
+
+
+def test_money_is_conserved_and_orders_end_once(stack: Stack) -> None:
+    examples, steps = (25, 30) if stack.kind == "eth-tester" else (20, 30)
+    run_state_machine_as_test(
+        lambda: EscrowMachine(stack),
+        settings=settings(
+            max_examples=examples,
+            stateful_step_count=steps,
+            deadline=None,
+            suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+            derandomize=False,
+        ),
+    )
