@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from backend.chain.testing import Stack
 from backend.core.settings import Settings
 from backend.oracle.indexer import ChainIndexer
 from backend.oracle.metrics import Metrics as OracleMetrics
-from backend.store import session_factory
+from backend.store import make_engine, session_factory
 from tests.store.dbutil import migrated_engine
 
 KEYS = {
@@ -53,10 +54,24 @@ def settings() -> Settings:
     return Settings(DEV_MODE=True, API_KEYS=None, RPC_URL=None, _env_file=None)  # type: ignore[call-arg]
 
 
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once per session; each test gets a copy."""
+    where = tmp_path_factory.mktemp("api-db-template")
+    with migrated_engine("sqlite", where):
+        pass
+    return where / "trustship.db"
+
+
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Engine]:
-    with migrated_engine("sqlite", tmp_path) as engine:
+def db(tmp_path: Path, migrated_template: Path) -> Iterator[Engine]:
+    target = tmp_path / "api.db"
+    shutil.copyfile(migrated_template, target)
+    engine = make_engine(f"sqlite:///{target}")
+    try:
         yield engine
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture

@@ -1,0 +1,247 @@
+"""The authorization matrix: every route × {no key, bad key, buyer, supplier, arbiter,
+auditor, admin, stranger} with the status it must answer.
+
+Each write runs on an order prepared in the state where its rightful caller
+succeeds, so every refusal below is the refusal of that party, not of the state:
+401 without a valid key, 404 for a stranger (the order's existence does not leak),
+403 ``read_only`` for the auditor, and the contract's own access errors (403,
+named) for a party with the wrong role on that order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from backend.chain.testing import device
+from tests.api.conftest import ChainApi
+
+WHO = ("none", "bad", "buyer", "supplier", "arbiter", "auditor", "admin", "stranger")
+GAS = 3_000_000
+DAY = 86_400
+
+
+def _create(api: ChainApi, *, fund: bool, **terms: Any) -> int:
+    s, a = api.stack, api.stack.accounts
+    t = s.make_terms(**terms)
+    if fund:
+        return int(s.po.create_and_fund_order(a.supplier.address, t, by=a.buyer, gas=GAS).value)
+    return int(s.po.create_order(a.supplier.address, t, by=a.buyer, gas=GAS).value)
+
+
+def created(api: ChainApi) -> int:
+    return _create(api, fund=False)
+
+
+def accepted(api: ChainApi) -> int:
+    oid = _create(api, fund=False)
+    api.stack.po.accept_order(oid, by=api.stack.accounts.supplier, gas=GAS)
+    return oid
+
+
+def funded(api: ChainApi, **terms: Any) -> int:
+    oid = _create(api, fund=True, **terms)
+    api.stack.po.accept_order(oid, by=api.stack.accounts.supplier, gas=GAS)
+    return oid
+
+
+def shipped(api: ChainApi, **terms: Any) -> int:
+    oid = funded(api, **terms)
+    api.stack.po.ship_order(oid, [device(1)], by=api.stack.accounts.supplier, gas=GAS)
+    return oid
+
+
+def delivered(api: ChainApi) -> int:
+    oid = shipped(api, dispute_window_secs=DAY)
+    api.stack.po.confirm_receipt(oid, by=api.stack.accounts.buyer, gas=GAS)
+    return oid
+
+
+def disputed(api: ChainApi) -> int:
+    oid = delivered(api)
+    api.stack.po.open_dispute(oid, by=api.stack.accounts.buyer, gas=GAS)
+    return oid
+
+
+def settleable(api: ChainApi) -> int:
+    oid = delivered(api)
+    api.stack.chain.advance_time(DAY + 60)
+    return oid
+
+
+def expirable(api: ChainApi) -> int:
+    oid = shipped(api)
+    api.stack.chain.advance_time(15 * DAY)  # deadline 7 days + grace 7 days
+    return oid
+
+
+def no_order(api: ChainApi) -> int:
+    return 0
+
+
+READERS_OK = {
+    "none": 401,
+    "bad": 401,
+    "buyer": 200,
+    "supplier": 200,
+    "arbiter": 200,
+    "auditor": 200,
+    "admin": 200,
+    "stranger": 404,
+}
+EVERYONE_OK = {**dict.fromkeys(WHO, 200), "none": 401, "bad": 401}
+NO_AUTH = dict.fromkeys(WHO, 200)
+
+
+def write(ok: tuple[str, ...], contract_refuses: tuple[str, ...] = ()) -> dict[str, int]:
+    """Writes: ``ok`` succeed; the contract refuses ``contract_refuses`` (403, named);
+    the stranger gets 404 and the auditor 403 ``read_only``."""
+    out = {"none": 401, "bad": 401, "auditor": 403, "stranger": 404}
+    out.update(dict.fromkeys(ok, 200))
+    out.update(dict.fromkeys(contract_refuses, 403))
+    assert set(out) == set(WHO), sorted(set(WHO) - set(out))
+    return out
+
+
+@dataclass
+class Route:
+    method: str
+    path: str
+    setup: Callable[[ChainApi], int]
+    expected: dict[str, int]
+    body: Callable[[ChainApi], Any] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+ROUTES = [
+    # reads of one order
+    Route("GET", "/orders/{id}", shipped, READERS_OK),
+    Route("GET", "/orders/{id}/telemetry", shipped, READERS_OK),
+    Route("GET", "/orders/{id}/commitments", shipped, READERS_OK),
+    Route("GET", "/orders/{id}/events", shipped, READERS_OK),
+    Route("GET", "/orders/{id}/alerts", shipped, READERS_OK),
+    Route("GET", "/orders/{id}/devices", shipped, READERS_OK),
+    Route(
+        "GET",
+        "/orders/{id}/settlement-preview",
+        shipped,
+        READERS_OK,
+        params={"delivered_at": 2_000_000_000},
+    ),
+    # reads of the caller's own collections
+    Route("GET", "/orders", shipped, EVERYONE_OK),
+    Route("GET", "/alerts", shipped, EVERYONE_OK),
+    Route("GET", "/devices", shipped, EVERYONE_OK),
+    Route("GET", "/account", no_order, EVERYONE_OK),
+    # service endpoints need no key
+    Route("GET", "/health", no_order, NO_AUTH),
+    Route("GET", "/metrics", no_order, NO_AUTH),
+    # writes
+    Route(
+        "POST",
+        "/orders",
+        no_order,
+        {
+            "none": 401,
+            "bad": 401,
+            "buyer": 201,
+            "stranger": 201,  # a buyer of its own orders
+            "supplier": 403,  # no buyer role
+            "arbiter": 403,
+            "admin": 403,
+            "auditor": 403,
+        },
+        body=lambda api: {
+            "supplier": api.stack.accounts.supplier.address,
+            "terms": api.terms_json(),
+            "fund": True,
+        },
+    ),
+    Route(
+        "POST", "/orders/{id}/accept", created, write(("supplier",), ("buyer", "arbiter", "admin"))
+    ),
+    Route(
+        "POST", "/orders/{id}/fund", accepted, write(("buyer",), ("supplier", "arbiter", "admin"))
+    ),
+    Route(
+        "POST",
+        "/orders/{id}/ship",
+        funded,
+        write(("supplier",), ("buyer", "arbiter", "admin")),
+        body=lambda api: {"devices": [device(1)]},
+    ),
+    Route(
+        "POST",
+        "/orders/{id}/confirm-receipt",
+        shipped,
+        write(("buyer",), ("supplier", "arbiter", "admin")),
+    ),
+    Route(
+        "POST",
+        "/orders/{id}/dispute",
+        delivered,
+        write(("buyer", "supplier"), ("arbiter", "admin")),
+    ),
+    Route(
+        "POST",
+        "/orders/{id}/ruling",
+        disputed,
+        write(("arbiter",), ("buyer", "supplier", "admin")),
+        body=lambda api: {"buyer_amount": "0"},
+    ),
+    Route(
+        "POST", "/orders/{id}/settle", settleable, write(("buyer", "supplier", "arbiter", "admin"))
+    ),
+    Route(
+        "POST", "/orders/{id}/cancel", created, write(("buyer", "supplier"), ("arbiter", "admin"))
+    ),
+    Route(
+        "POST", "/orders/{id}/expire", expirable, write(("buyer", "supplier", "arbiter", "admin"))
+    ),
+    # nobody has a credit: every writer meets the contract's EscrowNothingToWithdraw
+    Route(
+        "POST",
+        "/account/withdraw",
+        no_order,
+        {**dict.fromkeys(WHO, 409), "none": 401, "bad": 401, "auditor": 403},
+        body=lambda api: {},
+    ),
+]
+
+CASES = [pytest.param(route, who, id=f"{route.id} as {who}") for route in ROUTES for who in WHO]
+
+
+@pytest.mark.parametrize(("route", "who"), CASES)
+def test_authorization_matrix(chain_api: ChainApi, route: Route, who: str) -> None:
+    order_id = route.setup(chain_api)
+    chain_api.sync()
+    path = route.path.replace("{id}", str(order_id))
+    kw: dict[str, Any] = {"params": route.params}
+    if route.body is not None:
+        kw["json"] = route.body(chain_api)
+    before = chain_api.stack.chain.block_number
+    r = chain_api.call(route.method, path, who, **kw)
+    expected = route.expected[who]
+    assert r.status_code == expected, r.text
+    if expected >= 400:
+        body = r.json()
+        assert (
+            body["code"]
+            in {
+                401: {"unauthorized"},
+                403: {"read_only", "forbidden", "contract_revert"},
+                404: {"not_found"},
+                409: {"contract_revert"},
+            }[expected]
+        )
+        if body["code"] == "contract_revert":
+            assert body["error"] and body["error"][0].isupper()
+        # a refusal sends nothing to the chain
+        assert chain_api.stack.chain.block_number == before
