@@ -89,7 +89,7 @@ class Api:
     client: TestClient
     context: ApiContext
 
-    def get(self, path: str, who: str = "buyer", **kw: object) -> object:
+    def get(self, path: str, who: str = "buyer", **kw: Any) -> Any:
         return self.client.get(path, headers=headers(who), **kw)  # type: ignore[arg-type]
 
 

@@ -1,0 +1,80 @@
+"""The API on PostgreSQL: a unique schema per run (dropped after), the chain-backed app,
+reads with filters/paging/proofs and a write that the indexer brings back."""
+
+# ruff: noqa: F811  (the tests/api fixtures are imported and then requested by name)
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.api.parties import PartyRegistry
+from backend.store.db import upgrade_to_head
+from backend.telemetry import leaf_hash, reading_digest, verify_proof
+from tests.api.conftest import Api, ChainApi
+from tests.api.seed import DOMAIN, ETHER, seed
+from tests.store.dbutil import postgres_schema_engine
+
+pytestmark = pytest.mark.integration
+
+# The chain-backed API fixtures of tests/api, on PostgreSQL instead of SQLite.
+from tests.api.conftest import (  # noqa: E402,F401
+    api,
+    chain_api,
+    factory,
+    migrated_template,
+    parties,
+    settings,
+)
+
+
+@pytest.fixture
+def db() -> Iterator[Engine]:
+    with postgres_schema_engine() as engine:
+        upgrade_to_head(engine)
+        yield engine
+
+
+def test_reads_on_postgres(
+    api: Api, factory: sessionmaker[Session], parties: PartyRegistry
+) -> None:
+    with factory() as s:
+        assert s.get_bind().dialect.name == "postgresql"
+    seeded = seed(factory, parties, readings=40, committed=33)
+    mine = api.get("/orders", "buyer", params={"state": "Shipped"}).json()
+    assert [o["id"] for o in mine["data"]] == [1]
+    assert mine["data"][0]["terms"]["price"] == str(10 * ETHER)  # NUMERIC(78,0) round trip
+    page = api.get("/orders/1/telemetry", params={"limit": 10, "offset": 30}).json()
+    assert [r["seq"] for r in page["data"]] == list(range(30, 40)) and page["count"] == 40
+    for seq in (0, 17, 32):
+        proof = api.get(f"/orders/1/readings/{seeded.device}/{seq}/proof").json()
+        leaf = leaf_hash(reading_digest(seeded.readings[seq], DOMAIN))
+        root = bytes.fromhex(proof["root"][2:])
+        assert verify_proof([bytes.fromhex(p[2:]) for p in proof["proof"]], root, leaf)
+    assert api.get("/orders/2", "buyer").status_code == 404
+    assert api.get("/account", "supplier").json()["credits"][0]["amount"] == str(7 * ETHER)
+
+
+def test_write_then_read_on_postgres(chain_api: ChainApi) -> None:
+    api = chain_api
+    supplier = api.stack.accounts.supplier.address
+    r = api.call(
+        "POST",
+        "/orders",
+        "buyer",
+        json={"supplier": supplier, "terms": api.terms_json(), "fund": True},
+    )
+    assert r.status_code == 201, r.text
+    order_id = r.json()["order"]["id"]
+    assert (
+        api.call("POST", f"/orders/{order_id}/accept", "supplier").json()["order"]["state"]
+        == "Funded"
+    )
+    r = api.call("POST", f"/orders/{order_id}/cancel", "supplier")
+    assert r.status_code == 200 and r.json()["order"]["state"] == "Cancelled"
+    listed = api.call("GET", "/orders", "auditor", params={"state": "Cancelled"}).json()
+    assert order_id in [o["id"] for o in listed["data"]]
+    refund = api.call("POST", "/account/withdraw", "buyer", json={})
+    assert refund.status_code == 200 and int(refund.json()["amount"]) == 10 * ETHER
