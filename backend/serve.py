@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Callable
@@ -221,6 +222,12 @@ def serve(settings: Settings | None = None) -> None:
             log_config=None,  # keep the process's logging set-up
             timeout_graceful_shutdown=10,
         )
-        # uvicorn handles SIGINT/SIGTERM; ApiServer ends open event streams first.
+        # uvicorn handles SIGINT/SIGTERM while it runs (ApiServer ends open event streams
+        # first) and re-raises the signal afterwards to the handler installed before it:
+        # ours only notes it, so the oracle and the database still shut down in order.
+        received: list[int] = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda signum, _frame: received.append(signum))
         ApiServer(config, context).run()
-        log.info("API stopped; stopping the oracle")
+        why = f"signal {received[0]}" if received else "server exit"
+        log.info("API stopped (%s); stopping the oracle", why)

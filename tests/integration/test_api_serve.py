@@ -1,0 +1,187 @@
+"""`trustship serve` as a user runs it: a subprocess against a real anvil, mosquitto and
+PostgreSQL. Parties act over HTTP; the device publishes signed readings over MQTT; the
+oracle in the same process proves arrival; SIGTERM stops everything cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
+from sqlalchemy import text
+
+from backend.chain.testing import device_key
+from backend.store.db import make_engine
+from backend.telemetry import (
+    Domain,
+    Reading,
+    SignedReading,
+    device_address,
+    encode_message,
+    sign_reading,
+    telemetry_topic,
+)
+from tests.servers import free_port, start_anvil, start_mosquitto
+from tests.store.dbutil import POSTGRES_URL
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def pg_schema_url() -> Iterator[str]:
+    schema = "trustship_api_serve_" + uuid.uuid4().hex[:10]
+    admin = make_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def served(
+    tmp_path: Path, pg_schema_url: str
+) -> Iterator[tuple[str, str, subprocess.Popen[bytes], Path]]:
+    anvil = start_anvil("--block-time", "1")  # chain time advances while idle
+    broker = start_mosquitto("allow_anonymous true")
+    port = free_port()
+    log = tmp_path / "serve.log"
+    env = {
+        **os.environ,
+        "RPC_URL": anvil.extra["url"],
+        "MQTT_URL": broker.extra["url"],
+        "DATABASE_URL": pg_schema_url,
+        "DEPLOYMENT_FILE": str(tmp_path / "deployment.json"),
+        "API_HOST": "127.0.0.1",
+        "API_PORT": str(port),
+        "DEV_MODE": "true",
+        "ORACLE_CLIENT_ID": "api-serve-test-" + uuid.uuid4().hex[:6],
+    }
+    env.pop("API_KEYS", None)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "trustship.cli", "serve"],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                if (
+                    httpx.get(f"{base}/health", timeout=2)
+                    .json()["components"]
+                    .get("broker", {})
+                    .get("status")
+                    == "ok"
+                ):
+                    break
+            except (httpx.HTTPError, ValueError):
+                pass
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.3)
+        yield base, broker.extra["url"], proc, log
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        broker.stop()
+        anvil.stop()
+
+
+def call(base: str, method: str, path: str, key: str, **kw: Any) -> httpx.Response:
+    return httpx.request(method, base + path, headers={"X-API-Key": key}, timeout=60, **kw)
+
+
+def test_serve_end_to_end_and_clean_shutdown(
+    served: tuple[str, str, subprocess.Popen[bytes], Path], tmp_path: Path
+) -> None:
+    base, mqtt_url, proc, log = served
+    supplier = call(base, "GET", "/account", "dev-supplier").json()["party"]["address"]
+    arbiter = call(base, "GET", "/account", "dev-arbiter").json()["party"]["address"]
+    import json
+
+    manifest = json.loads((tmp_path / "deployment.json").read_text())  # dev mode deployed
+    domain = Domain(manifest["chain_id"], manifest["addresses"]["QualityVerification"])
+    now = int(time.time())
+    terms = {
+        "price": str(2 * 10**18),
+        "delivery_deadline": now + 86_400,
+        "dest_lat_e6": 51_950_000,
+        "dest_lon_e6": 4_050_000,
+        "geofence_e6": 50_000,
+        "min_temp_centi_c": 200,
+        "max_temp_centi_c": 800,
+        "tolerated_excursion_secs": 1800,
+        "breach_refund_bps": 3000,
+        "arbiter": arbiter,
+    }
+    r = call(
+        base,
+        "POST",
+        "/orders",
+        "dev-buyer",
+        json={"supplier": supplier, "terms": terms, "fund": True},
+    )
+    assert r.status_code == 201, r.text
+    oid = r.json()["order"]["id"]
+    assert call(base, "POST", f"/orders/{oid}/accept", "dev-supplier").status_code == 200
+    key = device_key(777)
+    dev = device_address(key)
+    shipped = call(base, "POST", f"/orders/{oid}/ship", "dev-supplier", json={"devices": [dev]})
+    assert shipped.status_code == 200 and shipped.json()["order"]["state"] == "Shipped"
+    shipped_at = shipped.json()["order"]["shipped_at"]
+
+    # the device publishes over MQTT: en route, then inside the destination box
+    host, port = mqtt_url.removeprefix("mqtt://").split(":")
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.connect(host, int(port))
+    client.loop_start()
+    for seq, (lat, lon) in enumerate(
+        [(40_000_000, 0), (45_000_000, 2_000_000), (51_950_000, 4_050_000)], 1
+    ):
+        reading = Reading(oid, seq, shipped_at + seq, 450, 500, 0, lat, lon, 0)
+        msg = encode_message(SignedReading(reading, dev, sign_reading(reading, domain, key)))
+        client.publish(telemetry_topic(oid, dev), msg, qos=1).wait_for_publish(10)
+    client.loop_stop()
+    client.disconnect()
+
+    deadline = time.monotonic() + 60
+    while True:
+        order = call(base, "GET", f"/orders/{oid}", "dev-buyer").json()
+        if order["state"] == "Settled":
+            break
+        assert time.monotonic() < deadline, (order, log.read_text()[-3000:])
+        time.sleep(0.5)
+    assert order["delivered_at"] == shipped_at + 3
+    assert order["settlement"] == {"buyer_amount": "0", "supplier_amount": str(2 * 10**18)}
+    telemetry = call(base, "GET", f"/orders/{oid}/telemetry", "dev-auditor").json()
+    assert telemetry["count"] == 3
+    metrics = httpx.get(base + "/metrics").text
+    assert "trustship_ingest_accepted_total 3" in metrics
+    assert 'trustship_api_requests_total{method="POST",route="/orders",status="201"} 1' in metrics
+    withdrawn = call(base, "POST", "/account/withdraw", "dev-supplier", json={})
+    assert withdrawn.status_code == 200 and withdrawn.json()["amount"] == str(2 * 10**18)
+
+    # SIGTERM: uvicorn, then the oracle stop; the process exits 0 promptly
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0, log.read_text()[-3000:]
+    text_log = log.read_text()
+    assert "oracle stopped" in text_log
+    assert "Traceback" not in text_log
