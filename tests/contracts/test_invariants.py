@@ -581,7 +581,7 @@ class EscrowMachine(RuleBasedStateMachine):
 def test_money_is_conserved_and_orders_end_once(stack: Stack) -> None:
     examples, steps = (20, 30) if stack.kind == "eth-tester" else (12, 30)
     run_state_machine_as_test(
-        lambda: EscrowMachine(stack),
+        lambda: EscrowMachine(stack),  # type: ignore[arg-type,return-value]
         settings=settings(
             max_examples=examples,
             stateful_step_count=steps,

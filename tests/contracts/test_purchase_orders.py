@@ -661,7 +661,9 @@ def test_expire_after_deadline_and_grace(stack: Stack, orders: Orders, state: st
     stack.chain.set_next_block_timestamp(expires_at + 1)
     result = stack.po.expire_order(oid, by=a.stranger, gas=GAS)
     funded = state in ("funded", "shipped")
-    expected = [("OrderExpired", {"orderId": oid, "refunded": 1_000 if funded else 0})]
+    expected: list[tuple[str, dict[str, object]]] = [
+        ("OrderExpired", {"orderId": oid, "refunded": 1_000 if funded else 0})
+    ]
     if funded:
         expected.append(
             (

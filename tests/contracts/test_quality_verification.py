@@ -5,6 +5,7 @@ every refusal — on eth-tester and anvil."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -327,7 +328,7 @@ def _excursion(
     ]
 
 
-def _in_transit(orders: Orders, **overrides: int) -> tuple[int, int]:
+def _in_transit(orders: Orders, **overrides: Any) -> tuple[int, int]:
     oid = orders.shipped(devices=(1, 2), **overrides)
     return oid, orders.stack.po.get_order(oid).shipped_at
 
