@@ -2,88 +2,86 @@
 
 from __future__ import annotations
 
-from backend.api import schemas as s
-from backend.store.models import (
-    AlertRow,
-    ChainEventRow,
-    CommitmentRow,
-    DeviceRow,
-    OrderRow,
-    ReadingRow,
-)
+from typing import Any
 
-_SETTLED_STATES = {"Settled", "Resolved", "Expired"}
+from backend.api import schemas as s
+from backend.store.models import AlertRow, ChainEventRow, CommitmentRow, DeviceRow
 
 
 def _hex(b: bytes | None) -> str | None:
     return None if b is None else "0x" + b.hex()
 
 
-def terms(row: OrderRow) -> s.Terms:
-    return s.Terms.model_construct(
-        token=row.token,
-        price=str(row.price),
-        delivery_deadline=row.delivery_deadline,
-        expiry_grace_secs=row.expiry_grace_secs,
-        dest_lat_e6=row.dest_lat_e6,
-        dest_lon_e6=row.dest_lon_e6,
-        geofence_e6=row.geofence_e6,
-        min_temp_centi_c=row.min_temp_centi_c,
-        max_temp_centi_c=row.max_temp_centi_c,
-        max_humidity_permille=row.max_humidity_permille,
-        max_shock_milli_g=row.max_shock_milli_g,
-        tolerated_excursion_secs=row.tolerated_excursion_secs,
-        late_penalty_bps_per_hour=row.late_penalty_bps_per_hour,
-        late_penalty_cap_bps=row.late_penalty_cap_bps,
-        breach_refund_bps=row.breach_refund_bps,
-        dispute_window_secs=row.dispute_window_secs,
-        arbiter=row.arbiter,
-    )
+_TERMS = (
+    "token",
+    "price",
+    "delivery_deadline",
+    "expiry_grace_secs",
+    "dest_lat_e6",
+    "dest_lon_e6",
+    "geofence_e6",
+    "min_temp_centi_c",
+    "max_temp_centi_c",
+    "max_humidity_permille",
+    "max_shock_milli_g",
+    "tolerated_excursion_secs",
+    "late_penalty_bps_per_hour",
+    "late_penalty_cap_bps",
+    "breach_refund_bps",
+    "dispute_window_secs",
+    "arbiter",
+)
+
+# Orders and readings become plain dicts: FastAPI validates them against the
+# response model and serialises them in pydantic-core (Rust), which is several
+# times cheaper per row than constructing the models in Python.
 
 
-def order(row: OrderRow) -> s.OrderPublic:
-    settlement = None
-    if row.buyer_amount is not None and row.supplier_amount is not None:
-        settlement = s.SettlementAmounts(
-            buyer_amount=str(row.buyer_amount), supplier_amount=str(row.supplier_amount)
-        )
-    return s.OrderPublic.model_construct(
-        id=row.id,
-        state=row.state,
-        buyer=row.buyer,
-        supplier=row.supplier,
-        arbiter=row.arbiter,
-        funded=bool(row.funded),
-        breached=bool(row.breached),
-        created_at=row.created_at,
-        shipped_at=row.shipped_at,
-        delivered_at=row.delivered_at,
-        disputed_at=row.disputed_at,
-        late_seconds=row.late_seconds,
-        delivery_confirmed_by=row.delivery_confirmed_by,
-        settlement=settlement,
-        terms=terms(row),
-        updated_block=row.updated_block or 0,
-    )
+def order(row: Any) -> dict[str, Any]:
+    """An order row (ORM or Core) as :class:`OrderPublic` data."""
+    terms = {name: getattr(row, name) for name in _TERMS}
+    terms["price"] = str(terms["price"])
+    ba, sa = row.buyer_amount, row.supplier_amount
+    return {
+        "id": row.id,
+        "state": row.state,
+        "buyer": row.buyer,
+        "supplier": row.supplier,
+        "arbiter": row.arbiter,
+        "funded": bool(row.funded),
+        "breached": bool(row.breached),
+        "created_at": row.created_at,
+        "shipped_at": row.shipped_at,
+        "delivered_at": row.delivered_at,
+        "disputed_at": row.disputed_at,
+        "late_seconds": row.late_seconds,
+        "delivery_confirmed_by": row.delivery_confirmed_by,
+        "settlement": None
+        if ba is None or sa is None
+        else {"buyer_amount": str(ba), "supplier_amount": str(sa)},
+        "terms": terms,
+        "updated_block": row.updated_block or 0,
+    }
 
 
-def reading(row: ReadingRow) -> s.ReadingPublic:
-    return s.ReadingPublic.model_construct(
-        order_id=row.order_id,
-        device=row.device,
-        seq=row.seq,
-        timestamp=row.timestamp,
-        temperature_centi_c=row.temperature_centi_c,
-        humidity_permille=row.humidity_permille,
-        shock_milli_g=row.shock_milli_g,
-        latitude_e6=row.latitude_e6,
-        longitude_e6=row.longitude_e6,
-        flags=row.flags,
-        signature="0x" + row.signature.hex(),
-        digest="0x" + row.digest.hex(),
-        batch_seq=row.batch_seq,
-        received_at=row.received_at,
-    )
+def reading(row: Any) -> dict[str, Any]:
+    """A reading row (ORM or Core) as :class:`ReadingPublic` data."""
+    return {
+        "order_id": row.order_id,
+        "device": row.device,
+        "seq": row.seq,
+        "timestamp": row.timestamp,
+        "temperature_centi_c": row.temperature_centi_c,
+        "humidity_permille": row.humidity_permille,
+        "shock_milli_g": row.shock_milli_g,
+        "latitude_e6": row.latitude_e6,
+        "longitude_e6": row.longitude_e6,
+        "flags": row.flags,
+        "signature": "0x" + bytes(row.signature).hex(),
+        "digest": "0x" + bytes(row.digest).hex(),
+        "batch_seq": row.batch_seq,
+        "received_at": row.received_at,
+    }
 
 
 def commitment(row: CommitmentRow) -> s.CommitmentPublic:

@@ -25,6 +25,7 @@ from eth_account.signers.local import LocalAccount
 
 from backend.api.errors import ApiError, revert_error
 from backend.api.parties import Party
+from backend.api.queries import OrderRecord
 from backend.api.schemas import ORDER_STATES, ComponentHealth, Terms
 from backend.chain.connection import Chain
 from backend.chain.contracts import Escrow, PurchaseOrders, Stablecoin
@@ -38,7 +39,6 @@ from backend.chain.errors import (
     TransportError,
 )
 from backend.chain.sender import TxResult
-from backend.store.models import OrderRow
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +77,9 @@ def api_error_from_chain(exc: ChainError) -> ApiError:
     """Map a chain-layer failure to the API's error answer."""
     if isinstance(exc, ContractRevert):
         err = revert_error(exc.name, exc.args, _revert_message(exc))
-        if "current" in err.args_ and isinstance(exc.args.get("current"), int):
-            current = exc.args["current"]
-            if 0 <= current < len(_STATE_NAMES):
-                err.args_["current_state"] = _STATE_NAMES[current]
+        current = exc.args.get("current")
+        if err.args_ is not None and isinstance(current, int) and 0 <= current < len(_STATE_NAMES):
+            err.args_["current_state"] = _STATE_NAMES[current]
         return err
     if isinstance(exc, ReceiptTimeout):
         return ApiError(
@@ -175,13 +174,13 @@ class Custodian:
             result = self._run(party, "createOrder", lambda by: po.create_order(supplier, t, by=by))
         return self._sent(result, order_id=int(result.value))
 
-    def accept(self, party: Party, order: OrderRow) -> Sent:
+    def accept(self, party: Party, order: OrderRecord) -> Sent:
         po = self.purchase_orders
         return self._sent(
             self._run(party, "acceptOrder", lambda by: po.accept_order(order.id, by=by))
         )
 
-    def fund(self, party: Party, order: OrderRow) -> Sent:
+    def fund(self, party: Party, order: OrderRecord) -> Sent:
         po = self.purchase_orders
         eth = int(order.token, 16) == 0
         if not eth:
@@ -191,25 +190,25 @@ class Custodian:
             self._run(party, "fundOrder", lambda by: po.fund_order(order.id, by=by, value=value))
         )
 
-    def ship(self, party: Party, order: OrderRow, devices: Sequence[str]) -> Sent:
+    def ship(self, party: Party, order: OrderRecord, devices: Sequence[str]) -> Sent:
         po = self.purchase_orders
         return self._sent(
             self._run(party, "shipOrder", lambda by: po.ship_order(order.id, devices, by=by))
         )
 
-    def confirm_receipt(self, party: Party, order: OrderRow) -> Sent:
+    def confirm_receipt(self, party: Party, order: OrderRecord) -> Sent:
         po = self.purchase_orders
         return self._sent(
             self._run(party, "confirmReceipt", lambda by: po.confirm_receipt(order.id, by=by))
         )
 
-    def open_dispute(self, party: Party, order: OrderRow) -> Sent:
+    def open_dispute(self, party: Party, order: OrderRecord) -> Sent:
         po = self.purchase_orders
         return self._sent(
             self._run(party, "openDispute", lambda by: po.open_dispute(order.id, by=by))
         )
 
-    def resolve_dispute(self, party: Party, order: OrderRow, buyer_amount: int) -> Sent:
+    def resolve_dispute(self, party: Party, order: OrderRecord, buyer_amount: int) -> Sent:
         po = self.purchase_orders
         return self._sent(
             self._run(
@@ -219,19 +218,19 @@ class Custodian:
             )
         )
 
-    def settle(self, party: Party, order: OrderRow) -> Sent:
+    def settle(self, party: Party, order: OrderRecord) -> Sent:
         po = self.purchase_orders
         return self._sent(
             self._run(party, "settleOrder", lambda by: po.settle_order(order.id, by=by))
         )
 
-    def cancel(self, party: Party, order: OrderRow) -> Sent:
+    def cancel(self, party: Party, order: OrderRecord) -> Sent:
         po = self.purchase_orders
         return self._sent(
             self._run(party, "cancelOrder", lambda by: po.cancel_order(order.id, by=by))
         )
 
-    def expire(self, party: Party, order: OrderRow) -> Sent:
+    def expire(self, party: Party, order: OrderRecord) -> Sent:
         po = self.purchase_orders
         return self._sent(
             self._run(party, "expireOrder", lambda by: po.expire_order(order.id, by=by))

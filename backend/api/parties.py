@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from eth_account import Account
-from eth_utils import is_address, to_checksum_address
+from eth_utils.address import is_address, to_checksum_address
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from backend.core.errors import ConfigurationError

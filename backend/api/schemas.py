@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from eth_utils import is_address, to_checksum_address
+from eth_utils.address import is_address, to_checksum_address
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 OrderState = Literal[
@@ -72,10 +72,10 @@ class _Model(BaseModel):
 # --- terms and orders ---------------------------------------------------------------
 
 
-class Terms(_Model):
+class TermsPublic(BaseModel):
     """An order's commercial terms (IPurchaseOrders.Terms, units of DESIGN.md §2)."""
 
-    token: Address = Field(default=ZERO_ADDRESS, description="ERC-20 token; zero address = ETH.")
+    token: str = Field(default=ZERO_ADDRESS, description="ERC-20 token; zero address = ETH.")
     price: Wei
     delivery_deadline: Uint64 = Field(description="Unix seconds.")
     expiry_grace_secs: Uint32 = 0
@@ -93,6 +93,15 @@ class Terms(_Model):
     late_penalty_cap_bps: Uint16 = 0
     breach_refund_bps: Uint16 = 0
     dispute_window_secs: Uint32 = 0
+    arbiter: str
+
+
+class Terms(TermsPublic):
+    """Terms as a buyer proposes them (addresses checked and checksummed)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: Address = Field(default=ZERO_ADDRESS, description="ERC-20 token; zero address = ETH.")
     arbiter: Address
 
 
@@ -131,7 +140,7 @@ class OrderPublic(BaseModel):
     settlement: SettlementAmounts | None = Field(
         description="The credited split, once settled, resolved or expired."
     )
-    terms: Terms
+    terms: TermsPublic
     updated_block: int
 
 

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from backend.api.queries import OrderRecord
 from backend.api.schemas import SettlementPreview
 from backend.chain.contracts import Terms
 from backend.chain.settlement import settlement
-from backend.store.models import OrderRow
 
 
-def row_terms(row: OrderRow) -> Terms:
+def row_terms(row: OrderRecord) -> Terms:
     return Terms(**{name: getattr(row, name) for name in Terms.SOLIDITY_ORDER})
 
 
-def preview(row: OrderRow, delivered_at: int, breach: bool) -> SettlementPreview:
+def preview(row: OrderRecord, delivered_at: int, breach: bool) -> SettlementPreview:
     s = settlement(int(row.price), row_terms(row), delivered_at, breach)
     return SettlementPreview(
         order_id=row.id,

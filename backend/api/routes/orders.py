@@ -8,7 +8,7 @@ a missing one, so its existence does not leak.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, status
 from fastapi.concurrency import run_in_threadpool
@@ -33,14 +33,13 @@ from backend.api.schemas import (
     TxPublic,
     Uint64,
 )
-from backend.store.models import OrderRow
 
 router = APIRouter(prefix="/orders", tags=["orders"])
 
 OrderIdPath = Annotated[int, Path(ge=1, le=2**63 - 1, description="The on-chain order id.")]
 
 
-def visible_order(session: Session, party: Party, order_id: int) -> OrderRow:
+def visible_order(session: Session, party: Party, order_id: int) -> queries.OrderRecord:
     row = queries.get_order(session, party, order_id)
     if row is None:
         raise not_found(f"order {order_id}")
@@ -59,7 +58,7 @@ def _answer(ctx: ApiContext, party: Party, sent: Sent, order_id: int | None) -> 
     if order_id is not None:
         with ctx.session_factory() as session:
             row = queries.get_order(session, party, order_id)
-            order = convert.order(row) if row is not None else None
+            order = OrderPublic.model_validate(convert.order(row)) if row is not None else None
     return TxPublic(tx_hash=sent.tx_hash, block_number=sent.block_number, order=order)
 
 
@@ -78,7 +77,7 @@ async def list_orders(
     supplier: Annotated[Address | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-) -> OrdersPublic:
+) -> dict[str, Any]:
     """Orders visible to the caller, newest first (auditors and admins see all)."""
     rows, count = queries.list_orders(
         session,
@@ -90,11 +89,13 @@ async def list_orders(
         limit=limit,
         offset=offset,
     )
-    return OrdersPublic.model_construct(data=[convert.order(r) for r in rows], count=count)
+    return {"data": [convert.order(r) for r in rows], "count": count}
 
 
 @router.get("/{order_id}", response_model=OrderPublic, responses=responses(*READ))
-async def get_order(session: SessionDep, party: CurrentParty, order_id: OrderIdPath) -> OrderPublic:
+async def get_order(
+    session: SessionDep, party: CurrentParty, order_id: OrderIdPath
+) -> dict[str, Any]:
     """One order with its terms and progress."""
     return convert.order(visible_order(session, party, order_id))
 

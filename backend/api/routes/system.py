@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
 from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
@@ -39,6 +40,7 @@ def check_health(ctx: ApiContext) -> HealthPublic:
             log.warning("health check %s failed: %s", name, exc)
             components[name] = ComponentHealth(status="down", detail=str(exc)[:300])
     statuses = {c.status for c in components.values()}
+    overall: Literal["ok", "degraded", "down"]
     if "down" in statuses:
         overall = "down" if components["database"].status == "down" else "degraded"
     elif "degraded" in statuses:

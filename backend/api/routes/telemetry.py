@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
@@ -39,13 +39,13 @@ async def list_readings(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=100_000_000)] = 0,
-) -> ReadingsPublic:
+) -> dict[str, Any]:
     """The order's signed readings by time (then arrival), one page at a time."""
     visible_order(session, party, order_id)
     rows, count = queries.readings(
         session, order_id, device=device, since=since, until=until, limit=limit, offset=offset
     )
-    return ReadingsPublic.model_construct(data=[convert.reading(r) for r in rows], count=count)
+    return {"data": [convert.reading(r) for r in rows], "count": count}
 
 
 @router.get("/{order_id}/commitments", response_model=CommitmentsPublic, responses=responses(*READ))
