@@ -28,13 +28,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
 from backend.core.errors import TrustShipError
+from backend.telemetry.broker import BrokerError, BrokerURL
+from backend.telemetry.broker import probe_protocol as _probe
 from iot_simulator.fleet import Device, Fleet, Message
 
 log = logging.getLogger(__name__)
@@ -48,43 +49,19 @@ class PublishError(TrustShipError):
     """Raised when the fleet cannot be published (broker unreachable, credentials refused)."""
 
 
-@dataclass(frozen=True)
-class BrokerURL:
-    host: str
-    port: int
-    username: str | None
-    password: str | None
-    tls: bool
-    ca_certs: str | None
-    insecure: bool
+def parse_url(url: str) -> BrokerURL:
+    """The broker URL, or a :class:`PublishError` naming what is wrong with it."""
+    try:
+        return BrokerURL.parse(url)
+    except BrokerError as exc:
+        raise PublishError(str(exc)) from None
 
-    @classmethod
-    def parse(cls, url: str) -> BrokerURL:
-        """``mqtt://[user:pass@]host[:port]`` or ``mqtts://...[?ca=FILE&insecure=1]``."""
-        parts = urlsplit(url)
-        if parts.scheme not in {"mqtt", "mqtts", "tcp", "ssl"}:
-            raise PublishError(f"MQTT URL {url!r}: scheme must be mqtt:// or mqtts://")
-        if not parts.hostname:
-            raise PublishError(f"MQTT URL {url!r} has no host")
-        tls = parts.scheme in {"mqtts", "ssl"}
-        try:
-            port = parts.port or (8883 if tls else 1883)
-        except ValueError as exc:
-            raise PublishError(f"MQTT URL {url!r}: {exc}") from None
-        query = parse_qs(parts.query)
-        return cls(
-            host=parts.hostname,
-            port=port,
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-            tls=tls,
-            ca_certs=(query.get("ca") or [os.environ.get("MQTT_CA_FILE") or ""])[0] or None,
-            insecure=(query.get("insecure") or ["0"])[0] in {"1", "true", "yes"},
-        )
 
-    def redacted(self) -> str:
-        auth = f"{self.username}:***@" if self.username else ""
-        return f"{'mqtts' if self.tls else 'mqtt'}://{auth}{self.host}:{self.port}"
+def probe_protocol(url: BrokerURL, timeout: float) -> mqtt.MQTTProtocolVersion:
+    try:
+        return _probe(url, timeout)
+    except BrokerError as exc:
+        raise PublishError(str(exc)) from None
 
 
 @dataclass
@@ -256,52 +233,6 @@ class _Connection:
         self.client.loop_stop()
 
 
-def probe_protocol(url: BrokerURL, timeout: float) -> mqtt.MQTTProtocolVersion:
-    """MQTT 5 unless the broker refuses it (amqtt is 3.1.1 only); raises when unreachable.
-
-    The probe connects without a will: amqtt answers a v5 CONNECT that has one
-    by hanging instead of refusing it.
-    """
-    result: dict[str, ReasonCode] = {}
-    got = threading.Event()
-    client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2,
-        client_id=f"trustship-probe-{os.getpid()}",
-        protocol=mqtt.MQTTv5,
-    )
-    if url.username is not None:
-        client.username_pw_set(url.username, url.password)
-    if url.tls:
-        client.tls_set(ca_certs=url.ca_certs)
-        if url.insecure:
-            client.tls_insecure_set(True)
-
-    def on_connect(c: mqtt.Client, u: Any, f: Any, rc: ReasonCode, p: Any) -> None:
-        result["rc"] = rc
-        got.set()
-
-    client.on_connect = on_connect
-    try:
-        try:
-            client.connect(url.host, url.port, keepalive=10)
-        except OSError as exc:  # refused, unknown host, TLS failure: say so now
-            raise PublishError(
-                f"cannot reach the MQTT broker at {url.redacted()}: {exc.strerror or exc}"
-            ) from None
-        client.loop_start()
-        if not got.wait(timeout):
-            raise PublishError(
-                f"cannot reach the MQTT broker at {url.redacted()} within {timeout:.0f}s"
-            )
-    finally:
-        client.disconnect()
-        client.loop_stop()
-    if str(result["rc"]) == "Unsupported protocol version":
-        log.info("broker at %s has no MQTT 5: using MQTT 3.1.1", url.redacted())
-        return mqtt.MQTTv311
-    return mqtt.MQTTv5
-
-
 def _client_id(prefix: str, fleet: Fleet) -> str:
     return f"{prefix}-{fleet.scenario.name[:20]}-{os.getpid()}"
 
@@ -333,7 +264,7 @@ def publish(
     Returns :class:`PublishStats`; raises :class:`PublishError` when the broker
     cannot be reached or refuses a bound device's credentials.
     """
-    url = BrokerURL.parse(mqtt_url)
+    url = parse_url(mqtt_url)
     speed = fleet.scenario.speed if speed is None else speed
     if not speed > 0:
         raise PublishError(f"speed must be positive, got {speed}")

@@ -14,13 +14,11 @@ Callbacks only wrap the message and hand it to ``sink`` (a queue's put).
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -29,6 +27,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from backend.core.errors import ConfigurationError
 from backend.oracle.ingest import Inbound
+from backend.telemetry.broker import BrokerError, BrokerURL, probe_protocol
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +53,12 @@ class SubscriberConfig:
         return f"$share/{self.group}/{self.topic_filter}" if self.group else self.topic_filter
 
 
-def parse_mqtt_url(url: str) -> tuple[str, int, bool, str | None, str | None]:
-    """(host, port, tls, username, password) of ``mqtt://`` / ``mqtts://`` URLs."""
-    parts = urlparse(url)
-    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-        raise ConfigurationError(f"MQTT_URL={url!r}: use mqtt://host:port or mqtts://host:port")
-    tls = parts.scheme in ("mqtts", "ssl")
-    host = parts.hostname or "127.0.0.1"
-    port = parts.port or (8883 if tls else 1883)
-    user = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password else None
-    return host, port, tls, user, password
+def parse_mqtt_url(url: str) -> BrokerURL:
+    """The broker of ``MQTT_URL`` (``mqtt://`` / ``mqtts://``), or a ConfigurationError."""
+    try:
+        return BrokerURL.parse(url)
+    except BrokerError as exc:
+        raise ConfigurationError(f"MQTT_URL: {exc}") from None
 
 
 class TelemetrySubscriber:
@@ -73,22 +67,10 @@ class TelemetrySubscriber:
     def __init__(self, config: SubscriberConfig, sink: Callable[[Inbound], None]) -> None:
         self.config = config
         self.sink = sink
-        self.host, self.port, tls, user, password = parse_mqtt_url(config.url)
-        self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=config.client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
-        )
-        if user is not None:
-            self.client.username_pw_set(user, password)
-        if tls:
-            self.client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
-        self.client.on_connect = self._on_connect
-        self.client.on_subscribe = self._on_subscribe
-        self.client.on_message = self._on_message
-        self.client.on_disconnect = self._on_disconnect
-        self.client.reconnect_delay_set(1, 30)
+        self.url = parse_mqtt_url(config.url)
+        self.host, self.port = self.url.host, self.url.port
+        self.protocol = mqtt.MQTTv5
+        self.client = self._make_client()
         #: Bumped on every connection: an ack is only sent on the connection that
         #: delivered the message (after a reconnect the broker redelivers it anyway).
         self.generation = 0
@@ -96,19 +78,62 @@ class TelemetrySubscriber:
         self.session_present: bool | None = None
         self.received = 0
 
+    def _make_client(self) -> mqtt.Client:
+        v5 = self.protocol == mqtt.MQTTv5
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=self.config.client_id,
+            protocol=self.protocol,
+            manual_ack=True,
+            # MQTT 3.1.1 has no session expiry: a persistent session is clean_session=False
+            **({} if v5 else {"clean_session": False}),
+        )
+        self.url.configure(client)
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.on_disconnect = self._on_disconnect
+        client.reconnect_delay_set(1, 30)
+        return client
+
+    @property
+    def subscription(self) -> str:
+        """The shared subscription on MQTT 5; a plain one on a 3.1.1-only broker."""
+        if self.protocol == mqtt.MQTTv5:
+            return self.config.subscription
+        return self.config.topic_filter
+
     # ---- lifecycle ---------------------------------------------------------
 
-    def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.config.session_expiry_secs
-        props.ReceiveMaximum = self.config.receive_maximum
-        self.client.connect_async(
-            self.host,
-            self.port,
-            keepalive=self.config.keepalive,
-            clean_start=False,
-            properties=props,
-        )
+    def start(self, probe_timeout: float = 10.0) -> None:
+        try:
+            protocol = probe_protocol(self.url, probe_timeout)
+        except BrokerError as exc:
+            # not reachable now: connect in the background as MQTT 5 and keep retrying
+            log.warning("%s; retrying in the background", exc)
+            protocol = mqtt.MQTTv5
+        if protocol != self.protocol:
+            self.protocol = protocol
+            self.client = self._make_client()
+            log.warning(
+                "broker %s speaks MQTT 3.1.1 only: plain persistent subscription to %s "
+                "(no shared subscription, so run one oracle per broker)",
+                self.url.redacted(),
+                self.config.topic_filter,
+            )
+        if self.protocol == mqtt.MQTTv5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self.config.session_expiry_secs
+            props.ReceiveMaximum = self.config.receive_maximum
+            self.client.connect_async(
+                self.host,
+                self.port,
+                keepalive=self.config.keepalive,
+                clean_start=False,
+                properties=props,
+            )
+        else:
+            self.client.connect_async(self.host, self.port, keepalive=self.config.keepalive)
         self.client.loop_start()
 
     def wait_subscribed(self, timeout: float = 10.0) -> bool:
@@ -140,14 +165,17 @@ class TelemetrySubscriber:
             self.config.client_id,
             "resumed" if self.session_present else "new",
         )
-        client.subscribe(self.config.subscription, options=SubscribeOptions(qos=1))
+        if self.protocol == mqtt.MQTTv5:
+            client.subscribe(self.subscription, options=SubscribeOptions(qos=1))
+        else:
+            client.subscribe(self.subscription, qos=1)
 
     def _on_subscribe(
         self, _client: mqtt.Client, _userdata: Any, _mid: int, reason_codes: Any, _props: Any
     ) -> None:
         failed = [rc for rc in reason_codes if rc.is_failure]
         if failed:
-            log.error("subscription to %s refused: %s", self.config.subscription, failed)
+            log.error("subscription to %s refused: %s", self.subscription, failed)
             return
         self.subscribed.set()
 

@@ -14,7 +14,7 @@ import pytest
 
 from backend.telemetry import decode_message, recover_device
 from iot_simulator import PublishError, build_fleet, load_scenario, publish, start_embedded_broker
-from iot_simulator.publisher import BrokerURL, _Connection
+from iot_simulator.publisher import BrokerURL, _Connection, parse_url
 from iot_simulator.scenario import parse_scenario
 from tests.iot_simulator.helpers import DOMAIN, SCENARIOS, T0, minimal_scenario
 
@@ -140,4 +140,4 @@ def test_broker_url(url: str, expected: tuple[object, ...]) -> None:
 @pytest.mark.parametrize("url", ["http://h", "mqtt://", "mqtt://h:notaport"])
 def test_bad_broker_url(url: str) -> None:
     with pytest.raises(PublishError, match="MQTT URL"):
-        BrokerURL.parse(url)
+        parse_url(url)

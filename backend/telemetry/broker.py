@@ -1,0 +1,114 @@
+"""MQTT broker addresses and protocol negotiation, shared by devices and the oracle.
+
+``MQTT_URL`` is ``mqtt://[user:pass@]host[:port]`` or
+``mqtts://...[?ca=FILE&insecure=1]``. :func:`probe_protocol` connects once to
+learn whether the broker speaks MQTT 5 (mosquitto) or only 3.1.1 (amqtt, the
+embedded demo broker), so both sides can fall back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+
+from backend.core.errors import TrustShipError
+
+log = logging.getLogger(__name__)
+
+
+class BrokerError(TrustShipError):
+    """Raised when an MQTT URL is malformed or the broker cannot be reached."""
+
+
+@dataclass(frozen=True)
+class BrokerURL:
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    tls: bool
+    ca_certs: str | None
+    insecure: bool
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerURL:
+        parts = urlsplit(url)
+        if parts.scheme not in {"mqtt", "mqtts", "tcp", "ssl"}:
+            raise BrokerError(f"MQTT URL {url!r}: scheme must be mqtt:// or mqtts://")
+        if not parts.hostname:
+            raise BrokerError(f"MQTT URL {url!r} has no host")
+        tls = parts.scheme in {"mqtts", "ssl"}
+        try:
+            port = parts.port or (8883 if tls else 1883)
+        except ValueError as exc:
+            raise BrokerError(f"MQTT URL {url!r}: {exc}") from None
+        query = parse_qs(parts.query)
+        return cls(
+            host=parts.hostname,
+            port=port,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            tls=tls,
+            ca_certs=(query.get("ca") or [os.environ.get("MQTT_CA_FILE") or ""])[0] or None,
+            insecure=(query.get("insecure") or ["0"])[0] in {"1", "true", "yes"},
+        )
+
+    def redacted(self) -> str:
+        auth = f"{self.username}:***@" if self.username else ""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{auth}{self.host}:{self.port}"
+
+    def configure(self, client: mqtt.Client) -> None:
+        """Credentials and TLS of this URL on a paho client."""
+        if self.username is not None:
+            client.username_pw_set(self.username, self.password)
+        if self.tls:
+            client.tls_set(ca_certs=self.ca_certs)
+            if self.insecure:
+                client.tls_insecure_set(True)
+
+
+def probe_protocol(url: BrokerURL, timeout: float) -> mqtt.MQTTProtocolVersion:
+    """MQTT 5 unless the broker refuses it (amqtt is 3.1.1 only); raises when unreachable.
+
+    The probe connects without a will: amqtt answers a v5 CONNECT that has one
+    by hanging instead of refusing it.
+    """
+    result: dict[str, Any] = {}
+    got = threading.Event()
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=f"trustship-probe-{os.getpid()}-{threading.get_ident()}",
+        protocol=mqtt.MQTTv5,
+    )
+    url.configure(client)
+
+    def on_connect(c: mqtt.Client, u: Any, f: Any, rc: Any, p: Any) -> None:
+        result["rc"] = rc
+        got.set()
+
+    client.on_connect = on_connect
+    try:
+        try:
+            client.connect(url.host, url.port, keepalive=10)
+        except OSError as exc:  # refused, unknown host, TLS failure: say so now
+            raise BrokerError(
+                f"cannot reach the MQTT broker at {url.redacted()}: {exc.strerror or exc}"
+            ) from None
+        client.loop_start()
+        if not got.wait(timeout):
+            raise BrokerError(
+                f"cannot reach the MQTT broker at {url.redacted()} within {timeout:.0f}s"
+            )
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    if str(result["rc"]) == "Unsupported protocol version":
+        log.info("broker at %s has no MQTT 5: using MQTT 3.1.1", url.redacted())
+        return mqtt.MQTTv311
+    return mqtt.MQTTv5
