@@ -118,12 +118,21 @@ class ChainIndexer:
         ]
         #: The newest chain time seen (the ingest clock takes the later of this and the wall clock).
         self.chain_time: int | None = None
+        self._run_lock = threading.Lock()
 
     def _rpc(self, what: str, fn: Callable[[], Any]) -> Any:
         return self.chain._rpc(what, fn)
 
     def run_once(self) -> int:
-        """Index everything up to the head; returns the number of events stored."""
+        """Index everything up to the head; returns the number of events stored.
+
+        Thread-safe: the indexer thread polls it, and ingest calls it to catch up
+        before refusing a reading from a device whose binding it has not seen yet.
+        """
+        with self._run_lock:
+            return self._run_once()
+
+    def _run_once(self) -> int:
         w3 = self.chain.w3
         head_block = self._rpc("eth_getBlockByNumber", lambda: w3.eth.get_block("latest"))
         self.chain_time = int(head_block["timestamp"])

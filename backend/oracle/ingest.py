@@ -93,6 +93,8 @@ class IngestConfig:
     future_tolerance_secs: int = 300
     #: How long "this device is bound to nothing" is believed before asking the DB again.
     unknown_device_ttl_secs: float = 2.0
+    #: At most one chain catch-up (see Ingestor.catch_up) per this many seconds.
+    catch_up_interval_secs: float = 0.25
     #: At most one log line per refusal reason per this many seconds.
     log_interval_secs: float = 10.0
 
@@ -151,15 +153,18 @@ class BindingCache:
         with self._lock:
             self._orders[device] = self._orders.get(device, frozenset()) | {order_id}
 
-    def refresh(self, devices: Iterable[str], wanted: dict[str, int]) -> None:
-        """Ask the database about devices whose wanted order is not known bound to them."""
+    def refresh(
+        self, devices: Iterable[str], wanted: dict[str, int], *, force: bool = False
+    ) -> None:
+        """Ask the database about devices whose wanted order is not known bound to them
+        (``force``: even if asked less than the negative TTL ago)."""
         now = time.monotonic()
         with self._lock:
             ask = [
                 d
                 for d in devices
                 if wanted[d] not in self._orders.get(d, ())
-                and now - self._checked.get(d, -1e18) >= self._ttl
+                and (force or now - self._checked.get(d, -1e18) >= self._ttl)
             ]
         if not ask:
             return
@@ -211,6 +216,7 @@ class Ingestor:
         config: IngestConfig | None = None,
         chain_time: Callable[[], int | None] | None = None,
         wall_clock: Callable[[], float] = time.time,
+        catch_up: Callable[[], None] | None = None,
     ) -> None:
         use_fast_keccak()
         self.engine = engine
@@ -223,6 +229,25 @@ class Ingestor:
         self.wall_clock = wall_clock
         self.bindings = BindingCache(self.sessions, self.config.unknown_device_ttl_secs)
         self._warn = RateLimitedLog(log, self.config.log_interval_secs)
+        #: Brings chain time and device bindings up to the chain head now (the indexer's
+        #: run_once). Called before refusing a reading as unknown_device or
+        #: future_timestamp, since the indexer polls and may simply lag behind a device
+        #: that started publishing the moment its shipment was mined.
+        self.catch_up = catch_up
+        self._caught_up_at = -1e18
+
+    def _try_catch_up(self) -> bool:
+        """Run ``catch_up`` unless it ran in the last ``catch_up_interval_secs``."""
+        now = time.monotonic()
+        if self.catch_up is None or now - self._caught_up_at < self.config.catch_up_interval_secs:
+            return False
+        self._caught_up_at = now
+        try:
+            self.catch_up()
+        except Exception as exc:  # a chain hiccup must not stop ingest
+            self._warn.warning("catch_up", "could not catch up with the chain: %s", exc)
+            return False
+        return True
 
     def set_domain(self, domain: Domain) -> None:
         self.domain = domain
@@ -281,6 +306,13 @@ class Ingestor:
         candidates: list[_Candidate] = []
         for i, msg in enumerate(batch):
             checked = self._check(msg, now)
+            if (
+                isinstance(checked, tuple)
+                and checked[0] == FUTURE_TIMESTAMP
+                and self._try_catch_up()
+            ):
+                now = self.clock()
+                checked = self._check(msg, now)
             if isinstance(checked, tuple):
                 self._refuse(verdicts, result, i, msg, *checked)
                 continue
@@ -309,6 +341,13 @@ class Ingestor:
         }
         if extra:
             self.bindings.refresh(extra, extra)
+        unbound = {
+            c.signed.device: c.signed.reading.order_id
+            for c in candidates
+            if c.signed.reading.order_id not in self.bindings.orders_of(c.signed.device)
+        }
+        if unbound and self._try_catch_up():
+            self.bindings.refresh(unbound, unbound, force=True)
         bound: list[_Candidate] = []
         for c in candidates:
             orders = self.bindings.orders_of(c.signed.device)

@@ -109,6 +109,7 @@ class Oracle:
             metrics=self.metrics,
             config=self.config.ingest,
             chain_time=self._chain_time,
+            catch_up=self.indexer.run_once if self.indexer is not None else None,
         )
         self.batcher = CommitmentBatcher(
             engine,

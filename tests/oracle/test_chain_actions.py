@@ -208,3 +208,49 @@ def test_shock_proof_and_a_dispute_window_settlement(
     deployment.chain.advance_time(3700)
     drain(outbox)
     assert deployment.po.get_order(oid).state == OrderState.SETTLED
+
+
+def test_ingest_catches_up_with_the_chain_before_refusing(
+    deployment: Stack, sqlite_engine: Engine
+) -> None:
+    """A device that publishes the moment its shipment is mined, on a chain whose clock
+    just moved, is not refused as unknown_device or future_timestamp: ingest runs the
+    indexer once before refusing. Without the catch-up both readings are refused."""
+    metrics = Metrics()
+    indexer = ChainIndexer(
+        sqlite_engine,
+        deployment.chain,
+        deployment.contracts,
+        start_block=deployment.deployment.block_number,
+        metrics=metrics,
+    )
+    indexer.run_once()
+
+    def ingestor(catch_up: bool) -> Ingestor:
+        return Ingestor(
+            sqlite_engine,
+            deployment.domain,
+            rules=RulesEngine(),
+            metrics=metrics,
+            chain_time=lambda: indexer.chain_time,
+            wall_clock=lambda: 0.0,  # only the chain's clock counts here
+            catch_up=indexer.run_once if catch_up else None,
+        )
+
+    lagging, catching_up = ingestor(False), ingestor(True)
+    keys = [device_key(911), device_key(912)]
+    oid = shipped_order(deployment, [device_address(k) for k in keys])
+    later = deployment.chain.advance_time(2 * 3600)  # the indexer has seen neither
+
+    seen = indexer.chain_time
+    assert seen is not None and seen < later
+    msgs = [
+        reading_msg(deployment, keys[0], oid, 1, seen),  # unknown device, as far as it knows
+        reading_msg(deployment, keys[1], oid, 1, later),  # two hours in its future
+    ]
+    stale = lagging.ingest(msgs)
+    assert stale.stored == 0
+    assert stale.rejected == {"unknown_device": 1, "future_timestamp": 1}
+    result = catching_up.ingest(msgs)
+    assert result.stored == 2 and not result.rejected
+    assert indexer.chain_time == later
