@@ -192,6 +192,8 @@ def build(settings: Settings, stack: ExitStack) -> tuple[ApiContext, Any]:
         health_checks=health_checks,
         verifying_contract=contracts.quality.address,
         chain_id=chain.chain_id,
+        deployment=deployment,
+        oracle_clock=oracle.ingestor.clock if oracle is not None else None,
     )
     if oracle is not None:
         context.metrics.add_collector(oracle.metrics.render)  # ingest, rules, indexer counters

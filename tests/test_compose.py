@@ -53,7 +53,9 @@ def test_start_order_is_gated_on_health_and_completion(compose):
             assert dep in services, f"{name} depends on unknown service {dep}"
             condition = cond["condition"]
             if condition == "service_healthy":
-                assert "healthcheck" in services[dep], f"{name} waits for {dep}'s health, but it has none"
+                assert "healthcheck" in services[dep], (
+                    f"{name} waits for {dep}'s health, but it has none"
+                )
             elif condition == "service_completed_successfully":
                 assert services[dep].get("restart") == "no", f"{dep} is one-shot but restarts"
             else:

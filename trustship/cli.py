@@ -31,7 +31,6 @@ def compile(
 ) -> None:
     """Recompile the Solidity contracts into contracts/build."""
     from backend.chain.compiler import main as compile_main
-
     from backend.core.errors import TrustShipError
 
     try:
@@ -45,7 +44,6 @@ def compile(
 def deploy() -> None:
     """Deploy the contracts to the configured chain and write the deployment manifest."""
     from backend.chain.deploy import deploy_from_settings
-
     from backend.core.errors import TrustShipError
 
     try:
@@ -118,11 +116,20 @@ def replay(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one machine-readable summary.")
     ] = False,
+    speed: Annotated[
+        str | None,
+        typer.Option(help="Time compression factor, or 'max' (default: each scenario's own)."),
+    ] = None,
 ) -> None:
     """Run scenarios end to end and check each expected settlement (exit 1 on a mismatch)."""
-    from trustship.replay import run_replay
+    from backend.core.errors import TrustShipError
+    from trustship.replay import parse_speed, run_replay
 
-    raise typer.Exit(run_replay(files, as_json=json_out))
+    try:
+        code = run_replay(files, as_json=json_out, speed=parse_speed(speed))
+    except (TrustShipError, ValueError) as exc:
+        _fail(exc)
+    raise typer.Exit(code)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from backend.store.db import make_engine
 
 if TYPE_CHECKING:
     from backend.api.custody import Custodian
+    from backend.chain.deploy import Deployment
     from backend.api.schemas import ComponentHealth
 
 HealthCheck = Callable[[], "ComponentHealth"]
@@ -42,6 +43,10 @@ class ApiContext:
     #: QualityVerification's address, for the EIP-712 domain of proofs.
     verifying_contract: str | None = None
     chain_id: int | None = None
+    #: The deployment manifest (addresses, start block, token), served on /deployment.
+    deployment: Deployment | None = None
+    #: The oracle's clock (the later of wall time and indexed chain time), if it runs here.
+    oracle_clock: Callable[[], int] | None = None
     #: Alert stream: how often to look for new alerts, and the heartbeat interval.
     sse_poll_seconds: float = 0.5
     sse_heartbeat_seconds: float = 15.0

@@ -336,6 +336,21 @@ class ComponentHealth(BaseModel):
     detail: str | None = None
 
 
+class DeploymentPublic(BaseModel):
+    """Where the contracts are: what a device needs to sign readings (the EIP-712
+    domain is chain id + QualityVerification) and a client needs to verify proofs."""
+
+    chain_id: int
+    contracts: dict[str, str] = Field(description="Contract name → address.")
+    token: str | None = Field(description="The dev test stablecoin, if deployed.")
+    start_block: int = Field(description="Block of the deployment; the indexer starts here.")
+    oracle_clock: int | None = Field(
+        description="The oracle's clock (unix seconds): the later of wall time and the "
+        "latest chain time it has indexed; readings later than this plus a tolerance are "
+        "refused as future_timestamp. Null when no oracle runs in this process."
+    )
+
+
 class HealthPublic(BaseModel):
     status: Literal["ok", "degraded", "down"]
     components: dict[str, ComponentHealth]

@@ -157,6 +157,8 @@ def chain_api(
         custodian=custodian,
         verifying_contract=deployment.qv.address,
         chain_id=deployment.chain.chain_id,
+        deployment=deployment.deployment,
+        oracle_clock=lambda: indexer.chain_time or 0,
     )
     with TestClient(create_app(context), raise_server_exceptions=False) as client:
         yield ChainApi(client, context, deployment, indexer, db)

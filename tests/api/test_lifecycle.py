@@ -185,3 +185,18 @@ def test_contract_reverts_come_back_named(chain_api: ChainApi) -> None:
     state_before = api.call("GET", f"/orders/{order_id}").json()
     assert api.call("POST", f"/orders/{order_id}/accept", "buyer").status_code == 403
     assert api.call("GET", f"/orders/{order_id}").json() == state_before
+
+
+def test_deployment_tells_devices_what_to_sign_for(chain_api: ChainApi) -> None:
+    """GET /deployment (no key needed): the EIP-712 domain a device signs under, and the
+    oracle's clock, which moves with the chain."""
+    api = chain_api
+    body = api.client.get("/deployment").json()
+    stack = api.stack
+    assert body["chain_id"] == stack.chain.chain_id
+    assert body["contracts"]["QualityVerification"] == stack.qv.address
+    assert body["contracts"]["PurchaseOrders"] == stack.po.address
+    assert body["start_block"] == stack.deployment.block_number
+    later = stack.chain.advance_time(5 * HOUR)
+    api.indexer.run_once()
+    assert api.client.get("/deployment").json()["oracle_clock"] >= later

@@ -12,7 +12,8 @@ from sqlalchemy import text
 
 from backend.api.context import ApiContext
 from backend.api.deps import ContextDep
-from backend.api.schemas import ComponentHealth, HealthPublic
+from backend.api.errors import ApiError
+from backend.api.schemas import ComponentHealth, DeploymentPublic, HealthPublic
 
 router = APIRouter(tags=["system"])
 log = logging.getLogger(__name__)
@@ -60,6 +61,25 @@ async def health(ctx: ContextDep) -> Response:
     result = await run_in_threadpool(check_health, ctx)
     return JSONResponse(
         status_code=503 if result.status == "down" else 200, content=result.model_dump()
+    )
+
+
+@router.get(
+    "/deployment",
+    response_model=DeploymentPublic,
+    responses={503: {"description": "No deployment is loaded"}},
+)
+async def deployment(ctx: ContextDep) -> DeploymentPublic:
+    """The chain id and contract addresses (public, like the contracts themselves)."""
+    d = ctx.deployment
+    if d is None or ctx.chain_id is None:
+        raise ApiError(503, "no_deployment", "this API has no contract deployment loaded")
+    return DeploymentPublic(
+        chain_id=ctx.chain_id,
+        contracts=dict(d.addresses),
+        token=d.token,
+        start_block=d.block_number,
+        oracle_clock=ctx.oracle_clock() if ctx.oracle_clock is not None else None,
     )
 
 

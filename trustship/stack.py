@@ -1,0 +1,444 @@
+"""The stacks a scenario runs against, and the drivers that act as its parties.
+
+Two ways to reach a stack, one interface (:class:`Driver`):
+
+* :class:`DirectDriver` — in this process: the contracts through
+  ``backend.chain`` as the dev buyer/supplier accounts, with the oracle
+  running in-process (:func:`local_stack`). The chain, broker and database are
+  the configured ones (``RPC_URL``, ``MQTT_URL``, ``DATABASE_URL``) or, where
+  unset, the embedded defaults: eth-tester, an in-process amqtt broker and a
+  SQLite file in a temp dir.
+* :class:`ApiDriver` — a running ``trustship serve`` reached over HTTP
+  (``TRUSTSHIP_API_URL``) with the dev API keys; the oracle is that server's.
+
+Either way the telemetry travels over MQTT from the simulator, and the driver
+only reads outcomes: the oracle (not the driver) proves breaches and arrival
+and settles.
+
+Time: readings carry scenario time ``t0 + offset``. On a dev chain (eth-tester,
+anvil) the driver moves the chain clock to the end of the voyage before the
+telemetry is published, so readings from a five-day voyage replayed in seconds
+are never "in the future" for the contracts or the oracle. On a real network
+there is no such control, and a scenario must be replayed at ``speed=1``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from backend.chain.connection import Chain, connect
+from backend.chain.contracts import ETH, Contracts, OrderState, Terms
+from backend.chain.deploy import Deployment, deploy_all, load_deployment
+from backend.core.errors import ConfigurationError, TrustShipError
+from backend.core.settings import Settings
+from backend.telemetry import Domain
+from iot_simulator import Fleet, Scenario
+
+log = logging.getLogger(__name__)
+
+TERMINAL = {"Settled", "Resolved", "Cancelled", "Expired"}
+Note = Callable[[str], None]
+
+
+class ReplayError(TrustShipError):
+    """Raised when a scenario cannot be run against the stack (not when it settles wrongly)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an order ended, read back from the chain (or the API's indexed copy of it)."""
+
+    order_id: int
+    state: str
+    buyer_amount: int | None
+    supplier_amount: int | None
+    breached: bool
+    delivered_at: int | None
+    deadline: int
+
+    @property
+    def late_s(self) -> int | None:
+        if self.delivered_at is None:
+            return None
+        return max(0, self.delivered_at - self.deadline)
+
+    @property
+    def final(self) -> bool:
+        """Terminal, and for a settlement its split is known."""
+        if self.state in ("Settled", "Resolved"):
+            return self.buyer_amount is not None
+        return self.state in TERMINAL
+
+
+class Driver(Protocol):
+    chain: Chain
+    domain: Domain
+    mqtt_url: str
+
+    def open_orders(self, scenario: Scenario, fleet_t0: int, note: Note) -> dict[str, int]: ...
+
+    def ship(self, fleet: Fleet, note: Note) -> None: ...
+
+    def outcome(self, order_id: int) -> Outcome: ...
+
+    def wait_for_oracle_clock(self, target: int, timeout: float) -> None: ...
+
+
+def _terms(scenario: Scenario, name: str, t0: int, token: str, arbiter: str) -> Terms:
+    order = scenario.order(name)
+    raw = order.terms.to_contract(
+        t0=t0, destination_e6=order.destination_e6, token_address=token, arbiter=arbiter
+    )
+    return Terms.from_tuple(tuple(raw.values()))
+
+
+# ---------------------------------------------------------------------------
+# in-process: the contracts through backend.chain
+# ---------------------------------------------------------------------------
+
+
+class DirectDriver:
+    """Acts as the dev buyer and supplier through the contract wrappers."""
+
+    def __init__(self, chain: Chain, deployment: Deployment, mqtt_url: str) -> None:
+        self.chain = chain
+        self.deployment = deployment
+        self.contracts = Contracts.from_deployment(chain, deployment)
+        self.domain = self.contracts.quality.domain()
+        self.mqtt_url = mqtt_url
+        self.buyer = chain.accounts.require("buyer")
+        self.supplier = chain.accounts.require("supplier")
+        self.arbiter = chain.accounts.require("arbiter")
+        #: The oracle's clock and database sessions (set by :func:`local_stack`).
+        self.oracle_clock: Callable[[], int] | None = None
+        self.sessions: Callable[[], Any] | None = None
+
+    def wait_for_oracle_clock(self, target: int, timeout: float) -> None:
+        """Wait until the oracle has seen the chain reach ``target`` (its indexer polls)."""
+        if self.oracle_clock is None:
+            return
+        deadline = time.monotonic() + timeout
+        while self.oracle_clock() < target:
+            if time.monotonic() > deadline:
+                raise ReplayError(
+                    f"the oracle's clock is still at {self.oracle_clock()} after {timeout:.0f}s; "
+                    f"expected {target}: is its chain indexer running?"
+                )
+            time.sleep(0.05)
+
+    def _token(self, symbol: str) -> str:
+        if symbol == "ETH":
+            return ETH
+        if self.contracts.token is None:
+            raise ReplayError(f"the scenario pays in {symbol}, but no test stablecoin is deployed")
+        return self.contracts.token.address
+
+    def open_orders(self, scenario: Scenario, fleet_t0: int, note: Note) -> dict[str, int]:
+        """Create, fund and accept every order of the scenario; returns name → order id."""
+        po = self.contracts.po
+        ids: dict[str, int] = {}
+        for order in scenario.orders:
+            token = self._token(order.terms.token)
+            terms = _terms(scenario, order.name, fleet_t0, token, self.arbiter.address)
+            if token != ETH:
+                coin = self.contracts.token
+                assert coin is not None
+                coin.mint(self.buyer.address, terms.price, by=self.buyer)
+                coin.approve(self.contracts.escrow.address, terms.price, by=self.buyer)
+            created = po.create_and_fund_order(self.supplier.address, terms, by=self.buyer)
+            order_id = int(created.value)
+            po.accept_order(order_id, by=self.supplier)
+            ids[order.name] = order_id
+            note(
+                f"order {order_id} ({order.name}): created and funded by the buyer, "
+                f"{terms.price} {order.terms.token} base units in escrow; accepted by the supplier"
+            )
+        return ids
+
+    def ship(self, fleet: Fleet, note: Note) -> None:
+        for order in fleet.scenario.orders:
+            order_id = fleet.order_ids[order.name]
+            devices = fleet.devices_of(order.name)
+            self.contracts.po.ship_order(order_id, devices, by=self.supplier)
+            note(f"order {order_id}: shipped with {len(devices)} device(s) bound on-chain")
+
+    def _split(self, order_id: int, state: str) -> tuple[int | None, int | None]:
+        """The credited split, from the final event (OrderSettled / DisputeResolved).
+
+        With the oracle's database at hand, its indexed copy of that event is read
+        (eth-tester's eth_getLogs scans every block, which starves the oracle on a long
+        replay); otherwise the chain's logs.
+        """
+        if self.sessions is not None:
+            from backend.store import repositories as repo
+
+            with self.sessions() as s:
+                row = repo.get_order(s, order_id)
+                if row is None or row.state != state:
+                    return None, None  # not indexed yet
+                return row.buyer_amount, row.supplier_amount
+        event = "OrderSettled" if state == "Settled" else "DisputeResolved"
+        logs = getattr(self.contracts.po.contract.events, event).get_logs(
+            from_block=self.deployment.block_number, argument_filters={"orderId": order_id}
+        )
+        for entry in logs:
+            return int(entry["args"]["buyerAmount"]), int(entry["args"]["supplierAmount"])
+        return None, None
+
+    def outcome(self, order_id: int) -> Outcome:
+        order = self.contracts.po.get_order(order_id)
+        state = OrderState(order.state).name.capitalize()
+        buyer_amount = supplier_amount = None
+        if state in ("Settled", "Resolved"):
+            buyer_amount, supplier_amount = self._split(order_id, state)
+        return Outcome(
+            order_id=order_id,
+            state=state,
+            buyer_amount=buyer_amount,
+            supplier_amount=supplier_amount,
+            breached=bool(order.breached),
+            delivered_at=int(order.delivered_at) or None,
+            deadline=int(order.terms.delivery_deadline),
+        )
+
+
+# ---------------------------------------------------------------------------
+# over HTTP: a running `trustship serve`
+# ---------------------------------------------------------------------------
+
+#: The API keys `trustship serve` seeds in dev mode (docs/api.md).
+DEV_API_KEYS = {"buyer": "dev-buyer", "supplier": "dev-supplier", "arbiter": "dev-arbiter"}
+
+
+class ApiDriver:
+    """Acts as buyer and supplier through the REST API of a running `trustship serve`.
+
+    The chain connection (``RPC_URL``) is used only to move a dev chain's clock.
+    """
+
+    def __init__(self, api_url: str, chain: Chain, mqtt_url: str, keys: dict[str, str]) -> None:
+        import httpx
+
+        self.http = httpx.Client(base_url=api_url.rstrip("/"), timeout=120.0)
+        self.chain = chain
+        self.mqtt_url = mqtt_url
+        self.keys = keys
+        try:
+            info = self._call("GET", "/deployment", None)
+        except httpx.TransportError as exc:
+            raise ReplayError(f"cannot reach the TrustShip API at {api_url}: {exc}") from None
+        self.domain = Domain(int(info["chain_id"]), info["contracts"]["QualityVerification"])
+        self.token: str | None = info.get("token")
+        if self.domain.chain_id != chain.chain_id:
+            raise ReplayError(
+                f"the API serves chain {self.domain.chain_id}, RPC_URL is chain {chain.chain_id}"
+            )
+        self.address = {
+            role: self._call("GET", "/account", role)["party"]["address"]
+            for role in ("buyer", "supplier", "arbiter")
+        }
+
+    def _call(self, method: str, path: str, role: str | None, body: Any = None) -> Any:
+        headers = {"X-API-Key": self.keys[role]} if role else {}
+        response = self.http.request(method, path, json=body, headers=headers)
+        if response.status_code >= 400:
+            raise ReplayError(f"{method} {path} as {role}: {response.status_code} {response.text}")
+        return response.json()
+
+    def wait_for_oracle_clock(self, target: int, timeout: float) -> None:
+        """Wait until the server's oracle has seen the chain reach ``target``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = self._call("GET", "/deployment", None).get("oracle_clock")
+            if seen is not None and int(seen) >= target:
+                return
+            if time.monotonic() > deadline:
+                raise ReplayError(
+                    f"the server's oracle clock is at {seen} after {timeout:.0f}s, "
+                    f"expected {target}"
+                )
+            time.sleep(0.1)
+
+    def open_orders(self, scenario: Scenario, fleet_t0: int, note: Note) -> dict[str, int]:
+        ids: dict[str, int] = {}
+        for order in scenario.orders:
+            if order.terms.token == "ETH":
+                token = ETH
+            elif self.token:
+                token = self.token
+            else:
+                raise ReplayError(f"{order.name} pays in {order.terms.token}: no test token")
+            terms = _terms(scenario, order.name, fleet_t0, token, self.address["arbiter"])
+            body = {
+                "supplier": self.address["supplier"],
+                "terms": {
+                    name: (str(getattr(terms, name)) if name == "price" else getattr(terms, name))
+                    for name in Terms.SOLIDITY_ORDER
+                },
+                "fund": True,
+            }
+            created = self._call("POST", "/orders", "buyer", body)
+            order_id = int(created["order"]["id"])
+            self._call("POST", f"/orders/{order_id}/accept", "supplier")
+            ids[order.name] = order_id
+            note(f"order {order_id} ({order.name}): created and funded over the API; accepted")
+        return ids
+
+    def ship(self, fleet: Fleet, note: Note) -> None:
+        for order in fleet.scenario.orders:
+            order_id = fleet.order_ids[order.name]
+            devices = fleet.devices_of(order.name)
+            self._call("POST", f"/orders/{order_id}/ship", "supplier", {"devices": devices})
+            note(f"order {order_id}: shipped over the API with {len(devices)} device(s)")
+
+    def outcome(self, order_id: int) -> Outcome:
+        body = self._call("GET", f"/orders/{order_id}", "buyer")
+        split = body.get("settlement") or {}
+
+        def _int(v: Any) -> int | None:
+            return None if v is None else int(v)
+
+        return Outcome(
+            order_id=order_id,
+            state=str(body["state"]),
+            buyer_amount=_int(split.get("buyer_amount")),
+            supplier_amount=_int(split.get("supplier_amount")),
+            breached=bool(body["breached"]),
+            delivered_at=_int(body.get("delivered_at")),
+            deadline=int(body["terms"]["delivery_deadline"]),
+        )
+
+
+# ---------------------------------------------------------------------------
+# the in-process stack
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class LocalStack:
+    settings: Settings
+    driver: DirectDriver
+    oracle: Any
+    engine: Any
+    database_url: str
+    mqtt_url: str
+    embedded: dict[str, bool]
+
+
+@contextlib.contextmanager
+def local_stack(
+    settings: Settings, *, note: Note = lambda _m: None, oracle_client_id: str | None = None
+) -> Iterator[LocalStack]:
+    """Chain, broker, database and the oracle in this process; stops all on exit."""
+    from backend.oracle.service import Oracle, OracleConfig
+    from backend.store.db import upgrade_to_head
+
+    cleanup: list[Callable[[], None]] = []
+    workdir = Path(tempfile.mkdtemp(prefix="trustship-"))
+    cleanup.append(lambda: shutil.rmtree(workdir, ignore_errors=True))
+    try:
+        chain = connect(settings)
+        embedded_chain = chain.kind == "eth-tester"
+        deployment = None
+        if not embedded_chain and settings.DEPLOYMENT_FILE.exists():
+            try:
+                deployment = load_deployment(settings.DEPLOYMENT_FILE, chain)
+                note(f"using the deployment in {settings.DEPLOYMENT_FILE}")
+            except TrustShipError as exc:
+                note(f"not using {settings.DEPLOYMENT_FILE}: {exc}")
+        if deployment is None:
+            deployment = deploy_all(
+                chain, write_to=None if embedded_chain else settings.DEPLOYMENT_FILE
+            )
+            where = "in-process eth-tester" if embedded_chain else chain.rpc_url
+            note(f"contracts deployed on {where} (chain id {chain.chain_id})")
+
+        mqtt_url = settings.MQTT_URL
+        if not mqtt_url:
+            from iot_simulator.broker import start_embedded_broker
+
+            mqtt_url, stop_broker = start_embedded_broker()
+            cleanup.append(stop_broker)
+            note(f"embedded MQTT broker at {mqtt_url}")
+
+        database_url = settings.DATABASE_URL
+        if not database_url:
+            if not embedded_chain:
+                raise ConfigurationError(
+                    "RPC_URL is set but DATABASE_URL is not: the oracle's database must outlive "
+                    "this run like the chain does; set DATABASE_URL (sqlite:///path or PostgreSQL)"
+                )
+            database_url = f"sqlite:///{workdir / 'trustship.db'}"
+        engine = upgrade_to_head(database_url)
+        cleanup.append(engine.dispose)
+
+        config = OracleConfig.from_env(settings)
+        config.subscriber = dataclasses.replace(
+            config.subscriber,
+            url=mqtt_url,
+            client_id=oracle_client_id or f"trustship-oracle-{os.getpid()}",
+            # a run of demo/replay is ephemeral: its session must not outlive it on the broker
+            session_expiry_secs=300,
+        )
+        config.indexer_poll_secs = 0.2
+        config.outbox_poll_secs = 0.1
+        config.commit_max_age_secs = 2.0
+        driver = DirectDriver(chain, deployment, mqtt_url)
+        oracle = Oracle(
+            engine,
+            driver.domain,
+            config,
+            chain=chain,
+            contracts=driver.contracts,
+            oracle_account=chain.accounts.oracle,
+            start_block=deployment.block_number,
+        )
+        oracle.start()
+        cleanup.append(oracle.stop)
+        driver.oracle_clock = oracle.ingestor.clock
+        driver.sessions = oracle.sessions
+        note("oracle running: MQTT ingest, rules, outbox, chain indexer")
+        yield LocalStack(
+            settings=settings,
+            driver=driver,
+            oracle=oracle,
+            engine=engine,
+            database_url=database_url,
+            mqtt_url=mqtt_url,
+            embedded={
+                "chain": embedded_chain,
+                "broker": not settings.MQTT_URL,
+                "database": not settings.DATABASE_URL,
+            },
+        )
+    finally:
+        for fn in reversed(cleanup):
+            try:
+                fn()
+            except Exception:  # pragma: no cover - best effort on the way out
+                log.exception("cleanup step failed")
+
+
+def wait_until_final(
+    driver: Driver, order_ids: list[int], timeout: float, poll: float = 0.5
+) -> dict[int, Outcome]:
+    """Poll until every order is in a terminal state or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    outcomes: dict[int, Outcome] = {}
+    while True:
+        pending = [oid for oid in order_ids if not (oid in outcomes and outcomes[oid].final)]
+        for oid in pending:
+            outcomes[oid] = driver.outcome(oid)
+        if all(outcomes[oid].final for oid in order_ids) or time.monotonic() > deadline:
+            return outcomes
+        time.sleep(poll)
