@@ -1,270 +1,378 @@
-"""`trustship demo` — one order's life on the embedded chain (first version).
+"""`trustship demo` — a newcomer's one command: a shipment settles by itself.
 
-Deploys the contracts on in-process eth-tester and walks one ETH order from
-create-and-fund to both withdrawals; the arrival is proven on-chain from a
-device-signed reading about two hours late, so the settlement carries a late
-penalty. Each step is printed (amounts in ETH and wei, gas used) and written to
-a small report. The telemetry scenarios (simulator → MQTT → oracle) replace the
-hand-made reading in a later version; until then every scenario name runs this
-walkthrough and says so.
+Everything runs in this process on the embedded defaults (eth-tester, an
+in-process MQTT broker, SQLite in a temp dir) unless RPC_URL / MQTT_URL /
+DATABASE_URL say otherwise. The default scenario is the cold-chain breach: a
+reefer's compressor fails for eight hours on day two of a five-day voyage.
+
+The demo opens the order (create-and-fund, accept, ship with the devices bound
+on-chain), lets the simulator publish the fleet's signed telemetry over MQTT,
+and from then on only the oracle acts: it verifies and stores readings, warns
+while the excursion is still recoverable, proves the breach and the arrival
+on-chain, and the contracts settle. Then both parties withdraw. The terminal
+tells the story; a report file plots the temperature trace, the limits and the
+breach window.
 """
 
 from __future__ import annotations
 
+import base64
 import html
+import io
 import logging
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from backend.chain.connection import connect
-from backend.chain.contracts import OrderState
-from backend.chain.sender import TxResult
-from backend.chain.settlement import settlement
-from backend.chain.testing import build_stack, default_terms, device_key, signed
-from backend.core.settings import Settings
-from backend.telemetry import Reading, device_address
+from backend.chain.contracts import ETH
+from backend.core.settings import get_settings
+from backend.store import repositories as repo
+from iot_simulator import Scenario, load_scenario, resolve_scenario_path
+from trustship.replay import ScenarioReport, replay_scenario
+from trustship.stack import LocalStack, local_stack
+from trustship.stack import format_amount as amount
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
-ETHER = 10**18
-HOUR = 3600
-
-
-def eth(wei: int, places: int | None = None) -> str:
-    """``wei`` as ETH (all 18 decimals, or rounded to ``places``), trailing zeros trimmed."""
-    value = Decimal(wei) / Decimal(ETHER)
-    if places is not None:
-        value = round(value, places)
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return f"{text} ETH"
+#: At most this many orders of a fleet scenario get a story and a plot.
+STORY_ORDERS = 3
 
 
-def _utc(timestamp: int) -> str:
-    return f"{datetime.fromtimestamp(timestamp, UTC):%Y-%m-%d %H:%M} UTC"
+def celsius(centi: int) -> str:
+    return f"{centi / 100:.2f} °C"
+
+
+def duration(seconds: int) -> str:
+    hours, rest = divmod(int(seconds), 3600)
+    return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min"
 
 
 @dataclass
-class Step:
-    title: str
-    detail: str
-    gas_used: int | None = None
-    tx_hash: str | None = None
+class StoryLine:
+    at: int  # scenario time (unix seconds)
+    kind: str  # "alert" | "chain"
+    text: str
+    style: str = ""
 
 
 @dataclass
-class DemoRun:
-    scenario: str
-    steps: list[Step] = field(default_factory=list)
-    payouts: list[tuple[str, int]] = field(default_factory=list)
-    ok: bool = True
-    notes: list[str] = field(default_factory=list)
+class OrderStory:
+    name: str
+    order_id: int
+    token: str
+    t0: int
+    lines: list[StoryLine] = field(default_factory=list)
+    readings: list[tuple[int, str, int]] = field(default_factory=list)  # (ts, device, temp)
+    breach_window: tuple[int, int] | None = None
+    arrival: int | None = None
+    deadline: int = 0
+    min_temp: int = 0
+    max_temp: int = 0
+    commitments: int = 0
+    committed_readings: int = 0
+
+    def when(self, ts: int) -> str:
+        offset = ts - self.t0
+        return f"day {offset // 86400} {(offset % 86400) // 3600:02d}:{(offset % 3600) // 60:02d}"
 
 
-def _record(
-    run: DemoRun, console: Console, title: str, detail: str, tx: TxResult | None = None
+def _story(stack: LocalStack, scenario: Scenario, name: str, order_id: int, t0: int) -> OrderStory:
+    order = scenario.order(name)
+    terms = order.terms
+    story = OrderStory(
+        name=name,
+        order_id=order_id,
+        token=terms.token,
+        t0=t0,
+        deadline=t0 + terms.deadline_s,
+        min_temp=terms.min_temp_centi_c,
+        max_temp=terms.max_temp_centi_c,
+    )
+    with stack.oracle.sessions() as s:
+        for alert in repo.alerts_for(s, order_id, limit=1000):
+            style = "red" if alert.severity in ("critical", "error") else "yellow"
+            story.lines.append(
+                StoryLine(alert.at, "alert", f"{alert.kind}: {alert.message}", style)
+            )
+        for ev in repo.events_for(s, order_id, limit=5000):
+            args: dict[str, Any] = ev.args or {}
+            if ev.event == "ReadingsCommitted":
+                story.commitments += 1
+                story.committed_readings += int(args.get("readingCount", 0))
+            elif ev.event == "ExcursionProven":
+                start, end = int(args["startedAt"]), int(args["endedAt"])
+                story.breach_window = (start, end)
+                story.lines.append(
+                    StoryLine(
+                        end,
+                        "chain",
+                        f"BREACH PROVEN ON-CHAIN: device {args['device'][:10]}… out of range from "
+                        f"{story.when(start)} to {story.when(end)} ({duration(end - start)}, "
+                        f"tolerated {duration(terms.tolerated_excursion_s)}); readings "
+                        f"#{args['firstSeq']}–#{args['lastSeq']}, each checked on-chain",
+                        "bold red",
+                    )
+                )
+            elif ev.event == "ShockProven":
+                story.lines.append(
+                    StoryLine(
+                        ev.block_timestamp or t0,
+                        "chain",
+                        f"BREACH PROVEN ON-CHAIN: shock of {int(args['shockMilliG']) / 1000:.1f} g "
+                        f"(limit {terms.max_shock_milli_g / 1000:.1f} g), reading #{args['seq']}",
+                        "bold red",
+                    )
+                )
+            elif ev.event == "ArrivalProven":
+                at = int(args["timestamp"])
+                story.arrival = at
+                late = max(0, at - story.deadline)
+                when = f"{duration(late)} late" if late else "on time"
+                story.lines.append(
+                    StoryLine(
+                        at,
+                        "chain",
+                        f"ARRIVAL PROVEN ON-CHAIN: a device-signed reading inside the destination "
+                        f"geofence ({when})",
+                        "bold green",
+                    )
+                )
+        for r in repo.telemetry_page(s, order_id, limit=100_000).items:
+            story.readings.append((r.timestamp, r.device, r.temperature_centi_c))
+    story.lines.sort(key=lambda line: line.at)
+    return story
+
+
+def _print_header(console: Console, scenario: Scenario, path: Path) -> None:
+    console.print(
+        Panel.fit(
+            f"[bold]{scenario.name}[/bold] — {scenario.description}\n[dim]{path}[/dim]",
+            title="TrustShip demo",
+            border_style="cyan",
+        )
+    )
+    order = scenario.orders[0]
+    t = order.terms
+    table = Table(title="The terms the contracts enforce", show_header=False, box=None)
+    table.add_column(style="dim")
+    table.add_column()
+    parties = scenario.parties_for(order)
+    table.add_row("buyer / supplier", f"{parties.buyer} / {parties.supplier}")
+    table.add_row("arbiter", parties.arbiter)
+    table.add_row("route", " → ".join(order.waypoint_names()))
+    table.add_row("price (escrowed)", amount(t.price, t.token))
+    table.add_row("deadline", f"{duration(t.deadline_s)} after the order")
+    table.add_row(
+        "temperature",
+        f"{celsius(t.min_temp_centi_c)} … {celsius(t.max_temp_centi_c)}, "
+        f"excursions tolerated up to {duration(t.tolerated_excursion_s)}",
+    )
+    table.add_row("breach refund", f"{t.breach_refund_bps / 100:g} % to the buyer")
+    table.add_row(
+        "late penalty",
+        f"{t.late_penalty_bps_per_hour / 100:g} % per started hour, capped at "
+        f"{t.late_penalty_cap_bps / 100:g} %",
+    )
+    console.print(table)
+    if len(scenario.orders) > 1:
+        console.print(f"[dim](and {len(scenario.orders) - 1} more orders)[/dim]")
+
+
+def _print_story(console: Console, story: OrderStory) -> None:
+    console.rule(f"[bold]order {story.order_id} ({story.name}) — what the oracle saw and did")
+    shown_alerts = 0
+    for line in story.lines:
+        if line.kind == "alert":
+            shown_alerts += 1
+            if shown_alerts > 8:
+                continue
+        console.print(f"  [dim]{story.when(line.at)}[/dim]  [{line.style}]{line.text}[/]")
+    if shown_alerts > 8:
+        console.print(f"  [dim]… and {shown_alerts - 8} more alerts in the report[/dim]")
+    console.print(
+        f"  [dim]{len(story.readings)} signed readings verified and stored, "
+        f"{story.committed_readings} anchored on-chain in {story.commitments} Merkle "
+        "commitments (each provable with GET /orders/{id}/readings/{reading}/proof)[/dim]"
+    )
+
+
+def _settlement_table(rep: ScenarioReport) -> Table:
+    table = Table(title="Settlement (on-chain) vs what the scenario expects")
+    for col in ("order", "state", "buyer gets", "supplier gets", "breach", "late", "as expected"):
+        table.add_column(col)
+    for o in rep.orders:
+        table.add_row(
+            f"{o.order_id} {o.name}",
+            o.state,
+            amount(o.buyer, o.token),
+            amount(o.supplier, o.token),
+            "yes" if o.breach else "no",
+            duration(o.late_s or 0) if o.late_s else "on time",
+            "[green]yes[/green]" if o.passed else "[red]NO[/red]",
+        )
+    return table
+
+
+def _withdraw(stack: LocalStack, console: Console, tokens: set[str]) -> list[str]:
+    """Both parties pull their credits (escrow pays only on withdrawal)."""
+    driver = stack.driver
+    escrow = driver.contracts.escrow
+    lines = []
+    for token_symbol in sorted(tokens):
+        token = ETH if token_symbol == "ETH" else driver.contracts.token.address  # type: ignore[union-attr]
+        for role, account in (("buyer", driver.buyer), ("supplier", driver.supplier)):
+            credit = escrow.credit_of(account.address, token)
+            if credit == 0:
+                continue
+            result = escrow.withdraw(token, by=account)
+            line = f"{role} withdrew {amount(credit, token_symbol)} (gas {result.gas_used:,})"
+            lines.append(line)
+            console.print(f"[green]✓[/green] {line}")
+    return lines
+
+
+def _plot_png(story: OrderStory) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 4.2), dpi=110)
+    by_device: dict[str, list[tuple[float, float]]] = {}
+    for ts, device, temp in story.readings:
+        by_device.setdefault(device, []).append(((ts - story.t0) / 3600, temp / 100))
+    for device, points in sorted(by_device.items()):
+        points.sort()
+        ax.plot([p[0] for p in points], [p[1] for p in points], lw=1.2, label=f"{device[:10]}…")
+    ax.axhline(story.max_temp / 100, color="crimson", ls="--", lw=1, label="max")
+    ax.axhline(story.min_temp / 100, color="royalblue", ls="--", lw=1, label="min")
+    out = sorted(
+        (ts - story.t0) / 3600
+        for ts, _, temp in story.readings
+        if not story.min_temp <= temp <= story.max_temp
+    )
+    if out:  # every out-of-range reading, lightly; the proven evidence, strongly
+        ax.scatter(
+            out,
+            [ax.get_ylim()[0]] * len(out),
+            marker="|",
+            color="crimson",
+            s=40,
+            label="reading out of range",
+        )
+    if story.breach_window:
+        a, b = ((t - story.t0) / 3600 for t in story.breach_window)
+        ax.axvspan(a, b, color="crimson", alpha=0.25, label="breach evidence proven on-chain")
+    ax.axvline((story.deadline - story.t0) / 3600, color="gray", ls=":", lw=1, label="deadline")
+    if story.arrival:
+        ax.axvline((story.arrival - story.t0) / 3600, color="green", lw=1, label="arrival")
+    ax.set_xlabel("hours since the order")
+    ax.set_ylabel("°C")
+    ax.set_title(f"order {story.order_id} ({story.name}): container temperature")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8, ncol=2)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _write_report(
+    path: Path,
+    scenario: Scenario,
+    rep: ScenarioReport,
+    stories: list[OrderStory],
+    withdrawals: list[str],
 ) -> None:
-    step = Step(title, detail, tx.gas_used if tx else None, tx.tx_hash if tx else None)
-    run.steps.append(step)
-    gas = f"  [dim]gas {tx.gas_used:,}[/dim]" if tx else ""
-    console.print(f"[green]✓[/green] [bold]{title}[/bold] — {detail}{gas}")
+    e = html.escape
+    parts = [
+        "<!doctype html><meta charset='utf-8'>",
+        f"<title>TrustShip demo — {e(scenario.name)}</title>",
+        "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;"
+        "color:#222}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+        "padding:4px 8px;text-align:left}.chain{font-weight:600}.alert{color:#a60}"
+        "img{max-width:100%}</style>",
+        f"<h1>TrustShip demo: {e(scenario.name)}</h1>",
+        f"<p>{e(scenario.description)}</p>",
+        f"<p>Generated {datetime.now(UTC):%Y-%m-%d %H:%M UTC}. Settled as the scenario "
+        f"expects: <b>{'yes' if rep.passed else 'NO'}</b>.</p>",
+        "<h2>Settlement</h2><table><tr><th>order</th><th>state</th><th>buyer gets</th>"
+        "<th>supplier gets</th><th>breach</th><th>late</th><th>expected</th></tr>",
+    ]
+    for o in rep.orders:
+        parts.append(
+            f"<tr><td>{o.order_id} {e(o.name)}</td><td>{e(o.state)}</td>"
+            f"<td>{e(amount(o.buyer, o.token))}</td><td>{e(amount(o.supplier, o.token))}</td>"
+            f"<td>{'yes' if o.breach else 'no'}</td><td>{o.late_s} s</td>"
+            f"<td>{e(amount(o.expected_buyer, o.token))} / "
+            f"{e(amount(o.expected_supplier, o.token))}</td></tr>"
+        )
+    parts.append("</table>")
+    if withdrawals:
+        parts.append("<ul>" + "".join(f"<li>{e(w)}</li>" for w in withdrawals) + "</ul>")
+    for story in stories:
+        png = base64.b64encode(_plot_png(story)).decode()
+        parts.append(f"<h2>Order {story.order_id} ({e(story.name)})</h2>")
+        parts.append(f"<img alt='temperature trace' src='data:image/png;base64,{png}'>")
+        parts.append("<table><tr><th>when</th><th>what</th></tr>")
+        for line in story.lines:
+            parts.append(
+                f"<tr class='{line.kind}'><td>{e(story.when(line.at))}</td>"
+                f"<td>{e(line.text)}</td></tr>"
+            )
+        parts.append("</table>")
+        parts.append(
+            f"<p>{len(story.readings)} signed readings stored; {story.committed_readings} "
+            f"anchored in {story.commitments} Merkle commitments.</p>"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(parts), encoding="utf-8")
 
 
 def run_demo(scenario: str = "cold_chain_breach", report: Path = Path("reports/demo.html")) -> int:
-    """Run the walkthrough; returns 0 when the contract paid out what the terms say."""
+    """Run one scenario end to end on the embedded stack; 0 when it settled as expected."""
     console = Console()
-    started = time.monotonic()
-    run = DemoRun(scenario=scenario)
-    console.print(
-        Panel.fit(
-            "TrustShip demo — one purchase order on an in-process chain (eth-tester)\n"
-            f"scenario requested: {scenario!r}. This first version runs the built-in "
-            "late-delivery walkthrough;\n"
-            "the telemetry scenarios arrive with the simulator and oracle.",
-            title="TrustShip",
+    settings = get_settings()
+    path = resolve_scenario_path(scenario)
+    sc = load_scenario(path)
+    _print_header(console, sc, path)
+    # refusals and broker notes are in the story and the report, not interleaved with it
+    for noisy in ("backend.oracle.ingest", "backend.oracle.subscriber"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+    def note(msg: str) -> None:
+        console.print(f"[green]✓[/green] {msg}")
+
+    with local_stack(settings, note=note) as stack:
+        t0_holder: dict[str, int] = {}
+        rep = replay_scenario(
+            stack.driver,
+            path,
+            note=note,
+            progress=True,
+            on_start=lambda t0: t0_holder.update(t0=t0),
         )
-    )
-    run.notes.append(
-        f"Scenario {scenario!r} requested; the built-in late-delivery walkthrough ran "
-        "(telemetry scenarios are not wired into the demo yet)."
-    )
-
-    settings = Settings(_env_file=None, RPC_URL=None, DEV_MODE=True)  # type: ignore[call-arg]
-    with console.status("deploying the contracts"):
-        chain = connect(settings)
-        stack = build_stack(chain, stablecoin=False)
-    a = stack.accounts
-    deploy_gas = 0
-    for tx_hash in stack.deployment.tx_hashes.values():
-        deploy_gas += int(chain.w3.eth.get_transaction_receipt(tx_hash)["gasUsed"])  # type: ignore[arg-type]
-    _record(
-        run,
-        console,
-        "Deployed",
-        f"PurchaseOrders {stack.po.address}, QualityVerification {stack.qv.address}, "
-        f"Escrow {stack.escrow.address} (chain id {chain.chain_id}; deployment gas {deploy_gas:,})",
-    )
-
-    terms = default_terms(
-        chain.now(), a.arbiter.address, delivery_deadline=chain.now() + 3 * 24 * HOUR
-    )
-    start_balance = {
-        "buyer": chain.balance(a.buyer.address),
-        "supplier": chain.balance(a.supplier.address),
-    }
-    spent_gas = {"buyer": 0, "supplier": 0}
-
-    def paid(role: str, tx: TxResult) -> TxResult:
-        spent_gas[role] += tx.gas_used * tx.effective_gas_price
-        return tx
-
-    tx = paid("buyer", stack.po.create_and_fund_order(a.supplier.address, terms, by=a.buyer))
-    order_id = int(tx.value)
-    _record(
-        run,
-        console,
-        "Order created and funded",
-        f"order #{order_id}: buyer {a.buyer.address} pays {eth(terms.price)} ({terms.price} wei) "
-        f"into escrow; due {_utc(terms.delivery_deadline)}; "
-        f"late penalty {terms.late_penalty_bps_per_hour / 100:g} % per started hour, "
-        f"capped at {terms.late_penalty_cap_bps / 100:g} %",
-        tx,
-    )
-    tx = paid("supplier", stack.po.accept_order(order_id, by=a.supplier))
-    _record(run, console, "Accepted", f"supplier {a.supplier.address} accepts the terms", tx)
-
-    key = device_key(1)
-    sensor = device_address(key)
-    tx = paid("supplier", stack.po.ship_order(order_id, [sensor], by=a.supplier))
-    _record(run, console, "Shipped", f"sensor {sensor} bound to the order", tx)
-
-    arrived_at = terms.delivery_deadline + 2 * HOUR - 10 * 60  # 1 h 50 min late
-    chain.time_travel(arrived_at + 5 * 60)
-    _record(
-        run,
-        console,
-        "Time passes",
-        f"the ship docks at Rotterdam at {_utc(arrived_at)}, 1 h 50 min after the deadline",
-    )
-
-    arrival = Reading(
-        order_id=order_id,
-        seq=1,
-        timestamp=arrived_at,
-        temperature_centi_c=512,
-        humidity_permille=610,
-        shock_milli_g=120,
-        latitude_e6=terms.dest_lat_e6 + 1_200,
-        longitude_e6=terms.dest_lon_e6 - 800,
-    )
-    evidence = signed(arrival, stack.domain, key)
-    tx = stack.qv.prove_arrival(order_id, evidence, by=a.oracle)
-    delivered = tx.event("OrderDelivered")
-    _record(
-        run,
-        console,
-        "Arrival proven on-chain",
-        f"the sensor's signed reading inside the geofence (5.12 °C) is verified by "
-        f"QualityVerification; {delivered['lateSeconds']} s late",
-        tx,
-    )
-
-    expected = settlement(terms.price, terms, arrived_at, breached=False)
-    settled = tx.events_named("OrderSettled")
-    if not settled:  # a dispute window would leave it Delivered; the demo's terms have none
-        tx = stack.po.settle_order(order_id, by=a.supplier)
-        settled = tx.events_named("OrderSettled")
-    buyer_amount, supplier_amount = settled[0]["buyerAmount"], settled[0]["supplierAmount"]
-    started_hours = -(-expected.late_seconds // HOUR)
-    _record(
-        run,
-        console,
-        "Settled",
-        f"late penalty {expected.late_penalty_bps / 100:g} % ({started_hours} started hours), "
-        f"credited in the same transaction: buyer refund {eth(buyer_amount)} ({buyer_amount} wei), "
-        f"supplier {eth(supplier_amount)} ({supplier_amount} wei)",
-    )
-    if (buyer_amount, supplier_amount) != (expected.buyer_amount, expected.supplier_amount):
-        run.ok = False
-        console.print(
-            f"[red]mismatch: the terms give buyer {expected.buyer_amount} / supplier "
-            f"{expected.supplier_amount} wei[/red]"
-        )
-
-    tx = paid("buyer", stack.escrow.withdraw(by=a.buyer))
-    _record(run, console, "Buyer withdraws", f"{eth(tx.event('FundsWithdrawn')['amount'])}", tx)
-    tx = paid("supplier", stack.escrow.withdraw(by=a.supplier))
-    _record(run, console, "Supplier withdraws", f"{eth(tx.event('FundsWithdrawn')['amount'])}", tx)
-
-    state = stack.po.order_state(order_id)
-    owed = stack.escrow.total_owed()
-    if state is not OrderState.SETTLED or owed != 0:
-        run.ok = False
-        console.print(f"[red]order state {state.name}, escrow still owes {owed} wei[/red]")
-
-    table = Table(title=f"Order #{order_id} payout")
-    table.add_column("party")
-    table.add_column("received", justify="right")
-    table.add_column("wei", justify="right")
-    table.add_column("gas paid", justify="right")
-    table.add_column("balance change", justify="right")
-    for role, amount in (("buyer", buyer_amount), ("supplier", supplier_amount)):
-        acct = a.buyer if role == "buyer" else a.supplier
-        change = chain.balance(acct.address) - start_balance[role]
-        run.payouts.append((role, amount))
-        table.add_row(role, eth(amount), str(amount), eth(spent_gas[role], 6), eth(change, 6))
-    console.print(table)
-    elapsed = time.monotonic() - started
-    console.print(f"[dim]finished in {elapsed:.1f} s[/dim]")
-
-    write_report(run, report, order_id=order_id, price=terms.price)
-    console.print(f"report written to [bold]{report}[/bold]")
-    return 0 if run.ok else 1
-
-
-def write_report(run: DemoRun, path: Path, *, order_id: int, price: int) -> None:
-    """Write the steps as HTML (``.html``/``.htm``) or plain text (anything else)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() in (".html", ".htm"):
-        rows = "\n".join(
-            f"<tr><td>{i}</td><td>{html.escape(s.title)}</td><td>{html.escape(s.detail)}</td>"
-            f"<td>{'' if s.gas_used is None else f'{s.gas_used:,}'}</td>"
-            f"<td><code>{html.escape(s.tx_hash or '')}</code></td></tr>"
-            for i, s in enumerate(run.steps, 1)
-        )
-        payouts = "\n".join(
-            f"<tr><td>{role}</td><td>{html.escape(eth(amount))}</td><td>{amount}</td></tr>"
-            for role, amount in run.payouts
-        )
-        notes = "".join(f"<p><em>{html.escape(n)}</em></p>" for n in run.notes)
-        status = "settled as the terms say" if run.ok else "MISMATCH — see the steps"
-        path.write_text(
-            "<!doctype html>\n<html><head><meta charset='utf-8'><title>TrustShip demo</title>"
-            "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}"
-            "td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}"
-            "table{border-collapse:collapse;margin:1em 0}</style></head><body>\n"
-            f"<h1>TrustShip demo — order #{order_id}</h1>\n{notes}\n"
-            f"<p>Price {html.escape(eth(price))} ({price} wei). "
-            f"Outcome: <strong>{status}</strong>.</p>\n"
-            "<h2>Steps</h2><table><tr><th>#</th><th>step</th><th>what happened</th>"
-            f"<th>gas</th><th>transaction</th></tr>\n{rows}\n</table>\n"
-            "<h2>Payout</h2><table><tr><th>party</th><th>amount</th><th>wei</th></tr>\n"
-            f"{payouts}\n</table>\n</body></html>\n"
-        )
-    else:
-        lines = [f"TrustShip demo — order #{order_id}", *run.notes, ""]
-        for i, s in enumerate(run.steps, 1):
-            gas = f" (gas {s.gas_used:,})" if s.gas_used is not None else ""
-            lines.append(f"{i}. {s.title}: {s.detail}{gas}")
-        lines.append("")
-        lines += [f"{role}: {eth(amount)} ({amount} wei)" for role, amount in run.payouts]
-        lines.append("outcome: " + ("settled as the terms say" if run.ok else "MISMATCH"))
-        path.write_text("\n".join(lines) + "\n")
+        if rep.error:
+            console.print(f"[red]the scenario did not run: {rep.error}[/red]")
+            return 2
+        stories = [
+            _story(stack, sc, o.name, o.order_id, t0_holder["t0"])
+            for o in rep.orders[:STORY_ORDERS]
+        ]
+        for story in stories:
+            _print_story(console, story)
+        console.print(_settlement_table(rep))
+        withdrawals = _withdraw(stack, console, {o.token for o in rep.orders})
+        _write_report(report, sc, rep, stories, withdrawals)
+    console.print(f"\nReport with the temperature trace: [bold]{report}[/bold]")
+    if rep.passed:
+        console.print("[bold green]The shipment settled by itself, exactly as the terms say.[/]")
+        return 0
+    console.print("[bold red]The settlement differs from what the scenario expects.[/]")
+    return 1

@@ -22,7 +22,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,16 +42,13 @@ from trustship.stack import (
     Note,
     Outcome,
     ReplayError,
+    format_amount,
     local_stack,
     wait_until_final,
 )
 
 #: Seconds of scenario time the chain clock is moved past the end of the voyage.
 CLOCK_MARGIN_S = 60
-
-
-#: Display decimals of the scenario tokens (amounts are compared in base units).
-DECIMALS = {"ETH": 18, "TUSD": 6}
 
 
 @dataclass
@@ -128,13 +125,19 @@ def replay_scenario(
     settle_timeout: float = 120.0,
     note: Note = lambda _m: None,
     progress: bool = False,
+    on_start: Callable[[int], None] | None = None,
 ) -> ScenarioReport:
-    """Run one scenario against ``driver``'s stack and compare the outcome."""
+    """Run one scenario against ``driver``'s stack and compare the outcome.
+
+    ``on_start`` receives the scenario start ``t0`` (unix seconds, chain time).
+    """
     started = time.monotonic()
     scenario = load_scenario(path)
     report = ScenarioReport(name=scenario.name, file=str(path))
     try:
         t0 = driver.chain.now() + 1
+        if on_start is not None:
+            on_start(t0)
         ids = driver.open_orders(scenario, t0, note)
         fleet = build_fleet(scenario, driver.domain, ids, t0=t0)
         driver.ship(fleet, note)
@@ -191,16 +194,8 @@ def open_driver(settings: Settings, note: Note) -> Iterator[Driver]:
         yield stack.driver
 
 
-def _amount(value: int | None, token: str) -> str:
-    """Base units as token units, exact (no rounding), trailing zeros trimmed."""
-    if value is None:
-        return "—"
-    decimals = DECIMALS.get(token, 0)
-    whole, frac = divmod(value, 10**decimals)
-    text = f"{whole:,}"
-    if frac:
-        text += "." + f"{frac:0{decimals}d}".rstrip("0")
-    return text
+def _pair(expected: int, got: int | None, token: str) -> str:
+    return f"{format_amount(expected, token, unit=False)} / {format_amount(got, token, unit=False)}"
 
 
 def print_table(reports: Sequence[ScenarioReport], console: Console) -> None:
@@ -227,10 +222,10 @@ def print_table(reports: Sequence[ScenarioReport], console: Console) -> None:
                 o.name,
                 str(o.order_id),
                 o.token,
-                f"{_amount(o.expected_buyer, o.token)} / {_amount(o.buyer, o.token)}",
-                f"{_amount(o.expected_supplier, o.token)} / {_amount(o.supplier, o.token)}",
+                _pair(o.expected_buyer, o.buyer, o.token),
+                _pair(o.expected_supplier, o.supplier, o.token),
                 f"{'yes' if o.expected_breach else 'no'} / {'yes' if o.breach else 'no'}",
-                f"{o.expected_late_s:,} / {_amount(o.late_s, '')}",
+                f"{o.expected_late_s:,} / {format_amount(o.late_s, '')}",
                 mark,
             )
     console.print(table)

@@ -49,6 +49,21 @@ log = logging.getLogger(__name__)
 TERMINAL = {"Settled", "Resolved", "Cancelled", "Expired"}
 Note = Callable[[str], None]
 
+#: Display decimals of the scenario tokens (amounts are compared in base units).
+DECIMALS = {"ETH": 18, "TUSD": 6}
+
+
+def format_amount(value: int | None, token: str, *, unit: bool = True) -> str:
+    """Base units as token units, exact (no rounding), e.g. ``19,200.5 TUSD``."""
+    if value is None:
+        return "—"
+    decimals = DECIMALS.get(token, 0)
+    whole, frac = divmod(value, 10**decimals)
+    text = f"{whole:,}"
+    if frac:
+        text += "." + f"{frac:0{decimals}d}".rstrip("0")
+    return f"{text} {token}" if unit and token else text
+
 
 class ReplayError(TrustShipError):
     """Raised when a scenario cannot be run against the stack (not when it settles wrongly)."""
@@ -160,8 +175,9 @@ class DirectDriver:
             po.accept_order(order_id, by=self.supplier)
             ids[order.name] = order_id
             note(
-                f"order {order_id} ({order.name}): created and funded by the buyer, "
-                f"{terms.price} {order.terms.token} base units in escrow; accepted by the supplier"
+                f"order {order_id} ({order.name}): created and funded by the buyer "
+                f"({format_amount(terms.price, order.terms.token)} in escrow); "
+                "accepted by the supplier"
             )
         return ids
 
