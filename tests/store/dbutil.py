@@ -67,3 +67,24 @@ def migrated_engine(backend: str, tmp_path: Path) -> Iterator[Engine]:
         with postgres_schema_engine() as engine:
             upgrade_to_head(engine)
             yield engine
+
+
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database for a subprocess (its URL); dropped on exit."""
+    name = "trustship_test_" + uuid.uuid4().hex[:12]
+    admin = make_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # pragma: no cover - environment problem, reported clearly
+        admin.dispose()
+        raise RuntimeError(
+            f"PostgreSQL at {POSTGRES_URL} is not usable ({exc}); start it or set TEST_POSTGRES_URL"
+        ) from exc
+    try:
+        yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

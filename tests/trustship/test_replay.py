@@ -1,0 +1,111 @@
+"""`trustship replay` and `trustship demo` on the embedded defaults (eth-tester, the
+in-process amqtt broker, SQLite): every scenario of the catalogue settles on-chain by
+itself exactly as it states, and a wrong expectation fails the run.
+
+The same catalogue runs on real servers in tests/integration/test_replay_servers.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CATALOGUE = sorted((REPO / "scenarios").glob("*.yaml"))
+
+
+def embedded_env(tmp_path: Path) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"RPC_URL", "MQTT_URL", "DATABASE_URL", "TRUSTSHIP_API_URL"}
+    }
+    env["DEPLOYMENT_FILE"] = str(tmp_path / "deployment.json")
+    return env
+
+
+def replay(files: list[Path], env: dict[str, str], timeout: float = 600) -> tuple[int, dict]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "trustship.cli", "replay", *map(str, files), "--json",
+         "--speed", "max"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    try:
+        summary = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(
+            f"replay printed no JSON (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
+        ) from None
+    return proc.returncode, summary
+
+
+def describe(summary: dict) -> str:
+    lines = []
+    for sc in summary["scenarios"]:
+        bad = [o for o in sc["orders"] if not o["passed"]]
+        lines.append(f"{sc['name']}: passed={sc['passed']} error={sc['error']} failing={bad[:3]}")
+    return "\n".join(lines)
+
+
+def test_the_catalogue_settles_as_expected_on_the_embedded_stack(tmp_path: Path) -> None:
+    assert len(CATALOGUE) >= 9
+    code, summary = replay(CATALOGUE, embedded_env(tmp_path))
+    assert code == 0, describe(summary)
+    assert summary["passed"] is True
+    names = {sc["name"] for sc in summary["scenarios"]}
+    assert {p.stem for p in CATALOGUE} == names
+    orders = [o for sc in summary["scenarios"] for o in sc["orders"]]
+    assert len(orders) >= 58  # fleet_50 alone has 50
+    for o in orders:
+        assert o["state"] == "Settled"
+        assert (o["buyer"], o["supplier"]) == (o["expected_buyer"], o["expected_supplier"])
+        assert o["breach"] == o["expected_breach"] and o["late_s"] == o["expected_late_s"]
+    by_name = {sc["name"]: sc for sc in summary["scenarios"]}
+    assert by_name["spoofed_device"]["orders"][0]["breach"] is False  # forged readings ignored
+    assert by_name["cold_chain_breach"]["orders"][0]["breach"] is True
+
+
+def test_a_wrong_expectation_fails_the_replay(tmp_path: Path) -> None:
+    scenario = yaml.safe_load((REPO / "scenarios/rough_handling.yaml").read_text())
+    expected = scenario["orders"][0]["expected"]
+    expected["buyer"] += 1  # one wei more than the terms give
+    expected["supplier"] -= 1
+    wrong = tmp_path / "rough_handling_wrong.yaml"
+    wrong.write_text(yaml.safe_dump(scenario, sort_keys=False))
+    code, summary = replay([wrong], embedded_env(tmp_path))
+    assert code == 1
+    [sc] = summary["scenarios"]
+    [order] = sc["orders"]
+    assert sc["passed"] is False and order["passed"] is False
+    assert order["state"] == "Settled"
+    assert order["buyer"] == expected["buyer"] - 1  # the chain paid what the terms say
+
+
+def test_demo_tells_the_story_and_writes_the_report(tmp_path: Path) -> None:
+    report = tmp_path / "demo.html"
+    proc = subprocess.run(
+        [sys.executable, "-m", "trustship.cli", "demo", "--report", str(report)],
+        cwd=REPO, env=embedded_env(tmp_path), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    out = proc.stdout
+    assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
+    for step in (
+        "created and funded",
+        "shipped with 2 device(s)",
+        "still recoverable",  # an early warning before the limit was crossed
+        "BREACH PROVEN ON-CHAIN",
+        "ARRIVAL PROVEN ON-CHAIN",
+        "19,200",  # the buyer's 40 % refund of 48,000 TUSD
+        "28,800",
+        "buyer withdrew 19,200 TUSD",
+        "supplier withdrew 28,800 TUSD",
+        "settled by itself",
+    ):
+        assert step in out, f"{step!r} missing from the demo output:\n{out[-3000:]}"
+    html = report.read_text()
+    assert "data:image/png;base64," in html and "BREACH PROVEN ON-CHAIN" in html
