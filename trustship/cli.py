@@ -91,13 +91,29 @@ def simulate(
     speed: Annotated[
         float | None, typer.Option(help="Time compression factor (overrides the scenario).")
     ] = None,
+    t0: Annotated[
+        int | None, typer.Option(help="Scenario start, unix seconds (default: now).")
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print the timeline (arrival tick, excursions, predicted settlement); publish "
+            "nothing. Exit 1 if the prediction differs from the scenario's expectation.",
+        ),
+    ] = False,
 ) -> None:
     """Publish a scenario's sensor fleet over MQTT (MQTT_URL)."""
     from iot_simulator.cli import simulate as run_simulate
 
     raise typer.Exit(
         run_simulate(
-            scenario=scenario, deployment=deployment, order_ids=order_id or [], speed=speed
+            scenario=scenario,
+            deployment=deployment,
+            order_ids=order_id or [],
+            speed=speed,
+            dry_run=dry_run,
+            t0=t0,
         )
     )
 
