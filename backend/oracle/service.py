@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from backend.core.errors import ConfigurationError
 from backend.core.settings import Settings, get_settings
 from backend.oracle.batcher import CommitmentBatcher
 from backend.oracle.ingest import IngestConfig, Ingestor, IngestWorker, PeriodicTask
@@ -52,15 +53,38 @@ class OracleConfig:
 
     @classmethod
     def from_env(cls, settings: Settings) -> OracleConfig:
-        """Defaults, with the broker from MQTT_URL and ORACLE_CLIENT_ID / ORACLE_SHARE_GROUP."""
+        """Defaults, with the broker from MQTT_URL, ORACLE_CLIENT_ID / ORACLE_SHARE_GROUP,
+        and the timing knobs of :data:`ENV_KNOBS` (``ORACLE_COMMIT_MAX_AGE_SECS`` ...)."""
         group = os.environ.get("ORACLE_SHARE_GROUP", "trustship-oracle")
-        return cls(
+        config = cls(
             subscriber=SubscriberConfig(
                 url=settings.MQTT_URL or "mqtt://127.0.0.1:1883",
                 client_id=os.environ.get("ORACLE_CLIENT_ID", "trustship-oracle-1"),
                 group=group or None,
             )
         )
+        for name, (attr, kind) in ENV_KNOBS.items():
+            raw = os.environ.get(name)
+            if raw is None or raw.strip() == "":
+                continue
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise ConfigurationError(f"{name}={raw!r} is not a number") from None
+            if not value > 0:
+                raise ConfigurationError(f"{name} must be positive, got {raw}")
+            setattr(config, attr, value)
+        return config
+
+
+#: Environment variables that tune :class:`OracleConfig` for ``python -m backend.oracle``
+#: (docs/oracle.md): name → (field, type).
+ENV_KNOBS: dict[str, tuple[str, type[int] | type[float]]] = {
+    "ORACLE_COMMIT_MAX_READINGS": ("commit_max_readings", int),
+    "ORACLE_COMMIT_MAX_AGE_SECS": ("commit_max_age_secs", float),
+    "ORACLE_INDEXER_POLL_SECS": ("indexer_poll_secs", float),
+    "ORACLE_OUTBOX_POLL_SECS": ("outbox_poll_secs", float),
+}
 
 
 class Oracle:

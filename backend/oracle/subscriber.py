@@ -177,6 +177,7 @@ class TelemetrySubscriber:
         if failed:
             log.error("subscription to %s refused: %s", self.subscription, failed)
             return
+        log.info("subscribed to %s", self.subscription)
         self.subscribed.set()
 
     def _on_disconnect(
