@@ -1,0 +1,613 @@
+"""Crash safety of the oracle on real servers (DESIGN.md §6: after a crash at any point,
+restart loses nothing and does nothing twice).
+
+A real anvil, a real mosquitto with deploy/mosquitto.conf (authentication, ACL,
+persistence, its queue limits) and the oracle as a separate process,
+``python -m backend.oracle``, with a fixed ``ORACLE_CLIENT_ID`` so its persistent
+session outlives every restart.
+
+* ``test_sigkill_during_replay_loses_nothing_and_does_nothing_twice``: three
+  scenarios (a reefer breach + arrival, a shock + dispute window, 50 concurrent
+  orders) are replayed while the oracle is SIGKILLed again and again at random
+  moments (fixed seed, logged: ``TRUSTSHIP_KILL_SEED`` to vary it) — while messages
+  flow, while it starts, while its outbox sends transactions — and restarted.
+  Then: every signed reading is stored exactly once; on chain at most one breach
+  proof and exactly one arrival, delivery and settlement per order, commitments
+  strictly increasing, every reading in exactly one committed batch (its Merkle
+  root recomputed); every order settled as its scenario expects.
+* ``test_oracle_offline_while_devices_publish_receives_everything``: the oracle's
+  session exists, the oracle is stopped, devices publish well over mosquitto's
+  default 1,000 queued messages, the oracle starts: every reading is stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import signal
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from backend.chain.connection import Chain, connect
+from backend.chain.contracts import OrderState
+from backend.chain.deploy import Deployment, deploy_all
+from backend.core.settings import Settings
+from backend.store.db import make_engine
+from backend.store.models import CommitmentRow, OutboxRow, ReadingRow
+from backend.telemetry import MerkleTree, reading_digest
+from iot_simulator import Fleet, PublishStats, build_fleet, load_scenario, publish
+from iot_simulator.credentials import device_credentials
+from tests.iot_simulator.helpers import start_secured_mosquitto
+from tests.oracle_process import REPO, OracleProcess, deploy_broker_settings
+from tests.servers import Server, start_anvil, start_mosquitto
+from tests.store.dbutil import fresh_postgres_database
+from trustship.stack import DirectDriver
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
+
+log = logging.getLogger(__name__)
+
+SCENARIOS = REPO / "scenarios"
+ORACLE_PASSWORD = "crash-test-oracle-password"
+#: Seconds of scenario time the chain clock is moved past the end of the voyage.
+CLOCK_MARGIN_S = 60
+KILL_SEED = int(os.environ.get("TRUSTSHIP_KILL_SEED", "20240607"))
+
+BACKENDS = [pytest.param("sqlite", id="sqlite"), pytest.param("postgresql", id="postgresql")]
+
+
+# ---------------------------------------------------------------------------
+# the stack: anvil, mosquitto (deploy config), a database, the oracle process
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class CrashStack:
+    anvil: Server
+    broker: Server
+    chain: Chain
+    deployment: Deployment
+    driver: DirectDriver
+    oracle: OracleProcess
+    engine: Engine
+    database_url: str
+    fleets: list[Fleet] = field(default_factory=list)
+
+    @property
+    def device_url(self) -> str:
+        """Devices log in with their own credentials (publish(connection="device"))."""
+        return f"mqtt://127.0.0.1:{self.broker.port}"
+
+    def open_and_ship(self, names: list[str]) -> list[Fleet]:
+        """Open, fund and accept each scenario's orders, then ship them (devices bound)."""
+        for name in names:
+            scenario = load_scenario(SCENARIOS / name)
+            t0 = self.chain.now() + 1
+            ids = self.driver.open_orders(scenario, t0, log.info)
+            fleet = build_fleet(scenario, self.driver.domain, ids, t0=t0)
+            self.driver.ship(fleet, log.info)
+            self.fleets.append(fleet)
+        return self.fleets
+
+    def move_clock_past_the_voyages(self) -> None:
+        target = max(
+            f.end_time + max(o.terms.dispute_window_s for o in f.scenario.orders) + CLOCK_MARGIN_S
+            for f in self.fleets
+        )
+        if target > self.chain.now():
+            self.chain.time_travel(target)
+
+    def order_ids(self) -> list[int]:
+        return sorted(oid for f in self.fleets for oid in f.order_ids.values())
+
+
+@contextlib.contextmanager
+def database(backend: str, tmp_path: Path) -> Iterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'oracle.db'}"
+    else:
+        with fresh_postgres_database() as url:
+            yield url
+
+
+@pytest.fixture(params=BACKENDS)
+def crash_stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CrashStack]:
+    users = {"oracle": ORACLE_PASSWORD, **device_credentials(sorted(SCENARIOS.glob("*.yaml")))}
+    with contextlib.ExitStack() as stack:
+        anvil = start_anvil()
+        stack.callback(anvil.stop)
+        broker = start_secured_mosquitto(users)
+        stack.callback(broker.stop)
+        database_url = stack.enter_context(database(request.param, tmp_path))
+        settings = Settings(_env_file=None, RPC_URL=anvil.extra["url"], DEV_MODE=True)  # type: ignore[call-arg]
+        chain = connect(settings)
+        deployment_file = tmp_path / "deployment.json"
+        deployment = deploy_all(chain, write_to=deployment_file)
+        driver = DirectDriver(chain, deployment, f"mqtt://127.0.0.1:{broker.port}")
+        oracle = OracleProcess(
+            {
+                "RPC_URL": anvil.extra["url"],
+                "MQTT_URL": f"mqtt://oracle:{ORACLE_PASSWORD}@127.0.0.1:{broker.port}",
+                "DATABASE_URL": database_url,
+                "DEPLOYMENT_FILE": str(deployment_file),
+                "ORACLE_CLIENT_ID": "crash-test-oracle",
+                "DEV_MODE": "true",
+                "LOG_LEVEL": "INFO",
+                # small batches and short polls, so that commits and transactions
+                # happen throughout the replay (and kills land among them)
+                "ORACLE_COMMIT_MAX_AGE_SECS": "1.5",
+                "ORACLE_COMMIT_MAX_READINGS": "200",
+                "ORACLE_INDEXER_POLL_SECS": "0.5",
+                "ORACLE_OUTBOX_POLL_SECS": "0.2",
+            },
+            tmp_path / "oracle.log",
+        )
+        stack.callback(oracle.stop)  # by PID, before the servers it talks to
+        engine = make_engine(database_url)
+        stack.callback(engine.dispose)
+        yield CrashStack(anvil, broker, chain, deployment, driver, oracle, engine, database_url)
+
+
+# ---------------------------------------------------------------------------
+# what must hold at the end
+# ---------------------------------------------------------------------------
+
+
+def expected_readings(stack: CrashStack) -> dict[tuple[str, int], tuple[int, bytes]]:
+    """(device, seq) → (order id, digest) for every reading of every bound device."""
+    out: dict[tuple[str, int], tuple[int, bytes]] = {}
+    for fleet in stack.fleets:
+        for dev in fleet.devices:  # bound at shipment (spoofers are not)
+            for _sample, signed in fleet.readings(dev):
+                r = signed.reading
+                out[(signed.device, r.seq)] = (r.order_id, reading_digest(r, fleet.domain))
+    return out
+
+
+def assert_every_reading_stored_once(stack: CrashStack) -> int:
+    expected = expected_readings(stack)
+    with Session(stack.engine) as s:
+        rows = s.execute(
+            select(ReadingRow.device, ReadingRow.seq, ReadingRow.order_id, ReadingRow.digest)
+        ).all()
+    stored = Counter((d, int(q)) for d, q, _, _ in rows)
+    twice = [k for k, n in stored.items() if n > 1]
+    assert not twice, f"readings stored more than once: {twice[:10]}"
+    missing = sorted(set(expected) - set(stored))
+    extra = sorted(set(stored) - set(expected))
+    assert not missing, f"{len(missing)} readings lost, e.g. {missing[:10]}"
+    assert not extra, f"{len(extra)} readings stored that no bound device signed: {extra[:10]}"
+    for d, q, order_id, digest in rows:
+        assert expected[(d, int(q))] == (int(order_id), bytes(digest)), (d, q)
+    assert len(rows) == len(expected)
+    return len(rows)
+
+
+def chain_events(stack: CrashStack) -> list[Any]:
+    c = stack.driver.contracts
+    addresses = [c.purchase_orders.address, c.quality.address, c.escrow.address]
+    logs = stack.chain.w3.eth.get_logs(
+        {"fromBlock": stack.deployment.block_number, "toBlock": "latest", "address": addresses}  # type: ignore[typeddict-item]
+    )
+    return stack.chain.registry.decode_logs(logs)
+
+
+def assert_nothing_twice_on_chain(stack: CrashStack) -> dict[str, int]:
+    """One breach proof at most, one arrival/delivery/settlement, batches in order,
+    every reading in exactly one committed batch whose root the chain holds."""
+    by_order: dict[int, Counter[str]] = defaultdict(Counter)
+    batches: dict[int, list[tuple[int, bytes, int]]] = defaultdict(list)
+    for e in chain_events(stack):
+        if "orderId" not in e.args:
+            continue
+        oid = int(e.args["orderId"])
+        by_order[oid][e.name] += 1
+        if e.name == "ReadingsCommitted":
+            batches[oid].append(
+                (int(e.args["batchSeq"]), bytes(e.args["root"]), int(e.args["readingCount"]))
+            )
+    expected_breach = {
+        f.order_ids[o.name]: o.expected.breach for f in stack.fleets for o in f.scenario.orders
+    }
+    totals: Counter[str] = Counter()
+    with Session(stack.engine) as s:
+        for oid in stack.order_ids():
+            events = by_order[oid]
+            totals.update(events)
+            proofs = events["ExcursionProven"] + events["ShockProven"]
+            assert proofs == int(expected_breach[oid]), f"order {oid}: {dict(events)}"
+            for name in ("ArrivalProven", "OrderDelivered", "OrderSettled"):
+                assert events[name] == 1, f"order {oid}: {name} × {events[name]}: {dict(events)}"
+            seqs = [b[0] for b in batches[oid]]
+            assert seqs == list(range(1, len(seqs) + 1)), f"order {oid}: batchSeq {seqs}"
+            # every reading of the order in exactly one batch, and the chain's root is
+            # the Merkle root of exactly those readings' digests, in the recorded order
+            rows = s.scalars(select(CommitmentRow).where(CommitmentRow.order_id == oid)).all()
+            recorded = {int(r.batch_seq): r for r in rows}
+            assert sorted(recorded) == seqs, f"order {oid}: DB batches {sorted(recorded)}"
+            digests = dict(
+                s.execute(
+                    select(ReadingRow.id, ReadingRow.digest).where(ReadingRow.order_id == oid)
+                ).all()
+            )
+            covered: Counter[int] = Counter()
+            for seq, root, count in batches[oid]:
+                ids = [int(i) for i in recorded[seq].reading_ids]
+                covered.update(ids)
+                assert len(ids) == count, f"order {oid} batch {seq}: {len(ids)} ≠ {count}"
+                tree = MerkleTree.from_digests([bytes(digests[i]) for i in ids])
+                assert tree.root == root, f"order {oid} batch {seq}: root differs from chain"
+            assert set(covered) == set(digests), f"order {oid}: readings outside every batch"
+            assert max(covered.values(), default=1) == 1, f"order {oid}: a reading in 2 batches"
+    return dict(totals)
+
+
+def assert_settled_as_expected(stack: CrashStack) -> None:
+    settled = {
+        int(e.args["orderId"]): (int(e.args["buyerAmount"]), int(e.args["supplierAmount"]))
+        for e in chain_events(stack)
+        if e.name == "OrderSettled"
+    }
+    po = stack.driver.contracts.po
+    wrong = []
+    for fleet in stack.fleets:
+        for order in fleet.scenario.orders:
+            oid = fleet.order_ids[order.name]
+            got = po.get_order(oid)
+            exp = order.expected
+            late = max(0, int(got.delivered_at) - int(got.terms.delivery_deadline))
+            actual = (OrderState(got.state), settled.get(oid), bool(got.breached), late)
+            wanted = (OrderState.SETTLED, (exp.buyer, exp.supplier), exp.breach, exp.late_s)
+            if actual != wanted:
+                wrong.append(f"{fleet.scenario.name}/{order.name} (#{oid}): {actual} ≠ {wanted}")
+    assert not wrong, "\n".join(wrong)
+
+
+def outbox_summary(engine: Engine) -> dict[str, int]:
+    with Session(engine) as s:
+        return {
+            f"{k}:{st}": int(n)
+            for k, st, n in s.execute(
+                select(OutboxRow.kind, OutboxRow.status, func.count()).group_by(
+                    OutboxRow.kind, OutboxRow.status
+                )
+            )
+        }
+
+
+def wait_until_done(stack: CrashStack, timeout: float) -> None:
+    """Every order settled on chain, every reading committed, the outbox empty."""
+    po = stack.driver.contracts.po
+    deadline = time.monotonic() + timeout
+    state = ""
+    while time.monotonic() < deadline:
+        if not stack.oracle.alive:
+            raise AssertionError(f"the oracle exited:\n{stack.oracle.tail()}")
+        unsettled = [o for o in stack.order_ids() if po.get_order(o).state != OrderState.SETTLED]
+        with Session(stack.engine) as s:
+            uncommitted = s.scalar(select(func.count()).where(ReadingRow.batch_seq.is_(None)))
+            pending_commits = s.scalar(select(func.count()).where(CommitmentRow.status != "done"))
+            unfinished = s.scalar(select(func.count()).where(OutboxRow.status != "done"))
+        state = (
+            f"unsettled orders {unsettled[:10]}, uncommitted readings {uncommitted}, "
+            f"commitments not done {pending_commits}, outbox not done {unfinished} "
+            f"{outbox_summary(stack.engine)}"
+        )
+        if not unsettled and not uncommitted and not pending_commits and not unfinished:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"not done after {timeout:.0f} s: {state}\n{stack.oracle.tail()}")
+
+
+# ---------------------------------------------------------------------------
+# 1. SIGKILL at random moments during a replay
+# ---------------------------------------------------------------------------
+
+KILL_SCENARIOS = ["cold_chain_breach.yaml", "rough_handling.yaml", "fleet_50.yaml"]
+#: Wall seconds each fleet's publish is stretched over (so kills land while messages flow).
+PUBLISH_SECONDS = 12.0
+#: Kills while the fleets publish: alternately at a random moment after the (re)start
+#: and with one of the oracle's transactions in flight.
+KILLS_DURING_PUBLISH = 6
+#: Afterwards, with a transaction of each of these functions in flight (if one comes).
+KILL_IN_FLIGHT_AFTERWARDS = (("proveArrival",), ("settleOrder", "proveShock", "proveExcursion"))
+
+
+@dataclass
+class Kill:
+    n: int
+    at_s: float  # since publishing started
+    phase: str
+    up_s: float  # how long this oracle run had been up
+    readings: int
+    outbox_ready: int
+    last_line: str
+
+    def __str__(self) -> str:
+        return (
+            f"kill {self.n} at {self.at_s:5.1f} s, up {self.up_s:4.1f} s, {self.phase}: "
+            f"{self.readings} readings stored, {self.outbox_ready} outbox entries ready; "
+            f"last log line: {self.last_line[24:150]}"
+        )
+
+
+def ready_outbox(engine: Engine) -> int:
+    with Session(engine) as s:
+        return int(
+            s.scalar(
+                select(func.count()).where(
+                    OutboxRow.status != "done", OutboxRow.next_attempt_at <= time.time()
+                )
+            )
+            or 0
+        )
+
+
+def stored_readings(engine: Engine) -> int:
+    with Session(engine) as s:
+        return int(s.scalar(select(func.count()).select_from(ReadingRow)) or 0)
+
+
+class Killer:
+    """SIGKILLs the oracle process and records where each kill landed."""
+
+    def __init__(self, stack: CrashStack, rng: random.Random) -> None:
+        self.stack = stack
+        self.rng = rng
+        self.kills: list[Kill] = []
+        self.t0 = time.monotonic()
+        c = stack.driver.contracts
+        self._contracts = {
+            a.lower(): w.contract
+            for a, w in ((c.quality.address, c.quality), (c.purchase_orders.address, c.po))
+        }
+
+    def _kill(self, phase: str) -> None:
+        lines = [ln for ln in self.stack.oracle.output().splitlines() if ln.strip()]
+        kill = Kill(
+            n=len(self.kills) + 1,
+            at_s=time.monotonic() - self.t0,
+            phase=phase,
+            up_s=time.monotonic() - self.stack.oracle.started_at,
+            readings=stored_readings(self.stack.engine),
+            outbox_ready=ready_outbox(self.stack.engine),
+            last_line=lines[-1] if lines else "(no output yet)",
+        )
+        code = self.stack.oracle.kill(signal.SIGKILL)
+        assert code == -signal.SIGKILL, f"the oracle had exited on its own ({code})"
+        log.warning("%s", kill)
+        self.kills.append(kill)
+
+    def _restart(self) -> None:
+        self.stack.oracle.start()
+
+    def at_random(self, low: float, high: float) -> None:
+        """Kill a random moment ``low``..``high`` s from now, then restart."""
+        time.sleep(self.rng.uniform(low, high))
+        self._kill("random moment")
+        self._restart()
+
+    def _pending_tx(self, address: str) -> str | None:
+        """The function of ``address``'s transaction waiting in the pool, if any."""
+        block = self.stack.chain.request("eth_getBlockByNumber", "pending", True)
+        for tx in (block or {}).get("transactions", []):
+            if str(tx["from"]).lower() != address.lower():
+                continue
+            contract = self._contracts.get(str(tx.get("to") or "").lower())
+            if contract is None:
+                return "(unknown)"
+            fn, _args = contract.decode_function_input(tx["input"])
+            return str(fn.fn_name)
+        return None
+
+    def with_tx_in_flight(self, wanted: tuple[str, ...] = (), timeout: float = 15.0) -> bool:
+        """Kill the oracle right after it sent a transaction, before it saw the receipt.
+
+        Automine is switched off, so the oracle's next transaction waits in the pool;
+        then the oracle is killed, the block mined, the oracle restarted: it must
+        find the action already done rather than do it again. With ``wanted``,
+        transactions of other functions are mined and the wait goes on.
+        Returns False when no such transaction came within ``timeout``.
+        """
+        chain = self.stack.chain
+        oracle = chain.accounts.oracle.address
+        chain.request("evm_setAutomine", False)
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                fn = self._pending_tx(oracle)
+                if fn is None:
+                    time.sleep(0.005)
+                    continue
+                if wanted and fn not in wanted:
+                    chain.request("evm_mine")
+                    continue
+                self._kill(f"{fn} transaction in flight")
+                chain.request("evm_mine")
+                return True
+            return False
+        finally:
+            chain.request("evm_setAutomine", True)
+            if not self.stack.oracle.alive:
+                self._restart()
+
+
+@pytest.mark.timeout(600)
+def test_sigkill_during_replay_loses_nothing_and_does_nothing_twice(
+    crash_stack: CrashStack,
+) -> None:
+    stack = crash_stack
+    print(f"\nkill seed {KILL_SEED} (TRUSTSHIP_KILL_SEED to change)")
+    stack.oracle.start()
+    stack.oracle.wait_subscribed()
+    stack.open_and_ship(KILL_SCENARIOS)
+    stack.move_clock_past_the_voyages()
+
+    results: dict[str, PublishStats | BaseException] = {}
+
+    def run(fleet: Fleet) -> None:
+        speed = fleet.scenario.end_offset_s / PUBLISH_SECONDS
+        try:
+            results[fleet.scenario.name] = publish(
+                fleet, stack.device_url, speed=speed, progress=False, connection="device"
+            )
+        except BaseException as exc:  # reported below
+            results[fleet.scenario.name] = exc
+
+    publishers = [threading.Thread(target=run, args=(f,), daemon=True) for f in stack.fleets]
+    killer = Killer(stack, random.Random(KILL_SEED))
+    for p in publishers:
+        p.start()
+
+    # While the fleets publish: at random moments after each (re)start — during
+    # start-up (migrations, indexer catch-up), while the backlog drains, while
+    # readings flow and batches commit — and with a transaction in flight.
+    for i in range(KILLS_DURING_PUBLISH):
+        if not any(p.is_alive() for p in publishers):
+            break
+        if i % 2 == 0:
+            killer.at_random(0.3, 3.0)
+        else:
+            killer.with_tx_in_flight(timeout=5.0)
+    for p in publishers:
+        p.join(timeout=120)
+    publishing_took = time.monotonic() - killer.t0
+    for name, res in results.items():
+        assert isinstance(res, PublishStats), f"{name}: publishing failed: {res!r}"
+        assert res.refused == 0, f"{name}: broker refused {res.refused} publishes"
+
+    # Afterwards, with transactions of the remaining kinds in flight.
+    for wanted in KILL_IN_FLIGHT_AFTERWARDS:
+        killer.with_tx_in_flight(wanted, timeout=10.0)
+
+    stack.oracle.wait_subscribed()
+    wait_until_done(stack, timeout=120)
+    stack.oracle.kill(signal.SIGTERM)
+
+    kills = killer.kills
+    redone = stack.oracle.log.read_text(errors="replace").count("already done")
+    print(f"published in {publishing_took:.1f} s; {len(kills)} kills (seed {KILL_SEED}):")
+    for k in kills:
+        print(f"  {k}")
+    print(f"actions found already done on chain after a restart: {redone}")
+    assert len(kills) >= KILLS_DURING_PUBLISH // 2 + 1, "the kills did not happen as planned"
+    n = assert_every_reading_stored_once(stack)
+    events = assert_nothing_twice_on_chain(stack)
+    assert_settled_as_expected(stack)
+    print(f"{n} readings stored once each; chain events: {events}")
+    print(f"outbox: {outbox_summary(stack.engine)}")
+
+
+# ---------------------------------------------------------------------------
+# 2. offline while devices publish more than mosquitto's default queue
+# ---------------------------------------------------------------------------
+
+OFFLINE_SCENARIOS = ["cold_chain_breach.yaml", "on_time_clean.yaml"]
+MOSQUITTO_DEFAULT_MAX_QUEUED = 1000
+
+
+@pytest.mark.parametrize("crash_stack", ["sqlite"], indirect=True)
+def test_oracle_offline_while_devices_publish_receives_everything(
+    crash_stack: CrashStack,
+) -> None:
+    stack = crash_stack
+    limits = deploy_broker_settings()
+    assert int(limits["max_queued_messages"]) > MOSQUITTO_DEFAULT_MAX_QUEUED
+    # the session exists on the broker; then the oracle goes away
+    stack.oracle.start()
+    stack.oracle.wait_subscribed()
+    stack.oracle.wait_for("oracle starting")
+    stack.oracle.kill(signal.SIGTERM)
+    assert "oracle stopped" in stack.oracle.output()
+
+    stack.open_and_ship(OFFLINE_SCENARIOS)
+    stack.move_clock_past_the_voyages()
+    published = 0
+    for fleet in stack.fleets:
+        stats = publish(fleet, stack.device_url, speed=float("inf"), progress=False)
+        assert stats.refused == 0
+        published += stats.telemetry
+    expected = expected_readings(stack)
+    assert published == len(expected) > MOSQUITTO_DEFAULT_MAX_QUEUED
+
+    stack.oracle.start()
+    stack.oracle.wait_subscribed()
+    assert "(session resumed)" in stack.oracle.output()
+    wait_until_done(stack, timeout=120)
+    stack.oracle.kill(signal.SIGTERM)
+    assert assert_every_reading_stored_once(stack) == published
+    assert_nothing_twice_on_chain(stack)
+    assert_settled_as_expected(stack)
+
+
+def test_mosquitto_defaults_would_have_dropped_the_backlog() -> None:
+    """The control for the test above: with mosquitto's default max_queued_messages an
+    offline persistent session keeps only the first 1,000 of 1,500 QoS 1 messages —
+    silently. So that test passing means the deploy settings did their job."""
+    broker = start_mosquitto(
+        "allow_anonymous true\n"
+        f"max_inflight_messages {deploy_broker_settings()['max_inflight_messages']}\n"
+    )
+    got: list[bytes] = []
+    lock = threading.Lock()
+
+    def on_message(_c: mqtt.Client, _u: Any, m: mqtt.MQTTMessage) -> None:
+        with lock:
+            got.append(m.payload)
+
+    def session() -> mqtt.Client:
+        c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id="control-oracle", protocol=mqtt.MQTTv5
+        )
+        c.on_message = on_message
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
+        c.connect("127.0.0.1", broker.port, clean_start=False, properties=props)
+        c.loop_start()
+        return c
+
+    try:
+        sub = session()
+        sub.subscribe("trustship/v1/#", qos=1)
+        time.sleep(0.5)
+        sub.disconnect()
+        sub.loop_stop()
+        pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        pub.connect("127.0.0.1", broker.port)
+        pub.loop_start()
+        infos = [pub.publish(f"trustship/v1/x/{i}", b"%d" % i, qos=1) for i in range(1500)]
+        for info in infos:
+            info.wait_for_publish(30)
+        pub.disconnect()
+        pub.loop_stop()
+        sub = session()
+        wait_for(lambda: len(got) >= MOSQUITTO_DEFAULT_MAX_QUEUED, 20)
+        time.sleep(1.0)  # anything beyond the limit would have arrived by now
+        sub.disconnect()
+        sub.loop_stop()
+    finally:
+        broker.stop()
+    assert MOSQUITTO_DEFAULT_MAX_QUEUED <= len(got) < 1500
+
+
+def wait_for(cond: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
