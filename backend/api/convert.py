@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from backend.api import schemas as s
+from backend.chain.contracts import Terms
 from backend.store.models import AlertRow, ChainEventRow, CommitmentRow, DeviceRow
 
 
@@ -12,25 +13,7 @@ def _hex(b: bytes | None) -> str | None:
     return None if b is None else "0x" + b.hex()
 
 
-_TERMS = (
-    "token",
-    "price",
-    "delivery_deadline",
-    "expiry_grace_secs",
-    "dest_lat_e6",
-    "dest_lon_e6",
-    "geofence_e6",
-    "min_temp_centi_c",
-    "max_temp_centi_c",
-    "max_humidity_permille",
-    "max_shock_milli_g",
-    "tolerated_excursion_secs",
-    "late_penalty_bps_per_hour",
-    "late_penalty_cap_bps",
-    "breach_refund_bps",
-    "dispute_window_secs",
-    "arbiter",
-)
+_TERMS = Terms.SOLIDITY_ORDER  # the order terms, named as in the chain layer
 
 # Orders and readings become plain dicts: FastAPI validates them against the
 # response model and serialises them in pydantic-core (Rust), which is several

@@ -216,7 +216,7 @@ class Ingestor:
         config: IngestConfig | None = None,
         chain_time: Callable[[], int | None] | None = None,
         wall_clock: Callable[[], float] = time.time,
-        catch_up: Callable[[], None] | None = None,
+        catch_up: Callable[[], object] | None = None,
     ) -> None:
         use_fast_keccak()
         self.engine = engine

@@ -83,10 +83,11 @@ class TelemetrySubscriber:
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=self.config.client_id,
+            # MQTT 3.1.1 has no session expiry: a persistent session is clean_session=False
+            # (MQTT 5 sets clean_start=False at connect instead, and refuses clean_session)
+            clean_session=None if v5 else False,
             protocol=self.protocol,
             manual_ack=True,
-            # MQTT 3.1.1 has no session expiry: a persistent session is clean_session=False
-            **({} if v5 else {"clean_session": False}),
         )
         self.url.configure(client)
         client.on_connect = self._on_connect
