@@ -22,8 +22,8 @@ from backend.store.db import make_engine
 
 if TYPE_CHECKING:
     from backend.api.custody import Custodian
-    from backend.chain.deploy import Deployment
     from backend.api.schemas import ComponentHealth
+    from backend.chain.deploy import Deployment
 
 HealthCheck = Callable[[], "ComponentHealth"]
 
