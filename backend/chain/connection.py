@@ -81,7 +81,7 @@ class Accounts:
                 yield f.name, acct
 
     def require(self, role: str) -> LocalAccount:
-        acct = getattr(self, role, None)
+        acct: LocalAccount | None = getattr(self, role, None)
         if acct is None:
             raise ConfigurationError(
                 f"no {role} account: party accounts exist only in dev mode (DEV_MODE=true)"

@@ -182,7 +182,7 @@ def _constructor_args(artifact: Artifact, args: Sequence[Any]) -> bytes:
         )
     if not inputs:
         return b""
-    types = get_abi_input_types({"type": "constructor", "inputs": inputs})  # type: ignore[arg-type,typeddict-item]
+    types = get_abi_input_types({"type": "constructor", "inputs": inputs})  # type: ignore[typeddict-item]
     return abi_encode(types, list(args))
 
 

@@ -117,7 +117,7 @@ class ContractRevert(ChainError):
 
     # BaseException.args is a tuple of constructor arguments; this class exposes the
     # decoded Solidity arguments instead (str(), repr() and pickling still work).
-    @property  # type: ignore[override]
+    @property
     def args(self) -> dict[str, Any]:  # type: ignore[override]
         return self._decoded_args
 

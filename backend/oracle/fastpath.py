@@ -32,6 +32,6 @@ def use_fast_keccak() -> bool:
     if keccak256(b"") != _EMPTY_KECCAK:  # pragma: no cover - a broken wheel
         log.warning("pysha3 keccak gives a wrong digest; keeping eth_hash's default backend")
         return False
-    shared.hasher = keccak256  # type: ignore[method-assign,assignment]
+    shared.hasher = keccak256  # type: ignore[assignment]
     _done = True
     return True

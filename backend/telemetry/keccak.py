@@ -11,7 +11,8 @@ try:
     from sha3 import keccak_256 as _keccak_256
 
     def keccak(data: bytes) -> bytes:
-        return _keccak_256(data).digest()
+        digest: bytes = _keccak_256(data).digest()  # sha3 ships no type information
+        return digest
 
 except ImportError:  # pragma: no cover - depends on the installed wheels
     from eth_hash.auto import keccak as _eth_keccak
