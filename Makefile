@@ -38,7 +38,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 typecheck: setup
-	$(BIN)/mypy backend iot_simulator
+	$(BIN)/mypy backend iot_simulator trustship
 
 check-artifacts: setup
 	$(BIN)/trustship compile --check
