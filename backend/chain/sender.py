@@ -595,9 +595,19 @@ class TxSender:
     # ---- receipts -------------------------------------------------------------
 
     def wait(self, pending: PendingTx, timeout: float | None = None) -> TxResult:
-        """Wait for ``pending``'s receipt; raise its failure as an exception."""
+        """Wait for ``pending``'s receipt; raise its failure as an exception.
+
+        The receipt is polled without holding the sender's lock, so other threads
+        keep submitting while this one waits: their transactions share the next
+        block instead of each waiting for the previous one to be mined.
+        """
+        if not pending.done:
+            outcome = self._fetch_outcome(
+                pending, self.receipt_timeout if timeout is None else timeout
+            )
+            with self._lock:
+                self._record(pending, outcome)
         with self._lock:
-            self._settle(pending, self.receipt_timeout if timeout is None else timeout)
             if pending in self._finished:
                 self._finished.remove(pending)
         outcome = pending.outcome
@@ -635,11 +645,21 @@ class TxSender:
         transaction failure; a timeout or transport error is recorded too)."""
         if pending.done:
             return
+        self._record(pending, self._fetch_outcome(pending, timeout))
+
+    def _fetch_outcome(self, pending: PendingTx, timeout: float) -> TxResult | ChainError:
+        """The outcome of ``pending`` from its receipt (needs no lock)."""
         try:
             receipt = self._wait_receipt(pending.tx_hash, timeout)
-            pending.outcome = self._outcome(pending, receipt)
+            return self._outcome(pending, receipt)
         except (ReceiptTimeout, TransportError) as exc:
-            pending.outcome = exc
+            return exc
+
+    def _record(self, pending: PendingTx, outcome: TxResult | ChainError) -> None:
+        """Record an outcome under the lock (once: another thread may have settled it)."""
+        if pending.done:
+            return
+        pending.outcome = outcome
         if pending in self._in_flight:
             self._in_flight.remove(pending)
         self._finished.append(pending)

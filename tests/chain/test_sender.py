@@ -313,3 +313,34 @@ def test_a_revert_is_never_retried(stack: Stack, make_terms: Callable[..., Terms
         stack.po.accept_order(order_id, by=sender, gas=200_000)  # mined revert
     assert provider.calls["eth_sendRawTransaction"] == 1
     assert sender.stats["rpc_retries"] == 0
+
+
+@pytest.mark.integration
+def test_threads_sharing_a_sender_share_blocks_on_an_interval_mined_chain() -> None:
+    """A thread waiting for its receipt does not hold the sender: on a chain that
+    mines once a second, eight threads' transactions land in one or two blocks
+    (not eight, one after the other)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from backend.chain.connection import ANVIL_FUNDER_KEY
+    from tests.servers import start_anvil
+
+    anvil = start_anvil("--block-time", "1")
+    try:
+        sender = TxSender(
+            Web3(HTTPProvider(anvil.extra["url"])),
+            Account.from_key(ANVIL_FUNDER_KEY),
+            registry=AbiRegistry(),
+        )
+        to = "0x" + "ab" * 20  # a plain account (low addresses are precompiles)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(
+                pool.map(lambda v: sender.transact(to, b"", value=v, gas=21_000), range(1, 9))
+            )
+        blocks = {r.block_number for r in results}
+        assert len(blocks) <= 2, sorted(blocks)
+        nonces = sorted(int(sender.w3.eth.get_transaction(r.tx_hash)["nonce"]) for r in results)
+        assert nonces == list(range(nonces[0], nonces[0] + 8))
+        assert sender.in_flight == 0
+    finally:
+        anvil.stop()
