@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from backend.api.context import ApiContext
 from backend.api.deps import ContextDep
-from backend.api.errors import ApiError
+from backend.api.errors import ApiError, responses
 from backend.api.schemas import ComponentHealth, DeploymentPublic, HealthPublic
 
 router = APIRouter(tags=["system"])
@@ -67,7 +67,7 @@ async def health(ctx: ContextDep) -> Response:
 @router.get(
     "/deployment",
     response_model=DeploymentPublic,
-    responses={503: {"description": "No deployment is loaded"}},
+    responses=responses(503),
 )
 async def deployment(ctx: ContextDep) -> DeploymentPublic:
     """The chain id and contract addresses (public, like the contracts themselves)."""
