@@ -63,6 +63,11 @@ def test_api_conforms_to_its_openapi(case: Any, bound_app: Any) -> None:
     )
 
 
+#: Routes without an API key: service status, and where the contracts are (as public
+#: as the contracts themselves; devices need it to sign).
+PUBLIC = ("/health", "/metrics", "/deployment")
+
+
 def test_openapi_documents_every_route_and_error() -> None:
     """Every operation has a typed 2xx body and its error statuses use ErrorPublic."""
     doc = _placeholder_app().openapi()
@@ -81,5 +86,5 @@ def test_openapi_documents_every_route_and_error() -> None:
                 if code.startswith(("4", "5")) and path != "/health":
                     ref = resp["content"]["application/json"]["schema"]["$ref"]
                     assert ref.endswith("/ErrorPublic"), (method, path, code)
-            if path not in ("/health", "/metrics"):
+            if path not in PUBLIC:
                 assert "401" in responses, f"{method} {path} does not document 401"
