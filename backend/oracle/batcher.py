@@ -6,6 +6,12 @@ in ``commitments.reading_ids``), builds the Merkle tree of their digests
 increasing per order) and, in the same transaction, marks the readings and
 queues a ``commit_batch`` outbox entry. The contract accepts commitments in
 every state after shipment, so orders are not filtered by state.
+
+The batcher runs in the ingest store thread, between telemetry batches. With a
+``budget_secs``, one tick stops after that long (having made at least one batch)
+and sets :attr:`CommitmentBatcher.behind`: thirty orders reaching their age limit
+together would otherwise hold telemetry (and breach evidence) up for the whole
+pass. Orders whose oldest uncommitted reading is oldest go first.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ class CommitmentBatcher:
         max_age_secs: float = 60.0,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
+        budget_secs: float | None = None,
     ) -> None:
         if max_readings < 1:
             raise ValueError("max_readings must be at least 1")
@@ -42,17 +49,33 @@ class CommitmentBatcher:
         self.max_age = max_age_secs
         self.metrics = metrics if metrics is not None else default_metrics
         self.clock = clock
+        self.budget = budget_secs
+        #: The last tick ran out of budget with batches still due.
+        self.behind = False
 
     def tick(self, *, flush: bool = False) -> int:
-        """Create the batches that are due (all pending ones with ``flush``); returns how many."""
+        """Create the batches that are due (all pending ones with ``flush``); returns how many.
+
+        Without ``flush``, stops once ``budget_secs`` have passed (after one batch at
+        least) and sets :attr:`behind`."""
+        started = time.monotonic()
+        self.behind = False
         now = self.clock()
         with self.sessions() as s:
             pending = repo.uncommitted_counts(s)
         made = 0
-        for order_id, (count, oldest) in sorted(pending.items()):
+        for order_id, (count, oldest) in sorted(pending.items(), key=lambda kv: (kv[1][1], kv[0])):
             while count >= self.max_readings or (
                 count > 0 and (flush or now - oldest >= self.max_age)
             ):
+                if (
+                    self.budget is not None
+                    and not flush
+                    and made
+                    and time.monotonic() - started >= self.budget
+                ):
+                    self.behind = True
+                    return made
                 taken = self._commit_one(order_id, now)
                 if taken == 0:
                     break

@@ -489,7 +489,11 @@ class Ingestor:
 
 @dataclass
 class PeriodicTask:
-    """Work the ingest worker runs between batches (it owns the rules' state)."""
+    """Work the ingest worker runs between batches (it owns the rules' state).
+
+    A task that returns ``True`` stopped early with work left (it keeps each run
+    short so that telemetry is not held up): it is due again after the next batch
+    instead of after ``interval_secs``."""
 
     name: str
     interval_secs: float
@@ -579,7 +583,8 @@ class IngestWorker(threading.Thread):
             if now >= task.next_at:
                 task.next_at = now + task.interval_secs
                 try:
-                    task.run()
+                    if task.run() is True:
+                        task.next_at = now
                 except Exception:
                     log.exception(
                         "periodic task %s failed; it runs again in %.0f s",

@@ -96,9 +96,18 @@ class OutboxWorker(threading.Thread):
         self.max_backoff = max_backoff_secs
         self.metrics = metrics if metrics is not None else default_metrics
         self._stop_event = threading.Event()
+        self._wake = threading.Event()
+
+    def wake(self) -> None:
+        """New entries were committed: look now rather than at the next poll.
+
+        The ingest worker calls it after a batch that queued actions, so breach
+        evidence does not wait out ``poll_secs`` (on average half of it) first."""
+        self._wake.set()
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stop_event.set()
+        self._wake.set()
         if self.is_alive():
             self.join(timeout)
 
@@ -110,20 +119,31 @@ class OutboxWorker(threading.Thread):
                 log.exception("outbox pass failed; trying again in %.1f s", self.poll_secs)
                 done = 0
             if not done:
-                self._stop_event.wait(self.poll_secs)
+                self._wake.wait(self.poll_secs)
 
     def run_once(self, now: float | None = None) -> int:
-        """Execute every entry that is ready now; returns how many were attempted."""
+        """Execute the entries that are ready now; returns how many were attempted.
+
+        Breach evidence, arrival proofs and settlements go before commitments
+        (nothing waits on a commitment; payouts wait on the proofs). When new
+        entries arrive meanwhile (:meth:`wake`), the pass ends early so that the
+        next one puts them in their place: breach evidence found while thirty
+        commitments are queued does not wait for all thirty transactions.
+        """
+        self._wake.clear()  # a wake-up from here on ends this pass early / starts another
         with self.sessions() as s:
             ready = [
                 ChainAction(r.id, r.kind, r.order_id, dict(r.payload), r.attempts)
                 for r in repo.ready_actions(s, now=now)
             ]
+        ready.sort(key=lambda a: (a.kind == "commit_batch", a.id))
+        attempted = 0
         for action in ready:
-            if self._stop_event.is_set():
+            if self._stop_event.is_set() or (attempted and self._wake.is_set()):
                 break
             self._execute(action)
-        return len(ready)
+            attempted += 1
+        return attempted
 
     def _backoff(self, attempts: int) -> float:
         return float(min(self.max_backoff, self.base_backoff * 2 ** min(attempts, 20)))

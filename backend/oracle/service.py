@@ -23,7 +23,13 @@ from sqlalchemy import Engine
 from backend.core.errors import ConfigurationError
 from backend.core.settings import Settings, get_settings
 from backend.oracle.batcher import CommitmentBatcher
-from backend.oracle.ingest import IngestConfig, Ingestor, IngestWorker, PeriodicTask
+from backend.oracle.ingest import (
+    BatchResult,
+    IngestConfig,
+    Ingestor,
+    IngestWorker,
+    PeriodicTask,
+)
 from backend.oracle.metrics import Metrics
 from backend.oracle.metrics import metrics as default_metrics
 from backend.oracle.outbox import ActionExecutor, OutboxWorker
@@ -45,6 +51,8 @@ class OracleConfig:
     commit_max_readings: int = 1000
     commit_max_age_secs: float = 60.0
     batcher_interval_secs: float = 1.0
+    #: Longest the batcher holds up telemetry per tick before it lets a batch through.
+    batcher_budget_secs: float = 0.05
     silence_interval_secs: float = 30.0
     indexer_poll_secs: float = 1.0
     indexer_page_size: int = 2000
@@ -140,15 +148,17 @@ class Oracle:
             max_readings=self.config.commit_max_readings,
             max_age_secs=self.config.commit_max_age_secs,
             metrics=self.metrics,
+            budget_secs=self.config.batcher_budget_secs,
         )
         self.worker = IngestWorker(
             self.ingestor,
             batch_size=self.config.batch_size,
             batch_ms=self.config.batch_ms,
             periodic=[
-                PeriodicTask("commitments", self.config.batcher_interval_secs, self.batcher.tick),
+                PeriodicTask("commitments", self.config.batcher_interval_secs, self._commit_tick),
                 PeriodicTask("silence", self.config.silence_interval_secs, self._check_silence),
             ],
+            on_batch=self._on_batch,
         )
         self.subscriber: TelemetrySubscriber | None = None
         if subscribe:
@@ -179,6 +189,18 @@ class Oracle:
     def _on_orders(self, order_ids: Any) -> None:
         for order_id in order_ids:
             self.rules.terms.forget(order_id)
+
+    def _on_batch(self, result: BatchResult) -> None:
+        """A batch committed with new chain actions: the outbox looks now, not at its next poll."""
+        if result.actions and self.outbox is not None:
+            self.outbox.wake()
+
+    def _commit_tick(self) -> bool:
+        """One batcher tick; True when it ran out of budget (due again after the next batch)."""
+        made = self.batcher.tick()
+        if made and self.outbox is not None:
+            self.outbox.wake()
+        return self.batcher.behind
 
     def _check_silence(self) -> None:
         with self.sessions() as s, s.begin():

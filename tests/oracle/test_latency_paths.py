@@ -1,0 +1,125 @@
+"""What keeps breach evidence fast (bench/ingest.py live, docs/oracle.md "Breach latency"):
+the outbox wakes up when actions are committed, runs proofs before commitments and
+re-reads its list when new entries arrive mid-pass; the batcher gives telemetry
+the thread back after its time budget and is then due again at once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from backend.oracle.batcher import CommitmentBatcher
+from backend.oracle.ingest import Ingestor, IngestWorker, PeriodicTask
+from backend.oracle.metrics import Metrics
+from backend.oracle.outbox import ChainAction, OutboxWorker
+from backend.oracle.rules import RulesEngine
+from backend.store import repositories as repo
+from tests.oracle.helpers import DOMAIN, KEYS, msg, seed
+
+
+class Recorder:
+    """An executor that records what it ran (and may run a hook first)."""
+
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+        self.event = threading.Event()
+        self.hook: Any = None
+
+    def execute(self, action: ChainAction, session: Session) -> bytes | None:
+        if self.hook is not None:
+            self.hook(action)
+        self.ran.append(f"{action.kind}:{action.order_id}")
+        self.event.set()
+        return b"\x01" * 32
+
+
+def enqueue(engine: Engine, kind: str, order_id: int, key: str) -> None:
+    with Session(engine) as s, s.begin():
+        payload = {"batch_seq": 1} if kind == "commit_batch" else {}
+        assert repo.enqueue_action(s, kind=kind, order_id=order_id, dedup_key=key, payload=payload)
+
+
+def test_wake_runs_a_new_entry_without_waiting_for_the_poll(sqlite_engine: Engine) -> None:
+    executor = Recorder()
+    outbox = OutboxWorker(sqlite_engine, executor, poll_secs=60.0, metrics=Metrics())
+    outbox.start()
+    try:
+        time.sleep(0.2)  # the first (empty) pass is done; the worker now sleeps for 60 s
+        enqueue(sqlite_engine, "prove_shock", 1, "breach:1")
+        assert not executor.event.wait(0.5), "ran without a wake-up: the poll test is void"
+        outbox.wake()
+        assert executor.event.wait(5.0), "wake() did not cut the 60 s poll short"
+    finally:
+        outbox.stop()
+    assert executor.ran == ["prove_shock:1"]
+
+
+def test_proofs_run_before_commitments_and_a_wake_reorders_the_pass(
+    sqlite_engine: Engine,
+) -> None:
+    executor = Recorder()
+    outbox = OutboxWorker(sqlite_engine, executor, poll_secs=60.0, metrics=Metrics())
+    for order_id in (1, 2, 3, 4):
+        enqueue(sqlite_engine, "commit_batch", order_id, f"commit:{order_id}:1")
+    enqueue(sqlite_engine, "prove_arrival", 5, "arrival:5")
+
+    def breach_found_meanwhile(action: ChainAction) -> None:
+        if action.kind == "commit_batch" and action.order_id == 1:
+            enqueue(sqlite_engine, "prove_excursion", 6, "breach:6")
+            outbox.wake()
+
+    executor.hook = breach_found_meanwhile
+    assert outbox.run_once() == 2  # arrival (a proof, though queued last), commit 1, then wake
+    assert outbox.run_once() == 4  # the new breach evidence before commitments 2–4
+    assert executor.ran == [
+        "prove_arrival:5",
+        "commit_batch:1",
+        "prove_excursion:6",
+        "commit_batch:2",
+        "commit_batch:3",
+        "commit_batch:4",
+    ]
+
+
+def test_batcher_budget_yields_after_one_batch_and_flush_ignores_it(
+    sqlite_engine: Engine,
+) -> None:
+    seed(sqlite_engine, {1: [0], 2: [1], 3: [2]})
+    ing = Ingestor(sqlite_engine, DOMAIN, rules=RulesEngine(), metrics=Metrics())
+    ing.ingest([msg(KEYS[k], k + 1, seq) for k in range(3) for seq in (1, 2)])
+    batcher = CommitmentBatcher(sqlite_engine, max_age_secs=0.0, budget_secs=0.0)
+    assert batcher.tick() == 1 and batcher.behind
+    assert batcher.tick() == 1 and batcher.behind
+    assert batcher.tick() == 1 and not batcher.behind  # nothing left after the last one
+    assert batcher.tick() == 0 and not batcher.behind
+    ing.ingest([msg(KEYS[k], k + 1, 3) for k in range(3)])
+    assert batcher.tick(flush=True) == 3 and not batcher.behind
+    with Session(sqlite_engine) as s:
+        assert repo.uncommitted_counts(s) == {}
+        assert [c.batch_seq for c in repo.commitments_for(s, 2)] == [1, 2]
+
+
+def test_a_periodic_task_that_returns_true_is_due_again_at_once(
+    sqlite_engine: Engine,
+) -> None:
+    calls = {"behind": 0, "done": 0}
+
+    def behind() -> bool:
+        calls["behind"] += 1
+        return True
+
+    def done() -> int:
+        calls["done"] += 1
+        return 1  # a count, not True: waits for its interval
+
+    ing = Ingestor(sqlite_engine, DOMAIN, metrics=Metrics())
+    worker = IngestWorker(
+        ing, periodic=[PeriodicTask("behind", 60.0, behind), PeriodicTask("done", 60.0, done)]
+    )
+    for _ in range(3):
+        worker._run_periodic()
+    assert calls == {"behind": 3, "done": 1}
