@@ -1,16 +1,29 @@
-"""Ingest drain benchmark: how fast one oracle process empties a backlog.
+"""Ingest benchmarks: how fast one oracle process empties a backlog (``drain``), and
+how long a breach takes from the device to the chain (``live``).
 
-With the oracle's persistent MQTT session offline, N signed readings from 1,000
-devices are published into a mosquitto this script starts (free port, queue
+drain: with the oracle's persistent MQTT session offline, N signed readings from
+1,000 devices are published into a mosquitto this script starts (free port, queue
 limits raised, stopped by PID). Then the oracle's ingest starts — subscriber +
 worker + store + rules, devices pre-bound in the database — and the clock runs
 until every reading is received, verified, stored and evaluated. Signing and
 publishing are not timed.
 
-    .venv/bin/python bench/ingest.py                      # SQLite and PostgreSQL, 3 runs
-    .venv/bin/python bench/ingest.py --readings 50000 --backends sqlite --profile
+live: a fresh anvil, a mosquitto with deploy/mosquitto.conf's queue limits and the
+whole oracle as its own process (``python -m backend.oracle``, default settings).
+Background devices on other orders publish one reading per second each; every
+``--spacing`` seconds one breach order's device publishes the reading that
+completes an excursion. Measured per breach: from just before that publish to
+the ``ExcursionProven`` event on anvil (a watcher polls the node every few ms),
+split into MQTT (publish → the oracle's ``received_at``), ingest (→ the outbox
+entry written with the reading) and outbox + chain (→ the event seen).
 
-Prints a table of medians and writes bench/results/ingest.json.
+    .venv/bin/python bench/ingest.py                      # drain: SQLite and PostgreSQL, 3 runs
+    .venv/bin/python bench/ingest.py --readings 50000 --backends sqlite --profile
+    .venv/bin/python bench/ingest.py live                 # 40 breaches, 300 background devices
+    .venv/bin/python bench/ingest.py live --breaches 60 --background-devices 500
+
+Prints a table and writes bench/results/ingest.json (each mode keeps the other's
+figures: drain under "results", live under "live_latency").
 """
 
 from __future__ import annotations
@@ -23,9 +36,12 @@ import logging
 import os
 import platform
 import pstats
+import random
+import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -40,7 +56,7 @@ import paho.mqtt.client as mqtt  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 from rich.table import Table  # noqa: E402
-from sqlalchemy import Engine, text  # noqa: E402
+from sqlalchemy import Engine, func, select, text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from backend.oracle.ingest import Ingestor, IngestWorker  # noqa: E402
@@ -247,20 +263,418 @@ def run_once(
         broker.stop()
 
 
+# ---------------------------------------------------------------------------
+# live: breach latency with background telemetry, the oracle in its own process
+# ---------------------------------------------------------------------------
+
+LIVE_TOLERATED_S = 60  # excursion seconds the breach orders tolerate
+
+
+@contextmanager
+def database_url(backend: str) -> Iterator[str]:
+    """A database URL for the oracle process: a SQLite file, or a fresh PostgreSQL database."""
+    if backend == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="trustship-bench-") as d:
+            yield f"sqlite:///{d}/oracle.db"
+        return
+    from tests.store.dbutil import fresh_postgres_database
+
+    with fresh_postgres_database() as url:
+        yield url
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0..100), linear between closest ranks."""
+    xs = sorted(values)
+    if not xs:
+        return float("nan")
+    k = (len(xs) - 1) * q / 100
+    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+class EventWatcher(threading.Thread):
+    """Polls the node for new blocks and notes when each order's ExcursionProven appears."""
+
+    def __init__(self, chain: Any, address: str, poll_s: float = 0.005) -> None:
+        super().__init__(name="bench-watcher", daemon=True)
+        self.chain = chain
+        self.address = address
+        self.poll_s = poll_s
+        self.seen: dict[int, float] = {}
+        self.blocks = 0
+        self._stop_event = threading.Event()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(5)
+
+    def run(self) -> None:
+        w3 = self.chain.w3
+        last = int(w3.eth.block_number)
+        while not self._stop_event.is_set():
+            head = int(w3.eth.block_number)
+            if head > last:
+                now = time.time()
+                logs = w3.eth.get_logs(
+                    {"fromBlock": last + 1, "toBlock": head, "address": self.address}  # type: ignore[typeddict-item]
+                )
+                for e in self.chain.registry.decode_logs(logs):
+                    if e.name == "ExcursionProven":
+                        self.seen.setdefault(int(e.args["orderId"]), now)
+                self.blocks += head - last
+                last = head
+            else:
+                time.sleep(self.poll_s)
+
+
+def _signed(
+    domain: Domain, key: bytes, order_id: int, seq: int, ts: int, temp: int
+) -> tuple[str, bytes]:
+    r = Reading(
+        order_id=order_id,
+        seq=seq,
+        timestamp=ts,
+        temperature_centi_c=temp,
+        humidity_permille=600,
+        shock_milli_g=200,
+        latitude_e6=40_000_000 + seq,
+        longitude_e6=-30_000_000 + seq,
+        flags=0,
+    )
+    s = SignedReading(r, device_address(key), sign_reading(r, domain, key))
+    return telemetry_topic(order_id, s.device), encode_message(s)
+
+
+def _client(port: int, name: str) -> mqtt.Client:
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name, protocol=mqtt.MQTTv5)
+    c.max_inflight_messages_set(1000)
+    c.max_queued_messages_set(0)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    return c
+
+
+def run_live(args: argparse.Namespace) -> dict[str, Any]:
+    from backend.chain.connection import connect
+    from backend.chain.deploy import deploy_all
+    from backend.chain.testing import default_terms
+    from backend.core.settings import Settings
+    from backend.store.models import DeviceRow, OutboxRow, ReadingRow
+    from tests.oracle_process import OracleProcess, deploy_broker_settings
+    from tests.servers import start_anvil
+
+    n_bg = args.background_devices
+    per_order = args.background_per_order
+    n_bg_orders = -(-n_bg // per_order) if n_bg else 0
+    n_breach = args.breaches
+    duration = args.warmup + n_breach * args.spacing + 15  # seconds of background telemetry
+    limits = deploy_broker_settings(
+        ("max_queued_messages", "max_queued_bytes", "max_inflight_messages", "max_packet_size")
+    )
+    broker_conf = "allow_anonymous true\n" + "".join(f"{k} {v}\n" for k, v in limits.items())
+    workdir = Path(tempfile.mkdtemp(prefix="trustship-bench-live-"))
+    anvil = start_anvil()
+    broker = start_mosquitto(broker_conf)
+    oracle: OracleProcess | None = None
+    watcher: EventWatcher | None = None
+    clients: list[mqtt.Client] = []
+    try:
+        with database_url(args.backend) as db_url:
+            chain = connect(Settings(_env_file=None, RPC_URL=anvil.extra["url"], DEV_MODE=True))  # type: ignore[call-arg]
+            deployment = deploy_all(chain, write_to=workdir / "deployment.json")
+            from backend.chain.contracts import Contracts
+
+            c = Contracts.from_deployment(chain, deployment)
+            domain = c.quality.domain()
+            env = {
+                "RPC_URL": anvil.extra["url"],
+                "MQTT_URL": broker.extra["url"],
+                "DATABASE_URL": db_url,
+                "DEPLOYMENT_FILE": str(workdir / "deployment.json"),
+                "ORACLE_CLIENT_ID": "bench-live-oracle",
+                "DEV_MODE": "true",
+                "LOG_LEVEL": "INFO",
+            }
+            for knob in args.oracle_env:
+                k, _, v = knob.partition("=")
+                env[k] = v
+            oracle = OracleProcess(env, workdir / "oracle.log")
+            oracle.start()
+            oracle.wait_subscribed()
+
+            a = chain.accounts
+            buyer, supplier = a.require("buyer"), a.require("supplier")
+            arbiter = a.require("arbiter").address
+            bg_keys = device_keys(n_bg)
+            breach_keys = [(10_000 + i).to_bytes(32, "big") for i in range(n_breach)]
+            orders: list[tuple[int, list[bytes]]] = []
+            with Progress(console=console, transient=True) as progress:
+                task = progress.add_task(
+                    "opening and shipping orders", total=n_bg_orders + n_breach
+                )
+                groups = [bg_keys[i : i + per_order] for i in range(0, n_bg, per_order)] + [
+                    [k] for k in breach_keys
+                ]
+                for keys in groups:
+                    terms = default_terms(
+                        chain.now(),
+                        arbiter,
+                        price=10**15,
+                        tolerated_excursion_secs=LIVE_TOLERATED_S,
+                        delivery_deadline=chain.now() + 30 * 86400,
+                    )
+                    oid = int(c.po.create_and_fund_order(supplier.address, terms, by=buyer).value)
+                    c.po.accept_order(oid, by=supplier)
+                    c.po.ship_order(oid, [device_address(k) for k in keys], by=supplier)
+                    orders.append((oid, keys))
+                    progress.advance(task)
+            shipped = {oid: int(c.po.get_order(oid).shipped_at) for oid, _ in orders}
+            # readings are stamped after shipment and before the chain's clock: move it 2 h on
+            chain.time_travel(chain.now() + 7200)
+            engine = make_engine(db_url)
+            n_devices = n_bg + n_breach
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                with Session(engine) as s:
+                    if s.scalar(select(func.count()).select_from(DeviceRow)) == n_devices:
+                        break
+                time.sleep(0.2)
+            else:
+                raise RuntimeError(
+                    "the oracle did not index the device bindings:\n" + oracle.tail()
+                )
+
+            bg_orders, breach_orders = orders[:n_bg_orders], orders[n_bg_orders:]
+            # background: one reading per device per second, pre-signed
+            seconds = int(duration) + 1
+            background: list[list[tuple[str, bytes]]] = [[] for _ in range(seconds)]
+            for oid, keys in bg_orders:
+                for key in keys:
+                    for sec in range(seconds):
+                        background[sec].append(
+                            _signed(
+                                domain, key, oid, sec + 1, shipped[oid] + 1 + sec, 450 + sec % 50
+                            )
+                        )
+            # breach: seq 1 out of range, seq 2 out of range 70 s later → completes the breach
+            breach_msgs = [
+                (
+                    oid,
+                    _signed(domain, keys[0], oid, 1, shipped[oid] + 10, 1200),
+                    _signed(
+                        domain, keys[0], oid, 2, shipped[oid] + 10 + LIVE_TOLERATED_S + 10, 1250
+                    ),
+                    device_address(keys[0]),
+                )
+                for oid, keys in breach_orders
+            ]
+            watcher = EventWatcher(chain, c.quality.address)
+            watcher.start()
+            bg_client = _client(broker.port, "bench-background")
+            breach_client = _client(broker.port, "bench-breach")
+            clients += [bg_client, breach_client]
+            stop_bg = threading.Event()
+            bg_sent = [0]
+
+            def background_loop() -> None:
+                start = time.monotonic()
+                slices = 10
+                for sec, batch in enumerate(background):
+                    for j in range(slices):
+                        at = start + sec + j / slices
+                        delay = at - time.monotonic()
+                        if delay > 0 and stop_bg.wait(delay):
+                            return
+                        for topic, payload in batch[j::slices]:
+                            bg_client.publish(topic, payload, qos=1)
+                            bg_sent[0] += 1
+
+            bg_thread = threading.Thread(target=background_loop, daemon=True)
+            rng = random.Random(7)
+            published: dict[int, float] = {}
+            console.print(
+                f"live: {n_breach} breaches every ~{args.spacing:.1f} s with {n_bg} background "
+                f"devices at 1 reading/s on {n_bg_orders} orders ({args.backend})"
+            )
+            bg_thread.start()
+            time.sleep(args.warmup)
+            t_start = time.monotonic()
+            load_before = os.getloadavg()[0]
+            with Progress(console=console, transient=True) as progress:
+                task = progress.add_task("breaches", total=n_breach)
+                for i, (oid, first, completing, _dev) in enumerate(breach_msgs):
+                    at = t_start + i * args.spacing + rng.uniform(0, args.spacing / 3)
+                    breach_client.publish(*first, qos=1)
+                    time.sleep(max(0.0, at + 1.0 - time.monotonic()))
+                    published[oid] = time.time()
+                    breach_client.publish(*completing, qos=1)
+                    progress.advance(task)
+                deadline = time.monotonic() + 60
+                while len(watcher.seen) < n_breach and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            load_after = os.getloadavg()[0]
+            stop_bg.set()
+            bg_thread.join(10)
+            watcher.stop()
+            missing = [oid for oid in published if oid not in watcher.seen]
+            if missing:
+                raise RuntimeError(
+                    f"no ExcursionProven for orders {missing} within 60 s:\n" + oracle.tail()
+                )
+            # every background reading sent must be stored (a loss would show here)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                with Session(engine) as s:
+                    if s.scalar(select(func.count()).select_from(ReadingRow)) == (
+                        bg_sent[0] + 2 * n_breach
+                    ):
+                        break
+                time.sleep(0.2)
+            # the oracle's own stamps, for the split
+            rows: list[dict[str, float]] = []
+            with Session(engine) as s:
+                for oid, _f, _c, dev in breach_msgs:
+                    received = s.scalar(
+                        select(ReadingRow.received_at).where(
+                            ReadingRow.device == dev, ReadingRow.seq == 2
+                        )
+                    )
+                    entry = s.scalars(
+                        select(OutboxRow).where(OutboxRow.dedup_key == f"breach:{oid}")
+                    ).one()
+                    t_pub, t_seen = published[oid], watcher.seen[oid]
+                    rows.append(
+                        {
+                            "order_id": oid,
+                            "total_s": t_seen - t_pub,
+                            "mqtt_s": float(received) - t_pub,
+                            "ingest_s": float(entry.created_at) - float(received),
+                            "outbox_chain_s": t_seen - float(entry.created_at),
+                            "outbox_done_s": float(entry.updated_at) - float(entry.created_at),
+                        }
+                    )
+                stored_bg = (
+                    int(s.scalar(select(func.count()).select_from(ReadingRow)) or 0) - 2 * n_breach
+                )
+            engine.dispose()
+            measured_s = time.monotonic() - t_start
+    finally:
+        for cl in clients:
+            cl.disconnect()
+            cl.loop_stop()
+        if watcher is not None and watcher.is_alive():
+            watcher.stop()
+        if oracle is not None:
+            oracle.stop()
+            if args.oracle_log is not None:
+                shutil.copyfile(oracle.log, args.oracle_log)
+        broker.stop()
+        anvil.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    def stats(key: str) -> dict[str, float]:
+        xs = [r[key] for r in rows]
+        return {
+            "p50": percentile(xs, 50),
+            "p90": percentile(xs, 90),
+            "p99": percentile(xs, 99),
+            "max": max(xs),
+            "mean": statistics.fmean(xs),
+        }
+
+    parts = {k: stats(k) for k in ("total_s", "mqtt_s", "ingest_s", "outbox_chain_s")}
+    table = Table(
+        title=f"Breach latency: completing reading published → ExcursionProven on anvil "
+        f"({n_breach} breaches, {n_bg} background devices at 1/s, {args.backend})"
+    )
+    for col in ("stage", "p50 ms", "p90 ms", "p99 ms", "max ms", "mean ms"):
+        table.add_column(col, justify="right")
+    labels = {
+        "total_s": "total",
+        "mqtt_s": "MQTT: publish → received",
+        "ingest_s": "ingest: received → outbox entry",
+        "outbox_chain_s": "outbox + chain: → event seen",
+    }
+    for k, label in labels.items():
+        st = parts[k]
+        table.add_row(
+            label, *(f"{st[q] * 1000:,.0f}" for q in ("p50", "p90", "p99", "max", "mean"))
+        )
+    console.print(table)
+    console.print(
+        f"background: {bg_sent[0]:,} readings sent, {stored_bg:,} stored; "
+        f"{measured_s:.0f} s measured; load average {load_before:.1f} → {load_after:.1f}"
+    )
+    return {
+        "benchmark": "breach latency (completing reading published → ExcursionProven on anvil)",
+        "backend": args.backend,
+        "breaches": n_breach,
+        "spacing_s": args.spacing,
+        "background_devices": n_bg,
+        "background_orders": n_bg_orders,
+        "background_devices_per_order": per_order,
+        "background_readings_per_s": n_bg,
+        "background_readings_sent": bg_sent[0],
+        "background_readings_stored": stored_bg,
+        "oracle_env": list(args.oracle_env),
+        "load_avg_1m": [load_before, load_after],
+        "target_p99_s": 2.0,
+        "latency_s": parts,
+        "samples": rows,
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+    }
+
+
+def save(out: Path, update: dict[str, Any]) -> None:
+    """Merge ``update`` into the JSON at ``out`` (each mode keeps the other's figures)."""
+    body: dict[str, Any] = {}
+    if out.exists():
+        try:
+            body = json.loads(out.read_text())
+        except ValueError:
+            body = {}
+    body.update(update)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(body, indent=2) + "\n")
+    console.print(f"saved {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--readings", type=int, default=20_000)
-    ap.add_argument("--devices", type=int, default=1_000)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--batch", type=int, default=500)
-    ap.add_argument("--backends", default="sqlite,postgresql")
+    ap.add_argument("mode", nargs="?", choices=("drain", "live"), default="drain")
+    ap.add_argument("--readings", type=int, default=20_000, help="drain: readings in the backlog")
+    ap.add_argument("--devices", type=int, default=1_000, help="drain: devices")
+    ap.add_argument("--runs", type=int, default=3, help="drain: runs per database")
+    ap.add_argument("--batch", type=int, default=500, help="drain: ingest batch size")
+    ap.add_argument("--backends", default="sqlite,postgresql", help="drain: databases")
     ap.add_argument("--profile", action="store_true", help="cProfile the ingest worker (first run)")
+    ap.add_argument("--breaches", type=int, default=40, help="live: breaches measured")
+    ap.add_argument("--spacing", type=float, default=1.5, help="live: seconds between breaches")
+    ap.add_argument(
+        "--background-devices", type=int, default=300, help="live: devices at 1 reading/s"
+    )
+    ap.add_argument(
+        "--background-per-order", type=int, default=10, help="live: background devices per order"
+    )
+    ap.add_argument("--warmup", type=float, default=5.0, help="live: background-only seconds")
+    ap.add_argument("--backend", default="sqlite", choices=("sqlite", "postgresql"), help="live")
+    ap.add_argument(
+        "--oracle-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="live: extra environment for the oracle (e.g. ORACLE_OUTBOX_POLL_SECS=0.5)",
+    )
+    ap.add_argument("--oracle-log", type=Path, help="live: keep the oracle's log here")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "ingest.json")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-
+    if args.mode == "live":
+        save(args.out, {"live_latency": run_live(args)})
+        return 0
     keys = device_keys(args.devices)
     t = time.perf_counter()
     messages = presign(args.readings, keys)
@@ -315,23 +729,18 @@ def main() -> int:
             f"{med['load_avg_1m']:.1f}",
         )
     console.print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "benchmark": "ingest drain (MQTT backlog → verify → store → rules)",
-                "readings": args.readings,
-                "devices": args.devices,
-                "batch_size": args.batch,
-                "runs": args.runs,
-                "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
-                "results": summary,
-            },
-            indent=2,
-        )
-        + "\n"
+    save(
+        args.out,
+        {
+            "benchmark": "ingest drain (MQTT backlog → verify → store → rules)",
+            "readings": args.readings,
+            "devices": args.devices,
+            "batch_size": args.batch,
+            "runs": args.runs,
+            "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+            "results": summary,
+        },
     )
-    console.print(f"saved {args.out.relative_to(REPO)}")
     return 0
 
 
