@@ -119,6 +119,7 @@ class Custodian:
         self.after_tx = after_tx
         self._accounts: dict[str, LocalAccount] = {}
         self._lock = threading.Lock()
+        self._funding_locks: dict[tuple[str, str], threading.Lock] = {}
 
     # --- plumbing -------------------------------------------------------------------
 
@@ -159,14 +160,34 @@ class Custodian:
         coin = Stablecoin(self.chain, token)
         self._run(party, "approve", lambda by: coin.approve(self.escrow.address, amount, by=by))
 
+    def _funding(self, party: Party, token: str) -> threading.Lock:
+        """Held from a party's ERC-20 ``approve`` until the escrow has pulled that amount.
+
+        ``approve`` sets the allowance, it does not add to it: two concurrent funding
+        requests of one party would overwrite each other's allowance, and the second
+        ``transferFrom`` would revert with ERC20InsufficientAllowance.
+        """
+        with self._lock:
+            key = (party.name, token.lower())
+            lock = self._funding_locks.get(key)
+            if lock is None:
+                lock = self._funding_locks[key] = threading.Lock()
+        return lock
+
     # --- PurchaseOrders -------------------------------------------------------------
 
     def create_order(self, party: Party, supplier: str, terms: Terms, fund: bool) -> Sent:
         t = chain_terms(terms)
         po = self.purchase_orders
-        if fund:
-            if not t.is_eth:
+        if fund and not t.is_eth:
+            with self._funding(party, t.token):
                 self._approve(party, t.token, t.price)
+                result = self._run(
+                    party,
+                    "createAndFundOrder",
+                    lambda by: po.create_and_fund_order(supplier, t, by=by),
+                )
+        elif fund:
             result = self._run(
                 party, "createAndFundOrder", lambda by: po.create_and_fund_order(supplier, t, by=by)
             )
@@ -182,13 +203,18 @@ class Custodian:
 
     def fund(self, party: Party, order: OrderRecord) -> Sent:
         po = self.purchase_orders
-        eth = int(order.token, 16) == 0
-        if not eth:
+        if int(order.token, 16) == 0:
+            value = int(order.price)
+            return self._sent(
+                self._run(
+                    party, "fundOrder", lambda by: po.fund_order(order.id, by=by, value=value)
+                )
+            )
+        with self._funding(party, order.token):
             self._approve(party, order.token, int(order.price))
-        value = int(order.price) if eth else 0
-        return self._sent(
-            self._run(party, "fundOrder", lambda by: po.fund_order(order.id, by=by, value=value))
-        )
+            return self._sent(
+                self._run(party, "fundOrder", lambda by: po.fund_order(order.id, by=by, value=0))
+            )
 
     def ship(self, party: Party, order: OrderRecord, devices: Sequence[str]) -> Sent:
         po = self.purchase_orders
