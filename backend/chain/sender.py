@@ -602,11 +602,11 @@ class TxSender:
         block instead of each waiting for the previous one to be mined.
         """
         if not pending.done:
-            outcome = self._fetch_outcome(
+            fetched = self._fetch_outcome(
                 pending, self.receipt_timeout if timeout is None else timeout
             )
             with self._lock:
-                self._record(pending, outcome)
+                self._record(pending, fetched)
         with self._lock:
             if pending in self._finished:
                 self._finished.remove(pending)
