@@ -33,6 +33,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -239,20 +240,35 @@ DEV_API_KEYS = {"buyer": "dev-buyer", "supplier": "dev-supplier", "arbiter": "de
 class ApiDriver:
     """Acts as buyer and supplier through the REST API of a running `trustship serve`.
 
-    The chain connection (``RPC_URL``) is used only to move a dev chain's clock.
+    The chain connection (``RPC_URL``) is used only for what a dev chain's operator
+    does outside the API: move the clock, and mint the test stablecoin the buyer pays
+    ERC-20 orders with (as the deployer, an account the API's parties do not send from
+    in a replay, so its nonces never race the server's).
+
+    A scenario's orders are opened and shipped concurrently (up to
+    :attr:`concurrency` requests in flight): on an interval-mined chain
+    (``--block-time 1``) each write waits for its block, so one order after the
+    other would take a block per call.
     """
+
+    #: Concurrent API writes while opening and shipping a scenario's orders.
+    concurrency = 16
 
     def __init__(self, api_url: str, chain: Chain, mqtt_url: str, keys: dict[str, str]) -> None:
         import httpx
 
-        self.http = httpx.Client(base_url=api_url.rstrip("/"), timeout=120.0)
+        # Idle connections are dropped before uvicorn's 5 s keep-alive closes them: a
+        # request on a connection the server is closing fails with "connection reset",
+        # and a POST is not retried (it may have created an order).
+        self.http = httpx.Client(
+            base_url=api_url.rstrip("/"),
+            timeout=120.0,
+            limits=httpx.Limits(max_connections=self.concurrency + 4, keepalive_expiry=2.0),
+        )
         self.chain = chain
         self.mqtt_url = mqtt_url
         self.keys = keys
-        try:
-            info = self._call("GET", "/deployment", None)
-        except httpx.TransportError as exc:
-            raise ReplayError(f"cannot reach the TrustShip API at {api_url}: {exc}") from None
+        info = self._call("GET", "/deployment", None)
         self.domain = Domain(int(info["chain_id"]), info["contracts"]["QualityVerification"])
         self.token: str | None = info.get("token")
         if self.domain.chain_id != chain.chain_id:
@@ -265,10 +281,19 @@ class ApiDriver:
         }
 
     def _call(self, method: str, path: str, role: str | None, body: Any = None) -> Any:
+        import httpx
+
         headers = {"X-API-Key": self.keys[role]} if role else {}
-        response = self.http.request(method, path, json=body, headers=headers)
+        what = f"{method} {path}" + (f" as {role}" if role else "")
+        try:
+            response = self.http.request(method, path, json=body, headers=headers)
+        except httpx.TransportError as exc:
+            raise ReplayError(
+                f"{what}: no answer from the TrustShip API at {self.http.base_url}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
         if response.status_code >= 400:
-            raise ReplayError(f"{method} {path} as {role}: {response.status_code} {response.text}")
+            raise ReplayError(f"{what}: {response.status_code} {response.text}")
         return response.json()
 
     def wait_for_oracle_clock(self, target: int, timeout: float) -> None:
@@ -285,37 +310,111 @@ class ApiDriver:
                 )
             time.sleep(0.1)
 
+    def _token_address(self, symbol: str, order_name: str) -> str:
+        if symbol == "ETH":
+            return ETH
+        if self.token:
+            return self.token
+        raise ReplayError(f"{order_name} pays in {symbol}: the deployment has no test token")
+
+    def _fund_buyer(self, scenario: Scenario) -> None:
+        """Mint the test stablecoin the buyer still lacks for the scenario's ERC-20 orders."""
+        need = sum(o.terms.price for o in scenario.orders if o.terms.token != "ETH")
+        if not need or not self.token:
+            return
+        from backend.chain.contracts import Stablecoin
+
+        coin = Stablecoin(self.chain, self.token)
+        buyer = self.address["buyer"]
+        short = need - coin.balance_of(buyer)
+        if short > 0:
+            try:
+                minter = self.chain.accounts.require("admin")
+            except ConfigurationError as exc:
+                raise ReplayError(
+                    f"the buyer {buyer} needs {short} more test-token base units: {exc}"
+                ) from None
+            coin.mint(buyer, short, by=minter)
+
+    def _parallel(self, calls: list[Callable[[], Any]]) -> list[Any]:
+        """Run ``calls`` concurrently; results in order; the first failure is raised."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if len(calls) <= 1:
+            return [c() for c in calls]
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(calls))) as pool:
+            futures = [pool.submit(c) for c in calls]
+            return [f.result() for f in futures]
+
     def open_orders(self, scenario: Scenario, fleet_t0: int, note: Note) -> dict[str, int]:
-        ids: dict[str, int] = {}
-        for order in scenario.orders:
-            if order.terms.token == "ETH":
-                token = ETH
-            elif self.token:
-                token = self.token
-            else:
-                raise ReplayError(f"{order.name} pays in {order.terms.token}: no test token")
-            terms = _terms(scenario, order.name, fleet_t0, token, self.address["arbiter"])
+        """Create-and-fund (as the buyer), then accept (as the supplier), every order.
+
+        Orders paying in ETH are created concurrently. Orders paying in an ERC-20 are
+        created one after the other, beside them: funding one is an ``approve`` then the
+        escrow's ``transferFrom``, and the API lets one such pair per buyer and token
+        run at a time (``approve`` sets the allowance, it does not add to it).
+        """
+        self._fund_buyer(scenario)
+
+        def create(name: str, token: str) -> int:
+            terms = _terms(scenario, name, fleet_t0, token, self.address["arbiter"])
             body = {
                 "supplier": self.address["supplier"],
                 "terms": {
-                    name: (str(getattr(terms, name)) if name == "price" else getattr(terms, name))
-                    for name in Terms.SOLIDITY_ORDER
+                    field: (
+                        str(getattr(terms, field)) if field == "price" else getattr(terms, field)
+                    )
+                    for field in Terms.SOLIDITY_ORDER
                 },
                 "fund": True,
             }
-            created = self._call("POST", "/orders", "buyer", body)
-            order_id = int(created["order"]["id"])
-            self._call("POST", f"/orders/{order_id}/accept", "supplier")
-            ids[order.name] = order_id
-            note(f"order {order_id} ({order.name}): created and funded over the API; accepted")
-        return ids
+            return int(self._call("POST", "/orders", "buyer", body)["order"]["id"])
+
+        ids: dict[str, int] = {}
+        by_token: dict[str, list[str]] = {}
+        for order in scenario.orders:
+            by_token.setdefault(self._token_address(order.terms.token, order.name), []).append(
+                order.name
+            )
+
+        def create_all(token: str, names: list[str]) -> None:
+            for name in names:
+                ids[name] = create(name, token)
+
+        def create_one(name: str) -> None:
+            ids[name] = create(name, ETH)
+
+        # the sequential ERC-20 chains first, so that they start at once
+        calls: list[Callable[[], Any]] = [
+            partial(create_all, token, names) for token, names in by_token.items() if token != ETH
+        ]
+        calls += [partial(create_one, name) for name in by_token.get(ETH, [])]
+        self._parallel(calls)
+        self._parallel(
+            [
+                partial(self._call, "POST", f"/orders/{ids[o.name]}/accept", "supplier")
+                for o in scenario.orders
+            ]
+        )
+        for order in scenario.orders:
+            note(
+                f"order {ids[order.name]} ({order.name}): created and funded over the API; accepted"
+            )
+        return {o.name: ids[o.name] for o in scenario.orders}
 
     def ship(self, fleet: Fleet, note: Note) -> None:
-        for order in fleet.scenario.orders:
-            order_id = fleet.order_ids[order.name]
-            devices = fleet.devices_of(order.name)
-            self._call("POST", f"/orders/{order_id}/ship", "supplier", {"devices": devices})
-            note(f"order {order_id}: shipped over the API with {len(devices)} device(s)")
+        """Ship every order (as the supplier) with its devices bound, concurrently."""
+        orders = [
+            (fleet.order_ids[o.name], fleet.devices_of(o.name)) for o in fleet.scenario.orders
+        ]
+        self._parallel(
+            [
+                partial(self._call, "POST", f"/orders/{oid}/ship", "supplier", {"devices": devices})
+                for oid, devices in orders
+            ]
+        )
+        for oid, devices in orders:
+            note(f"order {oid}: shipped over the API with {len(devices)} device(s)")
 
     def outcome(self, order_id: int) -> Outcome:
         body = self._call("GET", f"/orders/{order_id}", "buyer")
