@@ -58,6 +58,9 @@ class OracleConfig:
     indexer_page_size: int = 2000
     indexer_confirmations: int = 0
     outbox_poll_secs: float = 0.5
+    #: Orders whose chain actions run side by side (one order's stay in order): on a
+    #: chain that mines every few seconds one action per block would be the limit.
+    outbox_concurrency: int = 8
 
     @classmethod
     def from_env(cls, settings: Settings) -> OracleConfig:
@@ -92,6 +95,7 @@ ENV_KNOBS: dict[str, tuple[str, type[int] | type[float]]] = {
     "ORACLE_COMMIT_MAX_AGE_SECS": ("commit_max_age_secs", float),
     "ORACLE_INDEXER_POLL_SECS": ("indexer_poll_secs", float),
     "ORACLE_OUTBOX_POLL_SECS": ("outbox_poll_secs", float),
+    "ORACLE_OUTBOX_CONCURRENCY": ("outbox_concurrency", int),
 }
 
 
@@ -170,7 +174,11 @@ class Oracle:
             executor = ChainExecutor(contracts, oracle_account)
         self.outbox = (
             OutboxWorker(
-                engine, executor, poll_secs=self.config.outbox_poll_secs, metrics=self.metrics
+                engine,
+                executor,
+                poll_secs=self.config.outbox_poll_secs,
+                metrics=self.metrics,
+                concurrency=self.config.outbox_concurrency,
             )
             if executor is not None
             else None

@@ -1,0 +1,72 @@
+"""The outbox runs different orders' chain actions side by side (``concurrency``),
+each order's own entries still one after the other, proofs before commitments."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from backend.oracle.metrics import Metrics
+from backend.oracle.outbox import ChainAction, OutboxWorker
+from backend.store import repositories as repo
+from tests.oracle.test_latency_paths import enqueue
+
+
+class Overlapping:
+    """Proofs meet at a barrier: they succeed only when ``parties`` run at once."""
+
+    def __init__(self, parties: int) -> None:
+        self.barrier = threading.Barrier(parties, timeout=5.0)
+        self.ran: list[str] = []
+        self.lock = threading.Lock()
+
+    def execute(self, action: ChainAction, session: Session) -> bytes | None:
+        if action.kind != "commit_batch":
+            self.barrier.wait()  # BrokenBarrierError (a retry) when run one at a time
+        with self.lock:
+            self.ran.append(f"{action.kind}:{action.order_id}")
+        return b"\x02" * 32
+
+
+def statuses(engine: Engine) -> dict[str, str]:
+    with Session(engine) as s:
+        rows = [row for order_id in (1, 2, 3) for row in repo.outbox_for(s, order_id)]
+    return {row.dedup_key: row.status for row in rows}
+
+
+@pytest.fixture
+def queued(sqlite_engine: Engine) -> Engine:
+    for order_id in (1, 2, 3):
+        enqueue(sqlite_engine, "commit_batch", order_id, f"commit:{order_id}:1")
+        enqueue(sqlite_engine, "prove_arrival", order_id, f"arrival:{order_id}")
+    return sqlite_engine
+
+
+def test_orders_run_side_by_side_each_in_its_own_order(queued: Engine) -> None:
+    executor = Overlapping(parties=3)
+    outbox = OutboxWorker(queued, executor, metrics=Metrics(), concurrency=4)
+    assert outbox.run_once() == 6
+    assert len(statuses(queued)) == 6 and set(statuses(queued).values()) == {"done"}
+    for order_id in (1, 2, 3):
+        mine = [r for r in executor.ran if r.endswith(f":{order_id}")]
+        assert mine == [f"prove_arrival:{order_id}", f"commit_batch:{order_id}"]
+
+
+def test_one_at_a_time_by_default(queued: Engine) -> None:
+    executor = Overlapping(parties=2)
+    executor.barrier = threading.Barrier(2, timeout=0.2)
+    outbox = OutboxWorker(queued, executor, metrics=Metrics())
+    outbox.run_once()
+    # the proofs never met: each waited alone and was put back for a retry
+    assert not any(r.startswith("prove_arrival") for r in executor.ran)
+    assert executor.ran == ["commit_batch:1", "commit_batch:2", "commit_batch:3"]
+
+
+def test_concurrency_must_be_positive(sqlite_engine: Engine) -> None:
+    executor: Any = Overlapping(parties=1)
+    with pytest.raises(ValueError, match="at least 1"):
+        OutboxWorker(sqlite_engine, executor, concurrency=0)
