@@ -121,20 +121,25 @@ def start_anvil(*args: str, port: int | None = None) -> Server:
 
 
 def start_mosquitto(
-    config: str = "", port: int | None = None, workdir: Path | None = None
+    config: str = "",
+    port: int | None = None,
+    workdir: Path | None = None,
+    *,
+    listener: bool = True,
 ) -> Server:
     """Start mosquitto with ``config`` appended to a listener on a free port.
 
     ``config`` may refer to ``{workdir}``, a temp dir owned by this server (for
     password files, ACLs and persistence). Logs go to stderr (MEASURED.md: a log
-    file in a temp dir may fail to open as root).
+    file in a temp dir may fail to open as root). With ``listener=False`` the
+    config is the whole file: it brings its own ``listener`` on ``port`` (pass
+    the port) and its own log settings.
     """
     port = port or free_port()
     workdir = workdir or Path(tempfile.mkdtemp(prefix="trustship-mosquitto-"))
     conf = workdir / "mosquitto.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\nlog_dest stderr\n" + config.format(workdir=workdir) + "\n"
-    )
+    head = f"listener {port} 127.0.0.1\nlog_dest stderr\n" if listener else ""
+    conf.write_text(head + config.format(workdir=workdir) + "\n")
     log = workdir / "mosquitto.log"
     with log.open("ab") as out:
         proc = subprocess.Popen(
