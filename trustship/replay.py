@@ -204,6 +204,7 @@ def print_table(reports: Sequence[ScenarioReport], console: Console) -> None:
         "scenario",
         "order",
         "id",
+        "token",
         "buyer (exp / got)",
         "supplier (exp / got)",
         "breach",
@@ -213,7 +214,7 @@ def print_table(reports: Sequence[ScenarioReport], console: Console) -> None:
         table.add_column(col, overflow="fold")
     for rep in reports:
         if rep.error or not rep.orders:
-            table.add_row(rep.name, "", "", "", "", "", "", "", f"[red]ERROR[/red] {rep.error}")
+            table.add_row(rep.name, *[""] * 7, f"[red]ERROR[/red] {rep.error}")
             continue
         for o in rep.orders:
             mark = "[green]PASS[/green]" if o.passed else f"[red]FAIL[/red] ({o.state})"
