@@ -317,7 +317,7 @@ class EventWatcher(threading.Thread):
             if head > last:
                 now = time.time()
                 logs = w3.eth.get_logs(
-                    {"fromBlock": last + 1, "toBlock": head, "address": self.address}  # type: ignore[typeddict-item]
+                    {"fromBlock": last + 1, "toBlock": head, "address": self.address}
                 )
                 for e in self.chain.registry.decode_logs(logs):
                     if e.name == "ExcursionProven":
@@ -543,6 +543,8 @@ def run_live(args: argparse.Namespace) -> dict[str, Any]:
                     entry = s.scalars(
                         select(OutboxRow).where(OutboxRow.dedup_key == f"breach:{oid}")
                     ).one()
+                    if received is None:
+                        raise RuntimeError(f"order {oid}: the completing reading is not stored")
                     t_pub, t_seen = published[oid], watcher.seen[oid]
                     rows.append(
                         {

@@ -201,7 +201,7 @@ def chain_events(stack: CrashStack) -> list[Any]:
     c = stack.driver.contracts
     addresses = [c.purchase_orders.address, c.quality.address, c.escrow.address]
     logs = stack.chain.w3.eth.get_logs(
-        {"fromBlock": stack.deployment.block_number, "toBlock": "latest", "address": addresses}  # type: ignore[typeddict-item]
+        {"fromBlock": stack.deployment.block_number, "toBlock": "latest", "address": addresses}
     )
     return stack.chain.registry.decode_logs(logs)
 
@@ -567,7 +567,7 @@ def test_mosquitto_defaults_would_have_dropped_the_backlog() -> None:
 
     def on_message(_c: mqtt.Client, _u: Any, m: mqtt.MQTTMessage) -> None:
         with lock:
-            got.append(m.payload)
+            got.append(bytes(m.payload))
 
     def session() -> mqtt.Client:
         c = mqtt.Client(
