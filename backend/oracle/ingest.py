@@ -236,12 +236,20 @@ class Ingestor:
         self.catch_up = catch_up
         self._caught_up_at = -1e18
 
-    def _try_catch_up(self) -> bool:
-        """Run ``catch_up`` unless it ran in the last ``catch_up_interval_secs``."""
-        now = time.monotonic()
-        if self.catch_up is None or now - self._caught_up_at < self.config.catch_up_interval_secs:
+    def _catch_up(self) -> bool:
+        """Run ``catch_up`` (once per batch, see :meth:`prepare`).
+
+        Runs are at least ``catch_up_interval_secs`` apart: when the last one was more
+        recent, this waits out the rest rather than refusing, since a binding mined a
+        moment after that run would otherwise lose the reading. A flood of readings from
+        unbound devices therefore costs at most one short wait per batch.
+        """
+        if self.catch_up is None:
             return False
-        self._caught_up_at = now
+        wait = self._caught_up_at + self.config.catch_up_interval_secs - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        self._caught_up_at = time.monotonic()
         try:
             self.catch_up()
         except Exception as exc:  # a chain hiccup must not stop ingest
@@ -304,13 +312,17 @@ class Ingestor:
         now = self.clock()
         domain = self.domain
         candidates: list[_Candidate] = []
+        tried_catch_up = False  # at most one chain catch-up per batch, even if it fails
         for i, msg in enumerate(batch):
             checked = self._check(msg, now)
             if (
                 isinstance(checked, tuple)
                 and checked[0] == FUTURE_TIMESTAMP
-                and self._try_catch_up()
+                and not tried_catch_up
+                and self.catch_up is not None
             ):
+                tried_catch_up = True
+                self._catch_up()
                 now = self.clock()
                 checked = self._check(msg, now)
             if isinstance(checked, tuple):
@@ -346,7 +358,10 @@ class Ingestor:
             for c in candidates
             if c.signed.reading.order_id not in self.bindings.orders_of(c.signed.device)
         }
-        if unbound and self._try_catch_up():
+        if unbound and self.catch_up is not None:
+            if not tried_catch_up:
+                tried_catch_up = True
+                self._catch_up()
             self.bindings.refresh(unbound, unbound, force=True)
         bound: list[_Candidate] = []
         for c in candidates:

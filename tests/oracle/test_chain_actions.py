@@ -254,3 +254,33 @@ def test_ingest_catches_up_with_the_chain_before_refusing(
     result = catching_up.ingest(msgs)
     assert result.stored == 2 and not result.rejected
     assert indexer.chain_time == later
+
+
+def test_a_binding_mined_just_after_a_catch_up_is_still_seen(
+    deployment: Stack, sqlite_engine: Engine
+) -> None:
+    """Catch-ups are rate limited; a reading from a device bound a moment after the last
+    one waits for the next rather than being refused (and lost)."""
+    metrics = Metrics()
+    indexer = ChainIndexer(
+        sqlite_engine,
+        deployment.chain,
+        deployment.contracts,
+        start_block=deployment.deployment.block_number,
+        metrics=metrics,
+    )
+    ingestor = Ingestor(
+        sqlite_engine,
+        deployment.domain,
+        rules=RulesEngine(),
+        metrics=metrics,
+        chain_time=lambda: indexer.chain_time,
+        catch_up=indexer.run_once,
+    )
+    first, second = device_key(921), device_key(922)
+    oid1 = shipped_order(deployment, [device_address(first)])
+    now = deployment.chain.now()
+    assert ingestor.ingest([reading_msg(deployment, first, oid1, 1, now)]).stored == 1
+    oid2 = shipped_order(deployment, [device_address(second)])  # right after that catch-up
+    result = ingestor.ingest([reading_msg(deployment, second, oid2, 1, deployment.chain.now())])
+    assert result.stored == 1 and not result.rejected
