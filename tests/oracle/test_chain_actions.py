@@ -4,6 +4,7 @@ outbox → chain, and the "already done" reverts that make re-execution safe."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -58,26 +59,37 @@ def reading_msg(stack: Stack, key: str, oid: int, seq: int, ts: int, **kw: int) 
     return Inbound(telemetry_topic(oid, s.device), encode_message(s))
 
 
-@pytest.fixture
-def oracle_parts(
-    deployment: Stack, sqlite_engine: Engine
-) -> tuple[ChainIndexer, Ingestor, Metrics]:
-    metrics = Metrics()
-    indexer = ChainIndexer(
-        sqlite_engine,
+def make_indexer(deployment: Stack, engine: Engine, metrics: Metrics) -> ChainIndexer:
+    return ChainIndexer(
+        engine,
         deployment.chain,
         deployment.contracts,
         start_block=deployment.deployment.block_number,
         metrics=metrics,
     )
-    ingestor = Ingestor(
-        sqlite_engine,
+
+
+def make_ingestor(
+    deployment: Stack, engine: Engine, indexer: ChainIndexer, metrics: Metrics, **kw: Any
+) -> Ingestor:
+    """An ingestor whose chain clock is the indexer's (``kw``: catch_up, wall_clock)."""
+    return Ingestor(
+        engine,
         deployment.domain,
         rules=RulesEngine(),
         metrics=metrics,
         chain_time=lambda: indexer.chain_time,
+        **kw,
     )
-    return indexer, ingestor, metrics
+
+
+@pytest.fixture
+def oracle_parts(
+    deployment: Stack, sqlite_engine: Engine
+) -> tuple[ChainIndexer, Ingestor, Metrics]:
+    metrics = Metrics()
+    indexer = make_indexer(deployment, sqlite_engine, metrics)
+    return indexer, make_ingestor(deployment, sqlite_engine, indexer, metrics), metrics
 
 
 def drain(outbox: OutboxWorker, passes: int = 6) -> None:
@@ -217,22 +229,15 @@ def test_ingest_catches_up_with_the_chain_before_refusing(
     just moved, is not refused as unknown_device or future_timestamp: ingest runs the
     indexer once before refusing. Without the catch-up both readings are refused."""
     metrics = Metrics()
-    indexer = ChainIndexer(
-        sqlite_engine,
-        deployment.chain,
-        deployment.contracts,
-        start_block=deployment.deployment.block_number,
-        metrics=metrics,
-    )
+    indexer = make_indexer(deployment, sqlite_engine, metrics)
     indexer.run_once()
 
     def ingestor(catch_up: bool) -> Ingestor:
-        return Ingestor(
+        return make_ingestor(
+            deployment,
             sqlite_engine,
-            deployment.domain,
-            rules=RulesEngine(),
-            metrics=metrics,
-            chain_time=lambda: indexer.chain_time,
+            indexer,
+            metrics,
             wall_clock=lambda: 0.0,  # only the chain's clock counts here
             catch_up=indexer.run_once if catch_up else None,
         )
@@ -262,21 +267,8 @@ def test_a_binding_mined_just_after_a_catch_up_is_still_seen(
     """Catch-ups are rate limited; a reading from a device bound a moment after the last
     one waits for the next rather than being refused (and lost)."""
     metrics = Metrics()
-    indexer = ChainIndexer(
-        sqlite_engine,
-        deployment.chain,
-        deployment.contracts,
-        start_block=deployment.deployment.block_number,
-        metrics=metrics,
-    )
-    ingestor = Ingestor(
-        sqlite_engine,
-        deployment.domain,
-        rules=RulesEngine(),
-        metrics=metrics,
-        chain_time=lambda: indexer.chain_time,
-        catch_up=indexer.run_once,
-    )
+    indexer = make_indexer(deployment, sqlite_engine, metrics)
+    ingestor = make_ingestor(deployment, sqlite_engine, indexer, metrics, catch_up=indexer.run_once)
     first, second = device_key(921), device_key(922)
     oid1 = shipped_order(deployment, [device_address(first)])
     now = deployment.chain.now()
