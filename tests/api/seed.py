@@ -8,13 +8,13 @@ them, device bindings, contract events and alerts.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.api.parties import PartyRegistry
-from backend.chain.testing import device_key
+from backend.chain.testing import default_terms, device_key
 from backend.store.models import (
     AlertRow,
     ChainEventRow,
@@ -46,23 +46,8 @@ def order_values(
         "buyer": buyer,
         "supplier": supplier,
         "state": "Shipped",
-        "token": "0x0000000000000000000000000000000000000000",
-        "price": 10 * ETHER,
-        "delivery_deadline": T0 + 7 * 86400,
-        "expiry_grace_secs": 7 * 86400,
-        "dest_lat_e6": 51_950_000,
-        "dest_lon_e6": 4_050_000,
-        "geofence_e6": 50_000,
-        "min_temp_centi_c": 200,
-        "max_temp_centi_c": 800,
-        "max_humidity_permille": 0,
-        "max_shock_milli_g": 0,
-        "tolerated_excursion_secs": 1800,
-        "late_penalty_bps_per_hour": 100,
-        "late_penalty_cap_bps": 2000,
-        "breach_refund_bps": 3000,
-        "dispute_window_secs": 0,
-        "arbiter": arbiter,
+        # the chain layer's test terms, as the indexer stores them
+        **asdict(default_terms(T0, arbiter)),
         "funded": True,
         "breached": False,
         "created_at": T0,
