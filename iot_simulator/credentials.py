@@ -1,32 +1,32 @@
-"""Write the broker's password file for the oracle and a scenario catalogue's devices.
+"""Write the broker's access file for the oracles and a scenario catalogue's devices.
 
-    python -m iot_simulator.credentials --out deploy/passwords \\
-        --oracle-password "$ORACLE_MQTT_PASSWORD" scenarios/ [more.yaml ...]
+    python -m iot_simulator.credentials --out /mosquitto/auth/dynamic-security.json \\
+        --oracle "oracle:$ORACLE_MQTT_PASSWORD" --monitor "healthcheck:$PW" \\
+        [--owner 1883:1883] scenarios/ [more.yaml ...]
 
-Usernames are ``oracle`` and each device's checksummed address (what the ACL's
-``%u`` patterns expect); a device's password is the one the simulator derives
-from its key (:func:`iot_simulator.keys.mqtt_password`). ``--include-spoofers``
-also admits the spoofing keys of the scenarios (an attacker with a stolen broker
-login: the ACL still confines it to its own topics).
+The file is mosquitto's dynamic-security plugin config (``backend.telemetry.access``
+defines the roles): each oracle user may join the oracles' shared subscription, each
+device (username = its checksummed address, password derived from its key by
+:func:`iot_simulator.keys.mqtt_password`) may publish only under its own address, a
+monitor user reads ``$SYS`` for health checks, an optional admin manages the plugin
+at run time. ``--include-spoofers`` also admits the spoofing keys of the scenarios (an
+attacker with a stolen broker login: the broker still confines it to its own topics).
 
-Hashing is mosquitto's own: the users are written in plain text to a private
-temp file beside ``--out``, hashed in place with ``mosquitto_passwd -U`` (one
-process for the whole fleet instead of one ``mosquitto_passwd -b`` per user),
-and moved over ``--out`` atomically. Nothing in plain text is left behind.
+Passwords are written hashed (PBKDF2-SHA512); the file is mode 0600 and, with
+``--owner``, owned by the broker's user, which must be able to rewrite it.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from backend.core.errors import TrustShipError
 from backend.telemetry import Domain
+from backend.telemetry.access import DEFAULT_SHARE_GROUP, AccessError, BrokerAccess
 from iot_simulator.fleet import build_fleet
 from iot_simulator.scenario import ScenarioError, load_scenario
 
@@ -35,7 +35,7 @@ _ANY_DOMAIN = Domain(1, "0x" + "00" * 20)  # keys do not depend on the chain
 
 
 class CredentialsError(ScenarioError):
-    """Raised when the password file cannot be written."""
+    """Raised when the broker's access file cannot be written."""
 
 
 def scenario_files(paths: Iterable[Path]) -> list[Path]:
@@ -58,42 +58,43 @@ def device_credentials(files: Iterable[Path], include_spoofers: bool = False) ->
     return creds
 
 
-def mosquitto_passwd() -> str:
-    found = os.environ.get("MOSQUITTO_PASSWD") or shutil.which("mosquitto_passwd")
-    if not found:
-        raise CredentialsError(
-            "mosquitto_passwd not found: install mosquitto (apt-get install mosquitto) or set "
-            "MOSQUITTO_PASSWD"
-        )
-    return found
-
-
-def write_password_file(out: Path, users: dict[str, str]) -> None:
-    """Write ``users`` (name → password) as a mosquitto password file at ``out``."""
-    for name, pw in users.items():
-        if not name or ":" in name or "\n" in name or "\n" in pw:
-            raise CredentialsError(
-                f"user {name!r}: names cannot be empty or contain ':' or newlines"
-            )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".passwords-", dir=out.parent)
+def broker_access(
+    *,
+    oracles: dict[str, str],
+    devices: dict[str, str],
+    monitors: dict[str, str] | None = None,
+    admins: dict[str, str] | None = None,
+    share_group: str = DEFAULT_SHARE_GROUP,
+) -> BrokerAccess:
+    """The broker's users: oracles, devices, health-check monitors and admins."""
+    access = BrokerAccess(share_group=share_group)
     try:
-        with os.fdopen(fd, "w") as fh:  # mkstemp: mode 0600
-            fh.writelines(f"{name}:{pw}\n" for name, pw in users.items())
-        tool = mosquitto_passwd()
-        try:
-            proc = subprocess.run([tool, "-U", tmp], capture_output=True, text=True, check=False)
-        except OSError as exc:
-            raise CredentialsError(f"cannot run {tool}: {exc.strerror or exc}") from None
-        if proc.returncode != 0:
-            raise CredentialsError(
-                f"mosquitto_passwd -U failed: {proc.stderr.strip() or proc.stdout}"
-            )
-        os.chmod(tmp, 0o640)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        for user, pw in oracles.items():
+            access.add_oracle(user, pw)
+        for user, pw in (monitors or {}).items():
+            access.add_monitor(user, pw)
+        for user, pw in (admins or {}).items():
+            access.add_admin(user, pw)
+        access.add_devices(devices)
+    except AccessError as exc:
+        raise CredentialsError(str(exc)) from None
+    return access
+
+
+def _user(spec: str) -> tuple[str, str]:
+    """``USER:PASSWORD`` (the password may itself contain ':')."""
+    user, sep, password = spec.partition(":")
+    if not sep or not user or not password:
+        raise argparse.ArgumentTypeError(f"{spec.split(':', 1)[0]!r}: expected USER:PASSWORD")
+    return user, password
+
+
+def _owner(spec: str) -> tuple[int, int]:
+    uid, _, gid = spec.partition(":")
+    try:
+        return int(uid), int(gid or uid)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--owner {spec!r}: expected UID[:GID]") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,25 +102,58 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m iot_simulator.credentials", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("scenarios", nargs="*", type=Path, help="scenario files or directories")
-    parser.add_argument("--out", type=Path, required=True, help="password file to write")
+    parser.add_argument("--out", type=Path, required=True, help="access file to write")
+    parser.add_argument(
+        "--oracle",
+        action="append",
+        type=_user,
+        default=[],
+        metavar="USER:PASSWORD",
+        help="an oracle login (repeat for several oracle processes: one user each)",
+    )
     parser.add_argument(
         "--oracle-password",
         default=os.environ.get("ORACLE_MQTT_PASSWORD"),
-        help="the oracle's password (default: ORACLE_MQTT_PASSWORD)",
+        help=f"shorthand for --oracle {ORACLE_USER}:PASSWORD (default: ORACLE_MQTT_PASSWORD)",
     )
-    parser.add_argument("--oracle-user", default=ORACLE_USER)
+    for flag, what in (
+        ("--monitor", "a health-check login ($SYS only)"),
+        ("--admin", "a dynamic-security administrator"),
+    ):
+        parser.add_argument(
+            flag, action="append", type=_user, default=[], metavar="USER:PASSWORD", help=what
+        )
+    parser.add_argument(
+        "--share-group", default=DEFAULT_SHARE_GROUP, help="the oracles' shared-subscription group"
+    )
+    parser.add_argument(
+        "--owner",
+        type=_owner,
+        default=None,
+        metavar="UID[:GID]",
+        help="chown the file to the broker's user (1883 in the eclipse-mosquitto image)",
+    )
     parser.add_argument("--include-spoofers", action="store_true")
     args = parser.parse_args(argv)
-    if not args.oracle_password:
-        parser.error("--oracle-password (or ORACLE_MQTT_PASSWORD) is required")
+    oracles = dict(args.oracle)
+    if args.oracle_password:
+        oracles.setdefault(ORACLE_USER, args.oracle_password)
+    if not oracles:
+        parser.error("give --oracle USER:PASSWORD (or --oracle-password / ORACLE_MQTT_PASSWORD)")
     try:
-        users = {args.oracle_user: args.oracle_password}
-        users.update(device_credentials(scenario_files(args.scenarios), args.include_spoofers))
-        write_password_file(args.out, users)
-    except ScenarioError as exc:
+        access = broker_access(
+            oracles=oracles,
+            devices=device_credentials(scenario_files(args.scenarios), args.include_spoofers),
+            monitors=dict(args.monitor),
+            admins=dict(args.admin),
+            share_group=args.share_group,
+        )
+        uid, gid = args.owner if args.owner is not None else (None, None)
+        access.write(args.out, uid=uid, gid=gid)
+    except TrustShipError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {len(users)} user(s) to {args.out}")
+    print(f"wrote {len(access.usernames)} broker user(s) to {args.out}")
     return 0
 
 

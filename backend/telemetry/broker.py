@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -59,6 +59,9 @@ class BrokerURL:
             insecure=(query.get("insecure") or ["0"])[0] in {"1", "true", "yes"},
         )
 
+    def without_credentials(self) -> BrokerURL:
+        return replace(self, username=None, password=None)
+
     def redacted(self) -> str:
         auth = f"{self.username}:***@" if self.username else ""
         return f"{'mqtts' if self.tls else 'mqtt'}://{auth}{self.host}:{self.port}"
@@ -73,11 +76,18 @@ class BrokerURL:
                 client.tls_insecure_set(True)
 
 
-def probe_protocol(url: BrokerURL, timeout: float) -> mqtt.MQTTProtocolVersion:
+def probe_protocol(
+    url: BrokerURL, timeout: float, *, anonymous: bool = False
+) -> mqtt.MQTTProtocolVersion:
     """MQTT 5 unless the broker refuses it (amqtt is 3.1.1 only); raises when unreachable.
 
     The probe connects without a will: amqtt answers a v5 CONNECT that has one
-    by hanging instead of refusing it.
+    by hanging instead of refusing it. ``anonymous`` probes without the URL's
+    credentials: on a broker that makes the client id the username
+    (``use_username_as_clientid``), a probe with the oracle's login would take over
+    the oracle's persistent session and, connecting with a clean start, end it —
+    losing everything queued for it. A refused anonymous CONNECT still tells v5
+    (a v5 reason code) from 3.1.1-only ("Unsupported protocol version").
     """
     result: dict[str, Any] = {}
     got = threading.Event()
@@ -86,7 +96,7 @@ def probe_protocol(url: BrokerURL, timeout: float) -> mqtt.MQTTProtocolVersion:
         client_id=f"trustship-probe-{os.getpid()}-{threading.get_ident()}",
         protocol=mqtt.MQTTv5,
     )
-    url.configure(client)
+    (url.without_credentials() if anonymous else url).configure(client)
 
     def on_connect(c: mqtt.Client, u: Any, f: Any, rc: Any, p: Any) -> None:
         result["rc"] = rc

@@ -37,6 +37,8 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import yaml
 
+from tests.iot_simulator.helpers import dynsec_plugin
+
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "deploy" / "Dockerfile"
@@ -289,8 +291,10 @@ class Topology:
                     raise TopologyError(f"mosquitto.conf listens on {value}, compose on {port}")
                 line = f"listener {self.ports[('mosquitto', port)]} 127.0.0.1"
                 listeners += 1
-            elif key in {"password_file", "acl_file", "persistence_location"}:
+            elif key in {"plugin_opt_config_file", "persistence_location"}:
                 line = f"{key} {self.host_path('mosquitto', value.strip())}"
+            elif key == "plugin":  # the image's path of the plugin, or this machine's
+                line = f"plugin {dynsec_plugin()}"
             lines.append(line)
         if listeners != 1:
             raise TopologyError(f"mosquitto.conf has {listeners} active listeners, expected 1")

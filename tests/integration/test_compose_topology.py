@@ -240,8 +240,9 @@ def _catalogue() -> list[str]:
 def test_every_compose_service_ran(running: Running) -> None:
     topo = running.topo
     assert "wrote" in running.one_shot["mqtt-auth"], running.one_shot["mqtt-auth"]
-    users = (topo.volumes["mqtt-auth"] / "passwords").read_text().splitlines()
-    assert users[0].startswith("oracle:$7$"), "the oracle's password is hashed by mosquitto_passwd"
+    access = json.loads((topo.volumes["mqtt-auth"] / "dynamic-security.json").read_text())
+    users = {c["username"]: c for c in access["clients"]}
+    assert {"oracle", "healthcheck"} <= set(users) and "oracle-dev-password" not in str(access)
     assert len(users) > 50  # and every device of the catalogue
     health = httpx.get(f"{running.api}/health", timeout=5).json()
     assert {k: v["status"] for k, v in health["components"].items()} == {
@@ -256,7 +257,7 @@ def test_simulator_replays_the_catalogue_through_the_api(running: Running) -> No
     command = topo.command("simulator")
     assert command[1:3] == ["replay", "scenarios/cold_chain_breach.yaml"], command
     env = topo.environment("simulator")
-    # devices log in with their own credentials (deploy/acl), not the oracle's
+    # devices log in with their own credentials (dynamic security), not the oracle's
     assert urlsplit(env["MQTT_URL"]).username is None, env["MQTT_URL"]
     assert env["TRUSTSHIP_API_URL"] == running.api
     catalogue = _catalogue()

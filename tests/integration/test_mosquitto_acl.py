@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from backend.telemetry import decode_message, recover_device, status_topic, telemetry_topic
+from backend.telemetry.access import DEFAULT_SHARE_GROUP, TELEMETRY_FILTER
 from iot_simulator import build_fleet, load_scenario, publish
 from iot_simulator.credentials import device_credentials
 from tests.iot_simulator.helpers import DOMAIN, SCENARIOS, T0, start_secured_mosquitto
@@ -23,6 +26,8 @@ from tests.iot_simulator.helpers import DOMAIN, SCENARIOS, T0, start_secured_mos
 pytestmark = pytest.mark.integration
 
 ORACLE_PW = "oracle-test-password"
+#: One user per oracle connection: the broker makes the client id the username.
+ORACLES = {"oracle": ORACLE_PW, "oracle-q": ORACLE_PW, "oracle-late": ORACLE_PW}
 SPOOFED = SCENARIOS / "spoofed_device.yaml"
 GAP = SCENARIOS / "connectivity_gap.yaml"
 
@@ -32,7 +37,7 @@ class Client:
 
     def __init__(
         self, port: int, user: str | None, password: str | None, client_id: str = "",
-        clean_start: bool = True, subscribe: str | None = None,
+        clean_start: bool = True, subscribe: str | list[str] | None = None,
     ) -> None:  # fmt: skip
         self.port = port
         self.connack: mqtt.ReasonCode | None = None
@@ -45,7 +50,7 @@ class Client:
         )
         if user is not None:
             self.client.username_pw_set(user, password)
-        self.subscribe_to = subscribe
+        self.subscribe_to = [subscribe] if isinstance(subscribe, str) else (subscribe or [])
         self.client.on_connect = self._on_connect
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
@@ -60,7 +65,7 @@ class Client:
             self.connack = rc
             self.lock.notify_all()
         if not rc.is_failure and self.subscribe_to:
-            c.subscribe(self.subscribe_to, qos=1)
+            c.subscribe([(t, 1) for t in self.subscribe_to])
 
     def _on_publish(self, c: mqtt.Client, u: Any, mid: int, rc: mqtt.ReasonCode, p: Any) -> None:
         with self.lock:
@@ -107,7 +112,7 @@ def fleet_creds() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def broker(fleet_creds: dict[str, str]) -> Iterator[Any]:
-    server = start_secured_mosquitto({"oracle": ORACLE_PW, **fleet_creds})
+    server = start_secured_mosquitto(fleet_creds, oracles=ORACLES)
     yield server
     server.stop()
 
@@ -116,7 +121,10 @@ def broker(fleet_creds: dict[str, str]) -> Iterator[Any]:
 def oracle(broker: Any, request: pytest.FixtureRequest) -> Iterator[Client]:
     """The oracle, reading one order's topics (the order id is the indirect parameter)."""
     order_id = request.param
-    c = Client(broker.port, "oracle", ORACLE_PW, subscribe=f"trustship/v1/orders/{order_id}/#")
+    topics = [
+        f"trustship/v1/orders/{order_id}/devices/+/{kind}" for kind in ("telemetry", "status")
+    ]
+    c = Client(broker.port, "oracle", ORACLE_PW, subscribe=topics)
     assert c.wait_connack() == "Success"
     assert c.subscribed.wait(10)
     yield c
@@ -197,7 +205,7 @@ def test_spoofer_with_a_stolen_login_is_confined_to_its_own_topics(
 ) -> None:
     fleet = build_fleet(load_scenario(SPOOFED), DOMAIN, {"tapas": 9}, T0)
     creds = device_credentials([SPOOFED], include_spoofers=True)
-    server = start_secured_mosquitto({"oracle": ORACLE_PW, **creds})
+    server = start_secured_mosquitto(creds, oracles=ORACLES)
     try:
         stats = publish(fleet, server.extra["url"], speed=math.inf, progress=False)
         # the impersonating spoofer's 3 readings on the real logger's topic are refused
@@ -223,7 +231,7 @@ def test_last_will_marks_a_device_offline(broker: Any, oracle: Client) -> None:
     assert len(wills) == 3 and all(w["status"] == "offline" for w in wills)
     # the retained status is the last one: offline after shutdown
     late = Client(
-        broker.port, "oracle", ORACLE_PW, subscribe=status_topic(21, fleet.devices[0].address)
+        broker.port, "oracle-late", ORACLE_PW, subscribe=status_topic(21, fleet.devices[0].address)
     )
     try:
         assert late.wait_count(1) == 1
@@ -236,8 +244,9 @@ def test_last_will_marks_a_device_offline(broker: Any, oracle: Client) -> None:
 
 def test_an_oracle_offline_for_a_while_loses_nothing(broker: Any) -> None:
     """More than mosquitto's default 1000 queued messages wait for a persistent session."""
-    c = Client(broker.port, "oracle", ORACLE_PW, client_id="oracle-q", clean_start=False,
-               subscribe="trustship/v1/#")  # fmt: skip
+    c = Client(broker.port, "oracle-q", ORACLE_PW, clean_start=False,
+               subscribe=["trustship/v1/orders/+/devices/+/telemetry",
+                          "trustship/v1/orders/+/devices/+/status"])  # fmt: skip
     assert c.wait_connack() == "Success" and c.subscribed.wait(10)
     c.close()  # the session (and its subscription) stays on the broker
     fleet = build_fleet(load_scenario(GAP), DOMAIN, {"berries": 330}, T0)
@@ -247,8 +256,111 @@ def test_an_oracle_offline_for_a_while_loses_nothing(broker: Any) -> None:
         stats = publish(f, broker.extra["url"], speed=math.inf, progress=False)
         total += stats.messages + stats.wills  # the broker publishes each will itself
     assert total > 1000
-    back = Client(broker.port, "oracle", ORACLE_PW, client_id="oracle-q", clean_start=False)
+    back = Client(broker.port, "oracle-q", ORACLE_PW, clean_start=False)
     try:
         assert back.wait_count(total, timeout=60, prefix="trustship/v1/orders/33") == total
     finally:
         back.close()
+
+
+# ---- what a device login may not do ------------------------------------------------
+
+SHARE = f"$share/{DEFAULT_SHARE_GROUP}/{TELEMETRY_FILTER}"
+
+
+def mosquitto_sub(port: int, user: str, password: str, topic: str) -> subprocess.CompletedProcess:
+    """The stock client (Debian's mosquitto-clients), as an outside tester runs it."""
+    return subprocess.run(
+        ["mosquitto_sub", "-V", "mqttv5", "-h", "127.0.0.1", "-p", str(port), "-q", "1",
+         "-u", user, "-P", password, "-t", topic, "-C", "1", "-W", "3", "-v"],
+        capture_output=True, text=True, timeout=20,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        SHARE,
+        f"$share/another-group/{TELEMETRY_FILTER}",
+        TELEMETRY_FILTER,
+        "trustship/v1/#",
+        "#",
+        "$share/trustship-oracle/#",
+        "trustship/v1/orders/+/devices/+/status",
+        "$SYS/#",
+    ],
+)
+def test_a_device_login_is_refused_every_subscription_but_its_own_status(
+    broker: Any, fleet_creds: dict[str, str], topic: str
+) -> None:
+    device, password = next(iter(fleet_creds.items()))
+    done = mosquitto_sub(broker.port, device, password, topic)
+    assert "All subscription requests were denied" in done.stderr, done
+    assert done.stdout == ""
+    own = mosquitto_sub(broker.port, device, password, status_topic(1, device))
+    assert "denied" not in own.stderr
+
+
+def test_a_device_login_cannot_take_the_oracles_client_id(
+    broker: Any, fleet_creds: dict[str, str]
+) -> None:
+    """The broker makes every client id its username: a device asking for the oracle's
+    client id gets its own, and the oracle's connection and session stay untouched."""
+    drops: list[str] = []
+    topics = [f"trustship/v1/orders/77/devices/+/{k}" for k in ("telemetry", "status")]
+    o = Client(broker.port, "oracle", ORACLE_PW, client_id="oracle", subscribe=topics)
+    o.client.on_disconnect = lambda *a: drops.append(str(a[3]))
+    assert o.wait_connack() == "Success" and o.subscribed.wait(10)
+    device, password = next(iter(fleet_creds.items()))
+    squatter = Client(broker.port, device, password, client_id="oracle")
+    try:
+        assert squatter.wait_connack() == "Success"
+        assert squatter.publish(status_topic(77, device), b'{"v":1}') == "Success"
+        assert o.wait_count(1, timeout=10) == 1
+        time.sleep(0.5)
+        assert drops == [], f"the oracle was pushed off: {drops}"
+    finally:
+        squatter.close()
+        o.close()
+
+
+def test_control_an_acl_file_lets_one_spy_drop_half_the_telemetry(
+    fleet_creds: dict[str, str], tmp_path: Any
+) -> None:
+    """The control for the tests above: with the old broker config (password_file +
+    acl_file), mosquitto accepts a device login into the oracles' share group, then
+    drops every message it routes to it — about half of them with one spy."""
+    from tests.servers import start_mosquitto
+
+    device, password = next(iter(fleet_creds.items()))
+    (tmp_path / "pw").write_text(f"oracle:{ORACLE_PW}\n{device}:{password}\n")
+    subprocess.run(["mosquitto_passwd", "-U", str(tmp_path / "pw")], check=True)
+    (tmp_path / "acl").write_text(
+        "user oracle\ntopic read trustship/v1/#\npattern write trustship/v1/orders/+/devices/%u/#\n"
+    )
+    broker = start_mosquitto(
+        ("user root\n" if os.geteuid() == 0 else "")
+        + f"allow_anonymous false\npassword_file {tmp_path / 'pw'}\nacl_file {tmp_path / 'acl'}\n"
+    )
+    oracle = Client(broker.port, "oracle", ORACLE_PW, client_id="oracle", subscribe=SHARE)
+    spy_proc = subprocess.Popen(
+        ["mosquitto_sub", "-V", "mqttv5", "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1",
+         "-u", device, "-P", password, "-i", "spy1", "-t", SHARE],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    pub = Client(broker.port, device, password)
+    try:
+        assert oracle.wait_connack() == "Success" and oracle.subscribed.wait(10)
+        assert pub.wait_connack() == "Success"
+        time.sleep(1.0)  # the spy has joined the group
+        for i in range(100):
+            assert pub.publish(telemetry_topic(1, device), b"%d" % i) == "Success"
+        time.sleep(1.0)
+        received = len(oracle.messages)
+    finally:
+        spy_proc.kill()
+        spy_proc.communicate()
+        pub.close()
+        oracle.close()
+        broker.stop()
+    assert 30 <= received <= 70, f"the oracle received {received} of 100"

@@ -86,7 +86,7 @@ def test_broker_killed_and_restarted_mid_scenario_loses_nothing() -> None:
     sc = parse_scenario(data)
     fleet = build_fleet(sc, DOMAIN, {"box": 77}, T0)
     n = sc.reading_count(sc.orders[0])
-    broker = start_secured_mosquitto({"oracle": ORACLE_PW, **device_credentials_for(fleet)})
+    broker = start_secured_mosquitto(device_credentials_for(fleet), oracles={"oracle": ORACLE_PW})
     sub = PersistentSubscriber(broker.port)
     result: dict[str, Any] = {}
 

@@ -48,12 +48,32 @@ def minimal_scenario(**order_overrides: Any) -> dict[str, Any]:
     }
 
 
+#: Where distributions put mosquitto's dynamic-security plugin (the shipped config
+#: names the eclipse-mosquitto image's path; Debian's package uses the multiarch one).
+DYNSEC_PLUGIN_PATHS = (
+    Path("/usr/lib/mosquitto_dynamic_security.so"),
+    Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"),
+    Path("/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so"),
+)
+ACCESS_FILE = "dynamic-security.json"
+
+
+def dynsec_plugin() -> Path:
+    for path in DYNSEC_PLUGIN_PATHS:
+        if path.exists():
+            return path
+    raise FileNotFoundError(
+        "mosquitto's dynamic-security plugin is not installed (apt-get install mosquitto)"
+    )
+
+
 def deploy_config(workdir: Path) -> str:
     """deploy/mosquitto.conf with its paths moved into ``workdir``.
 
     The listener and log lines are dropped: tests.servers.start_mosquitto adds
     its own (a free port on loopback, stderr). Run as root, mosquitto would drop
     to the ``mosquitto`` user, which cannot read a private temp dir: ``user root``.
+    The access file is ``workdir/dynamic-security.json``.
     """
     import os
 
@@ -62,10 +82,10 @@ def deploy_config(workdir: Path) -> str:
         key = line.split(" ", 1)[0]
         if key in {"listener", "log_dest"}:
             continue
-        if key == "password_file":
-            line = f"password_file {workdir / 'passwords'}"
-        elif key == "acl_file":
-            line = f"acl_file {workdir / 'acl'}"
+        if key == "plugin":
+            line = f"plugin {dynsec_plugin()}"
+        elif key == "plugin_opt_config_file":
+            line = f"plugin_opt_config_file {workdir / ACCESS_FILE}"
         elif key == "persistence_location":
             (workdir / "data").mkdir(parents=True, exist_ok=True)
             line = f"persistence_location {workdir / 'data'}/"
@@ -73,15 +93,26 @@ def deploy_config(workdir: Path) -> str:
     return "\n".join(lines).replace("{", "{{").replace("}", "}}")
 
 
-def start_secured_mosquitto(users: dict[str, str], extra: str = "") -> Any:
-    """A mosquitto from deploy/mosquitto.conf + deploy/acl with ``users`` in its password file."""
-    import shutil
+def start_secured_mosquitto(
+    devices: dict[str, str],
+    *,
+    oracles: dict[str, str],
+    monitors: dict[str, str] | None = None,
+    admins: dict[str, str] | None = None,
+    share_group: str | None = None,
+    extra: str = "",
+) -> Any:
+    """A mosquitto from deploy/mosquitto.conf whose access file (dynamic security)
+    admits ``devices`` ({address: password}), ``oracles``, ``monitors`` and ``admins``."""
     import tempfile
 
-    from iot_simulator.credentials import write_password_file
+    from iot_simulator.credentials import broker_access
     from tests.servers import start_mosquitto
 
     workdir = Path(tempfile.mkdtemp(prefix="trustship-mosquitto-"))
-    write_password_file(workdir / "passwords", users)
-    shutil.copy(REPO / "deploy" / "acl", workdir / "acl")
+    kwargs = {} if share_group is None else {"share_group": share_group}
+    access = broker_access(
+        oracles=oracles, devices=devices, monitors=monitors, admins=admins, **kwargs
+    )
+    access.write(workdir / ACCESS_FILE)
     return start_mosquitto(deploy_config(workdir) + "\n" + extra, workdir=workdir)

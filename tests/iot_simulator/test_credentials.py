@@ -1,30 +1,73 @@
-"""The broker password file: hashed by mosquitto_passwd, nothing left in plain text."""
+"""The broker's access file (dynamic security): hashed passwords, one role per device,
+private permissions, nothing in plain text."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+import stat
 from pathlib import Path
 
 import pytest
 
-from iot_simulator.credentials import (
-    CredentialsError,
-    device_credentials,
-    main,
-    write_password_file,
-)
+from backend.telemetry.access import PBKDF2_ITERATIONS, BrokerAccess, device_role
+from iot_simulator.credentials import CredentialsError, broker_access, device_credentials, main
 from tests.iot_simulator.helpers import SCENARIOS
 
 
-def test_writes_hashed_users(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "auth" / "passwords"
-    assert main(["--out", str(out), "--oracle-password", "s3cret", str(SCENARIOS)]) == 0
-    lines = out.read_text().splitlines()
-    users = [line.split(":", 1)[0] for line in lines]
+def _verify(client: dict, password: str) -> bool:
+    salt = base64.b64decode(client["salt"])
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, client["iterations"])
+    return base64.b64encode(digest).decode() == client["password"]
+
+
+def test_writes_every_user_hashed_with_its_role(tmp_path: Path) -> None:
+    out = tmp_path / "auth" / "dynamic-security.json"
+    assert (
+        main(["--out", str(out), "--oracle-password", "s3cret", "--monitor", "health:h:pw",
+              str(SCENARIOS)])
+        == 0
+    )  # fmt: skip
+    config = json.loads(out.read_text())
+    clients = {c["username"]: c for c in config["clients"]}
     expected = device_credentials(sorted(SCENARIOS.glob("*.yaml")))
-    assert users[0] == "oracle" and set(users[1:]) == set(expected)
-    assert all(line.split(":", 1)[1].startswith("$7$") for line in lines)  # PBKDF2-SHA512
+    assert set(clients) == {"oracle", "health", *expected}
+    assert _verify(clients["oracle"], "s3cret") and _verify(clients["health"], "h:pw")
+    for address, pw in expected.items():
+        assert _verify(clients[address], pw)
+        assert clients[address]["roles"] == [{"rolename": device_role(address), "priority": 0}]
+    assert all(c["iterations"] == PBKDF2_ITERATIONS for c in clients.values())
     assert "s3cret" not in out.read_text()
-    assert [p.name for p in out.parent.iterdir()] == ["passwords"]  # no plain-text temp file
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temp file left behind
+    # everything not granted is denied, subscriptions included
+    assert set(config["defaultACLAccess"].values()) == {False, True}
+    assert config["defaultACLAccess"]["subscribe"] is False
+
+
+def test_a_device_may_publish_only_under_its_own_address() -> None:
+    access = BrokerAccess()
+    address = "0x5620A6Dc0000000000000000000000000000AbCd"
+    access.add_device(address, "pw")
+    (role,) = [r for r in access.config()["roles"] if r["rolename"] == device_role(address)]
+    topics = {(a["acltype"], a["topic"]) for a in role["acls"]}
+    assert topics == {
+        ("publishClientSend", f"trustship/v1/orders/+/devices/{address}/#"),
+        ("subscribePattern", f"trustship/v1/orders/+/devices/{address}/status"),
+        ("publishClientReceive", f"trustship/v1/orders/+/devices/{address}/status"),
+    }
+
+
+def test_only_the_oracle_role_may_join_the_share_group() -> None:
+    access = BrokerAccess(share_group="g1")
+    shares = {
+        r["rolename"]
+        for r in access.config()["roles"]
+        for a in r["acls"]
+        if a["topic"].startswith("$share/")
+    }
+    assert shares == {"oracle"}
 
 
 def test_spoofers_only_on_request() -> None:
@@ -33,11 +76,15 @@ def test_spoofers_only_on_request() -> None:
     assert len(device_credentials(f, include_spoofers=True)) == 3
 
 
-def test_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(CredentialsError, match="cannot be empty or contain ':'"):
-        write_password_file(tmp_path / "p", {"a:b": "x"})
-    monkeypatch.setenv("MOSQUITTO_PASSWD", str(tmp_path / "nope"))
-    with pytest.raises(CredentialsError, match="cannot run"):
-        write_password_file(tmp_path / "p", {"oracle": "x"})
-    assert not list(tmp_path.iterdir())
+def test_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(CredentialsError, match="1-128 characters"):
+        broker_access(oracles={"a/b": "x"}, devices={})
+    with pytest.raises(CredentialsError, match="defined twice"):
+        broker_access(oracles={"oracle": "x"}, devices={}, monitors={"oracle": "y"})
+    with pytest.raises(CredentialsError, match="cannot be empty"):
+        broker_access(oracles={"oracle": ""}, devices={})
     assert main(["--out", str(tmp_path / "p"), "--oracle-password", "x", "missing.yaml"]) == 2
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "p"), "--oracle", "no-password"])
+    assert "expected USER:PASSWORD" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
