@@ -146,6 +146,7 @@ def build(settings: Settings, stack: ExitStack) -> tuple[ApiContext, Any]:
     from backend.api.custody import Custodian
     from backend.chain.connection import connect
     from backend.chain.contracts import Contracts
+    from backend.chain.guard import ChainGuard
     from backend.store.db import session_factory
 
     settings.check_secrets()
@@ -158,6 +159,7 @@ def build(settings: Settings, stack: ExitStack) -> tuple[ApiContext, Any]:
     deployment = _deployment(settings, chain)
     contracts = Contracts.from_deployment(chain, deployment)
     sessions = session_factory(engine)
+    guard = ChainGuard(chain, deployment)
 
     oracle = None
     health_checks: dict[str, Callable[[], ComponentHealth]] = {}
@@ -176,6 +178,7 @@ def build(settings: Settings, stack: ExitStack) -> tuple[ApiContext, Any]:
             contracts=contracts,
             oracle_account=chain.accounts.oracle,
             start_block=deployment.block_number,
+            guard=guard,
         )
         health_checks["broker"] = _broker_health(oracle)
     custodian = Custodian(
@@ -183,6 +186,7 @@ def build(settings: Settings, stack: ExitStack) -> tuple[ApiContext, Any]:
         contracts.purchase_orders,
         contracts.escrow,
         after_tx=wait_for_index(sessions) if oracle is not None else None,
+        guard=guard,
     )
     context = ApiContext(
         settings=settings,

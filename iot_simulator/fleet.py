@@ -15,7 +15,6 @@ can be iterated any number of times.
 from __future__ import annotations
 
 import heapq
-import json
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,12 +29,14 @@ from backend.telemetry import (
     status_topic,
     telemetry_topic,
 )
+from backend.telemetry.status import StatusMessage
 from iot_simulator.geo import Trajectory
 from iot_simulator.keys import derive_key, derive_rng_seed, device_address, mqtt_password
 from iot_simulator.scenario import ConnectivityGap, Order, Scenario, ScenarioError, Spoofer
 from iot_simulator.sensors import Sample, samples
 
-STATUS_VERSION = 1
+#: A device's first seq on an order (its counter starts again on every order).
+FIRST_SEQ = 1
 MessageKind = Literal["telemetry", "status"]
 
 
@@ -98,19 +99,9 @@ class Device:
 
     def will_payload(self) -> bytes:
         """The Last Will: retained ``offline`` status on the device's status topic."""
-        return _json(
-            {
-                "v": STATUS_VERSION,
-                "status": "offline",
-                "device": self.address,
-                "orderId": self.order_id,
-                "reason": "connection_lost",
-            }
-        )
-
-
-def _json(body: dict[str, object]) -> bytes:
-    return json.dumps(body, separators=(",", ":")).encode()
+        return StatusMessage(
+            self.order_id, self.address, "offline", reason="connection_lost"
+        ).encode()
 
 
 class Fleet:
@@ -174,7 +165,7 @@ class Fleet:
             yield from self._spoofer_readings(device)
             return
         traj = self.trajectories[device.order]
-        for seq, s in enumerate(self._iter_samples(device), start=1):
+        for seq, s in enumerate(self._iter_samples(device), start=FIRST_SEQ):
             lat, lon = traj.position_e6(s.offset_s)
             yield s, self._sign(device, device.address, seq, s, lat, lon)
 
@@ -245,17 +236,19 @@ class Fleet:
     def _status(
         self, device: Device, offset: int, state: str, battery: int, last_seq: int, reason: str
     ) -> Message:
-        body: dict[str, object] = {
-            "v": STATUS_VERSION,
-            "status": state,
-            "device": device.address,
-            "orderId": device.order_id,
-            "timestamp": self.t0 + offset,
-            "batteryPermille": battery,
-            "lastSeq": last_seq,
-            "reason": reason,
-        }
-        return self._msg(device, offset, device.status_topic(), _json(body), "status", retain=True)
+        body = StatusMessage(
+            device.order_id,
+            device.address,
+            state,
+            reason=reason,
+            timestamp=self.t0 + offset,
+            battery_permille=battery,
+            first_seq=FIRST_SEQ,
+            last_seq=last_seq,
+        )
+        return self._msg(
+            device, offset, device.status_topic(), body.encode(), "status", retain=True
+        )
 
     def _gaps(self, device: Device) -> list[tuple[int, int]]:
         order = self.scenario.order(device.order)

@@ -455,6 +455,7 @@ def local_stack(
     settings: Settings, *, note: Note = lambda _m: None, oracle_client_id: str | None = None
 ) -> Iterator[LocalStack]:
     """Chain, broker, database and the oracle in this process; stops all on exit."""
+    from backend.chain.guard import ChainGuard
     from backend.oracle.service import Oracle, OracleConfig
     from backend.store.db import upgrade_to_head
 
@@ -517,6 +518,7 @@ def local_stack(
             contracts=driver.contracts,
             oracle_account=chain.accounts.oracle,
             start_block=deployment.block_number,
+            guard=ChainGuard(chain, deployment),
         )
         oracle.start()
         cleanup.append(oracle.stop)

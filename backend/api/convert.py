@@ -108,13 +108,19 @@ def alert(row: AlertRow) -> s.AlertPublic:
     )
 
 
-def device(row: DeviceRow, count: int, last_seq: int | None, last_ts: int | None) -> s.DevicePublic:
+def device(row: DeviceRow) -> s.DevicePublic:
     return s.DevicePublic(
         order_id=row.order_id,
         device=row.device,
         bound_block=row.bound_block,
         bound_at=row.bound_at,
-        reading_count=count,
-        last_seq=last_seq,
-        last_timestamp=last_ts,
+        reading_count=row.reading_count or 0,
+        first_seq=row.first_seq,
+        last_seq=row.last_seq,
+        last_timestamp=row.last_timestamp,
+        missing_readings=row.missing(),
+        status=row.status,
+        status_at=row.status_at,
+        battery_permille=row.battery_permille,
+        reported_last_seq=row.reported_last_seq,
     )

@@ -38,6 +38,7 @@ from backend.chain.errors import (
     TransactionRejected,
     TransportError,
 )
+from backend.chain.guard import ChainGuard
 from backend.chain.sender import TxResult
 
 log = logging.getLogger(__name__)
@@ -112,8 +113,11 @@ class Custodian:
         escrow: Escrow,
         *,
         after_tx: Callable[[int], None] | None = None,
+        guard: ChainGuard | None = None,
     ) -> None:
         self.chain = chain
+        #: Writes are refused once the guard has found the chain reset.
+        self.guard = guard
         self.purchase_orders = purchase_orders
         self.escrow = escrow
         self.after_tx = after_tx
@@ -139,6 +143,10 @@ class Custodian:
 
     def _run(self, party: Party, what: str, call: Callable[[LocalAccount], TxResult]) -> TxResult:
         """Send one transaction as ``party``; chain failures become API errors."""
+        if self.guard is not None and self.guard.is_reset:
+            raise ApiError(
+                503, "chain_reset", f"nothing is sent to this chain: {self.guard.state.detail}"
+            )
         signer = self._signer(party)
         try:
             result = call(signer)
@@ -272,6 +280,13 @@ class Custodian:
     # --- health ---------------------------------------------------------------------
 
     def health(self) -> ComponentHealth:
+        if self.guard is not None:
+            try:
+                state = self.guard.check()
+            except Exception as exc:
+                return ComponentHealth(status="down", detail=f"{type(exc).__name__}: {exc}"[:300])
+            if state.status == "reset":
+                return ComponentHealth(status="error", detail=f"chain reset: {state.detail}")
         try:
             block = self.chain.block_number
         except Exception as exc:

@@ -197,34 +197,23 @@ def devices(
     device: str | None = None,
     limit: int = 100,
     offset: int = 0,
-) -> tuple[list[tuple[DeviceRow, int, int | None, int | None]], int]:
-    """Bound devices with their reading count, last seq and last timestamp."""
-    # Correlated per-device aggregates: each uses the (device, seq) unique index, so a
-    # page of devices costs a page of index range scans, not a scan of all readings.
-    same = (ReadingRow.device == DeviceRow.device) & (ReadingRow.order_id == DeviceRow.order_id)
-    n = select(func.count()).where(same).correlate(DeviceRow).scalar_subquery()
-    last_seq = select(func.max(ReadingRow.seq)).where(same).correlate(DeviceRow).scalar_subquery()
-    last_ts = (
-        select(func.max(ReadingRow.timestamp)).where(same).correlate(DeviceRow).scalar_subquery()
-    )
-    stmt = select(DeviceRow, n, last_seq, last_ts)
-    base = select(DeviceRow.id)
+) -> tuple[list[DeviceRow], int]:
+    """Bound devices with what ingest stored of them and their latest status."""
+    stmt = select(DeviceRow)
     if not party.reads_all:
-        cond = DeviceRow.order_id.in_(_visible_order_ids(party))
-        stmt, base = stmt.where(cond), base.where(cond)
+        stmt = stmt.where(DeviceRow.order_id.in_(_visible_order_ids(party)))
     if order_id is not None:
         stmt = stmt.where(DeviceRow.order_id == order_id)
-        base = base.where(DeviceRow.order_id == order_id)
     if device is not None:
         stmt = stmt.where(DeviceRow.device == device)
-        base = base.where(DeviceRow.device == device)
-    rows = [
-        (d, int(count or 0), seq, ts)
-        for d, count, seq, ts in session.execute(
+    rows = list(
+        session.scalars(
             stmt.order_by(DeviceRow.order_id, DeviceRow.device).limit(limit).offset(offset)
         )
-    ]
-    return rows, _count(session, base)
+    )
+    if offset == 0 and len(rows) < limit:
+        return rows, len(rows)
+    return rows, _count(session, stmt)
 
 
 def credits(session: Session, account: str) -> dict[str, int]:

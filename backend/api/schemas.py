@@ -307,13 +307,41 @@ class AlertsPublic(BaseModel):
 
 
 class DevicePublic(BaseModel):
+    """A device bound to an order: what the oracle stored of it and what it says of itself."""
+
     order_id: int
     device: str
     bound_block: int | None
     bound_at: int | None
-    reading_count: int
+    reading_count: int = Field(description="Readings stored for this order.")
+    first_seq: int | None
     last_seq: int | None
     last_timestamp: int | None
+    missing_readings: int = Field(
+        description="Readings between the first and the newest seq known (stored or reported "
+        "by the device's status) that were never stored: see /orders/{id}/gaps."
+    )
+    status: str | None = Field(description="online | offline, from the device's status message.")
+    status_at: int | None
+    battery_permille: int | None
+    reported_last_seq: int | None = Field(
+        description="The newest seq the device says it has sent (unsigned: never evidence)."
+    )
+
+
+class GapPublic(BaseModel):
+    """Readings of one device that never arrived while later ones did."""
+
+    device: str
+    first_missing: int
+    last_missing: int
+    missing: int
+
+
+class GapsPublic(BaseModel):
+    data: list[GapPublic]
+    count: int = Field(description="How many seq ranges are missing.")
+    missing_readings: int = Field(description="How many readings they hold in all.")
 
 
 class DevicesPublic(BaseModel):
@@ -332,7 +360,10 @@ class PartyPublic(BaseModel):
 
 
 class ComponentHealth(BaseModel):
-    status: Literal["ok", "degraded", "down", "disabled"]
+    status: Literal["ok", "degraded", "down", "error", "disabled"] = Field(
+        description="error: the component is reachable but wrong and will not be used "
+        "(the chain was reset: its contracts are gone)."
+    )
     detail: str | None = None
 
 
@@ -352,7 +383,7 @@ class DeploymentPublic(BaseModel):
 
 
 class HealthPublic(BaseModel):
-    status: Literal["ok", "degraded", "down"]
+    status: Literal["ok", "degraded", "down", "error"]
     components: dict[str, ComponentHealth]
 
 

@@ -275,6 +275,19 @@ class Chain:
             self._rpc("eth_getBlockByNumber", lambda: self.w3.eth.get_block("latest"))["timestamp"]
         )
 
+    def block_hash(self, number: int) -> str | None:
+        """The 0x-hex hash of block ``number``, or None when the chain has no such block."""
+        from web3.exceptions import BlockNotFound
+
+        def get() -> Any:
+            try:
+                return self.w3.eth.get_block(number)
+            except BlockNotFound:
+                return None
+
+        block = self._rpc("eth_getBlockByNumber", get)
+        return None if block is None else "0x" + bytes(block["hash"]).hex()
+
     def balance(self, address: str) -> int:
         return int(
             self._rpc(

@@ -55,6 +55,9 @@ class Deployment:
     timestamp: int
     tx_hashes: dict[str, str] = field(default_factory=dict)
     version: int = MANIFEST_VERSION
+    #: hash of block ``block_number`` (0x-hex): a chain reset or another chain at the
+    #: same RPC_URL has another block there (absent in manifests written before it)
+    block_hash: str | None = None
 
     @property
     def purchase_orders(self) -> str:
@@ -102,6 +105,7 @@ class Deployment:
                 timestamp=int(body["timestamp"]),
                 tx_hashes=dict(body.get("tx_hashes", {})),
                 version=version,
+                block_hash=str(body["block_hash"]) if body.get("block_hash") else None,
             )
         except DeploymentError:
             raise
@@ -164,6 +168,15 @@ def verify_deployment(
             f"{source}: no contract code at {', '.join(empty)} on chain {chain.chain_id} "
             "(was the node restarted or reset?): redeploy with `trustship deploy`"
         )
+    if deployment.block_hash is not None:
+        found = chain.block_hash(deployment.block_number)
+        if found != deployment.block_hash:
+            raise DeploymentError(
+                f"{source}: block {deployment.block_number} of chain {chain.chain_id} is "
+                f"{found or 'missing'}, not the deployment's {deployment.block_hash} (the node "
+                "was reset, or RPC_URL names another chain with the same id): redeploy with "
+                "`trustship deploy`"
+            )
 
 
 def load_deployment(path: Path, chain: Chain) -> Deployment:
@@ -283,6 +296,7 @@ def deploy_all(
         token=token_addr,
         timestamp=int(block["timestamp"]),
         tx_hashes=hashes,
+        block_hash="0x" + bytes(block["hash"]).hex(),
     )
     if write_to is not None:
         deployment.write(write_to)

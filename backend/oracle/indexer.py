@@ -9,8 +9,15 @@ touches is re-read with ``getOrder`` at the page's last block and upserted into
 commitment done, a delivery with a dispute window queues the ``settle`` action,
 and the cursor advances. A crash mid-page redoes the page; nothing doubles.
 
-Reorgs are not handled beyond ``confirmations`` (0 on dev chains; set it to the
-finality depth of a real network).
+Before each pass the :class:`~backend.chain.guard.ChainGuard` checks the deployment
+is still on the chain (a reset node stops the indexer for good:
+:class:`~backend.chain.guard.ChainReset`),
+and the indexer compares the newest block hash it remembers with the chain's: when a
+reorganisation replaced blocks it rewinds to the newest remembered block the chain
+still has (its events, block hashes and device bindings after that block are
+forgotten, the orders indexed from them read again) and reads forward from there.
+``confirmations`` (0 on dev chains) holds back the newest blocks for networks that
+reorganise often.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Engine
@@ -26,6 +34,8 @@ from sqlalchemy import Engine
 from backend.chain.connection import Chain
 from backend.chain.contracts import Contracts, Order
 from backend.chain.decoding import DecodedEvent
+from backend.chain.errors import ContractRevert
+from backend.chain.guard import ChainGuard, ChainReset
 from backend.oracle.metrics import Metrics
 from backend.oracle.metrics import metrics as default_metrics
 from backend.oracle.rules import RANK_SETTLE
@@ -100,6 +110,8 @@ class ChainIndexer:
         metrics: Metrics | None = None,
         on_bindings: Callable[[Iterable[tuple[int, str]]], None] | None = None,
         on_orders: Callable[[Iterable[int]], None] | None = None,
+        on_rewind: Callable[[int], None] | None = None,
+        guard: ChainGuard | None = None,
     ) -> None:
         self.sessions = session_factory(engine)
         self.chain = chain
@@ -111,6 +123,19 @@ class ChainIndexer:
         self.metrics = metrics if metrics is not None else default_metrics
         self.on_bindings = on_bindings
         self.on_orders = on_orders
+        self.on_rewind = on_rewind
+        self.guard = guard
+        #: Which deployment the database must be indexing (see :meth:`_check_database`).
+        self.deployment_id = (
+            f"{chain.chain_id}:{contracts.purchase_orders.address}:"
+            f"{guard.deployment.block_hash or guard.deployment.block_number}"
+            if guard is not None
+            else None
+        )
+        self._database_checked = False
+        #: Orders to read again at the next page (their state came from replaced blocks).
+        self._stale_orders: set[int] = set()
+        self.rewinds = 0
         self.addresses = [
             contracts.purchase_orders.address,
             contracts.quality.address,
@@ -133,19 +158,110 @@ class ChainIndexer:
             return self._run_once()
 
     def _run_once(self) -> int:
+        if self.guard is not None:
+            self.guard.check()
+            self.guard.require_usable()
+            self._check_database()
         w3 = self.chain.w3
         head_block = self._rpc("eth_getBlockByNumber", lambda: w3.eth.get_block("latest"))
         self.chain_time = int(head_block["timestamp"])
         head = int(head_block["number"]) - self.confirmations
         with self.sessions() as s:
             cursor = repo.get_cursor(s, self.name)
+        if cursor is not None:
+            fork = self._fork_point(head)
+            if fork is not None:
+                cursor = self._rewind(fork)
         start = self.start_block if cursor is None else cursor + 1
         stored = 0
         while start <= head:
             end = min(head, start + self.page_size - 1)
             stored += self._page(start, end)
             start = end + 1
+        if start > head and self._stale_orders:  # rewound, and no new block to read yet
+            self._reread_stale(head)
         return stored
+
+    def _check_database(self) -> None:
+        """The database must index this deployment: an old chain's rows would be mixed in."""
+        if self._database_checked or self.guard is None:
+            return
+        with self.sessions() as s:
+            recorded = repo.get_cursor_deployment(s, self.name)
+            cursor = repo.get_cursor(s, self.name)
+        if recorded is not None and recorded != self.deployment_id:
+            self.guard.declare_reset(
+                f"the database indexes deployment {recorded}, not this one "
+                f"({self.deployment_id}): point DATABASE_URL at a fresh database"
+            )
+            self.guard.require_usable()
+        if cursor is not None and recorded is None:
+            with self.sessions() as s, s.begin():
+                repo.set_cursor(s, self.name, cursor, deployment=self.deployment_id)
+        self._database_checked = True
+
+    def _fork_point(self, head: int) -> int | None:
+        """None when the newest remembered block is still on the chain; else the newest
+        remembered block that is (where to rewind to), or the block before the start."""
+        with self.sessions() as s:
+            known = repo.block_hashes(s, self.name)
+        if not known:
+            return None
+        number, h = known[0]
+        if number <= head and self.chain.block_hash(number) == "0x" + h.hex():
+            return None
+        for number, h in known[1:]:
+            if number <= head and self.chain.block_hash(number) == "0x" + h.hex():
+                return number
+        return self.start_block - 1
+
+    def _rewind(self, fork: int) -> int:
+        with self.sessions() as s, s.begin():
+            cursor = repo.get_cursor(s, self.name)
+            stale = repo.rewind_index(s, self.name, fork)
+        self._stale_orders.update(stale)
+        self.rewinds += 1
+        self.metrics.inc("trustship_indexer_rewinds_total")
+        log.warning(
+            "chain reorganisation: blocks after %d were replaced (indexed up to %s); "
+            "rewinding the index to %d and reading %d order(s) again",
+            fork, cursor, fork, len(stale),
+        )  # fmt: skip
+        if self.on_rewind is not None:
+            self.on_rewind(fork)
+        return fork
+
+    def _reread_stale(self, block: int) -> None:
+        with self.sessions() as s, s.begin():
+            self._upsert_orders(s, sorted(self._stale_orders), [], block)
+        self._stale_orders.clear()
+
+    def _read_orders(self, order_ids: Iterable[int], block: int) -> dict[int, Order | None]:
+        """``getOrder`` at ``block``; None for an order the chain does not have (it was
+        created in blocks a reorganisation removed)."""
+        out: dict[int, Order | None] = {}
+        for o in order_ids:
+            try:
+                out[o] = self.contracts.purchase_orders.get_order(o, block=block)
+            except ContractRevert as exc:
+                if exc.name != "PurchaseOrdersUnknownOrder":
+                    raise
+                out[o] = None
+        return out
+
+    def _upsert_orders(
+        self, s: Any, order_ids: list[int], events: list[DecodedEvent], block: int
+    ) -> dict[int, Order]:
+        orders: dict[int, Order] = {}
+        for order_id, order in self._read_orders(order_ids, block).items():
+            if order is None:
+                repo.delete_order(s, order_id)
+                continue
+            orders[order_id] = order
+            values = order_values(order, block)
+            values.update(self._settlement_fields(order_id, events))
+            repo.upsert_order(s, values)
+        return orders
 
     def _page(self, start: int, end: int) -> int:
         w3 = self.chain.w3
@@ -153,25 +269,21 @@ class ChainIndexer:
         logs = self._rpc("eth_getLogs", lambda: w3.eth.get_logs(params))  # type: ignore[arg-type]
         events = self.chain.registry.decode_logs(logs)
         times: dict[int, int] = {}
-
-        def block_time(number: int) -> int:
-            block = self._rpc("eth_getBlockByNumber", lambda: w3.eth.get_block(number))
-            return int(block["timestamp"])
-
-        for number in sorted({e.block_number for e in events}):
-            times[number] = block_time(number)
-        touched = sorted({int(e.args["orderId"]) for e in events if "orderId" in e.args})
-        orders = {o: self.contracts.purchase_orders.get_order(o, block=end) for o in touched}
-        bindings: list[tuple[int, str]] = []
+        hashes: dict[int, bytes] = {}
+        for number in sorted({e.block_number for e in events} | {end}):
+            block = self._rpc("eth_getBlockByNumber", partial(w3.eth.get_block, number))
+            times[number] = int(block["timestamp"])
+            hashes[number] = bytes(block["hash"])
+        touched = sorted(
+            {int(e.args["orderId"]) for e in events if "orderId" in e.args} | self._stale_orders
+        )
+        bindings: list[tuple[int, str, int]] = []  # (order, device, block)
         with self.sessions() as s, s.begin():
             repo.insert_events(s, [self._event_row(e, times) for e in events])
-            for order_id, order in orders.items():
-                values = order_values(order, end)
-                values.update(self._settlement_fields(order_id, events))
-                repo.upsert_order(s, values)
+            orders = self._upsert_orders(s, touched, events, end)
             for e in events:
                 if e.name == "DeviceBound":
-                    bindings.append((int(e.args["orderId"]), str(e.args["device"])))
+                    bindings.append((int(e.args["orderId"]), str(e.args["device"]), e.block_number))
                 elif e.name == "ReadingsCommitted":
                     repo.set_commitment_status(
                         s,
@@ -188,18 +300,21 @@ class ChainIndexer:
                     {
                         "order_id": o,
                         "device": d,
-                        "bound_block": end,
+                        "bound_block": block,
                         "bound_at": orders[o].shipped_at,
                     }
-                    for o, d in bindings
+                    for o, d, block in bindings
+                    if o in orders
                 ],
             )
-            repo.set_cursor(s, self.name, end)
+            repo.record_block_hashes(s, self.name, hashes)
+            repo.set_cursor(s, self.name, end, deployment=self.deployment_id)
+        self._stale_orders.clear()
         for e in events:
             self.metrics.inc("trustship_indexer_events_total", event=e.name)
         self.metrics.set("trustship_indexer_block", end)
         if bindings and self.on_bindings is not None:
-            self.on_bindings(bindings)
+            self.on_bindings([(o, d) for o, d, _ in bindings])
         if touched and self.on_orders is not None:
             self.on_orders(touched)
         if events:
@@ -273,6 +388,8 @@ class IndexerThread(threading.Thread):
         while not self._stop_event.is_set():
             try:
                 self.indexer.run_once()
+            except ChainReset:
+                pass  # said once by the guard; /health reports it
             except Exception:
                 log.exception("indexing failed; trying again in %.1f s", self.poll_secs)
             self.passes += 1

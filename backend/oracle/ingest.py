@@ -36,6 +36,7 @@ from backend.store.db import session_factory
 from backend.store.models import DeviceRow
 from backend.telemetry import Domain, SignedReading, decode_message, reading_digest
 from backend.telemetry.eip712 import recover_from_digest
+from backend.telemetry.status import StatusMessage, decode_status
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +47,13 @@ UNKNOWN_DEVICE = "unknown_device"
 DEVICE_WRONG_ORDER = "device_wrong_order"
 SEQ_REUSED = "seq_reused"
 INVALID_PAYLOAD = "invalid_payload"
+STATUS_SUFFIX = "/status"
 
 STORED = "stored"
 DUPLICATE = "duplicate"
 REJECTED = "rejected"
+#: A device's status message, recorded on its binding.
+STATUS = "status"
 
 
 class IngestStoreError(TrustShipError):
@@ -81,6 +85,7 @@ class BatchResult:
     verdicts: list[Verdict]
     stored: int = 0
     duplicates: int = 0
+    statuses: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     alerts: int = 0
     actions: int = 0
@@ -149,6 +154,13 @@ class BindingCache:
                 self._checked[device] = now
         return len(pairs)
 
+    def reload(self) -> int:
+        """Forget every binding and load them again (after a chain reorganisation)."""
+        with self._lock:
+            self._orders.clear()
+            self._checked.clear()
+        return self.load_all()
+
     def add(self, order_id: int, device: str) -> None:
         with self._lock:
             self._orders[device] = self._orders.get(device, frozenset()) | {order_id}
@@ -201,6 +213,8 @@ class Prepared:
     verdicts: list[Verdict | None]
     result: BatchResult
     unique: list[_Candidate]
+    #: Status messages of bound devices, by message index.
+    statuses: list[tuple[int, StatusMessage]] = field(default_factory=list)
 
 
 class Ingestor:
@@ -312,8 +326,15 @@ class Ingestor:
         now = self.clock()
         domain = self.domain
         candidates: list[_Candidate] = []
+        statuses: list[tuple[int, StatusMessage]] = []
         tried_catch_up = False  # at most one chain catch-up per batch, even if it fails
         for i, msg in enumerate(batch):
+            if msg.topic.endswith(STATUS_SUFFIX):
+                try:
+                    statuses.append((i, decode_status(msg.payload, msg.topic)))
+                except WireError as exc:
+                    self._refuse(verdicts, result, i, msg, exc.reason, str(exc))
+                continue
             checked = self._check(msg, now)
             if (
                 isinstance(checked, tuple)
@@ -342,49 +363,29 @@ class Ingestor:
                 continue
             candidates.append(_Candidate(i, checked, digest, msg.received_at))
 
-        # Binding: the signer must be bound to the reading's order.
-        wanted = {c.signed.device: c.signed.reading.order_id for c in candidates}
-        self.bindings.refresh(wanted, wanted)
-        # A device bound to several orders: refresh per order it claims.
-        extra = {
-            c.signed.device: c.signed.reading.order_id
-            for c in candidates
-            if c.signed.reading.order_id not in self.bindings.orders_of(c.signed.device)
-        }
-        if extra:
-            self.bindings.refresh(extra, extra)
-        unbound = {
-            c.signed.device: c.signed.reading.order_id
-            for c in candidates
-            if c.signed.reading.order_id not in self.bindings.orders_of(c.signed.device)
-        }
-        if unbound and self.catch_up is not None:
-            if not tried_catch_up:
-                tried_catch_up = True
-                self._catch_up()
-            self.bindings.refresh(unbound, unbound, force=True)
+        # Binding: the signer (or the status's device) must be bound to the order.
+        claims = [(c.signed.device, c.signed.reading.order_id) for c in candidates]
+        claims += [(st.device, st.order_id) for _, st in statuses]
+        tried_catch_up = self._resolve_bindings(claims, tried_catch_up)
         bound: list[_Candidate] = []
         for c in candidates:
-            orders = self.bindings.orders_of(c.signed.device)
-            order_id = c.signed.reading.order_id
-            if order_id in orders:
+            why = self._unbound(c.signed.device, c.signed.reading.order_id)
+            if why is None:
                 bound.append(c)
-            elif orders:
-                self._refuse(
-                    verdicts, result, c.index, batch[c.index], DEVICE_WRONG_ORDER,
-                    f"device {c.signed.device} is bound to order(s) {sorted(orders)}, "
-                    f"not {order_id}",
-                )  # fmt: skip
             else:
-                self._refuse(
-                    verdicts, result, c.index, batch[c.index], UNKNOWN_DEVICE,
-                    f"device {c.signed.device} is not bound to any order",
-                )  # fmt: skip
+                self._refuse(verdicts, result, c.index, batch[c.index], *why)
+        bound_statuses: list[tuple[int, StatusMessage]] = []
+        for i, st in statuses:
+            why = self._unbound(st.device, st.order_id)
+            if why is None:
+                bound_statuses.append((i, st))
+            else:
+                self._refuse(verdicts, result, i, batch[i], *why)
 
-        # Duplicates inside the batch: the first (device, seq) wins.
-        unique: dict[tuple[str, int], _Candidate] = {}
+        # Duplicates inside the batch: the first (order, device, seq) wins.
+        unique: dict[repo.ReadingKey, _Candidate] = {}
         for c in bound:
-            key = (c.signed.device, c.signed.reading.seq)
+            key = (c.signed.reading.order_id, c.signed.device, c.signed.reading.seq)
             first = unique.get(key)
             if first is None:
                 unique[key] = c
@@ -394,9 +395,39 @@ class Ingestor:
             else:
                 self._refuse(
                     verdicts, result, c.index, batch[c.index], SEQ_REUSED,
-                    f"device {key[0]} signed two different readings with seq {key[1]}",
+                    f"device {key[1]} signed two different readings with seq {key[2]} "
+                    f"on order {key[0]}",
                 )  # fmt: skip
-        return Prepared(batch, verdicts, result, list(unique.values()))
+        return Prepared(batch, verdicts, result, list(unique.values()), bound_statuses)
+
+    def _resolve_bindings(self, claims: list[tuple[str, int]], tried_catch_up: bool) -> bool:
+        """Make the binding cache current for every (device, order) claimed; returns
+        whether a chain catch-up has been tried in this batch."""
+        wanted = dict(claims)
+        self.bindings.refresh(wanted, wanted)
+        # A device bound to several orders: refresh per order it claims.
+        extra = {d: o for d, o in claims if o not in self.bindings.orders_of(d)}
+        if extra:
+            self.bindings.refresh(extra, extra)
+        unbound = {d: o for d, o in claims if o not in self.bindings.orders_of(d)}
+        if unbound and self.catch_up is not None:
+            if not tried_catch_up:
+                tried_catch_up = True
+                self._catch_up()
+            self.bindings.refresh(unbound, unbound, force=True)
+        return tried_catch_up
+
+    def _unbound(self, device: str, order_id: int) -> tuple[str, str] | None:
+        """None when ``device`` is bound to ``order_id``, else (reason, explanation)."""
+        orders = self.bindings.orders_of(device)
+        if order_id in orders:
+            return None
+        if orders:
+            return (
+                DEVICE_WRONG_ORDER,
+                f"device {device} is bound to order(s) {sorted(orders)}, not {order_id}",
+            )
+        return UNKNOWN_DEVICE, f"device {device} is not bound to any order"
 
     def commit(self, prepared: Prepared) -> BatchResult:
         """Store a prepared batch with what the rules derive from it, in one transaction,
@@ -410,15 +441,16 @@ class Ingestor:
             rejected=Counter(prepared.result.rejected),
         )
         started = time.perf_counter()
-        if unique:
+        if unique or prepared.statuses:
             try:
-                self._store(unique, verdicts, result, batch)
+                self._store(unique, prepared.statuses, verdicts, result, batch)
             except Exception as exc:
                 if self.rules is not None:
                     self.rules.reset()
                 self.metrics.inc("trustship_ingest_batch_failures_total")
                 raise IngestStoreError(
-                    f"storing a batch of {len(unique)} readings failed: {exc}"
+                    f"storing a batch of {len(unique)} readings and {len(prepared.statuses)} "
+                    f"status messages failed: {exc}"
                 ) from exc
         result.verdicts = [
             v if v is not None else Verdict(REJECTED, INVALID_PAYLOAD) for v in verdicts
@@ -429,6 +461,7 @@ class Ingestor:
     def _store(
         self,
         items: list[_Candidate],
+        statuses: list[tuple[int, StatusMessage]],
         verdicts: list[Verdict | None],
         result: BatchResult,
         batch: Sequence[Inbound],
@@ -455,32 +488,68 @@ class Ingestor:
             )
         with self.sessions() as session, session.begin():
             new = repo.insert_readings(session, rows)
-            conflicts = [(c.signed.device, c.signed.reading.seq) for c in items]
-            conflicts = [k for k in conflicts if k not in new]
+            keys = [
+                (c.signed.reading.order_id, c.signed.device, c.signed.reading.seq) for c in items
+            ]
+            conflicts = [k for k in keys if k not in new]
             stored_digest = repo.stored_digests(session, conflicts) if conflicts else {}
             fresh: list[StoredReading] = []
-            for c in items:
-                key = (c.signed.device, c.signed.reading.seq)
+            progress: dict[tuple[int, str], list[StoredReading]] = {}
+            for c, key in zip(items, keys, strict=True):
                 rid = new.get(key)
                 if rid is not None:
                     verdicts[c.index] = Verdict(STORED, reading_id=rid)
                     result.stored += 1
                     r = c.signed.reading
-                    fresh.append(
-                        StoredReading(
-                            rid, r.order_id, c.signed.device, r.seq, r.timestamp,
-                            r.temperature_centi_c, r.humidity_permille, r.shock_milli_g,
-                            r.latitude_e6, r.longitude_e6, r.flags, c.received_at,
-                        )
+                    stored = StoredReading(
+                        rid, r.order_id, c.signed.device, r.seq, r.timestamp,
+                        r.temperature_centi_c, r.humidity_permille, r.shock_milli_g,
+                        r.latitude_e6, r.longitude_e6, r.flags, c.received_at,
                     )  # fmt: skip
+                    fresh.append(stored)
+                    progress.setdefault((r.order_id, c.signed.device), []).append(stored)
                 elif stored_digest.get(key) == c.digest:
                     verdicts[c.index] = Verdict(DUPLICATE)
                     result.duplicates += 1
                 else:
                     self._refuse(
                         verdicts, result, c.index, batch[c.index], SEQ_REUSED,
-                        f"device {key[0]} already has a different reading with seq {key[1]}",
+                        f"device {key[1]} already has a different reading with seq {key[2]} "
+                        f"on order {key[0]}",
                     )  # fmt: skip
+            repo.record_progress(
+                session,
+                [
+                    repo.DeviceProgress(
+                        order_id,
+                        device,
+                        len(rs),
+                        min(x.seq for x in rs),
+                        max(x.seq for x in rs),
+                        max(x.timestamp for x in rs),
+                        max(x.received_at for x in rs),
+                    )  # fmt: skip
+                    for (order_id, device), rs in progress.items()
+                ],
+            )
+            repo.record_status(
+                session,
+                [
+                    repo.DeviceStatus(
+                        st.order_id,
+                        st.device,
+                        st.status,
+                        st.timestamp,
+                        st.battery_permille,
+                        st.first_seq,
+                        st.last_seq,
+                    )  # fmt: skip
+                    for _, st in statuses
+                ],
+            )
+            for i, _ in statuses:
+                verdicts[i] = Verdict(STATUS)
+            result.statuses += len(statuses)
             if self.rules is not None and fresh:
                 output = self.rules.evaluate(session, fresh)
                 result.alerts, result.actions = write_outputs(session, output)
@@ -496,6 +565,8 @@ class Ingestor:
             m.inc("trustship_ingest_accepted_total", result.stored)
         if result.duplicates:
             m.inc("trustship_ingest_duplicates_total", result.duplicates)
+        if result.statuses:
+            m.inc("trustship_ingest_statuses_total", result.statuses)
         for reason, n in result.rejected.items():
             m.inc("trustship_ingest_rejected_total", n, reason=reason)
         m.inc("trustship_ingest_batches_total")

@@ -19,6 +19,12 @@ _HELP: dict[str, tuple[str, str]] = {
         "Readings dropped because the same (device, seq) reading is already stored.",
     ),
     "trustship_ingest_rejected_total": ("counter", "Messages refused, by reason."),
+    "trustship_ingest_statuses_total": ("counter", "Device status messages recorded."),
+    "trustship_ingest_missing_readings": (
+        "gauge",
+        "Readings of live orders that never arrived while later ones did (seq gaps).",
+    ),
+    "trustship_ingest_seq_gaps_total": ("counter", "Seq gaps reported as alerts."),
     "trustship_ingest_batches_total": ("counter", "Batches committed to the database."),
     "trustship_ingest_batch_failures_total": (
         "counter",
@@ -103,6 +109,9 @@ _UNLABELLED = {
     "trustship_ingest_received_total",
     "trustship_ingest_accepted_total",
     "trustship_ingest_duplicates_total",
+    "trustship_ingest_statuses_total",
+    "trustship_ingest_missing_readings",
+    "trustship_ingest_seq_gaps_total",
     "trustship_ingest_batches_total",
     "trustship_ingest_batch_failures_total",
     "trustship_ingest_store_seconds_total",

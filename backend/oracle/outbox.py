@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from backend.chain.guard import ChainGuard
 from backend.core.errors import TrustShipError
 from backend.oracle.metrics import Metrics
 from backend.oracle.metrics import metrics as default_metrics
@@ -88,6 +89,7 @@ class OutboxWorker(threading.Thread):
         max_backoff_secs: float = 120.0,
         metrics: Metrics | None = None,
         concurrency: int = 1,
+        guard: ChainGuard | None = None,
     ) -> None:
         super().__init__(name="trustship-outbox", daemon=True)
         if concurrency < 1:
@@ -101,6 +103,8 @@ class OutboxWorker(threading.Thread):
         self.base_backoff = base_backoff_secs
         self.max_backoff = max_backoff_secs
         self.metrics = metrics if metrics is not None else default_metrics
+        #: Nothing is sent to a chain the guard found reset.
+        self.guard = guard
         self._stop_event = threading.Event()
         self._wake = threading.Event()
         self._count_lock = threading.Lock()
@@ -138,6 +142,8 @@ class OutboxWorker(threading.Thread):
         commitments are queued does not wait for all thirty transactions.
         """
         self._wake.clear()  # a wake-up from here on ends this pass early / starts another
+        if self.guard is not None and self.guard.is_reset:
+            return 0  # the entries wait; /health says why
         with self.sessions() as s:
             ready = [
                 ChainAction(r.id, r.kind, r.order_id, dict(r.payload), r.attempts)

@@ -272,7 +272,7 @@ class RulesEngine:
     def __init__(self, config: RulesConfig | None = None) -> None:
         self.config = config or RulesConfig()
         self.terms = TermsCache(self.config.terms_ttl_secs)
-        self._streams: dict[str, _Stream] = {}
+        self._streams: dict[repo.StreamKey, _Stream] = {}
         self._breach_queued: set[int] = set()
         self._arrival_ts: dict[int, int] = {}
         self.skipped_no_terms = 0
@@ -286,27 +286,27 @@ class RulesEngine:
         self._arrival_ts.clear()
         self.terms.forget()
 
-    def _load_streams(self, session: Session, devices: Sequence[str]) -> None:
-        missing = [d for d in devices if d not in self._streams]
+    def _load_streams(self, session: Session, keys: Sequence[repo.StreamKey]) -> None:
+        missing = [k for k in keys if k not in self._streams]
         if not missing:
             return
         loaded = repo.latest_readings(session, missing, self.config.window)
-        for device in missing:
+        for key in missing:
             stream = _Stream()
-            for row in loaded.get(device, []):
+            for row in loaded.get(key, []):
                 stream.add(StoredReading.from_row(row))
-            self._streams[device] = stream
+            self._streams[key] = stream
 
     def warm_up(self, session: Session) -> int:
         """Load the windows of devices bound to orders in transit (for silence checks)."""
         q = (
-            select(DeviceRow.device)
+            select(DeviceRow.order_id, DeviceRow.device)
             .join(OrderRow, OrderRow.id == DeviceRow.order_id)
             .where(OrderRow.state == IN_TRANSIT)
         )
-        devices = sorted(set(session.scalars(q)))
-        self._load_streams(session, devices)
-        return len(devices)
+        keys = sorted({(int(o), str(d)) for o, d in session.execute(q)})
+        self._load_streams(session, keys)
+        return len(keys)
 
     # ------------------------------------------------------------- evaluation
 
@@ -316,25 +316,28 @@ class RulesEngine:
         if not readings:
             return out
         terms = self.terms.get_many(session, {r.order_id for r in readings})
-        ordered = sorted(readings, key=lambda r: (r.device, r.seq))
-        self._load_streams(session, list(dict.fromkeys(r.device for r in ordered)))
-        touched: set[str] = set()
+        ordered = sorted(readings, key=lambda r: (r.order_id, r.device, r.seq))
+        self._load_streams(session, list(dict.fromkeys((r.order_id, r.device) for r in ordered)))
+        touched: set[repo.StreamKey] = set()
         for r in ordered:
-            stream = self._streams[r.device]
+            key = (r.order_id, r.device)
+            stream = self._streams[key]
             if stream.seqs and r.seq < stream.seqs[0] - 1:
                 # Older than the window: bring its neighbourhood back from the database.
                 half = self.config.window // 2
-                for row in repo.device_readings(session, r.device, r.seq - half, r.seq + half):
+                for row in repo.device_readings(
+                    session, r.order_id, r.device, r.seq - half, r.seq + half
+                ):
                     stream.add(StoredReading.from_row(row))
             stream.add(r)
-            touched.add(r.device)
+            touched.add(key)
             t = terms.get(r.order_id)
             if t is None:
                 self.skipped_no_terms += 1
                 continue
             self._evaluate_one(stream, r, t, out)
-        for device in touched:
-            self._streams[device].trim(self.config.window)
+        for key in touched:
+            self._streams[key].trim(self.config.window)
         return out
 
     def _evaluate_one(
@@ -538,7 +541,7 @@ class RulesEngine:
                                 "slopeCentiCPerMin": round(slope * 60, 2),
                                 "etaSecs": int(eta),
                             },
-                            key=f"trend:{r.device}:{side}:{r.seq}",
+                            key=f"trend:{r.order_id}:{r.device}:{side}:{r.seq}",
                         )
                     )
             else:
@@ -562,7 +565,7 @@ class RulesEngine:
             message,
             r.timestamp,
             data,
-            key or f"{kind}:{r.device}:{r.seq}",
+            key or f"{kind}:{r.order_id}:{r.device}:{r.seq}",
         )
 
     # ---------------------------------------------------------------- silence
@@ -571,14 +574,15 @@ class RulesEngine:
         """Alerts for devices of orders in transit that stopped reporting."""
         now = time.time() if now is None else now
         out = RulesOutput()
-        heads = {d: s.head for d, s in self._streams.items() if s.head is not None}
+        heads = {k: s.head for k, s in self._streams.items() if s.head is not None}
         terms = self.terms.get_many(session, {h.order_id for h in heads.values() if h})
-        for device, head in heads.items():
+        for key, head in heads.items():
             assert head is not None
+            device = head.device
             t = terms.get(head.order_id)
             if t is None or t.state != IN_TRANSIT:
                 continue
-            stream = self._streams[device]
+            stream = self._streams[key]
             recent = stream.last(11)
             gaps = [b.timestamp - a.timestamp for a, b in zip(recent, recent[1:], strict=False)]
             gaps = [g for g in gaps if g > 0]
@@ -596,7 +600,7 @@ class RulesEngine:
                         f"(interval {interval:.0f} s, last seq {head.seq})",
                         int(now),
                         {"lastSeq": head.seq, "quietSecs": int(quiet), "intervalSecs": interval},
-                        f"silence:{device}:{head.seq}",
+                        f"silence:{head.order_id}:{device}:{head.seq}",
                     )
                 )
         return out

@@ -20,9 +20,11 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from backend.chain.guard import ChainGuard
 from backend.core.errors import ConfigurationError
 from backend.core.settings import Settings, get_settings
 from backend.oracle.batcher import CommitmentBatcher
+from backend.oracle.gaps import GapConfig, GapWatch
 from backend.oracle.ingest import (
     BatchResult,
     IngestConfig,
@@ -46,6 +48,7 @@ class OracleConfig:
     subscriber: SubscriberConfig = field(default_factory=SubscriberConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     rules: RulesConfig = field(default_factory=RulesConfig)
+    gaps: GapConfig = field(default_factory=GapConfig)
     batch_size: int = 500
     batch_ms: float = 20.0
     commit_max_readings: int = 1000
@@ -115,12 +118,15 @@ class Oracle:
         executor: ActionExecutor | None = None,
         metrics: Metrics | None = None,
         subscribe: bool = True,
+        guard: ChainGuard | None = None,
     ) -> None:
         self.config = config or OracleConfig()
         self.engine = engine
         self.metrics = metrics if metrics is not None else default_metrics
         self.sessions = session_factory(engine)
         self.rules = RulesEngine(self.config.rules)
+        #: Says whether the chain still holds the deployment (None: not checked).
+        self.guard = guard
         self.indexer = None
         self.indexer_thread = None
         if chain is not None and contracts is not None:
@@ -136,6 +142,8 @@ class Oracle:
                 metrics=self.metrics,
                 on_bindings=self._on_bindings,
                 on_orders=self._on_orders,
+                on_rewind=self._on_rewind,
+                guard=guard,
             )
             self.indexer_thread = IndexerThread(self.indexer, self.config.indexer_poll_secs)
         self.ingestor = Ingestor(
@@ -154,6 +162,7 @@ class Oracle:
             metrics=self.metrics,
             budget_secs=self.config.batcher_budget_secs,
         )
+        self.gaps = GapWatch(self.sessions, self.metrics, self.config.gaps)
         self.worker = IngestWorker(
             self.ingestor,
             batch_size=self.config.batch_size,
@@ -161,6 +170,7 @@ class Oracle:
             periodic=[
                 PeriodicTask("commitments", self.config.batcher_interval_secs, self._commit_tick),
                 PeriodicTask("silence", self.config.silence_interval_secs, self._check_silence),
+                PeriodicTask("gaps", self.config.gaps.interval_secs, self.gaps.check),
             ],
             on_batch=self._on_batch,
         )
@@ -179,6 +189,7 @@ class Oracle:
                 poll_secs=self.config.outbox_poll_secs,
                 metrics=self.metrics,
                 concurrency=self.config.outbox_concurrency,
+                guard=guard,
             )
             if executor is not None
             else None
@@ -197,6 +208,11 @@ class Oracle:
     def _on_orders(self, order_ids: Any) -> None:
         for order_id in order_ids:
             self.rules.terms.forget(order_id)
+
+    def _on_rewind(self, fork: int) -> None:
+        """A reorganisation: bindings and terms indexed from replaced blocks are gone."""
+        self.ingestor.bindings.reload()
+        self.rules.terms.forget()
 
     def _on_batch(self, result: BatchResult) -> None:
         """A batch committed with new chain actions: the outbox looks now, not at its next poll."""
@@ -282,5 +298,6 @@ class Oracle:
             contracts=contracts,
             oracle_account=chain.accounts.oracle,
             start_block=deployment.block_number,
+            guard=ChainGuard(chain, deployment),
             **kwargs,
         )

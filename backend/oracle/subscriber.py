@@ -4,6 +4,8 @@
   subscription and queues QoS 1 messages while the oracle is away;
 * a shared subscription ``$share/{group}/trustship/v1/orders/+/devices/+/telemetry``
   so several oracle processes split the load (``group=None`` subscribes plainly);
+* a plain subscription to every device's status (retained messages are not sent to
+  shared subscriptions, and every oracle should know each device's newest seq);
 * ``manual_ack=True``: paho does not acknowledge on its own; the ingest worker
   calls :meth:`TelemetrySubscriber.ack` after the message's batch is committed.
   An unacknowledged message is redelivered when the session reconnects.
@@ -27,11 +29,10 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from backend.core.errors import ConfigurationError
 from backend.oracle.ingest import Inbound
+from backend.telemetry.access import DEFAULT_SHARE_GROUP, STATUS_FILTER, TELEMETRY_FILTER
 from backend.telemetry.broker import BrokerError, BrokerURL, probe_protocol
 
 log = logging.getLogger(__name__)
-
-TELEMETRY_FILTER = "trustship/v1/orders/+/devices/+/telemetry"
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,10 @@ class SubscriberConfig:
     #: Must be stable across restarts: the broker keeps the session under this id.
     client_id: str = "trustship-oracle-1"
     #: Shared-subscription group; None for a plain subscription.
-    group: str | None = "trustship-oracle"
+    group: str | None = DEFAULT_SHARE_GROUP
     topic_filter: str = TELEMETRY_FILTER
+    #: Device status messages (plain subscription); None to skip them.
+    status_filter: str | None = STATUS_FILTER
     #: How long the broker keeps the session (and queues messages) while we are away.
     session_expiry_secs: int = 7 * 24 * 3600
     #: How many unacknowledged QoS 1 messages the broker may have in flight to us.
@@ -99,16 +102,22 @@ class TelemetrySubscriber:
 
     @property
     def subscription(self) -> str:
-        """The shared subscription on MQTT 5; a plain one on a 3.1.1-only broker."""
+        """The telemetry subscription: shared on MQTT 5; plain on a 3.1.1-only broker."""
         if self.protocol == mqtt.MQTTv5:
             return self.config.subscription
         return self.config.topic_filter
+
+    @property
+    def subscriptions(self) -> list[str]:
+        """Telemetry, then device status (when configured)."""
+        status = [self.config.status_filter] if self.config.status_filter else []
+        return [self.subscription, *status]
 
     # ---- lifecycle ---------------------------------------------------------
 
     def start(self, probe_timeout: float = 10.0) -> None:
         try:
-            protocol = probe_protocol(self.url, probe_timeout)
+            protocol = probe_protocol(self.url, probe_timeout, anonymous=True)
         except BrokerError as exc:
             # not reachable now: connect in the background as MQTT 5 and keep retrying
             log.warning("%s; retrying in the background", exc)
@@ -167,18 +176,26 @@ class TelemetrySubscriber:
             "resumed" if self.session_present else "new",
         )
         if self.protocol == mqtt.MQTTv5:
-            client.subscribe(self.subscription, options=SubscribeOptions(qos=1))
+            client.subscribe([(t, SubscribeOptions(qos=1)) for t in self.subscriptions])
         else:
-            client.subscribe(self.subscription, qos=1)
+            client.subscribe([(t, 1) for t in self.subscriptions])
 
     def _on_subscribe(
         self, _client: mqtt.Client, _userdata: Any, _mid: int, reason_codes: Any, _props: Any
     ) -> None:
-        failed = [rc for rc in reason_codes if rc.is_failure]
-        if failed:
-            log.error("subscription to %s refused: %s", self.subscription, failed)
+        refused = [
+            f"{topic}: {rc}"
+            for topic, rc in zip(self.subscriptions, reason_codes, strict=False)
+            if rc.is_failure
+        ]
+        if refused:
+            log.error(
+                "the broker refused the oracle's subscription (%s): does this MQTT user have "
+                "the oracle role (python -m iot_simulator.credentials --oracle USER:PASSWORD)?",
+                "; ".join(refused),
+            )
             return
-        log.info("subscribed to %s", self.subscription)
+        log.info("subscribed to %s", ", ".join(self.subscriptions))
         self.subscribed.set()
 
     def _on_disconnect(

@@ -58,7 +58,9 @@ class ReadingRow(Base):
 
     __tablename__ = "readings"
     __table_args__ = (
-        UniqueConstraint("device", "seq"),
+        # A device's seq is unique per order: the signature binds the order id, so a
+        # logger reused on a later order may start its counter again (DESIGN.md §3).
+        UniqueConstraint("order_id", "device", "seq"),
         Index("ix_readings_order_id_timestamp", "order_id", "timestamp"),
         # Readings not yet in a Merkle commitment, per order, in leaf order.
         Index(
@@ -89,7 +91,16 @@ class ReadingRow(Base):
 
 
 class DeviceRow(Base):
-    """A device bound to an order (from QualityVerification's ``DeviceBound`` events)."""
+    """A device bound to an order (from QualityVerification's ``DeviceBound`` events),
+    with what ingest has stored of it and what the device last said of itself.
+
+    ``reading_count``, ``first_seq`` and ``last_seq`` are kept by ingest in the
+    transaction that stores the readings (so several oracle processes agree):
+    ``last_seq - first_seq + 1 - reading_count`` readings are missing inside the
+    range seen. The ``reported_*`` and status columns come from the device's
+    (unsigned) status messages: they can reveal readings that never arrived, never
+    stand as evidence.
+    """
 
     __tablename__ = "devices"
     __table_args__ = (UniqueConstraint("order_id", "device"), Index("ix_devices_device", "device"))
@@ -99,6 +110,36 @@ class DeviceRow(Base):
     device: Mapped[str] = mapped_column(ADDRESS)
     bound_block: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     bound_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # Stored readings of this device on this order
+    reading_count: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    first_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    last_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    last_timestamp: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    last_received_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The device's latest status message (retained on the broker)
+    status: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    status_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    battery_permille: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: The first and the newest seq the device says it has sent on this order.
+    reported_first_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    reported_last_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+    def expected_seqs(self) -> tuple[int, int]:
+        """The seq range this device's readings should fill: from the lower of the
+        first stored and the first reported seq to the higher of the last ones
+        (empty, ``hi < lo``, while nothing is known)."""
+        firsts = [s for s in (self.first_seq, self.reported_first_seq) if s is not None]
+        lasts = [s for s in (self.last_seq, self.reported_last_seq) if s is not None]
+        if not firsts and lasts:
+            firsts = [min(lasts)]  # only a status: nothing is known to be missing below it
+        if not firsts or not lasts:
+            return 0, -1
+        return min(firsts), max(lasts)
+
+    def missing(self) -> int:
+        """How many readings inside :meth:`expected_seqs` are not stored."""
+        lo, hi = self.expected_seqs()
+        return max(0, hi - lo + 1 - (self.reading_count or 0))
 
 
 class OrderRow(Base):
@@ -175,6 +216,21 @@ class IndexerCursorRow(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     last_block: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[float] = mapped_column(Float)
+    #: Which deployment this database indexes (chain id, PurchaseOrders, deployment block
+    #: hash): a database of another deployment is refused rather than mixed in.
+    deployment: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class IndexedBlockRow(Base):
+    """The hash of a block the indexer read (page ends and blocks with events), the
+    newest few hundred kept: after a reorganisation the newest one whose hash the chain
+    still has is where the indexer rewinds to."""
+
+    __tablename__ = "indexed_blocks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    number: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
 
 
 class CommitmentRow(Base):
@@ -256,6 +312,7 @@ __all__ = [
     "ChainEventRow",
     "CommitmentRow",
     "DeviceRow",
+    "IndexedBlockRow",
     "IndexerCursorRow",
     "OrderRow",
     "OutboxRow",

@@ -14,7 +14,22 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, and_, func, or_, select, text, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    Integer,
+    String,
+    Table,
+    and_,
+    bindparam,
+    case,
+    func,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -23,6 +38,7 @@ from backend.store.models import (
     ChainEventRow,
     CommitmentRow,
     DeviceRow,
+    IndexedBlockRow,
     IndexerCursorRow,
     OrderRow,
     OutboxRow,
@@ -59,13 +75,15 @@ def _is_postgres(session: Session) -> bool:
 # --------------------------------------------------------------------- readings
 
 
-def insert_readings(
-    session: Session, rows: Sequence[Mapping[str, Any]]
-) -> dict[tuple[str, int], int]:
-    """Insert readings, silently dropping any whose (device, seq) is already stored.
+#: A stored reading's identity: (order id, device, seq).
+ReadingKey = tuple[int, str, int]
+
+
+def insert_readings(session: Session, rows: Sequence[Mapping[str, Any]]) -> dict[ReadingKey, int]:
+    """Insert readings, silently dropping any whose (order, device, seq) is already stored.
 
     ``rows`` are dicts of :class:`ReadingRow` columns (no ``id``). Returns the new
-    rows' ids by (device, seq); a key missing from the result was a duplicate.
+    rows' ids by (order id, device, seq); a key missing from the result was a duplicate.
     """
     if not rows:
         return {}
@@ -73,11 +91,11 @@ def insert_readings(
         return _insert_readings_unnest(session, rows)
     stmt = (
         _insert(session, READINGS)
-        .on_conflict_do_nothing(index_elements=["device", "seq"])
-        .returning(READINGS.c.id, READINGS.c.device, READINGS.c.seq)
+        .on_conflict_do_nothing(index_elements=["order_id", "device", "seq"])
+        .returning(READINGS.c.id, READINGS.c.order_id, READINGS.c.device, READINGS.c.seq)
     )
     result = session.connection().execute(stmt, list(rows))
-    return {(device, seq): rid for rid, device, seq in result}
+    return {(order_id, device, seq): rid for rid, order_id, device, seq in result}
 
 
 _READING_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -100,33 +118,32 @@ _UNNEST_INSERT = text(
     + ", ".join(c for c, _ in _READING_COLUMNS)
     + ") SELECT * FROM unnest("
     + ", ".join(f"CAST(:{c} AS {t}[])" for c, t in _READING_COLUMNS)
-    + ") ON CONFLICT (device, seq) DO NOTHING RETURNING id, device, seq"
+    + ") ON CONFLICT (order_id, device, seq) DO NOTHING RETURNING id, order_id, device, seq"
 )
 
 
 def _insert_readings_unnest(
     session: Session, rows: Sequence[Mapping[str, Any]]
-) -> dict[tuple[str, int], int]:
+) -> dict[ReadingKey, int]:
     """PostgreSQL: one statement with one array per column (``unnest``). SQLAlchemy's
     multi-VALUES form makes psycopg parse a new 13-parameters-per-row query text
     per batch, which cost more than the insert itself (bench/ingest.py profile)."""
     params = {c: [r[c] for r in rows] for c, _ in _READING_COLUMNS}
     result = session.execute(_UNNEST_INSERT, params)
-    return {(device, seq): rid for rid, device, seq in result}
+    return {(order_id, device, seq): rid for rid, order_id, device, seq in result}
 
 
-def stored_digests(
-    session: Session, keys: Iterable[tuple[str, int]]
-) -> dict[tuple[str, int], bytes]:
-    """The stored digest for each (device, seq) in ``keys`` that is in the database."""
+def stored_digests(session: Session, keys: Iterable[ReadingKey]) -> dict[ReadingKey, bytes]:
+    """The stored digest for each (order id, device, seq) in ``keys`` that is in the database."""
     keys = list(keys)
-    out: dict[tuple[str, int], bytes] = {}
+    out: dict[ReadingKey, bytes] = {}
+    r = ReadingRow
     for i in range(0, len(keys), 500):
         chunk = keys[i : i + 500]
-        q = select(ReadingRow.device, ReadingRow.seq, ReadingRow.digest).where(
-            tuple_(ReadingRow.device, ReadingRow.seq).in_(chunk)
+        q = select(r.order_id, r.device, r.seq, r.digest).where(
+            tuple_(r.order_id, r.device, r.seq).in_(chunk)
         )
-        out.update({(d, s): dg for d, s, dg in session.execute(q)})
+        out.update({(o, d, s): dg for o, d, s, dg in session.execute(q)})
     return out
 
 
@@ -198,41 +215,49 @@ def readings_by_ids(session: Session, ids: Sequence[int]) -> list[ReadingRow]:
     return [found[i] for i in ids if i in found]
 
 
-def device_readings(session: Session, device: str, seq_from: int, seq_to: int) -> list[ReadingRow]:
-    """One device's readings with ``seq_from <= seq <= seq_to``, in seq order."""
+#: One device's readings on one order: (order id, device).
+StreamKey = tuple[int, str]
+
+
+def device_readings(
+    session: Session, order_id: int, device: str, seq_from: int, seq_to: int
+) -> list[ReadingRow]:
+    """One device's readings on an order with ``seq_from <= seq <= seq_to``, in seq order."""
+    r = ReadingRow
     q = (
-        select(ReadingRow)
-        .where(ReadingRow.device == device, ReadingRow.seq >= seq_from, ReadingRow.seq <= seq_to)
-        .order_by(ReadingRow.seq)
+        select(r)
+        .where(r.order_id == order_id, r.device == device, r.seq >= seq_from, r.seq <= seq_to)
+        .order_by(r.seq)
     )
     return list(session.scalars(q))
 
 
 def latest_readings(
-    session: Session, devices: Sequence[str], per_device: int
-) -> dict[str, list[ReadingRow]]:
-    """The newest ``per_device`` readings (by seq) of each device, oldest first."""
-    out: dict[str, list[ReadingRow]] = {d: [] for d in devices}
-    for i in range(0, len(devices), 200):
-        chunk = list(devices[i : i + 200])
+    session: Session, streams: Sequence[StreamKey], per_device: int
+) -> dict[StreamKey, list[ReadingRow]]:
+    """The newest ``per_device`` readings (by seq) of each (order, device), oldest first."""
+    out: dict[StreamKey, list[ReadingRow]] = {k: [] for k in streams}
+    r = ReadingRow
+    for i in range(0, len(streams), 200):
+        chunk = list(streams[i : i + 200])
         ranked = (
             select(
-                ReadingRow.id,
+                r.id,
                 func.row_number()
-                .over(partition_by=ReadingRow.device, order_by=ReadingRow.seq.desc())
+                .over(partition_by=(r.order_id, r.device), order_by=r.seq.desc())
                 .label("rn"),
             )
-            .where(ReadingRow.device.in_(chunk))
+            .where(tuple_(r.order_id, r.device).in_(chunk))
             .subquery()
         )
         q = (
-            select(ReadingRow)
-            .join(ranked, ranked.c.id == ReadingRow.id)
+            select(r)
+            .join(ranked, ranked.c.id == r.id)
             .where(ranked.c.rn <= per_device)
-            .order_by(ReadingRow.device, ReadingRow.seq)
+            .order_by(r.order_id, r.device, r.seq)
         )
         for row in session.scalars(q):
-            out[row.device].append(row)
+            out[(row.order_id, row.device)].append(row)
     return out
 
 
@@ -532,6 +557,163 @@ def bind_devices(session: Session, bindings: Sequence[Mapping[str, Any]]) -> int
     return len(session.connection().execute(stmt, params).all())
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceProgress:
+    """What one ingest batch adds to a device's stored readings on one order."""
+
+    order_id: int
+    device: str
+    count: int
+    first_seq: int
+    last_seq: int
+    last_timestamp: int
+    last_received_at: float
+
+
+def _lower(column: Any, value: Any) -> Any:
+    return case((or_(column.is_(None), column > value), value), else_=column)
+
+
+def _higher(column: Any, value: Any) -> Any:
+    return case((or_(column.is_(None), column < value), value), else_=column)
+
+
+def record_progress(session: Session, progress: Sequence[DeviceProgress]) -> None:
+    """Add a batch's newly stored readings to each device's counters.
+
+    One UPDATE per (order, device), executed as one batch; rows are updated in key
+    order so that two oracle processes storing the same devices never deadlock.
+    """
+    if not progress:
+        return
+    d = DEVICES.c
+    stmt = (
+        update(DEVICES)
+        .where(
+            d.order_id == bindparam("o", type_=BigInteger()),
+            d.device == bindparam("d", type_=String()),
+        )
+        .values(
+            reading_count=d.reading_count + bindparam("n", type_=BigInteger()),
+            first_seq=_lower(d.first_seq, bindparam("lo", type_=BigInteger())),
+            last_seq=_higher(d.last_seq, bindparam("hi", type_=BigInteger())),
+            last_timestamp=_higher(d.last_timestamp, bindparam("ts", type_=BigInteger())),
+            last_received_at=_higher(d.last_received_at, bindparam("rx", type_=Float())),
+        )
+    )
+    params = [
+        {"o": p.order_id, "d": p.device, "n": p.count, "lo": p.first_seq, "hi": p.last_seq,
+         "ts": p.last_timestamp, "rx": p.last_received_at}
+        for p in sorted(progress, key=lambda p: (p.order_id, p.device))
+    ]  # fmt: skip
+    session.connection().execute(stmt, params)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatus:
+    """A device's status message: what it says of itself (unsigned; never evidence)."""
+
+    order_id: int
+    device: str
+    status: str
+    at: int | None
+    battery_permille: int | None
+    first_seq: int | None
+    last_seq: int | None
+
+
+def record_status(session: Session, statuses: Sequence[DeviceStatus]) -> None:
+    """Store each device's latest status; the reported seq range only ever widens."""
+    if not statuses:
+        return
+    d = DEVICES.c
+    newer = or_(
+        d.status_at.is_(None),
+        bindparam("at", type_=BigInteger()).is_(None),
+        d.status_at <= bindparam("at", type_=BigInteger()),
+    )
+    stmt = (
+        update(DEVICES)
+        .where(
+            d.order_id == bindparam("o", type_=BigInteger()),
+            d.device == bindparam("d", type_=String()),
+        )
+        .values(
+            status=case((newer, bindparam("st", type_=String())), else_=d.status),
+            status_at=case((newer, bindparam("at", type_=BigInteger())), else_=d.status_at),
+            battery_permille=case(
+                (
+                    and_(newer, bindparam("bat", type_=Integer()).is_not(None)),
+                    bindparam("bat", type_=Integer()),
+                ),
+                else_=d.battery_permille,
+            ),
+            reported_first_seq=case(
+                (bindparam("lo", type_=BigInteger()).is_(None), d.reported_first_seq),
+                else_=_lower(d.reported_first_seq, bindparam("lo", type_=BigInteger())),
+            ),
+            reported_last_seq=case(
+                (bindparam("hi", type_=BigInteger()).is_(None), d.reported_last_seq),
+                else_=_higher(d.reported_last_seq, bindparam("hi", type_=BigInteger())),
+            ),
+        )
+    )
+    params = [
+        {"o": x.order_id, "d": x.device, "st": x.status, "at": x.at, "bat": x.battery_permille,
+         "lo": x.first_seq, "hi": x.last_seq}
+        for x in sorted(statuses, key=lambda x: (x.order_id, x.device, x.at or 0))
+    ]  # fmt: skip
+    session.connection().execute(stmt, params)
+
+
+#: Order states in which missing readings still matter to the oracle.
+LIVE_STATES = ("Shipped", "Delivered", "Disputed")
+
+
+def devices_missing_readings(session: Session) -> list[DeviceRow]:
+    """Bound devices of live orders with readings missing (see :meth:`DeviceRow.missing`)."""
+    d = DeviceRow
+    q = (
+        select(d)
+        .join(OrderRow, OrderRow.id == d.order_id)
+        .where(
+            OrderRow.state.in_(LIVE_STATES),
+            or_(
+                d.last_seq - d.first_seq + 1 > d.reading_count,
+                d.reported_last_seq > func.coalesce(d.last_seq, d.reported_first_seq - 1, 0),
+                d.reported_first_seq < d.first_seq,
+            ),
+        )
+        .order_by(d.order_id, d.device)
+    )
+    return list(session.scalars(q))
+
+
+def missing_ranges(session: Session, row: DeviceRow) -> list[tuple[int, int]]:
+    """The seq ranges (first, last) of ``row``'s device that were never stored, within
+    the range the stored readings and the device's own status span."""
+    lo, hi = row.expected_seqs()
+    if hi < lo:
+        return []
+    r = ReadingRow
+    seqs = (
+        select(r.seq, func.lead(r.seq).over(order_by=r.seq).label("nxt"))
+        .where(r.order_id == row.order_id, r.device == row.device)
+        .subquery()
+    )
+    holes = session.execute(
+        select(seqs.c.seq, seqs.c.nxt).where(seqs.c.nxt > seqs.c.seq + 1).order_by(seqs.c.seq)
+    )
+    out = [(int(a) + 1, int(b) - 1) for a, b in holes]
+    if row.first_seq is None or row.last_seq is None:
+        return [(lo, hi)]
+    if lo < row.first_seq:
+        out.insert(0, (lo, row.first_seq - 1))
+    if hi > row.last_seq:
+        out.append((row.last_seq + 1, hi))
+    return out
+
+
 def orders_of_device(session: Session, device: str) -> list[int]:
     q = select(DeviceRow.order_id).where(DeviceRow.device == device).order_by(DeviceRow.order_id)
     return list(session.scalars(q))
@@ -587,18 +769,80 @@ def events_for(session: Session, order_id: int, *, limit: int = 500) -> list[Cha
     return list(session.scalars(q))
 
 
+BLOCKS: Table = IndexedBlockRow.__table__  # type: ignore[assignment]
+
+
+def record_block_hashes(
+    session: Session, name: str, hashes: Mapping[int, bytes], *, keep: int = 256
+) -> None:
+    """Remember the hashes of blocks the indexer read; only the newest ``keep`` stay."""
+    if not hashes:
+        return
+    stmt = _insert(session, BLOCKS)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["name", "number"], set_={"hash": stmt.excluded.hash}
+        ),
+        [{"name": name, "number": n, "hash": h} for n, h in sorted(hashes.items())],
+    )
+    newest = select(BLOCKS.c.number).where(BLOCKS.c.name == name).order_by(BLOCKS.c.number.desc())
+    floor = session.scalar(newest.offset(keep - 1).limit(1))
+    if floor is not None:
+        session.execute(BLOCKS.delete().where(BLOCKS.c.name == name, BLOCKS.c.number < floor))
+
+
+def block_hashes(session: Session, name: str) -> list[tuple[int, bytes]]:
+    """The remembered (number, hash) pairs, newest first."""
+    q = (
+        select(BLOCKS.c.number, BLOCKS.c.hash)
+        .where(BLOCKS.c.name == name)
+        .order_by(BLOCKS.c.number.desc())
+    )
+    return [(int(n), bytes(h)) for n, h in session.execute(q)]
+
+
+def rewind_index(session: Session, name: str, fork: int) -> list[int]:
+    """Forget what the indexer stored of blocks after ``fork`` (a reorganisation replaced
+    them): their events, block hashes and device bindings; the cursor moves to ``fork``.
+    Returns the orders whose indexed state came from those blocks (to be read again)."""
+    stale = list(
+        session.scalars(
+            select(OrderRow.id).where(OrderRow.updated_block > fork).order_by(OrderRow.id)
+        )
+    )
+    session.execute(EVENTS.delete().where(EVENTS.c.block_number > fork))
+    session.execute(BLOCKS.delete().where(BLOCKS.c.name == name, BLOCKS.c.number > fork))
+    session.execute(DEVICES.delete().where(DEVICES.c.bound_block > fork))
+    set_cursor(session, name, fork)
+    return stale
+
+
+def delete_order(session: Session, order_id: int) -> None:
+    """An order that exists only in blocks a reorganisation removed."""
+    session.execute(ORDERS.delete().where(ORDERS.c.id == order_id))
+
+
+def get_cursor_deployment(session: Session, name: str) -> str | None:
+    row = session.get(IndexerCursorRow, name)
+    return None if row is None else row.deployment
+
+
 def get_cursor(session: Session, name: str) -> int | None:
     row = session.get(IndexerCursorRow, name)
     return None if row is None else row.last_block
 
 
-def set_cursor(session: Session, name: str, last_block: int) -> None:
-    stmt = _insert(session, IndexerCursorRow.__table__).values(  # type: ignore[arg-type]
-        name=name, last_block=last_block, updated_at=time.time()
-    )
+def set_cursor(
+    session: Session, name: str, last_block: int, *, deployment: str | None = None
+) -> None:
+    """Move the cursor (and, when given, record which deployment is indexed)."""
+    values: dict[str, Any] = {"name": name, "last_block": last_block, "updated_at": time.time()}
+    if deployment is not None:
+        values["deployment"] = deployment
+    stmt = _insert(session, IndexerCursorRow.__table__).values(**values)  # type: ignore[arg-type]
     session.execute(
         stmt.on_conflict_do_update(
             index_elements=["name"],
-            set_={"last_block": stmt.excluded.last_block, "updated_at": stmt.excluded.updated_at},
+            set_={k: stmt.excluded[k] for k in values if k != "name"},
         )
     )

@@ -50,6 +50,12 @@ _ALL_KEYS = set(READING_FIELDS) | _ENVELOPE
 _is_checksum = lru_cache(maxsize=65_536)(is_checksum_address)
 _to_checksum = lru_cache(maxsize=65_536)(to_checksum_address)
 
+
+def checksummed(address: str) -> str:
+    """The EIP-55 form of a 0x-hex address (cached: devices repeat)."""
+    return str(_to_checksum(address))
+
+
 _TOPIC_RE = re.compile(
     r"^trustship/v1/orders/(?P<order>[0-9]{1,78})/devices/(?P<device>0x[0-9a-fA-F]{40})/"
     r"(?P<kind>telemetry|status)$"

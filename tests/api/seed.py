@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from backend.api.parties import PartyRegistry
 from backend.chain.testing import default_terms, device_key
+from backend.store import repositories as repo
 from backend.store.models import (
     AlertRow,
     ChainEventRow,
@@ -123,6 +124,15 @@ def seed(
             s.add(row)
             rows.append(row)
         s.flush()
+        # what ingest records with the readings it stores
+        repo.record_progress(
+            s,
+            [
+                repo.DeviceProgress(
+                    1, dev, len(rows), rows[0].seq, rows[-1].seq, rows[-1].timestamp, now
+                )
+            ],
+        )
         batch = rows[:committed]
         tree = MerkleTree([leaf_hash(r.digest) for r in batch])
         s.add(

@@ -163,7 +163,9 @@ def test_events_alerts_devices(api: Api, seeded: Seeded) -> None:
     assert devices["count"] == 1
     d = devices["data"][0]
     assert d["device"] == seeded.device
-    assert (d["reading_count"], d["last_seq"]) == (12, 11)
+    assert (d["reading_count"], d["first_seq"], d["last_seq"]) == (12, 0, 11)
+    assert d["missing_readings"] == 0 and d["status"] is None
+    assert api.get("/orders/1/gaps").json() == {"data": [], "count": 0, "missing_readings": 0}
     assert api.get("/devices", "stranger").json() == {"data": [], "count": 0}
     assert api.get("/devices", "auditor").json()["count"] == 1
 
@@ -240,3 +242,22 @@ def test_every_error_has_a_code(api: Api) -> None:
         (422, "validation_error"),
         (401, "unauthorized"),
     ]
+
+
+def test_gaps_show_what_the_device_sent_and_the_oracle_never_stored(
+    api: Api, seeded: Seeded, factory: sessionmaker[Session]
+) -> None:
+    from backend.store import repositories as repo
+
+    with factory.begin() as s:  # the device says it has sent #14 (and #0 first)
+        repo.record_status(s, [repo.DeviceStatus(1, seeded.device, "online", T0 + 900, 640, 0, 14)])
+    d = api.get("/orders/1/devices").json()["data"][0]
+    assert (d["status"], d["battery_permille"], d["reported_last_seq"]) == ("online", 640, 14)
+    assert d["missing_readings"] == 3
+    gaps = api.get("/orders/1/gaps").json()
+    assert gaps == {
+        "data": [{"device": seeded.device, "first_missing": 12, "last_missing": 14, "missing": 3}],
+        "count": 1,
+        "missing_readings": 3,
+    }
+    assert api.get("/orders/1/gaps", "stranger").status_code == 404

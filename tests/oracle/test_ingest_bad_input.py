@@ -117,10 +117,10 @@ def test_bad_message_is_refused_counted_and_the_pipeline_goes_on(
         assert s.scalar(select(func.count()).select_from(ReadingRow)) == 2
 
 
-def test_status_topic_with_a_valid_body_is_a_bad_topic(ingestor: Ingestor) -> None:
+def test_a_reading_on_a_status_topic_is_not_a_status(ingestor: Ingestor) -> None:
     s = signed(KEYS[0], make_reading(1, 1))
     topic = telemetry_topic(1, DEVICES[0]).replace("/telemetry", "/status")
-    assert ingestor.ingest([inbound(s, topic=topic)]).verdicts[0].reason == "bad_topic"
+    assert ingestor.ingest([inbound(s, topic=topic)]).verdicts[0].reason == "bad_status"
 
 
 def test_replays_exact_copy_is_a_duplicate_and_changed_copy_is_refused(

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from backend.store import repositories as repo
 from backend.store.db import resolve_url, upgrade_to_head
-from backend.store.models import Base, OrderRow, ReadingRow
+from backend.store.models import Base, DeviceRow, OrderRow, ReadingRow
 from backend.store.types import UINT256_MAX
 
 DEV_A = "0x" + "A1" * 20
@@ -102,25 +102,36 @@ def test_resolve_url() -> None:
 def test_insert_readings_drops_duplicates_and_reports_new_rows(engine: Engine) -> None:
     with Session(engine) as s, s.begin():
         new = repo.insert_readings(s, [reading(DEV_A, i) for i in range(1, 6)])
-    assert sorted(new) == [(DEV_A, i) for i in range(1, 6)]
+    assert sorted(new) == [(1, DEV_A, i) for i in range(1, 6)]
     assert len(set(new.values())) == 5
     with Session(engine) as s, s.begin():
         again = repo.insert_readings(
             s, [reading(DEV_A, 4), reading(DEV_A, 5), reading(DEV_A, 6), reading(DEV_B, 4)]
         )
-    assert sorted(again) == [(DEV_A, 6), (DEV_B, 4)]
+    assert sorted(again) == [(1, DEV_A, 6), (1, DEV_B, 4)]
     with Session(engine) as s:
-        assert s.scalar(select(ReadingRow.id).where(ReadingRow.seq == 6)) == again[(DEV_A, 6)]
-        digests = repo.stored_digests(s, [(DEV_A, 3), (DEV_B, 4), (DEV_B, 99)])
-        assert digests == {(DEV_A, 3): (3).to_bytes(32, "big"), (DEV_B, 4): (4).to_bytes(32, "big")}
+        assert s.scalar(select(ReadingRow.id).where(ReadingRow.seq == 6)) == again[(1, DEV_A, 6)]
+        digests = repo.stored_digests(s, [(1, DEV_A, 3), (1, DEV_B, 4), (1, DEV_B, 99)])
+        assert digests == {
+            (1, DEV_A, 3): (3).to_bytes(32, "big"),
+            (1, DEV_B, 4): (4).to_bytes(32, "big"),
+        }
         assert repo.count_readings(s, 1) == 7
 
 
-def test_unique_device_seq_is_enforced_by_the_database(engine: Engine) -> None:
+def test_unique_order_device_seq_is_enforced_by_the_database(engine: Engine) -> None:
     with Session(engine) as s, s.begin():
         s.add(ReadingRow(**reading(DEV_A, 1)))
     with pytest.raises(IntegrityError), Session(engine) as s, s.begin():
-        s.add(ReadingRow(**reading(DEV_A, 1, order_id=2)))
+        s.add(ReadingRow(**reading(DEV_A, 1)))
+
+
+def test_a_logger_reused_on_a_later_order_may_start_its_seq_again(engine: Engine) -> None:
+    with Session(engine) as s, s.begin():
+        first = repo.insert_readings(s, [reading(DEV_A, i) for i in range(1, 4)])
+        second = repo.insert_readings(s, [reading(DEV_A, i, order_id=2) for i in range(1, 4)])
+    assert sorted(first) == [(1, DEV_A, i) for i in (1, 2, 3)]
+    assert sorted(second) == [(2, DEV_A, i) for i in (1, 2, 3)]
 
 
 def test_telemetry_pages_by_time_with_a_stable_cursor(engine: Engine) -> None:
@@ -146,10 +157,12 @@ def test_telemetry_pages_by_time_with_a_stable_cursor(engine: Engine) -> None:
         only_b = repo.telemetry_page(s, 1, device=DEV_B, limit=100).items
         assert [r.seq for r in only_b] == [1, 2, 3, 4, 5]
         assert repo.count_readings(s, 1, since=1003, until=1005) == 6
-        assert [r.seq for r in repo.device_readings(s, DEV_A, 5, 8)] == [5, 6, 7, 8]
-        latest = repo.latest_readings(s, [DEV_A, DEV_B], 3)
-        assert [r.seq for r in latest[DEV_A]] == [18, 19, 20]
-        assert [r.seq for r in latest[DEV_B]] == [3, 4, 5]
+        assert [r.seq for r in repo.device_readings(s, 1, DEV_A, 5, 8)] == [5, 6, 7, 8]
+        assert repo.device_readings(s, 2, DEV_A, 5, 8) == []
+        latest = repo.latest_readings(s, [(1, DEV_A), (1, DEV_B), (2, DEV_B)], 3)
+        assert [r.seq for r in latest[(1, DEV_A)]] == [18, 19, 20]
+        assert [r.seq for r in latest[(1, DEV_B)]] == [3, 4, 5]
+        assert latest[(2, DEV_B)] == []
         assert repo.last_seen(s, [1]) == {(1, DEV_A): 1010, (1, DEV_B): 1005}
 
 
@@ -325,3 +338,59 @@ def test_orders_devices_events_and_cursor(engine: Engine) -> None:
 def test_uint256_refuses_values_out_of_range(engine: Engine) -> None:
     with pytest.raises(Exception, match="not a uint256"), Session(engine) as s, s.begin():
         repo.upsert_order(s, order_values(3, price=UINT256_MAX + 1))
+
+
+def _bind(s: Session, order_id: int, device: str) -> None:
+    repo.bind_devices(s, [{"order_id": order_id, "device": device}])
+
+
+def _progress(rows: list[dict]) -> repo.DeviceProgress:
+    return repo.DeviceProgress(
+        rows[0]["order_id"], rows[0]["device"], len(rows), min(r["seq"] for r in rows),
+        max(r["seq"] for r in rows), max(r["timestamp"] for r in rows),
+        max(r["received_at"] for r in rows),
+    )  # fmt: skip
+
+
+def test_device_progress_counts_and_finds_the_missing_ranges(engine: Engine) -> None:
+    with Session(engine) as s, s.begin():
+        _bind(s, 1, DEV_A)
+        _bind(s, 1, DEV_B)
+        _bind(s, 2, DEV_A)
+    for seqs in ([1, 2, 3], [5, 6], [9], [4]):  # 7 and 8 never arrive
+        rows = [reading(DEV_A, i) for i in seqs]
+        with Session(engine) as s, s.begin():
+            repo.insert_readings(s, rows)
+            repo.record_progress(s, [_progress(rows)])
+    with Session(engine) as s, s.begin():
+        row_b = [reading(DEV_B, i) for i in (1, 2)]
+        repo.insert_readings(s, row_b)
+        repo.record_progress(s, [_progress(row_b)])
+        # DEV_B says it has sent #4; DEV_A on order 2 reports a range, nothing stored
+        repo.record_status(
+            s,
+            [
+                repo.DeviceStatus(1, DEV_B, "online", 100, 800, 1, 4),
+                repo.DeviceStatus(1, DEV_B, "online", 90, 900, 1, 3),  # older: only widens seqs
+                repo.DeviceStatus(2, DEV_A, "offline", 50, None, 1, 2),
+            ],
+        )
+    with Session(engine) as s:
+        a, b = s.get(DeviceRow, 1), s.get(DeviceRow, 2)
+        assert (a.reading_count, a.first_seq, a.last_seq) == (7, 1, 9)
+        assert a.missing() == 2 and repo.missing_ranges(s, a) == [(7, 8)]
+        assert (b.status, b.status_at, b.battery_permille, b.reported_last_seq) == (
+            "online", 100, 800, 4,
+        )  # fmt: skip
+        assert b.missing() == 2 and repo.missing_ranges(s, b) == [(3, 4)]
+        c = s.scalars(select(DeviceRow).where(DeviceRow.order_id == 2)).one()
+        assert c.missing() == 2 and repo.missing_ranges(s, c) == [(1, 2)]
+        # only live orders are watched
+        assert repo.devices_missing_readings(s) == []
+    with Session(engine) as s, s.begin():
+        repo.upsert_order(s, order_values(1, state="Shipped"))
+    with Session(engine) as s:
+        assert [(r.order_id, r.device) for r in repo.devices_missing_readings(s)] == [
+            (1, DEV_A),
+            (1, DEV_B),
+        ]

@@ -10,7 +10,8 @@ from backend.api import convert, queries
 from backend.api.deps import CurrentParty, SessionDep
 from backend.api.errors import READ, responses
 from backend.api.routes.orders import OrderIdPath, visible_order
-from backend.api.schemas import Address, DevicesPublic
+from backend.api.schemas import Address, DevicesPublic, GapPublic, GapsPublic
+from backend.store import repositories as repo
 
 router = APIRouter(tags=["devices"])
 
@@ -25,7 +26,7 @@ async def list_devices(
 ) -> DevicesPublic:
     """Devices bound to the caller's orders (one entry per order and device)."""
     rows, count = queries.devices(session, party, device=device, limit=limit, offset=offset)
-    return DevicesPublic(data=[convert.device(*r) for r in rows], count=count)
+    return DevicesPublic(data=[convert.device(r) for r in rows], count=count)
 
 
 @router.get("/orders/{order_id}/devices", response_model=DevicesPublic, responses=responses(*READ))
@@ -39,4 +40,25 @@ async def order_devices(
     """The devices bound to one order at shipment."""
     visible_order(session, party, order_id)
     rows, count = queries.devices(session, party, order_id=order_id, limit=limit, offset=offset)
-    return DevicesPublic(data=[convert.device(*r) for r in rows], count=count)
+    return DevicesPublic(data=[convert.device(r) for r in rows], count=count)
+
+
+@router.get("/orders/{order_id}/gaps", response_model=GapsPublic, responses=responses(*READ))
+async def order_gaps(session: SessionDep, party: CurrentParty, order_id: OrderIdPath) -> GapsPublic:
+    """Readings that never arrived while later ones did, per device (seq ranges).
+
+    A range counts from the first to the newest seq known of the device: stored, or
+    reported in its status message. The oracle raises a ``seq_gap`` alert for a range
+    still missing after a grace period (docs/oracle.md, "Seq gaps").
+    """
+    visible_order(session, party, order_id)
+    gaps: list[GapPublic] = []
+    rows, _ = queries.devices(session, party, order_id=order_id, limit=200)
+    for row in rows:
+        if row.missing() == 0:
+            continue
+        for a, b in repo.missing_ranges(session, row):
+            gaps.append(
+                GapPublic(device=row.device, first_missing=a, last_missing=b, missing=b - a + 1)
+            )
+    return GapsPublic(data=gaps, count=len(gaps), missing_readings=sum(g.missing for g in gaps))

@@ -41,8 +41,10 @@ def check_health(ctx: ApiContext) -> HealthPublic:
             log.warning("health check %s failed: %s", name, exc)
             components[name] = ComponentHealth(status="down", detail=str(exc)[:300])
     statuses = {c.status for c in components.values()}
-    overall: Literal["ok", "degraded", "down"]
-    if "down" in statuses:
+    overall: Literal["ok", "degraded", "down", "error"]
+    if "error" in statuses:
+        overall = "error"
+    elif "down" in statuses:
         overall = "down" if components["database"].status == "down" else "degraded"
     elif "degraded" in statuses:
         overall = "degraded"
@@ -54,13 +56,20 @@ def check_health(ctx: ApiContext) -> HealthPublic:
 @router.get(
     "/health",
     response_model=HealthPublic,
-    responses={503: {"model": HealthPublic, "description": "The database is down"}},
+    responses={
+        503: {
+            "model": HealthPublic,
+            "description": "The database is down, or the chain was reset (`error`)",
+        }
+    },
 )
 async def health(ctx: ContextDep) -> Response:
-    """Database, chain and broker status; 503 when the database cannot be reached."""
+    """Database, chain and broker status; 503 when the database cannot be reached or the
+    chain no longer holds the deployment (status ``error``, with the reason)."""
     result = await run_in_threadpool(check_health, ctx)
     return JSONResponse(
-        status_code=503 if result.status == "down" else 200, content=result.model_dump()
+        status_code=503 if result.status in ("down", "error") else 200,
+        content=result.model_dump(),
     )
 
 
