@@ -198,6 +198,7 @@ def build(settings: Settings, stack: ExitStack) -> tuple[ApiContext, Any]:
         chain_id=chain.chain_id,
         deployment=deployment,
         oracle_clock=oracle.ingestor.clock if oracle is not None else None,
+        refusals=oracle.ingestor.refusals.for_order if oracle is not None else None,
     )
     if oracle is not None:
         context.metrics.add_collector(oracle.metrics.render)  # ingest, rules, indexer counters

@@ -153,19 +153,23 @@ def print_dry_run(fleet: Fleet, console: Console) -> bool:
         p, e = tl.predicted, o.expected
         if p is not None:
             lines.append(
-                f"  predicted: buyer {p.buyer}, supplier {p.supplier}, breach {p.breach},"
-                f" late {p.late_s}s"
+                f"  predicted: {p.state}, buyer {p.buyer}, supplier {p.supplier},"
+                f" breach {p.breach}, late {_late(p.late_s)}"
             )
         lines.append(
             "  [green]matches the expectation[/green]"
             if ok
-            else f"  [red]EXPECTED[/red]: buyer {e.buyer}, supplier {e.supplier},"
-            f" breach {e.breach}, late {e.late_s}s"
+            else f"  [red]EXPECTED[/red]: {e.state}, buyer {e.buyer}, supplier {e.supplier},"
+            f" breach {e.breach}, late {_late(e.late_s)}"
         )
         console.print("\n".join(lines), highlight=False)
     good = sum(tl.matches_expectation for tl in timelines)
     console.print(f"\n{good}/{len(timelines)} order(s) match their expectation", highlight=False)
     return all_ok
+
+
+def _late(seconds: int | None) -> str:
+    return "— (never delivered)" if seconds is None else f"{seconds}s"
 
 
 def simulate(

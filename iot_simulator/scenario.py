@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from eth_utils import is_address, is_checksum_address, to_checksum_address
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from backend.core.errors import TrustShipError
 from iot_simulator.geo import PLACES, Trajectory, to_e6
@@ -43,6 +44,28 @@ Bps = Annotated[int, Field(ge=0, le=10_000, strict=True)]
 Int32 = Annotated[int, Field(ge=INT32[0], le=INT32[1], strict=True)]
 Uint32 = Annotated[int, Field(ge=0, le=UINT32_MAX, strict=True)]
 
+#: The order states a scenario may end in (IPurchaseOrders.OrderState's terminal ones).
+FinalState = Literal["Settled", "Resolved", "Expired", "Cancelled"]
+#: Token symbols the replay drivers know (the dev test stablecoin is TUSD).
+TOKEN_SYMBOLS = ("ETH", "TUSD")
+
+
+def _token(value: str) -> str:
+    """A known symbol, or an ERC-20 address (EIP-55 checksum checked when mixed-case)."""
+    if value in TOKEN_SYMBOLS:
+        return value
+    if not isinstance(value, str) or not is_address(value):
+        raise ValueError(f"{value!r} is neither {' nor '.join(TOKEN_SYMBOLS)} nor an address")
+    if value != value.lower() and not is_checksum_address(value):
+        raise ValueError(
+            f"{value} has a wrong EIP-55 checksum (a mistyped character?): the checksummed "
+            f"form of what was typed is {to_checksum_address(value)}"
+        )
+    return str(to_checksum_address(value))
+
+
+Token = Annotated[str, AfterValidator(_token)]
+
 
 class Parties(_Model):
     """Named parties; the demo/replay driver maps each name to an account."""
@@ -68,7 +91,8 @@ class Terms(_Model):
     """
 
     price: PosInt
-    token: Literal["ETH", "TUSD"]
+    #: ``ETH``, ``TUSD`` (the dev test stablecoin) or an ERC-20 address.
+    token: Token
     deadline_s: PosInt
     expiry_grace_s: Uint32 = 86_400
     geofence_e6: Annotated[int, Field(gt=0, le=10_000_000, strict=True)]
@@ -240,13 +264,29 @@ class Spoofer(_Model):
     impersonate: bool = False
 
 
-class Expected(_Model):
-    """The settlement the scenario must produce (DESIGN.md §4)."""
+class Actions(_Model):
+    """What the parties do beyond create-and-fund, accept and ship (docs/scenarios.md)."""
 
+    #: The buyer cancels before the supplier accepts, or the supplier after accepting;
+    #: nothing ships.
+    cancel: Literal["buyer", "supplier"] | None = None
+    #: This party disputes the split once delivery is proven (needs a dispute window) ...
+    dispute: Literal["buyer", "supplier"] | None = None
+    #: ... and the arbiter rules that the buyer gets this much (the supplier the rest).
+    ruling_buyer: NonNegInt | None = None
+    #: The goods never arrive; the buyer reclaims the deposit once deadline + grace pass.
+    expire: bool = False
+
+
+class Expected(_Model):
+    """How the order must end (DESIGN.md §4): its final state and the credited split."""
+
+    state: FinalState = "Settled"
     buyer: NonNegInt
     supplier: NonNegInt
-    breach: bool
-    late_s: NonNegInt
+    breach: bool = False
+    #: Seconds late at delivery; null for an order that is never delivered.
+    late_s: NonNegInt | None = None
 
 
 class Order(_Model):
@@ -262,6 +302,7 @@ class Order(_Model):
     sensors: Sensors = Sensors()
     timeline: list[Event] = []
     spoofers: list[Spoofer] = []
+    actions: Actions = Actions()
     expected: Expected
 
     @model_validator(mode="after")
@@ -277,6 +318,8 @@ class Order(_Model):
                 f"expected: buyer + supplier = {self.expected.buyer + self.expected.supplier}"
                 f" but terms.price = {self.terms.price}"
             )
+        for problem in _state_problems(self):
+            raise ValueError(problem)
         for i, ev in enumerate(self.timeline):
             if ev.device is not None and ev.device >= self.devices:
                 raise ValueError(
@@ -304,6 +347,49 @@ class Order(_Model):
     def destination_e6(self) -> tuple[int, int]:
         lat, lon = self.waypoints()[-1]
         return to_e6(lat), to_e6(lon)
+
+
+def _state_problems(o: Order) -> list[str]:
+    """The expected final state must be one the order's actions lead to."""
+    e, a, t = o.expected, o.actions, o.terms
+    out: list[str] = []
+    reaching = {
+        "Cancelled": a.cancel is not None,
+        "Expired": a.expire,
+        "Resolved": a.dispute is not None,
+    }
+    chosen = [state for state, yes in reaching.items() if yes]
+    if len(chosen) > 1:
+        out.append(f"actions: {' and '.join(chosen)} cannot both happen to one order")
+    wanted = chosen[0] if chosen else "Settled"
+    if e.state != wanted:
+        how = {
+            "Settled": "no actions (the terms settle it)",
+            "Cancelled": "actions.cancel: buyer | supplier",
+            "Expired": "actions.expire: true",
+            "Resolved": "actions.dispute and actions.ruling_buyer",
+        }
+        out.append(f"expected.state: {e.state} needs {how[e.state]}; the actions lead to {wanted}")
+        return out
+    delivered = e.state in ("Settled", "Resolved")
+    if delivered and e.late_s is None:
+        out.append(f"expected.late_s: a {e.state} order was delivered: say how late (0 if on time)")
+    if not delivered and e.late_s is not None:
+        out.append(f"expected.late_s: a {e.state} order is never delivered: leave it out")
+    if e.state in ("Cancelled", "Expired") and (e.buyer, e.supplier) != (t.price, 0):
+        out.append(f"expected: a {e.state} order refunds the buyer in full (buyer = price)")
+    if e.state == "Cancelled" and e.breach:
+        out.append("expected.breach: nothing ships, so nothing can breach")
+    if a.dispute is not None:
+        if a.ruling_buyer is None:
+            out.append("actions.ruling_buyer: a dispute needs the arbiter's ruling")
+        elif a.ruling_buyer != e.buyer:
+            out.append(f"expected.buyer: the ruling gives the buyer {a.ruling_buyer}")
+        if t.dispute_window_s == 0:
+            out.append("actions.dispute: terms.dispute_window_s is 0 (the split is final at once)")
+    elif a.ruling_buyer is not None:
+        out.append("actions.ruling_buyer: there is no dispute to rule on")
+    return out
 
 
 class Scenario(_Model):
@@ -374,7 +460,16 @@ def _check_physics(sc: Scenario) -> list[tuple[str, str]]:
         at = f"orders[{o.name}]"
         interval = sc.interval_for(o)
         t, s = o.terms, o.sensors
-        if o.duration_s is not None and o.duration_s < sc.arrival_offset(o):
+        if o.actions.expire:
+            if sc.duration_for(o) >= sc.arrival_offset(o):
+                problems.append(
+                    (
+                        f"{at}.duration_s",
+                        f"an order that expires must never arrive: end the voyage before the "
+                        f"arrival reading at {sc.arrival_offset(o)}",
+                    )
+                )
+        elif o.duration_s is not None and o.duration_s < sc.arrival_offset(o):
             problems.append(
                 (
                     f"{at}.duration_s",

@@ -45,10 +45,11 @@ class ShockReading:
 
 @dataclass(frozen=True)
 class Settlement:
+    state: str
     buyer: int
     supplier: int
     breach: bool
-    late_s: int
+    late_s: int | None
 
 
 @dataclass
@@ -78,16 +79,30 @@ class OrderTimeline:
     @property
     def matches_expectation(self) -> bool:
         e = self.order.expected
-        return self.predicted == Settlement(e.buyer, e.supplier, e.breach, e.late_s)
+        return self.predicted == Settlement(e.state, e.buyer, e.supplier, e.breach, e.late_s)
 
 
 def settle(order: Order, late_s: int, breach: bool) -> Settlement:
-    """The split the terms give (DESIGN.md §4)."""
+    """The split the terms give (DESIGN.md §4), or the arbiter's when the order is
+    disputed (its actions say so)."""
     t = order.terms
+    ruling = order.actions.ruling_buyer
+    if order.actions.dispute is not None and ruling is not None:
+        return Settlement("Resolved", ruling, t.price - ruling, breach, late_s)
     late_bps = min(t.late_penalty_cap_bps, -(-late_s // 3600) * t.late_penalty_bps_per_hour)
     refund_bps = min(10_000, late_bps + (t.breach_refund_bps if breach else 0))
     buyer = t.price * refund_bps // 10_000
-    return Settlement(buyer, t.price - buyer, breach, late_s)
+    return Settlement("Settled", buyer, t.price - buyer, breach, late_s)
+
+
+def never_delivered(order: Order, breach: bool) -> Settlement | None:
+    """A cancelled or expired order refunds the buyer in full; None otherwise."""
+    t = order.terms
+    if order.actions.cancel is not None:
+        return Settlement("Cancelled", t.price, 0, False, None)
+    if order.actions.expire:
+        return Settlement("Expired", t.price, 0, breach, None)
+    return None
 
 
 def _out_of_range(order: Order, sr: SignedReading) -> bool:
@@ -179,7 +194,10 @@ def summarize(fleet: Fleet) -> list[OrderTimeline]:
             if isinstance(ev, Shock) and order.terms.max_shock_milli_g == 0:
                 tl.warnings.append(f"shock at {ev.at_s}s but max_shock_milli_g is 0 (not checked)")
         tl.spoofed_readings = sum(sp.count for sp in order.spoofers)
-        if delivered is None:
+        refund = never_delivered(order, tl.breached)
+        if refund is not None:
+            tl.predicted = refund
+        elif delivered is None:
             tl.warnings.append(
                 "no reading inside the destination geofence: the order never delivers"
             )

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from rich.table import Table
 
 from backend.core.errors import TrustShipError
 from backend.core.settings import Settings, get_settings
-from iot_simulator import build_fleet, load_scenario
+from iot_simulator import Scenario, build_fleet, load_scenario
 from iot_simulator.publisher import publish
 from trustship.stack import (
     DEV_API_KEYS,
@@ -41,6 +42,7 @@ from trustship.stack import (
     Driver,
     Note,
     Outcome,
+    PartyAction,
     ReplayError,
     format_amount,
     local_stack,
@@ -49,6 +51,8 @@ from trustship.stack import (
 
 #: Seconds of scenario time the chain clock is moved past the end of the voyage.
 CLOCK_MARGIN_S = 60
+#: How long a step waits for the oracle (a delivery to dispute, evidence before expiry).
+STEP_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -56,20 +60,23 @@ class OrderReport:
     name: str
     order_id: int
     token: str
+    expected_state: str
     expected_buyer: int
     expected_supplier: int
     expected_breach: bool
-    expected_late_s: int
+    expected_late_s: int | None
     state: str
     buyer: int | None
     supplier: int | None
     breach: bool
     late_s: int | None
+    #: Why it did not end as expected: the chain, the oracle's view, its refusals.
+    why: str | None = None
 
     @property
     def passed(self) -> bool:
         return (
-            self.state in {"Settled", "Resolved"}
+            self.state == self.expected_state
             and self.buyer == self.expected_buyer
             and self.supplier == self.expected_supplier
             and self.breach == self.expected_breach
@@ -117,9 +124,21 @@ def _move_clock(driver: Driver, target: int, note: Note) -> None:
     driver.wait_for_oracle_clock(target, timeout=30.0)
 
 
+def _is_delivered(driver: Driver, order_id: int) -> bool:
+    return driver.outcome(order_id).state == "Delivered"
+
+
+def _wait(what: str, done: Callable[[], bool], timeout: float = STEP_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise ReplayError(f"{what} did not happen within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
 def replay_scenario(
     driver: Driver,
-    path: Path,
+    path: Path | Scenario,
     *,
     speed: float | None = None,
     settle_timeout: float = 120.0,
@@ -129,43 +148,80 @@ def replay_scenario(
 ) -> ScenarioReport:
     """Run one scenario against ``driver``'s stack and compare the outcome.
 
-    ``on_start`` receives the scenario start ``t0`` (unix seconds, chain time).
+    The parties' steps beyond the telemetry happen when the scenario's ``actions``
+    say: a cancellation before shipment, a dispute once delivery is proven and the
+    arbiter's ruling, the buyer's reclaim of an undelivered order once its deadline
+    and grace have passed (docs/scenarios.md). ``on_start`` receives the scenario
+    start ``t0`` (unix seconds, chain time).
     """
     started = time.monotonic()
-    scenario = load_scenario(path)
-    report = ScenarioReport(name=scenario.name, file=str(path))
+    scenario = path if isinstance(path, Scenario) else load_scenario(path)
+    report = ScenarioReport(name=scenario.name, file=str(path if isinstance(path, Path) else ""))
     try:
         t0 = driver.chain.now() + 1
         if on_start is not None:
             on_start(t0)
         ids = driver.open_orders(scenario, t0, note)
+        for o in scenario.orders:
+            if o.actions.cancel is not None:
+                driver.act(ids[o.name], PartyAction("cancel", o.actions.cancel), note)
         fleet = build_fleet(scenario, driver.domain, ids, t0=t0)
-        driver.ship(fleet, note)
+        shipped = [o.name for o in scenario.orders if o.actions.cancel is None]
+        driver.ship(fleet, note, shipped)
+        disputed = [o for o in scenario.orders if o.actions.dispute is not None]
         window = max(o.terms.dispute_window_s for o in scenario.orders)
-        _move_clock(driver, fleet.end_time + window + CLOCK_MARGIN_S, note)
-        stats = publish(fleet, driver.mqtt_url, speed=speed, progress=progress)
+        # a dispute must be opened inside its window: leave the windows open until then
+        _move_clock(driver, fleet.end_time + (0 if disputed else window) + CLOCK_MARGIN_S, note)
+        # the devices (and spoofers) of the orders that shipped: a cancelled order's stay quiet
+        devices = {d.address for d in fleet.all_devices if d.order in shipped}
+        messages = (m for m in fleet.messages() if m.device in devices)
+        stats = publish(fleet, driver.mqtt_url, speed=speed, progress=progress, messages=messages)
         report.readings_published = stats.telemetry
         note(f"telemetry published: {report.readings_published} signed readings")
+        for o in disputed:
+            oid = ids[o.name]
+            _wait(f"order {oid}'s delivery", partial(_is_delivered, driver, oid))
+            assert o.actions.dispute is not None and o.actions.ruling_buyer is not None
+            driver.act(oid, PartyAction("dispute", o.actions.dispute), note)
+            driver.act(oid, PartyAction("rule", "arbiter", o.actions.ruling_buyer), note)
+        if disputed:
+            _move_clock(driver, fleet.end_time + window + CLOCK_MARGIN_S, note)
+        expiring = [o for o in scenario.orders if o.actions.expire]
+        if expiring:
+            published = {
+                ids[o.name]: sum(
+                    1 for d in fleet.devices if d.order == o.name for _ in fleet.readings(d)
+                )
+                for o in expiring
+            }
+            for oid, n in published.items():  # the evidence first: breach proofs included
+                _wait(f"order {oid}'s evidence", partial(driver.evidence_settled, oid, n))
+            expires = max(t0 + o.terms.deadline_s + o.terms.expiry_grace_s for o in expiring)
+            _move_clock(driver, expires + CLOCK_MARGIN_S, note)
+            for o in expiring:
+                driver.act(ids[o.name], PartyAction("expire", "buyer"), note)
         outcomes = wait_until_final(driver, list(ids.values()), timeout=settle_timeout)
         for order in scenario.orders:
             out: Outcome = outcomes[ids[order.name]]
             exp = order.expected
-            report.orders.append(
-                OrderReport(
-                    name=order.name,
-                    order_id=out.order_id,
-                    token=order.terms.token,
-                    expected_buyer=exp.buyer,
-                    expected_supplier=exp.supplier,
-                    expected_breach=exp.breach,
-                    expected_late_s=exp.late_s,
-                    state=out.state,
-                    buyer=out.buyer_amount,
-                    supplier=out.supplier_amount,
-                    breach=out.breached,
-                    late_s=out.late_s,
-                )
+            rep = OrderReport(
+                name=order.name,
+                order_id=out.order_id,
+                token=order.terms.token,
+                expected_state=exp.state,
+                expected_buyer=exp.buyer,
+                expected_supplier=exp.supplier,
+                expected_breach=exp.breach,
+                expected_late_s=exp.late_s,
+                state=out.state,
+                buyer=out.buyer_amount,
+                supplier=out.supplier_amount,
+                breach=out.breached,
+                late_s=out.late_s,
             )
+            if not rep.passed:
+                rep.why = driver.diagnose(out.order_id)
+            report.orders.append(rep)
     except TrustShipError as exc:
         report.error = f"{type(exc).__name__}: {exc}"
     report.seconds = time.monotonic() - started
@@ -205,6 +261,7 @@ def print_table(reports: Sequence[ScenarioReport], console: Console) -> None:
         "order",
         "id",
         "token",
+        "state (exp / got)",
         "buyer (exp / got)",
         "supplier (exp / got)",
         "breach",
@@ -212,44 +269,105 @@ def print_table(reports: Sequence[ScenarioReport], console: Console) -> None:
         "result",
     ):
         table.add_column(col, overflow="fold")
+    failures: list[str] = []
     for rep in reports:
         if rep.error or not rep.orders:
-            table.add_row(rep.name, *[""] * 7, f"[red]ERROR[/red] {rep.error}")
+            table.add_row(rep.name, *[""] * 8, f"[red]ERROR[/red] {rep.error}")
             continue
         for o in rep.orders:
-            mark = "[green]PASS[/green]" if o.passed else f"[red]FAIL[/red] ({o.state})"
+            mark = "[green]PASS[/green]" if o.passed else "[red]FAIL[/red]"
+            state = o.state if o.state == o.expected_state else f"{o.expected_state} / {o.state}"
             table.add_row(
                 rep.name,
                 o.name,
                 str(o.order_id),
-                o.token,
+                o.token if len(o.token) < 12 else o.token[:10] + "…",
+                state,
                 _pair(o.expected_buyer, o.buyer, o.token),
                 _pair(o.expected_supplier, o.supplier, o.token),
                 f"{'yes' if o.expected_breach else 'no'} / {'yes' if o.breach else 'no'}",
-                f"{o.expected_late_s:,} / {format_amount(o.late_s, '')}",
+                f"{_late(o.expected_late_s)} / {_late(o.late_s)}",
                 mark,
             )
+            if o.why:
+                failures.append(f"{rep.name}/{o.name} (order {o.order_id}): {o.why}")
     console.print(table)
+    for line in failures:
+        console.print(f"[red]why[/red] {line}", highlight=False)
+
+
+def _late(seconds: int | None) -> str:
+    return "—" if seconds is None else f"{seconds:,}"
+
+
+@dataclass(frozen=True)
+class FileError:
+    file: str
+    error: str
+
+
+def load_all(files: Sequence[Path]) -> tuple[list[tuple[Path, Scenario]], list[FileError]]:
+    """Every file loaded and validated before any runs: a bad file is reported with its
+    path and field, and nothing is replayed."""
+    loaded: list[tuple[Path, Scenario]] = []
+    errors: list[FileError] = []
+    for f in files:
+        try:
+            loaded.append((Path(f), load_scenario(f)))
+        except TrustShipError as exc:
+            errors.append(FileError(str(f), str(exc)))
+    return loaded, errors
 
 
 def run_replay(files: Sequence[Path], *, as_json: bool = False, speed: float | None = None) -> int:
-    """The `trustship replay` command: exit 0 when every scenario settled as expected."""
+    """The `trustship replay` command: 0 when every scenario ended as expected, 1 when
+    one did not, 2 when a file is invalid (then none is replayed)."""
     console = Console(stderr=as_json)
     settings = get_settings()
 
     def note(msg: str) -> None:
         console.print(f"[dim]·[/dim] {msg}")
 
-    reports: list[ScenarioReport] = []
-    with open_driver(settings, note) as driver:
-        for path in files:
-            console.rule(f"[bold]{path}")
-            reports.append(
-                replay_scenario(driver, Path(path), speed=speed, note=note, progress=not as_json)
+    loaded, errors = load_all(files)
+    if errors:
+        if as_json:
+            sys.stdout.write(
+                json.dumps(
+                    {
+                        "passed": False,
+                        "errors": [asdict(e) for e in errors],
+                        "scenarios": [],
+                    },
+                    indent=2,
+                )
+                + "\n"
             )
+        for e in errors:
+            console.print(f"[red]invalid scenario[/red] {e.error}", highlight=False)
+        console.print(f"{len(errors)} of {len(files)} file(s) invalid: nothing was replayed")
+        return 2
+    reports: list[ScenarioReport] = []
+    try:
+        with open_driver(settings, note) as driver:
+            for path, scenario in loaded:
+                console.rule(f"[bold]{path}")
+                rep = replay_scenario(
+                    driver, scenario, speed=speed, note=note, progress=not as_json
+                )
+                rep.file = str(path)
+                reports.append(rep)
+    except TrustShipError as exc:  # the stack itself: unreachable chain, broker, API
+        if as_json:
+            sys.stdout.write(
+                json.dumps({"passed": False, "errors": [{"file": None, "error": str(exc)}],
+                            "scenarios": [r.as_json() for r in reports]}, indent=2) + "\n"
+            )  # fmt: skip
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        return 2
     if as_json:
         summary = {
             "passed": all(r.passed for r in reports),
+            "errors": [],
             "scenarios": [r.as_json() for r in reports],
         }
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")

@@ -31,7 +31,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -48,6 +48,8 @@ from iot_simulator import Fleet, Scenario
 log = logging.getLogger(__name__)
 
 TERMINAL = {"Settled", "Resolved", "Cancelled", "Expired"}
+#: Alerts the rules raise with a breach proof queued (backend/oracle/rules.py).
+BREACH_ALERTS = frozenset({"breach_detected", "shock"})
 Note = Callable[[str], None]
 
 #: Display decimals of the scenario tokens (amounts are compared in base units).
@@ -90,10 +92,8 @@ class Outcome:
 
     @property
     def final(self) -> bool:
-        """Terminal, and for a settlement its split is known."""
-        if self.state in ("Settled", "Resolved"):
-            return self.buyer_amount is not None
-        return self.state in TERMINAL
+        """Terminal, with its credited split known."""
+        return self.state in TERMINAL and self.buyer_amount is not None
 
 
 class Driver(Protocol):
@@ -101,13 +101,50 @@ class Driver(Protocol):
     domain: Domain
     mqtt_url: str
 
-    def open_orders(self, scenario: Scenario, fleet_t0: int, note: Note) -> dict[str, int]: ...
+    def open_orders(self, scenario: Scenario, fleet_t0: int, note: Note) -> dict[str, int]:
+        """Create and fund every order as the buyer; the supplier accepts each, except
+        an order the buyer is to cancel (the buyer may cancel only before acceptance)."""
+        ...
 
-    def ship(self, fleet: Fleet, note: Note) -> None: ...
+    def ship(self, fleet: Fleet, note: Note, names: Sequence[str]) -> None:
+        """Ship the named orders with their fleet's devices bound."""
+        ...
+
+    def act(self, order_id: int, action: PartyAction, note: Note) -> None:
+        """One party's step beyond the telemetry: cancel, dispute, rule or expire."""
+        ...
 
     def outcome(self, order_id: int) -> Outcome: ...
 
+    def evidence_settled(self, order_id: int, published: int) -> bool:
+        """Every published reading of the order is stored, and a breach the rules found
+        (an alert of :data:`BREACH_ALERTS`) is proven on chain."""
+        ...
+
+    def diagnose(self, order_id: int) -> str:
+        """Why an order may not have ended as expected: the chain's view, the oracle's
+        refusals and gaps for its devices, its last alert."""
+        ...
+
     def wait_for_oracle_clock(self, target: int, timeout: float) -> None: ...
+
+
+@dataclass(frozen=True)
+class PartyAction:
+    """``kind`` by ``party`` (buyer, supplier or arbiter); ``buyer_amount`` for a ruling."""
+
+    kind: str  # cancel | dispute | rule | expire
+    party: str
+    buyer_amount: int | None = None
+
+    def describe(self, order_id: int) -> str:
+        what = {
+            "cancel": "cancelled the order",
+            "dispute": "opened a dispute",
+            "rule": f"ruled {self.buyer_amount} to the buyer, the rest to the supplier",
+            "expire": "reclaimed the undelivered order (expireOrder)",
+        }[self.kind]
+        return f"order {order_id}: the {self.party} {what}"
 
 
 def _terms(scenario: Scenario, name: str, t0: int, token: str, arbiter: str) -> Terms:
@@ -135,9 +172,10 @@ class DirectDriver:
         self.buyer = chain.accounts.require("buyer")
         self.supplier = chain.accounts.require("supplier")
         self.arbiter = chain.accounts.require("arbiter")
-        #: The oracle's clock and database sessions (set by :func:`local_stack`).
+        #: The oracle's clock, database sessions and refusal tally (set by :func:`local_stack`).
         self.oracle_clock: Callable[[], int] | None = None
         self.sessions: Callable[[], Any] | None = None
+        self.refusals: Callable[[int], Sequence[Any]] | None = None
 
     def wait_for_oracle_clock(self, target: int, timeout: float) -> None:
         """Wait until the oracle has seen the chain reach ``target`` (its indexer polls)."""
@@ -153,11 +191,32 @@ class DirectDriver:
             time.sleep(0.05)
 
     def _token(self, symbol: str) -> str:
+        """``ETH``, ``TUSD`` (the deployment's test stablecoin) or an explicit address."""
         if symbol == "ETH":
             return ETH
+        if symbol.startswith("0x"):
+            return symbol
         if self.contracts.token is None:
             raise ReplayError(f"the scenario pays in {symbol}, but no test stablecoin is deployed")
         return self.contracts.token.address
+
+    def _fund(self, token: str, amount: int) -> None:
+        """The buyer holds ``amount`` of ``token`` and the escrow may pull it: the test
+        stablecoin is minted; any other ERC-20 must already be in the buyer's wallet."""
+        from backend.chain.contracts import Stablecoin
+
+        coin = Stablecoin(self.chain, token)
+        test_coin = self.contracts.token
+        if test_coin is not None and test_coin.address == token:
+            test_coin.mint(self.buyer.address, amount, by=self.buyer)
+        else:
+            held = coin.balance_of(self.buyer.address)
+            if held < amount:
+                raise ReplayError(
+                    f"the buyer {self.buyer.address} holds {held} of token {token}, the order "
+                    f"needs {amount}: fund the buyer's wallet first"
+                )
+        coin.approve(self.contracts.escrow.address, amount, by=self.buyer)
 
     def open_orders(self, scenario: Scenario, fleet_t0: int, note: Note) -> dict[str, int]:
         """Create, fund and accept every order of the scenario; returns name → order id."""
@@ -167,27 +226,84 @@ class DirectDriver:
             token = self._token(order.terms.token)
             terms = _terms(scenario, order.name, fleet_t0, token, self.arbiter.address)
             if token != ETH:
-                coin = self.contracts.token
-                assert coin is not None
-                coin.mint(self.buyer.address, terms.price, by=self.buyer)
-                coin.approve(self.contracts.escrow.address, terms.price, by=self.buyer)
+                self._fund(token, terms.price)
             created = po.create_and_fund_order(self.supplier.address, terms, by=self.buyer)
             order_id = int(created.value)
-            po.accept_order(order_id, by=self.supplier)
+            accepted = order.actions.cancel != "buyer"
+            if accepted:
+                po.accept_order(order_id, by=self.supplier)
             ids[order.name] = order_id
             note(
                 f"order {order_id} ({order.name}): created and funded by the buyer "
-                f"({format_amount(terms.price, order.terms.token)} in escrow); "
-                "accepted by the supplier"
+                f"({format_amount(terms.price, order.terms.token)} in escrow)"
+                + ("; accepted by the supplier" if accepted else "")
             )
         return ids
 
-    def ship(self, fleet: Fleet, note: Note) -> None:
-        for order in fleet.scenario.orders:
-            order_id = fleet.order_ids[order.name]
-            devices = fleet.devices_of(order.name)
+    def ship(self, fleet: Fleet, note: Note, names: Sequence[str]) -> None:
+        for name in names:
+            order_id = fleet.order_ids[name]
+            devices = fleet.devices_of(name)
             self.contracts.po.ship_order(order_id, devices, by=self.supplier)
             note(f"order {order_id}: shipped with {len(devices)} device(s) bound on-chain")
+
+    def act(self, order_id: int, action: PartyAction, note: Note) -> None:
+        po = self.contracts.po
+        by = self.chain.accounts.require(action.party)
+        if action.kind == "cancel":
+            po.cancel_order(order_id, by=by)
+        elif action.kind == "dispute":
+            po.open_dispute(order_id, by=by)
+        elif action.kind == "rule":
+            assert action.buyer_amount is not None
+            po.resolve_dispute(order_id, action.buyer_amount, by=by)
+        elif action.kind == "expire":
+            po.expire_order(order_id, by=by)
+        else:
+            raise ReplayError(f"unknown party action {action.kind!r}")
+        note(action.describe(order_id))
+
+    def evidence_settled(self, order_id: int, published: int) -> bool:
+        if self.sessions is None:
+            return True
+        from backend.store import repositories as repo
+
+        with self.sessions() as s:
+            stored = sum(d.reading_count for d in repo.devices_of_order_rows(s, order_id))
+            kinds = {a.kind for a in repo.alerts_for(s, order_id, limit=10_000)}
+        if stored < published:
+            return False
+        return not (kinds & BREACH_ALERTS) or self.contracts.po.get_order(order_id).breached
+
+    def diagnose(self, order_id: int) -> str:
+        order = self.contracts.po.get_order(order_id)
+        state = OrderState(order.state).name.capitalize()
+        parts = [
+            f"chain: {state}, {'breached' if order.breached else 'no breach proven'}, "
+            + (f"delivered at {order.delivered_at}" if order.delivered_at else "not delivered")
+        ]
+        if self.sessions is not None:
+            from backend.store import repositories as repo
+
+            with self.sessions() as s:
+                devices = repo.devices_of_order_rows(s, order_id)
+                alerts = repo.alerts_for(s, order_id, limit=10_000)
+            stored = sum(d.reading_count for d in devices)
+            missing = sum(d.missing() for d in devices)
+            parts.append(
+                f"oracle: {stored} reading(s) stored from {len(devices)} bound device(s)"
+                + (f", {missing} missing (seq gaps)" if missing else "")
+            )
+            if alerts:
+                last = alerts[-1]
+                parts.append(f"last alert: {last.kind}: {last.message}")
+        if self.refusals is not None:
+            parts.append(
+                describe_refusals(
+                    [(dict(r.by_reason), r.last_message) for r in self.refusals(order_id)]
+                )
+            )
+        return "; ".join(parts)
 
     def _split(self, order_id: int, state: str) -> tuple[int | None, int | None]:
         """The credited split, from the final event (OrderSettled / DisputeResolved).
@@ -218,6 +334,8 @@ class DirectDriver:
         buyer_amount = supplier_amount = None
         if state in ("Settled", "Resolved"):
             buyer_amount, supplier_amount = self._split(order_id, state)
+        elif state in ("Cancelled", "Expired"):  # the whole deposit back to the buyer
+            buyer_amount, supplier_amount = (order.terms.price if order.funded else 0), 0
         return Outcome(
             order_id=order_id,
             state=state,
@@ -227,6 +345,22 @@ class DirectDriver:
             delivered_at=int(order.delivered_at) or None,
             deadline=int(order.terms.delivery_deadline),
         )
+
+
+def describe_refusals(refusals: Sequence[tuple[dict[str, int], str]]) -> str:
+    """``refused 12 (future_timestamp: 10, unknown_device: 2), the last because …`` from
+    (counts by reason, last message) per device."""
+    counts: dict[str, int] = {}
+    last = ""
+    for by_reason, last_message in refusals:
+        for reason, n in by_reason.items():
+            counts[reason] = counts.get(reason, 0) + n
+        last = last_message
+    if not counts:
+        return "refused: none"
+    total = sum(counts.values())
+    by = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return f"refused {total} ({by}), the last because {last}"
 
 
 # ---------------------------------------------------------------------------
@@ -313,13 +447,15 @@ class ApiDriver:
     def _token_address(self, symbol: str, order_name: str) -> str:
         if symbol == "ETH":
             return ETH
+        if symbol.startswith("0x"):
+            return symbol
         if self.token:
             return self.token
         raise ReplayError(f"{order_name} pays in {symbol}: the deployment has no test token")
 
     def _fund_buyer(self, scenario: Scenario) -> None:
         """Mint the test stablecoin the buyer still lacks for the scenario's ERC-20 orders."""
-        need = sum(o.terms.price for o in scenario.orders if o.terms.token != "ETH")
+        need = sum(o.terms.price for o in scenario.orders if o.terms.token == "TUSD")
         if not need or not self.token:
             return
         from backend.chain.contracts import Stablecoin
@@ -390,23 +526,72 @@ class ApiDriver:
         ]
         calls += [partial(create_one, name) for name in by_token.get(ETH, [])]
         self._parallel(calls)
+        accepted = [o for o in scenario.orders if o.actions.cancel != "buyer"]
         self._parallel(
             [
                 partial(self._call, "POST", f"/orders/{ids[o.name]}/accept", "supplier")
-                for o in scenario.orders
+                for o in accepted
             ]
         )
         for order in scenario.orders:
             note(
-                f"order {ids[order.name]} ({order.name}): created and funded over the API; accepted"
+                f"order {ids[order.name]} ({order.name}): created and funded over the API"
+                + ("; accepted" if order in accepted else "")
             )
         return {o.name: ids[o.name] for o in scenario.orders}
 
-    def ship(self, fleet: Fleet, note: Note) -> None:
-        """Ship every order (as the supplier) with its devices bound, concurrently."""
-        orders = [
-            (fleet.order_ids[o.name], fleet.devices_of(o.name)) for o in fleet.scenario.orders
+    def act(self, order_id: int, action: PartyAction, note: Note) -> None:
+        path, body = {
+            "cancel": ("cancel", None),
+            "dispute": ("dispute", None),
+            "rule": ("ruling", {"buyer_amount": str(action.buyer_amount)}),
+            "expire": ("expire", None),
+        }[action.kind]
+        self._call("POST", f"/orders/{order_id}/{path}", action.party, body)
+        note(action.describe(order_id))
+
+    def evidence_settled(self, order_id: int, published: int) -> bool:
+        devices = self._call("GET", f"/orders/{order_id}/devices", "buyer")["data"]
+        if sum(int(d["reading_count"]) for d in devices) < published:
+            return False
+        kinds = "&".join(f"kind={k}" for k in sorted(BREACH_ALERTS))
+        alerts = self._call("GET", f"/alerts?order_id={order_id}&{kinds}&limit=1", "buyer")
+        if not alerts["count"]:
+            return True
+        return bool(self._call("GET", f"/orders/{order_id}", "buyer")["breached"])
+
+    def diagnose(self, order_id: int) -> str:
+        try:
+            body = self._call("GET", f"/orders/{order_id}", "buyer")
+            devices = self._call("GET", f"/orders/{order_id}/devices", "buyer")["data"]
+            alerts = self._call("GET", f"/orders/{order_id}/alerts?limit=1", "buyer")["data"]
+        except ReplayError as exc:
+            return f"the API does not answer: {exc}"
+        parts = [
+            f"chain: {body['state']}, "
+            f"{'breached' if body['breached'] else 'no breach proven'}, "
+            + (f"delivered at {body['delivered_at']}" if body["delivered_at"] else "not delivered"),
+            f"oracle: {sum(int(d['reading_count']) for d in devices)} reading(s) stored from "
+            f"{len(devices)} bound device(s)"
+            + (
+                f", {missing} missing (seq gaps)"
+                if (missing := sum(int(d["missing_readings"]) for d in devices))
+                else ""
+            ),
         ]
+        if alerts:
+            parts.append(f"last alert: {alerts[0]['kind']}: {alerts[0]['message']}")
+        try:
+            refused = self._call("GET", f"/orders/{order_id}/refusals", "buyer")["data"]
+        except ReplayError:
+            refused = None  # no oracle in the API's process
+        if refused is not None:
+            parts.append(describe_refusals([(r["by_reason"], r["last_message"]) for r in refused]))
+        return "; ".join(parts)
+
+    def ship(self, fleet: Fleet, note: Note, names: Sequence[str]) -> None:
+        """Ship the named orders (as the supplier) with their devices bound, concurrently."""
+        orders = [(fleet.order_ids[n], fleet.devices_of(n)) for n in names]
         self._parallel(
             [
                 partial(self._call, "POST", f"/orders/{oid}/ship", "supplier", {"devices": devices})
@@ -524,6 +709,7 @@ def local_stack(
         cleanup.append(oracle.stop)
         driver.oracle_clock = oracle.ingestor.clock
         driver.sessions = oracle.sessions
+        driver.refusals = oracle.ingestor.refusals.for_order
         note("oracle running: MQTT ingest, rules, outbox, chain indexer")
         yield LocalStack(
             settings=settings,

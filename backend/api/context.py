@@ -8,9 +8,9 @@ one around an eth-tester deployment and a SQLite or PostgreSQL database, and
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,6 +26,21 @@ if TYPE_CHECKING:
     from backend.chain.deploy import Deployment
 
 HealthCheck = Callable[[], "ComponentHealth"]
+
+
+class RefusalRecord(Protocol):
+    """What the oracle refused of one device on one order (backend.oracle.ingest)."""
+
+    @property
+    def order_id(self) -> int: ...
+    @property
+    def device(self) -> str: ...
+    @property
+    def by_reason(self) -> dict[str, int]: ...
+    @property
+    def last_reason(self) -> str: ...
+    @property
+    def last_message(self) -> str: ...
 
 
 @dataclass
@@ -47,6 +62,8 @@ class ApiContext:
     deployment: Deployment | None = None
     #: The oracle's clock (the later of wall time and indexed chain time), if it runs here.
     oracle_clock: Callable[[], int] | None = None
+    #: What the oracle refused per device of an order, if it runs here (in memory only).
+    refusals: Callable[[int], Sequence[RefusalRecord]] | None = None
     #: Alert stream: how often to look for new alerts, and the heartbeat interval.
     sse_poll_seconds: float = 0.5
     sse_heartbeat_seconds: float = 15.0

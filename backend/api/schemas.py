@@ -329,6 +329,21 @@ class DevicePublic(BaseModel):
     )
 
 
+class RefusalPublic(BaseModel):
+    """Telemetry the oracle refused for one device on one order (by the message's topic)."""
+
+    device: str
+    by_reason: dict[str, int] = Field(description="Refusals by reason (docs/oracle.md).")
+    refused: int
+    last_reason: str
+    last_message: str = Field(description="Why the newest one was refused, for a person.")
+
+
+class RefusalsPublic(BaseModel):
+    data: list[RefusalPublic]
+    count: int
+
+
 class GapPublic(BaseModel):
     """Readings of one device that never arrived while later ones did."""
 

@@ -62,9 +62,17 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+#: States that end with the whole deposit back to the buyer (if the order was funded).
+REFUNDED = ("CANCELLED", "EXPIRED")
+
+
 def order_values(order: Order, block: int) -> dict[str, Any]:
     t = order.terms
+    refund: dict[str, Any] = {}
+    if order.state.name in REFUNDED:
+        refund = {"buyer_amount": t.price if order.funded else 0, "supplier_amount": 0}
     return {
+        **refund,
         "id": order.order_id,
         "buyer": order.buyer,
         "supplier": order.supplier,
@@ -347,9 +355,6 @@ class ChainIndexer:
             elif e.name == "OrderDelivered":
                 out["late_seconds"] = int(e.args["lateSeconds"])
                 out["delivery_confirmed_by"] = str(e.args["confirmedBy"])
-            elif e.name == "OrderExpired":
-                out["buyer_amount"] = int(e.args["refunded"])
-                out["supplier_amount"] = 0
         return out
 
     def _queue_settle(self, session: Any, order: Order | None) -> None:

@@ -18,7 +18,7 @@ import logging
 import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,8 +34,9 @@ from backend.oracle.rules import RulesEngine, StoredReading, write_outputs
 from backend.store import repositories as repo
 from backend.store.db import session_factory
 from backend.store.models import DeviceRow
-from backend.telemetry import Domain, SignedReading, decode_message, reading_digest
+from backend.telemetry import Domain, SignedReading, decode_message, parse_topic, reading_digest
 from backend.telemetry.eip712 import recover_from_digest
+from backend.telemetry.reading import checksummed
 from backend.telemetry.status import StatusMessage, decode_status
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,54 @@ class RateLimitedLog:
             held = self._held.pop(key, 0)
         suffix = f" (+{held} more like it since the last report)" if held else ""
         self._log.warning(message + suffix, *args)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusals:
+    """What was refused of one device on one order (as its topic names them)."""
+
+    order_id: int
+    device: str
+    by_reason: dict[str, int]
+    last_reason: str
+    last_message: str
+
+
+class RefusalTally:
+    """Refusals per (order, device) of the topic, for the newest ``size`` pairs.
+
+    So that a person can ask why an order's readings were not stored (``trustship
+    replay`` on a failure, ``GET /orders/{id}/refusals``) without refused payloads
+    reaching the database: the tally lives in memory and is bounded, so a flood from
+    made-up topics evicts old entries instead of growing.
+    """
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._tally: OrderedDict[tuple[int, str], tuple[Counter[str], str, str]] = OrderedDict()
+
+    def add(self, topic: str, reason: str, why: str) -> None:
+        try:
+            order_id, device, _ = parse_topic(topic)
+        except WireError:
+            return
+        key = (order_id, checksummed(device))
+        with self._lock:
+            entry = self._tally.pop(key, None)
+            counts = entry[0] if entry is not None else Counter()
+            counts[reason] += 1
+            self._tally[key] = (counts, reason, why[:300])
+            while len(self._tally) > self._size:
+                self._tally.popitem(last=False)
+
+    def for_order(self, order_id: int) -> list[Refusals]:
+        with self._lock:
+            return [
+                Refusals(o, d, dict(c), reason, why)
+                for (o, d), (c, reason, why) in self._tally.items()
+                if o == order_id
+            ]
 
 
 class BindingCache:
@@ -242,6 +291,7 @@ class Ingestor:
         self.chain_time = chain_time
         self.wall_clock = wall_clock
         self.bindings = BindingCache(self.sessions, self.config.unknown_device_ttl_secs)
+        self.refusals = RefusalTally()
         self._warn = RateLimitedLog(log, self.config.log_interval_secs)
         #: Brings chain time and device bindings up to the chain head now (the indexer's
         #: run_once). Called before refusing a reading as unknown_device or
@@ -308,6 +358,7 @@ class Ingestor:
     ) -> None:
         verdicts[i] = Verdict(REJECTED, reason)
         result.rejected[reason] += 1
+        self.refusals.add(msg.topic, reason, why)
         self._warn.warning(reason, "refused telemetry on %s: %s: %s", msg.topic[:160], reason, why)
 
     # ------------------------------------------------------------------ ingest

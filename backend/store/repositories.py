@@ -719,6 +719,11 @@ def orders_of_device(session: Session, device: str) -> list[int]:
     return list(session.scalars(q))
 
 
+def devices_of_order_rows(session: Session, order_id: int) -> list[DeviceRow]:
+    q = select(DeviceRow).where(DeviceRow.order_id == order_id).order_by(DeviceRow.id)
+    return list(session.scalars(q))
+
+
 def devices_of_order(session: Session, order_id: int) -> list[str]:
     q = select(DeviceRow.device).where(DeviceRow.order_id == order_id).order_by(DeviceRow.id)
     return list(session.scalars(q))

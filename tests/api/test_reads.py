@@ -261,3 +261,23 @@ def test_gaps_show_what_the_device_sent_and_the_oracle_never_stored(
         "missing_readings": 3,
     }
     assert api.get("/orders/1/gaps", "stranger").status_code == 404
+
+
+def test_refusals_come_from_the_oracle_in_this_process(api: Api, seeded: Seeded) -> None:
+    from backend.oracle.ingest import RefusalTally
+    from backend.telemetry import telemetry_topic
+
+    assert api.get("/orders/1/refusals").json()["code"] == "unavailable"  # no oracle here
+    tally = RefusalTally()
+    for reason in ("future_timestamp", "future_timestamp", "signature_mismatch"):
+        tally.add(telemetry_topic(1, seeded.device), reason, f"because of {reason}")
+    tally.add(telemetry_topic(2, seeded.device), "unknown_device", "another order")
+    api.context.refusals = tally.for_order
+    body = api.get("/orders/1/refusals").json()
+    assert body["count"] == 1
+    [r] = body["data"]
+    assert r["device"] == seeded.device and r["refused"] == 3
+    assert r["by_reason"] == {"future_timestamp": 2, "signature_mismatch": 1}
+    assert r["last_reason"] == "signature_mismatch"
+    assert r["last_message"] == "because of signature_mismatch"
+    assert api.get("/orders/1/refusals", "stranger").status_code == 404

@@ -51,8 +51,11 @@ def _destination(order: Order) -> tuple[int, int]:
 
 def _independent_settlement(
     sc: Scenario, order: Order, readings: dict[str, list], deadline: int
-) -> tuple[int, int, bool, int]:
+) -> tuple[str, int, int, bool, int | None]:
+    """(final state, buyer, supplier, breach, seconds late or None if never delivered)."""
     t = order.terms
+    if order.actions.cancel is not None:  # nothing ships: a full refund, no evidence
+        return "Cancelled", t.price, 0, False, None
     dlat, dlon = _destination(order)
     g = t.geofence_e6
     arrivals = [
@@ -61,8 +64,11 @@ def _independent_settlement(
         for r in rs
         if abs(r.latitude_e6 - dlat) <= g and abs(r.longitude_e6 - dlon) <= g
     ]
-    assert arrivals, f"{sc.name}/{order.name}: no reading inside the geofence"
-    delivered = min(arrivals)
+    if order.actions.expire:
+        assert not arrivals, f"{sc.name}/{order.name}: an order that expires arrives"
+    else:
+        assert arrivals, f"{sc.name}/{order.name}: no reading inside the geofence"
+    delivered = min(arrivals) if arrivals else 2**64
     breach = False
     for rs in readings.values():
         rs = sorted({r.seq: r for r in rs}.values(), key=lambda r: r.seq)
@@ -84,11 +90,16 @@ def _independent_settlement(
             else:
                 run_start = None
             prev_seq = r.seq
+    if order.actions.expire:  # never delivered: the buyer reclaims the whole deposit
+        return "Expired", t.price, 0, breach, None
     late = max(0, delivered - deadline)
+    if order.actions.ruling_buyer is not None:  # the arbiter's split, not the terms'
+        ruling = order.actions.ruling_buyer
+        return "Resolved", ruling, t.price - ruling, breach, late
     late_bps = min(t.late_penalty_cap_bps, math.ceil(late / 3600) * t.late_penalty_bps_per_hour)
     refund = min(10_000, late_bps + (t.breach_refund_bps if breach else 0))
     buyer = t.price * refund // 10_000
-    return buyer, t.price - buyer, breach, late
+    return "Settled", buyer, t.price - buyer, breach, late
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
@@ -114,7 +125,7 @@ def test_stated_expectation_matches_the_readings(path: Path) -> None:
     for o in sc.orders:
         got = _independent_settlement(sc, o, by_order[ids[o.name]], T0 + o.terms.deadline_s)
         e = o.expected
-        assert got == (e.buyer, e.supplier, e.breach, e.late_s), f"{sc.name}/{o.name}"
+        assert got == (e.state, e.buyer, e.supplier, e.breach, e.late_s), f"{sc.name}/{o.name}"
 
 
 def test_the_checker_can_disagree() -> None:
@@ -128,8 +139,8 @@ def test_the_checker_can_disagree() -> None:
             s = decode_message(payload, topic)
             readings[s.device].append(s.reading)
     got = _independent_settlement(sc, order, readings, T0 + order.terms.deadline_s)
-    assert got[2] is True  # the breach scenario breaches
+    assert got[3] is True  # the breach scenario breaches
     relaxed = order.model_copy(
         update={"terms": order.terms.model_copy(update={"tolerated_excursion_s": 10**6})}
     )
-    assert _independent_settlement(sc, relaxed, readings, T0 + order.terms.deadline_s)[2] is False
+    assert _independent_settlement(sc, relaxed, readings, T0 + order.terms.deadline_s)[3] is False

@@ -33,7 +33,7 @@ def test_dry_run_by_name_and_mismatch_exit_code(
     f.write_text(yaml.safe_dump(data))
     capsys.readouterr()
     assert main([str(f), "--dry-run"]) == 1
-    assert "EXPECTED: buyer 1" in capsys.readouterr().out
+    assert "EXPECTED: Settled, buyer 1" in capsys.readouterr().out
 
 
 def test_bad_scenario_exit_code_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -49,7 +49,17 @@ CASES = [
     ("orders.0.terms.price", _DELETE, "orders[box].terms.price: Field required"),
     ("orders.0.terms.price", -5, "orders[box].terms.price: Input should be greater than 0"),
     ("orders.0.terms.price", 1.5, "orders[box].terms.price"),
-    ("orders.0.terms.token", "DOGE", "orders[box].terms.token: Input should be 'ETH' or 'TUSD'"),
+    ("orders.0.terms.token", "DOGE", "orders[box].terms.token: 'DOGE' is neither ETH nor TUSD"),
+    (  # a real address with its last characters mistyped: the checksum catches it
+        "orders.0.terms.token",
+        "0x05B1f6fCF6B7c1a62dE3140e1F3efc98BCC34c7A",
+        "orders[box].terms.token: 0x05B1f6fCF6B7c1a62dE3140e1F3efc98BCC34c7A has a wrong EIP-55",
+    ),
+    ("orders.0.expected.state", "Resolved", "expected.state: Resolved needs actions.dispute"),
+    ("orders.0.expected.state", "Vanished", "orders[box].expected.state: Input should be"),
+    ("orders.0.actions", {"expire": True}, "expected.state: Settled needs no actions"),
+    ("orders.0.actions", {"cancel": "arbiter"}, "orders[box].actions.cancel: Input should be"),
+    ("orders.0.expected.late_s", _DELETE, "expected.late_s: a Settled order was delivered"),
     ("orders.0.terms.breach_refund_bps", 12000, "orders[box].terms.breach_refund_bps"),
     (
         "orders.0.terms.max_temp_centi_c",
@@ -152,3 +162,58 @@ def test_terms_map_to_the_contract_struct() -> None:
     ]  # fmt: skip
     assert terms["deliveryDeadline"] == 1000 + 14400
     assert (terms["destLatE6"], terms["destLonE6"]) == (51434400, 6762300)  # Duisburg
+
+
+def test_every_final_state_can_be_stated() -> None:
+    price = minimal_scenario()["orders"][0]["terms"]["price"]
+    full_refund = {"buyer": price, "supplier": 0}
+    cases = {
+        "Cancelled": ({"cancel": "supplier"}, {"state": "Cancelled", **full_refund}, {}),
+        "Expired": ({"expire": True}, {"state": "Expired", **full_refund}, {"duration_s": 3600}),
+        "Resolved": (
+            {"dispute": "buyer", "ruling_buyer": 250_000},
+            {"state": "Resolved", "buyer": 250_000, "supplier": price - 250_000, "late_s": 0},
+            {},
+        ),
+    }
+    for state, (actions, expected, extra) in cases.items():
+        data = minimal_scenario(actions=actions, expected=expected, **extra)
+        if state == "Resolved":
+            data["orders"][0]["terms"]["dispute_window_s"] = 3600
+        sc = parse_scenario(data)
+        assert sc.orders[0].expected.state == state
+
+
+def test_the_actions_must_lead_to_the_stated_outcome() -> None:
+    price = minimal_scenario()["orders"][0]["terms"]["price"]
+    problems = {
+        # a ruling without a dispute window: the split was final at delivery
+        "terms.dispute_window_s is 0": minimal_scenario(
+            actions={"dispute": "buyer", "ruling_buyer": 1},
+            expected={"state": "Resolved", "buyer": 1, "supplier": price - 1, "late_s": 0},
+        ),
+        "the ruling gives the buyer 7": minimal_scenario(
+            actions={"dispute": "buyer", "ruling_buyer": 7},
+            expected={"state": "Resolved", "buyer": 1, "supplier": price - 1, "late_s": 0},
+        ),
+        "refunds the buyer in full": minimal_scenario(
+            actions={"cancel": "buyer"},
+            expected={"state": "Cancelled", "buyer": 1, "supplier": price - 1},
+        ),  # fmt: skip
+        "must never arrive": minimal_scenario(
+            actions={"expire": True}, expected={"state": "Expired", "buyer": price, "supplier": 0}
+        ),
+        "cannot both happen": minimal_scenario(
+            actions={"expire": True, "cancel": "buyer"},
+            expected={"state": "Expired", "buyer": price, "supplier": 0},
+        ),
+    }
+    for message, data in problems.items():
+        assert message in _fails(data), message
+
+
+def test_a_lower_case_token_address_is_accepted_and_checksummed() -> None:
+    data = minimal_scenario()
+    data["orders"][0]["terms"]["token"] = "0x5fbdb2315678afecb367f032d93f642f64180aa3"
+    sc = parse_scenario(data)
+    assert sc.orders[0].terms.token == "0x5FbDB2315678afecb367f032d93F642f64180aa3"

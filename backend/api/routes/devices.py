@@ -7,10 +7,17 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from backend.api import convert, queries
-from backend.api.deps import CurrentParty, SessionDep
-from backend.api.errors import READ, responses
+from backend.api.deps import ContextDep, CurrentParty, SessionDep
+from backend.api.errors import READ, ApiError, responses
 from backend.api.routes.orders import OrderIdPath, visible_order
-from backend.api.schemas import Address, DevicesPublic, GapPublic, GapsPublic
+from backend.api.schemas import (
+    Address,
+    DevicesPublic,
+    GapPublic,
+    GapsPublic,
+    RefusalPublic,
+    RefusalsPublic,
+)
 from backend.store import repositories as repo
 
 router = APIRouter(tags=["devices"])
@@ -62,3 +69,30 @@ async def order_gaps(session: SessionDep, party: CurrentParty, order_id: OrderId
                 GapPublic(device=row.device, first_missing=a, last_missing=b, missing=b - a + 1)
             )
     return GapsPublic(data=gaps, count=len(gaps), missing_readings=sum(g.missing for g in gaps))
+
+
+@router.get(
+    "/orders/{order_id}/refusals", response_model=RefusalsPublic, responses=responses(*READ, 503)
+)
+async def order_refusals(
+    session: SessionDep, ctx: ContextDep, party: CurrentParty, order_id: OrderIdPath
+) -> RefusalsPublic:
+    """Telemetry the oracle refused on this order's topics, per device and reason.
+
+    Counted in the oracle's memory since it started (refused payloads are never
+    stored); 503 when no oracle runs in this API's process.
+    """
+    visible_order(session, party, order_id)
+    if ctx.refusals is None:
+        raise ApiError(503, "unavailable", "no oracle runs in this process: nothing to report")
+    data = [
+        RefusalPublic(
+            device=r.device,
+            by_reason=dict(r.by_reason),
+            refused=sum(r.by_reason.values()),
+            last_reason=r.last_reason,
+            last_message=r.last_message,
+        )
+        for r in ctx.refusals(order_id)
+    ]
+    return RefusalsPublic(data=data, count=len(data))
