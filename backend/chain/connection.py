@@ -23,7 +23,7 @@ from typing import Any, Literal, TypeVar, cast
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak, to_checksum_address
+from eth_utils import to_checksum_address
 from web3 import HTTPProvider, Web3
 from web3.providers.eth_tester import EthereumTesterProvider
 from web3.types import RPCEndpoint, RPCResponse
@@ -31,6 +31,11 @@ from web3.types import RPCEndpoint, RPCResponse
 from backend.chain.decoding import AbiRegistry, default_registry
 from backend.chain.errors import ChainError, ConfigurationError, TransportError
 from backend.chain.sender import RetryPolicy, TxSender, short_reason
+
+# One definition of the dev keys (backend/core/keys.py), re-exported for the chain layer.
+from backend.core.keys import DEV_ROLES as DEV_ROLES
+from backend.core.keys import WELL_KNOWN_PRIVATE_KEYS
+from backend.core.keys import dev_private_key as dev_private_key
 from backend.core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -45,21 +50,11 @@ DEV_BALANCE = 1_000_000 * ETHER
 DEV_MIN_BALANCE = 1_000 * ETHER
 #: anvil's first default account (public, from the "test test ... junk" mnemonic):
 #: the fallback funder when the node has no anvil_setBalance.
-ANVIL_FUNDER_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+ANVIL_FUNDER_KEY = WELL_KNOWN_PRIVATE_KEYS[0]
 
-DEV_ROLES = ("admin", "buyer", "supplier", "arbiter", "auditor", "stranger")
 
 ChainKind = Literal["eth-tester", "rpc"]
 T = TypeVar("T")
-
-
-def dev_private_key(role: str) -> str:
-    """The fixed development key of a role: keccak256("trustship-dev:<role>").
-
-    Public by construction — for dev chains only. The oracle's dev key is
-    ``Settings.ORACLE_PRIVATE_KEY``'s default instead.
-    """
-    return "0x" + keccak(text=f"trustship-dev:{role}").hex()
 
 
 @dataclass(frozen=True)

@@ -102,7 +102,7 @@ def test_configured_parties_outside_dev_mode() -> None:
                     "private_key": dev_private_key("buyer"),
                 }
             ],
-            "public dev account",
+            r"API_KEYS\[0\]\.private_key \(party 'a'\) is a publicly known private key",
         ),
     ],
 )
