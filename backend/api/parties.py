@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from eth_account import Account
-from eth_utils.address import is_address, to_checksum_address
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from backend.api.schemas import Address
 from backend.core.errors import ConfigurationError
 from backend.core.keys import dev_private_key as dev_role_key
 from backend.core.keys import normalize_private_key, refuse_public_key
@@ -63,7 +63,7 @@ class PartyConfig(BaseModel):
     key: SecretStr
     roles: list[Role] = Field(min_length=1)
     private_key: SecretStr | None = None
-    address: str | None = None
+    address: Address | None = None
 
     @field_validator("private_key")
     @classmethod
@@ -79,20 +79,18 @@ class PartyConfig(BaseModel):
     def _address_or_key(self) -> PartyConfig:
         if self.private_key is None and self.address is None:
             raise ValueError("give a private_key (custodial) or an address (read-only)")
-        if self.address is not None and not is_address(self.address):
-            raise ValueError(f"address {self.address!r} is not an Ethereum address")
         return self
 
     def to_party(self) -> Party:
         if self.private_key is not None:
             address = Account.from_key(self.private_key.get_secret_value()).address
-            if self.address is not None and to_checksum_address(self.address) != address:
+            if self.address is not None and self.address != address:
                 raise ConfigurationError(
                     f"API party {self.name!r}: address does not match its private_key"
                 )
         else:
             assert self.address is not None
-            address = to_checksum_address(self.address)
+            address = self.address
         return Party(self.name, address, frozenset(self.roles), self.private_key)
 
 

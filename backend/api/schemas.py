@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from eth_utils.address import is_address, to_checksum_address
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+from backend.core.errors import AddressError
+from backend.telemetry.address import parse_address
 
 OrderState = Literal[
     "Created",
@@ -33,10 +36,11 @@ UINT256_MAX = 2**256 - 1
 MAX_PRICE = 2**88 - 1  # IPurchaseOrders.MAX_PRICE: what escrow stores
 
 
-def _checksum(value: str) -> str:
-    if not is_address(value):
-        raise ValueError("not an Ethereum address (0x + 40 hex digits)")
-    return to_checksum_address(value)
+def _address(value: str) -> str:
+    try:
+        return parse_address(value)
+    except AddressError as exc:  # the message without pydantic's "Value error, " prefix
+        raise PydanticCustomError("eth_address", str(exc)) from None
 
 
 Address = Annotated[
@@ -44,9 +48,11 @@ Address = Annotated[
     Field(
         pattern=r"^0x[0-9a-fA-F]{40}$",
         examples=["0x5FbDB2315678afecb367f032d93F642f64180aa3"],
-        description="An Ethereum address (answers are checksummed).",
+        description="An Ethereum address: EIP-55 checksummed, or all lower case (no "
+        "checksum). A mixed-case address with a wrong checksum is refused (422). Answers "
+        "are checksummed.",
     ),
-    AfterValidator(_checksum),
+    AfterValidator(_address),
 ]
 Wei = Annotated[
     str,

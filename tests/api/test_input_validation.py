@@ -1,0 +1,89 @@
+"""What the API refuses at its boundary, before any transaction is built or any query
+runs (issue 8, findings 3, 4 and 6): 422 ``validation_error`` naming the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.api.conftest import ChainApi
+
+#: A real address with its last characters mistyped, keeping a mixed case (the finding).
+MISTYPED = "0x05B1f6fCF6B7c1a62dE3140e1F3efc98BCC34c7A"
+
+
+def mistype(address: str) -> str:
+    """``address`` with one letter's case flipped: a mixed-case address, wrong checksum."""
+    i = next(i for i, c in enumerate(address) if i > 1 and c.isalpha())
+    return address[:i] + address[i].swapcase() + address[i + 1 :]
+
+
+def refused(r: Any, *loc: str) -> dict[str, Any]:
+    """Assert a 422 validation_error whose first problem is at ``loc``; return the body."""
+    assert r.status_code == 422, r.text
+    body: dict[str, Any] = r.json()
+    assert body["code"] == "validation_error", body
+    assert body["details"][0]["loc"] == list(loc), body
+    return body
+
+
+def _create(api: ChainApi, supplier: str, fund: Any = False, **terms: Any) -> Any:
+    """POST /orders with valid terms, any field replaced (values as JSON gives them)."""
+    body = {"supplier": supplier, "terms": {**api.terms_json(), **terms}, "fund": fund}
+    return api.call("POST", "/orders", "buyer", json=body)
+
+
+# --- finding 3: EIP-55 checksums ---------------------------------------------------------
+
+
+def test_a_supplier_with_a_wrong_checksum_is_refused_and_nothing_is_sent(
+    chain_api: ChainApi,
+) -> None:
+    block = chain_api.stack.chain.block_number
+    body = refused(_create(chain_api, MISTYPED), "body", "supplier")
+    assert "wrong EIP-55 checksum" in body["message"] and body["message"].startswith(
+        "body.supplier"
+    )
+    supplier = chain_api.stack.accounts.supplier.address
+    refused(_create(chain_api, mistype(supplier)), "body", "supplier")
+    arbiter = chain_api.stack.accounts.arbiter.address
+    refused(_create(chain_api, supplier, arbiter=mistype(arbiter)), "body", "terms", "arbiter")
+    assert chain_api.stack.chain.block_number == block  # no transaction was built
+
+
+def test_lower_case_and_checksummed_addresses_are_accepted(chain_api: ChainApi) -> None:
+    supplier = chain_api.stack.accounts.supplier.address
+    r = _create(
+        chain_api, supplier.lower(), arbiter=chain_api.stack.accounts.arbiter.address.lower()
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["order"]["supplier"] == supplier  # answered checksummed
+
+
+def test_wrong_checksums_are_refused_in_every_address_field(chain_api: ChainApi) -> None:
+    api = chain_api
+    order = _create(api, api.stack.accounts.supplier.address).json()["order"]["id"]
+    assert api.call("POST", f"/orders/{order}/accept", "supplier").status_code == 200
+    wrong = mistype(api.stack.accounts.stranger.address)
+    refused(
+        api.call("POST", f"/orders/{order}/ship", "supplier", json={"devices": [wrong]}),
+        "body",
+        "devices",
+        "0",
+    )
+    refused(api.call("POST", "/account/withdraw", "buyer", json={"token": wrong}), "body", "token")
+    refused(api.call("GET", "/orders", "buyer", params={"buyer": wrong}), "query", "buyer")
+    refused(api.call("GET", "/orders", "buyer", params={"supplier": wrong}), "query", "supplier")
+    refused(api.call("GET", "/devices", "buyer", params={"device": wrong}), "query", "device")
+    refused(
+        api.call("GET", f"/orders/{order}/telemetry", "buyer", params={"device": wrong}),
+        "query",
+        "device",
+    )
+    refused(api.call("GET", f"/orders/{order}/readings/{wrong}/1/proof", "buyer"), "path", "device")
+
+
+@pytest.mark.parametrize("bad", ["0x12", "0x" + "g" * 40, MISTYPED + "0"])
+def test_malformed_addresses_are_refused(chain_api: ChainApi, bad: str) -> None:
+    refused(_create(chain_api, bad), "body", "supplier")
