@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from backend.core.errors import AddressError
@@ -71,8 +71,56 @@ Uint64 = Annotated[int, Field(ge=0, le=2**63 - 1)]
 OrderId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 
 
+# --- request parameters (query, path, header) ------------------------------------------
+#
+# Parameters arrive as text. pydantic's lax parsing would read "1.0", " 1", "+1" and
+# "1_000" as integers and "yes", "on", "t" as true; the API reads exactly what its
+# OpenAPI document says (docs/api.md, "Conventions"): decimal digits for integers,
+# true/false for booleans, and free text without control characters (PostgreSQL
+# refuses NUL in text; no control character belongs in a query).
+
+
+def _decimal_digits(value: Any) -> Any:
+    if isinstance(value, str) and not (
+        0 < len(value) <= 20 and value.isascii() and value.isdigit()
+    ):
+        raise PydanticCustomError(
+            "int_parsing", "Input should be an integer in decimal digits (no sign, point or space)"
+        )
+    return value
+
+
+def _true_or_false(value: Any) -> Any:
+    if isinstance(value, str):
+        if value not in ("true", "false"):
+            raise PydanticCustomError("bool_parsing", "Input should be true or false")
+        return value == "true"
+    return value
+
+
+#: An integer parameter: decimal digits only (bounds go on ``Query``/``Path``/``Header``).
+ParamInt = Annotated[int, BeforeValidator(_decimal_digits)]
+#: A unix-seconds parameter (a uint64, digits only).
+ParamUint64 = Annotated[Uint64, BeforeValidator(_decimal_digits)]
+#: A boolean parameter: ``true`` or ``false``.
+ParamBool = Annotated[bool, BeforeValidator(_true_or_false)]
+#: Free text in a query parameter: what every such parameter is declared as.
+QueryText = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[^\x00-\x1F\x7F]+$",
+        description="Text without control characters (NUL, tabs, line breaks ...).",
+    ),
+]
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request body: unknown fields refused, no type coercion (a boolean must be a JSON
+    boolean, an integer a JSON integer; money stays a decimal string)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 # --- terms and orders ---------------------------------------------------------------
@@ -103,9 +151,9 @@ class TermsPublic(BaseModel):
 
 
 class Terms(TermsPublic):
-    """Terms as a buyer proposes them (addresses checked and checksummed)."""
+    """Terms as a buyer proposes them (addresses checked and checksummed; strict types)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     token: Address = Field(default=ZERO_ADDRESS, description="ERC-20 token; zero address = ETH.")
     arbiter: Address

@@ -87,3 +87,83 @@ def test_wrong_checksums_are_refused_in_every_address_field(chain_api: ChainApi)
 @pytest.mark.parametrize("bad", ["0x12", "0x" + "g" * 40, MISTYPED + "0"])
 def test_malformed_addresses_are_refused(chain_api: ChainApi, bad: str) -> None:
     refused(_create(chain_api, bad), "body", "supplier")
+
+
+# --- finding 6: strict types -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "loc"),
+    [
+        ({"fund": "yes"}, ("body", "fund")),
+        ({"fund": 1}, ("body", "fund")),
+        ({"fund": "true"}, ("body", "fund")),
+        ({"terms": {"delivery_deadline": "1900000000"}}, ("body", "terms", "delivery_deadline")),
+        ({"terms": {"delivery_deadline": 1.9e9}}, ("body", "terms", "delivery_deadline")),
+        ({"terms": {"geofence_e6": True}}, ("body", "terms", "geofence_e6")),
+        ({"terms": {"price": 10**19}}, ("body", "terms", "price")),
+        ({"terms": {"price": "1e19"}}, ("body", "terms", "price")),
+    ],
+    ids=["fund-yes", "fund-1", "fund-string-true", "deadline-string", "deadline-float",
+         "geofence-bool", "price-number", "price-exponent"],
+)  # fmt: skip
+def test_request_bodies_are_validated_strictly(
+    chain_api: ChainApi, change: dict[str, Any], loc: tuple[str, ...]
+) -> None:
+    body: dict[str, Any] = {
+        "supplier": chain_api.stack.accounts.supplier.address,
+        "terms": chain_api.terms_json(),
+        "fund": False,
+    }
+    for key, value in change.items():
+        if key == "terms":
+            body["terms"] = {**body["terms"], **value}
+        else:
+            body[key] = value
+    block = chain_api.stack.chain.block_number
+    refused(chain_api.call("POST", "/orders", "buyer", json=body), *loc)
+    assert chain_api.stack.chain.block_number == block
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "loc"),
+    [
+        ("/orders/1.0", {}, ("path", "order_id")),
+        ("/orders/+1", {}, ("path", "order_id")),
+        ("/orders/1_0", {}, ("path", "order_id")),
+        ("/orders/%201", {}, ("path", "order_id")),
+        ("/orders", {"limit": "1.0"}, ("query", "limit")),
+        ("/orders", {"offset": " 0"}, ("query", "offset")),
+        ("/orders/1/settlement-preview", {"delivered_at": "1e9"}, ("query", "delivered_at")),
+        (
+            "/orders/1/settlement-preview",
+            {"delivered_at": "1900000000", "breach": "yes"},
+            ("query", "breach"),
+        ),
+        ("/alerts", {"order_id": "1.0"}, ("query", "order_id")),
+        ("/orders/1/commitments/1.0", {}, ("path", "batch_seq")),
+    ],
+)
+def test_parameters_read_exactly_what_the_document_says(
+    chain_api: ChainApi, path: str, params: dict[str, str], loc: tuple[str, ...]
+) -> None:
+    refused(chain_api.call("GET", path, "buyer", params=params), *loc)
+
+
+def test_well_formed_parameters_and_bodies_still_work(chain_api: ChainApi) -> None:
+    api = chain_api
+    r = _create(api, api.stack.accounts.supplier.address, fund=True)
+    assert r.status_code == 201 and r.json()["order"]["funded"] is True, r.text
+    order = r.json()["order"]["id"]
+    assert api.call("GET", f"/orders/{order}", "buyer").status_code == 200
+    deadline = r.json()["order"]["terms"]["delivery_deadline"]
+    preview = api.call(
+        "GET",
+        f"/orders/{order}/settlement-preview",
+        "buyer",
+        params={"delivered_at": str(deadline + 3600), "breach": "true"},
+    )
+    assert preview.status_code == 200 and preview.json()["breach"] is True, preview.text
+    assert (
+        api.call("GET", "/orders", "buyer", params={"limit": "5", "offset": "0"}).status_code == 200
+    )

@@ -26,17 +26,21 @@ from backend.api.schemas import (
     OrderPublic,
     OrdersPublic,
     OrderState,
+    ParamBool,
+    ParamInt,
+    ParamUint64,
     PartyRole,
     RulingRequest,
     SettlementPreview,
     ShipRequest,
     TxPublic,
-    Uint64,
 )
 
 router = APIRouter(prefix="/orders", tags=["orders"])
 
-OrderIdPath = Annotated[int, Path(ge=1, le=2**63 - 1, description="The on-chain order id.")]
+OrderIdPath = Annotated[
+    ParamInt, Path(ge=1, le=2**63 - 1, description="The on-chain order id (decimal digits).")
+]
 
 
 def visible_order(session: Session, party: Party, order_id: int) -> queries.OrderRecord:
@@ -75,8 +79,8 @@ async def list_orders(
     ] = None,
     buyer: Annotated[Address | None, Query()] = None,
     supplier: Annotated[Address | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[ParamInt, Query(ge=1, le=200)] = 50,
+    offset: Annotated[ParamInt, Query(ge=0, le=10_000_000)] = 0,
 ) -> dict[str, Any]:
     """Orders visible to the caller, newest first (auditors and admins see all)."""
     rows, count = queries.list_orders(
@@ -109,9 +113,9 @@ async def settlement_preview(
     session: SessionDep,
     party: CurrentParty,
     order_id: OrderIdPath,
-    delivered_at: Annotated[Uint64, Query(description="Delivery time, unix seconds.")],
+    delivered_at: Annotated[ParamUint64, Query(description="Delivery time, unix seconds.")],
     breach: Annotated[
-        bool | None, Query(description="Assume a breach (default: as recorded on the order).")
+        ParamBool | None, Query(description="Assume a breach (default: as recorded on the order).")
     ] = None,
 ) -> SettlementPreview:
     """The split the order's terms give for a delivery at ``delivered_at`` (DESIGN.md §4)."""

@@ -17,9 +17,10 @@ from backend.api.schemas import (
     CommitmentPublic,
     CommitmentsPublic,
     ContractReading,
+    ParamInt,
+    ParamUint64,
     ProofPublic,
     ReadingsPublic,
-    Uint64,
 )
 from backend.store.models import CommitmentRow, ReadingRow
 from backend.telemetry import MerkleTree, leaf_hash, verify_proof
@@ -33,12 +34,14 @@ async def list_readings(
     party: CurrentParty,
     order_id: OrderIdPath,
     device: Annotated[Address | None, Query()] = None,
-    since: Annotated[Uint64 | None, Query(description="From this unix second (inclusive).")] = None,
-    until: Annotated[
-        Uint64 | None, Query(description="Before this unix second (exclusive).")
+    since: Annotated[
+        ParamUint64 | None, Query(description="From this unix second (inclusive).")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0, le=100_000_000)] = 0,
+    until: Annotated[
+        ParamUint64 | None, Query(description="Before this unix second (exclusive).")
+    ] = None,
+    limit: Annotated[ParamInt, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[ParamInt, Query(ge=0, le=100_000_000)] = 0,
 ) -> dict[str, Any]:
     """The order's signed readings by time (then arrival), one page at a time."""
     visible_order(session, party, order_id)
@@ -53,8 +56,8 @@ async def list_commitments(
     session: SessionDep,
     party: CurrentParty,
     order_id: OrderIdPath,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[ParamInt, Query(ge=1, le=500)] = 100,
+    offset: Annotated[ParamInt, Query(ge=0, le=10_000_000)] = 0,
 ) -> CommitmentsPublic:
     """The order's Merkle batch commitments, by batch sequence number."""
     visible_order(session, party, order_id)
@@ -71,7 +74,7 @@ async def get_commitment(
     session: SessionDep,
     party: CurrentParty,
     order_id: OrderIdPath,
-    batch_seq: Annotated[int, Path(ge=0, le=2**63 - 1)],
+    batch_seq: Annotated[ParamInt, Path(ge=0, le=2**63 - 1)],
 ) -> CommitmentPublic:
     visible_order(session, party, order_id)
     row = queries.commitment(session, order_id, batch_seq)
@@ -147,7 +150,7 @@ async def reading_proof(
     party: CurrentParty,
     order_id: OrderIdPath,
     device: Annotated[Address, Path()],
-    seq: Annotated[int, Path(ge=0, le=2**32 - 1)],
+    seq: Annotated[ParamInt, Path(ge=0, le=2**32 - 1)],
 ) -> ProofPublic:
     """A Merkle proof that a committed reading is in its batch.
 
