@@ -27,14 +27,17 @@ DESCRIPTION = """\
 Purchase orders whose payment waits in escrow and settles itself from
 device-signed telemetry.
 
-**Auth**: send `X-API-Key`. Each key maps to a party (an account and roles).
+**Auth**: send `X-API-Key` (not needed for `/health`, `/metrics`, `/deployment` and
+these pages). Each key maps to a party (an account and roles).
 A party sees and acts only on orders it is buyer, supplier or arbiter of;
 another party's order answers **404** as if it did not exist. Auditors read
 everything and change nothing (403 `read_only`).
 
 **Errors** are JSON `ErrorPublic` with a stable `code`; a contract revert is
 `contract_revert` with the Solidity error's name in `error` and its arguments
-in `args`. Money is a decimal string in token base units. See docs/api.md.
+in `args`. Money is a decimal string in token base units. Input is validated
+strictly (no type coercion; mixed-case addresses must carry a valid EIP-55
+checksum). See docs/api.md.
 """
 
 

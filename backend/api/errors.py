@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.core.errors import TrustShipError
 
@@ -223,6 +224,18 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+        # FastAPI answers a body that is not UTF-8 with a bare 400; JSON is UTF-8 (RFC 8259),
+        # so it is an invalid body like any malformed JSON: the documented 422.
+        return _json(
+            422,
+            ErrorPublic(
+                code="validation_error",
+                message=f"body: not UTF-8 JSON ({exc.__cause__.reason} at byte "
+                f"{exc.__cause__.start})",
+                details=[{"loc": ["body"], "msg": "body is not UTF-8", "type": "json_invalid"}],
+            ).model_dump(),
+        )
     code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
     return _json(
         exc.status_code,
@@ -231,8 +244,7 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+def _internal_error() -> JSONResponse:
     return _json(
         500,
         ErrorPublic(
@@ -241,8 +253,55 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # Only reached for errors outside UnhandledErrors (in the outer middleware): Starlette's
+    # ServerErrorMiddleware sends this answer, then re-raises to the server, which closes
+    # the connection.
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return _internal_error()
+
+
+class UnhandledErrors:
+    """Answers a bug (an exception no handler knows) with 500 ``internal_error`` and
+    keeps the connection usable.
+
+    Starlette's own catch-all (``ServerErrorMiddleware``) sends its 500 and then
+    re-raises the exception to the server "so that servers can log it"; uvicorn then
+    closes the connection, and a keep-alive client's next request fails with "Server
+    disconnected". This middleware, inside it, logs the traceback and answers, and the
+    exception ends here. Only an error after the response has started is re-raised:
+    then the answer is cut short and closing the connection is the honest outcome.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception:
+            if started:
+                raise
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            await _internal_error()(scope, receive, send)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    """The handlers of every error answer, and :class:`UnhandledErrors` around the routes
+    (add the other middleware after this, so they see its 500s)."""
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
+    app.add_middleware(UnhandledErrors)

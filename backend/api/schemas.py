@@ -62,6 +62,33 @@ Wei = Annotated[
         description="A uint256 amount in token base units, as a decimal string.",
     ),
 ]
+
+
+def _at_most_max_price(value: Any) -> Any:
+    # Before the pattern, so an amount that is merely too large says so (not "should
+    # match pattern"); anything else is left to the pattern and the strict str check.
+    digits = isinstance(value, str) and len(value) <= 80 and value.isascii() and value.isdigit()
+    if digits and int(value) > MAX_PRICE:
+        raise PydanticCustomError(
+            "max_price",
+            "at most {max_price} (PurchaseOrders.MAX_PRICE, 2^88 - 1: what escrow can hold)",
+            {"max_price": str(MAX_PRICE)},
+        )
+    return value
+
+
+#: An amount an order can hold (a price, a ruling's share): 0 … MAX_PRICE, refused
+#: above before any transaction is built.
+OrderAmount = Annotated[
+    str,
+    Field(
+        pattern=r"^(0|[1-9][0-9]{0,26})$",
+        examples=["1000000000000000000"],
+        description="Token base units as a decimal string, at most PurchaseOrders.MAX_PRICE "
+        f"= 2^88 - 1 = {MAX_PRICE}.",
+    ),
+    BeforeValidator(_at_most_max_price),
+]
 Hex32 = Annotated[str, Field(pattern=r"^0x[0-9a-f]{64}$", description="32 bytes, 0x-hex.")]
 Uint16 = Annotated[int, Field(ge=0, le=2**16 - 1)]
 Uint32 = Annotated[int, Field(ge=0, le=2**32 - 1)]
@@ -155,6 +182,8 @@ class Terms(TermsPublic):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
+    price: OrderAmount
+
     token: Address = Field(default=ZERO_ADDRESS, description="ERC-20 token; zero address = ETH.")
     arbiter: Address
 
@@ -221,7 +250,9 @@ class ShipRequest(_Model):
 
 
 class RulingRequest(_Model):
-    buyer_amount: Wei = Field(description="What the buyer gets; the supplier gets the rest.")
+    buyer_amount: OrderAmount = Field(
+        description="What the buyer gets (at most the price); the supplier gets the rest."
+    )
 
 
 class WithdrawRequest(_Model):

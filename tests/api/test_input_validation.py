@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from backend.api.schemas import MAX_PRICE
 from tests.api.conftest import ChainApi
 
 #: A real address with its last characters mistyped, keeping a mixed case (the finding).
@@ -167,3 +168,48 @@ def test_well_formed_parameters_and_bodies_still_work(chain_api: ChainApi) -> No
     assert (
         api.call("GET", "/orders", "buyer", params={"limit": "5", "offset": "0"}).status_code == 200
     )
+
+
+# --- finding 4: amounts the contract cannot hold, refusals by the node -------------------
+
+
+def test_max_price_is_the_contracts(chain_api: ChainApi) -> None:
+    assert chain_api.stack.po.max_price() == MAX_PRICE
+
+
+@pytest.mark.parametrize("price", [MAX_PRICE + 1, 2**256 - 1, 2**256, 10**78 - 1])
+@pytest.mark.parametrize("fund", [False, True])
+def test_a_price_above_max_price_is_refused_before_a_transaction_is_built(
+    chain_api: ChainApi, price: int, fund: bool
+) -> None:
+    block = chain_api.stack.chain.block_number
+    body = refused(
+        _create(chain_api, chain_api.stack.accounts.supplier.address, fund=fund, price=str(price)),
+        "body",
+        "terms",
+        "price",
+    )
+    assert str(MAX_PRICE) in body["message"]
+    assert chain_api.stack.chain.block_number == block
+
+
+def test_a_ruling_above_max_price_is_refused(chain_api: ChainApi) -> None:
+    for amount in (MAX_PRICE + 1, 2**256):
+        r = chain_api.call(
+            "POST", "/orders/1/ruling", "arbiter", json={"buyer_amount": str(amount)}
+        )
+        refused(r, "body", "buyer_amount")
+
+
+def test_funding_beyond_the_buyers_balance_is_502_tx_rejected_saying_who_lacks_what(
+    chain_api: ChainApi,
+) -> None:
+    buyer = chain_api.stack.accounts.buyer.address
+    balance = chain_api.stack.chain.balance(buyer)
+    price = balance + 1
+    r = _create(chain_api, chain_api.stack.accounts.supplier.address, fund=True, price=str(price))
+    assert r.status_code == 502, r.text
+    body = r.json()
+    assert body["code"] == "tx_rejected"
+    assert body["args"] == {"account": buyer, "balance": str(balance), "value": str(price)}
+    assert f"{buyer} holds {balance} wei" in body["message"]

@@ -88,3 +88,34 @@ def test_openapi_documents_every_route_and_error() -> None:
                     assert ref.endswith("/ErrorPublic"), (method, path, code)
             if path not in PUBLIC:
                 assert "401" in responses, f"{method} {path} does not document 401"
+
+
+def _documented_public_routes() -> set[str]:
+    """The routes docs/api.md's "Auth" section lists as needing no key."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    m = re.search(r"Every request except (.*?) carries\s+`X-API-Key`", doc, re.S)
+    assert m, "docs/api.md no longer says which routes need no key"
+    return set(re.findall(r"`(/[^`]*)`", m.group(1)))
+
+
+def test_public_routes_agree_in_docs_openapi_and_behaviour(chain_api: ChainApi) -> None:
+    """/deployment is public by decision (docs/api.md, "Why /deployment is public"): the
+    docs, the document's ``security`` and the server's answers without a key agree."""
+    doc = chain_api.client.get("/openapi.json").json()
+    open_in_document = set()
+    open_in_behaviour = set()
+    for path, ops in doc["paths"].items():
+        if "get" not in ops or "{" in path or path == "/alerts/stream":
+            continue
+        if "security" not in ops["get"]:
+            open_in_document.add(path)
+        if chain_api.client.get(path).status_code != 401:
+            open_in_behaviour.add(path)
+    pages = {"/openapi.json", "/docs", "/redoc"}
+    assert open_in_document == open_in_behaviour == {"/health", "/metrics", "/deployment"}
+    assert _documented_public_routes() == open_in_behaviour | pages
+    for page in pages:
+        assert chain_api.client.get(page).status_code == 200
