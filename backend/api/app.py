@@ -13,12 +13,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.api.context import ApiContext
-from backend.api.errors import install_error_handlers
+from backend.api.errors import install_error_handlers, no_unknown_query_parameters
 from backend.api.routes import account, alerts, devices, events, orders, system, telemetry
 
 API_VERSION = "1.0.0"
@@ -92,6 +92,7 @@ def create_app(context: ApiContext) -> FastAPI:
         context.stopping.set()  # ends open event streams
 
     app = FastAPI(
+        dependencies=[Depends(no_unknown_query_parameters)],
         title="TrustShip API",
         version=API_VERSION,
         description=DESCRIPTION,

@@ -8,9 +8,11 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -222,8 +224,30 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+_HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the OpenAPI document gives this path (Starlette's 405 names only
+    the first route's, and GET /orders and POST /orders are two routes)."""
+    table: list[tuple[re.Pattern[str], set[str]]] | None = getattr(
+        request.app.state, "allowed_methods", None
+    )
+    if table is None:
+        table = []
+        for template, operations in request.app.openapi()["paths"].items():
+            parts = re.split(r"(\{[^/}]+\})", template)
+            rx = "".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts)
+            table.append((re.compile(rx), {m.upper() for m in operations if m in _HTTP_METHODS}))
+        request.app.state.allowed_methods = table
+    path = request.url.path
+    return ", ".join(sorted(set().union(*(m for rx, m in table if rx.fullmatch(path)))))
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405:
+        exc.headers = {**(exc.headers or {}), "Allow": _allowed_methods(request)}
     if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
         # FastAPI answers a body that is not UTF-8 with a bare 400; JSON is UTF-8 (RFC 8259),
         # so it is an invalid body like any malformed JSON: the documented 422.
@@ -295,6 +319,44 @@ class UnhandledErrors:
                 raise
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             await _internal_error()(scope, receive, send)
+
+
+def _query_names(dependant: Dependant) -> frozenset[str]:
+    names = {f.alias for f in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return frozenset(names)
+
+
+_known_query: dict[int, frozenset[str]] = {}
+
+
+async def no_unknown_query_parameters(request: Request) -> None:
+    """Refuse query parameters the route does not declare (422 naming each), as request
+    bodies refuse unknown fields: a mistyped filter (``?stat=Created``) would otherwise be
+    ignored silently and answer every order."""
+    if not request.query_params:
+        return
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = _known_query.get(id(route))
+    if known is None:
+        known = _known_query[id(route)] = _query_names(dependant)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "extra_forbidden",
+                    "loc": ("query", name),
+                    "msg": "unknown query parameter",
+                    "input": request.query_params[name],
+                }
+                for name in unknown
+            ]
+        )
 
 
 def install_error_handlers(app: FastAPI) -> None:

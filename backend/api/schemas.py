@@ -51,6 +51,8 @@ Address = Annotated[
         description="An Ethereum address: EIP-55 checksummed, or all lower case (no "
         "checksum). A mixed-case address with a wrong checksum is refused (422). Answers "
         "are checksummed.",
+        # A format of its own: the pattern cannot say that mixed case must be a checksum.
+        json_schema_extra={"format": "eth-address"},
     ),
     AfterValidator(_address),
 ]
@@ -93,9 +95,12 @@ Hex32 = Annotated[str, Field(pattern=r"^0x[0-9a-f]{64}$", description="32 bytes,
 Uint16 = Annotated[int, Field(ge=0, le=2**16 - 1)]
 Uint32 = Annotated[int, Field(ge=0, le=2**32 - 1)]
 Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
-# uint64 in the contract; JSON clients and the database keep 63 bits.
-Uint64 = Annotated[int, Field(ge=0, le=2**63 - 1)]
-OrderId = Annotated[int, Field(ge=1, le=2**63 - 1)]
+#: The largest integer a request may carry where the contract or the database takes more
+#: (uint64, bigint ids): 2^53 - 1, the largest that every JSON implementation reads
+#: exactly (a double's integers), so the bound in the document means the same to all.
+MAX_JSON_INT = 2**53 - 1
+Uint64 = Annotated[int, Field(ge=0, le=MAX_JSON_INT)]
+OrderId = Annotated[int, Field(ge=1, le=MAX_JSON_INT)]
 
 
 # --- request parameters (query, path, header) ------------------------------------------
@@ -125,12 +130,12 @@ def _true_or_false(value: Any) -> Any:
     return value
 
 
-#: An integer parameter: decimal digits only (bounds go on ``Query``/``Path``/``Header``).
-ParamInt = Annotated[int, BeforeValidator(_decimal_digits)]
-#: A unix-seconds parameter (a uint64, digits only).
-ParamUint64 = Annotated[Uint64, BeforeValidator(_decimal_digits)]
-#: A boolean parameter: ``true`` or ``false``.
-ParamBool = Annotated[bool, BeforeValidator(_true_or_false)]
+#: Put after ``Query``/``Path``/``Header`` in an integer parameter's ``Annotated``:
+#: decimal digits only. (After, not inside the type: a validator inside a nested
+#: ``Annotated`` makes FastAPI write the bounds as raw ``ge``/``le`` into the document.)
+Digits = BeforeValidator(_decimal_digits)
+#: The same for a boolean parameter: ``true`` or ``false``.
+TrueOrFalse = BeforeValidator(_true_or_false)
 #: Free text in a query parameter: what every such parameter is declared as.
 QueryText = Annotated[
     str,
@@ -190,6 +195,33 @@ class Terms(TermsPublic):
 
 class OrderCreate(_Model):
     """A buyer's new order: the supplier and the terms; ``fund`` pays in the same call."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "supplier": "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+                    "fund": True,
+                    "terms": {
+                        "price": "1000000000000000000",
+                        "delivery_deadline": 4102444800,
+                        "dest_lat_e6": 51950000,
+                        "dest_lon_e6": 4050000,
+                        "geofence_e6": 50000,
+                        "min_temp_centi_c": 200,
+                        "max_temp_centi_c": 800,
+                        "tolerated_excursion_secs": 1800,
+                        "late_penalty_bps_per_hour": 100,
+                        "late_penalty_cap_bps": 2000,
+                        "breach_refund_bps": 3000,
+                        "arbiter": "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512",
+                    },
+                }
+            ]
+        },
+    )
 
     supplier: Address
     terms: Terms

@@ -213,3 +213,27 @@ def test_funding_beyond_the_buyers_balance_is_502_tx_rejected_saying_who_lacks_w
     assert body["code"] == "tx_rejected"
     assert body["args"] == {"account": buyer, "balance": str(balance), "value": str(price)}
     assert f"{buyer} holds {balance} wei" in body["message"]
+
+
+# --- what schemathesis found once the run had every check -------------------------------
+
+
+def test_an_unknown_query_parameter_is_refused_by_name(chain_api: ChainApi) -> None:
+    r = chain_api.call("GET", "/orders", "buyer", params={"stat": "Created", "limit": "5"})
+    body = refused(r, "query", "stat")
+    assert body["details"][0]["type"] == "extra_forbidden"
+    assert chain_api.call("GET", "/orders", "buyer", params={"state": "Created"}).status_code == 200
+
+
+def test_a_wrong_method_names_every_method_of_the_path(chain_api: ChainApi) -> None:
+    r = chain_api.client.request("OPTIONS", "/orders", headers={"X-API-Key": "dev-buyer"})
+    assert r.status_code == 405 and r.json()["code"] == "method_not_allowed"
+    assert r.headers["allow"] == "GET, POST"  # two routes in FastAPI, one resource
+    r = chain_api.client.request("DELETE", "/orders/1", headers={"X-API-Key": "dev-buyer"})
+    assert r.status_code == 405 and r.headers["allow"] == "GET"
+
+
+def test_request_integers_stop_at_2_53_minus_1(chain_api: ChainApi) -> None:
+    """Beyond 2^53 a JSON number is not exact in most clients (nor in schemathesis)."""
+    refused(chain_api.call("GET", f"/orders/{2**53}", "buyer"), "path", "order_id")
+    assert chain_api.call("GET", f"/orders/{2**53 - 1}", "buyer").status_code == 404

@@ -10,7 +10,7 @@ from backend.api import convert, queries
 from backend.api.deps import CurrentParty, SessionDep
 from backend.api.errors import READ, responses
 from backend.api.routes.orders import OrderIdPath, visible_order
-from backend.api.schemas import Address, DevicesPublic, ParamInt
+from backend.api.schemas import Address, DevicesPublic, Digits
 
 router = APIRouter(tags=["devices"])
 
@@ -20,8 +20,8 @@ async def list_devices(
     session: SessionDep,
     party: CurrentParty,
     device: Annotated[Address | None, Query(description="One device's bindings.")] = None,
-    limit: Annotated[ParamInt, Query(ge=1, le=200)] = 100,
-    offset: Annotated[ParamInt, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200), Digits] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000), Digits] = 0,
 ) -> DevicesPublic:
     """Devices bound to the caller's orders (one entry per order and device)."""
     rows, count = queries.devices(session, party, device=device, limit=limit, offset=offset)
@@ -33,8 +33,8 @@ async def order_devices(
     session: SessionDep,
     party: CurrentParty,
     order_id: OrderIdPath,
-    limit: Annotated[ParamInt, Query(ge=1, le=200)] = 100,
-    offset: Annotated[ParamInt, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200), Digits] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000), Digits] = 0,
 ) -> DevicesPublic:
     """The devices bound to one order at shipment."""
     visible_order(session, party, order_id)

@@ -13,14 +13,15 @@ from backend.api.deps import ContextDep, CurrentParty, SessionDep
 from backend.api.errors import READ, ApiError, not_found, responses
 from backend.api.routes.orders import OrderIdPath, visible_order
 from backend.api.schemas import (
+    MAX_JSON_INT,
     Address,
     CommitmentPublic,
     CommitmentsPublic,
     ContractReading,
-    ParamInt,
-    ParamUint64,
+    Digits,
     ProofPublic,
     ReadingsPublic,
+    Uint64,
 )
 from backend.store.models import CommitmentRow, ReadingRow
 from backend.telemetry import MerkleTree, leaf_hash, verify_proof
@@ -35,13 +36,13 @@ async def list_readings(
     order_id: OrderIdPath,
     device: Annotated[Address | None, Query()] = None,
     since: Annotated[
-        ParamUint64 | None, Query(description="From this unix second (inclusive).")
+        Uint64 | None, Query(description="From this unix second (inclusive)."), Digits
     ] = None,
     until: Annotated[
-        ParamUint64 | None, Query(description="Before this unix second (exclusive).")
+        Uint64 | None, Query(description="Before this unix second (exclusive)."), Digits
     ] = None,
-    limit: Annotated[ParamInt, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[ParamInt, Query(ge=0, le=100_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000), Digits] = 100,
+    offset: Annotated[int, Query(ge=0, le=100_000_000), Digits] = 0,
 ) -> dict[str, Any]:
     """The order's signed readings by time (then arrival), one page at a time."""
     visible_order(session, party, order_id)
@@ -56,8 +57,8 @@ async def list_commitments(
     session: SessionDep,
     party: CurrentParty,
     order_id: OrderIdPath,
-    limit: Annotated[ParamInt, Query(ge=1, le=500)] = 100,
-    offset: Annotated[ParamInt, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500), Digits] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000), Digits] = 0,
 ) -> CommitmentsPublic:
     """The order's Merkle batch commitments, by batch sequence number."""
     visible_order(session, party, order_id)
@@ -74,7 +75,7 @@ async def get_commitment(
     session: SessionDep,
     party: CurrentParty,
     order_id: OrderIdPath,
-    batch_seq: Annotated[ParamInt, Path(ge=0, le=2**63 - 1)],
+    batch_seq: Annotated[int, Path(ge=0, le=MAX_JSON_INT), Digits],
 ) -> CommitmentPublic:
     visible_order(session, party, order_id)
     row = queries.commitment(session, order_id, batch_seq)
@@ -150,7 +151,7 @@ async def reading_proof(
     party: CurrentParty,
     order_id: OrderIdPath,
     device: Annotated[Address, Path()],
-    seq: Annotated[ParamInt, Path(ge=0, le=2**32 - 1)],
+    seq: Annotated[int, Path(ge=0, le=2**32 - 1), Digits],
 ) -> ProofPublic:
     """A Merkle proof that a committed reading is in its batch.
 
