@@ -107,7 +107,7 @@ def configured_accounts(settings: Settings) -> Accounts:
 # ---------------------------------------------------------------------------
 
 
-def _tester_backend(accounts: Accounts) -> Any:
+def _tester_backend(accounts: Accounts, balance: int = DEV_BALANCE) -> Any:
     """A PyEVMBackend whose eth_call keeps the raw revert data (stock eth-tester turns
     it into a string, losing custom errors)."""
     from eth_tester import PyEVMBackend
@@ -131,7 +131,7 @@ def _tester_backend(accounts: Accounts) -> Any:
     state = PyEVMBackend.generate_genesis_state(num_accounts=3)
     for _, acct in accounts:
         state[bytes.fromhex(acct.address[2:])] = {
-            "balance": DEV_BALANCE,
+            "balance": balance,
             "nonce": 0,
             "code": b"",
             "storage": {},
@@ -381,12 +381,15 @@ def connect(
     rpc_url: str | None = None,
     retry: RetryPolicy | None = None,
     request_timeout: float = 30.0,
+    dev_balance: int = DEV_BALANCE,
     **sender_options: Any,
 ) -> Chain:
     """Connect to the chain the settings name (eth-tester when ``RPC_URL`` is unset).
 
-    ``rpc_url`` overrides the settings. ``sender_options`` are passed to every
-    :class:`TxSender` (``receipt_timeout``, ``max_in_flight``, ``gas_margin`` ...).
+    ``rpc_url`` overrides the settings. ``dev_balance`` is what each account holds in
+    the genesis block of a new in-process chain (tests that need richer accounts).
+    ``sender_options`` are passed to every :class:`TxSender` (``receipt_timeout``,
+    ``max_in_flight``, ``gas_margin`` ...).
     """
     settings = settings or Settings()
     url = rpc_url if rpc_url is not None else settings.RPC_URL
@@ -396,7 +399,7 @@ def connect(
         accounts = dev_accounts(settings)
         if not settings.DEV_MODE:
             logger.warning("RPC_URL is unset: using the in-process eth-tester chain with dev keys")
-        w3 = Web3(_TesterProvider(_tester_backend(accounts)))
+        w3 = Web3(_TesterProvider(_tester_backend(accounts, dev_balance)))
         chain = Chain(w3, kind="eth-tester", accounts=accounts, sender_options=sender_options)
         logger.info("connected to in-process eth-tester (chain id %d)", chain.chain_id)
         return chain
