@@ -164,8 +164,10 @@ _DESCRIPTIONS = {
     404: "No such resource, or an order the caller is not a party to (`not_found`)",
     409: "The on-chain state does not allow this (`contract_revert`, `not_committed`)",
     422: "Invalid input (`validation_error`) or terms the contract refuses (`contract_revert`)",
-    502: "The chain is unreachable or the transaction failed (`chain_unavailable`, `tx_failed`)",
+    502: "The chain is unreachable, the node refused the transaction or it failed "
+    "(`chain_unavailable`, `tx_rejected`, `tx_failed`, `chain_error`)",
     503: "A dependency is not configured or not ready (`unavailable`)",
+    504: "The transaction was sent but not mined in time (`tx_timeout`; it may still be mined)",
 }
 
 
@@ -176,7 +178,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 AUTH = (401,)
 READ = (401, 404, 422)
-WRITE = (401, 403, 404, 409, 422, 502, 503)
+WRITE = (401, 403, 404, 409, 422, 502, 503, 504)
 
 
 # --- handlers -------------------------------------------------------------------------

@@ -114,6 +114,8 @@ def test_the_run_covered_every_operation_with_every_check_and_no_5xx() -> None:
     from schemathesis.checks import CHECKS, load_all_checks
 
     load_all_checks()
+    if not fuzz.STATS:
+        pytest.skip("sums up the schemathesis run above: run the whole module")
     operations = {op for op, _, _ in fuzz.STATS}
     assert len(operations) == len(list(schema.get_all_operations())), operations
     assert set(CHECKS.get_all_names()) <= fuzz.CHECKS_RUN, fuzz.CHECKS_RUN

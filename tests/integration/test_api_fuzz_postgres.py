@@ -57,6 +57,8 @@ def test_api_on_postgres_conforms_to_its_openapi(case: Any, pg_app: Seeded) -> N
 
 def test_the_run_on_postgres_answered_no_5xx() -> None:
     """After the run above (file order): cases went to every operation, none got a 5xx."""
+    if not fuzz.STATS:
+        pytest.skip("sums up the schemathesis run above: run the whole module")
     operations = {op for op, _, _ in fuzz.STATS}
     assert len(operations) == len(list(schema.get_all_operations())), operations
     assert all(status < 500 for (_, _, status) in fuzz.STATS), fuzz.summary()
