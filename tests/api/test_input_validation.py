@@ -237,3 +237,17 @@ def test_request_integers_stop_at_2_53_minus_1(chain_api: ChainApi) -> None:
     """Beyond 2^53 a JSON number is not exact in most clients (nor in schemathesis)."""
     refused(chain_api.call("GET", f"/orders/{2**53}", "buyer"), "path", "order_id")
     assert chain_api.call("GET", f"/orders/{2**53 - 1}", "buyer").status_code == 404
+
+
+def test_a_body_that_is_not_utf8_is_the_documented_422(chain_api: ChainApi) -> None:
+    r = chain_api.client.post(
+        "/orders",
+        content=b'{"supplier": "\xff"}',
+        headers={"X-API-Key": "dev-buyer", "content-type": "application/json"},
+    )
+    body = refused(r, "body")
+    assert "not UTF-8" in body["message"]
+    assert (
+        "400"
+        not in chain_api.client.get("/openapi.json").json()["paths"]["/orders"]["post"]["responses"]
+    )
