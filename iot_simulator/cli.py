@@ -13,8 +13,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from backend.core.errors import TrustShipError
-from backend.telemetry import Domain
+from backend.core.errors import AddressError, TrustShipError
+from backend.telemetry import Domain, parse_address
 from iot_simulator.fleet import Fleet, build_fleet
 from iot_simulator.scenario import ScenarioError, load_scenario, resolve_scenario_path
 
@@ -63,9 +63,9 @@ def load_domain(deployment: Path | None) -> tuple[Domain, str]:
         qv = contracts["QualityVerification"]
         if isinstance(qv, dict):
             qv = qv["address"]
-        from eth_utils import to_checksum_address
-
-        return Domain(chain_id, to_checksum_address(qv)), str(path)
+        return Domain(chain_id, parse_address(qv, "addresses.QualityVerification")), str(path)
+    except AddressError as exc:  # a mistyped address: say which and why
+        raise ScenarioError(f"deployment manifest {path}: {exc}") from None
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise ScenarioError(
             f"deployment manifest {path}: needs chain_id and"

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from eth_utils import is_address, is_checksum_address, to_checksum_address
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from backend.core.errors import TrustShipError
+from backend.core.errors import AddressError, TrustShipError
+from backend.telemetry.address import parse_address
 from iot_simulator.geo import PLACES, Trajectory, to_e6
 from iot_simulator.geo import Path as GeoPath
 
@@ -54,14 +54,12 @@ def _token(value: str) -> str:
     """A known symbol, or an ERC-20 address (EIP-55 checksum checked when mixed-case)."""
     if value in TOKEN_SYMBOLS:
         return value
-    if not isinstance(value, str) or not is_address(value):
+    if not value.startswith("0x"):
         raise ValueError(f"{value!r} is neither {' nor '.join(TOKEN_SYMBOLS)} nor an address")
-    if value != value.lower() and not is_checksum_address(value):
-        raise ValueError(
-            f"{value} has a wrong EIP-55 checksum (a mistyped character?): the checksummed "
-            f"form of what was typed is {to_checksum_address(value)}"
-        )
-    return str(to_checksum_address(value))
+    try:
+        return parse_address(value, "token")
+    except AddressError as exc:
+        raise ValueError(str(exc)) from None
 
 
 Token = Annotated[str, AfterValidator(_token)]

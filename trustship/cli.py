@@ -121,9 +121,13 @@ def simulate(
 @app.command()
 def serve() -> None:
     """Run the REST API, the oracle and the chain indexer against the configured stack."""
+    from backend.core.errors import TrustShipError
     from backend.serve import serve as run_serve
 
-    run_serve()
+    try:
+        run_serve()
+    except TrustShipError as exc:  # a refused configuration, an unreachable chain ...
+        _fail(exc)
 
 
 @app.command()

@@ -13,12 +13,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.api.context import ApiContext
-from backend.api.errors import install_error_handlers
+from backend.api.errors import install_error_handlers, no_unknown_query_parameters
 from backend.api.routes import account, alerts, devices, events, orders, system, telemetry
 
 API_VERSION = "1.0.0"
@@ -27,14 +27,17 @@ DESCRIPTION = """\
 Purchase orders whose payment waits in escrow and settles itself from
 device-signed telemetry.
 
-**Auth**: send `X-API-Key`. Each key maps to a party (an account and roles).
+**Auth**: send `X-API-Key` (not needed for `/health`, `/metrics`, `/deployment` and
+these pages). Each key maps to a party (an account and roles).
 A party sees and acts only on orders it is buyer, supplier or arbiter of;
 another party's order answers **404** as if it did not exist. Auditors read
 everything and change nothing (403 `read_only`).
 
 **Errors** are JSON `ErrorPublic` with a stable `code`; a contract revert is
 `contract_revert` with the Solidity error's name in `error` and its arguments
-in `args`. Money is a decimal string in token base units. See docs/api.md.
+in `args`. Money is a decimal string in token base units. Input is validated
+strictly (no type coercion; mixed-case addresses must carry a valid EIP-55
+checksum). See docs/api.md.
 """
 
 
@@ -89,6 +92,7 @@ def create_app(context: ApiContext) -> FastAPI:
         context.stopping.set()  # ends open event streams
 
     app = FastAPI(
+        dependencies=[Depends(no_unknown_query_parameters)],
         title="TrustShip API",
         version=API_VERSION,
         description=DESCRIPTION,

@@ -92,7 +92,14 @@ def api_error_from_chain(exc: ChainError) -> ApiError:
     if isinstance(exc, TransportError):
         return ApiError(502, "chain_unavailable", f"the chain node cannot be reached: {exc}")
     if isinstance(exc, TransactionRejected):
-        return ApiError(502, "tx_rejected", f"the node refused the transaction: {exc}")
+        funds = None
+        if exc.account is not None:  # insufficient funds: who holds how much, against what
+            funds = {
+                "account": exc.account,
+                "balance": None if exc.balance is None else str(exc.balance),
+                "value": None if exc.value is None else str(exc.value),
+            }
+        return ApiError(502, "tx_rejected", f"the node refused the transaction: {exc}", args=funds)
     if isinstance(exc, TransactionFailed):
         return ApiError(
             502,

@@ -8,13 +8,16 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.core.errors import TrustShipError
 
@@ -161,8 +164,10 @@ _DESCRIPTIONS = {
     404: "No such resource, or an order the caller is not a party to (`not_found`)",
     409: "The on-chain state does not allow this (`contract_revert`, `not_committed`)",
     422: "Invalid input (`validation_error`) or terms the contract refuses (`contract_revert`)",
-    502: "The chain is unreachable or the transaction failed (`chain_unavailable`, `tx_failed`)",
+    502: "The chain is unreachable, the node refused the transaction or it failed "
+    "(`chain_unavailable`, `tx_rejected`, `tx_failed`, `chain_error`)",
     503: "A dependency is not configured or not ready (`unavailable`)",
+    504: "The transaction was sent but not mined in time (`tx_timeout`; it may still be mined)",
 }
 
 
@@ -173,7 +178,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 AUTH = (401,)
 READ = (401, 404, 422)
-WRITE = (401, 403, 404, 409, 422, 502, 503)
+WRITE = (401, 403, 404, 409, 422, 502, 503, 504)
 
 
 # --- handlers -------------------------------------------------------------------------
@@ -221,8 +226,42 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+_HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the OpenAPI document gives this path (Starlette's 405 names only
+    the first route's, and GET /orders and POST /orders are two routes)."""
+    table: list[tuple[re.Pattern[str], set[str]]] | None = getattr(
+        request.app.state, "allowed_methods", None
+    )
+    if table is None:
+        table = []
+        for template, operations in request.app.openapi()["paths"].items():
+            parts = re.split(r"(\{[^/}]+\})", template)
+            rx = "".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts)
+            table.append((re.compile(rx), {m.upper() for m in operations if m in _HTTP_METHODS}))
+        request.app.state.allowed_methods = table
+    path = request.url.path
+    return ", ".join(sorted(set().union(*(m for rx, m in table if rx.fullmatch(path)))))
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405:
+        exc.headers = {**(exc.headers or {}), "Allow": _allowed_methods(request)}
+    if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+        # FastAPI answers a body that is not UTF-8 with a bare 400; JSON is UTF-8 (RFC 8259),
+        # so it is an invalid body like any malformed JSON: the documented 422.
+        return _json(
+            422,
+            ErrorPublic(
+                code="validation_error",
+                message=f"body: not UTF-8 JSON ({exc.__cause__.reason} at byte "
+                f"{exc.__cause__.start})",
+                details=[{"loc": ["body"], "msg": "body is not UTF-8", "type": "json_invalid"}],
+            ).model_dump(),
+        )
     code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
     return _json(
         exc.status_code,
@@ -231,8 +270,7 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+def _internal_error() -> JSONResponse:
     return _json(
         500,
         ErrorPublic(
@@ -241,8 +279,93 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # Only reached for errors outside UnhandledErrors (in the outer middleware): Starlette's
+    # ServerErrorMiddleware sends this answer, then re-raises to the server, which closes
+    # the connection.
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return _internal_error()
+
+
+class UnhandledErrors:
+    """Answers a bug (an exception no handler knows) with 500 ``internal_error`` and
+    keeps the connection usable.
+
+    Starlette's own catch-all (``ServerErrorMiddleware``) sends its 500 and then
+    re-raises the exception to the server "so that servers can log it"; uvicorn then
+    closes the connection, and a keep-alive client's next request fails with "Server
+    disconnected". This middleware, inside it, logs the traceback and answers, and the
+    exception ends here. Only an error after the response has started is re-raised:
+    then the answer is cut short and closing the connection is the honest outcome.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception:
+            if started:
+                raise
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            await _internal_error()(scope, receive, send)
+
+
+def _query_names(dependant: Dependant) -> frozenset[str]:
+    names = {f.alias for f in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return frozenset(names)
+
+
+_known_query: dict[int, frozenset[str]] = {}
+
+
+async def no_unknown_query_parameters(request: Request) -> None:
+    """Refuse query parameters the route does not declare (422 naming each), as request
+    bodies refuse unknown fields: a mistyped filter (``?stat=Created``) would otherwise be
+    ignored silently and answer every order."""
+    if not request.query_params:
+        return
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = _known_query.get(id(route))
+    if known is None:
+        known = _known_query[id(route)] = _query_names(dependant)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "extra_forbidden",
+                    "loc": ("query", name),
+                    "msg": "unknown query parameter",
+                    "input": request.query_params[name],
+                }
+                for name in unknown
+            ]
+        )
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    """The handlers of every error answer, and :class:`UnhandledErrors` around the routes
+    (add the other middleware after this, so they see its 500s)."""
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
+    app.add_middleware(UnhandledErrors)

@@ -3,8 +3,8 @@
 In dev mode, with ``API_KEYS`` unset, six parties are seeded from fixed,
 public keys (``dev-buyer`` …) with deterministic custodial accounts, so the
 curl walkthrough in docs/api.md works on any machine. Outside dev mode
-``API_KEYS`` is required and placeholder keys or the dev accounts' private keys
-are refused.
+``API_KEYS`` is required, and placeholder keys and public private keys (the dev
+accounts', anvil's and hardhat's default accounts': backend/core/keys.py) are refused.
 
 ``API_KEYS`` is a JSON list: ``[{"name": "acme", "key": "<secret>",
 "roles": ["buyer"], "private_key": "0x…"}]``; a party without ``private_key``
@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from eth_account import Account
-from eth_utils.address import is_address, to_checksum_address
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from backend.api.schemas import Address
 from backend.core.errors import ConfigurationError
+from backend.core.keys import dev_private_key as dev_role_key
+from backend.core.keys import normalize_private_key, refuse_public_key
 from backend.core.settings import Settings
 
 Role = Literal["buyer", "supplier", "arbiter", "auditor", "admin"]
@@ -61,35 +63,34 @@ class PartyConfig(BaseModel):
     key: SecretStr
     roles: list[Role] = Field(min_length=1)
     private_key: SecretStr | None = None
-    address: str | None = None
+    address: Address | None = None
 
     @field_validator("private_key")
     @classmethod
     def _valid_private_key(cls, v: SecretStr | None) -> SecretStr | None:
-        if v is not None:
-            raw = v.get_secret_value().removeprefix("0x")
-            if len(raw) != 64 or any(c not in "0123456789abcdefABCDEF" for c in raw):
-                raise ValueError("private_key must be 32 bytes of hex")
-        return v
+        if v is None:
+            return None
+        raw = normalize_private_key(v.get_secret_value())
+        if len(raw) != 64 or any(c not in "0123456789abcdef" for c in raw):
+            raise ValueError("private_key must be 32 bytes of hex")
+        return SecretStr("0x" + raw)
 
     @model_validator(mode="after")
     def _address_or_key(self) -> PartyConfig:
         if self.private_key is None and self.address is None:
             raise ValueError("give a private_key (custodial) or an address (read-only)")
-        if self.address is not None and not is_address(self.address):
-            raise ValueError(f"address {self.address!r} is not an Ethereum address")
         return self
 
     def to_party(self) -> Party:
         if self.private_key is not None:
             address = Account.from_key(self.private_key.get_secret_value()).address
-            if self.address is not None and to_checksum_address(self.address) != address:
+            if self.address is not None and self.address != address:
                 raise ConfigurationError(
                     f"API party {self.name!r}: address does not match its private_key"
                 )
         else:
             assert self.address is not None
-            address = to_checksum_address(self.address)
+            address = self.address
         return Party(self.name, address, frozenset(self.roles), self.private_key)
 
 
@@ -108,9 +109,7 @@ DEV_PARTY_ROLES: dict[str, tuple[Role, ...]] = {
 def dev_private_key(name: str) -> str:
     """The fixed, public private key of a dev party: the chain layer's dev account of the
     same role (funded on dev chains by :func:`backend.chain.connection.connect`)."""
-    from backend.chain.connection import dev_private_key as chain_dev_key
-
-    return chain_dev_key(name)
+    return dev_role_key(name)
 
 
 def dev_api_key(name: str) -> str:
@@ -127,7 +126,6 @@ def dev_parties() -> list[tuple[str, Party]]:
     return out
 
 
-_DEV_PRIVATE_KEYS = {dev_private_key(n).lower() for n in DEV_PARTY_ROLES}
 _PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "test", "dev", "example"}
 
 
@@ -219,12 +217,10 @@ class PartyRegistry:
                         f"API_KEYS: party {cfg.name!r} has a placeholder key; outside dev mode "
                         f"use a random key of at least {MIN_KEY_LENGTH} characters"
                     )
-                pk = cfg.private_key
-                if pk is not None and (
-                    "0x" + pk.get_secret_value().removeprefix("0x").lower() in _DEV_PRIVATE_KEYS
-                ):
-                    raise ConfigurationError(
-                        f"API_KEYS: party {cfg.name!r} uses a public dev account's private key"
+                if cfg.private_key is not None:
+                    refuse_public_key(
+                        f"API_KEYS[{i}].private_key (party {cfg.name!r})",
+                        cfg.private_key.get_secret_value(),
                     )
             entries.append((key, cfg.to_party()))
         return cls(entries)

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from eth_utils.address import is_address, to_checksum_address
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+from backend.core.errors import AddressError
+from backend.telemetry.address import parse_address
 
 OrderState = Literal[
     "Created",
@@ -33,10 +36,11 @@ UINT256_MAX = 2**256 - 1
 MAX_PRICE = 2**88 - 1  # IPurchaseOrders.MAX_PRICE: what escrow stores
 
 
-def _checksum(value: str) -> str:
-    if not is_address(value):
-        raise ValueError("not an Ethereum address (0x + 40 hex digits)")
-    return to_checksum_address(value)
+def _address(value: str) -> str:
+    try:
+        return parse_address(value)
+    except AddressError as exc:  # the message without pydantic's "Value error, " prefix
+        raise PydanticCustomError("eth_address", str(exc)) from None
 
 
 Address = Annotated[
@@ -44,9 +48,13 @@ Address = Annotated[
     Field(
         pattern=r"^0x[0-9a-fA-F]{40}$",
         examples=["0x5FbDB2315678afecb367f032d93F642f64180aa3"],
-        description="An Ethereum address (answers are checksummed).",
+        description="An Ethereum address: EIP-55 checksummed, or all lower case (no "
+        "checksum). A mixed-case address with a wrong checksum is refused (422). Answers "
+        "are checksummed.",
+        # A format of its own: the pattern cannot say that mixed case must be a checksum.
+        json_schema_extra={"format": "eth-address"},
     ),
-    AfterValidator(_checksum),
+    AfterValidator(_address),
 ]
 Wei = Annotated[
     str,
@@ -56,17 +64,95 @@ Wei = Annotated[
         description="A uint256 amount in token base units, as a decimal string.",
     ),
 ]
+
+
+def _at_most_max_price(value: Any) -> Any:
+    # Before the pattern, so an amount that is merely too large says so (not "should
+    # match pattern"); anything else is left to the pattern and the strict str check.
+    digits = isinstance(value, str) and len(value) <= 80 and value.isascii() and value.isdigit()
+    if digits and int(value) > MAX_PRICE:
+        raise PydanticCustomError(
+            "max_price",
+            "at most {max_price} (PurchaseOrders.MAX_PRICE, 2^88 - 1: what escrow can hold)",
+            {"max_price": str(MAX_PRICE)},
+        )
+    return value
+
+
+#: An amount an order can hold (a price, a ruling's share): 0 … MAX_PRICE, refused
+#: above before any transaction is built.
+OrderAmount = Annotated[
+    str,
+    Field(
+        pattern=r"^(0|[1-9][0-9]{0,26})$",
+        examples=["1000000000000000000"],
+        description="Token base units as a decimal string, at most PurchaseOrders.MAX_PRICE "
+        f"= 2^88 - 1 = {MAX_PRICE}.",
+    ),
+    BeforeValidator(_at_most_max_price),
+]
 Hex32 = Annotated[str, Field(pattern=r"^0x[0-9a-f]{64}$", description="32 bytes, 0x-hex.")]
 Uint16 = Annotated[int, Field(ge=0, le=2**16 - 1)]
 Uint32 = Annotated[int, Field(ge=0, le=2**32 - 1)]
 Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
-# uint64 in the contract; JSON clients and the database keep 63 bits.
-Uint64 = Annotated[int, Field(ge=0, le=2**63 - 1)]
-OrderId = Annotated[int, Field(ge=1, le=2**63 - 1)]
+#: The largest integer a request may carry where the contract or the database takes more
+#: (uint64, bigint ids): 2^53 - 1, the largest that every JSON implementation reads
+#: exactly (a double's integers), so the bound in the document means the same to all.
+MAX_JSON_INT = 2**53 - 1
+Uint64 = Annotated[int, Field(ge=0, le=MAX_JSON_INT)]
+OrderId = Annotated[int, Field(ge=1, le=MAX_JSON_INT)]
+
+
+# --- request parameters (query, path, header) ------------------------------------------
+#
+# Parameters arrive as text. pydantic's lax parsing would read "1.0", " 1", "+1" and
+# "1_000" as integers and "yes", "on", "t" as true; the API reads exactly what its
+# OpenAPI document says (docs/api.md, "Conventions"): decimal digits for integers,
+# true/false for booleans, and free text without control characters (PostgreSQL
+# refuses NUL in text; no control character belongs in a query).
+
+
+def _decimal_digits(value: Any) -> Any:
+    if isinstance(value, str) and not (
+        0 < len(value) <= 20 and value.isascii() and value.isdigit()
+    ):
+        raise PydanticCustomError(
+            "int_parsing", "Input should be an integer in decimal digits (no sign, point or space)"
+        )
+    return value
+
+
+def _true_or_false(value: Any) -> Any:
+    if isinstance(value, str):
+        if value not in ("true", "false"):
+            raise PydanticCustomError("bool_parsing", "Input should be true or false")
+        return value == "true"
+    return value
+
+
+#: Put after ``Query``/``Path``/``Header`` in an integer parameter's ``Annotated``:
+#: decimal digits only. (After, not inside the type: a validator inside a nested
+#: ``Annotated`` makes FastAPI write the bounds as raw ``ge``/``le`` into the document.)
+Digits = BeforeValidator(_decimal_digits)
+#: The same for a boolean parameter: ``true`` or ``false``.
+TrueOrFalse = BeforeValidator(_true_or_false)
+#: Free text in a query parameter: what every such parameter is declared as.
+QueryText = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[^\x00-\x1F\x7F]+$",
+        description="Text without control characters (NUL, tabs, line breaks ...).",
+    ),
+]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request body: unknown fields refused, no type coercion (a boolean must be a JSON
+    boolean, an integer a JSON integer; money stays a decimal string)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 # --- terms and orders ---------------------------------------------------------------
@@ -97,9 +183,11 @@ class TermsPublic(BaseModel):
 
 
 class Terms(TermsPublic):
-    """Terms as a buyer proposes them (addresses checked and checksummed)."""
+    """Terms as a buyer proposes them (addresses checked and checksummed; strict types)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    price: OrderAmount
 
     token: Address = Field(default=ZERO_ADDRESS, description="ERC-20 token; zero address = ETH.")
     arbiter: Address
@@ -107,6 +195,33 @@ class Terms(TermsPublic):
 
 class OrderCreate(_Model):
     """A buyer's new order: the supplier and the terms; ``fund`` pays in the same call."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "supplier": "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+                    "fund": True,
+                    "terms": {
+                        "price": "1000000000000000000",
+                        "delivery_deadline": 4102444800,
+                        "dest_lat_e6": 51950000,
+                        "dest_lon_e6": 4050000,
+                        "geofence_e6": 50000,
+                        "min_temp_centi_c": 200,
+                        "max_temp_centi_c": 800,
+                        "tolerated_excursion_secs": 1800,
+                        "late_penalty_bps_per_hour": 100,
+                        "late_penalty_cap_bps": 2000,
+                        "breach_refund_bps": 3000,
+                        "arbiter": "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512",
+                    },
+                }
+            ]
+        },
+    )
 
     supplier: Address
     terms: Terms
@@ -167,7 +282,9 @@ class ShipRequest(_Model):
 
 
 class RulingRequest(_Model):
-    buyer_amount: Wei = Field(description="What the buyer gets; the supplier gets the rest.")
+    buyer_amount: OrderAmount = Field(
+        description="What the buyer gets (at most the price); the supplier gets the rest."
+    )
 
 
 class WithdrawRequest(_Model):

@@ -23,7 +23,7 @@ from typing import Any, Literal, TypeVar, cast
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak, to_checksum_address
+from eth_utils import to_checksum_address
 from web3 import HTTPProvider, Web3
 from web3.providers.eth_tester import EthereumTesterProvider
 from web3.types import RPCEndpoint, RPCResponse
@@ -31,6 +31,11 @@ from web3.types import RPCEndpoint, RPCResponse
 from backend.chain.decoding import AbiRegistry, default_registry
 from backend.chain.errors import ChainError, ConfigurationError, TransportError
 from backend.chain.sender import RetryPolicy, TxSender, short_reason
+
+# One definition of the dev keys (backend/core/keys.py), re-exported for the chain layer.
+from backend.core.keys import DEV_ROLES as DEV_ROLES
+from backend.core.keys import WELL_KNOWN_PRIVATE_KEYS
+from backend.core.keys import dev_private_key as dev_private_key
 from backend.core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -45,21 +50,11 @@ DEV_BALANCE = 1_000_000 * ETHER
 DEV_MIN_BALANCE = 1_000 * ETHER
 #: anvil's first default account (public, from the "test test ... junk" mnemonic):
 #: the fallback funder when the node has no anvil_setBalance.
-ANVIL_FUNDER_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+ANVIL_FUNDER_KEY = WELL_KNOWN_PRIVATE_KEYS[0]
 
-DEV_ROLES = ("admin", "buyer", "supplier", "arbiter", "auditor", "stranger")
 
 ChainKind = Literal["eth-tester", "rpc"]
 T = TypeVar("T")
-
-
-def dev_private_key(role: str) -> str:
-    """The fixed development key of a role: keccak256("trustship-dev:<role>").
-
-    Public by construction — for dev chains only. The oracle's dev key is
-    ``Settings.ORACLE_PRIVATE_KEY``'s default instead.
-    """
-    return "0x" + keccak(text=f"trustship-dev:{role}").hex()
 
 
 @dataclass(frozen=True)
@@ -112,7 +107,7 @@ def configured_accounts(settings: Settings) -> Accounts:
 # ---------------------------------------------------------------------------
 
 
-def _tester_backend(accounts: Accounts) -> Any:
+def _tester_backend(accounts: Accounts, balance: int = DEV_BALANCE) -> Any:
     """A PyEVMBackend whose eth_call keeps the raw revert data (stock eth-tester turns
     it into a string, losing custom errors)."""
     from eth_tester import PyEVMBackend
@@ -136,7 +131,7 @@ def _tester_backend(accounts: Accounts) -> Any:
     state = PyEVMBackend.generate_genesis_state(num_accounts=3)
     for _, acct in accounts:
         state[bytes.fromhex(acct.address[2:])] = {
-            "balance": DEV_BALANCE,
+            "balance": balance,
             "nonce": 0,
             "code": b"",
             "storage": {},
@@ -399,12 +394,15 @@ def connect(
     rpc_url: str | None = None,
     retry: RetryPolicy | None = None,
     request_timeout: float = 30.0,
+    dev_balance: int = DEV_BALANCE,
     **sender_options: Any,
 ) -> Chain:
     """Connect to the chain the settings name (eth-tester when ``RPC_URL`` is unset).
 
-    ``rpc_url`` overrides the settings. ``sender_options`` are passed to every
-    :class:`TxSender` (``receipt_timeout``, ``max_in_flight``, ``gas_margin`` ...).
+    ``rpc_url`` overrides the settings. ``dev_balance`` is what each account holds in
+    the genesis block of a new in-process chain (tests that need richer accounts).
+    ``sender_options`` are passed to every :class:`TxSender` (``receipt_timeout``,
+    ``max_in_flight``, ``gas_margin`` ...).
     """
     settings = settings or Settings()
     url = rpc_url if rpc_url is not None else settings.RPC_URL
@@ -414,7 +412,7 @@ def connect(
         accounts = dev_accounts(settings)
         if not settings.DEV_MODE:
             logger.warning("RPC_URL is unset: using the in-process eth-tester chain with dev keys")
-        w3 = Web3(_TesterProvider(_tester_backend(accounts)))
+        w3 = Web3(_TesterProvider(_tester_backend(accounts, dev_balance)))
         chain = Chain(w3, kind="eth-tester", accounts=accounts, sender_options=sender_options)
         logger.info("connected to in-process eth-tester (chain id %d)", chain.chain_id)
         return chain

@@ -32,6 +32,7 @@ from backend.chain.connection import Chain, connect
 from backend.chain.contracts import Contracts, Escrow, QualityVerification
 from backend.chain.errors import ChainError, DeploymentError
 from backend.core.settings import Settings
+from backend.telemetry import parse_address
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,8 @@ class Deployment:
                     "with `trustship deploy`"
                 )
             addresses = {
-                str(k): str(to_checksum_address(v)) for k, v in dict(body["addresses"]).items()
+                str(k): parse_address(v, f"addresses.{k}")
+                for k, v in dict(body["addresses"]).items()
             }
             missing = [n for n in CORE_CONTRACTS if n not in addresses]
             if missing:
@@ -99,9 +101,9 @@ class Deployment:
                 chain_id=int(body["chain_id"]),
                 block_number=int(body["block_number"]),
                 addresses=addresses,
-                deployer=to_checksum_address(body["deployer"]),
-                oracles=[to_checksum_address(o) for o in body.get("oracles", [])],
-                token=to_checksum_address(body["token"]) if body.get("token") else None,
+                deployer=parse_address(body["deployer"], "deployer"),
+                oracles=[parse_address(o, "oracles[]") for o in body.get("oracles", [])],
+                token=parse_address(body["token"], "token") if body.get("token") else None,
                 timestamp=int(body["timestamp"]),
                 tx_hashes=dict(body.get("tx_hashes", {})),
                 version=version,

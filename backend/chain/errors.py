@@ -62,8 +62,26 @@ class ReceiptTimeout(ChainError):
 
 
 class TransactionRejected(ChainError):
-    """Raised when the node refuses to accept a transaction (insufficient funds,
-    fee below the base fee, gas above the block limit, ...)."""
+    """Raised when the node refuses a transaction, when it is sent or already when its
+    gas is estimated (insufficient funds, fee below the base fee, gas above the block
+    limit, ...).
+
+    For insufficient funds, ``account`` is the sender, ``balance`` what it holds and
+    ``value`` what the transaction sends (wei; gas comes on top); otherwise None.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        account: str | None = None,
+        balance: int | None = None,
+        value: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.account = account
+        self.balance = balance
+        self.value = value
 
 
 class TransactionFailed(ChainError):

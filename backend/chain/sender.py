@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 import requests
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
+from eth_utils.exceptions import ValidationError as EthValidationError
 from web3 import Web3
 from web3.exceptions import (
     ContractLogicError,
@@ -42,6 +43,7 @@ from web3.exceptions import (
     RequestTimedOut,
     TooManyRequests,
     TransactionNotFound,
+    Web3Exception,
     Web3RPCError,
 )
 
@@ -135,6 +137,13 @@ def _is_nonce_error(exc: BaseException) -> bool:
 def _is_already_known(exc: BaseException) -> bool:
     text = _error_text(exc).lower()
     return "already known" in text or "known transaction" in text or "already imported" in text
+
+
+def _is_funds_error(exc: BaseException) -> bool:
+    text = _error_text(exc).lower()
+    # anvil and geth: "insufficient funds for gas * price + value"; eth-tester: "does not have
+    # enough balance" (estimation) or "cannot afford txn gas" (sending)
+    return any(s in text for s in ("insufficient funds", "enough balance", "cannot afford"))
 
 
 def _is_fee_error(exc: BaseException) -> bool:
@@ -433,11 +442,37 @@ class TxSender:
             )
         except ContractLogicError as exc:
             raise self._revert(exc, function, to=to) from None
-        except Exception as exc:
+        except (Web3Exception, EthValidationError, ValueError) as exc:
             if _looks_like_tester_revert(exc):
                 raise self._revert(exc, function, to=to) from None
-            raise
+            # The node will not run it at all (insufficient funds, gas above the block
+            # limit ...): the same refusal it would give when the transaction is sent.
+            raise self._rejected(exc, function, value, "at gas estimation") from exc
         return int(estimate * self.gas_margin) + 1
+
+    def _rejected(
+        self, exc: BaseException, function: str | None, value: int, stage: str
+    ) -> TransactionRejected:
+        """The node's refusal as a TransactionRejected a person can act on: for
+        insufficient funds, who holds how much against what the transaction sends."""
+        message = (
+            f"{function or 'transaction'} from {self.address} refused by the node {stage}: "
+            f"{_error_text(exc)}"
+        )
+        if not _is_funds_error(exc):
+            return TransactionRejected(message)
+        try:
+            balance: int | None = self._rpc(
+                "eth_getBalance", lambda: int(self.w3.eth.get_balance(self.account.address))
+            )
+        except ChainError:
+            balance = None
+        if balance is not None:
+            message += (
+                f"; {self.address} holds {balance} wei and the transaction sends {value} wei "
+                "plus gas: fund the account or lower the amount"
+            )
+        return TransactionRejected(message, account=self.address, balance=balance, value=value)
 
     # ---- sending --------------------------------------------------------------
 
@@ -564,10 +599,7 @@ class TxSender:
                 elif isinstance(exc, ContractLogicError) or _looks_like_tester_revert(exc):
                     raise self._revert(exc, function, to=to) from None
                 else:
-                    raise TransactionRejected(
-                        f"{function or 'transaction'} from {self.address} refused by the node: "
-                        f"{_error_text(exc)}"
-                    ) from exc
+                    raise self._rejected(exc, function, value, "when sent") from exc
             self._nonce = nonce + 1
             self.stats["sent"] += 1
             return PendingTx(

@@ -33,3 +33,9 @@ class WireError(TrustShipError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class AddressError(TrustShipError, ValueError):
+    """Raised when a string is not an Ethereum address, or is mixed-case with a wrong
+    EIP-55 checksum (a mistyped address). A ``ValueError`` too, so pydantic validators
+    report it as a validation error of the field."""

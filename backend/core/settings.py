@@ -12,12 +12,12 @@ from pathlib import Path
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+# The oracle's public development key is ORACLE_PRIVATE_KEY's default; it and every other
+# public key (backend/core/keys.py) are refused outside dev mode.
+from backend.core.keys import DEV_ORACLE_PRIVATE_KEY as DEV_ORACLE_PRIVATE_KEY
+from backend.core.keys import refuse_public_key
 
-# Well-known development key (anvil's and eth-tester's first funded account is
-# different; this one is funded explicitly at deployment in dev mode). Refused
-# outside dev mode.
-DEV_ORACLE_PRIVATE_KEY = "0x" + "4f3edf983ac636a65a842ce7c78d9aa706d3b113bce9c46f30d7d21715b23b1d"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class Settings(BaseSettings):
@@ -41,16 +41,17 @@ class Settings(BaseSettings):
     LOG_LEVEL: str = "INFO"
 
     def check_secrets(self) -> None:
-        """Refuse placeholder secrets outside dev mode."""
-        from backend.core.errors import ConfigurationError
+        """Outside dev mode, refuse the chain keys when they are public (any spelling:
+        the dev keys, anvil's and hardhat's default accounts; backend/core/keys.py).
 
-        if (
-            not self.DEV_MODE
-            and self.ORACLE_PRIVATE_KEY.get_secret_value() == DEV_ORACLE_PRIVATE_KEY
-        ):
-            raise ConfigurationError(
-                "ORACLE_PRIVATE_KEY is the public development key; set a real key or DEV_MODE=true"
-            )
+        ``API_KEYS``' private keys get the same check where they are read
+        (:meth:`backend.api.parties.PartyRegistry.from_settings`).
+        """
+        if self.DEV_MODE:
+            return
+        refuse_public_key("ORACLE_PRIVATE_KEY", self.ORACLE_PRIVATE_KEY.get_secret_value())
+        if self.DEPLOYER_PRIVATE_KEY is not None:
+            refuse_public_key("DEPLOYER_PRIVATE_KEY", self.DEPLOYER_PRIVATE_KEY.get_secret_value())
 
 
 @lru_cache

@@ -7,6 +7,7 @@ signature recovery, the MQTT topics and the Merkle tree used for commitments.
 It depends on nothing in ``backend`` but ``backend.core.errors``.
 """
 
+from backend.telemetry.address import parse_address
 from backend.telemetry.eip712 import (
     Domain,
     device_address,
@@ -46,6 +47,7 @@ __all__ = [
     "device_address",
     "encode_message",
     "leaf_hash",
+    "parse_address",
     "parse_topic",
     "reading_digest",
     "recover_device",

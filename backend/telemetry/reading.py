@@ -1,16 +1,17 @@
 """The reading schema and its MQTT wire format (DESIGN.md §2, §3).
 
-A reading is nine integers. On the wire it is UTF-8 JSON with exactly those
-fields (camelCase, as in the EIP-712 type) plus ``device`` (checksummed
-address), ``signature`` (0x-hex, 65 bytes) and ``v: 1``. Anything else is
-refused with a :class:`~backend.core.errors.WireError` whose ``reason`` is a
-stable code.
+A reading is nine integers. On the wire it is UTF-8 JSON (no byte order mark,
+no repeated keys) with exactly those fields (camelCase, as in the EIP-712 type)
+plus ``device`` (checksummed address), ``signature`` (0x-hex, 65 bytes) and
+``v: 1``. Anything else is refused with a
+:class:`~backend.core.errors.WireError` whose ``reason`` is a stable code.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any
@@ -58,9 +59,9 @@ def checksummed(address: str) -> str:
 
 _TOPIC_RE = re.compile(
     r"^trustship/v1/orders/(?P<order>[0-9]{1,78})/devices/(?P<device>0x[0-9a-fA-F]{40})/"
-    r"(?P<kind>telemetry|status)$"
+    r"(?P<kind>telemetry|status)\Z"  # \Z, not $: "$" would also match before a final newline
 )
-_SIG_RE = re.compile(r"^0x[0-9a-fA-F]{130}$")
+_SIG_RE = re.compile(r"^0x[0-9a-fA-F]{130}\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,20 +145,48 @@ def _reject_constant(name: str) -> Any:
     raise WireError("malformed_json", f"{name} is not valid JSON")
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different (json.loads keeps the last of a repeated
+    key silently: a payload could show one value to us and another to another reader)."""
+    body = dict(pairs)
+    if len(body) != len(pairs):
+        repeated = sorted(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
+        raise WireError("duplicate_field", f"field(s) given more than once: {', '.join(repeated)}")
+    return body
+
+
+_UTF8_BOM = b"\xef\xbb\xbf"
+# Built once: json.loads(..., **kwargs) would build a decoder per message.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+
+
 def decode_message(payload: bytes, topic: str | None = None) -> SignedReading:
     """Parse and validate an MQTT payload. The signature is *not* checked here.
 
-    When ``topic`` is given, its order id and device must agree with the payload.
-    Raises :class:`WireError` with a stable ``reason`` on any deviation.
+    The payload must be UTF-8 JSON (DESIGN.md §3): UTF-16/UTF-32 (``not_utf8``), a
+    byte order mark (``utf8_bom``) and a repeated key (``duplicate_field``) are
+    refused, although Python's ``json.loads`` would take them all. When ``topic`` is
+    given, its order id and device must agree with the payload. Raises
+    :class:`WireError` with a stable ``reason`` on any deviation.
     """
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise WireError("oversized", f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    if payload.startswith(_UTF8_BOM):
+        raise WireError("utf8_bom", "payload starts with a byte order mark: send UTF-8 without one")
+    if b"\x00" in payload:  # JSON never holds a NUL byte; UTF-16 and UTF-32 text always does
+        raise WireError("not_utf8", "payload holds NUL bytes (UTF-16 or UTF-32?): send UTF-8")
     try:
-        body = json.loads(payload, parse_constant=_reject_constant)
+        text = payload.decode()
+    except UnicodeDecodeError as exc:
+        raise WireError(
+            "not_utf8", f"payload is not UTF-8 ({exc.reason} at byte {exc.start})"
+        ) from None
+    try:
+        body = _DECODER.decode(text)
     except WireError:
         raise
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise WireError("malformed_json", f"payload is not UTF-8 JSON: {exc}") from None
+    except ValueError as exc:
+        raise WireError("malformed_json", f"payload is not JSON: {exc}") from None
     if not isinstance(body, dict):
         raise WireError("malformed_json", "payload must be a JSON object")
     keys = set(body)

@@ -102,7 +102,7 @@ def test_configured_parties_outside_dev_mode() -> None:
                     "private_key": dev_private_key("buyer"),
                 }
             ],
-            "public dev account",
+            r"API_KEYS\[0\]\.private_key \(party 'a'\) is a publicly known private key",
         ),
     ],
 )
@@ -167,3 +167,12 @@ def test_secrets_do_not_show_in_reprs() -> None:
     party = registry.by_name("acme")
     assert REAL_PK[2:] not in repr(party)
     assert REAL_KEY not in repr(party)
+
+
+def test_an_address_with_a_wrong_eip55_checksum_is_refused_by_position() -> None:
+    real = "0x05b1f6fcF6B7c1A62de3140e1F3eFC98BCC34C7a"
+    entry = {"name": "audit", "key": REAL_KEY, "roles": ["auditor"]}
+    with pytest.raises(ConfigurationError, match=r"API_KEYS\[0\]\.address: .*wrong EIP-55"):
+        PartyRegistry.from_settings(settings(False, [{**entry, "address": real[:-1] + "A"}]))
+    registry = PartyRegistry.from_settings(settings(False, [{**entry, "address": real.lower()}]))
+    assert registry.by_name("audit").address == real

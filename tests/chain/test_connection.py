@@ -81,7 +81,9 @@ def test_non_dev_mode_takes_keys_from_settings() -> None:
 
 def test_non_dev_mode_refuses_the_public_dev_key() -> None:
     s = Settings(_env_file=None, DEV_MODE=False)  # type: ignore[call-arg]
-    with pytest.raises(ConfigurationError, match="public development key"):
+    with pytest.raises(
+        ConfigurationError, match="^ORACLE_PRIVATE_KEY is a publicly known private key"
+    ):
         configured_accounts(s)
 
 

@@ -142,3 +142,14 @@ def test_deploy_from_settings_on_eth_tester_writes_no_manifest(
     assert d.addresses["PurchaseOrders"] in out
     assert "no manifest was written" in out
     assert not target.exists()
+
+
+def test_manifest_with_a_mistyped_address_is_refused_by_name(deployment: Stack) -> None:
+    body = json.loads(deployment.deployment.to_json())
+    escrow = body["addresses"]["Escrow"]
+    i = next(i for i, c in enumerate(escrow) if i > 1 and c.isalpha())
+    body["addresses"]["Escrow"] = escrow[:i] + escrow[i].swapcase() + escrow[i + 1 :]
+    with pytest.raises(DeploymentError, match="addresses.Escrow .* wrong EIP-55 checksum"):
+        Deployment.from_dict(body)
+    body["addresses"]["Escrow"] = escrow.lower()  # no checksum at all is fine
+    assert Deployment.from_dict(body).addresses["Escrow"] == escrow

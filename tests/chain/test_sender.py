@@ -191,8 +191,27 @@ def test_out_of_gas_is_a_transaction_failure_with_a_hint(
 
 def test_node_refusal_is_transaction_rejected(stack: Stack) -> None:
     poor = Account.from_key("0x" + "77" * 32)  # never funded
-    with pytest.raises(TransactionRejected, match="refused by the node"):
+    with pytest.raises(TransactionRejected, match="refused by the node when sent") as info:
         stack.chain.sender(poor).transact(stack.accounts.buyer.address, b"", value=1, gas=21_000)
+    assert (info.value.account, info.value.balance, info.value.value) == (poor.address, 0, 1)
+    assert f"{poor.address} holds 0 wei and the transaction sends 1 wei plus gas" in str(info.value)
+
+
+def test_insufficient_funds_at_gas_estimation_is_transaction_rejected(
+    stack: Stack, make_terms: Callable[..., Terms]
+) -> None:
+    """anvil answers eth_estimateGas with -32003 "Insufficient funds"; eth-tester with a
+    ValidationError: both are the node refusing the transaction, before it is sent."""
+    a = stack.accounts
+    balance = stack.chain.balance(a.buyer.address)
+    price = balance + 10**18
+    sent = stack.chain.sender(a.buyer).stats["sent"]
+    with pytest.raises(TransactionRejected, match="refused by the node at gas estimation") as info:
+        stack.po.create_and_fund_order(a.supplier.address, make_terms(price=price), by=a.buyer)
+    rejected = info.value
+    assert (rejected.account, rejected.balance, rejected.value) == (a.buyer.address, balance, price)
+    assert "createAndFundOrder" in str(rejected)
+    assert stack.chain.sender(a.buyer).stats["sent"] == sent  # nothing was sent
 
 
 # ---- revert decoding ------------------------------------------------------------

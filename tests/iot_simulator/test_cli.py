@@ -75,3 +75,17 @@ def test_unknown_order_name_exit_code_2(capsys: pytest.CaptureFixture[str]) -> N
     code = simulate(SCENARIOS / "on_time_clean.yaml", None, ["apples=3"], None, dry_run=True)
     assert code == 2
     assert "order id given for unknown order(s) apples" in capsys.readouterr().err
+
+
+def test_a_manifest_address_with_a_wrong_checksum_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Readings signed for a mistyped QualityVerification would verify nowhere."""
+    mistyped = QV[:3] + QV[3].swapcase() + QV[4:]  # 0x5fbDB…: one letter's case flipped
+    f = tmp_path / "d.json"
+    f.write_text(json.dumps({"chain_id": 31337, "addresses": {"QualityVerification": mistyped}}))
+    with pytest.raises(ScenarioError, match="QualityVerification .* wrong EIP-55 checksum"):
+        load_domain(f)
+    code = main([str(SCENARIOS / "on_time_clean.yaml"), "--deployment", str(f), "--dry-run"])
+    assert code == 2
+    assert "wrong EIP-55 checksum" in capsys.readouterr().err

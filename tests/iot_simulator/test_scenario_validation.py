@@ -53,7 +53,7 @@ CASES = [
     (  # a real address with its last characters mistyped: the checksum catches it
         "orders.0.terms.token",
         "0x05B1f6fCF6B7c1a62dE3140e1F3efc98BCC34c7A",
-        "orders[box].terms.token: 0x05B1f6fCF6B7c1a62dE3140e1F3efc98BCC34c7A has a wrong EIP-55",
+        "terms.token: token 0x05B1f6fCF6B7c1a62dE3140e1F3efc98BCC34c7A has a wrong EIP-55",
     ),
     ("orders.0.expected.state", "Resolved", "expected.state: Resolved needs actions.dispute"),
     ("orders.0.expected.state", "Vanished", "orders[box].expected.state: Input should be"),

@@ -64,7 +64,16 @@ def _high_s() -> Inbound:
 
 CASES: dict[str, tuple[Callable[[], Inbound], str]] = {
     "malformed json": (lambda: raw(b'{"v":1,'), "malformed_json"),
-    "not utf-8": (lambda: raw(b"\xff\xfe{}"), "malformed_json"),
+    "not utf-8": (lambda: raw(b"\xff\xfe{}"), "not_utf8"),
+    "utf-16": (lambda: raw(json.dumps(body()).encode("utf-16-le")), "not_utf8"),
+    "utf-8 byte order mark": (
+        lambda: raw(b"\xef\xbb\xbf" + json.dumps(body()).encode()),
+        "utf8_bom",
+    ),
+    "repeated key": (
+        lambda: raw(json.dumps(body())[:-1].encode() + b', "seq": 9}'),
+        "duplicate_field",
+    ),
     "json array": (lambda: raw(b"[1,2,3]"), "malformed_json"),
     "NaN constant": (lambda: raw(b'{"v": NaN}'), "malformed_json"),
     "missing field": (lambda: _without("flags"), "missing_field"),

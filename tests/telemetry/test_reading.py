@@ -144,7 +144,7 @@ GOOD = encode_message(signed(make_reading()))
     ("payload", "reason"),
     [
         (b"{not json", "malformed_json"),
-        (b"\xff\xfe", "malformed_json"),
+        (b"\xff\xfe", "not_utf8"),
         (b"[1, 2]", "malformed_json"),
         (b'{"seq": NaN}', "malformed_json"),
         (b"x" * 2000, "oversized"),
@@ -167,6 +167,51 @@ def test_bad_payloads_are_refused_with_a_reason(payload, reason):
         decode_message(payload)
     assert exc.value.reason == reason
     assert str(exc.value)  # a message a person can read
+
+
+def _with_repeated(payload: bytes, key: str, value: object) -> bytes:
+    """``payload`` with ``key`` given a second time (``value``), as raw JSON text."""
+    return payload[:-1] + b"," + json.dumps({key: value})[1:-1].encode() + b"}"
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (GOOD.decode().encode("utf-16"), "not_utf8"),  # with its BOM
+        (GOOD.decode().encode("utf-16-le"), "not_utf8"),
+        (GOOD.decode().encode("utf-16-be"), "not_utf8"),
+        (json.dumps({"v": 1, "seq": 3}).encode("utf-32"), "not_utf8"),  # GOOD is too long
+        (b"\xef\xbb\xbf" + GOOD, "utf8_bom"),
+        (GOOD.decode().encode("utf-8-sig"), "utf8_bom"),
+        (_with_repeated(GOOD, "temperatureCentiC", 1200), "duplicate_field"),
+        (_with_repeated(GOOD, "seq", json.loads(GOOD)["seq"]), "duplicate_field"),  # same value
+        (_with_repeated(GOOD, "device", device_address(OTHER_KEY)), "duplicate_field"),
+    ],
+    ids=["utf16-bom", "utf16le", "utf16be", "utf32", "bom", "utf8-sig",
+         "dup-temperature", "dup-seq-same-value", "dup-device"],
+)  # fmt: skip
+def test_only_utf8_json_with_distinct_keys_is_accepted(payload, reason):
+    """Python's json.loads takes UTF-16/UTF-32 bytes, strips a UTF-8 BOM and keeps the last
+    of a repeated key: the oracle stored all of these (issue 8, finding 6)."""
+    json.loads(payload)  # the stock parser takes every one of them
+    with pytest.raises(WireError) as exc:
+        decode_message(payload)
+    assert exc.value.reason == reason
+    assert str(exc.value)
+
+
+def test_bytes_that_are_not_utf8_are_refused_as_such():
+    latin1 = GOOD[:-1] + ',"x":"\xe9"}'.encode("latin-1")
+    with pytest.raises(WireError, match=r"not UTF-8 \(invalid continuation byte at byte") as exc:
+        decode_message(latin1)
+    assert exc.value.reason == "not_utf8"
+
+
+def test_a_topic_with_a_trailing_newline_is_not_a_trustship_topic():
+    sr = signed(make_reading())
+    with pytest.raises(WireError) as exc:
+        decode_message(encode_message(sr), telemetry_topic(7, sr.device) + "\n")
+    assert exc.value.reason == "bad_topic"
 
 
 def test_topic_must_agree_with_payload():

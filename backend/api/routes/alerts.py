@@ -18,25 +18,25 @@ from backend.api.deps import ContextDep, CurrentParty, SessionDep
 from backend.api.errors import READ, responses
 from backend.api.parties import Party
 from backend.api.routes.orders import OrderIdPath, visible_order
-from backend.api.schemas import AlertsPublic
+from backend.api.schemas import MAX_JSON_INT, AlertsPublic, Digits, QueryText
 
 router = APIRouter(tags=["alerts"])
 
 Severity = Annotated[
     str | None, Query(pattern=r"^[a-z]{1,16}$", description="info | warning | critical")
 ]
-Kinds = Annotated[list[str] | None, Query(description="Alert kinds (repeat).", max_length=20)]
+Kinds = Annotated[list[QueryText] | None, Query(description="Alert kinds (repeat).", max_length=20)]
 
 
 @router.get("/alerts", response_model=AlertsPublic, responses=responses(*READ))
 async def list_alerts(
     session: SessionDep,
     party: CurrentParty,
-    order_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    order_id: Annotated[int | None, Query(ge=1, le=MAX_JSON_INT), Digits] = None,
     kind: Kinds = None,
     severity: Severity = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500), Digits] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000), Digits] = 0,
 ) -> AlertsPublic:
     """Alerts on the caller's orders, newest first."""
     rows, count = queries.alerts(
@@ -56,8 +56,8 @@ async def order_alerts(
     session: SessionDep,
     party: CurrentParty,
     order_id: OrderIdPath,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500), Digits] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000), Digits] = 0,
 ) -> AlertsPublic:
     """One order's alerts, newest first."""
     visible_order(session, party, order_id)
@@ -126,13 +126,16 @@ async def stream_alerts(
     request: Request,
     ctx: ContextDep,
     party: CurrentParty,
-    order_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    order_id: Annotated[int | None, Query(ge=1, le=MAX_JSON_INT), Digits] = None,
     last_event_id: Annotated[
         int | None,
-        Header(ge=0, le=2**63 - 1, description="Resume after this alert id (sent by EventSource)."),
+        Header(
+            ge=0, le=MAX_JSON_INT, description="Resume after this alert id (sent by EventSource)."
+        ),
+        Digits,
     ] = None,
     after: Annotated[
-        int | None, Query(ge=0, le=2**63 - 1, description="Resume after this alert id.")
+        int | None, Query(ge=0, le=MAX_JSON_INT, description="Resume after this alert id."), Digits
     ] = None,
 ) -> StreamingResponse:
     """New alerts on the caller's orders as they are raised (``text/event-stream``).

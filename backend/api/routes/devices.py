@@ -13,6 +13,7 @@ from backend.api.routes.orders import OrderIdPath, visible_order
 from backend.api.schemas import (
     Address,
     DevicesPublic,
+    Digits,
     GapPublic,
     GapsPublic,
     RefusalPublic,
@@ -28,8 +29,8 @@ async def list_devices(
     session: SessionDep,
     party: CurrentParty,
     device: Annotated[Address | None, Query(description="One device's bindings.")] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 100,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200), Digits] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000), Digits] = 0,
 ) -> DevicesPublic:
     """Devices bound to the caller's orders (one entry per order and device)."""
     rows, count = queries.devices(session, party, device=device, limit=limit, offset=offset)
@@ -41,8 +42,8 @@ async def order_devices(
     session: SessionDep,
     party: CurrentParty,
     order_id: OrderIdPath,
-    limit: Annotated[int, Query(ge=1, le=200)] = 100,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200), Digits] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000), Digits] = 0,
 ) -> DevicesPublic:
     """The devices bound to one order at shipment."""
     visible_order(session, party, order_id)

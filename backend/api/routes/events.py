@@ -10,7 +10,7 @@ from backend.api import convert, queries
 from backend.api.deps import CurrentParty, SessionDep
 from backend.api.errors import READ, responses
 from backend.api.routes.orders import OrderIdPath, visible_order
-from backend.api.schemas import ChainEventsPublic
+from backend.api.schemas import ChainEventsPublic, Digits
 
 router = APIRouter(prefix="/orders", tags=["events"])
 
@@ -20,8 +20,8 @@ async def order_events(
     session: SessionDep,
     party: CurrentParty,
     order_id: OrderIdPath,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500), Digits] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000), Digits] = 0,
 ) -> ChainEventsPublic:
     """The order's contract events in chain order (block, log index)."""
     visible_order(session, party, order_id)

@@ -21,7 +21,9 @@ from backend.api.deps import ContextDep, CurrentParty, SessionDep, WritingParty
 from backend.api.errors import READ, WRITE, ApiError, not_found, responses
 from backend.api.parties import Party
 from backend.api.schemas import (
+    MAX_JSON_INT,
     Address,
+    Digits,
     OrderCreate,
     OrderPublic,
     OrdersPublic,
@@ -30,13 +32,16 @@ from backend.api.schemas import (
     RulingRequest,
     SettlementPreview,
     ShipRequest,
+    TrueOrFalse,
     TxPublic,
     Uint64,
 )
 
 router = APIRouter(prefix="/orders", tags=["orders"])
 
-OrderIdPath = Annotated[int, Path(ge=1, le=2**63 - 1, description="The on-chain order id.")]
+OrderIdPath = Annotated[
+    int, Path(ge=1, le=MAX_JSON_INT, description="The on-chain order id (decimal digits)."), Digits
+]
 
 
 def visible_order(session: Session, party: Party, order_id: int) -> queries.OrderRecord:
@@ -75,8 +80,8 @@ async def list_orders(
     ] = None,
     buyer: Annotated[Address | None, Query()] = None,
     supplier: Annotated[Address | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200), Digits] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000), Digits] = 0,
 ) -> dict[str, Any]:
     """Orders visible to the caller, newest first (auditors and admins see all)."""
     rows, count = queries.list_orders(
@@ -109,9 +114,11 @@ async def settlement_preview(
     session: SessionDep,
     party: CurrentParty,
     order_id: OrderIdPath,
-    delivered_at: Annotated[Uint64, Query(description="Delivery time, unix seconds.")],
+    delivered_at: Annotated[Uint64, Query(description="Delivery time, unix seconds."), Digits],
     breach: Annotated[
-        bool | None, Query(description="Assume a breach (default: as recorded on the order).")
+        bool | None,
+        Query(description="Assume a breach (default: as recorded on the order)."),
+        TrueOrFalse,
     ] = None,
 ) -> SettlementPreview:
     """The split the order's terms give for a delivery at ``delivered_at`` (DESIGN.md §4)."""

@@ -13,10 +13,12 @@ from backend.api.deps import ContextDep, CurrentParty, SessionDep
 from backend.api.errors import READ, ApiError, not_found, responses
 from backend.api.routes.orders import OrderIdPath, visible_order
 from backend.api.schemas import (
+    MAX_JSON_INT,
     Address,
     CommitmentPublic,
     CommitmentsPublic,
     ContractReading,
+    Digits,
     ProofPublic,
     ReadingsPublic,
     Uint64,
@@ -33,12 +35,14 @@ async def list_readings(
     party: CurrentParty,
     order_id: OrderIdPath,
     device: Annotated[Address | None, Query()] = None,
-    since: Annotated[Uint64 | None, Query(description="From this unix second (inclusive).")] = None,
-    until: Annotated[
-        Uint64 | None, Query(description="Before this unix second (exclusive).")
+    since: Annotated[
+        Uint64 | None, Query(description="From this unix second (inclusive)."), Digits
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0, le=100_000_000)] = 0,
+    until: Annotated[
+        Uint64 | None, Query(description="Before this unix second (exclusive)."), Digits
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000), Digits] = 100,
+    offset: Annotated[int, Query(ge=0, le=100_000_000), Digits] = 0,
 ) -> dict[str, Any]:
     """The order's signed readings by time (then arrival), one page at a time."""
     visible_order(session, party, order_id)
@@ -53,8 +57,8 @@ async def list_commitments(
     session: SessionDep,
     party: CurrentParty,
     order_id: OrderIdPath,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500), Digits] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000), Digits] = 0,
 ) -> CommitmentsPublic:
     """The order's Merkle batch commitments, by batch sequence number."""
     visible_order(session, party, order_id)
@@ -71,7 +75,7 @@ async def get_commitment(
     session: SessionDep,
     party: CurrentParty,
     order_id: OrderIdPath,
-    batch_seq: Annotated[int, Path(ge=0, le=2**63 - 1)],
+    batch_seq: Annotated[int, Path(ge=0, le=MAX_JSON_INT), Digits],
 ) -> CommitmentPublic:
     visible_order(session, party, order_id)
     row = queries.commitment(session, order_id, batch_seq)
@@ -147,7 +151,7 @@ async def reading_proof(
     party: CurrentParty,
     order_id: OrderIdPath,
     device: Annotated[Address, Path()],
-    seq: Annotated[int, Path(ge=0, le=2**32 - 1)],
+    seq: Annotated[int, Path(ge=0, le=2**32 - 1), Digits],
 ) -> ProofPublic:
     """A Merkle proof that a committed reading is in its batch.
 
