@@ -38,6 +38,7 @@ from backend.chain.contracts import Terms
 from backend.chain.testing import Stack, build_stack, default_terms, device_key
 from backend.core.settings import Settings
 from backend.oracle.indexer import ChainIndexer
+from backend.oracle.ingest import RefusalTally
 from backend.oracle.metrics import Metrics as OracleMetrics
 from backend.store import session_factory
 from backend.store.models import AlertRow, CommitmentRow, ReadingRow
@@ -206,6 +207,8 @@ def fuzz_context(stack: Stack, engine: Engine, seeded: Seeded) -> Iterator[ApiCo
             chain_id=stack.chain.chain_id,
             deployment=stack.deployment,
             oracle_clock=lambda: indexer.chain_time or 0,
+            # as under `trustship serve`, whose oracle tallies what it refused
+            refusals=RefusalTally().for_order,
         )
     finally:
         stack.chain.revert(snapshot)
