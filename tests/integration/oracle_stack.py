@@ -74,7 +74,7 @@ class CrashStack:
             t0 = self.chain.now() + 1
             ids = self.driver.open_orders(scenario, t0, log.info)
             fleet = build_fleet(scenario, self.driver.domain, ids, t0=t0)
-            self.driver.ship(fleet, log.info)
+            self.driver.ship(fleet, log.info, [o.name for o in scenario.orders])
             self.fleets.append(fleet)
         return self.fleets
 

@@ -60,7 +60,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     anvil = start_anvil("--block-time", "1")
-    broker = start_secured_mosquitto({"oracle": ORACLE_PW})
+    broker = start_secured_mosquitto({}, oracles={"oracle": ORACLE_PW})
     port = free_port()
     log = tmp / "serve.log"
     env = {k: v for k, v in os.environ.items() if k not in {"API_KEYS", "DEPLOYER_PRIVATE_KEY"}}

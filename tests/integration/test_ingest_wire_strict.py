@@ -41,7 +41,7 @@ def engine() -> Iterator[Engine]:
 
 @pytest.fixture
 def broker() -> Iterator[Server]:
-    server = start_secured_mosquitto({"oracle": ORACLE_PW, DEVICES[0]: DEVICE_PW})
+    server = start_secured_mosquitto({DEVICES[0]: DEVICE_PW}, oracles={"oracle": ORACLE_PW})
     yield server
     server.stop()
 
