@@ -13,6 +13,13 @@ Hashing is mosquitto's own: the users are written in plain text to a private
 temp file beside ``--out``, hashed in place with ``mosquitto_passwd -U`` (one
 process for the whole fleet instead of one ``mosquitto_passwd -b`` per user),
 and moved over ``--out`` atomically. Nothing in plain text is left behind.
+
+Ownership: the broker drops privileges to its own user (``mosquitto``, uid 1883
+in the eclipse-mosquitto image) before it reads its files, so a file written by
+root is unreadable to it. ``--owner UID[:GID]`` hands what this module writes to
+that user: the file (mode 0600) and the directory it is written to (mode 0700,
+so that the broker may also replace the file, as the dynamic-security plugin
+does with its config: it writes ``<file>.new`` and renames it over ``<file>``).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from backend.telemetry import Domain
@@ -36,6 +44,52 @@ _ANY_DOMAIN = Domain(1, "0x" + "00" * 20)  # keys do not depend on the chain
 
 class CredentialsError(ScenarioError):
     """Raised when the password file cannot be written."""
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The broker's user and group, to whom the files written here are handed."""
+
+    uid: int
+    gid: int
+
+    @classmethod
+    def parse(cls, text: str) -> Owner:
+        """``UID`` or ``UID:GID`` (numeric: the broker's user need not exist here)."""
+        uid, sep, gid = text.partition(":")
+        try:
+            owner = cls(int(uid), int(gid if sep else uid))
+        except ValueError:
+            raise CredentialsError(f"owner {text!r}: expected UID or UID:GID (numbers)") from None
+        if owner.uid < 0 or owner.gid < 0:
+            raise CredentialsError(f"owner {text!r}: ids cannot be negative")
+        return owner
+
+
+def hand_over_directory(directory: Path, owner: Owner | None) -> None:
+    """Create ``directory``; with an ``owner``, make it theirs alone (0700)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if owner is not None:
+        try:
+            os.chown(directory, owner.uid, owner.gid)
+        except OSError as exc:
+            raise CredentialsError(
+                f"cannot hand {directory} to {owner.uid}:{owner.gid}: {exc.strerror or exc} "
+                "(changing owners needs root)"
+            ) from None
+        os.chmod(directory, 0o700)
+
+
+def install_private_file(tmp: Path, out: Path, owner: Owner | None) -> None:
+    """Move the finished ``tmp`` over ``out`` atomically: mode 0600, owned by ``owner``.
+
+    Every file this module writes for the broker goes through here, so the broker
+    (which reads it as its own user, not as root) can always read it.
+    """
+    os.chmod(tmp, 0o600)
+    if owner is not None:
+        os.chown(tmp, owner.uid, owner.gid)
+    os.replace(tmp, out)
 
 
 def scenario_files(paths: Iterable[Path]) -> list[Path]:
@@ -68,14 +122,18 @@ def mosquitto_passwd() -> str:
     return found
 
 
-def write_password_file(out: Path, users: dict[str, str]) -> None:
-    """Write ``users`` (name → password) as a mosquitto password file at ``out``."""
+def write_password_file(out: Path, users: dict[str, str], owner: Owner | None = None) -> None:
+    """Write ``users`` (name → password) as a mosquitto password file at ``out``.
+
+    With ``owner`` the file and its directory are handed to the broker's user
+    (:func:`hand_over_directory`, :func:`install_private_file`).
+    """
     for name, pw in users.items():
         if not name or ":" in name or "\n" in name or "\n" in pw:
             raise CredentialsError(
                 f"user {name!r}: names cannot be empty or contain ':' or newlines"
             )
-    out.parent.mkdir(parents=True, exist_ok=True)
+    hand_over_directory(out.parent, owner)
     fd, tmp = tempfile.mkstemp(prefix=".passwords-", dir=out.parent)
     try:
         with os.fdopen(fd, "w") as fh:  # mkstemp: mode 0600
@@ -89,8 +147,7 @@ def write_password_file(out: Path, users: dict[str, str]) -> None:
             raise CredentialsError(
                 f"mosquitto_passwd -U failed: {proc.stderr.strip() or proc.stdout}"
             )
-        os.chmod(tmp, 0o640)
-        os.replace(tmp, out)
+        install_private_file(Path(tmp), out, owner)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -108,18 +165,26 @@ def main(argv: list[str] | None = None) -> int:
         help="the oracle's password (default: ORACLE_MQTT_PASSWORD)",
     )
     parser.add_argument("--oracle-user", default=ORACLE_USER)
+    parser.add_argument(
+        "--owner",
+        metavar="UID[:GID]",
+        help="the broker's user: the file (0600) and its directory (0700) are handed to it "
+        "(docker-compose.yml: the eclipse-mosquitto image's 1883:1883)",
+    )
     parser.add_argument("--include-spoofers", action="store_true")
     args = parser.parse_args(argv)
     if not args.oracle_password:
         parser.error("--oracle-password (or ORACLE_MQTT_PASSWORD) is required")
     try:
+        owner = Owner.parse(args.owner) if args.owner else None
         users = {args.oracle_user: args.oracle_password}
         users.update(device_credentials(scenario_files(args.scenarios), args.include_spoofers))
-        write_password_file(args.out, users)
+        write_password_file(args.out, users, owner)
     except ScenarioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {len(users)} user(s) to {args.out}")
+    whose = f", owned by {owner.uid}:{owner.gid}" if owner else ""
+    print(f"wrote {len(users)} user(s) to {args.out}{whose}")
     return 0
 
 
