@@ -36,10 +36,11 @@ PROJECT=${COMPOSE_SMOKE_PROJECT:-trustship-smoke}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # The restart check's scenario, replayed on its own (its devices' seqs would repeat if
 # the catalogue had replayed it already: docs/compose.md, "found by the real run"), at
-# a pace where its five days of telemetry take about 40 s.
+# a pace where its five days of telemetry take about 20 s; trustship is killed once
+# RESTART_AFTER of its 960 readings are stored.
 RESTART_SCENARIO=${COMPOSE_SMOKE_RESTART_SCENARIO:-cold_chain_breach}
-RESTART_SPEED=${COMPOSE_SMOKE_RESTART_SPEED:-10800}
-RESTART_AFTER=${COMPOSE_SMOKE_RESTART_AFTER:-300}  # readings stored before the kill (of 960)
+RESTART_SPEED=${COMPOSE_SMOKE_RESTART_SPEED:-21600}
+RESTART_AFTER=${COMPOSE_SMOKE_RESTART_AFTER:-240}
 REPLAY_TIMEOUT_S=900
 OFFICIAL=0
 for arg in "$@"; do
