@@ -108,6 +108,8 @@ teardown() {
         else
             ok "no container, network or volume of project $PROJECT is left"
         fi
+        # images an earlier build of this project replaced (the current ones stay cached)
+        docker image prune -f --filter "label=com.docker.compose.project=$PROJECT" >/dev/null
         info "disk: $(docker system df --format '{{.Type}} {{.Size}} ({{.Reclaimable}} reclaimable)' | paste -sd ';' | sed 's/;/; /g')"
     fi
     if [ -n "$DOCKERD_PID" ]; then
