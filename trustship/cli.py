@@ -41,13 +41,22 @@ def compile(
 
 
 @app.command()
-def deploy() -> None:
+def deploy(
+    keep_existing: Annotated[
+        bool,
+        typer.Option(
+            "--keep-existing",
+            help="Keep the contracts DEPLOYMENT_FILE names if they are on this chain "
+            "(deploy only when there are none): for a deployer that runs on every start.",
+        ),
+    ] = False,
+) -> None:
     """Deploy the contracts to the configured chain and write the deployment manifest."""
     from backend.chain.deploy import deploy_from_settings
     from backend.core.errors import TrustShipError
 
     try:
-        deploy_from_settings()
+        deploy_from_settings(keep_existing=keep_existing)
     except TrustShipError as exc:
         _fail(exc)
 

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from backend.chain.connection import Chain, connect
 from backend.chain.contracts import ETH, Contracts, OrderState, Terms
@@ -44,6 +44,9 @@ from backend.core.errors import ConfigurationError, TrustShipError
 from backend.core.settings import Settings
 from backend.telemetry import Domain
 from iot_simulator import Fleet, Scenario
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -387,8 +390,19 @@ class ApiDriver:
 
     #: Concurrent API writes while opening and shipping a scenario's orders.
     concurrency = 16
+    #: How long a GET rides out a server that does not answer (restarting, say, while
+    #: the devices publish): a GET is retried on transport errors, a POST never is.
+    get_retry_s = 60.0
 
-    def __init__(self, api_url: str, chain: Chain, mqtt_url: str, keys: dict[str, str]) -> None:
+    def __init__(
+        self,
+        api_url: str,
+        chain: Chain,
+        mqtt_url: str,
+        keys: dict[str, str],
+        *,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         import httpx
 
         # Idle connections are dropped before uvicorn's 5 s keep-alive closes them: a
@@ -398,6 +412,7 @@ class ApiDriver:
             base_url=api_url.rstrip("/"),
             timeout=120.0,
             limits=httpx.Limits(max_connections=self.concurrency + 4, keepalive_expiry=2.0),
+            transport=transport,
         )
         self.chain = chain
         self.mqtt_url = mqtt_url
@@ -419,13 +434,19 @@ class ApiDriver:
 
         headers = {"X-API-Key": self.keys[role]} if role else {}
         what = f"{method} {path}" + (f" as {role}" if role else "")
-        try:
-            response = self.http.request(method, path, json=body, headers=headers)
-        except httpx.TransportError as exc:
-            raise ReplayError(
-                f"{what}: no answer from the TrustShip API at {self.http.base_url}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from None
+        deadline = time.monotonic() + (self.get_retry_s if method == "GET" else 0.0)
+        while True:
+            try:
+                response = self.http.request(method, path, json=body, headers=headers)
+                break
+            except httpx.TransportError as exc:
+                if time.monotonic() >= deadline:
+                    raise ReplayError(
+                        f"{what}: no answer from the TrustShip API at {self.http.base_url}: "
+                        f"{type(exc).__name__}: {exc}"
+                    ) from None
+                log.info("%s: %s: %s; retrying", what, type(exc).__name__, exc)
+                time.sleep(0.5)
         if response.status_code >= 400:
             raise ReplayError(f"{what}: {response.status_code} {response.text}")
         return response.json()

@@ -311,12 +311,20 @@ def deployed_contracts(chain: Chain, deployment: Deployment) -> Contracts:
     return Contracts.from_deployment(chain, deployment)
 
 
-def deploy_from_settings(settings: Settings | None = None) -> Deployment:
+def deploy_from_settings(
+    settings: Settings | None = None, *, keep_existing: bool = False
+) -> Deployment:
     """`trustship deploy`: deploy to the configured chain and write DEPLOYMENT_FILE.
 
     With ``RPC_URL`` unset the chain is an in-process eth-tester that ends with the
     command: the contracts are deployed (a smoke test of the artifacts) but no
     manifest is written, since it would point at nothing afterwards.
+
+    ``keep_existing`` (``--keep-existing``): when DEPLOYMENT_FILE already names
+    contracts on this chain (:func:`load_deployment` accepts it), keep them and
+    deploy nothing. A one-shot deployer that runs on every ``docker compose up``
+    and ``run`` needs this: a new set of contracts each time would leave the
+    running server, its database and the manifest pointing at different ones.
     """
     from rich.console import Console
     from rich.table import Table
@@ -325,6 +333,18 @@ def deploy_from_settings(settings: Settings | None = None) -> Deployment:
     console = Console()
     chain = connect(settings)
     where = chain.rpc_url or "in-process eth-tester"
+    deployment: Deployment | None = None
+    if keep_existing and chain.kind != "eth-tester" and settings.DEPLOYMENT_FILE.exists():
+        try:
+            deployment = load_deployment(settings.DEPLOYMENT_FILE, chain)
+        except DeploymentError as exc:
+            console.print(f"not keeping {settings.DEPLOYMENT_FILE}: {exc}")
+    if deployment is not None:
+        console.print(
+            f"contracts of {settings.DEPLOYMENT_FILE} are deployed on chain "
+            f"{deployment.chain_id} ({where}): kept (start block {deployment.block_number})"
+        )
+        return deployment
     with console.status(f"deploying to {where} (chain id {chain.chain_id})") as status:
         deployment = deploy_all(chain, progress=lambda msg: status.update(msg))
     table = Table(title=f"TrustShip contracts on chain {deployment.chain_id} ({where})")

@@ -126,6 +126,40 @@ def test_manifest_is_refused_after_the_node_was_reset(anvil: Server, tmp_path: P
         fresh.stop()
 
 
+def test_deploy_keep_existing_keeps_contracts_that_are_on_the_chain(
+    anvil: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # docker-compose.yml's one-shot deployer runs again on every `up` and `run`: it must
+    # not replace the contracts the running server, its database and the manifest share
+    settings = dev_settings(anvil.extra["url"])
+    settings.DEPLOYMENT_FILE = tmp_path / "deployment.json"
+    first = deploy_from_settings(settings, keep_existing=True)  # nothing to keep yet
+    chain = connect(dev_settings(anvil.extra["url"]))
+    nonce = chain.w3.eth.get_transaction_count(first.deployer)
+    capsys.readouterr()
+    again = deploy_from_settings(settings, keep_existing=True)
+    assert again == first
+    assert "kept" in capsys.readouterr().out
+    assert chain.w3.eth.get_transaction_count(first.deployer) == nonce  # sent nothing
+    assert load_deployment(settings.DEPLOYMENT_FILE, chain) == first
+    # without the flag `trustship deploy` deploys a new set, as before
+    assert deploy_from_settings(settings).purchase_orders != first.purchase_orders
+
+
+def test_deploy_keep_existing_deploys_on_a_reset_node(anvil: Server, tmp_path: Path) -> None:
+    settings = dev_settings(anvil.extra["url"])
+    settings.DEPLOYMENT_FILE = tmp_path / "deployment.json"
+    deploy_from_settings(settings)
+    fresh = start_anvil()  # same chain id, empty state: the manifest points at nothing
+    try:
+        settings = dev_settings(fresh.extra["url"])
+        settings.DEPLOYMENT_FILE = tmp_path / "deployment.json"
+        redeployed = deploy_from_settings(settings, keep_existing=True)
+        assert load_deployment(settings.DEPLOYMENT_FILE, connect(settings)) == redeployed
+    finally:
+        fresh.stop()
+
+
 def test_connection_cut_before_the_node_saw_the_transaction(
     anvil_stack: Stack, proxy: FaultyProxy
 ) -> None:

@@ -4,8 +4,8 @@
 runs in the replay's process against those servers: telemetry crosses a real broker,
 evidence and settlements are real transactions on anvil, the oracle's state lives in
 PostgreSQL. Every scenario must settle by itself exactly as it states.
-(tests/integration/test_compose_topology.py replays it once more through the REST
-API of `trustship serve`, with the broker's auth and ACL.)
+(scripts/compose_smoke.sh replays it once more through the REST API of the
+docker-compose stack, with the broker's auth and ACL: docs/compose.md.)
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import stat
 from pathlib import Path
 
@@ -88,3 +89,31 @@ def test_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         main(["--out", str(tmp_path / "p"), "--oracle", "no-password"])
     assert "expected USER:PASSWORD" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_hands_the_file_and_its_directory_to_the_broker_user(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # mosquitto reads its files after dropping to its own user (1883 in the
+    # eclipse-mosquitto image), and the plugin replaces its file (<file>.new, renamed):
+    # the file and its directory must be that user's (docs/compose.md). As root (CI) they
+    # go to that uid; otherwise to our own ids, all we may give.
+    uid, gid = (1883, 1883) if os.geteuid() == 0 else (os.geteuid(), os.getegid())
+    out = tmp_path / "auth" / "dynamic-security.json"
+    argv = ["--out", str(out), "--oracle-password", "pw", "--owner", f"{uid}:{gid}"]
+    assert main(argv) == 0
+    assert f"owned by {uid}:{gid}" in capsys.readouterr().out
+    for path, mode in ((out, 0o600), (out.parent, 0o700)):
+        st = path.stat()
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (uid, gid, mode), path
+    assert main(argv) == 0  # written again over an existing file: same result
+    st = out.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (uid, gid, 0o600)
+    assert [p.name for p in out.parent.iterdir()] == [out.name]
+
+
+@pytest.mark.parametrize("bad", ["mosquitto", "1883:", "-1", ""])
+def test_owner_is_numeric(tmp_path: Path, bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "f"), "--oracle-password", "pw", "--owner", bad])
+    assert "--owner" in capsys.readouterr().err
