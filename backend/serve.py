@@ -144,9 +144,11 @@ def _print_parties(parties: PartyRegistry, settings: Settings) -> None:
 def build(settings: Settings, stack: ExitStack) -> tuple[ApiContext, Any]:
     """The API context and the oracle (not started); cleanup goes on ``stack``."""
     from backend.api.custody import Custodian
+    from backend.api.metrics import Metrics as ApiMetrics
     from backend.chain.connection import connect
     from backend.chain.contracts import Contracts
     from backend.chain.guard import ChainGuard
+    from backend.core.metrics import Registry
     from backend.store.db import session_factory
 
     settings.check_secrets()
@@ -160,10 +162,12 @@ def build(settings: Settings, stack: ExitStack) -> tuple[ApiContext, Any]:
     contracts = Contracts.from_deployment(chain, deployment)
     sessions = session_factory(engine)
     guard = ChainGuard(chain, deployment)
+    registry = Registry()  # one for the API's and the oracle's metrics: one /metrics
 
     oracle = None
     health_checks: dict[str, Callable[[], ComponentHealth]] = {}
     try:
+        from backend.oracle.metrics import Metrics as OracleMetrics
         from backend.oracle.service import Oracle, OracleConfig
     except ImportError:  # pragma: no cover - the oracle ships with the backend
         log.warning("backend.oracle.service is not available: serving the API without the oracle")
@@ -179,6 +183,7 @@ def build(settings: Settings, stack: ExitStack) -> tuple[ApiContext, Any]:
             oracle_account=chain.accounts.oracle,
             start_block=deployment.block_number,
             guard=guard,
+            metrics=OracleMetrics(registry),
         )
         health_checks["broker"] = _broker_health(oracle)
     custodian = Custodian(
@@ -199,9 +204,8 @@ def build(settings: Settings, stack: ExitStack) -> tuple[ApiContext, Any]:
         deployment=deployment,
         oracle_clock=oracle.ingestor.clock if oracle is not None else None,
         refusals=oracle.ingestor.refusals.for_order if oracle is not None else None,
+        metrics=ApiMetrics(registry),
     )
-    if oracle is not None:
-        context.metrics.add_collector(oracle.metrics.render)  # ingest, rules, indexer counters
     return context, oracle
 
 

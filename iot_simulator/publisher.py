@@ -33,7 +33,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-from backend.core.errors import TrustShipError
+from backend.telemetry import TrustShipError
 from backend.telemetry.broker import BrokerError, BrokerURL
 from backend.telemetry.broker import probe_protocol as _probe
 from iot_simulator.fleet import Device, Fleet, Message

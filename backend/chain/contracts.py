@@ -30,7 +30,7 @@ from backend.telemetry import Domain, Reading, SignedReading
 
 if TYPE_CHECKING:
     from backend.chain.connection import Chain
-    from backend.chain.deploy import Deployment
+    from backend.chain.manifest import Deployment
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 ETH = ZERO_ADDRESS  # the token address of ETH orders

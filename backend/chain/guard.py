@@ -29,7 +29,7 @@ from backend.chain.errors import ChainError
 
 if TYPE_CHECKING:
     from backend.chain.connection import Chain
-    from backend.chain.deploy import Deployment
+    from backend.chain.manifest import Deployment
 
 log = logging.getLogger(__name__)
 

@@ -102,6 +102,6 @@ class CommitmentBatcher:
                 payload={"batch_seq": batch_seq, "root": "0x" + tree.root.hex(), "count": len(ids)},
                 now=now,
             )
-        self.metrics.inc("trustship_commitments_total")
+        self.metrics.commitments.inc()
         log.info("order %d: batch %d commits %d readings", order_id, batch_seq, len(ids))
         return len(ids)

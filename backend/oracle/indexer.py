@@ -229,7 +229,7 @@ class ChainIndexer:
             stale = repo.rewind_index(s, self.name, fork)
         self._stale_orders.update(stale)
         self.rewinds += 1
-        self.metrics.inc("trustship_indexer_rewinds_total")
+        self.metrics.indexer_rewinds.inc()
         log.warning(
             "chain reorganisation: blocks after %d were replaced (indexed up to %s); "
             "rewinding the index to %d and reading %d order(s) again",
@@ -319,8 +319,8 @@ class ChainIndexer:
             repo.set_cursor(s, self.name, end, deployment=self.deployment_id)
         self._stale_orders.clear()
         for e in events:
-            self.metrics.inc("trustship_indexer_events_total", event=e.name)
-        self.metrics.set("trustship_indexer_block", end)
+            self.metrics.indexer_events.labels(event=e.name).inc()
+        self.metrics.indexer_block.set(end)
         if bindings and self.on_bindings is not None:
             self.on_bindings([(o, d) for o, d, _ in bindings])
         if touched and self.on_orders is not None:

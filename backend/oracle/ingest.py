@@ -498,7 +498,7 @@ class Ingestor:
             except Exception as exc:
                 if self.rules is not None:
                     self.rules.reset()
-                self.metrics.inc("trustship_ingest_batch_failures_total")
+                self.metrics.ingest_batch_failures.inc()
                 raise IngestStoreError(
                     f"storing a batch of {len(unique)} readings and {len(prepared.statuses)} "
                     f"status messages failed: {exc}"
@@ -605,23 +605,23 @@ class Ingestor:
                 output = self.rules.evaluate(session, fresh)
                 result.alerts, result.actions = write_outputs(session, output)
                 for a in output.alerts:
-                    self.metrics.inc("trustship_rules_alerts_total", kind=a.kind)
+                    self.metrics.rules_alerts.labels(kind=a.kind).inc()
                 for act in output.actions:
-                    self.metrics.inc("trustship_rules_actions_total", kind=act.kind)
+                    self.metrics.rules_actions.labels(kind=act.kind).inc()
 
     def _count(self, result: BatchResult, received: int, seconds: float) -> None:
         m = self.metrics
-        m.inc("trustship_ingest_received_total", received)
+        m.ingest_received.inc(received)
         if result.stored:
-            m.inc("trustship_ingest_accepted_total", result.stored)
+            m.ingest_accepted.inc(result.stored)
         if result.duplicates:
-            m.inc("trustship_ingest_duplicates_total", result.duplicates)
+            m.ingest_duplicates.inc(result.duplicates)
         if result.statuses:
-            m.inc("trustship_ingest_statuses_total", result.statuses)
+            m.ingest_statuses.inc(result.statuses)
         for reason, n in result.rejected.items():
-            m.inc("trustship_ingest_rejected_total", n, reason=reason)
-        m.inc("trustship_ingest_batches_total")
-        m.inc("trustship_ingest_store_seconds_total", seconds)
+            m.ingest_rejected.labels(reason=reason).inc(n)
+        m.ingest_batches.inc()
+        m.ingest_store_seconds.inc(seconds)
 
 
 @dataclass
@@ -735,7 +735,7 @@ class IngestWorker(threading.Thread):
         try:
             while not self._stop_event.is_set():
                 batch = self._collect()
-                m.set("trustship_ingest_queue_depth", self.queue.qsize())
+                m.ingest_queue_depth.set(self.queue.qsize())
                 if not batch:
                     continue
                 prepared: Prepared | None = None

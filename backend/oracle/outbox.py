@@ -225,7 +225,7 @@ class OutboxWorker(threading.Thread):
                     )
         else:
             self._finish(action, tx_hash=tx_hash, note=None)
-        self.metrics.inc("trustship_outbox_results_total", kind=action.kind, result=result)
+        self.metrics.outbox_results.labels(kind=action.kind, result=result).inc()
 
     def _finish(self, action: ChainAction, *, tx_hash: bytes | None, note: str | None) -> None:
         with self.sessions() as s, s.begin():

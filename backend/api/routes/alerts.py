@@ -14,10 +14,9 @@ from fastapi.responses import StreamingResponse
 
 from backend.api import convert, queries
 from backend.api.context import ApiContext
-from backend.api.deps import ContextDep, CurrentParty, SessionDep
+from backend.api.deps import ContextDep, CurrentParty, OrderIdPath, SessionDep, visible_order
 from backend.api.errors import READ, responses
 from backend.api.parties import Party
-from backend.api.routes.orders import OrderIdPath, visible_order
 from backend.api.schemas import MAX_JSON_INT, AlertsPublic, Digits, QueryText
 
 router = APIRouter(tags=["alerts"])

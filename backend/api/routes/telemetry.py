@@ -9,9 +9,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 
 from backend.api import convert, queries
-from backend.api.deps import ContextDep, CurrentParty, SessionDep
+from backend.api.deps import ContextDep, CurrentParty, OrderIdPath, SessionDep, visible_order
 from backend.api.errors import READ, ApiError, not_found, responses
-from backend.api.routes.orders import OrderIdPath, visible_order
 from backend.api.schemas import (
     MAX_JSON_INT,
     Address,
