@@ -130,7 +130,7 @@ class Oracle:
         self.indexer = None
         self.indexer_thread = None
         if chain is not None and contracts is not None:
-            from backend.oracle.indexer import ChainIndexer, IndexerThread
+            from backend.indexer import ChainIndexer, IndexerThread
 
             self.indexer = ChainIndexer(
                 engine,

@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 
 from backend.chain.contracts import OrderState
 from backend.chain.testing import Stack, device_key
+from backend.indexer import ChainIndexer
 from backend.oracle.batcher import CommitmentBatcher
 from backend.oracle.chain_actions import ChainExecutor
-from backend.oracle.indexer import ChainIndexer
 from backend.oracle.ingest import Inbound, Ingestor
 from backend.oracle.metrics import Metrics
 from backend.oracle.outbox import ActionAlreadyDone, ChainAction, OutboxWorker
