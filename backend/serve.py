@@ -98,8 +98,7 @@ def build_serve(settings: Settings, stack: ExitStack) -> Runtime:
     chain = connect(settings)
     database_url = _database_url(settings, chain.kind == "eth-tester", stack)
     deployment = _deployment(settings, chain)
-    config = OracleConfig.from_settings(settings)
-    config.indexer_poll_secs = INDEXER_POLL_SECS
+    config = OracleConfig.from_settings(settings, indexer_poll_secs=INDEXER_POLL_SECS)
     return build(
         settings,
         stack,

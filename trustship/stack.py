@@ -722,7 +722,10 @@ def local_stack(
                 )
             database_url = f"sqlite:///{workdir / 'trustship.db'}"
 
-        config = OracleConfig.from_settings(settings)
+        # faster polls and batches than a long-running oracle (unless the settings say)
+        config = OracleConfig.from_settings(
+            settings, indexer_poll_secs=0.2, outbox_poll_secs=0.1, commit_max_age_secs=2.0
+        )
         config.subscriber = dataclasses.replace(
             config.subscriber,
             url=mqtt_url,
@@ -730,9 +733,6 @@ def local_stack(
             # a run of demo/replay is ephemeral: its session must not outlive it on the broker
             session_expiry_secs=300,
         )
-        config.indexer_poll_secs = 0.2
-        config.outbox_poll_secs = 0.1
-        config.commit_max_age_secs = 2.0
         cleanup.append(resources.close)  # the database engine
         runtime = build(
             settings,

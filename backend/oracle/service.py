@@ -74,10 +74,14 @@ class OracleConfig:
     outbox_concurrency: int = 8
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> OracleConfig:
+    def from_settings(cls, settings: Settings, **defaults: float) -> OracleConfig:
         """Defaults, with the broker from ``MQTT_URL`` (``MQTT_CA_FILE``),
         ``ORACLE_CLIENT_ID`` / ``ORACLE_SHARE_GROUP`` and the timing knobs that are set
-        (``ORACLE_COMMIT_MAX_AGE_SECS`` ...: :data:`SETTINGS_KNOBS`)."""
+        (``ORACLE_COMMIT_MAX_AGE_SECS`` ...: :data:`SETTINGS_KNOBS`).
+
+        ``defaults`` replace this class's defaults of those knobs for one kind of
+        process (serve polls the indexer every 0.2 s); a knob that is set still wins.
+        """
         group = settings.ORACLE_SHARE_GROUP
         if group is None:
             group = DEFAULT_SHARE_GROUP
@@ -89,8 +93,13 @@ class OracleConfig:
                 ca_file=settings.MQTT_CA_FILE,
             )
         )
+        unknown = set(defaults) - set(SETTINGS_KNOBS.values())
+        if unknown:
+            raise TypeError(f"not a timing knob: {sorted(unknown)}")
         for name, attr in SETTINGS_KNOBS.items():
             value = getattr(settings, name)
+            if value is None:
+                value = defaults.get(attr)
             if value is not None:
                 setattr(config, attr, value)
         return config
