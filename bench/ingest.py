@@ -36,6 +36,7 @@ import logging
 import os
 import platform
 import pstats
+import queue
 import random
 import shutil
 import statistics
@@ -59,7 +60,7 @@ from rich.table import Table  # noqa: E402
 from sqlalchemy import Engine, func, select, text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
-from backend.oracle.ingest import Ingestor, IngestWorker  # noqa: E402
+from backend.oracle.ingest import Inbound, Ingestor, IngestWorker  # noqa: E402
 from backend.oracle.metrics import Metrics  # noqa: E402
 from backend.oracle.rules import RulesEngine  # noqa: E402
 from backend.oracle.subscriber import SubscriberConfig, TelemetrySubscriber  # noqa: E402
@@ -211,9 +212,9 @@ def run_once(
             metrics = Metrics()
             ingestor = Ingestor(engine, DOMAIN, rules=RulesEngine(), metrics=metrics)
             ingestor.bindings.load_all()
-            worker = IngestWorker(ingestor, batch_size=batch, batch_ms=20)
-            sub = TelemetrySubscriber(cfg, worker.submit)
-            worker.ack = sub.ack
+            inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
+            sub = TelemetrySubscriber(cfg, inbox.put)
+            worker = IngestWorker(ingestor, sub.ack, inbox=inbox, batch_size=batch, batch_ms=20)
             prof = cProfile.Profile() if profile else None
             if prof is not None:
                 worker_run = worker.run

@@ -52,7 +52,7 @@ class PublishError(TrustShipError):
 def parse_url(url: str) -> BrokerURL:
     """The broker URL, or a :class:`PublishError` naming what is wrong with it."""
     try:
-        return BrokerURL.parse(url)
+        return BrokerURL.parse(url, ca_file=os.environ.get("MQTT_CA_FILE"))
     except BrokerError as exc:
         raise PublishError(str(exc)) from None
 

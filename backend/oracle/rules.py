@@ -269,9 +269,10 @@ class TermsCache:
 class RulesEngine:
     """Evaluates stored readings; owned by one thread (the ingest worker)."""
 
-    def __init__(self, config: RulesConfig | None = None) -> None:
+    def __init__(self, config: RulesConfig | None = None, terms: TermsCache | None = None) -> None:
         self.config = config or RulesConfig()
-        self.terms = TermsCache(self.config.terms_ttl_secs)
+        #: Order terms (the indexer stage tells it which orders changed: backend.runtime).
+        self.terms = terms if terms is not None else TermsCache(self.config.terms_ttl_secs)
         self._streams: dict[repo.StreamKey, _Stream] = {}
         self._breach_queued: set[int] = set()
         self._arrival_ts: dict[int, int] = {}

@@ -25,7 +25,7 @@ from backend.api.custody import Custodian
 from backend.api.parties import PartyRegistry
 from backend.chain.testing import Stack
 from backend.core.settings import Settings
-from backend.oracle.indexer import ChainIndexer
+from backend.indexer import ChainIndexer
 from backend.oracle.metrics import Metrics as OracleMetrics
 from backend.store import make_engine, session_factory
 from tests.store.dbutil import migrated_engine

@@ -37,7 +37,7 @@ from backend.chain.connection import connect
 from backend.chain.contracts import Terms
 from backend.chain.testing import Stack, build_stack, default_terms, device_key
 from backend.core.settings import Settings
-from backend.oracle.indexer import ChainIndexer
+from backend.indexer import ChainIndexer
 from backend.oracle.ingest import RefusalTally
 from backend.oracle.metrics import Metrics as OracleMetrics
 from backend.store import session_factory

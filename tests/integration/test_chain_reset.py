@@ -33,7 +33,7 @@ from backend.chain.deploy import Deployment, deploy_all, load_deployment
 from backend.chain.errors import DeploymentError
 from backend.chain.guard import ChainGuard, ChainReset
 from backend.chain.testing import build_stack, default_terms
-from backend.oracle.indexer import ChainIndexer
+from backend.indexer import ChainIndexer
 from backend.oracle.metrics import Metrics
 from backend.store.db import upgrade_to_head
 from backend.store.models import ChainEventRow, OrderRow

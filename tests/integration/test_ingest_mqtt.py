@@ -3,6 +3,7 @@ redelivery of a batch that failed to store, shared subscriptions across oracle p
 
 from __future__ import annotations
 
+import queue
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -72,13 +73,16 @@ def wait_for(cond: Callable[[], bool], timeout: float = 20.0) -> bool:
 def start_ingest(
     server: Server, engine: Engine, client_id: str, metrics: Metrics
 ) -> tuple[TelemetrySubscriber, IngestWorker]:
-    worker = IngestWorker(
-        Ingestor(engine, DOMAIN, rules=RulesEngine(), metrics=metrics), batch_size=20
-    )
+    inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
     sub = TelemetrySubscriber(
-        SubscriberConfig(url=server.extra["url"], client_id=client_id), worker.submit
+        SubscriberConfig(url=server.extra["url"], client_id=client_id), inbox.put
     )
-    worker.ack = sub.ack
+    worker = IngestWorker(
+        Ingestor(engine, DOMAIN, rules=RulesEngine(), metrics=metrics),
+        sub.ack,
+        inbox=inbox,
+        batch_size=20,
+    )
     worker.start()
     sub.start()
     assert sub.wait_subscribed(), server.log_tail()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -20,8 +21,9 @@ from backend.chain.deploy import deploy_from_settings
 from backend.chain.testing import default_terms, device_key
 from backend.core.settings import Settings
 from backend.oracle.metrics import Metrics
-from backend.oracle.service import Oracle, OracleConfig
+from backend.oracle.service import OracleConfig
 from backend.oracle.subscriber import SubscriberConfig
+from backend.runtime import build
 from backend.store import repositories as repo
 from backend.telemetry import (
     Reading,
@@ -76,8 +78,10 @@ def test_oracle_proves_breach_and_arrival_and_the_order_settles(
         outbox_poll_secs=0.2,
     )
     metrics = Metrics()
-    oracle = Oracle.from_settings(settings, config, metrics=metrics)
-    oracle.start()
+    stack = ExitStack()
+    runtime = build(settings, stack, oracle_config=config, metrics=metrics)
+    oracle = runtime.oracle
+    runtime.start()
     try:
         chain = connect(settings)
         from backend.chain.deploy import load_deployment
@@ -148,7 +152,7 @@ def test_oracle_proves_breach_and_arrival_and_the_order_settles(
         assert wait_for(indexed_settled)
         assert metrics.get("trustship_ingest_accepted_total") == 60
     finally:
-        oracle.stop()
+        runtime.stop()
     with Session(oracle.engine) as s:
         row = repo.get_order(s, oid)
         assert row is not None and row.breached
@@ -158,3 +162,4 @@ def test_oracle_proves_breach_and_arrival_and_the_order_settles(
             "prove_arrival": "done",
         }
         assert all(cm.status == "done" for cm in repo.commitments_for(s, oid))
+    stack.close()

@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 
 from backend.chain.contracts import OrderState
 from backend.chain.testing import Stack, device_key
+from backend.indexer import ChainIndexer
 from backend.oracle.batcher import CommitmentBatcher
 from backend.oracle.chain_actions import ChainExecutor
-from backend.oracle.indexer import ChainIndexer
 from backend.oracle.ingest import Inbound, Ingestor
 from backend.oracle.metrics import Metrics
 from backend.oracle.outbox import ActionAlreadyDone, ChainAction, OutboxWorker
@@ -72,7 +72,7 @@ def make_indexer(deployment: Stack, engine: Engine, metrics: Metrics) -> ChainIn
 def make_ingestor(
     deployment: Stack, engine: Engine, indexer: ChainIndexer, metrics: Metrics, **kw: Any
 ) -> Ingestor:
-    """An ingestor whose chain clock is the indexer's (``kw``: catch_up, wall_clock)."""
+    """An ingestor whose chain clock is the indexer's (``kw``: follower, wall_clock)."""
     return Ingestor(
         engine,
         deployment.domain,
@@ -239,7 +239,7 @@ def test_ingest_catches_up_with_the_chain_before_refusing(
             indexer,
             metrics,
             wall_clock=lambda: 0.0,  # only the chain's clock counts here
-            catch_up=indexer.run_once if catch_up else None,
+            follower=indexer if catch_up else None,
         )
 
     lagging, catching_up = ingestor(False), ingestor(True)
@@ -268,7 +268,7 @@ def test_a_binding_mined_just_after_a_catch_up_is_still_seen(
     one waits for the next rather than being refused (and lost)."""
     metrics = Metrics()
     indexer = make_indexer(deployment, sqlite_engine, metrics)
-    ingestor = make_ingestor(deployment, sqlite_engine, indexer, metrics, catch_up=indexer.run_once)
+    ingestor = make_ingestor(deployment, sqlite_engine, indexer, metrics, follower=indexer)
     first, second = device_key(921), device_key(922)
     oid1 = shipped_order(deployment, [device_address(first)])
     now = deployment.chain.now()

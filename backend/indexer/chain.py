@@ -18,6 +18,13 @@ still has (its events, block hashes and device bindings after that block are
 forgotten, the orders indexed from them read again) and reads forward from there.
 ``confirmations`` (0 on dev chains) holds back the newest blocks for networks that
 reorganise often.
+
+The indexer is a stage of its own: :class:`IndexerThread` polls it, and ingest,
+which may see a device publish before its binding is indexed, asks it to
+:meth:`~ChainIndexer.catch_up` (the :class:`backend.oracle.ingest.ChainFollower`
+interface). What it indexed that others keep in memory (device bindings, order
+terms, a rewind) it announces through the ``on_*`` callbacks it is built with.
+:meth:`~ChainIndexer.status` says how far it got, for ``/health``.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -104,7 +112,25 @@ def order_values(order: Order, block: int) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class IndexerStatus:
+    """How far the indexer got (:meth:`ChainIndexer.status`)."""
+
+    #: The newest block indexed in this process (None before the first pass).
+    block: int | None
+    #: That block's time.
+    chain_time: int | None
+    #: Passes completed.
+    passes: int
+    #: Why the last pass failed (None when it succeeded).
+    error: str | None
+    #: Reorganisations it rewound.
+    rewinds: int
+
+
 class ChainIndexer:
+    """Follows the three contracts' events into the database (module docstring)."""
+
     def __init__(
         self,
         engine: Engine,
@@ -151,6 +177,10 @@ class ChainIndexer:
         ]
         #: The newest chain time seen (the ingest clock takes the later of this and the wall clock).
         self.chain_time: int | None = None
+        #: The newest block a pass read up to (head minus confirmations).
+        self.indexed_block: int | None = None
+        self.passes = 0
+        self._error: str | None = None
         self._run_lock = threading.Lock()
 
     def _rpc(self, what: str, fn: Callable[[], Any]) -> Any:
@@ -159,11 +189,38 @@ class ChainIndexer:
     def run_once(self) -> int:
         """Index everything up to the head; returns the number of events stored.
 
-        Thread-safe: the indexer thread polls it, and ingest calls it to catch up
-        before refusing a reading from a device whose binding it has not seen yet.
+        Thread-safe: the indexer thread polls it while ingest may ask it to
+        :meth:`catch_up`.
         """
         with self._run_lock:
-            return self._run_once()
+            try:
+                stored = self._run_once()
+            except Exception as exc:
+                self._error = f"{type(exc).__name__}: {exc}"[:300]
+                raise
+            self._error = None
+            self.passes += 1
+            return stored
+
+    def catch_up(self) -> bool:
+        """Index up to the head now; True when this read blocks not read before.
+
+        The :class:`backend.oracle.ingest.ChainFollower` interface: ingest calls it
+        before refusing a reading whose device binding (or chain time) it may simply
+        not have seen yet.
+        """
+        before = self.indexed_block
+        self.run_once()
+        return self.indexed_block is not None and (before is None or self.indexed_block > before)
+
+    def status(self) -> IndexerStatus:
+        return IndexerStatus(
+            block=self.indexed_block,
+            chain_time=self.chain_time,
+            passes=self.passes,
+            error=self._error,
+            rewinds=self.rewinds,
+        )
 
     def _run_once(self) -> int:
         if self.guard is not None:
@@ -188,6 +245,7 @@ class ChainIndexer:
             start = end + 1
         if start > head and self._stale_orders:  # rewound, and no new block to read yet
             self._reread_stale(head)
+        self.indexed_block = head
         return stored
 
     def _check_database(self) -> None:
