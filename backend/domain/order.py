@@ -17,6 +17,8 @@ from backend.domain.fields import field_specs, solidity
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 ETH = ZERO_ADDRESS  # the token address of ETH orders
+#: ``IPurchaseOrders.MAX_PRICE``: the largest price (what escrow stores, 2^88 - 1).
+MAX_PRICE = 2**88 - 1
 
 
 class OrderState(IntEnum):
@@ -49,15 +51,6 @@ class OrderState(IntEnum):
 STATE_LABELS: tuple[str, ...] = tuple(s.label for s in OrderState)
 #: The states an order can be seen in (all but ``None``: an order that does not exist).
 ORDER_STATE_LABELS: tuple[str, ...] = STATE_LABELS[1:]
-#: States that end with the whole deposit back to the buyer (if the order was funded).
-REFUNDED_STATES = (OrderState.CANCELLED, OrderState.EXPIRED)
-#: States in which no transition is left.
-TERMINAL_STATES = (
-    OrderState.SETTLED,
-    OrderState.RESOLVED,
-    OrderState.CANCELLED,
-    OrderState.EXPIRED,
-)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -35,7 +35,8 @@ from sqlalchemy.orm import Session
 
 from backend.domain.actions import ChainAction
 from backend.domain.actions import lane as action_lane
-from backend.domain.reading import SignedReading
+from backend.domain.order import OrderState
+from backend.domain.reading import READING_ATTRS, SignedReading
 from backend.store.models import (
     AlertRow,
     ChainEventRow,
@@ -105,12 +106,11 @@ def reading_row(signed: SignedReading, digest: bytes, received_at: float) -> dic
     """The ``readings`` columns of a verified reading: the reading's fields (named as in
     :class:`backend.domain.reading.Reading`), its device, signature and EIP-712 digest,
     and when the oracle received it."""
-    row: dict[str, Any] = signed.reading.values()
-    row["device"] = signed.device
-    row["signature"] = signed.signature
-    row["digest"] = digest
-    row["received_at"] = received_at
-    return row
+    extra = (signed.device, signed.signature, digest, received_at)
+    return dict(zip(_ROW_KEYS, (*signed.reading.as_tuple(), *extra), strict=True))
+
+
+_ROW_KEYS = (*READING_ATTRS, "device", "signature", "digest", "received_at")
 
 
 #: The columns an insert fills (all but the id and the batch, set when committed), with
@@ -693,7 +693,9 @@ def record_status(session: Session, statuses: Sequence[DeviceStatus]) -> None:
 
 
 #: Order states in which missing readings still matter to the oracle.
-LIVE_STATES = ("Shipped", "Delivered", "Disputed")
+LIVE_STATES = tuple(
+    s.label for s in (OrderState.SHIPPED, OrderState.DELIVERED, OrderState.DISPUTED)
+)
 
 
 def devices_missing_readings(session: Session) -> list[DeviceRow]:
