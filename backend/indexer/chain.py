@@ -44,9 +44,9 @@ from backend.chain.contracts import Contracts, Order
 from backend.chain.decoding import DecodedEvent
 from backend.chain.errors import ContractRevert
 from backend.chain.guard import ChainGuard, ChainReset
+from backend.domain.actions import Settle
 from backend.oracle.metrics import Metrics
 from backend.oracle.metrics import metrics as default_metrics
-from backend.oracle.rules import RANK_SETTLE
 from backend.store import repositories as repo
 from backend.store.db import session_factory
 
@@ -421,13 +421,9 @@ class ChainIndexer:
             return
         closes = order.delivered_at + order.terms.dispute_window_secs
         wait = max(0, closes - (self.chain_time or 0)) + 1
-        repo.enqueue_action(
+        repo.enqueue(
             session,
-            kind="settle",
-            order_id=order.order_id,
-            dedup_key=f"settle:{order.order_id}",
-            payload={"dispute_window_closes_at": closes},
-            rank=RANK_SETTLE,
+            Settle(order_id=order.order_id, dispute_window_closes_at=closes),
             not_before=time.time() + wait,
         )
 

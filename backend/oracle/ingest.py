@@ -32,10 +32,11 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.core.errors import TrustShipError, WireError
+from backend.domain.reading import StoredReading
 from backend.oracle.fastpath import use_fast_keccak
 from backend.oracle.metrics import Metrics
 from backend.oracle.metrics import metrics as default_metrics
-from backend.oracle.rules import RulesEngine, StoredReading, write_outputs
+from backend.oracle.rules import RulesEngine, write_outputs
 from backend.store import repositories as repo
 from backend.store.db import session_factory
 from backend.store.models import DeviceRow
@@ -553,26 +554,7 @@ class Ingestor:
         result: BatchResult,
         batch: Sequence[Inbound],
     ) -> None:
-        rows = []
-        for c in items:
-            r = c.signed.reading
-            rows.append(
-                {
-                    "order_id": r.order_id,
-                    "device": c.signed.device,
-                    "seq": r.seq,
-                    "timestamp": r.timestamp,
-                    "temperature_centi_c": r.temperature_centi_c,
-                    "humidity_permille": r.humidity_permille,
-                    "shock_milli_g": r.shock_milli_g,
-                    "latitude_e6": r.latitude_e6,
-                    "longitude_e6": r.longitude_e6,
-                    "flags": r.flags,
-                    "signature": c.signed.signature,
-                    "digest": c.digest,
-                    "received_at": c.received_at,
-                }
-            )
+        rows = [repo.reading_row(c.signed, c.digest, c.received_at) for c in items]
         with self.sessions() as session, session.begin():
             new = repo.insert_readings(session, rows)
             keys = [
@@ -587,14 +569,9 @@ class Ingestor:
                 if rid is not None:
                     verdicts[c.index] = Verdict(STORED, reading_id=rid)
                     result.stored += 1
-                    r = c.signed.reading
-                    stored = StoredReading(
-                        rid, r.order_id, c.signed.device, r.seq, r.timestamp,
-                        r.temperature_centi_c, r.humidity_permille, r.shock_milli_g,
-                        r.latitude_e6, r.longitude_e6, r.flags, c.received_at,
-                    )  # fmt: skip
+                    stored = StoredReading.of(rid, c.signed, c.received_at)
                     fresh.append(stored)
-                    progress.setdefault((r.order_id, c.signed.device), []).append(stored)
+                    progress.setdefault((stored.order_id, stored.device), []).append(stored)
                 elif stored_digest.get(key) == c.digest:
                     verdicts[c.index] = Verdict(DUPLICATE)
                     result.duplicates += 1

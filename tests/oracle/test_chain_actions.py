@@ -12,12 +12,14 @@ from sqlalchemy.orm import Session
 
 from backend.chain.contracts import OrderState
 from backend.chain.testing import Stack, device_key
+from backend.domain.actions import decode_action
+from backend.domain.reading import signed_reading
 from backend.indexer import ChainIndexer
 from backend.oracle.batcher import CommitmentBatcher
 from backend.oracle.chain_actions import ChainExecutor
 from backend.oracle.ingest import Inbound, Ingestor
 from backend.oracle.metrics import Metrics
-from backend.oracle.outbox import ActionAlreadyDone, ChainAction, OutboxWorker
+from backend.oracle.outbox import ActionAlreadyDone, OutboxWorker
 from backend.oracle.rules import RulesEngine
 from backend.store import repositories as repo
 from backend.telemetry import (
@@ -150,8 +152,6 @@ def test_breach_then_arrival_settles_the_order_on_chain(
     assert deployment.qv.last_batch_seq(oid) == 1
     assert deployment.qv.batch_root(oid, 1) == commitment.root
     tree = MerkleTree.from_digests([bytes(r.digest) for r in rows])
-    from backend.oracle.chain_actions import signed_reading
-
     assert deployment.qv.verify_committed_reading(oid, 1, signed_reading(rows[7]), tree.proof(7))
 
     # Running the same actions again meets the contracts' "already done" errors.
@@ -159,7 +159,7 @@ def test_breach_then_arrival_settles_the_order_on_chain(
         for kind in ("commit_batch", "prove_excursion", "prove_arrival"):
             e = entries[kind]
             with pytest.raises(ActionAlreadyDone):
-                executor.execute(ChainAction(e.id, e.kind, oid, dict(e.payload), 1), s)
+                executor.execute(decode_action(e.kind, oid, dict(e.payload)), s)
 
     indexer.run_once()
     with Session(sqlite_engine) as s:
