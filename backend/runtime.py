@@ -41,10 +41,11 @@ from backend.chain.connection import Chain, connect
 from backend.chain.contracts import Contracts
 from backend.chain.deploy import Deployment, load_deployment
 from backend.chain.guard import ChainGuard
+from backend.core.metrics import Registry
 from backend.core.settings import Settings
 from backend.indexer import ChainIndexer, IndexerThread
+from backend.indexer.metrics import IndexerMetrics
 from backend.oracle.chain_actions import ChainExecutor
-from backend.core.metrics import Registry
 from backend.oracle.metrics import Metrics
 from backend.oracle.service import ChainCaches, Oracle, OracleConfig
 from backend.store import repositories as repo
@@ -218,7 +219,7 @@ def build(
         start_block=deployment.block_number,
         page_size=config.indexer_page_size,
         confirmations=config.indexer_confirmations,
-        metrics=metrics,
+        metrics=IndexerMetrics(metrics.registry),
         on_bindings=caches.bindings_indexed,
         on_orders=caches.orders_indexed,
         on_rewind=caches.rewound,

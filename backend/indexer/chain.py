@@ -45,8 +45,7 @@ from backend.chain.decoding import DecodedEvent
 from backend.chain.errors import ContractRevert
 from backend.chain.guard import ChainGuard, ChainReset
 from backend.domain.actions import Settle
-from backend.oracle.metrics import Metrics
-from backend.oracle.metrics import metrics as default_metrics
+from backend.indexer.metrics import IndexerMetrics
 from backend.store import repositories as repo
 from backend.store.db import session_factory
 
@@ -141,7 +140,7 @@ class ChainIndexer:
         name: str = "chain",
         page_size: int = 2000,
         confirmations: int = 0,
-        metrics: Metrics | None = None,
+        metrics: IndexerMetrics | None = None,
         on_bindings: Callable[[Iterable[tuple[int, str]]], None] | None = None,
         on_orders: Callable[[Iterable[int]], None] | None = None,
         on_rewind: Callable[[int], None] | None = None,
@@ -154,7 +153,7 @@ class ChainIndexer:
         self.name = name
         self.page_size = page_size
         self.confirmations = confirmations
-        self.metrics = metrics if metrics is not None else default_metrics
+        self.metrics = metrics if metrics is not None else IndexerMetrics()
         self.on_bindings = on_bindings
         self.on_orders = on_orders
         self.on_rewind = on_rewind

@@ -1,4 +1,4 @@
-"""The oracle's metrics: ingest, rules, outbox, commitments, indexer (prometheus-client).
+"""The oracle's metrics: ingest, rules, outbox, commitments (prometheus-client).
 
 They live in the process and restart from zero with it, as Prometheus counters do;
 nothing about refused messages is written to the database (a flood of garbage must
@@ -81,20 +81,6 @@ class Metrics:
         )
         self.commitments = Counter(
             "trustship_commitments_total", "Merkle batches created.", registry=r
-        )
-        self.indexer_block = Gauge(
-            "trustship_indexer_block", "Last block the chain indexer stored.", registry=r
-        )
-        self.indexer_events = Counter(
-            "trustship_indexer_events_total",
-            "Contract events indexed, by event.",
-            ["event"],
-            registry=r,
-        )
-        self.indexer_rewinds = Counter(
-            "trustship_indexer_rewinds_total",
-            "Times the indexer rewound past replaced blocks (a reorganisation or reset).",
-            registry=r,
         )
 
     def get(self, sample: str, **labels: str) -> float:

@@ -8,8 +8,8 @@ from sqlalchemy import Engine
 
 from backend.chain.testing import Stack
 from backend.indexer import ChainIndexer
+from backend.indexer.metrics import IndexerMetrics
 from backend.oracle.ingest import ChainFollower
-from backend.oracle.metrics import Metrics
 
 
 def make_indexer(deployment: Stack, engine: Engine) -> ChainIndexer:
@@ -18,7 +18,7 @@ def make_indexer(deployment: Stack, engine: Engine) -> ChainIndexer:
         deployment.chain,
         deployment.contracts,
         start_block=deployment.deployment.block_number,
-        metrics=Metrics(),
+        metrics=IndexerMetrics(),
     )
 
 

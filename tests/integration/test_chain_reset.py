@@ -34,7 +34,7 @@ from backend.chain.errors import DeploymentError
 from backend.chain.guard import ChainGuard, ChainReset
 from backend.chain.testing import build_stack, default_terms
 from backend.indexer import ChainIndexer
-from backend.oracle.metrics import Metrics
+from backend.indexer.metrics import IndexerMetrics
 from backend.store.db import upgrade_to_head
 from backend.store.models import ChainEventRow, OrderRow
 from tests.conftest import dev_settings
@@ -147,7 +147,7 @@ def test_the_indexer_follows_a_reorganisation(tmp_path: Path) -> None:
         chain = connect(dev_settings(anvil.extra["url"]))
         stack = build_stack(chain, "anvil")
         engine = upgrade_to_head(f"sqlite:///{tmp_path / 'db.sqlite'}")
-        metrics = Metrics()
+        metrics = IndexerMetrics()
         rewound: list[int] = []
         indexer = ChainIndexer(
             engine,

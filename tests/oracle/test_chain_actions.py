@@ -15,6 +15,7 @@ from backend.chain.testing import Stack, device_key
 from backend.domain.actions import decode_action
 from backend.domain.reading import signed_reading
 from backend.indexer import ChainIndexer
+from backend.indexer.metrics import IndexerMetrics
 from backend.oracle.batcher import CommitmentBatcher
 from backend.oracle.chain_actions import ChainExecutor
 from backend.oracle.ingest import Inbound, Ingestor
@@ -67,7 +68,7 @@ def make_indexer(deployment: Stack, engine: Engine, metrics: Metrics) -> ChainIn
         deployment.chain,
         deployment.contracts,
         start_block=deployment.deployment.block_number,
-        metrics=metrics,
+        metrics=IndexerMetrics(metrics.registry),
     )
 
 
