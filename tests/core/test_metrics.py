@@ -9,14 +9,18 @@ import pytest
 
 from backend.api.metrics import Metrics as ApiMetrics
 from backend.core.metrics import CONTENT_TYPE, Registry
+from backend.indexer.metrics import IndexerMetrics
 from backend.oracle.metrics import Metrics as OracleMetrics
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def shared() -> tuple[Registry, ApiMetrics, OracleMetrics]:
+    """The registry as the builder shares it: the API's, the oracle's, the indexer's."""
     registry = Registry()
-    return registry, ApiMetrics(registry), OracleMetrics(registry)
+    api, oracle = ApiMetrics(registry), OracleMetrics(registry)
+    IndexerMetrics(registry)
+    return registry, api, oracle
 
 
 def exposed_names(registry: Registry) -> set[str]:
