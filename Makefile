@@ -43,7 +43,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 typecheck: setup
-	$(BIN)/mypy backend iot_simulator trustship
+	$(BIN)/mypy backend iot_simulator trustship testkit
 
 check-artifacts: setup
 	$(BIN)/trustship compile --check

@@ -49,23 +49,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import paho.mqtt.client as mqtt
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.orm import Session
 
-import paho.mqtt.client as mqtt  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.progress import Progress  # noqa: E402
-from rich.table import Table  # noqa: E402
-from sqlalchemy import Engine, func, select, text  # noqa: E402
-from sqlalchemy.orm import Session  # noqa: E402
-
-from backend.oracle.ingest import Ingestor, IngestWorker  # noqa: E402
-from backend.oracle.metrics import Metrics  # noqa: E402
-from backend.oracle.rules import RulesEngine  # noqa: E402
-from backend.oracle.subscriber import SubscriberConfig, TelemetrySubscriber  # noqa: E402
-from backend.store import repositories as repo  # noqa: E402
-from backend.store.db import make_engine, upgrade_to_head  # noqa: E402
-from backend.telemetry import (  # noqa: E402
+from backend.oracle.ingest import Ingestor, IngestWorker
+from backend.oracle.metrics import Metrics
+from backend.oracle.rules import RulesEngine
+from backend.oracle.subscriber import SubscriberConfig, TelemetrySubscriber
+from backend.store import repositories as repo
+from backend.store.db import make_engine, upgrade_to_head
+from backend.telemetry import (
     Domain,
     Reading,
     SignedReading,
@@ -74,7 +71,8 @@ from backend.telemetry import (  # noqa: E402
     sign_reading,
     telemetry_topic,
 )
-from tests.servers import start_mosquitto  # noqa: E402
+from testkit import REPO
+from testkit.servers import start_mosquitto
 
 DOMAIN = Domain(31337, "0x5FbDB2315678afecb367f032d93F642f64180aa3")
 POSTGRES_URL = os.environ.get(
@@ -277,7 +275,7 @@ def database_url(backend: str) -> Iterator[str]:
         with tempfile.TemporaryDirectory(prefix="trustship-bench-") as d:
             yield f"sqlite:///{d}/oracle.db"
         return
-    from tests.store.dbutil import fresh_postgres_database
+    from testkit.databases import fresh_postgres_database
 
     with fresh_postgres_database() as url:
         yield url
@@ -361,8 +359,8 @@ def run_live(args: argparse.Namespace) -> dict[str, Any]:
     from backend.chain.testing import default_terms
     from backend.core.settings import Settings
     from backend.store.models import DeviceRow, OutboxRow, ReadingRow
-    from tests.oracle_process import OracleProcess, deploy_broker_settings
-    from tests.servers import start_anvil
+    from testkit.oracle_process import OracleProcess
+    from testkit.servers import deploy_broker_settings, start_anvil
 
     n_bg = args.background_devices
     per_order = args.background_per_order

@@ -28,9 +28,8 @@ import pytest
 from sqlalchemy import text
 
 from backend.store.db import make_engine
-from tests.iot_simulator.helpers import start_secured_mosquitto
-from tests.servers import free_port, start_anvil
-from tests.store.dbutil import POSTGRES_URL
+from testkit.databases import POSTGRES_URL
+from testkit.servers import free_port, start_anvil, start_secured_mosquitto
 
 pytestmark = pytest.mark.integration
 

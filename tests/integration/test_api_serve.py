@@ -30,8 +30,8 @@ from backend.telemetry import (
     sign_reading,
     telemetry_topic,
 )
-from tests.servers import free_port, start_anvil, start_mosquitto
-from tests.store.dbutil import POSTGRES_URL
+from testkit.databases import POSTGRES_URL
+from testkit.servers import free_port, start_anvil, start_mosquitto
 
 pytestmark = pytest.mark.integration
 

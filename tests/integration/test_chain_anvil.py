@@ -19,8 +19,8 @@ from backend.chain.deploy import deploy_from_settings, load_deployment
 from backend.chain.errors import ContractRevert, DeploymentError
 from backend.chain.sender import RetryPolicy, TxSender
 from backend.chain.testing import Stack, default_terms
-from tests.conftest import dev_settings
-from tests.servers import Server, start_anvil
+from testkit.servers import Server, start_anvil
+from testkit.settings import dev_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

@@ -37,10 +37,10 @@ from backend.oracle.indexer import ChainIndexer
 from backend.oracle.metrics import Metrics
 from backend.store.db import upgrade_to_head
 from backend.store.models import ChainEventRow, OrderRow
-from tests.conftest import dev_settings
+from testkit.databases import fresh_postgres_database
+from testkit.servers import free_port, start_anvil, start_mosquitto
+from testkit.settings import dev_settings
 from tests.integration.test_api_serve import call
-from tests.servers import free_port, start_anvil, start_mosquitto
-from tests.store.dbutil import fresh_postgres_database
 
 pytestmark = pytest.mark.integration
 

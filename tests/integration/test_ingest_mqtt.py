@@ -20,8 +20,8 @@ from backend.oracle.service import Oracle, OracleConfig
 from backend.oracle.subscriber import SubscriberConfig, TelemetrySubscriber
 from backend.store.db import upgrade_to_head
 from backend.store.models import ReadingRow
-from tests.oracle.helpers import DOMAIN, KEYS, T0, msg, seed
-from tests.servers import Server, start_mosquitto
+from testkit.readings import DOMAIN, KEYS, T0, msg, seed
+from testkit.servers import Server, start_mosquitto
 
 pytestmark = pytest.mark.integration
 

@@ -31,7 +31,7 @@ from backend.telemetry import (
     sign_reading,
     telemetry_topic,
 )
-from tests.servers import Server, start_anvil, start_mosquitto
+from testkit.servers import Server, start_anvil, start_mosquitto
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

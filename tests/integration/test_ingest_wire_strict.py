@@ -20,10 +20,9 @@ from backend.oracle.service import Oracle, OracleConfig
 from backend.oracle.subscriber import SubscriberConfig
 from backend.store.db import upgrade_to_head
 from backend.store.models import ReadingRow
-from tests.iot_simulator.helpers import start_secured_mosquitto
-from tests.oracle.helpers import DEVICES, DOMAIN, KEYS, T0, msg, seed
-from tests.servers import Server
-from tests.store.dbutil import postgres_schema_engine
+from testkit.databases import postgres_schema_engine
+from testkit.readings import DEVICES, DOMAIN, KEYS, T0, msg, seed
+from testkit.servers import Server, start_secured_mosquitto
 
 pytestmark = pytest.mark.integration
 

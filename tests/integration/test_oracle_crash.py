@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 
 from backend.store.models import OutboxRow, ReadingRow
 from iot_simulator import Fleet, PublishStats, publish
+from testkit.servers import deploy_broker_settings, start_mosquitto
 from tests.integration.oracle_stack import (
     CrashStack,
     assert_every_reading_stored_once,
@@ -53,8 +54,6 @@ from tests.integration.oracle_stack import (
     outbox_summary,
     wait_until_done,
 )
-from tests.oracle_process import deploy_broker_settings
-from tests.servers import start_mosquitto
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import Server, free_port, start_mosquitto, wait_for_port
+from testkit.servers import Server, free_port, start_mosquitto, wait_for_port
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

@@ -21,8 +21,8 @@ from sqlalchemy import text
 from backend.chain.connection import dev_private_key
 from backend.core.settings import DEV_ORACLE_PRIVATE_KEY
 from backend.store.db import make_engine
-from tests.servers import Server, free_port, start_anvil
-from tests.store.dbutil import POSTGRES_URL
+from testkit.databases import POSTGRES_URL
+from testkit.servers import Server, free_port, start_anvil
 
 pytestmark = pytest.mark.integration
 

@@ -1,8 +1,13 @@
-"""Real servers for integration tests: started on free ports, stopped by PID.
+"""Real servers for integration tests and benchmarks: started on free ports, stopped by PID.
 
 Each helper returns a :class:`Server` whose ``stop()`` terminates exactly the
 process it started (and its temp dir), so a failing test never leaves a node
 or broker behind for the next one.
+
+Also the deployed broker's configuration: :func:`start_secured_mosquitto` runs
+deploy/mosquitto.conf with a dynamic-security access file, and
+:func:`deploy_broker_settings` reads its queue and in-flight limits, for brokers
+that should behave like the deployed one.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from testkit import REPO
+
 ANVIL_BIN = (
     REPO / "contracts" / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
 )
@@ -165,3 +171,99 @@ def restart(server: Server) -> Server:
     server.proc = proc
     wait_for_port(server.port, proc)
     return server
+
+
+# ---- the deployed broker's configuration ---------------------------------------
+
+#: Settings of deploy/mosquitto.conf that decide whether an offline oracle loses messages.
+BROKER_LIMITS = (
+    "persistence",
+    "autosave_interval",
+    "persistent_client_expiration",
+    "max_queued_messages",
+    "max_queued_bytes",
+    "max_inflight_messages",
+    "max_packet_size",
+)
+
+
+def deploy_broker_settings(keys: tuple[str, ...] = BROKER_LIMITS) -> dict[str, str]:
+    """``key → value`` for ``keys`` as deploy/mosquitto.conf sets them."""
+    found: dict[str, str] = {}
+    for line in (REPO / "deploy" / "mosquitto.conf").read_text().splitlines():
+        parts = line.split(None, 1)
+        if len(parts) == 2 and parts[0] in keys:
+            found[parts[0]] = parts[1].strip()
+    missing = [k for k in keys if k not in found]
+    if missing:
+        raise KeyError(f"deploy/mosquitto.conf does not set {', '.join(missing)}")
+    return found
+
+
+#: Where distributions put mosquitto's dynamic-security plugin (the shipped config
+#: names the eclipse-mosquitto image's path; Debian's package uses the multiarch one).
+DYNSEC_PLUGIN_PATHS = (
+    Path("/usr/lib/mosquitto_dynamic_security.so"),
+    Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"),
+    Path("/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so"),
+)
+ACCESS_FILE = "dynamic-security.json"
+
+
+def dynsec_plugin() -> Path:
+    for path in DYNSEC_PLUGIN_PATHS:
+        if path.exists():
+            return path
+    raise FileNotFoundError(
+        "mosquitto's dynamic-security plugin is not installed (apt-get install mosquitto)"
+    )
+
+
+def deploy_config(workdir: Path) -> str:
+    """deploy/mosquitto.conf with its paths moved into ``workdir``.
+
+    The listener and log lines are dropped: :func:`start_mosquitto` adds its own (a
+    free port on loopback, stderr). Run as root, mosquitto would drop to the
+    ``mosquitto`` user, which cannot read a private temp dir: ``user root``. The
+    access file is ``workdir/dynamic-security.json``.
+    """
+    lines = ["user root"] if os.geteuid() == 0 else []
+    for line in (REPO / "deploy" / "mosquitto.conf").read_text().splitlines():
+        key = line.split(" ", 1)[0]
+        if key in {"listener", "log_dest"}:
+            continue
+        if key == "plugin":
+            line = f"plugin {dynsec_plugin()}"
+        elif key == "plugin_opt_config_file":
+            line = f"plugin_opt_config_file {workdir / ACCESS_FILE}"
+        elif key == "persistence_location":
+            (workdir / "data").mkdir(parents=True, exist_ok=True)
+            line = f"persistence_location {workdir / 'data'}/"
+        lines.append(line)
+    return "\n".join(lines).replace("{", "{{").replace("}", "}}")
+
+
+def start_secured_mosquitto(
+    devices: dict[str, str],
+    *,
+    oracles: dict[str, str],
+    monitors: dict[str, str] | None = None,
+    admins: dict[str, str] | None = None,
+    share_group: str | None = None,
+    extra: str = "",
+) -> Server:
+    """A mosquitto from deploy/mosquitto.conf whose access file (dynamic security)
+    admits ``devices`` ({address: password}), ``oracles``, ``monitors`` and ``admins``."""
+    from backend.telemetry.access import DEFAULT_SHARE_GROUP
+    from iot_simulator.credentials import broker_access
+
+    workdir = Path(tempfile.mkdtemp(prefix="trustship-mosquitto-"))
+    access = broker_access(
+        oracles=oracles,
+        devices=devices,
+        monitors=monitors,
+        admins=admins,
+        share_group=DEFAULT_SHARE_GROUP if share_group is None else share_group,
+    )
+    access.write(workdir / ACCESS_FILE)
+    return start_mosquitto(deploy_config(workdir) + "\n" + extra, workdir=workdir)
