@@ -26,10 +26,28 @@ POSTGRES_URL = os.environ.get(
 PREFIX = "trustship_test_"
 
 
-def _unusable(url: str, exc: Exception) -> RuntimeError:
-    return RuntimeError(
-        f"PostgreSQL at {url} is not usable ({exc}); start it or set TEST_POSTGRES_URL"
-    )
+def _execute(admin: Engine, sql: str) -> None:
+    with admin.connect() as conn:
+        conn.execute(text(sql))
+        conn.commit()
+
+
+@contextmanager
+def _created(url: str, create: str, drop: str, **admin_kwargs: Any) -> Iterator[None]:
+    """Run ``create`` on ``url``, and ``drop`` on exit (both as one statement each)."""
+    admin = make_engine(url, **admin_kwargs)
+    try:
+        _execute(admin, create)
+    except Exception as exc:  # pragma: no cover - environment problem, reported clearly
+        admin.dispose()
+        raise RuntimeError(
+            f"PostgreSQL at {url} is not usable ({exc}); start it or set TEST_POSTGRES_URL"
+        ) from exc
+    try:
+        yield
+    finally:
+        _execute(admin, drop)
+        admin.dispose()
 
 
 @contextmanager
@@ -38,21 +56,12 @@ def postgres_schema_engine(
 ) -> Iterator[Engine]:
     """An engine whose search_path is a new schema; the schema is dropped on exit."""
     schema = prefix + uuid.uuid4().hex[:12]
-    admin = make_engine(url)
-    try:
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as exc:  # pragma: no cover - environment problem, reported clearly
-        admin.dispose()
-        raise _unusable(url, exc) from exc
-    engine = make_engine(url, connect_args={"options": f"-csearch_path={schema}"}, **kwargs)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with _created(url, f'CREATE SCHEMA "{schema}"', f'DROP SCHEMA "{schema}" CASCADE'):
+        engine = make_engine(url, connect_args={"options": f"-csearch_path={schema}"}, **kwargs)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
 
 
 @contextmanager
@@ -77,16 +86,6 @@ def migrated_engine(
 def fresh_postgres_database(url: str = POSTGRES_URL) -> Iterator[str]:
     """A new, empty PostgreSQL database for a subprocess (its URL); dropped on exit."""
     name = PREFIX + uuid.uuid4().hex[:12]
-    admin = make_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # pragma: no cover - environment problem, reported clearly
-        admin.dispose()
-        raise _unusable(url, exc) from exc
-    try:
+    drop = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+    with _created(url, f'CREATE DATABASE "{name}"', drop, isolation_level="AUTOCOMMIT"):
         yield url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()

@@ -84,6 +84,23 @@ class Server:
             return ""
 
 
+def _spawn(cmd: list[str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` in ``cwd`` with stdout and stderr appended to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
+
+
+def _listening(server: Server, scheme: str) -> Server:
+    """Wait until ``server`` listens (stop it if it never does); set its ``url``."""
+    try:
+        wait_for_port(server.port, server.proc)
+    except Exception:
+        server.stop()
+        raise
+    server.extra["url"] = f"{scheme}://127.0.0.1:{server.port}"
+    return server
+
+
 def anvil_binary() -> Path:
     env = os.environ.get("ANVIL_BINARY")
     if env:
@@ -114,16 +131,7 @@ def start_anvil(*args: str, port: int | None = None) -> Server:
         "--silent",
         *args,
     ]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
-    server = Server("anvil", port, proc, workdir, log)
-    try:
-        wait_for_port(port, proc)
-    except Exception:
-        server.stop()
-        raise
-    server.extra["url"] = f"http://127.0.0.1:{port}"
-    return server
+    return _listening(Server("anvil", port, _spawn(cmd, log, workdir), workdir, log), "http")
 
 
 def start_mosquitto(
@@ -147,29 +155,15 @@ def start_mosquitto(
     head = f"listener {port} 127.0.0.1\nlog_dest stderr\n" if listener else ""
     conf.write_text(head + config.format(workdir=workdir) + "\n")
     log = workdir / "mosquitto.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            ["mosquitto", "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT, cwd=workdir
-        )
-    server = Server("mosquitto", port, proc, workdir, log)
-    try:
-        wait_for_port(port, proc)
-    except Exception:
-        server.stop()
-        raise
-    server.extra["url"] = f"mqtt://127.0.0.1:{port}"
-    return server
+    proc = _spawn(["mosquitto", "-c", str(conf)], log, workdir)
+    return _listening(Server("mosquitto", port, proc, workdir, log), "mqtt")
 
 
 def restart(server: Server) -> Server:
     """Start the same mosquitto again (same port, config and persistence dir)."""
     conf = server.workdir / "mosquitto.conf"
-    with server.log.open("ab") as out:
-        proc = subprocess.Popen(
-            ["mosquitto", "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT, cwd=server.workdir
-        )
-    server.proc = proc
-    wait_for_port(server.port, proc)
+    server.proc = _spawn(["mosquitto", "-c", str(conf)], server.log, server.workdir)
+    wait_for_port(server.port, server.proc)
     return server
 
 

@@ -9,7 +9,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(cond: Callable[[], object], timeout: float, interval: float = 0.05) -> bool:
+def wait_for(cond: Callable[[], object], timeout: float = 20.0, interval: float = 0.05) -> bool:
     """Poll ``cond`` every ``interval`` seconds until it is true or ``timeout`` has passed;
     whether it holds (asked once more at the end)."""
     deadline = time.monotonic() + timeout

@@ -21,16 +21,9 @@ from sqlalchemy import text
 
 from backend.chain.testing import device_key
 from backend.store.db import make_engine
-from backend.telemetry import (
-    Domain,
-    Reading,
-    SignedReading,
-    device_address,
-    encode_message,
-    sign_reading,
-    telemetry_topic,
-)
+from backend.telemetry import Domain, Reading, device_address
 from testkit.databases import POSTGRES_URL
+from testkit.readings import wire_message
 from testkit.servers import free_port, start_anvil, start_mosquitto
 
 pytestmark = pytest.mark.integration
@@ -157,8 +150,7 @@ def test_serve_end_to_end_and_clean_shutdown(
         [(40_000_000, 0), (45_000_000, 2_000_000), (51_950_000, 4_050_000)], 1
     ):
         reading = Reading(oid, seq, shipped_at + seq, 450, 500, 0, lat, lon, 0)
-        msg = encode_message(SignedReading(reading, dev, sign_reading(reading, domain, key)))
-        client.publish(telemetry_topic(oid, dev), msg, qos=1).wait_for_publish(10)
+        client.publish(*wire_message(key, reading, domain), qos=1).wait_for_publish(10)
     client.loop_stop()
     client.disconnect()
 

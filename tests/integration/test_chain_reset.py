@@ -40,19 +40,10 @@ from backend.store.models import ChainEventRow, OrderRow
 from testkit.databases import fresh_postgres_database
 from testkit.servers import free_port, start_anvil, start_mosquitto
 from testkit.settings import dev_settings
+from testkit.waiting import wait_until
 from tests.integration.test_api_serve import call
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for(cond: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"{what} not within {timeout:.0f} s")
 
 
 @pytest.fixture
@@ -95,7 +86,7 @@ def test_a_reset_chain_is_an_error_and_nothing_is_sent(
             except (httpx.HTTPError, ValueError):
                 return None
 
-        wait_for(lambda: (health() or {}).get("status") == "ok", 90, "a healthy serve")
+        wait_until(lambda: (health() or {}).get("status") == "ok", 90, "a healthy serve")
         supplier = call(base, "GET", "/account", "dev-supplier").json()["party"]["address"]
         arbiter = call(base, "GET", "/account", "dev-arbiter").json()["party"]["address"]
         deadline = call(base, "GET", "/deployment", "dev-buyer").json()["oracle_clock"] + 86400
@@ -117,7 +108,7 @@ def test_a_reset_chain_is_an_error_and_nothing_is_sent(
         old = Deployment.read(Path(env["DEPLOYMENT_FILE"]))
         assert again.addresses == old.addresses and again.block_hash != old.block_hash
 
-        report = wait_for(
+        report = wait_until(
             lambda: (h := health()) and h["status"] == "error" and h, 30, "health to say error"
         )
         chain_health = report["components"]["chain"]

@@ -4,7 +4,7 @@ redelivery of a batch that failed to store, shared subscriptions across oracle p
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from backend.store.db import upgrade_to_head
 from backend.store.models import ReadingRow
 from testkit.readings import DOMAIN, KEYS, T0, msg, seed
 from testkit.servers import Server, start_mosquitto
+from testkit.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -58,15 +59,6 @@ def publish(server: Server, messages: list[Inbound]) -> None:
 def stored(engine: Engine) -> int:
     with Session(engine) as s:
         return int(s.scalar(select(func.count()).select_from(ReadingRow)) or 0)
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
 
 
 def start_ingest(

@@ -6,9 +6,8 @@ parser accepts every one of them; on main they were stored."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -23,6 +22,7 @@ from backend.store.models import ReadingRow
 from testkit.databases import postgres_schema_engine
 from testkit.readings import DEVICES, DOMAIN, KEYS, T0, msg, seed
 from testkit.servers import Server, start_secured_mosquitto
+from testkit.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -43,15 +43,6 @@ def broker() -> Iterator[Server]:
     server = start_secured_mosquitto({DEVICES[0]: DEVICE_PW}, oracles={"oracle": ORACLE_PW})
     yield server
     server.stop()
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
 
 
 def repeated(payload: bytes, key: str, value: object) -> bytes:
