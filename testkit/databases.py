@@ -51,12 +51,24 @@ def _created(url: str, create: str, drop: str, **admin_kwargs: Any) -> Iterator[
 
 
 @contextmanager
+def postgres_schema(prefix: str = PREFIX, url: str = POSTGRES_URL) -> Iterator[str]:
+    """A new schema's name (``prefix`` and a random suffix); the schema is dropped on exit."""
+    schema = prefix + uuid.uuid4().hex[:12]
+    with _created(url, f'CREATE SCHEMA "{schema}"', f'DROP SCHEMA "{schema}" CASCADE'):
+        yield schema
+
+
+def schema_url(schema: str, url: str = POSTGRES_URL) -> str:
+    """A DATABASE_URL (for a subprocess) whose search_path is ``schema``."""
+    return f"{url}?options=-csearch_path%3D{schema}"
+
+
+@contextmanager
 def postgres_schema_engine(
     url: str = POSTGRES_URL, prefix: str = PREFIX, **kwargs: Any
 ) -> Iterator[Engine]:
     """An engine whose search_path is a new schema; the schema is dropped on exit."""
-    schema = prefix + uuid.uuid4().hex[:12]
-    with _created(url, f'CREATE SCHEMA "{schema}"', f'DROP SCHEMA "{schema}" CASCADE'):
+    with postgres_schema(prefix, url) as schema:
         engine = make_engine(url, connect_args={"options": f"-csearch_path={schema}"}, **kwargs)
         try:
             yield engine

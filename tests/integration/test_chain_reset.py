@@ -15,8 +15,6 @@ finding 5), on a real anvil.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -38,6 +36,7 @@ from backend.oracle.metrics import Metrics
 from backend.store.db import upgrade_to_head
 from backend.store.models import ChainEventRow, OrderRow
 from testkit.databases import fresh_postgres_database
+from testkit.serve import start_serve
 from testkit.servers import free_port, start_anvil, start_mosquitto
 from testkit.settings import dev_settings
 from testkit.waiting import wait_until
@@ -72,11 +71,7 @@ def test_a_reset_chain_is_an_error_and_nothing_is_sent(
     env.pop("API_KEYS", None)
     base = f"http://127.0.0.1:{env['API_PORT']}"
     log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "trustship.cli", "serve"],
-            cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    proc = start_serve(env, tmp_path, log)
     fresh = None
     try:
 
