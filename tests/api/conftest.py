@@ -128,19 +128,6 @@ class ChainApi:
         self.indexer.run_once()
 
 
-def caught_up_indexer(engine: Engine, stack: Stack) -> ChainIndexer:
-    """The chain indexer over ``engine``, from the deployment block, run once."""
-    indexer = ChainIndexer(
-        engine,
-        stack.chain,
-        stack.contracts,
-        start_block=stack.deployment.block_number,
-        metrics=OracleMetrics(),
-    )
-    indexer.run_once()
-    return indexer
-
-
 @pytest.fixture
 def chain_api(
     deployment: Stack,
@@ -149,7 +136,14 @@ def chain_api(
     factory: sessionmaker[Session],
     parties: PartyRegistry,
 ) -> Iterator[ChainApi]:
-    indexer = caught_up_indexer(db, deployment)
+    indexer = ChainIndexer(
+        db,
+        deployment.chain,
+        deployment.contracts,
+        start_block=deployment.deployment.block_number,
+        metrics=OracleMetrics(),
+    )
+    indexer.run_once()
     custodian = Custodian(
         deployment.chain,
         deployment.po,

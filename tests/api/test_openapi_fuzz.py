@@ -34,13 +34,6 @@ from tests.api.conftest import ChainApi
 from tests.api.fuzz import Seeded, fuzz_case, fuzz_context, rich_stack, seed_chain
 
 MAX_EXAMPLES = 50
-#: how every schemathesis run here is driven (the PostgreSQL run too)
-FUZZ_SETTINGS = settings(
-    max_examples=MAX_EXAMPLES,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-    derandomize=True,
-)
 
 #: positive_data_acceptance's default expected statuses, and 422 (see the module docstring).
 POSITIVE_ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "422", "429"]
@@ -105,7 +98,12 @@ def bound_app(seeded_stack: tuple[Stack, Seeded], db: Engine) -> Iterator[Seeded
 
 
 @schema.parametrize()
-@FUZZ_SETTINGS
+@settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=True,
+)
 def test_api_conforms_to_its_openapi(case: Any, bound_app: Seeded) -> None:
     fuzz_case(case, bound_app)
 
