@@ -51,7 +51,7 @@ lint: setup
 	$(BIN)/lint-imports
 
 typecheck: setup
-	$(BIN)/mypy backend iot_simulator trustship
+	$(BIN)/mypy backend iot_simulator trustship testkit
 
 check-artifacts: setup
 	$(BIN)/trustship compile --check

@@ -28,7 +28,7 @@ from backend.core.settings import Settings
 from backend.indexer import ChainIndexer
 from backend.indexer.metrics import IndexerMetrics
 from backend.store import make_engine, session_factory
-from tests.store.dbutil import migrated_engine
+from testkit.databases import migrated_engine
 
 KEYS = {
     "buyer": "dev-buyer",

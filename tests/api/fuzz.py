@@ -44,7 +44,7 @@ from backend.store import session_factory
 from backend.store.models import AlertRow, CommitmentRow, ReadingRow
 from backend.telemetry import MerkleTree, Reading, device_address, leaf_hash, reading_digest
 from backend.telemetry import sign_reading as sign
-from tests.conftest import dev_settings
+from testkit.settings import dev_settings
 
 ROLES = ("buyer", "supplier", "arbiter", "auditor", "admin", "stranger")
 #: More than any order can hold, so no generated price exceeds a buyer's balance.

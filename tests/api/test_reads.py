@@ -9,8 +9,8 @@ from backend.api.parties import PartyRegistry
 from backend.chain.settlement import settlement
 from backend.store.models import OrderRow
 from backend.telemetry import leaf_hash, reading_digest, verify_proof
+from testkit.api_seed import DOMAIN, ETHER, T0, Seeded, order_values, seed
 from tests.api.conftest import Api, headers
-from tests.api.seed import DOMAIN, ETHER, T0, Seeded, order_values, seed
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import queue
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,9 @@ from backend.oracle.service import Oracle, OracleConfig
 from backend.oracle.subscriber import SubscriberConfig, TelemetrySubscriber
 from backend.store.db import upgrade_to_head
 from backend.store.models import ReadingRow
-from tests.oracle.helpers import DOMAIN, KEYS, T0, msg, seed
-from tests.servers import Server, start_mosquitto
+from testkit.readings import DOMAIN, KEYS, T0, msg, seed
+from testkit.servers import Server, start_mosquitto
+from testkit.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -59,15 +60,6 @@ def publish(server: Server, messages: list[Inbound]) -> None:
 def stored(engine: Engine) -> int:
     with Session(engine) as s:
         return int(s.scalar(select(func.count()).select_from(ReadingRow)) or 0)
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
 
 
 def start_ingest(

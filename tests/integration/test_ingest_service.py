@@ -6,7 +6,6 @@ batches, and the order ends Settled with the breach refund — no hand-holding."
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -25,15 +24,10 @@ from backend.oracle.service import OracleConfig
 from backend.oracle.subscriber import SubscriberConfig
 from backend.runtime import build
 from backend.store import repositories as repo
-from backend.telemetry import (
-    Reading,
-    SignedReading,
-    device_address,
-    encode_message,
-    sign_reading,
-    telemetry_topic,
-)
-from tests.servers import Server, start_anvil, start_mosquitto
+from backend.telemetry import Reading, device_address
+from testkit import waiting
+from testkit.readings import wire_message
+from testkit.servers import Server, start_anvil, start_mosquitto
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -49,13 +43,8 @@ def servers() -> Iterator[tuple[Server, Server]]:
         anvil.stop()
 
 
-def wait_for(cond: Callable[[], bool], timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.2)
-    return cond()
+def wait_for(cond: Callable[[], object]) -> bool:
+    return waiting.wait_for(cond, timeout=60.0, interval=0.2)
 
 
 def test_oracle_proves_breach_and_arrival_and_the_order_settles(
@@ -125,8 +114,7 @@ def test_oracle_proves_breach_and_arrival_and_the_order_settles(
                     longitude_e6=terms.dest_lon_e6 if at_dest else -20_000_000,
                     flags=0,
                 )
-                s = SignedReading(r, device_address(key), sign_reading(r, domain, key))
-                messages.append((telemetry_topic(oid, s.device), encode_message(s)))
+                messages.append(wire_message(key, r, domain))
         pub = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id="devices", protocol=mqtt.MQTTv5
         )

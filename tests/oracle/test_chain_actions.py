@@ -23,15 +23,8 @@ from backend.oracle.metrics import Metrics
 from backend.oracle.outbox import ActionAlreadyDone, OutboxWorker
 from backend.oracle.rules import RulesEngine
 from backend.store import repositories as repo
-from backend.telemetry import (
-    MerkleTree,
-    Reading,
-    SignedReading,
-    device_address,
-    encode_message,
-    sign_reading,
-    telemetry_topic,
-)
+from backend.telemetry import MerkleTree, Reading, device_address
+from testkit.readings import wire_message
 
 GAS = 3_000_000
 
@@ -58,8 +51,7 @@ def reading_msg(stack: Stack, key: str, oid: int, seq: int, ts: int, **kw: int) 
         longitude_e6=lon,
         flags=0,
     )
-    s = SignedReading(r, device_address(key), sign_reading(r, stack.domain, key))
-    return Inbound(telemetry_topic(oid, s.device), encode_message(s))
+    return Inbound(*wire_message(key, r, stack.domain))
 
 
 def make_indexer(deployment: Stack, engine: Engine, metrics: Metrics) -> ChainIndexer:

@@ -25,7 +25,7 @@ from backend.oracle.metrics import Metrics
 from backend.oracle.outbox import OutboxWorker
 from backend.oracle.rules import RulesEngine
 from backend.store import repositories as repo
-from tests.oracle.helpers import DOMAIN, KEYS, msg, seed
+from testkit.readings import DOMAIN, KEYS, msg, seed
 
 DEV = "0x" + "d" * 40
 
