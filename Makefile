@@ -43,12 +43,15 @@ test-integration: setup system-packages
 compose-smoke:
 	scripts/compose_smoke.sh
 
+# ruff, then the import contracts of pyproject.toml [tool.importlinter]
+# (docs/architecture.md, "Import contracts").
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: setup
-	$(BIN)/mypy backend iot_simulator trustship
+	$(BIN)/mypy backend iot_simulator trustship testkit
 
 check-artifacts: setup
 	$(BIN)/trustship compile --check

@@ -29,28 +29,23 @@ import json
 import logging
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run as a script: make `backend` and `tests` importable
-    sys.path.insert(0, str(REPO))
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
 
-from rich.console import Console  # noqa: E402
-from rich.progress import Progress  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from backend.chain.artifacts import load_artifact  # noqa: E402
-from backend.chain.connection import Chain, connect  # noqa: E402
-from backend.chain.contracts import ETH, ContractWrapper, Terms  # noqa: E402
-from backend.chain.deploy import deploy_contract  # noqa: E402
-from backend.chain.sender import TxResult  # noqa: E402
-from backend.chain.testing import Stack, build_stack, default_terms, device_key  # noqa: E402
-from backend.core.settings import Settings  # noqa: E402
-from backend.telemetry import (  # noqa: E402
+from backend.chain.artifacts import load_artifact
+from backend.chain.connection import Chain, connect
+from backend.chain.contracts import ETH, ContractWrapper, Terms
+from backend.chain.deploy import deploy_contract
+from backend.chain.sender import TxResult
+from backend.chain.testing import Stack, build_stack, default_terms, device_key
+from backend.core.settings import Settings
+from backend.telemetry import (
     MerkleTree,
     Reading,
     SignedReading,
@@ -58,6 +53,7 @@ from backend.telemetry import (  # noqa: E402
     reading_digest,
     sign_reading,
 )
+from testkit import REPO
 
 logger = logging.getLogger(__name__)
 
@@ -356,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         if args.anvil:
-            from tests.servers import start_anvil
+            from testkit.servers import start_anvil
 
             server = start_anvil()
             chain: Chain = connect(_settings(server.extra["url"]))

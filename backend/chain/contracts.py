@@ -5,7 +5,8 @@ account, or its :class:`~backend.chain.sender.TxSender`) and send through the
 chain's one sender for that key; they return a
 :class:`~backend.chain.sender.TxResult` with the decoded events (and ``.value``
 for functions that return something, e.g. the new order id). Views return
-dataclasses mirroring the Solidity structs. Reverts raise
+the records of :mod:`backend.domain` that mirror the Solidity structs (``Terms``,
+``Order``, ``OrderState``: defined there, re-exported here). Reverts raise
 :class:`~backend.chain.errors.ContractRevert`.
 
 Units are DESIGN.md §2's integers throughout; readings go in as
@@ -15,8 +16,7 @@ Units are DESIGN.md §2's integers throughout; readings go in as
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from enum import IntEnum
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from eth_abi import decode as abi_decode
@@ -26,112 +26,14 @@ from eth_utils import get_abi_output_types, to_checksum_address
 from backend.chain.artifacts import STABLECOIN, Artifact, load_artifact
 from backend.chain.decoding import normalize
 from backend.chain.sender import PendingTx, TxResult, TxSender
+from backend.domain.order import ETH, ZERO_ADDRESS, Order, OrderState, Terms
 from backend.telemetry import Domain, Reading, SignedReading
 
 if TYPE_CHECKING:
     from backend.chain.connection import Chain
-    from backend.chain.deploy import Deployment
-
-ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
-ETH = ZERO_ADDRESS  # the token address of ETH orders
+    from backend.chain.manifest import Deployment
 
 Signer = LocalAccount | TxSender
-
-
-class OrderState(IntEnum):
-    """Mirror of ``IPurchaseOrders.OrderState``."""
-
-    NONE = 0
-    CREATED = 1
-    ACCEPTED = 2
-    FUNDED = 3
-    SHIPPED = 4
-    DELIVERED = 5
-    SETTLED = 6
-    CANCELLED = 7
-    DISPUTED = 8
-    RESOLVED = 9
-    EXPIRED = 10
-
-
-@dataclass(frozen=True, kw_only=True)
-class Terms:
-    """Mirror of ``IPurchaseOrders.Terms``, fields in Solidity order (keyword-only)."""
-
-    token: str = ETH
-    price: int
-    delivery_deadline: int
-    expiry_grace_secs: int = 7 * 24 * 3600
-    dest_lat_e6: int
-    dest_lon_e6: int
-    geofence_e6: int
-    min_temp_centi_c: int
-    max_temp_centi_c: int
-    max_humidity_permille: int = 0  # 0 = not checked
-    max_shock_milli_g: int = 0  # 0 = not checked
-    tolerated_excursion_secs: int
-    late_penalty_bps_per_hour: int
-    late_penalty_cap_bps: int
-    breach_refund_bps: int
-    dispute_window_secs: int = 0  # 0 = split final at delivery
-    arbiter: str
-
-    #: Solidity field order of the struct
-    SOLIDITY_ORDER: ClassVar[tuple[str, ...]] = (
-        "token",
-        "price",
-        "delivery_deadline",
-        "expiry_grace_secs",
-        "dest_lat_e6",
-        "dest_lon_e6",
-        "geofence_e6",
-        "min_temp_centi_c",
-        "max_temp_centi_c",
-        "max_humidity_permille",
-        "max_shock_milli_g",
-        "tolerated_excursion_secs",
-        "late_penalty_bps_per_hour",
-        "late_penalty_cap_bps",
-        "breach_refund_bps",
-        "dispute_window_secs",
-        "arbiter",
-    )
-
-    def as_tuple(self) -> tuple[Any, ...]:
-        """The struct as the ABI encoder takes it."""
-        return tuple(getattr(self, name) for name in self.SOLIDITY_ORDER)
-
-    @classmethod
-    def from_tuple(cls, values: Sequence[Any]) -> Terms:
-        kwargs = dict(zip(cls.SOLIDITY_ORDER, values, strict=True))
-        kwargs["token"] = to_checksum_address(kwargs["token"])
-        kwargs["arbiter"] = to_checksum_address(kwargs["arbiter"])
-        return cls(**kwargs)
-
-    @property
-    def is_eth(self) -> bool:
-        return int(self.token, 16) == 0
-
-    def replace(self, **changes: Any) -> Terms:
-        """A copy with some fields changed."""
-        return replace(self, **changes)
-
-
-@dataclass(frozen=True)
-class Order:
-    """Mirror of ``IPurchaseOrders.Order``, plus its id."""
-
-    order_id: int
-    buyer: str
-    supplier: str
-    state: OrderState
-    funded: bool
-    breached: bool
-    created_at: int
-    shipped_at: int
-    delivered_at: int
-    disputed_at: int
-    terms: Terms
 
 
 @dataclass(frozen=True)
@@ -141,6 +43,14 @@ class Deposit:
     token: str
     amount: int
     released: bool
+
+
+def terms_from_abi(values: Sequence[Any]) -> Terms:
+    """``Terms`` from the decoded struct, addresses checksummed."""
+    terms = Terms.from_tuple(values)
+    return terms.replace(
+        token=to_checksum_address(terms.token), arbiter=to_checksum_address(terms.arbiter)
+    )
 
 
 def reading_tuple(reading: Reading | SignedReading) -> tuple[int, ...]:
@@ -345,7 +255,7 @@ class PurchaseOrders(ContractWrapper):
             shipped_at=shipped,
             delivered_at=delivered,
             disputed_at=disputed,
-            terms=Terms.from_tuple(terms),
+            terms=terms_from_abi(terms),
         )
 
     def order_state(self, order_id: int) -> OrderState:
@@ -653,4 +563,5 @@ __all__ = [
     "QualityVerification",
     "Stablecoin",
     "Terms",
+    "terms_from_abi",
 ]

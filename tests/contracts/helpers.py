@@ -106,6 +106,12 @@ def events(result: TxResult, contract: str | None = None) -> list[tuple[str, dic
     ]
 
 
+def delivered(order_id: int, at: int, by: str, late: int = 0) -> tuple[str, dict[str, Any]]:
+    """The ``OrderDelivered`` event as :func:`events` lists it."""
+    args = {"orderId": order_id, "deliveredAt": at, "lateSeconds": late, "confirmedBy": by}
+    return "OrderDelivered", args
+
+
 # ---- readings ---------------------------------------------------------------------------
 
 

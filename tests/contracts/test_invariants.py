@@ -241,16 +241,16 @@ class EscrowMachine(RuleBasedStateMachine):
         self.models[oid].funded = fund
         return oid
 
+    def _supplier_expects(self, who: LocalAccount, m: Model, state: OrderState) -> str | None:
+        """The error a supplier-only step from ``state`` expects when ``who`` takes it."""
+        if who != self.a.supplier:
+            return "PurchaseOrdersNotSupplier"
+        return "PurchaseOrdersInvalidState" if m.state != state else None
+
     def accept(self, order: int, caller: int) -> None:
         m = self.models[order]
         who = self._who(caller, self.a.supplier)
-        expect = (
-            "PurchaseOrdersNotSupplier"
-            if who != self.a.supplier
-            else "PurchaseOrdersInvalidState"
-            if m.state != S.CREATED
-            else None
-        )
+        expect = self._supplier_expects(who, m, S.CREATED)
         self._next_ts()
         if self._send(expect, lambda: self.stack.po.accept_order(order, by=who, gas=GAS)):
             m.state = S.FUNDED if m.funded else S.ACCEPTED
@@ -282,13 +282,7 @@ class EscrowMachine(RuleBasedStateMachine):
     def ship(self, order: int, caller: int) -> None:
         m = self.models[order]
         who = self._who(caller, self.a.supplier)
-        expect = (
-            "PurchaseOrdersNotSupplier"
-            if who != self.a.supplier
-            else "PurchaseOrdersInvalidState"
-            if m.state != S.FUNDED
-            else None
-        )
+        expect = self._supplier_expects(who, m, S.FUNDED)
         ts = self._next_ts()
         if self._send(expect, lambda: self.stack.po.ship_order(order, [dev(1)], by=who, gas=GAS)):
             m.state, m.shipped_at = S.SHIPPED, ts

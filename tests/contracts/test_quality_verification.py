@@ -4,6 +4,7 @@ every refusal — on eth-tester and anvil."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -528,6 +529,31 @@ def test_evidence_needs_an_order_in_transit(stack: Stack, orders: Orders, state:
 # ---- shock evidence ---------------------------------------------------------------------
 
 
+def _refuses_early_and_unbound(
+    stack: Stack,
+    prove: Callable[..., Any],
+    oid: int,
+    start: int,
+    early: SignedReading,
+    unbound: SignedReading,
+    device: str,
+) -> None:
+    """``prove`` refuses, changing nothing, a reading stamped a second before the shipment at
+    ``start`` and one signed by ``device``, which the order does not bind."""
+    a = stack.accounts
+    with refused(stack, [oid], "QualityVerificationUnknownDevice", orderId=oid, device=device):
+        prove(oid, unbound, by=a.stranger, gas=GAS)
+    with refused(
+        stack,
+        [oid],
+        "QualityVerificationReadingBeforeShipment",
+        orderId=oid,
+        timestamp=start - 1,
+        shippedAt=start,
+    ):
+        prove(oid, early, by=a.stranger, gas=GAS)
+
+
 def test_shock_over_the_limit_records_a_breach(stack: Stack, orders: Orders) -> None:
     a = stack.accounts
     oid, start = _in_transit(orders, max_shock_milli_g=3_000)
@@ -542,18 +568,8 @@ def test_shock_over_the_limit_records_a_breach(stack: Stack, orders: Orders) -> 
     ):
         stack.qv.prove_shock(oid, at_limit, by=a.stranger, gas=GAS)
     unbound = sign(stack, reading(oid, 4, start + 10, shock_milli_g=3_001), device=5)
-    with refused(stack, [oid], "QualityVerificationUnknownDevice", orderId=oid, device=dev(5)):
-        stack.qv.prove_shock(oid, unbound, by=a.stranger, gas=GAS)
     early = sign(stack, reading(oid, 4, start - 1, shock_milli_g=3_001), device=2)
-    with refused(
-        stack,
-        [oid],
-        "QualityVerificationReadingBeforeShipment",
-        orderId=oid,
-        timestamp=start - 1,
-        shippedAt=start,
-    ):
-        stack.qv.prove_shock(oid, early, by=a.stranger, gas=GAS)
+    _refuses_early_and_unbound(stack, stack.qv.prove_shock, oid, start, early, unbound, dev(5))
     with refused(
         stack, [oid], "QualityVerificationWrongOrder", orderId=oid, readingOrderId=oid + 1
     ):
@@ -672,19 +688,8 @@ def test_arrival_refusals(stack: Stack, orders: Orders) -> None:
     ):
         stack.qv.prove_arrival(oid, future, by=a.stranger, gas=GAS)
     early = sign(stack, reading(oid, 1, start - 1))
-    with refused(
-        stack,
-        [oid],
-        "QualityVerificationReadingBeforeShipment",
-        orderId=oid,
-        timestamp=start - 1,
-        shippedAt=start,
-    ):
-        stack.qv.prove_arrival(oid, early, by=a.stranger, gas=GAS)
-    with refused(stack, [oid], "QualityVerificationUnknownDevice", orderId=oid, device=dev(3)):
-        stack.qv.prove_arrival(
-            oid, sign(stack, reading(oid, 1, start), device=3), by=a.stranger, gas=GAS
-        )
+    unbound = sign(stack, reading(oid, 1, start), device=3)
+    _refuses_early_and_unbound(stack, stack.qv.prove_arrival, oid, start, early, unbound, dev(3))
     with refused(
         stack, [oid], "QualityVerificationWrongOrder", orderId=oid, readingOrderId=oid + 1
     ):
