@@ -324,7 +324,9 @@ try:
     if what == "health":
         r = get("/health")
         parts = {name: c["status"] for name, c in r["components"].items()}
-        good = r["status"] == "ok" and parts == {"database": "ok", "chain": "ok", "broker": "ok"}
+        good = r["status"] == "ok" and parts == {
+            "database": "ok", "chain": "ok", "broker": "ok", "indexer": "ok"
+        }
         print("ok" if good else "not-ok", json.dumps(r))
     elif what == "stored":  # readings the oracle stored for an order, all its devices
         print(sum(d["reading_count"] for d in get(f"/orders/{arg[0]}/devices")["data"]))
