@@ -25,6 +25,7 @@ router = APIRouter(tags=["alerts"])
 Severity = Annotated[
     str | None, Query(pattern=r"^[a-z]{1,16}$", description="info | warning | critical")
 ]
+OrderAlertsPage = Annotated[OrderPage, order_page(most=500, default=50)]
 Kinds = Annotated[list[QueryText] | None, Query(description="Alert kinds (repeat).", max_length=20)]
 
 
@@ -52,14 +53,11 @@ async def list_alerts(
 
 
 @router.get("/orders/{order_id}/alerts", response_model=AlertsPublic, responses=responses(*READ))
-async def order_alerts(
-    session: SessionDep, page: Annotated[OrderPage, order_page(most=500, default=50)]
-) -> AlertsPublic:
+async def order_alerts(session: SessionDep, page: OrderAlertsPage) -> AlertsPublic:
     """One order's alerts, newest first."""
-    rows, count = queries.alerts(
+    return await list_alerts(
         session, page.party, order_id=page.order_id, limit=page.limit, offset=page.offset
     )
-    return AlertsPublic(data=[AlertPublic.model_validate(r) for r in rows], count=count)
 
 
 def _fetch(

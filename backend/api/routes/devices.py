@@ -23,6 +23,8 @@ from backend.store import repositories as repo
 
 router = APIRouter(tags=["devices"])
 
+OrderDevicesPage = Annotated[OrderPage, order_page(most=200, default=100)]
+
 
 @router.get("/devices", response_model=DevicesPublic, responses=responses(*READ))
 async def list_devices(
@@ -38,9 +40,7 @@ async def list_devices(
 
 
 @router.get("/orders/{order_id}/devices", response_model=DevicesPublic, responses=responses(*READ))
-async def order_devices(
-    session: SessionDep, page: Annotated[OrderPage, order_page(most=200, default=100)]
-) -> DevicesPublic:
+async def order_devices(session: SessionDep, page: OrderDevicesPage) -> DevicesPublic:
     """The devices bound to one order at shipment."""
     rows, count = queries.devices(
         session, page.party, order_id=page.order_id, limit=page.limit, offset=page.offset

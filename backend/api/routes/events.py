@@ -14,11 +14,11 @@ from backend.api.schemas import ChainEventPublic, ChainEventsPublic
 
 router = APIRouter(prefix="/orders", tags=["events"])
 
+OrderEventsPage = Annotated[OrderPage, order_page(most=500, default=100)]
+
 
 @router.get("/{order_id}/events", response_model=ChainEventsPublic, responses=responses(*READ))
-async def order_events(
-    session: SessionDep, page: Annotated[OrderPage, order_page(most=500, default=100)]
-) -> ChainEventsPublic:
+async def order_events(session: SessionDep, page: OrderEventsPage) -> ChainEventsPublic:
     """The order's contract events in chain order (block, log index)."""
     rows, count = queries.chain_events(session, page.order_id, limit=page.limit, offset=page.offset)
     return ChainEventsPublic(data=[ChainEventPublic.model_validate(r) for r in rows], count=count)
