@@ -15,6 +15,7 @@ from pydantic_core import PydanticCustomError
 
 from backend.core.errors import AddressError
 from backend.domain.order import MAX_PRICE, ZERO_ADDRESS
+from backend.domain.reading import READING_ATTRS, READING_FIELDS
 from backend.telemetry.address import parse_address
 
 #: backend.domain.order.ORDER_STATE_LABELS as a type for the document (tests/domain
@@ -334,14 +335,8 @@ class ReadingPublic(BaseModel):
 
     order_id: int
     device: str
-    seq: int
-    timestamp: int
-    temperature_centi_c: int
-    humidity_permille: int
-    shock_milli_g: int
-    latitude_e6: int
-    longitude_e6: int
-    flags: int
+    # The reading's other fields, in struct order, from their one declaration.
+    __annotations__.update(dict.fromkeys(READING_ATTRS[1:], "int"))
     signature: str = Field(description="65 bytes r‖s‖v, 0x-hex.")
     digest: Hex32 = Field(description="The EIP-712 digest the device signed.")
     batch_seq: int | None = Field(description="The Merkle batch that commits it, if any.")
@@ -375,15 +370,8 @@ class CommitmentsPublic(BaseModel):
 class ContractReading(BaseModel):
     """The reading as the contract's ``Reading`` struct takes it (camelCase fields)."""
 
-    orderId: int
-    seq: int
-    timestamp: int
-    temperatureCentiC: int
-    humidityPermille: int
-    shockMilliG: int
-    latitudeE6: int
-    longitudeE6: int
-    flags: int
+    # The struct's fields by their wire names, from the reading's one declaration.
+    __annotations__ = dict.fromkeys(READING_FIELDS, "int")
 
 
 class ProofPublic(BaseModel):
