@@ -8,12 +8,13 @@ signatures 0x-hex.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_type_hints
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from backend.core.errors import AddressError
+from backend.domain.alert import Alert
 from backend.domain.order import MAX_PRICE, ZERO_ADDRESS
 from backend.domain.reading import READING_ATTRS, READING_FIELDS
 from backend.telemetry.address import parse_address
@@ -414,13 +415,8 @@ class AlertPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)  # model_validate(row) reads its store row
 
     id: int
-    order_id: int
-    device: str | None
-    kind: str
-    severity: str
-    message: str
-    at: int
-    data: dict[str, Any]
+    # The alert's fields, from their one declaration.
+    __annotations__.update(get_type_hints(Alert))
     created_at: float
 
 
