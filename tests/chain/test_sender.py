@@ -24,6 +24,7 @@ from backend.chain.errors import (
 )
 from backend.chain.sender import RetryPolicy, TxSender
 from backend.chain.testing import Stack
+from testkit.sending import submit_burst
 from testkit.servers import free_port
 
 pytestmark = pytest.mark.timeout(120)
@@ -107,16 +108,9 @@ def test_in_flight_transactions_are_bounded(stack: Stack, make_terms: Callable[.
     a = stack.accounts
     sender = stack.chain.sender(a.buyer)
     data = stack.po.calldata("createOrder", a.supplier.address, make_terms().as_tuple())
-    old_bound, sender.max_in_flight = sender.max_in_flight, 4
-    try:
-        peak = 0
-        for _ in range(12):
-            sender.submit(stack.po.address, data, gas=400_000)
-            peak = max(peak, sender.in_flight)
-        assert peak == 4
-        assert len(sender.wait_all()) == 12
-    finally:
-        sender.max_in_flight = old_bound
+    peak, results = submit_burst(sender, stack.po.address, data, count=12, bound=4, gas=400_000)
+    assert peak == 4
+    assert len(results) == 12
 
 
 def test_nonce_resyncs_after_another_process_used_the_key(
