@@ -79,6 +79,12 @@ def new_order(stack: Stack, make_terms: Callable[..., Terms], funded: bool = Tru
     return int(stack.po.create_order(a.supplier.address, terms, by=a.buyer).value)
 
 
+@pytest.fixture
+def order_id(stack: Stack, make_terms: Callable[..., Terms]) -> int:
+    """A funded order of the buyer with the supplier, created for the test."""
+    return new_order(stack, make_terms)
+
+
 # ---- nonces -------------------------------------------------------------------
 
 
@@ -154,11 +160,8 @@ def test_gas_is_estimated_once_with_a_margin_or_taken_as_given(
     assert tx["type"] == 2 and tx["maxFeePerGas"] >= tx["maxPriorityFeePerGas"] > 0
 
 
-def test_mined_revert_with_status_0_raises_the_decoded_error(
-    stack: Stack, make_terms: Callable[..., Terms]
-) -> None:
+def test_mined_revert_with_status_0_raises_the_decoded_error(stack: Stack, order_id: int) -> None:
     a = stack.accounts
-    order_id = new_order(stack, make_terms)
     # fixed gas skips estimation, so the revert happens in a mined transaction
     with pytest.raises(ContractRevert) as info:
         stack.po.ship_order(order_id, [a.stranger.address], by=a.supplier, gas=300_000)
@@ -211,11 +214,8 @@ def test_insufficient_funds_at_gas_estimation_is_transaction_rejected(
 # ---- revert decoding ------------------------------------------------------------
 
 
-def test_custom_error_with_enum_arg_at_estimate_time(
-    stack: Stack, make_terms: Callable[..., Terms]
-) -> None:
+def test_custom_error_with_enum_arg_at_estimate_time(stack: Stack, order_id: int) -> None:
     a = stack.accounts
-    order_id = new_order(stack, make_terms)
     stack.po.accept_order(order_id, by=a.supplier)
     with pytest.raises(ContractRevert) as info:
         stack.po.accept_order(order_id, by=a.supplier)
@@ -240,22 +240,16 @@ def test_custom_error_with_address_and_string_args(
     assert bad_terms.value.args == {"field": "price"}
 
 
-def test_openzeppelin_access_control_error_is_decoded(
-    stack: Stack, make_terms: Callable[..., Terms]
-) -> None:
+def test_openzeppelin_access_control_error_is_decoded(stack: Stack, order_id: int) -> None:
     a = stack.accounts
-    order_id = new_order(stack, make_terms)
     with pytest.raises(ContractRevert) as info:
         stack.qv.commit_readings(order_id, 1, b"\x11" * 32, 10, by=a.stranger)
     assert info.value.name == "AccessControlUnauthorizedAccount"
     assert info.value.args == {"account": a.stranger.address, "neededRole": stack.qv.oracle_role()}
 
 
-def test_revert_matching_no_known_abi_carries_the_raw_data(
-    stack: Stack, make_terms: Callable[..., Terms]
-) -> None:
+def test_revert_matching_no_known_abi_carries_the_raw_data(stack: Stack, order_id: int) -> None:
     a = stack.accounts
-    order_id = new_order(stack, make_terms)
     blind = TxSender(stack.chain.w3, a.stranger, registry=AbiRegistry())  # knows no errors
     data = stack.po.calldata("acceptOrder", order_id)
     with pytest.raises(UndecodedRevert) as info:
@@ -267,9 +261,8 @@ def test_revert_matching_no_known_abi_carries_the_raw_data(
     assert isinstance(info.value, ContractRevert)
 
 
-def test_contract_revert_survives_pickling(stack: Stack, make_terms: Callable[..., Terms]) -> None:
+def test_contract_revert_survives_pickling(stack: Stack, order_id: int) -> None:
     a = stack.accounts
-    order_id = new_order(stack, make_terms)
     with pytest.raises(ContractRevert) as info:
         stack.po.accept_order(order_id, by=a.buyer)
     copy = pickle.loads(pickle.dumps(info.value))
@@ -314,9 +307,8 @@ def test_transport_errors_are_retried_and_the_transaction_lands_once(
     assert stack.chain.w3.eth.get_transaction_count(a.stranger.address) == start + 1
 
 
-def test_a_revert_is_never_retried(stack: Stack, make_terms: Callable[..., Terms]) -> None:
+def test_a_revert_is_never_retried(stack: Stack, order_id: int) -> None:
     a = stack.accounts
-    order_id = new_order(stack, make_terms)
     sender, provider = counting_sender(stack, a.stranger)
     with pytest.raises(ContractRevert):
         stack.po.accept_order(order_id, by=sender)  # estimate reverts
