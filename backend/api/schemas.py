@@ -337,7 +337,7 @@ class ReadingPublic(BaseModel):
     order_id: int
     device: str
     # The reading's other fields, in struct order, from their one declaration.
-    __annotations__.update(dict.fromkeys(READING_ATTRS[1:], "int"))
+    __annotations__.update({a: "int" for a in READING_ATTRS if a != "order_id"})
     signature: str = Field(description="65 bytes r‖s‖v, 0x-hex.")
     digest: Hex32 = Field(description="The EIP-712 digest the device signed.")
     batch_seq: int | None = Field(description="The Merkle batch that commits it, if any.")
