@@ -11,10 +11,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.api.parties import PartyRegistry
-from backend.chain.testing import default_terms, device_key
+from backend.chain.testing import Stack, default_terms, device_key
+from backend.indexer import ChainIndexer
+from backend.indexer.metrics import IndexerMetrics
 from backend.store import repositories as repo
 from backend.store.models import (
     AlertRow,
@@ -28,6 +31,7 @@ from backend.telemetry import (
     Domain,
     MerkleTree,
     Reading,
+    SignedReading,
     device_address,
     leaf_hash,
     reading_digest,
@@ -69,22 +73,22 @@ def reading_row(
     batch_seq: int | None,
 ) -> ReadingRow:
     """The row ingest stores for ``r``, signed with the device's ``key``."""
-    return ReadingRow(
-        order_id=r.order_id,
-        device=device,
-        seq=r.seq,
-        timestamp=r.timestamp,
-        temperature_centi_c=r.temperature_centi_c,
-        humidity_permille=r.humidity_permille,
-        shock_milli_g=r.shock_milli_g,
-        latitude_e6=r.latitude_e6,
-        longitude_e6=r.longitude_e6,
-        flags=r.flags,
-        signature=sign_reading(r, domain, key),
-        digest=reading_digest(r, domain),
-        received_at=received_at,
-        batch_seq=batch_seq,
+    signed = SignedReading(r, device, sign_reading(r, domain, key))
+    columns = repo.reading_row(signed, reading_digest(r, domain), received_at)
+    return ReadingRow(**columns, batch_seq=batch_seq)
+
+
+def indexed(engine: Engine, stack: Stack) -> ChainIndexer:
+    """An indexer of ``stack``'s contracts into ``engine``, caught up with the chain."""
+    indexer = ChainIndexer(
+        engine,
+        stack.chain,
+        stack.contracts,
+        start_block=stack.deployment.block_number,
+        metrics=IndexerMetrics(),
     )
+    indexer.run_once()
+    return indexer
 
 
 def commitment_row(order_id: int, batch: list[ReadingRow], now: float) -> CommitmentRow:

@@ -34,6 +34,12 @@ DEST = (1_290_000, 103_850_000, 20_000)
 ORIGIN = (51_900_000, 4_400_000)
 
 
+#: A fixed reading that tells its fields apart (a negative temperature, flags set), in
+#: struct order: order 7, seq 3, 1_700_000_000 s, -4.25 °C, 55.1 %, 1.2 g, near
+#: Rotterdam, door open and sensor fault.
+SAMPLE = Reading(7, 3, 1_700_000_000, -425, 551, 1200, 51_950_000, 4_050_000, 5)
+
+
 def make_reading(order_id: int, seq: int, **kw: int) -> Reading:
     base: dict[str, int] = dict(
         order_id=order_id,

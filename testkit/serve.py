@@ -2,14 +2,60 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+
+def serve_env(
+    *,
+    rpc_url: str,
+    mqtt_url: str,
+    database_url: str,
+    workdir: Path,
+    port: int,
+    client_prefix: str,
+    drop: frozenset[str] = frozenset({"API_KEYS"}),
+) -> dict[str, str]:
+    """The environment of a dev-mode ``trustship serve`` on 127.0.0.1:``port``: this
+    process's without ``drop``, and the stack's addresses; it deploys the contracts
+    into ``workdir/deployment.json`` and subscribes as a fresh ``client_prefix…``."""
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env.update(
+        RPC_URL=rpc_url,
+        MQTT_URL=mqtt_url,
+        DATABASE_URL=database_url,
+        DEPLOYMENT_FILE=str(workdir / "deployment.json"),
+        API_HOST="127.0.0.1",
+        API_PORT=str(port),
+        DEV_MODE="true",
+        ORACLE_CLIENT_ID=client_prefix + uuid.uuid4().hex[:6],
+    )
+    return env
+
+
+def order_terms(now: int, arbiter: str, **overrides: Any) -> dict[str, Any]:
+    """``POST /orders`` terms: 1 ETH, due in a day at Rotterdam (±0.05°), 2–8 °C; the
+    API's defaults for the rest, any field overridden by name."""
+    body: dict[str, Any] = {
+        "price": str(10**18),
+        "delivery_deadline": now + 86_400,
+        "dest_lat_e6": 51_950_000,
+        "dest_lon_e6": 4_050_000,
+        "geofence_e6": 50_000,
+        "min_temp_centi_c": 200,
+        "max_temp_centi_c": 800,
+        "arbiter": arbiter,
+    }
+    body.update(overrides)
+    return body
 
 
 def start_serve(env: Mapping[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:

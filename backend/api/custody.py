@@ -41,6 +41,7 @@ from backend.chain.errors import (
 from backend.chain.guard import ChainGuard
 from backend.chain.sender import TxResult
 from backend.domain.contract_errors import ContractError
+from backend.domain.fields import camel
 from backend.domain.order import STATE_LABELS
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,18 @@ class Sent:
     block_number: int
     order_id: int | None = None
     amount: int | None = None
+
+
+def _order_call(method: str) -> Callable[[Custodian, Party, OrderRecord], Sent]:
+    """A :class:`Custodian` method that sends ``PurchaseOrders.<method>(order.id)`` as
+    the calling party."""
+
+    def send(self: Custodian, party: Party, order: OrderRecord) -> Sent:
+        call = getattr(self.purchase_orders, method)
+        return self._sent(self._run(party, camel(method), lambda by: call(order.id, by=by)))
+
+    send.__doc__ = f"Send ``{camel(method)}(orderId)`` as ``party``."
+    return send
 
 
 def chain_terms(t: Terms) -> ChainTerms:
@@ -214,11 +227,14 @@ class Custodian:
             result = self._run(party, "createOrder", lambda by: po.create_order(supplier, t, by=by))
         return self._sent(result, order_id=int(result.value))
 
-    def accept(self, party: Party, order: OrderRecord) -> Sent:
-        po = self.purchase_orders
-        return self._sent(
-            self._run(party, "acceptOrder", lambda by: po.accept_order(order.id, by=by))
-        )
+    # The calls that take nothing but the order, by the PurchaseOrders wrapper's method
+    # (the Solidity function is its camelCase name).
+    accept = _order_call("accept_order")
+    confirm_receipt = _order_call("confirm_receipt")
+    open_dispute = _order_call("open_dispute")
+    settle = _order_call("settle_order")
+    cancel = _order_call("cancel_order")
+    expire = _order_call("expire_order")
 
     def fund(self, party: Party, order: OrderRecord) -> Sent:
         po = self.purchase_orders
@@ -241,18 +257,6 @@ class Custodian:
             self._run(party, "shipOrder", lambda by: po.ship_order(order.id, devices, by=by))
         )
 
-    def confirm_receipt(self, party: Party, order: OrderRecord) -> Sent:
-        po = self.purchase_orders
-        return self._sent(
-            self._run(party, "confirmReceipt", lambda by: po.confirm_receipt(order.id, by=by))
-        )
-
-    def open_dispute(self, party: Party, order: OrderRecord) -> Sent:
-        po = self.purchase_orders
-        return self._sent(
-            self._run(party, "openDispute", lambda by: po.open_dispute(order.id, by=by))
-        )
-
     def resolve_dispute(self, party: Party, order: OrderRecord, buyer_amount: int) -> Sent:
         po = self.purchase_orders
         return self._sent(
@@ -261,24 +265,6 @@ class Custodian:
                 "resolveDispute",
                 lambda by: po.resolve_dispute(order.id, buyer_amount, by=by),
             )
-        )
-
-    def settle(self, party: Party, order: OrderRecord) -> Sent:
-        po = self.purchase_orders
-        return self._sent(
-            self._run(party, "settleOrder", lambda by: po.settle_order(order.id, by=by))
-        )
-
-    def cancel(self, party: Party, order: OrderRecord) -> Sent:
-        po = self.purchase_orders
-        return self._sent(
-            self._run(party, "cancelOrder", lambda by: po.cancel_order(order.id, by=by))
-        )
-
-    def expire(self, party: Party, order: OrderRecord) -> Sent:
-        po = self.purchase_orders
-        return self._sent(
-            self._run(party, "expireOrder", lambda by: po.expire_order(order.id, by=by))
         )
 
     # --- Escrow ---------------------------------------------------------------------

@@ -10,24 +10,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Select, Table, func, or_, select, true
+from sqlalchemy import ColumnElement, Row, Select, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from backend.api.parties import Party
+
+# Hot read paths select from the tables (SQLAlchemy Core, ``ORDERS``, ``READINGS``):
+# rows come back as ``Row`` tuples with attribute access, all the API needs to read.
 from backend.store.models import (
+    ORDERS,
+    READINGS,
     AlertRow,
     ChainEventRow,
     CommitmentRow,
     DeviceRow,
-    OrderRow,
     ReadingRow,
 )
-
-# Hot read paths select from the tables (SQLAlchemy Core): rows come back as
-# ``Row`` tuples with attribute access (``row.price``, column types applied), which
-# is about half the cost of building ORM instances and all the API needs to read.
-ORDERS: Table = OrderRow.__table__  # type: ignore[assignment]
-READINGS: Table = ReadingRow.__table__  # type: ignore[assignment]
 
 #: An order as the API reads it: a Core row with the columns of :class:`OrderRow`.
 OrderRecord = Row[Any]

@@ -8,13 +8,15 @@ signatures 0x-hex.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_type_hints
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from backend.core.errors import AddressError
+from backend.domain.alert import Alert
 from backend.domain.order import MAX_PRICE, ZERO_ADDRESS
+from backend.domain.reading import READING_ATTRS, READING_FIELDS
 from backend.telemetry.address import parse_address
 
 #: backend.domain.order.ORDER_STATE_LABELS as a type for the document (tests/domain
@@ -334,14 +336,8 @@ class ReadingPublic(BaseModel):
 
     order_id: int
     device: str
-    seq: int
-    timestamp: int
-    temperature_centi_c: int
-    humidity_permille: int
-    shock_milli_g: int
-    latitude_e6: int
-    longitude_e6: int
-    flags: int
+    # The reading's other fields, in struct order, from their one declaration.
+    __annotations__.update({a: "int" for a in READING_ATTRS if a != "order_id"})
     signature: str = Field(description="65 bytes r‖s‖v, 0x-hex.")
     digest: Hex32 = Field(description="The EIP-712 digest the device signed.")
     batch_seq: int | None = Field(description="The Merkle batch that commits it, if any.")
@@ -375,15 +371,8 @@ class CommitmentsPublic(BaseModel):
 class ContractReading(BaseModel):
     """The reading as the contract's ``Reading`` struct takes it (camelCase fields)."""
 
-    orderId: int
-    seq: int
-    timestamp: int
-    temperatureCentiC: int
-    humidityPermille: int
-    shockMilliG: int
-    latitudeE6: int
-    longitudeE6: int
-    flags: int
+    # The struct's fields by their wire names, from the reading's one declaration.
+    __annotations__ = dict.fromkeys(READING_FIELDS, "int")
 
 
 class ProofPublic(BaseModel):
@@ -426,13 +415,8 @@ class AlertPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)  # model_validate(row) reads its store row
 
     id: int
-    order_id: int
-    device: str | None
-    kind: str
-    severity: str
-    message: str
-    at: int
-    data: dict[str, Any]
+    # The alert's fields, from their one declaration.
+    __annotations__.update(get_type_hints(Alert))
     created_at: float
 
 

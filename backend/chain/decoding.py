@@ -36,57 +36,49 @@ PANIC_REASONS = {
 }
 
 
-def _err(name: str, *inputs: tuple[str, str]) -> dict[str, Any]:
+def _err(signature: str) -> dict[str, Any]:
+    """The ABI entry of an error written as in Solidity: ``Name(uint256 a, address b)``."""
+    name, _, params = signature.rstrip(")").partition("(")
+    inputs = [p.split(" ") + [""] for p in params.split(", ")] if params else []
     return {
         "type": "error",
         "name": name,
-        "inputs": [{"name": n, "type": t} for t, n in inputs],
+        "inputs": [{"name": parts[1], "type": parts[0]} for parts in inputs],
     }
 
 
 #: Solidity's built-ins and the OpenZeppelin 5 errors reachable from our contracts.
 #: Artifact ABIs take precedence; these make decoding work even when solc leaves an
 #: error of a library out of a contract's ABI.
-BUILTIN_ERRORS: tuple[dict[str, Any], ...] = (
-    _err("Error", ("string", "message")),
-    _err("Panic", ("uint256", "code")),
-    _err("AccessControlUnauthorizedAccount", ("address", "account"), ("bytes32", "neededRole")),
-    _err("AccessControlBadConfirmation"),
-    _err("ReentrancyGuardReentrantCall"),
-    _err("SafeERC20FailedOperation", ("address", "token")),
-    _err(
-        "SafeERC20FailedDecreaseAllowance",
-        ("address", "spender"),
-        ("uint256", "currentAllowance"),
-        ("uint256", "requestedDecrease"),
-    ),
-    _err("ECDSAInvalidSignature"),
-    _err("ECDSAInvalidSignatureLength", ("uint256", "length")),
-    _err("ECDSAInvalidSignatureS", ("bytes32", "s")),
-    _err("AddressEmptyCode", ("address", "target")),
-    _err("FailedCall"),
-    _err("FailedDeployment"),
-    _err("InsufficientBalance", ("uint256", "balance"), ("uint256", "needed")),
-    _err("MissingPrecompile", ("address", "")),
-    _err("MerkleProofInvalidMultiproof"),
-    _err("InvalidShortString"),
-    _err("StringTooLong", ("string", "str")),
-    _err(
-        "ERC20InsufficientBalance",
-        ("address", "sender"),
-        ("uint256", "balance"),
-        ("uint256", "needed"),
-    ),
-    _err("ERC20InvalidSender", ("address", "sender")),
-    _err("ERC20InvalidReceiver", ("address", "receiver")),
-    _err(
-        "ERC20InsufficientAllowance",
-        ("address", "spender"),
-        ("uint256", "allowance"),
-        ("uint256", "needed"),
-    ),
-    _err("ERC20InvalidApprover", ("address", "approver")),
-    _err("ERC20InvalidSpender", ("address", "spender")),
+BUILTIN_ERRORS: tuple[dict[str, Any], ...] = tuple(
+    _err(signature)
+    for signature in (
+        "Error(string message)",
+        "Panic(uint256 code)",
+        "AccessControlUnauthorizedAccount(address account, bytes32 neededRole)",
+        "AccessControlBadConfirmation()",
+        "ReentrancyGuardReentrantCall()",
+        "SafeERC20FailedOperation(address token)",
+        "SafeERC20FailedDecreaseAllowance("
+        "address spender, uint256 currentAllowance, uint256 requestedDecrease)",
+        "ECDSAInvalidSignature()",
+        "ECDSAInvalidSignatureLength(uint256 length)",
+        "ECDSAInvalidSignatureS(bytes32 s)",
+        "AddressEmptyCode(address target)",
+        "FailedCall()",
+        "FailedDeployment()",
+        "InsufficientBalance(uint256 balance, uint256 needed)",
+        "MissingPrecompile(address)",
+        "MerkleProofInvalidMultiproof()",
+        "InvalidShortString()",
+        "StringTooLong(string str)",
+        "ERC20InsufficientBalance(address sender, uint256 balance, uint256 needed)",
+        "ERC20InvalidSender(address sender)",
+        "ERC20InvalidReceiver(address receiver)",
+        "ERC20InsufficientAllowance(address spender, uint256 allowance, uint256 needed)",
+        "ERC20InvalidApprover(address approver)",
+        "ERC20InvalidSpender(address spender)",
+    )
 )
 
 
@@ -220,39 +212,29 @@ class AbiRegistry:
             "tx_hash": tx_hash,
             "receipt": receipt,
         }
+
+        def undecoded(message: str) -> ContractRevert:
+            raw = {"data": "0x" + data.hex()}
+            return UndecodedRevert(
+                "UndecodedRevert", raw, contract=contract_hint, message=message, **common
+            )
+
+        where = f" in {function}" if function else ""
         if len(data) < 4:
             detail = f" ({reason})" if reason else ""
-            return UndecodedRevert(
-                "UndecodedRevert",
-                {"data": "0x" + data.hex()},
-                contract=contract_hint,
-                message=(
-                    f"reverted{f' in {function}' if function else ''} without error data{detail}"
-                ),
-                **common,
-            )
+            return undecoded(f"reverted{where} without error data{detail}")
         spec = self.errors.get(data[:4])
         if spec is None:
-            return UndecodedRevert(
-                "UndecodedRevert",
-                {"data": "0x" + data.hex()},
-                contract=contract_hint,
-                message=(
-                    f"reverted{f' in {function}' if function else ''} with data 0x{data.hex()} "
-                    f"whose selector 0x{data[:4].hex()} matches no error in contracts/build "
-                    "or the OpenZeppelin built-ins"
-                ),
-                **common,
+            return undecoded(
+                f"reverted{where} with data 0x{data.hex()} "
+                f"whose selector 0x{data[:4].hex()} matches no error in contracts/build "
+                "or the OpenZeppelin built-ins"
             )
         try:
             args = spec.decode(data[4:])
         except (DecodingError, ValueError, OverflowError) as exc:
-            return UndecodedRevert(
-                "UndecodedRevert",
-                {"data": "0x" + data.hex()},
-                contract=contract_hint,
-                message=f"reverted with {spec.signature} but its arguments do not decode: {exc}",
-                **common,
+            return undecoded(
+                f"reverted with {spec.signature} but its arguments do not decode: {exc}"
             )
         contract = contract_hint if contract_hint in spec.contracts else None
         if contract is None and len(spec.contracts) == 1:

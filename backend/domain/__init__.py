@@ -12,62 +12,7 @@
 It imports nothing but the standard library and ``backend.core``; every other part
 derives its columns, schemas and messages from these records or is tested against
 them (tests/domain), and the contracts' side is read from the compiled ABI there.
+
+Callers import from the submodules (``from backend.domain.reading import Reading``):
+the package re-exports nothing, so each name is listed once, where it is defined.
 """
-
-from backend.domain.actions import (
-    ACTIONS,
-    KINDS,
-    ActionPayloadError,
-    ChainAction,
-    CommitBatch,
-    ProveArrival,
-    ProveExcursion,
-    ProveShock,
-    Settle,
-    decode_action,
-)
-from backend.domain.contract_errors import (
-    ActionOutcome,
-    ContractError,
-    ErrorKind,
-    action_outcome,
-    error_kind,
-)
-from backend.domain.order import ETH, ZERO_ADDRESS, Order, OrderState, Terms
-from backend.domain.reading import (
-    READING_ATTRS,
-    READING_FIELDS,
-    Reading,
-    SignedReading,
-    StoredReading,
-    signed_reading,
-)
-
-__all__ = [
-    "ACTIONS",
-    "ETH",
-    "KINDS",
-    "READING_ATTRS",
-    "READING_FIELDS",
-    "ZERO_ADDRESS",
-    "ActionOutcome",
-    "ActionPayloadError",
-    "ChainAction",
-    "CommitBatch",
-    "ContractError",
-    "ErrorKind",
-    "Order",
-    "OrderState",
-    "ProveArrival",
-    "ProveExcursion",
-    "ProveShock",
-    "Reading",
-    "Settle",
-    "SignedReading",
-    "StoredReading",
-    "Terms",
-    "action_outcome",
-    "decode_action",
-    "error_kind",
-    "signed_reading",
-]

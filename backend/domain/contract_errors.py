@@ -13,14 +13,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from backend.domain.actions import (
-    ChainAction,
-    CommitBatch,
-    ProveArrival,
-    ProveExcursion,
-    ProveShock,
-    Settle,
-)
+from backend.domain import actions
+from backend.domain.actions import ChainAction
 
 
 class ContractError(StrEnum):
@@ -209,22 +203,22 @@ _DONE, _LATER = ActionOutcome.ALREADY_DONE, ActionOutcome.RETRY_LATER
 
 #: Per action kind, the reverts that do not fail it.
 ACTION_REVERTS: dict[type[ChainAction], dict[ContractError, ActionOutcome]] = {
-    CommitBatch: {E.QualityVerificationStaleBatch: _DONE},
-    ProveExcursion: {
+    actions.CommitBatch: {E.QualityVerificationStaleBatch: _DONE},
+    actions.ProveExcursion: {
         E.QualityVerificationAlreadyBreached: _DONE,
         E.QualityVerificationOrderNotInTransit: _DONE,
     },
-    ProveShock: {
+    actions.ProveShock: {
         E.QualityVerificationAlreadyBreached: _DONE,
         E.QualityVerificationOrderNotInTransit: _DONE,
     },
-    ProveArrival: {
+    actions.ProveArrival: {
         E.QualityVerificationOrderNotInTransit: _DONE,
         E.PurchaseOrdersInvalidState: _DONE,
         # The reading is ahead of the chain's clock.
         E.PurchaseOrdersInvalidDeliveryTime: _LATER,
     },
-    Settle: {
+    actions.Settle: {
         E.PurchaseOrdersInvalidState: _DONE,
         E.PurchaseOrdersDisputeWindow: _LATER,
         E.PurchaseOrdersArbitrationPending: _LATER,

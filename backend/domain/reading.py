@@ -1,10 +1,11 @@
 """The reading: one definition of its fields (DESIGN.md §2, §3).
 
-:class:`Reading` declares the nine integers once, each with its Solidity type (the
-EIP-712 ``Reading`` type and ``IQualityVerification.Reading``). The wire names, the
-ranges, the EIP-712 type list, the database columns (backend/store), the rules' view
-(:class:`StoredReading`) and the API's reading schemas follow from it, or are
-checked against it in tests/domain, which also reads the struct from the ABI.
+:class:`ReadingFields` declares the nine integers once, each with its Solidity type
+(the EIP-712 ``Reading`` type and ``IQualityVerification.Reading``). :class:`Reading`
+(validated) and the rules' view :class:`StoredReading` (plus row id, device and
+arrival time) inherit them; the wire names, the ranges, the EIP-712 type list, the
+database columns (backend/store) and the API's reading schemas follow from them, or
+are checked against them in tests/domain, which also reads the struct from the ABI.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ FLAG_SENSOR_FAULT = 1 << 2
 
 
 @dataclass(frozen=True, slots=True)
-class Reading:
-    """One sensor reading in integer units (DESIGN.md §2)."""
+class ReadingFields:
+    """The reading's nine integers in struct order, each with its Solidity type: the one
+    declaration that :class:`Reading` validates and :class:`StoredReading` extends."""
 
     order_id: int = field(metadata=solidity("uint256"))
     seq: int = field(metadata=solidity("uint32"))
@@ -34,6 +36,12 @@ class Reading:
     latitude_e6: int = field(metadata=solidity("int32", lo=-90_000_000, hi=90_000_000))
     longitude_e6: int = field(metadata=solidity("int32", lo=-180_000_000, hi=180_000_000))
     flags: int = field(default=0, metadata=solidity("uint8"))
+
+
+@dataclass(frozen=True, slots=True)
+class Reading(ReadingFields):
+    """One sensor reading in integer units (DESIGN.md §2), checked against its fields'
+    types and ranges."""
 
     def __post_init__(self) -> None:
         for wire, attr, lo, hi in _CHECKS:
@@ -69,7 +77,7 @@ class Reading:
 
 
 #: The reading's fields as declared: attribute, wire name, Solidity type, range.
-READING_SPEC = field_specs(Reading)
+READING_SPEC = field_specs(ReadingFields)
 #: Attribute names (= database columns, API fields), in struct order.
 READING_ATTRS: tuple[str, ...] = tuple(f.attr for f in READING_SPEC)
 #: Wire names (= EIP-712 and Solidity struct names), in struct order.
@@ -106,41 +114,28 @@ def signed_reading(row: Any) -> SignedReading:
     return SignedReading(Reading.of(row), row.device, bytes(row.signature))
 
 
-@dataclass(frozen=True, slots=True)
-class StoredReading:
-    """A stored reading as the rules see it: the reading's fields, flat, with its row id,
-    device and arrival time (no signature: chain actions load it by id)."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredReading(ReadingFields):
+    """A stored reading as the rules see it: the reading's fields, flat (not checked
+    again), with its row id, device and arrival time (no signature: chain actions load
+    it by id)."""
 
     id: int
     device: str
-    order_id: int
-    seq: int
-    timestamp: int
-    temperature_centi_c: int
-    humidity_permille: int
-    shock_milli_g: int
-    latitude_e6: int
-    longitude_e6: int
-    flags: int
     received_at: float
 
     @classmethod
     def of(cls, reading_id: int, signed: SignedReading, received_at: float) -> StoredReading:
         """The view of a reading just stored under ``reading_id``."""
-        values: tuple[Any, ...] = (
-            reading_id,
-            signed.device,
-            *signed.reading.as_tuple(),
-            received_at,
+        return cls(
+            *signed.reading.as_tuple(), id=reading_id, device=signed.device, received_at=received_at
         )
-        return cls(*values)
 
     @classmethod
     def from_row(cls, row: Any) -> StoredReading:
         """The view of a stored row (any object with these attributes)."""
-        return cls(*_stored_values(row))
+        return cls(*_values(row), id=row.id, device=row.device, received_at=row.received_at)
 
 
-#: :class:`StoredReading`'s fields: row id and device, the reading's fields, arrival time.
-STORED_READING_ATTRS: tuple[str, ...] = ("id", "device", *READING_ATTRS, "received_at")
-_stored_values = attrgetter(*STORED_READING_ATTRS)
+#: :class:`StoredReading`'s fields: the reading's fields, row id, device, arrival time.
+STORED_READING_ATTRS: tuple[str, ...] = (*READING_ATTRS, "id", "device", "received_at")

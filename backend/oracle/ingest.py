@@ -398,6 +398,25 @@ class Ingestor:
         self.refusals.add(msg.topic, reason, why)
         self._warn.warning(reason, "refused telemetry on %s: %s: %s", msg.topic[:160], reason, why)
 
+    def _seq_taken(
+        self,
+        verdicts: list[Verdict | None],
+        result: BatchResult,
+        batch: Sequence[Inbound],
+        c: _Candidate,
+        key: repo.ReadingKey,
+        same: bool,
+        what: str,
+    ) -> None:
+        """``c``'s (order, device, seq) is taken: a redelivery when it is the same reading
+        (``same`` digest), else refused as a reused seq (``what`` the device did)."""
+        if same:
+            verdicts[c.index] = Verdict(DUPLICATE)
+            result.duplicates += 1
+            return
+        why = f"device {key[1]} {what} with seq {key[2]} on order {key[0]}"
+        self._refuse(verdicts, result, c.index, batch[c.index], SEQ_REUSED, why)
+
     # ------------------------------------------------------------------ ingest
 
     def ingest(self, batch: Sequence[Inbound]) -> BatchResult:
@@ -477,15 +496,9 @@ class Ingestor:
             first = unique.get(key)
             if first is None:
                 unique[key] = c
-            elif first.digest == c.digest:
-                verdicts[c.index] = Verdict(DUPLICATE)
-                result.duplicates += 1
             else:
-                self._refuse(
-                    verdicts, result, c.index, batch[c.index], SEQ_REUSED,
-                    f"device {key[1]} signed two different readings with seq {key[2]} "
-                    f"on order {key[0]}",
-                )  # fmt: skip
+                what = "signed two different readings"
+                self._seq_taken(verdicts, result, batch, c, key, first.digest == c.digest, what)
         return Prepared(batch, verdicts, result, list(unique.values()), bound_statuses)
 
     def _resolve_bindings(self, claims: list[tuple[str, int]], tried_catch_up: bool) -> bool:
@@ -572,15 +585,10 @@ class Ingestor:
                     stored = StoredReading.of(rid, c.signed, c.received_at)
                     fresh.append(stored)
                     progress.setdefault((stored.order_id, stored.device), []).append(stored)
-                elif stored_digest.get(key) == c.digest:
-                    verdicts[c.index] = Verdict(DUPLICATE)
-                    result.duplicates += 1
                 else:
-                    self._refuse(
-                        verdicts, result, c.index, batch[c.index], SEQ_REUSED,
-                        f"device {key[1]} already has a different reading with seq {key[2]} "
-                        f"on order {key[0]}",
-                    )  # fmt: skip
+                    same = stored_digest.get(key) == c.digest
+                    what = "already has a different reading"
+                    self._seq_taken(verdicts, result, batch, c, key, same, what)
             repo.record_progress(
                 session,
                 [

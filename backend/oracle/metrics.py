@@ -12,76 +12,70 @@ from prometheus_client import Counter, Gauge
 
 from backend.core.metrics import Registry
 
+#: The oracle's metrics in exposition order: kind, name, help text, labels. The sample
+#: is ``trustship_<name>`` (``_total`` added for a counter), the attribute ``<name>``.
+METRICS: tuple[tuple[type[Counter] | type[Gauge], str, str, tuple[str, ...]], ...] = (
+    (Counter, "ingest_received", "MQTT telemetry messages received.", ()),
+    (Counter, "ingest_accepted", "Readings verified and stored.", ()),
+    (
+        Counter,
+        "ingest_duplicates",
+        "Readings dropped because the same (device, seq) reading is already stored.",
+        (),
+    ),
+    (Counter, "ingest_rejected", "Messages refused, by reason.", ("reason",)),
+    (Counter, "ingest_statuses", "Device status messages recorded.", ()),
+    (
+        Gauge,
+        "ingest_missing_readings",
+        "Readings of live orders that never arrived while later ones did (seq gaps).",
+        (),
+    ),
+    (Counter, "ingest_seq_gaps", "Seq gaps reported as alerts.", ()),
+    (Counter, "ingest_batches", "Batches committed to the database.", ()),
+    (
+        Counter,
+        "ingest_batch_failures",
+        "Batches the database refused (not acknowledged; retried or redelivered).",
+        (),
+    ),
+    (Counter, "ingest_store_seconds", "Time spent storing batches.", ()),
+    (Gauge, "ingest_queue_depth", "Messages received and not yet processed.", ()),
+    (Counter, "rules_alerts", "Alerts raised, by kind.", ("kind",)),
+    (Counter, "rules_actions", "Chain actions queued in the outbox, by kind.", ("kind",)),
+    (Counter, "outbox_results", "Outbox executions, by kind and result.", ("kind", "result")),
+    (Counter, "commitments", "Merkle batches created.", ()),
+)
+
 
 class Metrics:
-    """The oracle's counters and gauges, registered on ``registry`` (a new one if None).
+    """The oracle's counters and gauges (:data:`METRICS`), registered on ``registry``
+    (a new one if None).
 
     Components write through the attributes (``metrics.ingest_accepted.inc(n)``);
     tests and benchmarks read by exposed sample name (:meth:`get`)."""
 
+    ingest_received: Counter
+    ingest_accepted: Counter
+    ingest_duplicates: Counter
+    ingest_rejected: Counter
+    ingest_statuses: Counter
+    ingest_missing_readings: Gauge
+    ingest_seq_gaps: Counter
+    ingest_batches: Counter
+    ingest_batch_failures: Counter
+    ingest_store_seconds: Counter
+    ingest_queue_depth: Gauge
+    rules_alerts: Counter
+    rules_actions: Counter
+    outbox_results: Counter
+    commitments: Counter
+
     def __init__(self, registry: Registry | None = None) -> None:
         self.registry = registry if registry is not None else Registry()
-        r = self.registry
-        self.ingest_received = Counter(
-            "trustship_ingest_received_total", "MQTT telemetry messages received.", registry=r
-        )
-        self.ingest_accepted = Counter(
-            "trustship_ingest_accepted_total", "Readings verified and stored.", registry=r
-        )
-        self.ingest_duplicates = Counter(
-            "trustship_ingest_duplicates_total",
-            "Readings dropped because the same (device, seq) reading is already stored.",
-            registry=r,
-        )
-        self.ingest_rejected = Counter(
-            "trustship_ingest_rejected_total",
-            "Messages refused, by reason.",
-            ["reason"],
-            registry=r,
-        )
-        self.ingest_statuses = Counter(
-            "trustship_ingest_statuses_total", "Device status messages recorded.", registry=r
-        )
-        self.ingest_missing_readings = Gauge(
-            "trustship_ingest_missing_readings",
-            "Readings of live orders that never arrived while later ones did (seq gaps).",
-            registry=r,
-        )
-        self.ingest_seq_gaps = Counter(
-            "trustship_ingest_seq_gaps_total", "Seq gaps reported as alerts.", registry=r
-        )
-        self.ingest_batches = Counter(
-            "trustship_ingest_batches_total", "Batches committed to the database.", registry=r
-        )
-        self.ingest_batch_failures = Counter(
-            "trustship_ingest_batch_failures_total",
-            "Batches the database refused (not acknowledged; retried or redelivered).",
-            registry=r,
-        )
-        self.ingest_store_seconds = Counter(
-            "trustship_ingest_store_seconds_total", "Time spent storing batches.", registry=r
-        )
-        self.ingest_queue_depth = Gauge(
-            "trustship_ingest_queue_depth", "Messages received and not yet processed.", registry=r
-        )
-        self.rules_alerts = Counter(
-            "trustship_rules_alerts_total", "Alerts raised, by kind.", ["kind"], registry=r
-        )
-        self.rules_actions = Counter(
-            "trustship_rules_actions_total",
-            "Chain actions queued in the outbox, by kind.",
-            ["kind"],
-            registry=r,
-        )
-        self.outbox_results = Counter(
-            "trustship_outbox_results_total",
-            "Outbox executions, by kind and result.",
-            ["kind", "result"],
-            registry=r,
-        )
-        self.commitments = Counter(
-            "trustship_commitments_total", "Merkle batches created.", registry=r
-        )
+        for kind, name, help_text, labels in METRICS:
+            sample = f"trustship_{name}_total" if kind is Counter else f"trustship_{name}"
+            setattr(self, name, kind(sample, help_text, labels, registry=self.registry))
 
     def get(self, sample: str, **labels: str) -> float:
         """One sample's value by its exposed name (``trustship_ingest_accepted_total``)."""

@@ -37,6 +37,7 @@ import statistics
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import select
@@ -50,6 +51,7 @@ from backend.domain.actions import (
     ProveShock,
     decode_action,
 )
+from backend.domain.alert import ALERT_ATTRS, Alert
 from backend.domain.order import OrderState
 from backend.domain.reading import (
     FLAG_DOOR_OPEN,
@@ -131,27 +133,18 @@ class ActionIntent:
 
 
 @dataclass(frozen=True, slots=True)
-class AlertIntent:
-    order_id: int
-    device: str | None
-    kind: str
-    severity: str
-    message: str
-    at: int
-    data: dict[str, Any]
+class AlertIntent(Alert):
+    """An alert to store, with the key that keeps it from being stored twice (None:
+    never deduplicated)."""
+
     dedup_key: str | None
 
     def as_row(self) -> dict[str, Any]:
-        return {
-            "order_id": self.order_id,
-            "device": self.device,
-            "kind": self.kind,
-            "severity": self.severity,
-            "message": self.message,
-            "at": self.at,
-            "data": self.data,
-            "dedup_key": self.dedup_key,
-        }
+        return dict(zip(_ALERT_ROW, _alert_row(self), strict=True))
+
+
+_ALERT_ROW: tuple[str, ...] = (*ALERT_ATTRS, "dedup_key")
+_alert_row = attrgetter(*_ALERT_ROW)
 
 
 @dataclass

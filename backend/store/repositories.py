@@ -38,6 +38,12 @@ from backend.domain.actions import lane as action_lane
 from backend.domain.order import OrderState
 from backend.domain.reading import READING_ATTRS, SignedReading
 from backend.store.models import (
+    ALERTS,
+    DEVICES,
+    EVENTS,
+    ORDERS,
+    OUTBOX,
+    READINGS,
     AlertRow,
     ChainEventRow,
     CommitmentRow,
@@ -48,13 +54,6 @@ from backend.store.models import (
     OutboxRow,
     ReadingRow,
 )
-
-READINGS: Table = ReadingRow.__table__  # type: ignore[assignment]
-OUTBOX: Table = OutboxRow.__table__  # type: ignore[assignment]
-ALERTS: Table = AlertRow.__table__  # type: ignore[assignment]
-DEVICES: Table = DeviceRow.__table__  # type: ignore[assignment]
-EVENTS: Table = ChainEventRow.__table__  # type: ignore[assignment]
-ORDERS: Table = OrderRow.__table__  # type: ignore[assignment]
 
 OUTBOX_PENDING = "pending"
 OUTBOX_SENT = "sent"

@@ -26,8 +26,8 @@ from backend.api.parties import PartyRegistry
 from backend.chain.testing import Stack
 from backend.core.settings import Settings
 from backend.indexer import ChainIndexer
-from backend.indexer.metrics import IndexerMetrics
 from backend.store import make_engine, session_factory
+from testkit.api_seed import indexed
 from testkit.databases import migrated_engine
 
 KEYS = {
@@ -136,14 +136,7 @@ def chain_api(
     factory: sessionmaker[Session],
     parties: PartyRegistry,
 ) -> Iterator[ChainApi]:
-    indexer = ChainIndexer(
-        db,
-        deployment.chain,
-        deployment.contracts,
-        start_block=deployment.deployment.block_number,
-        metrics=IndexerMetrics(),
-    )
-    indexer.run_once()
+    indexer = indexed(db, deployment)
     custodian = Custodian(
         deployment.chain,
         deployment.po,

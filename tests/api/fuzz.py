@@ -37,13 +37,11 @@ from backend.chain.connection import connect
 from backend.chain.contracts import Terms
 from backend.chain.testing import Stack, build_stack, default_terms, device_key
 from backend.core.settings import Settings
-from backend.indexer import ChainIndexer
-from backend.indexer.metrics import IndexerMetrics
 from backend.oracle.ingest import RefusalTally
 from backend.store import session_factory
-from backend.store.models import AlertRow, CommitmentRow, ReadingRow
-from backend.telemetry import MerkleTree, Reading, device_address, leaf_hash, reading_digest
-from backend.telemetry import sign_reading as sign
+from backend.store.models import AlertRow
+from backend.telemetry import Reading, device_address
+from testkit.api_seed import commitment_row, indexed, reading_row
 from testkit.settings import dev_settings
 
 ROLES = ("buyer", "supplier", "arbiter", "auditor", "admin", "stranger")
@@ -126,41 +124,14 @@ def seed_rows(factory: sessionmaker[Session], stack: Stack, seeded: Seeded, n: i
         rows = []
         for seq in range(1, n + 1):
             r = Reading(order, seq, t0 + 60 * seq, 450 + seq, 500, 10, 50_000_000, 3_000_000, 0)
-            row = ReadingRow(
-                order_id=order,
-                device=seeded.device,
-                seq=seq,
-                timestamp=r.timestamp,
-                temperature_centi_c=r.temperature_centi_c,
-                humidity_permille=r.humidity_permille,
-                shock_milli_g=r.shock_milli_g,
-                latitude_e6=r.latitude_e6,
-                longitude_e6=r.longitude_e6,
-                flags=r.flags,
-                signature=sign(r, stack.domain, seeded.device_key),
-                digest=reading_digest(r, stack.domain),
-                received_at=now,
-                batch_seq=1 if seq <= seeded.committed else None,
+            batch = 1 if seq <= seeded.committed else None
+            row = reading_row(
+                r, seeded.device, seeded.device_key, stack.domain, received_at=now, batch_seq=batch
             )
             s.add(row)
             rows.append(row)
         s.flush()
-        batch = rows[: seeded.committed]
-        s.add(
-            CommitmentRow(
-                order_id=order,
-                batch_seq=1,
-                root=MerkleTree([leaf_hash(r.digest) for r in batch]).root,
-                reading_count=len(batch),
-                first_reading_id=batch[0].id,
-                last_reading_id=batch[-1].id,
-                reading_ids=[r.id for r in batch],
-                tx_hash=b"\x11" * 32,
-                status="done",
-                created_at=now,
-                updated_at=now,
-            )
-        )
+        s.add(commitment_row(order, rows[: seeded.committed], now))
         for order_id, kind in (
             (order, "temperature_warning"),
             (seeded.orders["stranger"], "device_silent"),
@@ -187,14 +158,7 @@ def fuzz_context(stack: Stack, engine: Engine, seeded: Seeded) -> Iterator[ApiCo
     try:
         settings = Settings(DEV_MODE=True, API_KEYS=None, RPC_URL=None, _env_file=None)  # type: ignore[call-arg]
         factory = session_factory(engine)
-        indexer = ChainIndexer(
-            engine,
-            stack.chain,
-            stack.contracts,
-            start_block=stack.deployment.block_number,
-            metrics=IndexerMetrics(),
-        )
-        indexer.run_once()
+        indexer = indexed(engine, stack)
         seed_rows(factory, stack, seeded)
         yield ApiContext(
             settings=settings,

@@ -34,6 +34,13 @@ from tests.api.conftest import ChainApi
 from tests.api.fuzz import Seeded, fuzz_case, fuzz_context, rich_stack, seed_chain
 
 MAX_EXAMPLES = 50
+#: How every schemathesis run here and on PostgreSQL draws its cases (reproducibly).
+FUZZ_SETTINGS = settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=True,
+)
 
 #: positive_data_acceptance's default expected statuses, and 422 (see the module docstring).
 POSITIVE_ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "422", "429"]
@@ -98,12 +105,7 @@ def bound_app(seeded_stack: tuple[Stack, Seeded], db: Engine) -> Iterator[Seeded
 
 
 @schema.parametrize()
-@settings(
-    max_examples=MAX_EXAMPLES,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-    derandomize=True,
-)
+@FUZZ_SETTINGS
 def test_api_conforms_to_its_openapi(case: Any, bound_app: Seeded) -> None:
     fuzz_case(case, bound_app)
 

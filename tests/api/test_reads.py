@@ -281,3 +281,18 @@ def test_refusals_come_from_the_oracle_in_this_process(api: Api, seeded: Seeded)
     assert r["last_reason"] == "signature_mismatch"
     assert r["last_message"] == "because of signature_mismatch"
     assert api.get("/orders/1/refusals", "stranger").status_code == 404
+
+
+@pytest.mark.parametrize("items", ["events", "alerts", "devices"])
+def test_an_orders_list_answers_key_then_parameters_then_order(
+    api: Api, seeded: Seeded, items: str
+) -> None:
+    """No key is 401 before anything; a bad page is 422 whether or not the caller may
+    see the order (it is not looked up); with a good page, another's order is 404."""
+    other = seeded.other_order
+    assert api.get(f"/orders/{other}/{items}?limit=0", "none").status_code == 401
+    assert api.get(f"/orders/{other}/{items}?limit=0", "buyer").status_code == 422
+    assert api.get(f"/orders/{other}/{items}?offset=-1", "buyer").status_code == 422
+    assert api.get(f"/orders/{other}/{items}", "buyer").status_code == 404
+    own = api.get(f"/orders/{seeded.own_order}/{items}?limit=1", "buyer")
+    assert own.status_code == 200 and len(own.json()["data"]) <= 1

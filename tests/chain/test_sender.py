@@ -24,6 +24,7 @@ from backend.chain.errors import (
 )
 from backend.chain.sender import RetryPolicy, TxSender
 from backend.chain.testing import Stack
+from testkit.sending import submit_burst
 from testkit.servers import free_port
 
 pytestmark = pytest.mark.timeout(120)
@@ -78,6 +79,12 @@ def new_order(stack: Stack, make_terms: Callable[..., Terms], funded: bool = Tru
     return int(stack.po.create_order(a.supplier.address, terms, by=a.buyer).value)
 
 
+@pytest.fixture
+def order_id(stack: Stack, make_terms: Callable[..., Terms]) -> int:
+    """A funded order of the buyer with the supplier, created for the test."""
+    return new_order(stack, make_terms)
+
+
 # ---- nonces -------------------------------------------------------------------
 
 
@@ -107,16 +114,9 @@ def test_in_flight_transactions_are_bounded(stack: Stack, make_terms: Callable[.
     a = stack.accounts
     sender = stack.chain.sender(a.buyer)
     data = stack.po.calldata("createOrder", a.supplier.address, make_terms().as_tuple())
-    old_bound, sender.max_in_flight = sender.max_in_flight, 4
-    try:
-        peak = 0
-        for _ in range(12):
-            sender.submit(stack.po.address, data, gas=400_000)
-            peak = max(peak, sender.in_flight)
-        assert peak == 4
-        assert len(sender.wait_all()) == 12
-    finally:
-        sender.max_in_flight = old_bound
+    peak, results = submit_burst(sender, stack.po.address, data, count=12, bound=4, gas=400_000)
+    assert peak == 4
+    assert len(results) == 12
 
 
 def test_nonce_resyncs_after_another_process_used_the_key(
@@ -160,11 +160,8 @@ def test_gas_is_estimated_once_with_a_margin_or_taken_as_given(
     assert tx["type"] == 2 and tx["maxFeePerGas"] >= tx["maxPriorityFeePerGas"] > 0
 
 
-def test_mined_revert_with_status_0_raises_the_decoded_error(
-    stack: Stack, make_terms: Callable[..., Terms]
-) -> None:
+def test_mined_revert_with_status_0_raises_the_decoded_error(stack: Stack, order_id: int) -> None:
     a = stack.accounts
-    order_id = new_order(stack, make_terms)
     # fixed gas skips estimation, so the revert happens in a mined transaction
     with pytest.raises(ContractRevert) as info:
         stack.po.ship_order(order_id, [a.stranger.address], by=a.supplier, gas=300_000)
@@ -217,11 +214,8 @@ def test_insufficient_funds_at_gas_estimation_is_transaction_rejected(
 # ---- revert decoding ------------------------------------------------------------
 
 
-def test_custom_error_with_enum_arg_at_estimate_time(
-    stack: Stack, make_terms: Callable[..., Terms]
-) -> None:
+def test_custom_error_with_enum_arg_at_estimate_time(stack: Stack, order_id: int) -> None:
     a = stack.accounts
-    order_id = new_order(stack, make_terms)
     stack.po.accept_order(order_id, by=a.supplier)
     with pytest.raises(ContractRevert) as info:
         stack.po.accept_order(order_id, by=a.supplier)
@@ -246,22 +240,16 @@ def test_custom_error_with_address_and_string_args(
     assert bad_terms.value.args == {"field": "price"}
 
 
-def test_openzeppelin_access_control_error_is_decoded(
-    stack: Stack, make_terms: Callable[..., Terms]
-) -> None:
+def test_openzeppelin_access_control_error_is_decoded(stack: Stack, order_id: int) -> None:
     a = stack.accounts
-    order_id = new_order(stack, make_terms)
     with pytest.raises(ContractRevert) as info:
         stack.qv.commit_readings(order_id, 1, b"\x11" * 32, 10, by=a.stranger)
     assert info.value.name == "AccessControlUnauthorizedAccount"
     assert info.value.args == {"account": a.stranger.address, "neededRole": stack.qv.oracle_role()}
 
 
-def test_revert_matching_no_known_abi_carries_the_raw_data(
-    stack: Stack, make_terms: Callable[..., Terms]
-) -> None:
+def test_revert_matching_no_known_abi_carries_the_raw_data(stack: Stack, order_id: int) -> None:
     a = stack.accounts
-    order_id = new_order(stack, make_terms)
     blind = TxSender(stack.chain.w3, a.stranger, registry=AbiRegistry())  # knows no errors
     data = stack.po.calldata("acceptOrder", order_id)
     with pytest.raises(UndecodedRevert) as info:
@@ -273,9 +261,8 @@ def test_revert_matching_no_known_abi_carries_the_raw_data(
     assert isinstance(info.value, ContractRevert)
 
 
-def test_contract_revert_survives_pickling(stack: Stack, make_terms: Callable[..., Terms]) -> None:
+def test_contract_revert_survives_pickling(stack: Stack, order_id: int) -> None:
     a = stack.accounts
-    order_id = new_order(stack, make_terms)
     with pytest.raises(ContractRevert) as info:
         stack.po.accept_order(order_id, by=a.buyer)
     copy = pickle.loads(pickle.dumps(info.value))
@@ -320,9 +307,8 @@ def test_transport_errors_are_retried_and_the_transaction_lands_once(
     assert stack.chain.w3.eth.get_transaction_count(a.stranger.address) == start + 1
 
 
-def test_a_revert_is_never_retried(stack: Stack, make_terms: Callable[..., Terms]) -> None:
+def test_a_revert_is_never_retried(stack: Stack, order_id: int) -> None:
     a = stack.accounts
-    order_id = new_order(stack, make_terms)
     sender, provider = counting_sender(stack, a.stranger)
     with pytest.raises(ContractRevert):
         stack.po.accept_order(order_id, by=sender)  # estimate reverts

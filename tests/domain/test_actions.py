@@ -11,17 +11,13 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
+from backend.domain import actions
 from backend.domain.actions import (
     ACTIONS,
     COMMIT_LANE,
     KINDS,
     ActionPayloadError,
     ChainAction,
-    CommitBatch,
-    ProveArrival,
-    ProveExcursion,
-    ProveShock,
-    Settle,
     decode_action,
     lane,
 )
@@ -98,7 +94,7 @@ def test_payloads_keep_the_format_already_stored() -> None:
         action = decode_action(kind, 1, payload)
         assert action.payload() == payload
         assert list(action.payload()) == list(payload)  # same key order, same JSON text
-    assert decode_action("commit_batch", 1, stored["commit_batch"]) == CommitBatch(
+    assert decode_action("commit_batch", 1, stored["commit_batch"]) == actions.CommitBatch(
         order_id=1, batch_seq=3, root=bytes.fromhex("ab" * 32), count=17
     )
 
@@ -127,19 +123,27 @@ def test_a_payload_that_does_not_fit_is_refused(kind: str, payload: Any) -> None
 
 
 def test_lanes_ranks_and_dedup_keys() -> None:
-    assert [k for k in KINDS if lane(k) == COMMIT_LANE] == [CommitBatch.kind]
+    assert [k for k in KINDS if lane(k) == COMMIT_LANE] == [actions.CommitBatch.kind]
     assert lane("bridge") != COMMIT_LANE
-    assert ProveExcursion.rank == ProveShock.rank < ProveArrival.rank < Settle.rank
-    breach = {sample(ProveExcursion, 4).dedup_key, sample(ProveShock, 4).dedup_key}
+    assert (
+        actions.ProveExcursion.rank
+        == actions.ProveShock.rank
+        < actions.ProveArrival.rank
+        < actions.Settle.rank
+    )
+    breach = {sample(actions.ProveExcursion, 4).dedup_key, sample(actions.ProveShock, 4).dedup_key}
     assert breach == {"breach:4"}  # one breach proof per order, whichever comes first
-    assert sample(ProveArrival, 4).dedup_key == "arrival:4"
-    assert sample(Settle, 4).dedup_key == "settle:4"
-    assert sample(CommitBatch, 4).dedup_key == f"commit:4:{sample(CommitBatch, 4).batch_seq}"  # type: ignore[attr-defined]
+    assert sample(actions.ProveArrival, 4).dedup_key == "arrival:4"
+    assert sample(actions.Settle, 4).dedup_key == "settle:4"
+    assert (
+        sample(actions.CommitBatch, 4).dedup_key
+        == f"commit:4:{sample(actions.CommitBatch, 4).batch_seq}"
+    )  # type: ignore[attr-defined]
 
 
 def test_an_earlier_arrival_supersedes_a_later_one() -> None:
-    early = ProveArrival(order_id=1, reading_id=1, device=DEVICE, seq=1, timestamp=10)
-    late = ProveArrival(order_id=1, reading_id=2, device=DEVICE, seq=2, timestamp=20)
+    early = actions.ProveArrival(order_id=1, reading_id=1, device=DEVICE, seq=1, timestamp=10)
+    late = actions.ProveArrival(order_id=1, reading_id=2, device=DEVICE, seq=2, timestamp=20)
     assert early.earlier_than(late) and not late.earlier_than(early)
     assert not early.earlier_than(early)
 

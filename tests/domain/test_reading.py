@@ -26,19 +26,10 @@ from backend.domain.reading import (
 from backend.store import repositories as repo
 from backend.store.models import ReadingRow
 from backend.telemetry import eip712
+from testkit.readings import SAMPLE
 from tests.domain.abi import struct
 
-READING = Reading(
-    order_id=7,
-    seq=3,
-    timestamp=1_700_000_000,
-    temperature_centi_c=-425,
-    humidity_permille=551,
-    shock_milli_g=1200,
-    latitude_e6=51_950_000,
-    longitude_e6=4_050_000,
-    flags=5,
-)
+READING = SAMPLE
 SIGNED = SignedReading(READING, "0x" + "Ab" * 20, b"\x1b" * 65)
 #: What a stored reading row holds beyond the reading's own fields.
 ROW_EXTRAS = {"id", "device", "signature", "digest", "received_at", "batch_seq"}

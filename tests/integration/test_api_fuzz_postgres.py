@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
 from sqlalchemy import Engine, text
 
 from backend.chain.testing import Stack
@@ -19,7 +18,7 @@ from backend.store.models import Base
 from testkit.databases import postgres_schema_engine
 from tests.api import fuzz
 from tests.api.fuzz import Seeded, fuzz_case, fuzz_context
-from tests.api.test_openapi_fuzz import APP, MAX_EXAMPLES, schema, seeded_stack  # noqa: F401
+from tests.api.test_openapi_fuzz import APP, FUZZ_SETTINGS, schema, seeded_stack  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -45,12 +44,7 @@ def pg_app(seeded_stack: tuple[Stack, Seeded], pg_engine: Engine) -> Iterator[Se
 
 
 @schema.parametrize()
-@settings(
-    max_examples=MAX_EXAMPLES,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-    derandomize=True,
-)
+@FUZZ_SETTINGS
 def test_api_on_postgres_conforms_to_its_openapi(case: Any, pg_app: Seeded) -> None:
     fuzz_case(case, pg_app)
 

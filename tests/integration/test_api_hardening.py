@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import subprocess
-import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -28,7 +26,7 @@ from sqlalchemy import text
 
 from backend.store.db import make_engine
 from testkit.databases import POSTGRES_URL, postgres_schema, schema_url
-from testkit.serve import start_serve, wait_healthy
+from testkit.serve import order_terms, serve_env, start_serve, wait_healthy
 from testkit.servers import free_port, start_anvil, start_secured_mosquitto
 
 pytestmark = pytest.mark.integration
@@ -60,16 +58,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     broker = start_secured_mosquitto({}, oracles={"oracle": ORACLE_PW})
     port = free_port()
     log = tmp / "serve.log"
-    env = {k: v for k, v in os.environ.items() if k not in {"API_KEYS", "DEPLOYER_PRIVATE_KEY"}}
-    env.update(
-        RPC_URL=anvil.extra["url"],
-        MQTT_URL=f"mqtt://oracle:{ORACLE_PW}@127.0.0.1:{broker.port}",
-        DATABASE_URL=schema_url(schema),
-        DEPLOYMENT_FILE=str(tmp / "deployment.json"),
-        API_HOST="127.0.0.1",
-        API_PORT=str(port),
-        DEV_MODE="true",
-        ORACLE_CLIENT_ID="api-hardening-" + uuid.uuid4().hex[:6],
+    env = serve_env(
+        rpc_url=anvil.extra["url"],
+        mqtt_url=f"mqtt://oracle:{ORACLE_PW}@127.0.0.1:{broker.port}",
+        database_url=schema_url(schema),
+        workdir=tmp,
+        port=port,
+        client_prefix="api-hardening-",
+        drop=frozenset({"API_KEYS", "DEPLOYER_PRIVATE_KEY"}),
     )
     proc = start_serve(env, tmp, log)
     served = Served(f"http://127.0.0.1:{port}", port, schema, log)
@@ -91,18 +87,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 def terms(served: Served, **overrides: Any) -> dict[str, Any]:
     arbiter = served.call("GET", "/account", "dev-arbiter").json()["party"]["address"]
     now = int(served.call("GET", "/deployment", None).json()["oracle_clock"])
-    body = {
-        "price": str(10**18),
-        "delivery_deadline": now + 86_400,
-        "dest_lat_e6": 51_950_000,
-        "dest_lon_e6": 4_050_000,
-        "geofence_e6": 50_000,
-        "min_temp_centi_c": 200,
-        "max_temp_centi_c": 800,
-        "arbiter": arbiter,
-    }
-    body.update(overrides)
-    return body
+    return order_terms(now, arbiter, **overrides)
 
 
 def supplier(served: Served) -> str:

@@ -4,11 +4,9 @@ oracle in the same process proves arrival; SIGTERM stops everything cleanly."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ from backend.chain.testing import device_key
 from backend.telemetry import Domain, Reading, device_address
 from testkit.databases import postgres_schema, schema_url
 from testkit.readings import wire_message
-from testkit.serve import start_serve, wait_healthy
+from testkit.serve import order_terms, serve_env, start_serve, wait_healthy
 from testkit.servers import free_port, start_anvil, start_mosquitto
 
 pytestmark = pytest.mark.integration
@@ -41,18 +39,14 @@ def served(
     broker = start_mosquitto("allow_anonymous true")
     port = free_port()
     log = tmp_path / "serve.log"
-    env = {
-        **os.environ,
-        "RPC_URL": anvil.extra["url"],
-        "MQTT_URL": broker.extra["url"],
-        "DATABASE_URL": pg_schema_url,
-        "DEPLOYMENT_FILE": str(tmp_path / "deployment.json"),
-        "API_HOST": "127.0.0.1",
-        "API_PORT": str(port),
-        "DEV_MODE": "true",
-        "ORACLE_CLIENT_ID": "api-serve-test-" + uuid.uuid4().hex[:6],
-    }
-    env.pop("API_KEYS", None)
+    env = serve_env(
+        rpc_url=anvil.extra["url"],
+        mqtt_url=broker.extra["url"],
+        database_url=pg_schema_url,
+        workdir=tmp_path,
+        port=port,
+        client_prefix="api-serve-test-",
+    )
     proc = start_serve(env, tmp_path, log)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -81,18 +75,9 @@ def test_serve_end_to_end_and_clean_shutdown(
     manifest = json.loads((tmp_path / "deployment.json").read_text())  # dev mode deployed
     domain = Domain(manifest["chain_id"], manifest["addresses"]["QualityVerification"])
     now = int(time.time())
-    terms = {
-        "price": str(2 * 10**18),
-        "delivery_deadline": now + 86_400,
-        "dest_lat_e6": 51_950_000,
-        "dest_lon_e6": 4_050_000,
-        "geofence_e6": 50_000,
-        "min_temp_centi_c": 200,
-        "max_temp_centi_c": 800,
-        "tolerated_excursion_secs": 1800,
-        "breach_refund_bps": 3000,
-        "arbiter": arbiter,
-    }
+    terms = order_terms(
+        now, arbiter, price=str(2 * 10**18), tolerated_excursion_secs=1800, breach_refund_bps=3000
+    )
     r = call(
         base,
         "POST",

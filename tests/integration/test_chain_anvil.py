@@ -19,6 +19,7 @@ from backend.chain.deploy import deploy_from_settings, load_deployment
 from backend.chain.errors import ContractRevert, DeploymentError
 from backend.chain.sender import RetryPolicy, TxSender
 from backend.chain.testing import Stack, default_terms
+from testkit.sending import submit_burst
 from testkit.servers import Server, start_anvil
 from testkit.settings import dev_settings
 
@@ -160,48 +161,47 @@ def test_deploy_keep_existing_deploys_on_a_reset_node(anvil: Server, tmp_path: P
         fresh.stop()
 
 
-def proxied_sender(stack: Stack, proxy: FaultyProxy) -> TxSender:
+@pytest.fixture
+def via_proxy(anvil_stack: Stack, proxy: FaultyProxy) -> TxSender:
     """The stranger's sender, reaching the node through ``proxy`` (four attempts)."""
     from web3 import HTTPProvider, Web3
 
     w3 = Web3(HTTPProvider(proxy.url, exception_retry_configuration=None))
     return TxSender(
         w3,
-        stack.accounts.stranger,
-        registry=stack.chain.registry,
+        anvil_stack.accounts.stranger,
+        registry=anvil_stack.chain.registry,
         retry=RetryPolicy(attempts=4, initial_backoff=0.01),
     )
 
 
 def test_connection_cut_before_the_node_saw_the_transaction(
-    anvil_stack: Stack, proxy: FaultyProxy
+    anvil_stack: Stack, proxy: FaultyProxy, via_proxy: TxSender
 ) -> None:
     a = anvil_stack.accounts
-    sender = proxied_sender(anvil_stack, proxy)
-    start = sender.next_nonce
+    start = via_proxy.next_nonce
     proxy.drop_before["eth_sendRawTransaction"] = 2
-    result = anvil_stack.po.create_order(a.supplier.address, anvil_stack.make_terms(), by=sender)
+    result = anvil_stack.po.create_order(a.supplier.address, anvil_stack.make_terms(), by=via_proxy)
     assert result.receipt["status"] == 1
     assert proxy.seen["eth_sendRawTransaction"] == 3
     assert anvil_stack.chain.w3.eth.get_transaction_count(a.stranger.address) == start + 1
 
 
 def test_connection_cut_after_the_node_took_the_transaction(
-    anvil_stack: Stack, proxy: FaultyProxy
+    anvil_stack: Stack, proxy: FaultyProxy, via_proxy: TxSender
 ) -> None:
     a = anvil_stack.accounts
-    sender = proxied_sender(anvil_stack, proxy)
-    start = sender.next_nonce
+    start = via_proxy.next_nonce
     count = anvil_stack.po.order_count()
     # anvil mined it on the first attempt; the resend is "nonce too low" / "already known"
     proxy.drop_after["eth_sendRawTransaction"] = 1
-    result = anvil_stack.po.create_order(a.supplier.address, anvil_stack.make_terms(), by=sender)
+    result = anvil_stack.po.create_order(a.supplier.address, anvil_stack.make_terms(), by=via_proxy)
     assert result.receipt["status"] == 1
     assert anvil_stack.po.order_count() == count + 1  # exactly once
     assert anvil_stack.chain.w3.eth.get_transaction_count(a.stranger.address) == start + 1
-    assert sender.next_nonce == start + 1
-    assert sender.stats["rpc_retries"] == 1
-    assert sender.stats["nonce_resyncs"] == 0  # recognised its own transaction, no resync
+    assert via_proxy.next_nonce == start + 1
+    assert via_proxy.stats["rpc_retries"] == 1
+    assert via_proxy.stats["nonce_resyncs"] == 0  # recognised its own transaction, no resync
 
 
 def test_a_revert_through_the_proxy_is_sent_once(anvil_stack: Stack, proxy: FaultyProxy) -> None:
@@ -225,15 +225,8 @@ def test_burst_of_transactions_with_bounded_in_flight(anvil_stack: Stack) -> Non
         "createOrder", a.supplier.address, anvil_stack.make_terms().as_tuple()
     )
     before = anvil_stack.po.order_count()
-    old, sender.max_in_flight = sender.max_in_flight, 16
-    try:
-        peak = 0
-        for _ in range(200):
-            sender.submit(anvil_stack.po.address, data, gas=300_000)
-            peak = max(peak, sender.in_flight)
-        results = sender.wait_all()
-    finally:
-        sender.max_in_flight = old
+    to = anvil_stack.po.address
+    peak, results = submit_burst(sender, to, data, count=200, bound=16, gas=300_000)
     assert peak <= 16
     assert len(results) == 200
     assert anvil_stack.po.order_count() == before + 200

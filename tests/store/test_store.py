@@ -16,6 +16,7 @@ from backend.store import repositories as repo
 from backend.store.db import resolve_url, upgrade_to_head
 from backend.store.models import Base, DeviceRow, OrderRow, ReadingRow
 from backend.store.types import UINT256_MAX
+from testkit import readings as kit
 
 DEV_A = "0x" + "A1" * 20
 DEV_B = "0x" + "B2" * 20
@@ -44,35 +45,9 @@ def reading(
 
 
 def order_values(order_id: int, **kw: Any) -> dict[str, Any]:
-    zero = "0x" + "00" * 20
-    v: dict[str, Any] = dict(
-        id=order_id,
-        buyer=DEV_A,
-        supplier=DEV_B,
-        state="Created",
-        token=zero,
-        price=10**18,
-        delivery_deadline=1_700_100_000,
-        expiry_grace_secs=86_400,
-        dest_lat_e6=1_290_000,
-        dest_lon_e6=103_850_000,
-        geofence_e6=20_000,
-        min_temp_centi_c=200,
-        max_temp_centi_c=800,
-        max_humidity_permille=0,
-        max_shock_milli_g=5000,
-        tolerated_excursion_secs=1800,
-        late_penalty_bps_per_hour=50,
-        late_penalty_cap_bps=2000,
-        breach_refund_bps=3000,
-        dispute_window_secs=0,
-        arbiter=zero,
-        funded=False,
-        breached=False,
-        updated_block=1,
-    )
-    v.update(kw)
-    return v
+    """An order row of DEV_A (buyer) and DEV_B (supplier), created and not funded yet."""
+    values = dict(buyer=DEV_A, supplier=DEV_B, state="Created", funded=False, shipped_at=None)
+    return kit.order_values(order_id, **{**values, **kw})
 
 
 def test_schema_matches_models_and_upgrade_is_idempotent(engine: Engine) -> None:
@@ -195,25 +170,13 @@ def test_commitments_take_each_reading_once_in_id_order(engine: Engine) -> None:
 
 def test_outbox_deduplicates_and_keeps_each_orders_actions_in_order(engine: Engine) -> None:
     now = 1000.0
+    arrival: dict[str, Any] = dict(
+        kind="prove_arrival", order_id=1, dedup_key="arrival:1", rank=1, now=now
+    )
     with Session(engine) as s, s.begin():
-        assert repo.enqueue_action(
-            s,
-            kind="prove_arrival",
-            order_id=1,
-            dedup_key="arrival:1",
-            payload={"r": 1},
-            rank=1,
-            now=now,
-        )
-        assert not repo.enqueue_action(
-            s,
-            kind="prove_arrival",
-            order_id=1,
-            dedup_key="arrival:1",
-            payload={"r": 2},
-            rank=1,
-            now=now,
-        )
+        assert repo.enqueue_action(s, payload={"r": 1}, **arrival)
+        # the same key again: not queued twice, whatever its payload
+        assert not repo.enqueue_action(s, payload={"r": 2}, **arrival)
         assert repo.enqueue_action(
             s, kind="commit_batch", order_id=1, dedup_key="commit:1:1", payload={}, now=now
         )

@@ -29,6 +29,7 @@ from backend.telemetry import (
 )
 from backend.telemetry.eip712 import recover_from_digest
 from backend.telemetry.reading import EIP712_TYPES, FIELD_RANGES, READING_FIELDS
+from testkit.readings import SAMPLE
 
 KEY = bytes.fromhex("aa" * 32)
 OTHER_KEY = bytes.fromhex("bb" * 32)
@@ -47,19 +48,7 @@ readings = st.builds(
 
 
 def make_reading(**overrides: int) -> Reading:
-    base = dict(
-        order_id=7,
-        seq=1,
-        timestamp=1_700_000_000,
-        temperature_centi_c=-425,
-        humidity_permille=551,
-        shock_milli_g=1200,
-        latitude_e6=51_900_000,
-        longitude_e6=4_400_000,
-        flags=1,
-    )
-    base.update(overrides)
-    return Reading(**base)
+    return Reading(**{**SAMPLE.values(), **overrides})
 
 
 def signed(reading: Reading, key: bytes = KEY) -> SignedReading:

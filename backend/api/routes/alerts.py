@@ -14,8 +14,9 @@ from fastapi.responses import StreamingResponse
 
 from backend.api import queries
 from backend.api.context import ApiContext
-from backend.api.deps import ContextDep, CurrentParty, OrderIdPath, SessionDep, visible_order
+from backend.api.deps import ContextDep, CurrentParty, SessionDep, visible_order
 from backend.api.errors import READ, responses
+from backend.api.pages import Offset, OrderPage, order_page
 from backend.api.parties import Party
 from backend.api.schemas import MAX_JSON_INT, AlertPublic, AlertsPublic, Digits, QueryText
 
@@ -24,6 +25,7 @@ router = APIRouter(tags=["alerts"])
 Severity = Annotated[
     str | None, Query(pattern=r"^[a-z]{1,16}$", description="info | warning | critical")
 ]
+OrderAlertsPage = Annotated[OrderPage, order_page(most=500, default=50)]
 Kinds = Annotated[list[QueryText] | None, Query(description="Alert kinds (repeat).", max_length=20)]
 
 
@@ -35,7 +37,7 @@ async def list_alerts(
     kind: Kinds = None,
     severity: Severity = None,
     limit: Annotated[int, Query(ge=1, le=500), Digits] = 50,
-    offset: Annotated[int, Query(ge=0, le=10_000_000), Digits] = 0,
+    offset: Offset = 0,
 ) -> AlertsPublic:
     """Alerts on the caller's orders, newest first."""
     rows, count = queries.alerts(
@@ -51,17 +53,11 @@ async def list_alerts(
 
 
 @router.get("/orders/{order_id}/alerts", response_model=AlertsPublic, responses=responses(*READ))
-async def order_alerts(
-    session: SessionDep,
-    party: CurrentParty,
-    order_id: OrderIdPath,
-    limit: Annotated[int, Query(ge=1, le=500), Digits] = 50,
-    offset: Annotated[int, Query(ge=0, le=10_000_000), Digits] = 0,
-) -> AlertsPublic:
+async def order_alerts(session: SessionDep, page: OrderAlertsPage) -> AlertsPublic:
     """One order's alerts, newest first."""
-    visible_order(session, party, order_id)
-    rows, count = queries.alerts(session, party, order_id=order_id, limit=limit, offset=offset)
-    return AlertsPublic(data=[AlertPublic.model_validate(r) for r in rows], count=count)
+    return await list_alerts(
+        session, page.party, order_id=page.order_id, limit=page.limit, offset=page.offset
+    )
 
 
 def _fetch(

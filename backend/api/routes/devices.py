@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from backend.api import convert, queries
 from backend.api.deps import ContextDep, CurrentParty, OrderIdPath, SessionDep, visible_order
 from backend.api.errors import READ, ApiError, responses
+from backend.api.pages import Offset, OrderPage, order_page
 from backend.api.schemas import (
     Address,
     DevicesPublic,
@@ -22,6 +23,8 @@ from backend.store import repositories as repo
 
 router = APIRouter(tags=["devices"])
 
+OrderDevicesPage = Annotated[OrderPage, order_page(most=200, default=100)]
+
 
 @router.get("/devices", response_model=DevicesPublic, responses=responses(*READ))
 async def list_devices(
@@ -29,7 +32,7 @@ async def list_devices(
     party: CurrentParty,
     device: Annotated[Address | None, Query(description="One device's bindings.")] = None,
     limit: Annotated[int, Query(ge=1, le=200), Digits] = 100,
-    offset: Annotated[int, Query(ge=0, le=10_000_000), Digits] = 0,
+    offset: Offset = 0,
 ) -> DevicesPublic:
     """Devices bound to the caller's orders (one entry per order and device)."""
     rows, count = queries.devices(session, party, device=device, limit=limit, offset=offset)
@@ -37,16 +40,11 @@ async def list_devices(
 
 
 @router.get("/orders/{order_id}/devices", response_model=DevicesPublic, responses=responses(*READ))
-async def order_devices(
-    session: SessionDep,
-    party: CurrentParty,
-    order_id: OrderIdPath,
-    limit: Annotated[int, Query(ge=1, le=200), Digits] = 100,
-    offset: Annotated[int, Query(ge=0, le=10_000_000), Digits] = 0,
-) -> DevicesPublic:
+async def order_devices(session: SessionDep, page: OrderDevicesPage) -> DevicesPublic:
     """The devices bound to one order at shipment."""
-    visible_order(session, party, order_id)
-    rows, count = queries.devices(session, party, order_id=order_id, limit=limit, offset=offset)
+    rows, count = queries.devices(
+        session, page.party, order_id=page.order_id, limit=page.limit, offset=page.offset
+    )
     return DevicesPublic(data=[convert.device(r) for r in rows], count=count)
 
 
