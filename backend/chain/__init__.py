@@ -13,7 +13,7 @@ from backend.chain.connection import Accounts, Chain, connect, dev_private_key
 from backend.chain.contracts import (
     ETH,
     Contracts,
-    Deposit,
+    FleetProof,
     Escrow,
     Order,
     OrderState,
@@ -45,7 +45,7 @@ __all__ = [
     "Contracts",
     "Deployment",
     "DeploymentError",
-    "Deposit",
+    "FleetProof",
     "Escrow",
     "Order",
     "OrderState",
