@@ -503,9 +503,15 @@ contract QualityVerification is IQualityVerification, EIP712 {
         if (!out) revert QualityVerificationReadingInRange(r.orderId, r.seq);
     }
 
-    /// @dev PurchaseOrders' digest of the terms (first 25 bytes of keccak256(abi.encode(terms))).
-    function _termsDigest(IPurchaseOrders.Terms calldata terms) private pure returns (bytes25) {
-        return bytes25(keccak256(abi.encode(terms)));
+    /// @dev PurchaseOrders' digest of the terms (first 25 bytes of keccak256(abi.encode(terms))),
+    /// hashed straight from calldata (a static struct of 22 words is its own ABI encoding;
+    /// non-canonical calldata hashes differently and is refused as wrong terms).
+    function _termsDigest(IPurchaseOrders.Terms calldata terms) private pure returns (bytes25 d) {
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            calldatacopy(ptr, terms, 704)
+            d := keccak256(ptr, 704)
+        }
     }
 
     function _logEntry(uint64 batchSeq, bytes32 root, uint32 count) private pure returns (bytes32) {

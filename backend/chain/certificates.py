@@ -107,7 +107,9 @@ def sign_certificate(
     certificate: DeviceCertificate, domain: Domain, issuer_key: bytes | str
 ) -> SignedCertificate:
     """Sign ``certificate`` with the issuer's key (65 bytes r || s || v, v in {27, 28})."""
-    secret = bytes.fromhex(issuer_key.removeprefix("0x")) if isinstance(issuer_key, str) else issuer_key
+    secret = (
+        bytes.fromhex(issuer_key.removeprefix("0x")) if isinstance(issuer_key, str) else issuer_key
+    )
     sig = coincurve.PrivateKey(secret).sign_recoverable(certificate.digest(domain), hasher=None)
     return SignedCertificate(certificate, sig[:64] + bytes([sig[64] + 27]))
 

@@ -564,9 +564,7 @@ class QualityVerification(ContractWrapper):
         return bytes(self.view("fleetLogEntry", batch_seq, root, count))
 
     def revoked_at(self, issuer: str, device: str) -> int:
-        return int(
-            self.view("revokedAt", to_checksum_address(issuer), to_checksum_address(device))
-        )
+        return int(self.view("revokedAt", to_checksum_address(issuer), to_checksum_address(device)))
 
     def fleet_log(self, committer: str) -> tuple[int, int]:
         """(last batch seq, number of roots) of a committer's log."""
