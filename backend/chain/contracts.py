@@ -253,11 +253,16 @@ class PurchaseOrders(ContractWrapper):
 
     NAME = "PurchaseOrders"
 
+    def __init__(self, chain: Chain, address: str, artifact: Artifact | None = None) -> None:
+        super().__init__(chain, address, artifact)
+        self._terms: dict[int, Terms] = {}
+
     # ---- transactions ----
     def create_order(self, terms: Terms, *, by: Signer, gas: int | None = None) -> TxResult:
         """Create an order (state Created; ``terms.buyer`` sends); ``result.value`` is its id."""
         result = self._tx("createOrder", (terms.as_tuple(),), by, gas=gas)
         result.value = result.event("OrderCreated")["orderId"]
+        self._terms[int(result.value)] = terms
         return result
 
     def create_and_fund_order(
@@ -271,45 +276,66 @@ class PurchaseOrders(ContractWrapper):
             value = terms.price if terms.is_eth else 0
         result = self._tx("createAndFundOrder", (terms.as_tuple(),), by, value=value, gas=gas)
         result.value = result.event("OrderCreated")["orderId"]
+        self._terms[int(result.value)] = terms
         return result
+
+    def terms_of(self, order_id: int) -> Terms:
+        """An order's terms: from this wrapper's memory (orders it created or was told of),
+        else from the order's ``OrderCreated`` event (the contract stores only a digest)."""
+        terms = self._terms.get(order_id)
+        if terms is None:
+            logs = self.contract.events.OrderCreated().get_logs(
+                from_block=0, argument_filters={"orderId": order_id}
+            )
+            if not logs:
+                raise LookupError(f"no OrderCreated event for order {order_id}")
+            terms = Terms.from_tuple(tuple(logs[-1]["args"]["terms"].values()))
+            self._terms[order_id] = terms
+        return terms
+
+    def remember_terms(self, order_id: int, terms: Terms) -> None:
+        """Tell the wrapper an order's terms (e.g. from the store), saving the event look-up."""
+        self._terms[order_id] = terms
 
     def _order_tx(
         self,
         fn: str,
         order_id: int,
-        terms: Terms,
+        terms: Terms | None,
         *extra: Any,
         by: Signer,
         value: int = 0,
         gas: int | None = None,
     ) -> TxResult:
-        return self._tx(fn, (order_id, terms.as_tuple(), *extra), by, value=value, gas=gas)
+        t = terms if terms is not None else self.terms_of(order_id)
+        return self._tx(fn, (order_id, t.as_tuple(), *extra), by, value=value, gas=gas)
 
     def accept_order(
-        self, order_id: int, terms: Terms, *, by: Signer, gas: int | None = None
+        self, order_id: int, *, terms: Terms | None = None, by: Signer, gas: int | None = None
     ) -> TxResult:
         return self._order_tx("acceptOrder", order_id, terms, by=by, gas=gas)
 
     def fund_order(
         self,
         order_id: int,
-        terms: Terms,
         *,
+        terms: Terms | None = None,
         by: Signer,
         value: int | None = None,
         gas: int | None = None,
     ) -> TxResult:
         """Fund an order (ETH: sends the price unless ``value`` is given)."""
+        t = terms if terms is not None else self.terms_of(order_id)
         if value is None:
-            value = terms.price if terms.is_eth else 0
-        return self._order_tx("fundOrder", order_id, terms, by=by, value=value, gas=gas)
+            value = t.price if t.is_eth else 0
+        return self._order_tx("fundOrder", order_id, t, by=by, value=value, gas=gas)
 
     def ship_order(
         self,
         order_id: int,
-        terms: Terms,
         certificates: Sequence[SignedCertificate],
         *,
+        terms: Terms | None = None,
         by: Signer,
         gas: int | None = None,
     ) -> TxResult:
@@ -320,32 +346,38 @@ class PurchaseOrders(ContractWrapper):
     ship = ship_order
 
     def confirm_receipt(
-        self, order_id: int, terms: Terms, *, by: Signer, gas: int | None = None
+        self, order_id: int, *, terms: Terms | None = None, by: Signer, gas: int | None = None
     ) -> TxResult:
         return self._order_tx("confirmReceipt", order_id, terms, by=by, gas=gas)
 
     def open_dispute(
-        self, order_id: int, terms: Terms, *, by: Signer, gas: int | None = None
+        self, order_id: int, *, terms: Terms | None = None, by: Signer, gas: int | None = None
     ) -> TxResult:
         return self._order_tx("openDispute", order_id, terms, by=by, gas=gas)
 
     def resolve_dispute(
-        self, order_id: int, terms: Terms, buyer_amount: int, *, by: Signer, gas: int | None = None
+        self,
+        order_id: int,
+        buyer_amount: int,
+        *,
+        terms: Terms | None = None,
+        by: Signer,
+        gas: int | None = None,
     ) -> TxResult:
         return self._order_tx("resolveDispute", order_id, terms, buyer_amount, by=by, gas=gas)
 
     def settle_order(
-        self, order_id: int, terms: Terms, *, by: Signer, gas: int | None = None
+        self, order_id: int, *, terms: Terms | None = None, by: Signer, gas: int | None = None
     ) -> TxResult:
         return self._order_tx("settleOrder", order_id, terms, by=by, gas=gas)
 
     def cancel_order(
-        self, order_id: int, terms: Terms, *, by: Signer, gas: int | None = None
+        self, order_id: int, *, terms: Terms | None = None, by: Signer, gas: int | None = None
     ) -> TxResult:
         return self._order_tx("cancelOrder", order_id, terms, by=by, gas=gas)
 
     def expire_order(
-        self, order_id: int, terms: Terms, *, by: Signer, gas: int | None = None
+        self, order_id: int, *, terms: Terms | None = None, by: Signer, gas: int | None = None
     ) -> TxResult:
         return self._order_tx("expireOrder", order_id, terms, by=by, gas=gas)
 
@@ -356,10 +388,10 @@ class PurchaseOrders(ContractWrapper):
     def record_delivery(
         self,
         order_id: int,
-        terms: Terms,
         delivered_at: int,
         confirmed_by: str,
         *,
+        terms: Terms | None = None,
         by: Signer,
         gas: int | None = None,
     ) -> TxResult:
@@ -398,8 +430,11 @@ class PurchaseOrders(ContractWrapper):
     def hash_terms(self, terms: Terms) -> bytes:
         return bytes(self.view("hashTerms", terms.as_tuple()))
 
-    def preview_settlement(self, order_id: int, terms: Terms, delivered_at: int) -> tuple[int, int]:
-        buyer, supplier = self.view("previewSettlement", order_id, terms.as_tuple(), delivered_at)
+    def preview_settlement(
+        self, order_id: int, delivered_at: int, *, terms: Terms | None = None
+    ) -> tuple[int, int]:
+        t = terms if terms is not None else self.terms_of(order_id)
+        buyer, supplier = self.view("previewSettlement", order_id, t.as_tuple(), delivered_at)
         return int(buyer), int(supplier)
 
     def arbitration_period(self) -> int:

@@ -231,9 +231,9 @@ class EscrowMachine(RuleBasedStateMachine):
         self._next_ts()
         po = self.stack.po
         if fund:
-            result = po.create_and_fund_order(self.a.supplier.address, terms, by=who, gas=GAS)
+            result = po.create_and_fund_order(terms, by=who, gas=GAS)
         else:
-            result = po.create_order(self.a.supplier.address, terms, by=who, gas=GAS)
+            result = po.create_order(terms, by=who, gas=GAS)
         oid = int(result.value)
         self.models[oid] = Model(
             oid, who, token, price, now + deadline, grace, window, rate, cap, breach_bps

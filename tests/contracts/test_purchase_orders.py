@@ -36,7 +36,7 @@ def test_create_order_stores_the_terms_and_emits_order_created(
     a = stack.accounts
     terms = orders.terms(price=12_345, max_humidity_permille=700, max_shock_milli_g=4_000)
     before = stack.po.order_count()
-    result = stack.po.create_order(a.supplier.address, terms, by=a.buyer)
+    result = stack.po.create_order(terms, by=a.buyer)
     order_id = before + 1
     assert result.value == order_id
     assert stack.po.order_count() == order_id
@@ -72,7 +72,7 @@ def test_create_and_fund_eth_deposits_the_price(stack: Stack, orders: Orders) ->
     terms = orders.terms(price=3 * 10**18)
     owed = stack.escrow.total_owed(ETH)
     balance = stack.chain.balance(stack.escrow.address)
-    result = stack.po.create_and_fund_order(a.supplier.address, terms, by=a.buyer)
+    result = stack.po.create_and_fund_order(terms, by=a.buyer)
     oid = result.value
     assert events(result) == [
         (
@@ -106,7 +106,7 @@ def test_create_and_fund_erc20_pulls_the_approved_price(stack: Stack, orders: Or
     terms = orders.token_terms(price=1_000_001)
     orders.approve(terms.price)
     held = stack.token.balance_of(a.buyer.address)
-    result = stack.po.create_and_fund_order(a.supplier.address, terms, by=a.buyer)
+    result = stack.po.create_and_fund_order(terms, by=a.buyer)
     oid = result.value
     assert events(result, "PurchaseOrders")[1] == (
         "OrderFunded",
@@ -319,10 +319,10 @@ def test_invalid_terms_are_refused_naming_the_field(
             # terms are checked before the deposit (an unaffordable price is sent as 0)
             value = terms.price if terms.price <= 10**18 else 0
             stack.po.create_and_fund_order(
-                a.supplier.address, terms, by=a.buyer, value=value, gas=GAS
+                terms, by=a.buyer, value=value, gas=GAS
             )
         else:
-            stack.po.create_order(a.supplier.address, terms, by=a.buyer, gas=GAS)
+            stack.po.create_order(terms, by=a.buyer, gas=GAS)
 
 
 @pytest.mark.parametrize("who", ["zero", "self"])
@@ -362,7 +362,7 @@ def test_create_and_fund_eth_with_the_wrong_value(stack: Stack, orders: Orders, 
         stack, [], "EscrowInsufficientDeposit", orderId=oid, required=1_000, provided=1_000 + delta
     ):
         stack.po.create_and_fund_order(
-            a.supplier.address, terms, by=a.buyer, value=1_000 + delta, gas=GAS
+            terms, by=a.buyer, value=1_000 + delta, gas=GAS
         )
 
 
@@ -381,7 +381,7 @@ def test_erc20_order_refuses_eth(stack: Stack, orders: Orders) -> None:
     orders.approve(500)
     oid = stack.po.order_count() + 1
     with refused(stack, [], "EscrowUnexpectedValue", orderId=oid, value=1):
-        stack.po.create_and_fund_order(a.supplier.address, terms, by=a.buyer, value=1, gas=GAS)
+        stack.po.create_and_fund_order(terms, by=a.buyer, value=1, gas=GAS)
     oid = orders.created(terms)
     with refused(stack, [oid], "EscrowUnexpectedValue", orderId=oid, value=500):
         stack.po.fund_order(oid, by=a.buyer, value=500, gas=GAS)
@@ -400,7 +400,7 @@ def test_erc20_order_without_allowance(stack: Stack, orders: Orders) -> None:
         allowance=499,
         needed=500,
     ):
-        stack.po.create_and_fund_order(a.supplier.address, terms, by=a.buyer, gas=GAS)
+        stack.po.create_and_fund_order(terms, by=a.buyer, gas=GAS)
 
 
 def test_fund_twice_is_refused(stack: Stack, orders: Orders) -> None:
