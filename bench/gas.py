@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import platform
 import statistics
 import sys
@@ -645,14 +644,14 @@ def _print(out: dict[str, Any], console: Console) -> None:
     )
     p = out["provable"]
     t.add_row(
-        f"verifyFleetReading, batch of {p['batch_readings']} (depth {p['proof_depth']}) + log proof "
-        f"(32), estimate incl. 21k base",
+        f"verifyFleetReading, batch of {p['batch_readings']} (depth {p['proof_depth']}) "
+        "+ log proof (32), estimate incl. 21k base",
         _fmt(p["verify_fleet_reading_gas"]),
     )
     t.add_row(
         "per-order commitReadings (the old scheme), median", _fmt(out["per_order"]["median_gas"])
     )
-    t.add_row(f"  … on main: one order's batch", _fmt(MAIN_COMMIT_PER_ORDER_BATCH))
+    t.add_row("  … on main: one order's batch", _fmt(MAIN_COMMIT_PER_ORDER_BATCH))
     t.add_row(
         "naive storeReading, one tx per reading, median",
         _fmt(out["naive"]["one_tx_per_reading_median"]),

@@ -13,8 +13,8 @@ from backend.chain.connection import Accounts, Chain, connect, dev_private_key
 from backend.chain.contracts import (
     ETH,
     Contracts,
-    FleetProof,
     Escrow,
+    FleetProof,
     Order,
     OrderState,
     PurchaseOrders,

@@ -203,7 +203,7 @@ def _constructor_args(artifact: Artifact, args: Sequence[Any]) -> bytes:
 
 
 def _create_address(deployer: str, nonce: int) -> str:
-    """The address a CREATE from ``deployer`` with ``nonce`` gets: keccak(rlp([deployer, nonce]))."""
+    """The address a CREATE from ``deployer`` with ``nonce`` gets: keccak(rlp([sender, nonce]))."""
     sender = b"\x94" + bytes.fromhex(deployer[2:])  # a 20-byte string
     if nonce == 0:
         encoded_nonce = b"\x80"
@@ -242,10 +242,10 @@ def deploy_all(
     write_to: Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Deployment:
-    """Deploy, wire and authorise the contracts.
+    """Deploy the contracts (they need no wiring and have no admin).
 
-    ``admin`` deploys and holds DEFAULT_ADMIN_ROLE (default: ``chain.accounts.admin``);
-    ``oracle_addresses`` are the committers recorded in the manifest (default: ``chain.accounts.oracle``);
+    ``admin`` deploys (default: ``chain.accounts.admin``); ``oracle_addresses`` are the
+    fleet-log committers recorded in the manifest (default: ``chain.accounts.oracle``);
     ``stablecoin`` deploys the dev ERC-20 (default: when the chain has dev accounts).
     The manifest is written to ``write_to`` when given.
     """

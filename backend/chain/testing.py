@@ -96,7 +96,7 @@ class Stack:
     def certify(
         self, order_id: int, device_n: int, issuer_n: int = 1, **window: int
     ) -> SignedCertificate:
-        """Device ``device_n`` certified for ``order_id`` by issuer ``issuer_n`` (see :func:`certify`)."""
+        """Device ``device_n`` certified for ``order_id`` by issuer ``issuer_n``."""
         return certify(self.domain, order_id, device(device_n), issuer_key(issuer_n), **window)
 
 

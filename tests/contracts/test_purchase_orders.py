@@ -318,9 +318,7 @@ def test_invalid_terms_are_refused_naming_the_field(
         if fund:
             # terms are checked before the deposit (an unaffordable price is sent as 0)
             value = terms.price if terms.price <= 10**18 else 0
-            stack.po.create_and_fund_order(
-                terms, by=a.buyer, value=value, gas=GAS
-            )
+            stack.po.create_and_fund_order(terms, by=a.buyer, value=value, gas=GAS)
         else:
             stack.po.create_order(terms, by=a.buyer, gas=GAS)
 
@@ -361,9 +359,7 @@ def test_create_and_fund_eth_with_the_wrong_value(stack: Stack, orders: Orders, 
     with refused(
         stack, [], "EscrowInsufficientDeposit", orderId=oid, required=1_000, provided=1_000 + delta
     ):
-        stack.po.create_and_fund_order(
-            terms, by=a.buyer, value=1_000 + delta, gas=GAS
-        )
+        stack.po.create_and_fund_order(terms, by=a.buyer, value=1_000 + delta, gas=GAS)
 
 
 def test_fund_eth_with_the_wrong_value(stack: Stack, orders: Orders) -> None:
