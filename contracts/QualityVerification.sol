@@ -383,6 +383,8 @@ contract QualityVerification is IQualityVerification, EIP712 {
         FleetProof calldata proof
     ) external view returns (bool) {
         uint256 orderId = reading.orderId;
+        // getOrder reverts for an unknown order; this view answers false instead.
+        if (orderId == 0 || orderId > _purchaseOrders.orderCount()) return false;
         if (_purchaseOrders.getOrder(orderId).termsDigest != _termsDigest(terms)) return false;
         bytes32 digest = hashReading(reading);
         (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, signature);

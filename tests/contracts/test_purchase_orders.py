@@ -873,14 +873,18 @@ def test_constructor_refuses_miswiring(stack: Stack, miswired: str) -> None:
     """Both dependencies must have been deployed for this PurchaseOrders' address."""
     a = stack.accounts
     name = "Escrow" if miswired == "escrow" else "QualityVerification"
-    other, _, _ = deploy_contract(stack.chain, load_artifact(name), [a.stranger.address], by=a.admin)
+    other, _, _ = deploy_contract(
+        stack.chain, load_artifact(name), [a.stranger.address], by=a.admin
+    )
     if miswired == "escrow":
         args = [other, stack.qv.address]
     else:
         # an Escrow rightly deployed for the next address, so the quality check is reached
         nonce = stack.chain.sender(a.admin).next_nonce
         predicted = _create_address(a.admin.address, nonce + 1)
-        escrow, _, _ = deploy_contract(stack.chain, load_artifact("Escrow"), [predicted], by=a.admin)
+        escrow, _, _ = deploy_contract(
+            stack.chain, load_artifact("Escrow"), [predicted], by=a.admin
+        )
         args = [escrow, other]
     with pytest.raises(DeploymentError) as info:
         deploy_contract(stack.chain, load_artifact("PurchaseOrders"), args, by=a.admin)
