@@ -287,10 +287,10 @@ class Bench:
         created = s.po.create_and_fund_order(terms, by=a.buyer, gas=GAS)
         oid = int(created.value)
         steps["createAndFundOrder"] = created.gas_used
-        steps["acceptOrder"] = s.po.accept_order(oid, terms, by=a.supplier, gas=GAS).gas_used
+        steps["acceptOrder"] = s.po.accept_order(oid, terms=terms, by=a.supplier, gas=GAS).gas_used
         certs = [s.certify(oid, n, n) for n in range(1, quorum + 1)]
         label = "shipOrder (1 device)" if quorum == 1 else f"shipOrder ({quorum} devices)"
-        steps[label] = s.po.ship_order(oid, terms, certs, by=a.supplier, gas=GAS).gas_used
+        steps[label] = s.po.ship_order(oid, certs, terms=terms, by=a.supplier, gas=GAS).gas_used
         delivered_at = terms.delivery_deadline + 2 * HOUR
         s.chain.time_travel(delivered_at)
         settles = " + settlement" if window == 0 else ""
@@ -300,12 +300,12 @@ class Bench:
             steps[f"proveArrival{settles}"] = result.gas_used
         else:
             s.chain.set_next_block_timestamp(delivered_at + 1)
-            result = s.po.confirm_receipt(oid, terms, by=a.buyer, gas=GAS)
+            result = s.po.confirm_receipt(oid, terms=terms, by=a.buyer, gas=GAS)
             steps[f"confirmReceipt{settles}"] = result.gas_used
         if window:
             s.chain.time_travel(s.chain.now() + window)
             steps["settleOrder (after the window)"] = s.po.settle_order(
-                oid, terms, by=a.stranger, gas=GAS
+                oid, terms=terms, by=a.stranger, gas=GAS
             ).gas_used
         steps["withdraw (supplier)"] = s.escrow.withdraw(token, by=a.supplier, gas=GAS).gas_used
         steps["withdraw (buyer)"] = s.escrow.withdraw(token, by=a.buyer, gas=GAS).gas_used
@@ -317,9 +317,9 @@ class Bench:
         s, a = self.s, self.a
         terms = self.terms(price=10**15, **overrides)
         oid = int(s.po.create_and_fund_order(terms, by=a.buyer, gas=GAS).value)
-        s.po.accept_order(oid, terms, by=a.supplier, gas=GAS)
+        s.po.accept_order(oid, terms=terms, by=a.supplier, gas=GAS)
         cert = s.certify(oid, 1)
-        result = s.po.ship_order(oid, terms, [cert], by=a.supplier, gas=GAS)
+        result = s.po.ship_order(oid, [cert], terms=terms, by=a.supplier, gas=GAS)
         return oid, int(s.chain.w3.eth.get_block(result.block_number)["timestamp"]), terms, cert
 
     def root_gas(self, roots: int) -> dict[str, Any]:

@@ -166,7 +166,38 @@ contract PurchaseOrders is IPurchaseOrders {
         o.timestamp = _now40();
         _orders[orderId] = o;
         emit OrderShipped(orderId, certificates.length, uint64(block.timestamp));
-        _quality.bindDevices(orderId, terms.deviceIssuer, terms.secondDeviceIssuer, certificates);
+        _bindDevices(orderId, terms.deviceIssuer, terms.secondDeviceIssuer, certificates);
+    }
+
+    /// @dev `_quality.bindDevices(orderId, deviceIssuer, secondDeviceIssuer, certificates)`
+    /// with the certificates copied from calldata as they came instead of re-encoding them:
+    /// their length word and everything after it (the ABI offsets inside the array are
+    /// relative to it and point forward, so the copy is the same array); a revert is
+    /// passed on as is.
+    function _bindDevices(
+        uint256 orderId,
+        address deviceIssuer,
+        address secondDeviceIssuer,
+        SignedCertificate[] calldata certificates
+    ) private {
+        bytes4 selector = IQualityVerification.bindDevices.selector;
+        address quality = address(_quality);
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            let from := sub(certificates.offset, 0x20)
+            let size := sub(calldatasize(), from)
+            mstore(ptr, selector)
+            mstore(add(ptr, 0x04), orderId)
+            // (variables narrower than a word may carry dirty high bits in assembly)
+            mstore(add(ptr, 0x24), and(deviceIssuer, 0xffffffffffffffffffffffffffffffffffffffff))
+            mstore(add(ptr, 0x44), and(secondDeviceIssuer, 0xffffffffffffffffffffffffffffffffffffffff))
+            mstore(add(ptr, 0x64), 0x80)
+            calldatacopy(add(ptr, 0x84), from, size)
+            if iszero(call(gas(), quality, 0, ptr, add(0x84, size), 0, 0)) {
+                returndatacopy(ptr, 0, returndatasize())
+                revert(ptr, returndatasize())
+            }
+        }
     }
 
     /// @notice The buyer confirms receipt now; settles at once when the dispute window is zero.
@@ -180,16 +211,32 @@ contract PurchaseOrders is IPurchaseOrders {
     }
 
     /// @notice Records delivery proven by device readings at `deliveredAt`; settles at
-    /// once when the dispute window is zero.
+    /// once when the dispute window is zero. QualityVerification checked the readings
+    /// (certified, inside the box, the quorum met) but not the order: this call does, so
+    /// the order is read once per arrival proof.
     ///
     /// Requirements:
-    /// - the caller is QualityVerification; `terms` are the order's; the order is Shipped;
-    /// - `shippedAt <= deliveredAt <= block.timestamp`.
-    function recordDelivery(uint256 orderId, Terms calldata terms, uint64 deliveredAt, address confirmedBy)
-        external
-        onlyQualityVerification
-    {
-        _deliver(orderId, _load(orderId, terms), terms, deliveredAt, confirmedBy);
+    /// - the caller is QualityVerification;
+    /// - the order is Shipped ({IQualityVerification-QualityVerificationOrderNotInTransit});
+    /// - `terms` are the order's;
+    /// - no reading was taken before shipment: `shippedAt <= earliestAt`
+    ///   ({IQualityVerification-QualityVerificationReadingBeforeShipment});
+    /// - `deliveredAt <= block.timestamp`.
+    function recordDelivery(
+        uint256 orderId,
+        Terms calldata terms,
+        uint64 earliestAt,
+        uint64 deliveredAt,
+        address confirmedBy
+    ) external onlyQualityVerification {
+        OrderRecord memory o = _existing(orderId);
+        if (o.state != OrderState.Shipped) revert IQualityVerification.QualityVerificationOrderNotInTransit(orderId);
+        bytes25 actual = _calldataDigest(terms);
+        if (o.termsDigest != actual) revert PurchaseOrdersWrongTerms(orderId, o.termsDigest, actual);
+        if (earliestAt < o.timestamp) {
+            revert IQualityVerification.QualityVerificationReadingBeforeShipment(orderId, earliestAt, o.timestamp);
+        }
+        _deliver(orderId, o, terms, deliveredAt, confirmedBy);
     }
 
     /// @notice Records a breach proven by QualityVerification (excursion or shock).
@@ -382,12 +429,27 @@ contract PurchaseOrders is IPurchaseOrders {
         unchecked {
             _nextOrderId = orderId + 1;
         }
+        // The terms are copied to memory once, hashed there and logged from there: the
+        // same bytes as `_digest(t)` and `emit OrderCreated(orderId, t.buyer, t.supplier, t)`
+        // (a static struct's calldata is its ABI encoding), without encoding the struct
+        // twice. `_validate` checked that every field is canonically encoded.
+        bytes25 digest;
+        bytes32 topic = OrderCreated.selector;
+        address buyer = t.buyer;
+        address supplier = t.supplier;
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            calldatacopy(ptr, t, 704)
+            digest := keccak256(ptr, 704)
+            let mask := 0xffffffffffffffffffffffffffffffffffffffff
+            log4(ptr, 704, topic, orderId, and(buyer, mask), and(supplier, mask))
+        }
         _orders[orderId] =
-            OrderRecord({termsDigest: _digest(t), state: OrderState.Created, flags: flags, timestamp: _now40()});
-        emit OrderCreated(orderId, t.buyer, t.supplier, t);
+            OrderRecord({termsDigest: digest, state: OrderState.Created, flags: flags, timestamp: _now40()});
     }
 
     function _validate(Terms calldata t) private view {
+        _requireCanonical(t);
         if (t.buyer != msg.sender) revert PurchaseOrdersInvalidTerms("buyer");
         if (t.supplier == address(0) || t.supplier == t.buyer) revert PurchaseOrdersInvalidTerms("supplier");
         if (t.price == 0 || t.price > MAX_PRICE) revert PurchaseOrdersInvalidTerms("price");
@@ -419,6 +481,29 @@ contract PurchaseOrders is IPurchaseOrders {
         if (t.arrivalQuorum > 2 || (t.arrivalQuorum == 2 && t.secondDeviceIssuer == address(0))) {
             revert PurchaseOrdersInvalidTerms("arrivalQuorum");
         }
+    }
+
+    /// @dev Reverts (without data, as the ABI decoder does) unless every word of `t` in
+    /// calldata is a canonical encoding of its field's type: addresses and unsigned fields
+    /// have no bits above their width, signed fields are sign-extended.
+    function _requireCanonical(Terms calldata t) private pure {
+        bool ok;
+        assembly ("memory-safe") {
+            // unsigned widths in bits, 0 = a signed field (checked below), per word
+            // address x3, uint256, uint64, uint32, int32 x2, uint32, int32 x2, uint16,
+            // uint32 x2, uint16 x3, uint32, address x3, uint8
+            function u(p, bits) -> r { r := iszero(shr(bits, calldataload(p))) }
+            function i32(p) -> r { let w := calldataload(p) r := eq(signextend(3, w), w) }
+            ok := and(and(u(t, 160), u(add(t, 0x20), 160)), u(add(t, 0x40), 160))
+            ok := and(ok, and(u(add(t, 0x80), 64), u(add(t, 0xa0), 32)))
+            ok := and(ok, and(i32(add(t, 0xc0)), i32(add(t, 0xe0))))
+            ok := and(ok, and(u(add(t, 0x100), 32), and(i32(add(t, 0x120)), i32(add(t, 0x140)))))
+            ok := and(ok, and(u(add(t, 0x160), 16), and(u(add(t, 0x180), 32), u(add(t, 0x1a0), 32))))
+            ok := and(ok, and(u(add(t, 0x1c0), 16), and(u(add(t, 0x1e0), 16), u(add(t, 0x200), 16))))
+            ok := and(ok, and(u(add(t, 0x220), 32), u(add(t, 0x240), 160)))
+            ok := and(ok, and(u(add(t, 0x260), 160), and(u(add(t, 0x280), 160), u(add(t, 0x2a0), 8))))
+        }
+        if (!ok) revert();
     }
 
     function _deliver(

@@ -254,13 +254,18 @@ contract QualityVerification is IQualityVerification, EIP712 {
     /// {ArrivalProven} per reading.
     ///
     /// Requirements:
-    /// - `terms` are the order's; the order is Shipped; `arrivalQuorum > 0`;
-    /// - `readings`, `signatures` and `certificates` are non-empty and of one length;
+    /// - `readings`, `signatures` and `certificates` are non-empty and of one length
+    ///   ({QualityVerificationBadEvidence}), checked first;
+    /// - then, reading by reading, as below; then the quorum; then PurchaseOrders'
+    ///   `recordDelivery` checks the order: it is Shipped
+    ///   ({QualityVerificationOrderNotInTransit}), `terms` are its terms, no reading is
+    ///   older than the shipment ({QualityVerificationReadingBeforeShipment}), none is in
+    ///   the future ({IPurchaseOrders-PurchaseOrdersInvalidDeliveryTime});
     /// - each reading names `orderId`, is signed by the device its certificate certifies
-    ///   (as in {proveExcursion}), was taken after shipment and not in the future, and lies
-    ///   inside the box: `|lat - destLatE6| <= geofenceE6` and `|lon - destLonE6| <= geofenceE6`;
+    ///   (as in {proveExcursion}) and lies inside the box: `|lat - destLatE6| <= geofenceE6` and `|lon - destLonE6| <= geofenceE6`;
     /// - the readings' issuers number at least `arrivalQuorum`
-    ///   ({QualityVerificationQuorumNotMet}): 1 = any certified device, 2 = one of each issuer.
+    ///   ({QualityVerificationQuorumNotMet}; `arrivalQuorum == 0` always fails): 1 = any
+    ///   certified device, 2 = one of each issuer.
     function proveArrival(
         uint256 orderId,
         IPurchaseOrders.Terms calldata terms,
@@ -272,12 +277,11 @@ contract QualityVerification is IQualityVerification, EIP712 {
             revert QualityVerificationBadEvidence(orderId);
         }
         // Packed to stay within the stack: bits 0-1 the issuers seen (deviceIssuer,
-        // secondDeviceIssuer), bits 2-65 the shipment time, bits 66-129 the latest reading time.
-        uint256 acc = uint256(_inTransit(orderId, terms, false)) << 2;
+        // secondDeviceIssuer), bits 2-65 the earliest reading time, bits 66-129 the latest.
+        uint256 acc = uint256(type(uint64).max) << 2;
         for (uint256 i = 0; i < readings.length; ++i) {
             acc = _arrivalReading(orderId, terms, acc, i, readings[i], signatures[i], certificates[i]);
         }
-        uint64 deliveredAt = uint64(acc >> 66);
         // Cannot overflow: at most 1 + 1.
         uint8 provided;
         unchecked {
@@ -286,11 +290,12 @@ contract QualityVerification is IQualityVerification, EIP712 {
         if (provided < terms.arrivalQuorum || terms.arrivalQuorum == 0) {
             revert QualityVerificationQuorumNotMet(orderId, terms.arrivalQuorum, provided);
         }
-        _purchaseOrders.recordDelivery(orderId, terms, deliveredAt, msg.sender);
+        // PurchaseOrders checks the order: Shipped, these terms, no reading before shipment.
+        _recordDelivery(orderId, terms, uint64(acc >> 2), uint64(acc >> 66));
     }
 
-    /// @dev Checks one arrival reading (certified, after shipment, inside the box), emits
-    /// {ArrivalProven}, and folds its issuer and timestamp into `acc` (see {proveArrival}).
+    /// @dev Checks one arrival reading (certified, inside the box), emits {ArrivalProven},
+    /// and folds its issuer and timestamp into `acc` (see {proveArrival}).
     function _arrivalReading(
         uint256 orderId,
         IPurchaseOrders.Terms calldata terms,
@@ -301,8 +306,6 @@ contract QualityVerification is IQualityVerification, EIP712 {
         SignedCertificate calldata certificate
     ) private returns (uint256) {
         address device = _certifiedSigner(orderId, terms, index, r, signature, certificate);
-        uint64 shippedAt = uint64(acc >> 2);
-        if (r.timestamp < shippedAt) revert QualityVerificationReadingBeforeShipment(orderId, r.timestamp, shippedAt);
         if (
             _distance(r.latitudeE6, terms.destLatE6) > terms.geofenceE6
                 || _distance(r.longitudeE6, terms.destLonE6) > terms.geofenceE6
@@ -311,10 +314,42 @@ contract QualityVerification is IQualityVerification, EIP712 {
         }
         emit ArrivalProven(orderId, device, r.seq, r.timestamp, msg.sender);
         acc |= certificate.certificate.issuer == terms.deviceIssuer ? 1 : 2;
-        if (r.timestamp > uint64(acc >> 66)) {
-            acc = (acc & ((1 << 66) - 1)) | (uint256(r.timestamp) << 66);
+        uint64 t = r.timestamp;
+        if (t < uint64(acc >> 2)) {
+            acc = (acc & ~(uint256(type(uint64).max) << 2)) | (uint256(t) << 2);
+        }
+        if (t > uint64(acc >> 66)) {
+            acc = (acc & ((1 << 66) - 1)) | (uint256(t) << 66);
         }
         return acc;
+    }
+
+    /// @dev `_purchaseOrders.recordDelivery(orderId, terms, earliestAt, deliveredAt, msg.sender)`
+    /// with the terms copied straight from calldata instead of re-encoding the struct
+    /// (PurchaseOrders hashes them against the order's digest, which only the canonical
+    /// encoding matches); a revert is passed on as is.
+    function _recordDelivery(
+        uint256 orderId,
+        IPurchaseOrders.Terms calldata terms,
+        uint64 earliestAt,
+        uint64 deliveredAt
+    ) private {
+        bytes4 selector = IPurchaseOrders.recordDelivery.selector;
+        address po = address(_purchaseOrders);
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            mstore(ptr, selector)
+            mstore(add(ptr, 4), orderId)
+            calldatacopy(add(ptr, 36), terms, 704)
+            // (variables narrower than a word may carry dirty high bits in assembly)
+            mstore(add(ptr, 740), and(earliestAt, 0xffffffffffffffff))
+            mstore(add(ptr, 772), and(deliveredAt, 0xffffffffffffffff))
+            mstore(add(ptr, 804), caller())
+            if iszero(call(gas(), po, 0, ptr, 836, 0, 0)) {
+                returndatacopy(ptr, 0, returndatasize())
+                revert(ptr, returndatasize())
+            }
+        }
     }
 
     // ------------------------------------------------------------------ views

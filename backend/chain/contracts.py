@@ -391,15 +391,18 @@ class PurchaseOrders(ContractWrapper):
         delivered_at: int,
         confirmed_by: str,
         *,
+        earliest_at: int | None = None,
         terms: Terms | None = None,
         by: Signer,
         gas: int | None = None,
     ) -> TxResult:
-        """Only QualityVerification may call this; exposed for access-control tests."""
+        """Only QualityVerification may call this; exposed for access-control tests.
+        ``earliest_at``: the earliest arrival reading's time (default ``delivered_at``)."""
         return self._order_tx(
             "recordDelivery",
             order_id,
             terms,
+            delivered_at if earliest_at is None else earliest_at,
             delivered_at,
             to_checksum_address(confirmed_by),
             by=by,

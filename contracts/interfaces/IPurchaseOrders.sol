@@ -144,8 +144,15 @@ interface IPurchaseOrders {
 
     /// @notice Called by QualityVerification when breach evidence is proven.
     function recordBreach(uint256 orderId) external;
-    /// @notice Called by QualityVerification when device readings prove arrival.
-    function recordDelivery(uint256 orderId, Terms calldata terms, uint64 deliveredAt, address confirmedBy) external;
+    /// @notice Called by QualityVerification when device readings prove arrival: the
+    /// earliest of the readings was taken at `earliestAt`, the latest at `deliveredAt`.
+    function recordDelivery(
+        uint256 orderId,
+        Terms calldata terms,
+        uint64 earliestAt,
+        uint64 deliveredAt,
+        address confirmedBy
+    ) external;
 
     function getOrder(uint256 orderId) external view returns (Order memory);
     /// @notice When a Disputed or Resolved order was disputed (0 otherwise).

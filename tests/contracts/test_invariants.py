@@ -378,10 +378,11 @@ class EscrowMachine(RuleBasedStateMachine):
         else:
             certs = certs[:1]
         provided = len(readings)
-        if m.shipped_at == 0 or m.state != S.SHIPPED:
-            expect: str | None = "QualityVerificationOrderNotInTransit"
-        elif m.quorum == 0 or provided < m.quorum:
-            expect = "QualityVerificationQuorumNotMet"
+        # the readings and the quorum are checked first, then (by PurchaseOrders) the order
+        if m.quorum == 0 or provided < m.quorum:
+            expect: str | None = "QualityVerificationQuorumNotMet"
+        elif m.shipped_at == 0 or m.state != S.SHIPPED:
+            expect = "QualityVerificationOrderNotInTransit"
         else:
             expect = None
         self.stack.chain.set_next_block_timestamp(ts)
@@ -394,7 +395,8 @@ class EscrowMachine(RuleBasedStateMachine):
 
     def rogue_arrival(self, order: int, offset: int) -> None:
         """The fake arrival: the supplier signs a reading in the geofence with a key it
-        holds, "certified" by itself. Refused whatever the order's state or terms."""
+        holds, "certified" by itself. Refused whatever the order's state or terms (the
+        certificate is checked before the order)."""
         m = self.models[order]
         ts = self.stack.chain.now() + 1
         at = max(m.shipped_at, ts - offset % HOUR)
@@ -416,11 +418,7 @@ class EscrowMachine(RuleBasedStateMachine):
             (forged, "QualityVerificationForgedCertificate"),
             (cert(self.stack, order, 1, 1), "QualityVerificationUnknownDevice"),
         ):
-            expect = (
-                "QualityVerificationOrderNotInTransit"
-                if m.shipped_at == 0 or m.state != S.SHIPPED
-                else name
-            )
+            expect = name
             self.stack.chain.set_next_block_timestamp(ts)
             self._send(
                 expect,
@@ -571,7 +569,8 @@ class EscrowMachine(RuleBasedStateMachine):
     )
     def poke_wrong_terms(self, order: int, action: str, field: str) -> None:
         """Any call with terms other than the order's is refused, by the right party,
-        before anything else is checked (evidence: once the order is in transit)."""
+        before anything else is checked (evidence: once the order is in transit; arrival:
+        after the readings and the quorum)."""
         m = self.models[order]
         change: dict[str, Any] = {
             "price": {"price": m.price + 1},
@@ -596,8 +595,10 @@ class EscrowMachine(RuleBasedStateMachine):
             "shock": lambda: qv.prove_shock(order, wrong, r, c, by=a.stranger, gas=GAS),
             "arrival": lambda: qv.prove_arrival(order, wrong, [r], [c], by=a.stranger, gas=GAS),
         }
-        evidence = action in ("shock", "arrival")
-        if evidence and m.state != S.SHIPPED:
+        if action == "arrival" and (wrong.arrival_quorum == 0 or wrong.arrival_quorum > 1):
+            # one reading: the quorum is checked before the order and its terms
+            expect = "QualityVerificationQuorumNotMet"
+        elif action in ("shock", "arrival") and m.state != S.SHIPPED:
             expect = "QualityVerificationOrderNotInTransit"
         else:
             expect = "PurchaseOrdersWrongTerms"

@@ -337,6 +337,42 @@ def test_supplier_must_be_someone_else(stack: Stack, orders: Orders, who: str) -
         stack.po.create_order(orders.terms(supplier=supplier), by=a.buyer)
 
 
+#: (word of the Terms encoding, a byte of its high part that a canonical encoding leaves
+#: zero or sign-extended): the fields creation does not otherwise read, and some it does
+DIRTY_WORDS = [
+    ("token", 2),
+    ("deliveryDeadline", 4),
+    ("expiryGraceSecs", 5),
+    ("destLatE6", 6),
+    ("maxHumidityPermille", 11),
+    ("maxShockMilliG", 12),
+    ("toleratedExcursionSecs", 13),
+    ("disputeWindowSecs", 17),
+    ("secondDeviceIssuer", 20),
+    ("arrivalQuorum", 21),
+]
+
+
+@pytest.mark.parametrize(("field", "word"), DIRTY_WORDS, ids=[f for f, _ in DIRTY_WORDS])
+def test_non_canonical_terms_are_refused_at_creation(
+    stack: Stack, orders: Orders, field: str, word: int
+) -> None:
+    """The stored digest is hashed from the calldata as sent: it must be the canonical
+    encoding, or nobody could later present terms that match it."""
+    a = stack.accounts
+    terms = orders.terms(price=1_000)
+    data = bytearray(stack.po.calldata("createOrder", terms.as_tuple()))
+    data[4 + 32 * word] ^= 0x01  # the word's top byte
+    with changes_nothing(stack), pytest.raises(ContractRevert):
+        stack.chain.sender(a.buyer).transact(
+            stack.po.address, bytes(data), gas=GAS, function="createOrder"
+        )
+    # the canonical encoding is accepted
+    stack.chain.sender(a.buyer).transact(
+        stack.po.address, stack.po.calldata("createOrder", terms.as_tuple()), gas=GAS
+    )
+
+
 def test_boundary_terms_are_accepted(stack: Stack, orders: Orders) -> None:
     terms = orders.terms(
         price=2**88 - 1,
