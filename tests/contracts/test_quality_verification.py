@@ -318,8 +318,10 @@ def test_forged_altered_and_wrong_order_readings_are_refused(stack: Stack, order
     a = stack.accounts
     me = a.oracle.address
     oid = orders.shipped(devices=(1, 2))
-    other = orders.shipped(devices=(1,))
+    # another price: distinct terms even when blocks share a timestamp (anvil)
+    other = orders.shipped(devices=(1,), price=10**18 + 1)
     terms, other_terms = orders.terms_of(oid), orders.terms_of(other)
+    assert terms != other_terms
     start = stack.po.get_order(oid).timestamp
     good = _batch(stack, oid, 6, start)
     # a forged reading, signed by an uncertified key, is *in* the committed tree: the

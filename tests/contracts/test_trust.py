@@ -291,8 +291,11 @@ def test_readings_after_revocation_no_longer_count(stack: Stack, orders: Orders)
     a = stack.accounts
     oid = orders.shipped(max_shock_milli_g=1000)
     terms = orders.terms_of(oid)
-    t0 = stack.chain.now()
-    revoked = stack.qv.revoke_device(dev(1), by=_issuer_account(stack, 1), gas=GAS)
+    issuer_account = _issuer_account(stack, 1)
+    shipped = orders_shipped_at(stack, oid)
+    # revoke strictly after shipment (anvil may mine consecutive blocks in one second)
+    stack.chain.set_next_block_timestamp(max(shipped, stack.chain.now()) + 10)
+    revoked = stack.qv.revoke_device(dev(1), by=issuer_account, gas=GAS)
     at = revoked.event("DeviceRevoked")["revokedAt"]
     assert stack.qv.revoked_at(issuer(1), dev(1)) == at
     stack.chain.advance_time(HOUR)
@@ -307,10 +310,11 @@ def test_readings_after_revocation_no_longer_count(stack: Stack, orders: Orders)
         revokedAt=at,
     ):
         stack.qv.prove_shock(oid, terms, after, cert(stack, oid), by=a.stranger, gas=GAS)
-    before = sign(stack, reading(oid, 8, max(t0, at - 1), shock_milli_g=5000))
-    if before.reading.timestamp >= orders_shipped_at(stack, oid):
-        stack.qv.prove_shock(oid, terms, before, cert(stack, oid), by=a.stranger)
-        assert stack.po.get_order(oid).breached
+    # a reading from before the revocation still counts
+    before = sign(stack, reading(oid, 8, at - 1, shock_milli_g=5000))
+    assert before.reading.timestamp >= shipped
+    stack.qv.prove_shock(oid, terms, before, cert(stack, oid), by=a.stranger)
+    assert stack.po.get_order(oid).breached
     with refused(
         stack,
         [],
@@ -371,7 +375,8 @@ def test_only_purchase_orders_binds_devices(stack: Stack, orders: Orders) -> Non
 
 
 def _fleet(stack: Stack, orders: Orders, n_orders: int = 3, per_order: int = 12):  # type: ignore[no-untyped-def]
-    ids = [orders.shipped() for _ in range(n_orders)]
+    # distinct prices: distinct terms even when blocks share a timestamp (anvil)
+    ids = [orders.shipped(price=10**18 + k) for k in range(n_orders)]
     t0 = stack.chain.now()
     readings = []
     for k in range(per_order):  # interleaved, as a window of the fleet arrives
