@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test test-unit test-integration compose-smoke lint typecheck check-artifacts bench clean
+.PHONY: setup system-packages demo test test-unit test-integration compose-smoke lint typecheck check-artifacts bench clean
 
 # Python environment + npm packages (solc, OpenZeppelin, anvil). Re-runs only when the
 # dependency files change.
@@ -22,15 +22,20 @@ contracts/node_modules/.installed: contracts/package.json contracts/package-lock
 demo: setup
 	$(BIN)/trustship demo
 
+# mosquitto and the stock clients (mosquitto_sub/pub) the integration tests run
+# against, from Debian's packages (installed when missing and run as root).
+system-packages:
+	scripts/system_packages.sh
+
 # The whole suite: unit tests and the integration tests on real servers
 # (anvil, mosquitto, PostgreSQL), which start on free ports.
-test: setup
+test: setup system-packages
 	$(BIN)/pytest
 
 test-unit: setup
 	$(BIN)/pytest -m "not integration"
 
-test-integration: setup
+test-integration: setup system-packages
 	$(BIN)/pytest -m integration
 
 # docker-compose.yml for real: a Docker engine (installed and started if none answers,
@@ -38,12 +43,15 @@ test-integration: setup
 compose-smoke:
 	scripts/compose_smoke.sh
 
+# ruff, then the import contracts of pyproject.toml [tool.importlinter]
+# (docs/architecture.md, "Import contracts").
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: setup
-	$(BIN)/mypy backend iot_simulator trustship
+	$(BIN)/mypy backend iot_simulator trustship testkit
 
 check-artifacts: setup
 	$(BIN)/trustship compile --check

@@ -1,11 +1,12 @@
 """``trustship serve``: the REST API, the oracle and the chain indexer in one process.
 
 Start-up, in order: settings (placeholder secrets refused outside dev mode), the
-API parties, the database (migrated to head), the chain, the deployment (the
-manifest at ``DEPLOYMENT_FILE``; in dev mode deployed when missing), the oracle
-service (MQTT ingest, rules, commitments, outbox, indexer), then uvicorn on
+API parties, the chain, the deployment (the manifest at ``DEPLOYMENT_FILE``; in
+dev mode deployed when missing); then :func:`backend.runtime.build` wires the
+database (migrated to head), the indexer, the oracle service (MQTT ingest, rules,
+commitments, outbox) and the API's context; then uvicorn on
 ``API_HOST:API_PORT``. SIGINT/SIGTERM stop uvicorn (open event streams end
-first), then the oracle, then the chain connection.
+first), then the oracle, then the indexer, then the database.
 
 With ``RPC_URL`` unset the chain is an in-process eth-tester that lives and dies
 with this process; its contracts are deployed at start and, unless
@@ -19,62 +20,25 @@ import logging
 import shutil
 import signal
 import tempfile
-import time
-from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import Engine
-
-from backend.api.context import ApiContext, api_engine
 from backend.api.parties import PartyRegistry
-from backend.api.schemas import ComponentHealth
+from backend.chain.connection import Chain, connect
+from backend.chain.deploy import Deployment, deploy_all, load_deployment
 from backend.core.errors import ConfigurationError
 from backend.core.logging import configure_logging
 from backend.core.settings import Settings, get_settings
+from backend.oracle.service import OracleConfig
+from backend.runtime import Runtime, build
 
 log = logging.getLogger(__name__)
 
-#: How long a write waits for the indexer to reach its block before answering.
-INDEX_WAIT_SECS = 10.0
 #: The indexer's poll interval when it runs beside the API (writes wait for it).
 INDEXER_POLL_SECS = 0.2
 
 
-def wait_for_index(
-    session_factory: Any, *, name: str = "chain", timeout: float = INDEX_WAIT_SECS
-) -> Callable[[int], None]:
-    """An ``after_tx`` hook: wait until the indexer has stored ``block``.
-
-    The indexer thread owns indexing; the API only waits for its cursor, so two
-    threads never index the same page.
-    """
-    from backend.store import repositories as repo
-
-    def wait(block: int) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            with session_factory() as session:
-                cursor = repo.get_cursor(session, name)
-            if cursor is not None and cursor >= block:
-                return
-            if time.monotonic() >= deadline:
-                log.warning(
-                    "the indexer has not reached block %d after %.0f s; answering with the "
-                    "state indexed so far",
-                    block,
-                    timeout,
-                )
-                return
-            time.sleep(0.02)
-
-    return wait
-
-
-def _database(settings: Settings, embedded_chain: bool, stack: ExitStack) -> Engine:
-    from backend.store.db import upgrade_to_head
-
+def _database_url(settings: Settings, embedded_chain: bool, stack: ExitStack) -> str | None:
     url = settings.DATABASE_URL
     if embedded_chain and not url:
         tmp = Path(tempfile.mkdtemp(prefix="trustship-serve-"))
@@ -86,15 +50,10 @@ def _database(settings: Settings, embedded_chain: bool, stack: ExitStack) -> Eng
             "RPC_URL is unset (in-process chain) but DATABASE_URL is set: rows from an earlier "
             "chain in that database will not match this one"
         )
-    engine = api_engine(url)
-    stack.callback(engine.dispose)
-    upgrade_to_head(engine)
-    return engine
+    return url
 
 
-def _deployment(settings: Settings, chain: Any) -> Any:
-    from backend.chain.deploy import deploy_all, load_deployment
-
+def _deployment(settings: Settings, chain: Chain) -> Deployment:
     if chain.kind == "eth-tester":
         log.info("deploying the contracts on the in-process chain")
         return deploy_all(chain)
@@ -108,21 +67,6 @@ def _deployment(settings: Settings, chain: Any) -> Any:
         )
     log.info("dev mode: no manifest at %s, deploying", path)
     return deploy_all(chain, write_to=path)
-
-
-def _broker_health(oracle: Any) -> Callable[[], ComponentHealth]:
-    def check() -> ComponentHealth:
-        sub = oracle.subscriber
-        if sub is None:
-            return ComponentHealth(status="disabled", detail="oracle runs without MQTT")
-        where = f"{sub.host}:{sub.port}"
-        if not sub.client.is_connected():
-            return ComponentHealth(status="down", detail=f"not connected to {where}")
-        if not sub.subscribed.is_set():
-            return ComponentHealth(status="degraded", detail=f"connected to {where}, subscribing")
-        return ComponentHealth(status="ok", detail=f"subscribed at {where}")
-
-    return check
 
 
 def _print_parties(parties: PartyRegistry, settings: Settings) -> None:
@@ -141,68 +85,29 @@ def _print_parties(parties: PartyRegistry, settings: Settings) -> None:
     Console(stderr=True, width=160).print(table)
 
 
-def build(settings: Settings, stack: ExitStack) -> tuple[ApiContext, Any]:
-    """The API context and the oracle (not started); cleanup goes on ``stack``."""
-    from backend.api.custody import Custodian
-    from backend.chain.connection import connect
-    from backend.chain.contracts import Contracts
-    from backend.chain.guard import ChainGuard
-    from backend.store.db import session_factory
+def build_serve(settings: Settings, stack: ExitStack) -> Runtime:
+    """API + oracle + indexer for ``trustship serve`` (not started); cleanup on ``stack``.
 
+    The choices that are serve's own, before :func:`backend.runtime.build` wires the
+    rest: public keys refused outside dev mode and the parties read before anything
+    connects; an in-process chain gets its contracts deployed and a fresh database;
+    a real one uses the manifest (deployed and written in dev mode when missing).
+    """
     settings.check_secrets()
     parties = PartyRegistry.from_settings(settings)
     chain = connect(settings)
-    close = getattr(chain, "close", None)
-    if callable(close):
-        stack.callback(close)
-    engine = _database(settings, chain.kind == "eth-tester", stack)
+    database_url = _database_url(settings, chain.kind == "eth-tester", stack)
     deployment = _deployment(settings, chain)
-    contracts = Contracts.from_deployment(chain, deployment)
-    sessions = session_factory(engine)
-    guard = ChainGuard(chain, deployment)
-
-    oracle = None
-    health_checks: dict[str, Callable[[], ComponentHealth]] = {}
-    try:
-        from backend.oracle.service import Oracle, OracleConfig
-    except ImportError:  # pragma: no cover - the oracle ships with the backend
-        log.warning("backend.oracle.service is not available: serving the API without the oracle")
-    else:
-        config = OracleConfig.from_env(settings)
-        config.indexer_poll_secs = INDEXER_POLL_SECS
-        oracle = Oracle(
-            engine,
-            contracts.quality.domain(),
-            config,
-            chain=chain,
-            contracts=contracts,
-            oracle_account=chain.accounts.oracle,
-            start_block=deployment.block_number,
-            guard=guard,
-        )
-        health_checks["broker"] = _broker_health(oracle)
-    custodian = Custodian(
-        chain,
-        contracts.purchase_orders,
-        contracts.escrow,
-        after_tx=wait_for_index(sessions) if oracle is not None else None,
-        guard=guard,
-    )
-    context = ApiContext(
-        settings=settings,
-        session_factory=sessions,
-        parties=parties,
-        custodian=custodian,
-        health_checks=health_checks,
-        verifying_contract=contracts.quality.address,
-        chain_id=chain.chain_id,
+    config = OracleConfig.from_settings(settings, indexer_poll_secs=INDEXER_POLL_SECS)
+    return build(
+        settings,
+        stack,
+        chain=chain,
         deployment=deployment,
-        oracle_clock=oracle.ingestor.clock if oracle is not None else None,
-        refusals=oracle.ingestor.refusals.for_order if oracle is not None else None,
+        database_url=database_url,
+        oracle_config=config,
+        parties=parties,
     )
-    if oracle is not None:
-        context.metrics.add_collector(oracle.metrics.render)  # ingest, rules, indexer counters
-    return context, oracle
 
 
 def serve(settings: Settings | None = None) -> None:
@@ -215,10 +120,11 @@ def serve(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     configure_logging(settings.LOG_LEVEL)
     with ExitStack() as stack:
-        context, oracle = build(settings, stack)
-        if oracle is not None:
-            oracle.start()
-            stack.callback(oracle.stop)
+        runtime = build_serve(settings, stack)
+        context = runtime.api
+        assert context is not None  # built with parties
+        runtime.start()
+        stack.callback(runtime.stop)
         app = create_app(context)
         _print_parties(context.parties, settings)
         config = uvicorn.Config(

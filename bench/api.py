@@ -33,8 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from testkit import REPO
 
 RESULTS = REPO / "bench" / "results" / "api.json"
 API_KEY = "dev-buyer"
@@ -53,7 +52,7 @@ def prefill(db: Path, orders: int, readings: int, order_with_readings: int) -> N
     from backend.core.settings import Settings
     from backend.store.db import make_engine, upgrade_to_head
     from backend.store.models import DeviceRow, OrderRow, ReadingRow
-    from tests.api.seed import order_values
+    from testkit.api_seed import order_values
 
     parties = PartyRegistry.from_settings(Settings(DEV_MODE=True, _env_file=None))  # type: ignore[call-arg]
     buyer, supplier, arbiter = (
@@ -129,7 +128,7 @@ def run_server(db: Path, port: int) -> None:
 
 
 def start_server(db: Path) -> tuple[subprocess.Popen[bytes], int]:
-    from tests.servers import free_port
+    from testkit.servers import free_port
 
     port = free_port()
     proc = subprocess.Popen(

@@ -19,22 +19,19 @@ import argparse
 import json
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
 
-from rich.console import Console  # noqa: E402
-from rich.progress import Progress  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from backend.chain.connection import connect  # noqa: E402
-from backend.chain.testing import Stack, build_stack, device  # noqa: E402
-from backend.core.settings import Settings  # noqa: E402
-from tests.servers import start_anvil  # noqa: E402
+from backend.chain.connection import connect
+from backend.chain.testing import Stack, build_stack, device
+from backend.core.settings import Settings
+from testkit import REPO
+from testkit.servers import start_anvil
 
 COMMIT_GAS = 150_000
 

@@ -36,7 +36,6 @@ import json
 import logging
 import platform
 import statistics
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -44,28 +43,22 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from rich.console import Console
+from rich.table import Table
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run as a script: make `backend` and `tests` importable
-    sys.path.insert(0, str(REPO))
-
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from backend.chain.artifacts import load_artifact  # noqa: E402
-from backend.chain.certificates import SignedCertificate  # noqa: E402
-from backend.chain.connection import Chain, connect  # noqa: E402
-from backend.chain.contracts import ETH, ContractWrapper, Terms  # noqa: E402
-from backend.chain.deploy import deploy_contract  # noqa: E402
-from backend.chain.testing import (  # noqa: E402
+from backend.chain.artifacts import load_artifact
+from backend.chain.connection import Chain, connect
+from backend.chain.contracts import ETH, ContractWrapper, Terms
+from backend.chain.deploy import deploy_contract
+from backend.chain.testing import (
     Stack,
     build_stack,
     device,
     device_key,
     issuer,
 )
-from backend.core.settings import Settings  # noqa: E402
-from backend.telemetry import (  # noqa: E402
+from backend.core.settings import Settings
+from backend.telemetry import (
     MerkleTree,
     Reading,
     SignedReading,
@@ -73,7 +66,9 @@ from backend.telemetry import (  # noqa: E402
     reading_digest,
     sign_reading,
 )
-from tests.contracts.fleet import FleetBatch, FleetLog, fleet_leaf  # noqa: E402
+from backend.telemetry.certificates import SignedCertificate
+from backend.telemetry.fleet import FleetBatch, FleetLog, fleet_leaf
+from testkit import REPO
 
 logger = logging.getLogger(__name__)
 
@@ -717,7 +712,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         if args.anvil:
-            from tests.servers import start_anvil
+            from testkit.servers import start_anvil
 
             server = start_anvil()
             chain: Chain = connect(_settings(server.extra["url"]))

@@ -36,6 +36,7 @@ import logging
 import os
 import platform
 import pstats
+import queue
 import random
 import shutil
 import statistics
@@ -43,38 +44,29 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import paho.mqtt.client as mqtt
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
 
-import paho.mqtt.client as mqtt  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.progress import Progress  # noqa: E402
-from rich.table import Table  # noqa: E402
-from sqlalchemy import Engine, func, select, text  # noqa: E402
-from sqlalchemy.orm import Session  # noqa: E402
-
-from backend.oracle.ingest import Ingestor, IngestWorker  # noqa: E402
-from backend.oracle.metrics import Metrics  # noqa: E402
-from backend.oracle.rules import RulesEngine  # noqa: E402
-from backend.oracle.subscriber import SubscriberConfig, TelemetrySubscriber  # noqa: E402
-from backend.store import repositories as repo  # noqa: E402
-from backend.store.db import make_engine, upgrade_to_head  # noqa: E402
-from backend.telemetry import (  # noqa: E402
-    Domain,
-    Reading,
-    SignedReading,
-    device_address,
-    encode_message,
-    sign_reading,
-    telemetry_topic,
-)
-from tests.servers import start_mosquitto  # noqa: E402
+from backend.oracle.ingest import Inbound, Ingestor, IngestWorker
+from backend.oracle.metrics import Metrics
+from backend.oracle.rules import RulesEngine
+from backend.oracle.subscriber import SubscriberConfig, TelemetrySubscriber
+from backend.store import repositories as repo
+from backend.store.db import make_engine
+from backend.telemetry import Domain, Reading, device_address
+from testkit import REPO
+from testkit.databases import migrated_engine
+from testkit.readings import wire_message
+from testkit.servers import start_mosquitto
 
 DOMAIN = Domain(31337, "0x5FbDB2315678afecb367f032d93F642f64180aa3")
 POSTGRES_URL = os.environ.get(
@@ -92,7 +84,6 @@ def presign(n_readings: int, keys: list[bytes]) -> list[tuple[str, bytes]]:
     """(topic, payload) for n readings, round-robin over the devices (interleaved, as live)."""
     per_device = -(-n_readings // len(keys))
     t0 = int(time.time()) - per_device * 60 - 600
-    addresses = [device_address(k) for k in keys]
     out: list[tuple[str, bytes]] = []
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("signing readings", total=n_readings)
@@ -112,8 +103,7 @@ def presign(n_readings: int, keys: list[bytes]) -> list[tuple[str, bytes]]:
                     longitude_e6=-30_000_000 + seq * 100,
                     flags=0,
                 )
-                s = SignedReading(r, addresses[i], sign_reading(r, DOMAIN, key))
-                out.append((telemetry_topic(order_id, s.device), encode_message(s)))
+                out.append(wire_message(key, r, DOMAIN))
                 progress.advance(task)
     return out
 
@@ -146,27 +136,12 @@ def seed(engine: Engine, keys: list[bytes]) -> None:
 
 @contextmanager
 def database(backend: str) -> Iterator[Engine]:
-    if backend == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="trustship-bench-") as d:
-            engine = upgrade_to_head(f"sqlite:///{d}/bench.db")
-            try:
-                yield engine
-            finally:
-                engine.dispose()
-        return
-    schema = "trustship_bench_" + uuid.uuid4().hex[:10]
-    admin = make_engine(POSTGRES_URL)
-    with admin.begin() as c:
-        c.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine = make_engine(POSTGRES_URL, connect_args={"options": f"-csearch_path={schema}"})
-    try:
-        upgrade_to_head(engine)
+    """A migrated, empty database: a SQLite file, or a new schema of BENCH_POSTGRES_URL."""
+    with (
+        tempfile.TemporaryDirectory(prefix="trustship-bench-") as d,
+        migrated_engine(backend, Path(d), POSTGRES_URL, "trustship_bench_") as engine,
+    ):
         yield engine
-    finally:
-        engine.dispose()
-        with admin.begin() as c:
-            c.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def publish(port: int, messages: list[tuple[str, bytes]]) -> float:
@@ -211,9 +186,9 @@ def run_once(
             metrics = Metrics()
             ingestor = Ingestor(engine, DOMAIN, rules=RulesEngine(), metrics=metrics)
             ingestor.bindings.load_all()
-            worker = IngestWorker(ingestor, batch_size=batch, batch_ms=20)
-            sub = TelemetrySubscriber(cfg, worker.submit)
-            worker.ack = sub.ack
+            inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
+            sub = TelemetrySubscriber(cfg, inbox.put)
+            worker = IngestWorker(ingestor, sub.ack, inbox=inbox, batch_size=batch, batch_ms=20)
             prof = cProfile.Profile() if profile else None
             if prof is not None:
                 worker_run = worker.run
@@ -277,7 +252,7 @@ def database_url(backend: str) -> Iterator[str]:
         with tempfile.TemporaryDirectory(prefix="trustship-bench-") as d:
             yield f"sqlite:///{d}/oracle.db"
         return
-    from tests.store.dbutil import fresh_postgres_database
+    from testkit.databases import fresh_postgres_database
 
     with fresh_postgres_database() as url:
         yield url
@@ -342,8 +317,7 @@ def _signed(
         longitude_e6=-30_000_000 + seq,
         flags=0,
     )
-    s = SignedReading(r, device_address(key), sign_reading(r, domain, key))
-    return telemetry_topic(order_id, s.device), encode_message(s)
+    return wire_message(key, r, domain)
 
 
 def _client(port: int, name: str) -> mqtt.Client:
@@ -361,8 +335,8 @@ def run_live(args: argparse.Namespace) -> dict[str, Any]:
     from backend.chain.testing import default_terms
     from backend.core.settings import Settings
     from backend.store.models import DeviceRow, OutboxRow, ReadingRow
-    from tests.oracle_process import OracleProcess, deploy_broker_settings
-    from tests.servers import start_anvil
+    from testkit.oracle_process import OracleProcess
+    from testkit.servers import deploy_broker_settings, start_anvil
 
     n_bg = args.background_devices
     per_order = args.background_per_order

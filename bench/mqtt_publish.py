@@ -25,20 +25,17 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from rich.console import Console
+from rich.table import Table
 
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from backend.telemetry import Domain, Reading, sign_reading  # noqa: E402
-from iot_simulator import build_fleet, publish  # noqa: E402
-from iot_simulator.fleet import Fleet  # noqa: E402
-from iot_simulator.scenario import parse_scenario  # noqa: E402
-from tests.servers import start_mosquitto  # noqa: E402
+from backend.telemetry import Domain, Reading, sign_reading
+from iot_simulator import build_fleet, publish
+from iot_simulator.fleet import Fleet
+from iot_simulator.scenario import parse_scenario
+from testkit import REPO
+from testkit.servers import start_mosquitto
 
 DOMAIN = Domain(31337, "0x5FbDB2315678afecb367f032d93F642f64180aa3")
 BROKER_CONF = """allow_anonymous true

@@ -8,8 +8,9 @@ Library API (used by ``trustship demo`` / ``replay``)::
         ...
     publish(fleet, "mqtt://127.0.0.1:1883", speed=3600)
 
-It imports nothing from ``backend`` but ``backend.telemetry`` (and the shared
-error root ``backend.core.errors``).
+It imports nothing from ``backend`` but ``backend.telemetry``, which re-exports the
+shared error root (``backend.telemetry.TrustShipError``); an import-linter contract
+in pyproject.toml holds it to that.
 """
 
 from iot_simulator.broker import start_embedded_broker

@@ -13,8 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from backend.core.errors import AddressError, TrustShipError
-from backend.telemetry import Domain, parse_address
+from backend.telemetry import AddressError, Domain, TrustShipError, parse_address
 from iot_simulator.fleet import Fleet, build_fleet
 from iot_simulator.scenario import ScenarioError, load_scenario, resolve_scenario_path
 

@@ -28,8 +28,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from backend.core.errors import TrustShipError
-from backend.telemetry import Domain
+from backend.telemetry import Domain, TrustShipError
 from backend.telemetry.access import DEFAULT_SHARE_GROUP, AccessError, BrokerAccess
 from iot_simulator.fleet import build_fleet
 from iot_simulator.scenario import ScenarioError, load_scenario

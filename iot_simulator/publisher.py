@@ -33,7 +33,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-from backend.core.errors import TrustShipError
+from backend.telemetry import TrustShipError
 from backend.telemetry.broker import BrokerError, BrokerURL
 from backend.telemetry.broker import probe_protocol as _probe
 from iot_simulator.fleet import Device, Fleet, Message
@@ -52,7 +52,7 @@ class PublishError(TrustShipError):
 def parse_url(url: str) -> BrokerURL:
     """The broker URL, or a :class:`PublishError` naming what is wrong with it."""
     try:
-        return BrokerURL.parse(url)
+        return BrokerURL.parse(url, ca_file=os.environ.get("MQTT_CA_FILE"))
     except BrokerError as exc:
         raise PublishError(str(exc)) from None
 

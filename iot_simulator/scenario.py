@@ -18,8 +18,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from backend.core.errors import AddressError, TrustShipError
-from backend.telemetry.address import parse_address
+from backend.telemetry import AddressError, TrustShipError, parse_address
 from iot_simulator.geo import PLACES, Trajectory, to_e6
 from iot_simulator.geo import Path as GeoPath
 

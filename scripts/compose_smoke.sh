@@ -14,7 +14,7 @@
 #     Debian's mosquitto, PostgreSQL and Python), because no image registry is
 #     reachable here; docker-compose.yml gets them through its image settings only;
 #  3. `docker compose up -d --build --wait`, host ports mapped to free ones;
-#  4. checks: /health ok with database, chain and broker; the scenario catalogue
+#  4. checks: /health ok with database, chain, broker, indexer; the scenario catalogue
 #     replayed through the API by the simulator service, every scenario settling as
 #     expected; the broker refusing an anonymous client and a device publishing under
 #     another device's topics (scripts/compose_checks.py); the trustship container
@@ -324,7 +324,9 @@ try:
     if what == "health":
         r = get("/health")
         parts = {name: c["status"] for name, c in r["components"].items()}
-        good = r["status"] == "ok" and parts == {"database": "ok", "chain": "ok", "broker": "ok"}
+        good = r["status"] == "ok" and parts == {
+            "database": "ok", "chain": "ok", "broker": "ok", "indexer": "ok"
+        }
         print("ok" if good else "not-ok", json.dumps(r))
     elif what == "stored":  # readings the oracle stored for an order, all its devices
         print(sum(d["reading_count"] for d in get(f"/orders/{arg[0]}/devices")["data"]))
@@ -339,7 +341,7 @@ except Exception as exc:  # the restart check polls a server that may be down
 PY
 api() { python3 "$WORK/api.py" "$API" "$@"; }
 
-step "GET /health: ok, with database, chain and broker"
+step "GET /health: ok, with database, chain, broker and indexer"
 health=$(api health) || true
 info "${health#* }"
 if [ "${health%% *}" = ok ]; then ok "/health: status ok; database, chain and broker ok"; else fail "/health: $health"; fi

@@ -21,6 +21,11 @@ Fixtures for chain tests:
   automatically to every test that uses any chain fixture above; tests that use
   none of them do not pay for it.
 
+Fixtures for store tests:
+
+* ``engine`` — a migrated, empty database, parametrized over SQLite and PostgreSQL
+  (the PostgreSQL case is marked ``integration``); ``sqlite_engine`` — SQLite only.
+
 State created by module- or session-scoped fixtures on the session chain outlives
 the module: do not assume a fresh chain (order ids keep growing).
 """
@@ -28,9 +33,11 @@ the module: do not assume a fresh chain (order ids keep growing).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine
 
 from backend.chain.artifacts import CORE_CONTRACTS, STABLECOIN, Artifact, load_artifact
 from backend.chain.connection import Chain, connect
@@ -38,18 +45,21 @@ from backend.chain.contracts import Terms
 from backend.chain.testing import DevAccounts, Stack, build_stack, default_terms
 from backend.chain.testing import device as _device_address
 from backend.chain.testing import device_key as _device_key
-from backend.core.settings import Settings
 from backend.telemetry import Domain
+from testkit.databases import migrated_engine
+from testkit.servers import start_anvil
+from testkit.settings import dev_settings
 
 #: fixtures whose use makes a test a chain test (snapshot/revert around it)
 CHAIN_FIXTURES = frozenset(
     {"chain", "deployment", "stack", "anvil_stack", "accounts", "make_terms", "domain"}
 )
 
-
-def dev_settings(rpc_url: str | None = None) -> Settings:
-    """Dev-mode settings that ignore the environment and .env."""
-    return Settings(_env_file=None, RPC_URL=rpc_url, DEV_MODE=True)  # type: ignore[call-arg]
+#: the database backends of the ``engine`` fixture
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.integration),
+]
 
 
 # ---- layer 1: artifacts ------------------------------------------------------
@@ -84,8 +94,6 @@ def deployment(eth_stack: Stack) -> Stack:
 @pytest.fixture(scope="module")
 def anvil_stack(artifacts: dict[str, Artifact]) -> Iterator[Stack]:
     """A real anvil (fresh per module, automine), reached through the RPC_URL code path."""
-    from tests.servers import start_anvil
-
     server = start_anvil()
     try:
         rpc_chain = connect(dev_settings(server.extra["url"]))
@@ -166,3 +174,20 @@ def _chain_isolation(request: pytest.FixtureRequest) -> None:
     """Wrap every test that uses a chain fixture in ``snapshot`` (others are untouched)."""
     if CHAIN_FIXTURES & set(request.fixturenames):
         request.getfixturevalue("snapshot")
+
+
+# ---- databases -----------------------------------------------------------------
+
+
+@pytest.fixture(params=BACKENDS)
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A migrated, empty database on each backend in turn."""
+    with migrated_engine(request.param, tmp_path) as eng:
+        yield eng
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
+    """A migrated, empty SQLite database."""
+    with migrated_engine("sqlite", tmp_path) as eng:
+        yield eng

@@ -93,7 +93,7 @@ def _story(stack: LocalStack, scenario: Scenario, name: str, order_id: int, t0: 
         min_temp=terms.min_temp_centi_c,
         max_temp=terms.max_temp_centi_c,
     )
-    with stack.oracle.sessions() as s:
+    with stack.runtime.sessions() as s:
         for alert in repo.alerts_for(s, order_id, limit=1000):
             style = "red" if alert.severity in ("critical", "error") else "yellow"
             story.lines.append(

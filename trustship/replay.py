@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -231,7 +230,7 @@ def replay_scenario(
 @contextmanager
 def open_driver(settings: Settings, note: Note) -> Iterator[Driver]:
     """The configured stack: a running API (TRUSTSHIP_API_URL) or the in-process one."""
-    api_url = os.environ.get("TRUSTSHIP_API_URL")
+    api_url = settings.TRUSTSHIP_API_URL
     if api_url:
         from backend.chain.connection import connect
 
@@ -240,10 +239,7 @@ def open_driver(settings: Settings, note: Note) -> Iterator[Driver]:
                 "TRUSTSHIP_API_URL is set but MQTT_URL is not: where do devices publish?"
             )
         chain = connect(settings)
-        keys = {
-            role: os.environ.get(f"TRUSTSHIP_{role.upper()}_API_KEY", default)
-            for role, default in DEV_API_KEYS.items()
-        }
+        keys = {role: settings.api_key_of(role, default) for role, default in DEV_API_KEYS.items()}
         yield ApiDriver(api_url, chain, settings.MQTT_URL, keys)
         return
     with local_stack(settings, note=note) as stack:

@@ -48,6 +48,8 @@ from iot_simulator import Fleet, Scenario
 if TYPE_CHECKING:
     import httpx
 
+    from backend.runtime import Runtime
+
 log = logging.getLogger(__name__)
 
 TERMINAL = {"Settled", "Resolved", "Cancelled", "Expired"}
@@ -166,19 +168,32 @@ def _terms(scenario: Scenario, name: str, t0: int, token: str, arbiter: str) -> 
 class DirectDriver:
     """Acts as the dev buyer and supplier through the contract wrappers."""
 
-    def __init__(self, chain: Chain, deployment: Deployment, mqtt_url: str) -> None:
+    def __init__(
+        self,
+        chain: Chain,
+        deployment: Deployment,
+        mqtt_url: str,
+        *,
+        contracts: Contracts | None = None,
+        oracle_clock: Callable[[], int] | None = None,
+        sessions: Callable[[], Any] | None = None,
+        refusals: Callable[[int], Sequence[Any]] | None = None,
+    ) -> None:
         self.chain = chain
         self.deployment = deployment
-        self.contracts = Contracts.from_deployment(chain, deployment)
+        self.contracts = (
+            contracts if contracts is not None else Contracts.from_deployment(chain, deployment)
+        )
         self.domain = self.contracts.quality.domain()
         self.mqtt_url = mqtt_url
         self.buyer = chain.accounts.require("buyer")
         self.supplier = chain.accounts.require("supplier")
         self.arbiter = chain.accounts.require("arbiter")
-        #: The oracle's clock, database sessions and refusal tally (set by :func:`local_stack`).
-        self.oracle_clock: Callable[[], int] | None = None
-        self.sessions: Callable[[], Any] | None = None
-        self.refusals: Callable[[int], Sequence[Any]] | None = None
+        #: The in-process oracle's clock, database sessions and refusal tally
+        #: (:func:`local_stack`); None without one.
+        self.oracle_clock = oracle_clock
+        self.sessions = sessions
+        self.refusals = refusals
 
     def wait_for_oracle_clock(self, target: int, timeout: float) -> None:
         """Wait until the oracle has seen the chain reach ``target`` (its indexer polls)."""
@@ -649,8 +664,8 @@ class ApiDriver:
 class LocalStack:
     settings: Settings
     driver: DirectDriver
-    oracle: Any
-    engine: Any
+    #: The wired chain, database, indexer and oracle (backend.runtime).
+    runtime: Runtime
     database_url: str
     mqtt_url: str
     embedded: dict[str, bool]
@@ -660,14 +675,19 @@ class LocalStack:
 def local_stack(
     settings: Settings, *, note: Note = lambda _m: None, oracle_client_id: str | None = None
 ) -> Iterator[LocalStack]:
-    """Chain, broker, database and the oracle in this process; stops all on exit."""
-    from backend.chain.guard import ChainGuard
-    from backend.oracle.service import Oracle, OracleConfig
-    from backend.store.db import upgrade_to_head
+    """Chain, broker, database and the oracle in this process; stops all on exit.
+
+    The parts that are the local stack's own (the embedded chain's deployment, the
+    in-process broker, a SQLite file in a temp dir, the oracle's session and faster
+    polls) are made here; :func:`backend.runtime.build` wires the rest.
+    """
+    from backend.oracle.service import OracleConfig
+    from backend.runtime import build
 
     cleanup: list[Callable[[], None]] = []
     workdir = Path(tempfile.mkdtemp(prefix="trustship-"))
     cleanup.append(lambda: shutil.rmtree(workdir, ignore_errors=True))
+    resources = contextlib.ExitStack()
     try:
         chain = connect(settings)
         embedded_chain = chain.kind == "eth-tester"
@@ -701,10 +721,11 @@ def local_stack(
                     "this run like the chain does; set DATABASE_URL (sqlite:///path or PostgreSQL)"
                 )
             database_url = f"sqlite:///{workdir / 'trustship.db'}"
-        engine = upgrade_to_head(database_url)
-        cleanup.append(engine.dispose)
 
-        config = OracleConfig.from_env(settings)
+        # faster polls and batches than a long-running oracle (unless the settings say)
+        config = OracleConfig.from_settings(
+            settings, indexer_poll_secs=0.2, outbox_poll_secs=0.1, commit_max_age_secs=2.0
+        )
         config.subscriber = dataclasses.replace(
             config.subscriber,
             url=mqtt_url,
@@ -712,31 +733,31 @@ def local_stack(
             # a run of demo/replay is ephemeral: its session must not outlive it on the broker
             session_expiry_secs=300,
         )
-        config.indexer_poll_secs = 0.2
-        config.outbox_poll_secs = 0.1
-        config.commit_max_age_secs = 2.0
-        driver = DirectDriver(chain, deployment, mqtt_url)
-        oracle = Oracle(
-            engine,
-            driver.domain,
-            config,
+        cleanup.append(resources.close)  # the database engine
+        runtime = build(
+            settings,
+            resources,
             chain=chain,
-            contracts=driver.contracts,
-            oracle_account=chain.accounts.oracle,
-            start_block=deployment.block_number,
-            guard=ChainGuard(chain, deployment),
+            deployment=deployment,
+            database_url=database_url,
+            oracle_config=config,
         )
-        oracle.start()
-        cleanup.append(oracle.stop)
-        driver.oracle_clock = oracle.ingestor.clock
-        driver.sessions = oracle.sessions
-        driver.refusals = oracle.ingestor.refusals.for_order
+        runtime.start()
+        cleanup.append(runtime.stop)
+        driver = DirectDriver(
+            chain,
+            deployment,
+            mqtt_url,
+            contracts=runtime.contracts,
+            oracle_clock=runtime.oracle.ingestor.clock,
+            sessions=runtime.sessions,
+            refusals=runtime.oracle.ingestor.refusals.for_order,
+        )
         note("oracle running: MQTT ingest, rules, outbox, chain indexer")
         yield LocalStack(
             settings=settings,
             driver=driver,
-            oracle=oracle,
-            engine=engine,
+            runtime=runtime,
             database_url=database_url,
             mqtt_url=mqtt_url,
             embedded={

@@ -26,7 +26,7 @@ from eth_account.signers.local import LocalAccount
 from backend.api.errors import ApiError, revert_error
 from backend.api.parties import Party
 from backend.api.queries import OrderRecord
-from backend.api.schemas import ORDER_STATES, ComponentHealth, Terms
+from backend.api.schemas import ComponentHealth, Terms
 from backend.chain.connection import Chain
 from backend.chain.contracts import Escrow, PurchaseOrders, Stablecoin
 from backend.chain.contracts import Terms as ChainTerms
@@ -40,11 +40,13 @@ from backend.chain.errors import (
 )
 from backend.chain.guard import ChainGuard
 from backend.chain.sender import TxResult
+from backend.domain.contract_errors import ContractError
+from backend.domain.order import STATE_LABELS
 
 log = logging.getLogger(__name__)
 
 # The contract's OrderState enum (None = 0), for readable InvalidState messages.
-_STATE_NAMES = ("None", *ORDER_STATES)
+_STATE_NAMES = STATE_LABELS
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,9 @@ def chain_terms(t: Terms) -> ChainTerms:
 
 def _revert_message(exc: ContractRevert) -> str:
     args = exc.args
-    if exc.name == "PurchaseOrdersInvalidState" and isinstance(args.get("current"), int):
+    if exc.name == ContractError.PurchaseOrdersInvalidState and isinstance(
+        args.get("current"), int
+    ):
         current = args["current"]
         name = _STATE_NAMES[current] if 0 <= current < len(_STATE_NAMES) else str(current)
         fn = f" to {exc.function}" if exc.function else ""

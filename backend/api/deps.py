@@ -1,17 +1,24 @@
-"""FastAPI dependencies: the context, a database session, the calling party."""
+"""FastAPI dependencies: the context, a database session, the calling party, and the
+order-id path parameter with the lookup of an order the caller may see.
+
+Route modules share what they have in common through this module and never import
+each other (an import-linter contract, docs/architecture.md).
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Path, Request, Security
 from fastapi.security import APIKeyHeader
 from sqlalchemy.orm import Session
 
+from backend.api import queries
 from backend.api.context import ApiContext
-from backend.api.errors import ApiError
+from backend.api.errors import ApiError, not_found
 from backend.api.parties import Party
+from backend.api.schemas import MAX_JSON_INT, Digits
 
 API_KEY_HEADER = "X-API-Key"
 
@@ -73,3 +80,17 @@ async def get_writer(party: CurrentParty) -> Party:
 
 
 WritingParty = Annotated[Party, Depends(get_writer)]
+
+
+OrderIdPath = Annotated[
+    int, Path(ge=1, le=MAX_JSON_INT, description="The on-chain order id (decimal digits)."), Digits
+]
+
+
+def visible_order(session: Session, party: Party, order_id: int) -> queries.OrderRecord:
+    """The order ``order_id`` if ``party`` may see it; 404 if it is missing or not theirs
+    (the same answer, so an order's existence does not leak)."""
+    row = queries.get_order(session, party, order_id)
+    if row is None:
+        raise not_found(f"order {order_id}")
+    return row

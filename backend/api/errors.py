@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.core.errors import TrustShipError
+from backend.domain.contract_errors import ErrorKind, error_kind
 
 log = logging.getLogger(__name__)
 
@@ -73,56 +74,19 @@ def not_found(what: str) -> ApiError:
 
 # --- contract reverts -----------------------------------------------------------------
 
-# Errors that mean "not allowed for this caller" (403), "no such thing" (404),
-# "bad input" (422); everything else a contract refuses is a conflict with the
-# current on-chain state (409).
-_FORBIDDEN = {
-    "PurchaseOrdersNotBuyer",
-    "PurchaseOrdersNotSupplier",
-    "PurchaseOrdersNotParty",
-    "PurchaseOrdersNotArbiter",
-    "PurchaseOrdersNotQualityVerification",
-    "QualityVerificationNotPurchaseOrders",
-    "EscrowNotPurchaseOrders",
-    "AccessControlUnauthorizedAccount",
-    "AccessControlBadConfirmation",
-}
-_NOT_FOUND = {"PurchaseOrdersUnknownOrder"}
-_INVALID = {
-    "PurchaseOrdersInvalidTerms",
-    "PurchaseOrdersInvalidRuling",
-    "PurchaseOrdersNoDevices",
-    "PurchaseOrdersInvalidDeliveryTime",
-    "QualityVerificationInvalidDevice",
-    "QualityVerificationUnknownDevice",
-    "QualityVerificationWrongOrder",
-    "QualityVerificationEmptyBatch",
-    "QualityVerificationBadEvidence",
-    "QualityVerificationDifferentDevice",
-    "QualityVerificationNotConsecutive",
-    "QualityVerificationTimestampNotIncreasing",
-    "QualityVerificationReadingInRange",
-    "QualityVerificationExcursionTooShort",
-    "QualityVerificationShockWithinLimit",
-    "QualityVerificationOutsideGeofence",
-    "QualityVerificationReadingBeforeShipment",
-    "QualityVerificationInvalidSignature",
-    "EscrowInsufficientDeposit",
-    "EscrowUnexpectedValue",
-    "EscrowInvalidAmount",
-    "EscrowInvalidSplit",
+# What each contract error means is classified once, in backend.domain.contract_errors;
+# anything not a TrustShip contract error is a conflict with the on-chain state.
+_STATUS: dict[ErrorKind, int] = {
+    ErrorKind.FORBIDDEN: 403,
+    ErrorKind.NOT_FOUND: 404,
+    ErrorKind.INVALID: 422,
+    ErrorKind.CONFLICT: 409,
 }
 
 
 def revert_status(name: str) -> int:
     """The HTTP status for a named Solidity revert."""
-    if name in _FORBIDDEN:
-        return 403
-    if name in _NOT_FOUND:
-        return 404
-    if name in _INVALID:
-        return 422
-    return 409
+    return _STATUS[error_kind(name)]
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,16 +1,17 @@
-"""Prometheus text exposition for the API (no client library needed).
+"""The API's request metrics (prometheus-client).
 
-Request counts by (method, route template, status) and a latency histogram by
-(method, route template). Route templates (``/orders/{order_id}``), never raw
-paths, keep the label set bounded. Other components (the oracle) contribute
-their own lines through :meth:`Metrics.add_collector`.
+Request counts by (method, route template, status), a latency histogram by (method,
+route template) and the requests in flight. Route templates (``/orders/{order_id}``),
+never raw paths, keep the label set bounded. They are registered on a
+:class:`~backend.core.metrics.Registry`; with the oracle in the process it is the
+oracle's too, and ``/metrics`` renders the registry (docs/api.md, "Metrics").
 """
 
 from __future__ import annotations
 
-import threading
-from bisect import bisect_left
-from collections.abc import Callable
+from prometheus_client import Counter, Gauge, Histogram
+
+from backend.core.metrics import Registry
 
 BUCKETS: tuple[float, ...] = (
     0.0005,
@@ -28,101 +29,56 @@ BUCKETS: tuple[float, ...] = (
     5.0,
 )
 
-Collector = Callable[[], str]
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _fmt(v: float) -> str:
-    return repr(float(v)) if v != int(v) else f"{int(v)}"
-
-
-class _Histogram:
-    __slots__ = ("counts", "total", "count")
-
-    def __init__(self) -> None:
-        self.counts = [0] * (len(BUCKETS) + 1)  # last one is +Inf
-        self.total = 0.0
-        self.count = 0
-
-    def observe(self, seconds: float) -> None:
-        self.counts[bisect_left(BUCKETS, seconds)] += 1
-        self.total += seconds
-        self.count += 1
-
 
 class Metrics:
-    """Thread-safe request metrics plus pluggable collectors."""
+    """The API's metrics, registered on ``registry`` (a new one if None)."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._requests: dict[tuple[str, str, int], int] = {}
-        self._latency: dict[tuple[str, str], _Histogram] = {}
-        self._collectors: list[Collector] = []
-        self._inflight = 0
-
-    def add_collector(self, collector: Collector) -> None:
-        """Add a function returning Prometheus text lines (HELP/TYPE + samples)."""
-        self._collectors.append(collector)
+    def __init__(self, registry: Registry | None = None) -> None:
+        self.registry = registry if registry is not None else Registry()
+        r = self.registry
+        self.requests = Counter(
+            "trustship_api_requests_total",
+            "HTTP requests answered, by route and status.",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "trustship_api_request_duration_seconds",
+            "Time to answer a request.",
+            ["method", "route"],
+            buckets=BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "trustship_api_requests_in_flight", "Requests being answered now.", registry=r
+        )
+        # The children per label set, so a request does not pay for labels()' checks
+        # (the set is bounded: route templates × statuses).
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def started(self) -> None:
-        with self._lock:
-            self._inflight += 1
+        self.in_flight.inc()
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        with self._lock:
-            self._inflight -= 1
-            key = (method, route, status)
-            self._requests[key] = self._requests.get(key, 0) + 1
-            hist = self._latency.get((method, route))
-            if hist is None:
-                hist = self._latency[(method, route)] = _Histogram()
-            hist.observe(seconds)
+        self.in_flight.dec()
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children.setdefault(
+                key,
+                (
+                    self.requests.labels(method, route, str(status)),
+                    self.request_duration.labels(method, route),
+                ),
+            )
+        count, latency = children
+        count.inc()
+        latency.observe(seconds)
 
     def request_count(self, method: str, route: str, status: int) -> int:
-        with self._lock:
-            return self._requests.get((method, route, status), 0)
+        sample = "trustship_api_requests_total"
+        return int(self.registry.value(sample, method=method, route=route, status=str(status)))
 
     def render(self) -> str:
-        lines = [
-            "# HELP trustship_api_requests_total HTTP requests answered, by route and status.",
-            "# TYPE trustship_api_requests_total counter",
-        ]
-        with self._lock:
-            requests = sorted(self._requests.items())
-            latency = sorted(
-                (k, list(h.counts), h.total, h.count) for k, h in self._latency.items()
-            )
-            inflight = self._inflight
-        for (method, route, status), n in requests:
-            lines.append(
-                f'trustship_api_requests_total{{method="{method}",route="{_escape(route)}",'
-                f'status="{status}"}} {n}'
-            )
-        lines += [
-            "# HELP trustship_api_request_duration_seconds Time to answer a request.",
-            "# TYPE trustship_api_request_duration_seconds histogram",
-        ]
-        for (method, route), counts, total, count in latency:
-            labels = f'method="{method}",route="{_escape(route)}"'
-            cumulative = 0
-            for bound, c in zip((*BUCKETS, float("inf")), counts, strict=True):
-                cumulative += c
-                le = "+Inf" if bound == float("inf") else _fmt(bound)
-                name = "trustship_api_request_duration_seconds_bucket"
-                lines.append(f'{name}{{{labels},le="{le}"}} {cumulative}')
-            lines.append(f"trustship_api_request_duration_seconds_sum{{{labels}}} {total!r}")
-            lines.append(f"trustship_api_request_duration_seconds_count{{{labels}}} {count}")
-        lines += [
-            "# HELP trustship_api_requests_in_flight Requests being answered now.",
-            "# TYPE trustship_api_requests_in_flight gauge",
-            f"trustship_api_requests_in_flight {inflight}",
-        ]
-        text = "\n".join(lines) + "\n"
-        for collector in self._collectors:
-            extra = collector()
-            if extra:
-                text += extra if extra.endswith("\n") else extra + "\n"
-        return text
+        """The Prometheus text of the whole registry (the oracle's metrics too, if on it)."""
+        return self.registry.render()

@@ -14,8 +14,11 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import PydanticCustomError
 
 from backend.core.errors import AddressError
+from backend.domain.order import MAX_PRICE, ZERO_ADDRESS
 from backend.telemetry.address import parse_address
 
+#: backend.domain.order.ORDER_STATE_LABELS as a type for the document (tests/domain
+#: checks that the two agree).
 OrderState = Literal[
     "Created",
     "Accepted",
@@ -28,12 +31,9 @@ OrderState = Literal[
     "Resolved",
     "Expired",
 ]
-ORDER_STATES: tuple[str, ...] = OrderState.__args__  # type: ignore[attr-defined]
 PartyRole = Literal["buyer", "supplier", "arbiter"]
 
-ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 UINT256_MAX = 2**256 - 1
-MAX_PRICE = 2**88 - 1  # IPurchaseOrders.MAX_PRICE: what escrow stores
 
 
 def _address(value: str) -> str:
@@ -91,7 +91,19 @@ OrderAmount = Annotated[
     ),
     BeforeValidator(_at_most_max_price),
 ]
-Hex32 = Annotated[str, Field(pattern=r"^0x[0-9a-f]{64}$", description="32 bytes, 0x-hex.")]
+
+
+def _hex_of_bytes(value: Any) -> Any:
+    # A stored hash (bytes) read from a row becomes its 0x-hex form.
+    return "0x" + bytes(value).hex() if isinstance(value, bytes | bytearray) else value
+
+
+#: 32 bytes as 0x-hex (response models; built from a row's bytes too).
+Hex32 = Annotated[
+    str,
+    Field(pattern=r"^0x[0-9a-f]{64}$", description="32 bytes, 0x-hex."),
+    BeforeValidator(_hex_of_bytes),
+]
 Uint16 = Annotated[int, Field(ge=0, le=2**16 - 1)]
 Uint32 = Annotated[int, Field(ge=0, le=2**32 - 1)]
 Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
@@ -342,6 +354,8 @@ class ReadingsPublic(BaseModel):
 
 
 class CommitmentPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # model_validate(row) reads its store row
+
     order_id: int
     batch_seq: int
     root: Hex32
@@ -391,6 +405,8 @@ class ProofPublic(BaseModel):
 
 
 class ChainEventPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # model_validate(row) reads its store row
+
     block_number: int
     block_timestamp: int | None
     tx_hash: Hex32
@@ -407,6 +423,8 @@ class ChainEventsPublic(BaseModel):
 
 
 class AlertPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # model_validate(row) reads its store row
+
     id: int
     order_id: int
     device: str | None

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from backend.api.queries import OrderRecord
 from backend.api.schemas import SettlementPreview
-from backend.chain.contracts import Terms
 from backend.chain.settlement import settlement
+from backend.domain.order import Terms
 
 
 def row_terms(row: OrderRecord) -> Terms:
-    return Terms(**{name: getattr(row, name) for name in Terms.SOLIDITY_ORDER})
+    return Terms.of(row)
 
 
 def preview(row: OrderRecord, delivered_at: int, breach: bool) -> SettlementPreview:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import posixpath
 import re
 import shutil
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.core.errors import CompilerNotFoundError, TrustShipError
+from backend.core.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ def _host_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def _solcx_executable() -> str | None:
+def _solcx_executable(no_download: bool) -> str | None:
     try:
         from packaging.version import Version
         from solcx.install import get_executable, get_installed_solc_versions, install_solc
@@ -210,7 +210,7 @@ def _solcx_executable() -> str | None:
             return str(get_executable(wanted))
     except Exception as exc:  # py-solc-x raises its own exception types
         logger.debug("py-solc-x lookup failed: %s", exc)
-    if os.environ.get("TRUSTSHIP_SOLC_NO_DOWNLOAD") or not _host_reachable():
+    if no_download or not _host_reachable():
         return None
     # install_solc has no timeout of its own: run it in a daemon thread and give up on it.
     result: list[str] = []
@@ -228,9 +228,11 @@ def _solcx_executable() -> str | None:
     return result[0] if result else None
 
 
-def find_compiler() -> Compiler:
-    """The first available solc of :data:`SOLC_VERSION` (see the module docstring)."""
-    env_binary = os.environ.get("SOLC_BINARY")
+def find_compiler(settings: Settings | None = None) -> Compiler:
+    """The first available solc of :data:`SOLC_VERSION` (see the module docstring);
+    ``SOLC_BINARY`` and ``TRUSTSHIP_SOLC_NO_DOWNLOAD`` come from ``settings``."""
+    settings = settings or get_settings()
+    env_binary = settings.SOLC_BINARY
     if env_binary:
         version = _version_of([env_binary])
         if version != SOLC_VERSION:
@@ -246,7 +248,7 @@ def find_compiler() -> Compiler:
     if on_path and _version_of([on_path]) == SOLC_VERSION:
         return Compiler((on_path, "--standard-json"), REPO_ROOT, f"solc {SOLC_VERSION} (PATH)")
 
-    solcx_binary = _solcx_executable()
+    solcx_binary = _solcx_executable(settings.TRUSTSHIP_SOLC_NO_DOWNLOAD)
     if solcx_binary:
         return Compiler(
             (solcx_binary, "--standard-json"), REPO_ROOT, f"solc {SOLC_VERSION} (py-solc-x)"

@@ -5,7 +5,8 @@ account, or its :class:`~backend.chain.sender.TxSender`) and send through the
 chain's one sender for that key; they return a
 :class:`~backend.chain.sender.TxResult` with the decoded events (and ``.value``
 for functions that return something, e.g. the new order id). Views return
-dataclasses mirroring the Solidity structs. Reverts raise
+the records of :mod:`backend.domain` that mirror the Solidity structs (``Terms``,
+``Order``, ``OrderState``: defined there, re-exported here). Reverts raise
 :class:`~backend.chain.errors.ContractRevert`.
 
 Units are DESIGN.md §2's integers throughout; readings go in as
@@ -15,177 +16,46 @@ Units are DESIGN.md §2's integers throughout; readings go in as
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from enum import IntEnum
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from eth_abi import decode as abi_decode
-from eth_abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
-from eth_utils import get_abi_output_types, keccak, to_checksum_address
+from eth_utils import get_abi_output_types, to_checksum_address
 
 from backend.chain.artifacts import STABLECOIN, Artifact, load_artifact
-from backend.chain.certificates import DeviceCertificate, SignedCertificate
 from backend.chain.decoding import normalize
 from backend.chain.sender import PendingTx, TxResult, TxSender
+from backend.domain.order import (
+    ETH,
+    TERMS_ABI_TYPE,
+    TERMS_SPEC,
+    ZERO_ADDRESS,
+    Order,
+    OrderState,
+    Terms,
+)
 from backend.telemetry import Domain, Reading, SignedReading
+from backend.telemetry.certificates import DeviceCertificate, SignedCertificate
+from backend.telemetry.fleet import FleetProof
 
 if TYPE_CHECKING:
     from backend.chain.connection import Chain
-    from backend.chain.deploy import Deployment
-
-ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
-ETH = ZERO_ADDRESS  # the token address of ETH orders
+    from backend.chain.manifest import Deployment
 
 Signer = LocalAccount | TxSender
 
 
-class OrderState(IntEnum):
-    """Mirror of ``IPurchaseOrders.OrderState``."""
-
-    NONE = 0
-    CREATED = 1
-    ACCEPTED = 2
-    FUNDED = 3
-    SHIPPED = 4
-    DELIVERED = 5
-    SETTLED = 6
-    CANCELLED = 7
-    DISPUTED = 8
-    RESOLVED = 9
-    EXPIRED = 10
-
-
-@dataclass(frozen=True, kw_only=True)
-class Terms:
-    """Mirror of ``IPurchaseOrders.Terms``, fields in Solidity order (keyword-only)."""
-
-    buyer: str
-    supplier: str
-    token: str = ETH
-    price: int
-    delivery_deadline: int
-    expiry_grace_secs: int = 7 * 24 * 3600
-    dest_lat_e6: int
-    dest_lon_e6: int
-    geofence_e6: int
-    min_temp_centi_c: int
-    max_temp_centi_c: int
-    max_humidity_permille: int = 0  # 0 = not checked
-    max_shock_milli_g: int = 0  # 0 = not checked
-    tolerated_excursion_secs: int
-    late_penalty_bps_per_hour: int
-    late_penalty_cap_bps: int
-    breach_refund_bps: int
-    dispute_window_secs: int = 0  # 0 = split final at delivery
-    arbiter: str
-    device_issuer: str
-    second_device_issuer: str = ZERO_ADDRESS  # zero = one issuer
-    arrival_quorum: int = 1  # 0 = buyer receipt only, 1 = any certified device, 2 = both issuers
-
-    #: Solidity field order of the struct
-    SOLIDITY_ORDER: ClassVar[tuple[str, ...]] = (
-        "buyer",
-        "supplier",
-        "token",
-        "price",
-        "delivery_deadline",
-        "expiry_grace_secs",
-        "dest_lat_e6",
-        "dest_lon_e6",
-        "geofence_e6",
-        "min_temp_centi_c",
-        "max_temp_centi_c",
-        "max_humidity_permille",
-        "max_shock_milli_g",
-        "tolerated_excursion_secs",
-        "late_penalty_bps_per_hour",
-        "late_penalty_cap_bps",
-        "breach_refund_bps",
-        "dispute_window_secs",
-        "arbiter",
-        "device_issuer",
-        "second_device_issuer",
-        "arrival_quorum",
-    )
-    ADDRESS_FIELDS: ClassVar[tuple[str, ...]] = (
-        "buyer",
-        "supplier",
-        "token",
-        "arbiter",
-        "device_issuer",
-        "second_device_issuer",
+def terms_from_abi(values: Sequence[Any]) -> Terms:
+    """``Terms`` from the decoded struct, addresses checksummed."""
+    terms = Terms.from_tuple(values)
+    return terms.replace(
+        **{name: to_checksum_address(getattr(terms, name)) for name in ADDRESS_FIELDS}
     )
 
-    def as_tuple(self) -> tuple[Any, ...]:
-        """The struct as the ABI encoder takes it."""
-        return tuple(getattr(self, name) for name in self.SOLIDITY_ORDER)
 
-    @classmethod
-    def from_tuple(cls, values: Sequence[Any]) -> Terms:
-        kwargs = dict(zip(cls.SOLIDITY_ORDER, values, strict=True))
-        for name in cls.ADDRESS_FIELDS:
-            kwargs[name] = to_checksum_address(kwargs[name])
-        return cls(**kwargs)
-
-    def digest(self) -> bytes:
-        """What PurchaseOrders stores: the first 25 bytes of keccak256(abi.encode(terms))."""
-        return keccak(abi_encode([TERMS_ABI_TYPE], [self.as_tuple()]))[:25]
-
-    @property
-    def is_eth(self) -> bool:
-        return int(self.token, 16) == 0
-
-    def replace(self, **changes: Any) -> Terms:
-        """A copy with some fields changed."""
-        return replace(self, **changes)
-
-
-#: The ABI type of ``IPurchaseOrders.Terms`` (for hashing it as the contract does)
-TERMS_ABI_TYPE = (
-    "(address,address,address,uint256,uint64,uint32,int32,int32,uint32,int32,int32,uint16,"
-    "uint32,uint32,uint16,uint16,uint16,uint32,address,address,address,uint8)"
-)
-
-
-@dataclass(frozen=True)
-class Order:
-    """Mirror of ``IPurchaseOrders.Order`` (what the contract stores), plus its id.
-
-    ``timestamp`` is when the order entered its phase: creation (Created, Accepted,
-    Funded), shipment (Shipped), delivery (Delivered, Settled after delivery, Disputed,
-    Resolved); Cancelled and Expired keep the value they had."""
-
-    order_id: int
-    terms_digest: bytes
-    state: OrderState
-    funded: bool
-    breached: bool
-    timestamp: int
-
-
-@dataclass(frozen=True, kw_only=True)
-class FleetProof:
-    """Mirror of ``IQualityVerification.FleetProof``."""
-
-    batch_seq: int
-    root: bytes
-    count: int
-    log_index: int
-    log_proof: Sequence[bytes]
-    leaf_index: int
-    reading_proof: Sequence[bytes]
-
-    def as_tuple(self) -> tuple[Any, ...]:
-        return (
-            self.batch_seq,
-            self.root,
-            self.count,
-            self.log_index,
-            list(self.log_proof),
-            self.leaf_index,
-            list(self.reading_proof),
-        )
+#: The terms' address fields (checksummed when decoded)
+ADDRESS_FIELDS: tuple[str, ...] = tuple(f.attr for f in TERMS_SPEC if f.sol_type == "address")
 
 
 def reading_tuple(reading: Reading | SignedReading) -> tuple[int, ...]:
@@ -289,7 +159,7 @@ class PurchaseOrders(ContractWrapper):
             )
             if not logs:
                 raise LookupError(f"no OrderCreated event for order {order_id}")
-            terms = Terms.from_tuple(tuple(logs[-1]["args"]["terms"].values()))
+            terms = terms_from_abi(tuple(logs[-1]["args"]["terms"].values()))
             self._terms[order_id] = terms
         return terms
 

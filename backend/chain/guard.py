@@ -13,7 +13,7 @@ answers (docs/chain.md, "A reset chain and a reorganised one"):
   fresh database.
 * **A reorganisation**: the last few blocks were replaced. The deployment is intact;
   the indexer rewinds to the newest block it stored whose hash the chain still has
-  and reads forward again (backend/oracle/indexer.py).
+  and reads forward again (backend/indexer/chain.py).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from backend.chain.errors import ChainError
 
 if TYPE_CHECKING:
     from backend.chain.connection import Chain
-    from backend.chain.deploy import Deployment
+    from backend.chain.manifest import Deployment
 
 log = logging.getLogger(__name__)
 

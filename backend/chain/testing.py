@@ -15,7 +15,6 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
-from backend.chain.certificates import DeviceCertificate, SignedCertificate, sign_certificate
 from backend.chain.connection import Accounts, Chain
 from backend.chain.contracts import (
     ETH,
@@ -28,6 +27,7 @@ from backend.chain.contracts import (
 )
 from backend.chain.deploy import Deployment, deploy_all
 from backend.telemetry import Domain, Reading, SignedReading, device_address, sign_reading
+from backend.telemetry.certificates import DeviceCertificate, SignedCertificate, sign_certificate
 
 DAY = 24 * 3600
 ETHER = 10**18

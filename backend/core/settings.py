@@ -1,15 +1,19 @@
 """Process configuration from the environment (and a ``.env`` file).
 
-Unset connection settings mean the embedded defaults: eth-tester for the chain,
-an in-process MQTT broker, SQLite under ``var/``.
+:class:`Settings` is the only reader of the environment in ``backend`` and
+``trustship`` (tests/core/test_settings_only.py holds the code to that, and the
+README's configuration table to listing every field). Unset connection settings
+mean the embedded defaults: eth-tester for the chain, an in-process MQTT broker,
+SQLite under ``var/``.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The oracle's public development key is ORACLE_PRIVATE_KEY's default; it and every other
@@ -18,6 +22,19 @@ from backend.core.keys import DEV_ORACLE_PRIVATE_KEY as DEV_ORACLE_PRIVATE_KEY
 from backend.core.keys import refuse_public_key
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+#: A positive number, or unset (then the component's own default applies).
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+#: The oracle's timing knobs: blank counts as unset.
+ORACLE_KNOBS = (
+    "ORACLE_COMMIT_MAX_READINGS",
+    "ORACLE_COMMIT_MAX_AGE_SECS",
+    "ORACLE_INDEXER_POLL_SECS",
+    "ORACLE_OUTBOX_POLL_SECS",
+    "ORACLE_OUTBOX_CONCURRENCY",
+)
 
 
 class Settings(BaseSettings):
@@ -39,6 +56,45 @@ class Settings(BaseSettings):
     # (docs/api.md). Unset in dev mode: the seeded dev parties.
     API_KEYS: SecretStr | None = None
     LOG_LEVEL: str = "INFO"
+
+    # ---- MQTT ------------------------------------------------------------------
+    # CA file for an mqtts:// MQTT_URL without ``?ca=`` (None: the system's CAs).
+    MQTT_CA_FILE: str | None = None
+
+    # ---- the oracle (docs/oracle.md) ---------------------------------------------
+    # The oracle's MQTT session id: must stay the same across restarts.
+    ORACLE_CLIENT_ID: str = "trustship-oracle-1"
+    # Shared-subscription group; None: the default group, "" a plain subscription.
+    ORACLE_SHARE_GROUP: str | None = None
+    # Timing knobs, unset = the oracle's defaults (backend.oracle.service.OracleConfig).
+    ORACLE_COMMIT_MAX_READINGS: PositiveInt | None = None
+    ORACLE_COMMIT_MAX_AGE_SECS: PositiveFloat | None = None
+    ORACLE_INDEXER_POLL_SECS: PositiveFloat | None = None
+    ORACLE_OUTBOX_POLL_SECS: PositiveFloat | None = None
+    ORACLE_OUTBOX_CONCURRENCY: PositiveInt | None = None
+
+    # ---- trustship replay against a running server ------------------------------
+    TRUSTSHIP_API_URL: str | None = None
+    # The parties' API keys there (unset: the dev keys dev-buyer, dev-supplier, dev-arbiter).
+    TRUSTSHIP_BUYER_API_KEY: SecretStr | None = None
+    TRUSTSHIP_SUPPLIER_API_KEY: SecretStr | None = None
+    TRUSTSHIP_ARBITER_API_KEY: SecretStr | None = None
+
+    # ---- trustship compile (backend/chain/compiler.py) --------------------------
+    # A solc binary of the pinned version, tried first.
+    SOLC_BINARY: str | None = None
+    # Never let py-solc-x download a compiler.
+    TRUSTSHIP_SOLC_NO_DOWNLOAD: bool = False
+
+    @field_validator(*ORACLE_KNOBS, mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    def api_key_of(self, role: str, default: str) -> str:
+        """``TRUSTSHIP_{ROLE}_API_KEY`` for ``trustship replay`` against a server."""
+        value = getattr(self, f"TRUSTSHIP_{role.upper()}_API_KEY")
+        return default if value is None else str(value.get_secret_value())
 
     def check_secrets(self) -> None:
         """Outside dev mode, refuse the chain keys when they are public (any spelling:

@@ -4,8 +4,8 @@ A batch takes the order's uncommitted readings in id order (the leaf order, kept
 in ``commitments.reading_ids``), builds the Merkle tree of their digests
 (backend.telemetry.MerkleTree), gives it the next ``batchSeq`` (strictly
 increasing per order) and, in the same transaction, marks the readings and
-queues a ``commit_batch`` outbox entry. The contract accepts commitments in
-every state after shipment, so orders are not filtered by state.
+queues a :class:`~backend.domain.actions.CommitBatch` outbox entry. The contract
+accepts commitments in every state after shipment, so orders are not filtered by state.
 
 The batcher runs in the ingest store thread, between telemetry batches. With a
 ``budget_secs``, one tick stops after that long (having made at least one batch)
@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine
 
+from backend.domain.actions import CommitBatch
 from backend.oracle.metrics import Metrics
 from backend.oracle.metrics import metrics as default_metrics
 from backend.store import repositories as repo
@@ -94,14 +95,11 @@ class CommitmentBatcher:
             repo.add_commitment(
                 s, order_id=order_id, batch_seq=batch_seq, root=tree.root, reading_ids=ids, now=now
             )
-            repo.enqueue_action(
+            repo.enqueue(
                 s,
-                kind="commit_batch",
-                order_id=order_id,
-                dedup_key=f"commit:{order_id}:{batch_seq}",
-                payload={"batch_seq": batch_seq, "root": "0x" + tree.root.hex(), "count": len(ids)},
+                CommitBatch(order_id=order_id, batch_seq=batch_seq, root=tree.root, count=len(ids)),
                 now=now,
             )
-        self.metrics.inc("trustship_commitments_total")
+        self.metrics.commitments.inc()
         log.info("order %d: batch %d commits %d readings", order_id, batch_seq, len(ids))
         return len(ids)

@@ -1,8 +1,9 @@
-"""The real :class:`~backend.oracle.outbox.ActionExecutor`: outbox entries → contract calls.
+"""The real :class:`~backend.oracle.outbox.ActionExecutor`: chain actions → contract calls.
 
 Transactions go through backend.chain's one sender for the oracle key (nonce
-tracking, receipts with a timeout, retries of transport errors only). Reverts
-are classified here:
+tracking, receipts with a timeout, retries of transport errors only). Each typed
+action (:mod:`backend.domain.actions`) becomes one contract call; what a revert
+means for it is classified once, in :data:`backend.domain.contract_errors.ACTION_REVERTS`:
 
 =============================================  ==========================  =============
 revert                                         for                         outcome
@@ -35,45 +36,20 @@ from backend.chain.errors import (
     TransportError,
 )
 from backend.chain.sender import TxResult
-from backend.oracle.outbox import ActionAlreadyDone, ActionRejected, ActionRetryLater, ChainAction
+from backend.domain.actions import (
+    ChainAction,
+    CommitBatch,
+    ProveArrival,
+    ProveExcursion,
+    ProveShock,
+    Settle,
+)
+from backend.domain.contract_errors import ActionOutcome, action_outcome
+from backend.domain.reading import SignedReading, signed_reading
+from backend.oracle.outbox import ActionAlreadyDone, ActionRejected, ActionRetryLater
 from backend.store import repositories as repo
-from backend.store.models import ReadingRow
-from backend.telemetry import Reading, SignedReading
 
 log = logging.getLogger(__name__)
-
-_ALREADY_DONE: dict[str, frozenset[str]] = {
-    "commit_batch": frozenset({"QualityVerificationStaleBatch"}),
-    "prove_excursion": frozenset(
-        {"QualityVerificationAlreadyBreached", "QualityVerificationOrderNotInTransit"}
-    ),
-    "prove_shock": frozenset(
-        {"QualityVerificationAlreadyBreached", "QualityVerificationOrderNotInTransit"}
-    ),
-    "prove_arrival": frozenset(
-        {"QualityVerificationOrderNotInTransit", "PurchaseOrdersInvalidState"}
-    ),
-    "settle": frozenset({"PurchaseOrdersInvalidState"}),
-}
-_RETRY_LATER: dict[str, frozenset[str]] = {
-    "settle": frozenset({"PurchaseOrdersDisputeWindow", "PurchaseOrdersArbitrationPending"}),
-    "prove_arrival": frozenset({"PurchaseOrdersInvalidDeliveryTime"}),
-}
-
-
-def signed_reading(row: ReadingRow) -> SignedReading:
-    reading = Reading(
-        order_id=row.order_id,
-        seq=row.seq,
-        timestamp=row.timestamp,
-        temperature_centi_c=row.temperature_centi_c,
-        humidity_permille=row.humidity_permille,
-        shock_milli_g=row.shock_milli_g,
-        latitude_e6=row.latitude_e6,
-        longitude_e6=row.longitude_e6,
-        flags=row.flags,
-    )
-    return SignedReading(reading, row.device, bytes(row.signature))
 
 
 class ChainExecutor:
@@ -89,35 +65,34 @@ class ChainExecutor:
             raise ActionRejected(f"evidence readings missing from the database: {sorted(ids)}")
         return [signed_reading(r) for r in rows]
 
-    def execute(self, action: ChainAction, session: Session) -> bytes | None:
-        qv, po, p = self.contracts.quality, self.contracts.purchase_orders, action.payload
-        try:
-            result: TxResult
-            if action.kind == "commit_batch":
-                result = qv.commit_readings(
-                    action.order_id,
-                    int(p["batch_seq"]),
-                    bytes.fromhex(str(p["root"])[2:]),
-                    int(p["count"]),
-                    by=self.oracle,
+    def _call(self, action: ChainAction, session: Session) -> TxResult:
+        qv, po = self.contracts.quality, self.contracts.purchase_orders
+        match action:
+            case CommitBatch():
+                return qv.commit_readings(
+                    action.order_id, action.batch_seq, action.root, action.count, by=self.oracle
                 )
-            elif action.kind == "prove_excursion":
-                evidence = self._readings(session, p["reading_ids"])
-                result = qv.prove_excursion(action.order_id, evidence, by=self.oracle)
-            elif action.kind == "prove_shock":
-                (reading,) = self._readings(session, [p["reading_id"]])
-                result = qv.prove_shock(action.order_id, reading, by=self.oracle)
-            elif action.kind == "prove_arrival":
-                (reading,) = self._readings(session, [p["reading_id"]])
-                result = qv.prove_arrival(action.order_id, reading, by=self.oracle)
-            elif action.kind == "settle":
-                result = po.settle_order(action.order_id, by=self.oracle)
-            else:
-                raise ActionRejected(f"unknown action kind {action.kind!r}")
+            case ProveExcursion():
+                evidence = self._readings(session, action.reading_ids)
+                return qv.prove_excursion(action.order_id, evidence, by=self.oracle)
+            case ProveShock():
+                (reading,) = self._readings(session, [action.reading_id])
+                return qv.prove_shock(action.order_id, reading, by=self.oracle)
+            case ProveArrival():
+                (reading,) = self._readings(session, [action.reading_id])
+                return qv.prove_arrival(action.order_id, reading, by=self.oracle)
+            case Settle():
+                return po.settle_order(action.order_id, by=self.oracle)
+        raise ActionRejected(f"unknown action kind {action.kind!r}")
+
+    def execute(self, action: ChainAction, session: Session) -> bytes | None:
+        try:
+            result = self._call(action, session)
         except ContractRevert as exc:
-            if exc.name in _ALREADY_DONE.get(action.kind, ()):
+            outcome = action_outcome(action, exc.name)
+            if outcome is ActionOutcome.ALREADY_DONE:
                 raise ActionAlreadyDone(exc.signature) from exc
-            if exc.name in _RETRY_LATER.get(action.kind, ()):
+            if outcome is ActionOutcome.RETRY_LATER:
                 raise ActionRetryLater(exc.signature, delay_secs=5.0) from exc
             raise ActionRejected(exc.signature) from exc
         except (TransportError, ReceiptTimeout, TransactionRejected) as exc:

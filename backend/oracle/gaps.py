@@ -97,10 +97,10 @@ class GapWatch:
                     out.alerts.append(self._filled_alert(by_device.get((order_id, device)), key))
             self._first_seen = current
             write_outputs(s, out)
-        self.metrics.set("trustship_ingest_missing_readings", missing)
+        self.metrics.ingest_missing_readings.set(missing)
         gaps = sum(1 for a in out.alerts if a.kind == "seq_gap")
         if gaps:
-            self.metrics.inc("trustship_ingest_seq_gaps_total", gaps)
+            self.metrics.ingest_seq_gaps.inc(gaps)
         return out
 
     def _covered(self, key: RangeKey) -> bool:

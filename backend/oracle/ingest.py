@@ -10,6 +10,11 @@ or counted and the caller must not acknowledge it.
 :class:`IngestWorker` is the thread that drains the subscriber's queue in
 batches (``batch_size`` messages or ``batch_ms`` milliseconds), calls the
 ingestor, and acknowledges each message only after its batch is committed.
+
+Ingest depends on the indexer stage (``backend.indexer``) through one small
+interface, :class:`ChainFollower`: the newest chain time it has seen, and
+``catch_up()`` before a reading is refused for a reason that lagging behind the
+chain could explain.
 """
 
 from __future__ import annotations
@@ -21,16 +26,17 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.core.errors import TrustShipError, WireError
+from backend.domain.reading import StoredReading
 from backend.oracle.fastpath import use_fast_keccak
 from backend.oracle.metrics import Metrics
 from backend.oracle.metrics import metrics as default_metrics
-from backend.oracle.rules import RulesEngine, StoredReading, write_outputs
+from backend.oracle.rules import RulesEngine, write_outputs
 from backend.store import repositories as repo
 from backend.store.db import session_factory
 from backend.store.models import DeviceRow
@@ -55,6 +61,29 @@ DUPLICATE = "duplicate"
 REJECTED = "rejected"
 #: A device's status message, recorded on its binding.
 STATUS = "status"
+
+
+@runtime_checkable
+class ChainFollower(Protocol):
+    """What ingest needs of the indexer stage (:class:`backend.indexer.ChainIndexer`).
+
+    The indexer polls, so it can lag behind a device that publishes the moment its
+    ``shipOrder`` is mined, or behind a chain whose clock just moved. Before refusing
+    a reading as ``unknown_device``, ``device_wrong_order`` or ``future_timestamp``,
+    ingest asks it to catch up once (at most once per batch, and at most every
+    ``IngestConfig.catch_up_interval_secs``) and checks again.
+    """
+
+    @property
+    def chain_time(self) -> int | None:
+        """The newest block time indexed (None before the first pass)."""
+        ...
+
+    def catch_up(self) -> bool:
+        """Index up to the chain head now, in the caller's thread; True when it read
+        blocks it had not read before. Thread-safe (the indexer's own thread may be
+        indexing at the same time); raises when the chain cannot be read."""
+        ...
 
 
 class IngestStoreError(TrustShipError):
@@ -99,7 +128,7 @@ class IngestConfig:
     future_tolerance_secs: int = 300
     #: How long "this device is bound to nothing" is believed before asking the DB again.
     unknown_device_ttl_secs: float = 2.0
-    #: At most one chain catch-up (see Ingestor.catch_up) per this many seconds.
+    #: At most one chain catch-up (:meth:`ChainFollower.catch_up`) per this many seconds.
     catch_up_interval_secs: float = 0.25
     #: At most one log line per refusal reason per this many seconds.
     log_interval_secs: float = 10.0
@@ -279,7 +308,8 @@ class Ingestor:
         config: IngestConfig | None = None,
         chain_time: Callable[[], int | None] | None = None,
         wall_clock: Callable[[], float] = time.time,
-        catch_up: Callable[[], object] | None = None,
+        follower: ChainFollower | None = None,
+        bindings: BindingCache | None = None,
     ) -> None:
         use_fast_keccak()
         self.engine = engine
@@ -288,34 +318,38 @@ class Ingestor:
         self.rules = rules
         self.metrics = metrics if metrics is not None else default_metrics
         self.config = config or IngestConfig()
+        #: The chain's clock: ``chain_time`` if given, else the follower's.
         self.chain_time = chain_time
         self.wall_clock = wall_clock
-        self.bindings = BindingCache(self.sessions, self.config.unknown_device_ttl_secs)
+        #: Device bindings (the indexer stage feeds new ones in: backend.runtime).
+        self.bindings = (
+            bindings
+            if bindings is not None
+            else BindingCache(self.sessions, self.config.unknown_device_ttl_secs)
+        )
         self.refusals = RefusalTally()
         self._warn = RateLimitedLog(log, self.config.log_interval_secs)
-        #: Brings chain time and device bindings up to the chain head now (the indexer's
-        #: run_once). Called before refusing a reading as unknown_device or
-        #: future_timestamp, since the indexer polls and may simply lag behind a device
-        #: that started publishing the moment its shipment was mined.
-        self.catch_up = catch_up
+        #: Brings chain time and device bindings up to the chain head on request
+        #: (:class:`ChainFollower`); None: readings are judged on what is indexed.
+        self.follower = follower
         self._caught_up_at = -1e18
 
     def _catch_up(self) -> bool:
-        """Run ``catch_up`` (once per batch, see :meth:`prepare`).
+        """Ask the follower to catch up (once per batch, see :meth:`prepare`).
 
         Runs are at least ``catch_up_interval_secs`` apart: when the last one was more
         recent, this waits out the rest rather than refusing, since a binding mined a
         moment after that run would otherwise lose the reading. A flood of readings from
         unbound devices therefore costs at most one short wait per batch.
         """
-        if self.catch_up is None:
+        if self.follower is None:
             return False
         wait = self._caught_up_at + self.config.catch_up_interval_secs - time.monotonic()
         if wait > 0:
             time.sleep(wait)
         self._caught_up_at = time.monotonic()
         try:
-            self.catch_up()
+            self.follower.catch_up()
         except Exception as exc:  # a chain hiccup must not stop ingest
             self._warn.warning("catch_up", "could not catch up with the chain: %s", exc)
             return False
@@ -326,7 +360,10 @@ class Ingestor:
 
     def clock(self) -> int:
         """The oracle's notion of now: the later of the wall clock and the chain's time."""
-        chain = self.chain_time() if self.chain_time is not None else None
+        if self.chain_time is not None:
+            chain = self.chain_time()
+        else:
+            chain = self.follower.chain_time if self.follower is not None else None
         return max(int(self.wall_clock()), chain or 0)
 
     # ------------------------------------------------------------------ checks
@@ -391,7 +428,7 @@ class Ingestor:
                 isinstance(checked, tuple)
                 and checked[0] == FUTURE_TIMESTAMP
                 and not tried_catch_up
-                and self.catch_up is not None
+                and self.follower is not None
             ):
                 tried_catch_up = True
                 self._catch_up()
@@ -461,7 +498,7 @@ class Ingestor:
         if extra:
             self.bindings.refresh(extra, extra)
         unbound = {d: o for d, o in claims if o not in self.bindings.orders_of(d)}
-        if unbound and self.catch_up is not None:
+        if unbound and self.follower is not None:
             if not tried_catch_up:
                 tried_catch_up = True
                 self._catch_up()
@@ -498,7 +535,7 @@ class Ingestor:
             except Exception as exc:
                 if self.rules is not None:
                     self.rules.reset()
-                self.metrics.inc("trustship_ingest_batch_failures_total")
+                self.metrics.ingest_batch_failures.inc()
                 raise IngestStoreError(
                     f"storing a batch of {len(unique)} readings and {len(prepared.statuses)} "
                     f"status messages failed: {exc}"
@@ -517,26 +554,7 @@ class Ingestor:
         result: BatchResult,
         batch: Sequence[Inbound],
     ) -> None:
-        rows = []
-        for c in items:
-            r = c.signed.reading
-            rows.append(
-                {
-                    "order_id": r.order_id,
-                    "device": c.signed.device,
-                    "seq": r.seq,
-                    "timestamp": r.timestamp,
-                    "temperature_centi_c": r.temperature_centi_c,
-                    "humidity_permille": r.humidity_permille,
-                    "shock_milli_g": r.shock_milli_g,
-                    "latitude_e6": r.latitude_e6,
-                    "longitude_e6": r.longitude_e6,
-                    "flags": r.flags,
-                    "signature": c.signed.signature,
-                    "digest": c.digest,
-                    "received_at": c.received_at,
-                }
-            )
+        rows = [repo.reading_row(c.signed, c.digest, c.received_at) for c in items]
         with self.sessions() as session, session.begin():
             new = repo.insert_readings(session, rows)
             keys = [
@@ -551,14 +569,9 @@ class Ingestor:
                 if rid is not None:
                     verdicts[c.index] = Verdict(STORED, reading_id=rid)
                     result.stored += 1
-                    r = c.signed.reading
-                    stored = StoredReading(
-                        rid, r.order_id, c.signed.device, r.seq, r.timestamp,
-                        r.temperature_centi_c, r.humidity_permille, r.shock_milli_g,
-                        r.latitude_e6, r.longitude_e6, r.flags, c.received_at,
-                    )  # fmt: skip
+                    stored = StoredReading.of(rid, c.signed, c.received_at)
                     fresh.append(stored)
-                    progress.setdefault((r.order_id, c.signed.device), []).append(stored)
+                    progress.setdefault((stored.order_id, stored.device), []).append(stored)
                 elif stored_digest.get(key) == c.digest:
                     verdicts[c.index] = Verdict(DUPLICATE)
                     result.duplicates += 1
@@ -605,23 +618,23 @@ class Ingestor:
                 output = self.rules.evaluate(session, fresh)
                 result.alerts, result.actions = write_outputs(session, output)
                 for a in output.alerts:
-                    self.metrics.inc("trustship_rules_alerts_total", kind=a.kind)
+                    self.metrics.rules_alerts.labels(kind=a.kind).inc()
                 for act in output.actions:
-                    self.metrics.inc("trustship_rules_actions_total", kind=act.kind)
+                    self.metrics.rules_actions.labels(kind=act.kind).inc()
 
     def _count(self, result: BatchResult, received: int, seconds: float) -> None:
         m = self.metrics
-        m.inc("trustship_ingest_received_total", received)
+        m.ingest_received.inc(received)
         if result.stored:
-            m.inc("trustship_ingest_accepted_total", result.stored)
+            m.ingest_accepted.inc(result.stored)
         if result.duplicates:
-            m.inc("trustship_ingest_duplicates_total", result.duplicates)
+            m.ingest_duplicates.inc(result.duplicates)
         if result.statuses:
-            m.inc("trustship_ingest_statuses_total", result.statuses)
+            m.ingest_statuses.inc(result.statuses)
         for reason, n in result.rejected.items():
-            m.inc("trustship_ingest_rejected_total", n, reason=reason)
-        m.inc("trustship_ingest_batches_total")
-        m.inc("trustship_ingest_store_seconds_total", seconds)
+            m.ingest_rejected.labels(reason=reason).inc(n)
+        m.ingest_batches.inc()
+        m.ingest_store_seconds.inc(seconds)
 
 
 @dataclass
@@ -662,7 +675,11 @@ class IngestWorker(threading.Thread):
         periodic: Sequence[PeriodicTask] = (),
         max_backoff_secs: float = 5.0,
         on_batch: Callable[[BatchResult], None] | None = None,
+        inbox: queue.SimpleQueue[Inbound] | None = None,
     ) -> None:
+        """``inbox``: where received messages arrive (the subscriber's sink puts them
+        there; default: a queue of its own, fed through :meth:`submit`); ``ack``: called
+        for each message, in order, once its batch is committed."""
         super().__init__(name="trustship-ingest", daemon=True)
         self.ingestor = ingestor
         self.ack = ack
@@ -671,7 +688,7 @@ class IngestWorker(threading.Thread):
         self.periodic = list(periodic)
         self.max_backoff = max_backoff_secs
         self.on_batch = on_batch
-        self.queue: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
+        self.queue: queue.SimpleQueue[Inbound] = inbox if inbox is not None else queue.SimpleQueue()
         self._prepared: queue.Queue[Prepared | None] = queue.Queue(maxsize=2)
         self._stop_event = threading.Event()
         self._store_thread = threading.Thread(
@@ -735,7 +752,7 @@ class IngestWorker(threading.Thread):
         try:
             while not self._stop_event.is_set():
                 batch = self._collect()
-                m.set("trustship_ingest_queue_depth", self.queue.qsize())
+                m.ingest_queue_depth.set(self.queue.qsize())
                 if not batch:
                     continue
                 prepared: Prepared | None = None

@@ -1,124 +1,103 @@
-"""Prometheus-style counters and gauges for the oracle, kept in memory.
+"""The oracle's metrics: ingest, rules, outbox, commitments (prometheus-client).
 
-The API's ``/metrics`` renders :data:`metrics` (``metrics.render()``) in the
-Prometheus text format. Counters live in the process and restart from zero with
-it, as Prometheus counters do; nothing about refused messages is written to the
-database (a flood of garbage must not grow the database). See docs/oracle.md.
+They live in the process and restart from zero with it, as Prometheus counters do;
+nothing about refused messages is written to the database (a flood of garbage must
+not grow the database). ``trustship serve`` registers them on the API's registry, so
+its ``/metrics`` shows both. Names and meanings: docs/oracle.md, "Metrics".
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterable
+from prometheus_client import Counter, Gauge
 
-_HELP: dict[str, tuple[str, str]] = {
-    "trustship_ingest_received_total": ("counter", "MQTT telemetry messages received."),
-    "trustship_ingest_accepted_total": ("counter", "Readings verified and stored."),
-    "trustship_ingest_duplicates_total": (
-        "counter",
-        "Readings dropped because the same (device, seq) reading is already stored.",
-    ),
-    "trustship_ingest_rejected_total": ("counter", "Messages refused, by reason."),
-    "trustship_ingest_statuses_total": ("counter", "Device status messages recorded."),
-    "trustship_ingest_missing_readings": (
-        "gauge",
-        "Readings of live orders that never arrived while later ones did (seq gaps).",
-    ),
-    "trustship_ingest_seq_gaps_total": ("counter", "Seq gaps reported as alerts."),
-    "trustship_ingest_batches_total": ("counter", "Batches committed to the database."),
-    "trustship_ingest_batch_failures_total": (
-        "counter",
-        "Batches the database refused (not acknowledged; retried or redelivered).",
-    ),
-    "trustship_ingest_store_seconds_total": ("counter", "Time spent storing batches."),
-    "trustship_ingest_queue_depth": ("gauge", "Messages received and not yet processed."),
-    "trustship_rules_alerts_total": ("counter", "Alerts raised, by kind."),
-    "trustship_rules_actions_total": ("counter", "Chain actions queued in the outbox, by kind."),
-    "trustship_outbox_results_total": ("counter", "Outbox executions, by kind and result."),
-    "trustship_commitments_total": ("counter", "Merkle batches created."),
-    "trustship_indexer_block": ("gauge", "Last block the chain indexer stored."),
-    "trustship_indexer_events_total": ("counter", "Contract events indexed, by event."),
-}
-
-LabelKey = tuple[tuple[str, str], ...]
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+from backend.core.metrics import Registry
 
 
 class Metrics:
-    """Thread-safe counters and gauges with optional labels."""
+    """The oracle's counters and gauges, registered on ``registry`` (a new one if None).
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._values: dict[str, dict[LabelKey, float]] = {}
+    Components write through the attributes (``metrics.ingest_accepted.inc(n)``);
+    tests and benchmarks read by exposed sample name (:meth:`get`)."""
 
-    def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
-        with self._lock:
-            series = self._values.setdefault(name, {})
-            series[key] = series.get(key, 0.0) + amount
+    def __init__(self, registry: Registry | None = None) -> None:
+        self.registry = registry if registry is not None else Registry()
+        r = self.registry
+        self.ingest_received = Counter(
+            "trustship_ingest_received_total", "MQTT telemetry messages received.", registry=r
+        )
+        self.ingest_accepted = Counter(
+            "trustship_ingest_accepted_total", "Readings verified and stored.", registry=r
+        )
+        self.ingest_duplicates = Counter(
+            "trustship_ingest_duplicates_total",
+            "Readings dropped because the same (device, seq) reading is already stored.",
+            registry=r,
+        )
+        self.ingest_rejected = Counter(
+            "trustship_ingest_rejected_total",
+            "Messages refused, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.ingest_statuses = Counter(
+            "trustship_ingest_statuses_total", "Device status messages recorded.", registry=r
+        )
+        self.ingest_missing_readings = Gauge(
+            "trustship_ingest_missing_readings",
+            "Readings of live orders that never arrived while later ones did (seq gaps).",
+            registry=r,
+        )
+        self.ingest_seq_gaps = Counter(
+            "trustship_ingest_seq_gaps_total", "Seq gaps reported as alerts.", registry=r
+        )
+        self.ingest_batches = Counter(
+            "trustship_ingest_batches_total", "Batches committed to the database.", registry=r
+        )
+        self.ingest_batch_failures = Counter(
+            "trustship_ingest_batch_failures_total",
+            "Batches the database refused (not acknowledged; retried or redelivered).",
+            registry=r,
+        )
+        self.ingest_store_seconds = Counter(
+            "trustship_ingest_store_seconds_total", "Time spent storing batches.", registry=r
+        )
+        self.ingest_queue_depth = Gauge(
+            "trustship_ingest_queue_depth", "Messages received and not yet processed.", registry=r
+        )
+        self.rules_alerts = Counter(
+            "trustship_rules_alerts_total", "Alerts raised, by kind.", ["kind"], registry=r
+        )
+        self.rules_actions = Counter(
+            "trustship_rules_actions_total",
+            "Chain actions queued in the outbox, by kind.",
+            ["kind"],
+            registry=r,
+        )
+        self.outbox_results = Counter(
+            "trustship_outbox_results_total",
+            "Outbox executions, by kind and result.",
+            ["kind", "result"],
+            registry=r,
+        )
+        self.commitments = Counter(
+            "trustship_commitments_total", "Merkle batches created.", registry=r
+        )
 
-    def set(self, name: str, value: float, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
-        with self._lock:
-            self._values.setdefault(name, {})[key] = value
+    def get(self, sample: str, **labels: str) -> float:
+        """One sample's value by its exposed name (``trustship_ingest_accepted_total``)."""
+        return self.registry.value(sample, **labels)
 
-    def get(self, name: str, **labels: str) -> float:
-        key = tuple(sorted(labels.items()))
-        with self._lock:
-            return self._values.get(name, {}).get(key, 0.0)
+    def total(self, sample: str) -> float:
+        """The sum of a sample over all label values."""
+        return self.registry.total(sample)
 
-    def total(self, name: str) -> float:
-        """The sum over all label values of a metric."""
-        with self._lock:
-            return sum(self._values.get(name, {}).values())
+    def by_label(self, sample: str, label: str) -> dict[str, float]:
+        return self.registry.by_label(sample, label)
 
-    def by_label(self, name: str, label: str) -> dict[str, float]:
-        with self._lock:
-            out: dict[str, float] = {}
-            for key, value in self._values.get(name, {}).items():
-                lv = dict(key).get(label, "")
-                out[lv] = out.get(lv, 0.0) + value
-            return out
-
-    def reset(self) -> None:
-        with self._lock:
-            self._values.clear()
-
-    def render(self, names: Iterable[str] | None = None) -> str:
-        """The Prometheus text exposition format (version 0.0.4)."""
-        with self._lock:
-            snapshot = {k: dict(v) for k, v in self._values.items()}
-        lines: list[str] = []
-        for name in sorted(names if names is not None else set(snapshot) | set(_HELP)):
-            kind, help_text = _HELP.get(name, ("untyped", name))
-            lines.append(f"# HELP {name} {help_text}")
-            lines.append(f"# TYPE {name} {kind}")
-            series = snapshot.get(name) or ({(): 0.0} if name in _UNLABELLED else {})
-            for key, value in sorted(series.items()):
-                label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in key)
-                shown = repr(value) if value != int(value) else str(int(value))
-                lines.append(f"{name}{{{label_text}}} {shown}" if label_text else f"{name} {shown}")
-        return "\n".join(lines) + "\n"
+    def render(self) -> str:
+        """The Prometheus text of the whole registry these metrics are on."""
+        return self.registry.render()
 
 
-#: Metrics without labels are always rendered (as 0 before the first event).
-_UNLABELLED = {
-    "trustship_ingest_received_total",
-    "trustship_ingest_accepted_total",
-    "trustship_ingest_duplicates_total",
-    "trustship_ingest_statuses_total",
-    "trustship_ingest_missing_readings",
-    "trustship_ingest_seq_gaps_total",
-    "trustship_ingest_batches_total",
-    "trustship_ingest_batch_failures_total",
-    "trustship_ingest_store_seconds_total",
-    "trustship_commitments_total",
-    "trustship_ingest_queue_depth",
-    "trustship_indexer_block",
-}
-
-#: The process-wide registry the oracle writes and the API's /metrics renders.
+#: The metrics of components built without their own (``metrics=None``).
 metrics = Metrics()

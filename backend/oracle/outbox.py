@@ -4,8 +4,9 @@ Entries are written by the rules and the batcher in the same transaction as the
 readings that caused them. This worker takes the ready ones
 (:func:`backend.store.repositories.ready_actions`: per order and lane only the
 first unfinished entry, breach evidence before arrival before settlement) and
-hands each to an :class:`ActionExecutor`. The executor reports the outcome by
-returning a transaction hash or raising one of:
+hands each, decoded into its typed record (:mod:`backend.domain.actions`; an entry
+whose payload does not decode fails at once), to an :class:`ActionExecutor`. The
+executor reports the outcome by returning a transaction hash or raising one of:
 
 * :class:`ActionAlreadyDone` — the chain already has it (a resubmitted batch, an
   order already breached or delivered): the entry is done;
@@ -25,21 +26,26 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from backend.chain.guard import ChainGuard
 from backend.core.errors import TrustShipError
+from backend.domain.actions import (
+    COMMIT_LANE,
+    ActionPayloadError,
+    ChainAction,
+    CommitBatch,
+    decode_action,
+)
 from backend.oracle.metrics import Metrics
 from backend.oracle.metrics import metrics as default_metrics
 from backend.store import repositories as repo
 from backend.store.db import session_factory
 
 log = logging.getLogger(__name__)
-
-KINDS = ("commit_batch", "prove_excursion", "prove_shock", "prove_arrival", "settle")
 
 
 class ActionAlreadyDone(TrustShipError):
@@ -59,18 +65,24 @@ class ActionRejected(TrustShipError):
 
 
 @dataclass(frozen=True)
-class ChainAction:
-    """An outbox entry as the executor sees it."""
+class OutboxEntry:
+    """A ready outbox entry: its row, how often it was tried, and its typed action."""
 
     id: int
-    kind: str
-    order_id: int
-    payload: dict[str, Any]
     attempts: int
+    action: ChainAction
+
+    @property
+    def kind(self) -> str:
+        return self.action.kind
+
+    @property
+    def order_id(self) -> int:
+        return self.action.order_id
 
 
 class ActionExecutor(Protocol):
-    """Performs chain actions; ``session`` is for reading what the payload points to."""
+    """Performs chain actions; ``session`` is for reading what the action points to."""
 
     def execute(self, action: ChainAction, session: Session) -> bytes | None:
         """Send the action's transaction and wait for it; returns its hash."""
@@ -144,18 +156,28 @@ class OutboxWorker(threading.Thread):
         self._wake.clear()  # a wake-up from here on ends this pass early / starts another
         if self.guard is not None and self.guard.is_reset:
             return 0  # the entries wait; /health says why
+        ready: list[OutboxEntry] = []
+        undecodable: list[tuple[int, int, str, str]] = []
         with self.sessions() as s:
-            ready = [
-                ChainAction(r.id, r.kind, r.order_id, dict(r.payload), r.attempts)
-                for r in repo.ready_actions(s, now=now)
-            ]
-        ready.sort(key=lambda a: (a.kind == "commit_batch", a.id))
+            for r in repo.ready_actions(s, now=now):
+                try:
+                    decoded = decode_action(r.kind, r.order_id, dict(r.payload))
+                except ActionPayloadError as exc:
+                    undecodable.append((r.id, r.order_id, r.kind, str(exc)))
+                else:
+                    ready.append(OutboxEntry(r.id, r.attempts, decoded))
+        for entry_id, order_id, kind, error in undecodable:
+            log.error("order %d: %s entry %d refused: %s", order_id, kind, entry_id, error)
+            with self.sessions() as s, s.begin():
+                repo.mark_failed(s, entry_id, error)
+            self.metrics.outbox_results.labels(kind=kind, result="rejected").inc()
+        ready.sort(key=lambda e: (e.action.lane == COMMIT_LANE, e.id))
         if self.concurrency == 1:
             return self._run_in_order(ready, [0])
         # Orders are independent on chain: one order's entries run in order (one lane
         # after the other, as above), different orders side by side, so that their
         # transactions share blocks instead of waiting one block each.
-        by_order: dict[int, list[ChainAction]] = {}
+        by_order: dict[int, list[OutboxEntry]] = {}
         for action in ready:
             by_order.setdefault(action.order_id, []).append(action)
         attempted = [0]
@@ -169,13 +191,13 @@ class OutboxWorker(threading.Thread):
                 pass
         return attempted[0]
 
-    def _run_in_order(self, actions: list[ChainAction], attempted: list[int]) -> int:
-        """Execute ``actions`` one after the other until a stop or a wake-up."""
+    def _run_in_order(self, entries: list[OutboxEntry], attempted: list[int]) -> int:
+        """Execute ``entries`` one after the other until a stop or a wake-up."""
         done = 0
-        for action in actions:
+        for entry in entries:
             if self._stop_event.is_set() or (attempted[0] and self._wake.is_set()):
                 break
-            self._execute(action)
+            self._execute(entry)
             with self._count_lock:
                 attempted[0] += 1
             done += 1
@@ -184,67 +206,63 @@ class OutboxWorker(threading.Thread):
     def _backoff(self, attempts: int) -> float:
         return float(min(self.max_backoff, self.base_backoff * 2 ** min(attempts, 20)))
 
-    def _execute(self, action: ChainAction) -> None:
+    def _execute(self, entry: OutboxEntry) -> None:
         result = "done"
         tx_hash: bytes | None = None
         try:
             with self.sessions() as s:
-                tx_hash = self.executor.execute(action, s)
+                tx_hash = self.executor.execute(entry.action, s)
         except ActionAlreadyDone as exc:
             result = "already_done"
-            self._finish(action, tx_hash=None, note=f"already done: {exc}")
+            self._finish(entry, tx_hash=None, note=f"already done: {exc}")
         except ActionRejected as exc:
             result = "rejected"
-            log.error("order %d: %s rejected for good: %s", action.order_id, action.kind, exc)
-            self._fail(action, str(exc))
+            log.error("order %d: %s rejected for good: %s", entry.order_id, entry.kind, exc)
+            self._fail(entry, str(exc))
         except Exception as exc:
             delay = exc.delay_secs if isinstance(exc, ActionRetryLater) else None
-            if action.attempts + 1 >= self.max_attempts:
+            if entry.attempts + 1 >= self.max_attempts:
                 result = "failed"
                 log.error(
                     "order %d: %s failed after %d attempts: %s",
-                    action.order_id,
-                    action.kind,
-                    action.attempts + 1,
+                    entry.order_id,
+                    entry.kind,
+                    entry.attempts + 1,
                     exc,
                 )
-                self._fail(action, f"gave up after {action.attempts + 1} attempts: {exc}")
+                self._fail(entry, f"gave up after {entry.attempts + 1} attempts: {exc}")
             else:
                 result = "retry"
-                wait = delay if delay is not None else self._backoff(action.attempts)
+                wait = delay if delay is not None else self._backoff(entry.attempts)
                 log.warning(
                     "order %d: %s will be retried in %.0f s: %s",
-                    action.order_id,
-                    action.kind,
+                    entry.order_id,
+                    entry.kind,
                     wait,
                     exc,
                 )
                 with self.sessions() as s, s.begin():
-                    repo.mark_retry(
-                        s, action.id, f"{type(exc).__name__}: {exc}", time.time() + wait
-                    )
+                    repo.mark_retry(s, entry.id, f"{type(exc).__name__}: {exc}", time.time() + wait)
         else:
-            self._finish(action, tx_hash=tx_hash, note=None)
-        self.metrics.inc("trustship_outbox_results_total", kind=action.kind, result=result)
+            self._finish(entry, tx_hash=tx_hash, note=None)
+        self.metrics.outbox_results.labels(kind=entry.kind, result=result).inc()
 
-    def _finish(self, action: ChainAction, *, tx_hash: bytes | None, note: str | None) -> None:
+    def _finish(self, entry: OutboxEntry, *, tx_hash: bytes | None, note: str | None) -> None:
         with self.sessions() as s, s.begin():
-            repo.mark_done(s, action.id, tx_hash=tx_hash, note=note)
-            if action.kind == "commit_batch":
+            repo.mark_done(s, entry.id, tx_hash=tx_hash, note=note)
+            if isinstance(entry.action, CommitBatch):
                 repo.set_commitment_status(
-                    s, action.order_id, int(action.payload["batch_seq"]), "done", tx_hash
+                    s, entry.order_id, entry.action.batch_seq, "done", tx_hash
                 )
         log.info(
             "order %d: %s %s",
-            action.order_id,
-            action.kind,
+            entry.order_id,
+            entry.kind,
             f"in tx 0x{tx_hash.hex()}" if tx_hash else (note or "done"),
         )
 
-    def _fail(self, action: ChainAction, error: str) -> None:
+    def _fail(self, entry: OutboxEntry, error: str) -> None:
         with self.sessions() as s, s.begin():
-            repo.mark_failed(s, action.id, error)
-            if action.kind == "commit_batch":
-                repo.set_commitment_status(
-                    s, action.order_id, int(action.payload["batch_seq"]), "failed"
-                )
+            repo.mark_failed(s, entry.id, error)
+            if isinstance(entry.action, CommitBatch):
+                repo.set_commitment_status(s, entry.order_id, entry.action.batch_seq, "failed")

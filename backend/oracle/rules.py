@@ -42,53 +42,27 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from backend.domain.actions import (
+    ActionPayloadError,
+    ChainAction,
+    ProveArrival,
+    ProveExcursion,
+    ProveShock,
+    decode_action,
+)
+from backend.domain.order import OrderState
+from backend.domain.reading import (
+    FLAG_DOOR_OPEN,
+    FLAG_SENSOR_FAULT,
+    FLAG_TAMPER,
+    StoredReading,
+)
 from backend.store import repositories as repo
-from backend.store.models import DeviceRow, OrderRow, ReadingRow
-from backend.telemetry import FLAG_DOOR_OPEN, FLAG_SENSOR_FAULT, FLAG_TAMPER
+from backend.store.models import DeviceRow, OrderRow
 
 log = logging.getLogger(__name__)
 
-# Outbox ranks: an order's actions execute in this order (repositories.ready_actions).
-RANK_BREACH = 0
-RANK_ARRIVAL = 1
-RANK_SETTLE = 2
-
-IN_TRANSIT = "Shipped"
-
-
-@dataclass(frozen=True, slots=True)
-class StoredReading:
-    """A stored reading as the rules see it (no signature: actions load it by id)."""
-
-    id: int
-    order_id: int
-    device: str
-    seq: int
-    timestamp: int
-    temperature_centi_c: int
-    humidity_permille: int
-    shock_milli_g: int
-    latitude_e6: int
-    longitude_e6: int
-    flags: int
-    received_at: float
-
-    @classmethod
-    def from_row(cls, row: ReadingRow) -> StoredReading:
-        return cls(
-            row.id,
-            row.order_id,
-            row.device,
-            row.seq,
-            row.timestamp,
-            row.temperature_centi_c,
-            row.humidity_permille,
-            row.shock_milli_g,
-            row.latitude_e6,
-            row.longitude_e6,
-            row.flags,
-            row.received_at,
-        )
+IN_TRANSIT = OrderState.SHIPPED.label
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,16 +118,16 @@ class OrderTerms:
 
 @dataclass(frozen=True, slots=True)
 class ActionIntent:
-    """A chain action for the outbox (see backend.oracle.outbox for the kinds)."""
+    """A chain action for the outbox (backend.domain.actions), and when it may run."""
 
-    kind: str
-    order_id: int
-    dedup_key: str
-    payload: dict[str, Any]
-    rank: int = RANK_BREACH
+    action: ChainAction
     delay_secs: float = 0.0
     #: For arrival: replace a still-pending entry whose reading is later than this one.
     prefer_earlier: bool = False
+
+    @property
+    def kind(self) -> str:
+        return self.action.kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,9 +243,10 @@ class TermsCache:
 class RulesEngine:
     """Evaluates stored readings; owned by one thread (the ingest worker)."""
 
-    def __init__(self, config: RulesConfig | None = None) -> None:
+    def __init__(self, config: RulesConfig | None = None, terms: TermsCache | None = None) -> None:
         self.config = config or RulesConfig()
-        self.terms = TermsCache(self.config.terms_ttl_secs)
+        #: Order terms (the indexer stage tells it which orders changed: backend.runtime).
+        self.terms = terms if terms is not None else TermsCache(self.config.terms_ttl_secs)
         self._streams: dict[repo.StreamKey, _Stream] = {}
         self._breach_queued: set[int] = set()
         self._arrival_ts: dict[int, int] = {}
@@ -368,11 +343,7 @@ class RulesEngine:
                 self._breach_queued.add(r.order_id)
                 out.actions.append(
                     ActionIntent(
-                        "prove_shock",
-                        r.order_id,
-                        f"breach:{r.order_id}",
-                        {"reading_id": r.id, "device": r.device, "seq": r.seq},
-                        RANK_BREACH,
+                        ProveShock(order_id=r.order_id, reading_id=r.id, device=r.device, seq=r.seq)
                     )
                 )
 
@@ -385,20 +356,16 @@ class RulesEngine:
             known = self._arrival_ts.get(r.order_id)
             if known is None or r.timestamp < known:
                 self._arrival_ts[r.order_id] = r.timestamp
+                arrival = ProveArrival(
+                    order_id=r.order_id,
+                    reading_id=r.id,
+                    device=r.device,
+                    seq=r.seq,
+                    timestamp=r.timestamp,
+                )
                 out.actions.append(
                     ActionIntent(
-                        "prove_arrival",
-                        r.order_id,
-                        f"arrival:{r.order_id}",
-                        {
-                            "reading_id": r.id,
-                            "device": r.device,
-                            "seq": r.seq,
-                            "timestamp": r.timestamp,
-                        },
-                        RANK_ARRIVAL,
-                        delay_secs=self.config.arrival_delay_secs,
-                        prefer_earlier=True,
+                        arrival, delay_secs=self.config.arrival_delay_secs, prefer_earlier=True
                     )
                 )
 
@@ -441,14 +408,16 @@ class RulesEngine:
         )
         evidence = run[: end + 1]
         first, last = evidence[0], evidence[-1]
-        data = {
-            "device": r.device,
-            "reading_ids": [x.id for x in evidence],
-            "first_seq": first.seq,
-            "last_seq": last.seq,
-            "started_at": first.timestamp,
-            "ended_at": last.timestamp,
-        }
+        proof = ProveExcursion(
+            order_id=r.order_id,
+            device=r.device,
+            reading_ids=tuple(x.id for x in evidence),
+            first_seq=first.seq,
+            last_seq=last.seq,
+            started_at=first.timestamp,
+            ended_at=last.timestamp,
+        )
+        data = proof.payload()
         self._breach_queued.add(r.order_id)
         if len(evidence) > self.config.max_evidence_readings:
             out.alerts.append(
@@ -477,11 +446,7 @@ class RulesEngine:
             )
         )
         if t.state == IN_TRANSIT:
-            out.actions.append(
-                ActionIntent(
-                    "prove_excursion", r.order_id, f"breach:{r.order_id}", data, RANK_BREACH
-                )
-            )
+            out.actions.append(ActionIntent(proof))
 
     @staticmethod
     def _run_around(stream: _Stream, r: StoredReading, t: OrderTerms) -> list[StoredReading]:
@@ -606,6 +571,16 @@ class RulesEngine:
         return out
 
 
+def _supersedes(arrival: ProveArrival, order_id: int, payload: dict[str, Any]) -> bool:
+    """Whether ``arrival`` should replace the pending entry holding ``payload`` (a later
+    reading's proof; or one that no longer decodes: the executor would refuse it)."""
+    try:
+        pending = decode_action(arrival.kind, order_id, payload)
+    except ActionPayloadError:
+        return True
+    return arrival.earlier_than(pending)
+
+
 def write_outputs(
     session: Session, output: RulesOutput, now: float | None = None
 ) -> tuple[int, int]:
@@ -618,25 +593,15 @@ def write_outputs(
     alerts = repo.insert_alerts(session, [a.as_row() for a in output.alerts])
     actions = 0
     for a in output.actions:
-        added = repo.enqueue_action(
-            session,
-            kind=a.kind,
-            order_id=a.order_id,
-            dedup_key=a.dedup_key,
-            payload=a.payload,
-            rank=a.rank,
-            not_before=now + a.delay_secs,
-            now=now,
-        )
-        if added:
+        if repo.enqueue(session, a.action, not_before=now + a.delay_secs, now=now):
             actions += 1
-        elif a.prefer_earlier:
-            existing = repo.outbox_entry(session, a.dedup_key)
+        elif a.prefer_earlier and isinstance(a.action, ProveArrival):
+            existing = repo.outbox_entry(session, a.action.dedup_key)
             if (
                 existing is not None
                 and existing.status == repo.OUTBOX_PENDING
                 and existing.kind == a.kind
-                and int(existing.payload.get("timestamp", 2**63)) > int(a.payload["timestamp"])
+                and _supersedes(a.action, existing.order_id, existing.payload)
             ):
-                repo.replace_pending_payload(session, a.dedup_key, a.payload)
+                repo.replace_pending_payload(session, a.action.dedup_key, a.action.payload())
     return alerts, actions

@@ -1,32 +1,38 @@
 """The oracle as one service: subscriber → ingest worker → store/rules, plus the
-commitment batcher, the silence check, the chain indexer and the outbox executor.
+commitment batcher, the silence check and the outbox executor.
 
 Threads: paho's network loop (subscriber), the ingest worker (which also runs the
 batcher and the silence check between batches: it owns the rules' in-memory
-state and keeps SQLite writes in one thread), the indexer and the outbox worker.
+state and keeps SQLite writes in one thread) and the outbox worker.
 :meth:`Oracle.stop` shuts them down in dependency order: no new messages, finish
 the batch in hand, then the chain side.
+
+The indexer is a stage of its own (``backend.indexer``): the oracle takes it as a
+:class:`~backend.oracle.ingest.ChainFollower` (its clock, and a catch-up before a
+refusal), and what it indexes reaches the oracle's in-memory state through
+:class:`ChainCaches`. ``backend.runtime`` builds both from the settings.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import signal
+import queue
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from types import FrameType
-from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from backend.chain.guard import ChainGuard
-from backend.core.errors import ConfigurationError
-from backend.core.settings import Settings, get_settings
+from backend.core.settings import Settings
 from backend.oracle.batcher import CommitmentBatcher
 from backend.oracle.gaps import GapConfig, GapWatch
 from backend.oracle.ingest import (
     BatchResult,
+    BindingCache,
+    ChainFollower,
+    Inbound,
     IngestConfig,
     Ingestor,
     IngestWorker,
@@ -35,10 +41,11 @@ from backend.oracle.ingest import (
 from backend.oracle.metrics import Metrics
 from backend.oracle.metrics import metrics as default_metrics
 from backend.oracle.outbox import ActionExecutor, OutboxWorker
-from backend.oracle.rules import RulesConfig, RulesEngine, write_outputs
-from backend.oracle.subscriber import SubscriberConfig, TelemetrySubscriber
-from backend.store.db import session_factory, upgrade_to_head
+from backend.oracle.rules import RulesConfig, RulesEngine, TermsCache, write_outputs
+from backend.oracle.subscriber import SubscriberConfig, SubscriberStatus, TelemetrySubscriber
+from backend.store.db import session_factory
 from backend.telemetry import Domain
+from backend.telemetry.access import DEFAULT_SHARE_GROUP
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +64,7 @@ class OracleConfig:
     #: Longest the batcher holds up telemetry per tick before it lets a batch through.
     batcher_budget_secs: float = 0.05
     silence_interval_secs: float = 30.0
+    #: The indexer stage's (backend.runtime builds it beside the oracle).
     indexer_poll_secs: float = 1.0
     indexer_page_size: int = 2000
     indexer_confirmations: int = 0
@@ -66,44 +74,75 @@ class OracleConfig:
     outbox_concurrency: int = 8
 
     @classmethod
-    def from_env(cls, settings: Settings) -> OracleConfig:
-        """Defaults, with the broker from MQTT_URL, ORACLE_CLIENT_ID / ORACLE_SHARE_GROUP,
-        and the timing knobs of :data:`ENV_KNOBS` (``ORACLE_COMMIT_MAX_AGE_SECS`` ...)."""
-        group = os.environ.get("ORACLE_SHARE_GROUP", "trustship-oracle")
+    def from_settings(cls, settings: Settings, **defaults: float) -> OracleConfig:
+        """Defaults, with the broker from ``MQTT_URL`` (``MQTT_CA_FILE``),
+        ``ORACLE_CLIENT_ID`` / ``ORACLE_SHARE_GROUP`` and the timing knobs that are set
+        (``ORACLE_COMMIT_MAX_AGE_SECS`` ...: :data:`SETTINGS_KNOBS`).
+
+        ``defaults`` replace this class's defaults of those knobs for one kind of
+        process (serve polls the indexer every 0.2 s); a knob that is set still wins.
+        """
+        group = settings.ORACLE_SHARE_GROUP
+        if group is None:
+            group = DEFAULT_SHARE_GROUP
         config = cls(
             subscriber=SubscriberConfig(
                 url=settings.MQTT_URL or "mqtt://127.0.0.1:1883",
-                client_id=os.environ.get("ORACLE_CLIENT_ID", "trustship-oracle-1"),
+                client_id=settings.ORACLE_CLIENT_ID,
                 group=group or None,
+                ca_file=settings.MQTT_CA_FILE,
             )
         )
-        for name, (attr, kind) in ENV_KNOBS.items():
-            raw = os.environ.get(name)
-            if raw is None or raw.strip() == "":
-                continue
-            try:
-                value = kind(raw)
-            except ValueError:
-                raise ConfigurationError(f"{name}={raw!r} is not a number") from None
-            if not value > 0:
-                raise ConfigurationError(f"{name} must be positive, got {raw}")
-            setattr(config, attr, value)
+        unknown = set(defaults) - set(SETTINGS_KNOBS.values())
+        if unknown:
+            raise TypeError(f"not a timing knob: {sorted(unknown)}")
+        for name, attr in SETTINGS_KNOBS.items():
+            value = getattr(settings, name)
+            if value is None:
+                value = defaults.get(attr)
+            if value is not None:
+                setattr(config, attr, value)
         return config
 
 
-#: Environment variables that tune :class:`OracleConfig` for ``python -m backend.oracle``
-#: (docs/oracle.md): name → (field, type).
-ENV_KNOBS: dict[str, tuple[str, type[int] | type[float]]] = {
-    "ORACLE_COMMIT_MAX_READINGS": ("commit_max_readings", int),
-    "ORACLE_COMMIT_MAX_AGE_SECS": ("commit_max_age_secs", float),
-    "ORACLE_INDEXER_POLL_SECS": ("indexer_poll_secs", float),
-    "ORACLE_OUTBOX_POLL_SECS": ("outbox_poll_secs", float),
-    "ORACLE_OUTBOX_CONCURRENCY": ("outbox_concurrency", int),
+#: Settings that tune :class:`OracleConfig` (docs/oracle.md): setting → field.
+SETTINGS_KNOBS: dict[str, str] = {
+    "ORACLE_COMMIT_MAX_READINGS": "commit_max_readings",
+    "ORACLE_COMMIT_MAX_AGE_SECS": "commit_max_age_secs",
+    "ORACLE_INDEXER_POLL_SECS": "indexer_poll_secs",
+    "ORACLE_OUTBOX_POLL_SECS": "outbox_poll_secs",
+    "ORACLE_OUTBOX_CONCURRENCY": "outbox_concurrency",
 }
 
 
+class ChainCaches:
+    """What the oracle keeps in memory of the indexed chain: device bindings (ingest)
+    and order terms (rules). The indexer stage tells it what changed through the
+    three ``*_indexed`` / :meth:`rewound` callbacks it is built with."""
+
+    def __init__(self, sessions: sessionmaker[Session], config: OracleConfig) -> None:
+        self.bindings = BindingCache(sessions, config.ingest.unknown_device_ttl_secs)
+        self.terms = TermsCache(config.rules.terms_ttl_secs)
+
+    def bindings_indexed(self, bindings: Iterable[tuple[int, str]]) -> None:
+        for order_id, device in bindings:
+            self.bindings.add(order_id, device)
+
+    def orders_indexed(self, order_ids: Iterable[int]) -> None:
+        for order_id in order_ids:
+            self.terms.forget(order_id)
+
+    def rewound(self, fork: int) -> None:
+        """A reorganisation: bindings and terms indexed from replaced blocks are gone."""
+        self.bindings.reload()
+        self.terms.forget()
+
+
 class Oracle:
-    """Runs the whole oracle; without ``chain`` it only ingests (no indexer, no outbox)."""
+    """Runs the oracle: ingest, rules, batcher, gap and silence checks, and (with an
+    ``executor``) the outbox. ``follower`` is the indexer stage (the oracle's chain
+    clock and catch-up); without one, readings are judged on what is indexed.
+    ``caches`` are the ones that follower's callbacks feed (default: its own)."""
 
     def __init__(
         self,
@@ -111,10 +150,8 @@ class Oracle:
         domain: Domain,
         config: OracleConfig | None = None,
         *,
-        chain: Any = None,
-        contracts: Any = None,
-        oracle_account: Any = None,
-        start_block: int = 0,
+        follower: ChainFollower | None = None,
+        caches: ChainCaches | None = None,
         executor: ActionExecutor | None = None,
         metrics: Metrics | None = None,
         subscribe: bool = True,
@@ -124,36 +161,19 @@ class Oracle:
         self.engine = engine
         self.metrics = metrics if metrics is not None else default_metrics
         self.sessions = session_factory(engine)
-        self.rules = RulesEngine(self.config.rules)
+        self.caches = caches if caches is not None else ChainCaches(self.sessions, self.config)
+        self.rules = RulesEngine(self.config.rules, terms=self.caches.terms)
         #: Says whether the chain still holds the deployment (None: not checked).
         self.guard = guard
-        self.indexer = None
-        self.indexer_thread = None
-        if chain is not None and contracts is not None:
-            from backend.oracle.indexer import ChainIndexer, IndexerThread
-
-            self.indexer = ChainIndexer(
-                engine,
-                chain,
-                contracts,
-                start_block=start_block,
-                page_size=self.config.indexer_page_size,
-                confirmations=self.config.indexer_confirmations,
-                metrics=self.metrics,
-                on_bindings=self._on_bindings,
-                on_orders=self._on_orders,
-                on_rewind=self._on_rewind,
-                guard=guard,
-            )
-            self.indexer_thread = IndexerThread(self.indexer, self.config.indexer_poll_secs)
+        self.follower = follower
         self.ingestor = Ingestor(
             engine,
             domain,
             rules=self.rules,
             metrics=self.metrics,
             config=self.config.ingest,
-            chain_time=self._chain_time,
-            catch_up=self.indexer.run_once if self.indexer is not None else None,
+            follower=follower,
+            bindings=self.caches.bindings,
         )
         self.batcher = CommitmentBatcher(
             engine,
@@ -163,8 +183,14 @@ class Oracle:
             budget_secs=self.config.batcher_budget_secs,
         )
         self.gaps = GapWatch(self.sessions, self.metrics, self.config.gaps)
+        inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
+        self.subscriber: TelemetrySubscriber | None = (
+            TelemetrySubscriber(self.config.subscriber, inbox.put) if subscribe else None
+        )
         self.worker = IngestWorker(
             self.ingestor,
+            self.subscriber.ack if self.subscriber is not None else None,
+            inbox=inbox,
             batch_size=self.config.batch_size,
             batch_ms=self.config.batch_ms,
             periodic=[
@@ -174,14 +200,6 @@ class Oracle:
             ],
             on_batch=self._on_batch,
         )
-        self.subscriber: TelemetrySubscriber | None = None
-        if subscribe:
-            self.subscriber = TelemetrySubscriber(self.config.subscriber, self.worker.submit)
-            self.worker.ack = self.subscriber.ack
-        if executor is None and contracts is not None and oracle_account is not None:
-            from backend.oracle.chain_actions import ChainExecutor
-
-            executor = ChainExecutor(contracts, oracle_account)
         self.outbox = (
             OutboxWorker(
                 engine,
@@ -197,22 +215,6 @@ class Oracle:
         self._stopped = threading.Event()
 
     # ---- wiring --------------------------------------------------------------
-
-    def _chain_time(self) -> int | None:
-        return self.indexer.chain_time if self.indexer is not None else None
-
-    def _on_bindings(self, bindings: Any) -> None:
-        for order_id, device in bindings:
-            self.ingestor.bindings.add(order_id, device)
-
-    def _on_orders(self, order_ids: Any) -> None:
-        for order_id in order_ids:
-            self.rules.terms.forget(order_id)
-
-    def _on_rewind(self, fork: int) -> None:
-        """A reorganisation: bindings and terms indexed from replaced blocks are gone."""
-        self.ingestor.bindings.reload()
-        self.rules.terms.forget()
 
     def _on_batch(self, result: BatchResult) -> None:
         """A batch committed with new chain actions: the outbox looks now, not at its next poll."""
@@ -232,9 +234,13 @@ class Oracle:
 
     # ---- lifecycle -------------------------------------------------------------
 
+    def broker_status(self) -> SubscriberStatus | None:
+        """The MQTT side's status (None: this oracle does not subscribe)."""
+        return self.subscriber.status() if self.subscriber is not None else None
+
     def start(self) -> None:
-        if self.indexer is not None:
-            self.indexer.run_once()  # catch up before judging readings against bindings
+        if self.follower is not None:
+            self.follower.catch_up()  # before judging readings against bindings
         n = self.ingestor.bindings.load_all()
         with self.sessions() as s:
             warm = self.rules.warm_up(s)
@@ -242,8 +248,6 @@ class Oracle:
         self.worker.start()
         if self.subscriber is not None:
             self.subscriber.start()
-        if self.indexer_thread is not None:
-            self.indexer_thread.start()
         if self.outbox is not None:
             self.outbox.start()
 
@@ -256,48 +260,4 @@ class Oracle:
         self.worker.stop()
         if self.outbox is not None:
             self.outbox.stop()
-        if self.indexer_thread is not None:
-            self.indexer_thread.stop()
         log.info("oracle stopped")
-
-    def run_forever(self) -> None:
-        """Start, then block until SIGINT/SIGTERM, then stop cleanly."""
-        done = threading.Event()
-
-        def _signal(signum: int, _frame: FrameType | None) -> None:
-            log.info("signal %d: stopping", signum)
-            done.set()
-
-        signal.signal(signal.SIGINT, _signal)
-        signal.signal(signal.SIGTERM, _signal)
-        self.start()
-        try:
-            done.wait()
-        finally:
-            self.stop()
-
-    @classmethod
-    def from_settings(
-        cls, settings: Settings | None = None, config: OracleConfig | None = None, **kwargs: Any
-    ) -> Oracle:
-        """The oracle for the configured chain (deployment manifest), broker and database."""
-        from backend.chain.connection import connect
-        from backend.chain.contracts import Contracts
-        from backend.chain.deploy import load_deployment
-
-        settings = settings or get_settings()
-        engine = upgrade_to_head(settings.DATABASE_URL)
-        chain = connect(settings)
-        deployment = load_deployment(settings.DEPLOYMENT_FILE, chain)
-        contracts = Contracts.from_deployment(chain, deployment)
-        return cls(
-            engine,
-            contracts.quality.domain(),
-            config or OracleConfig.from_env(settings),
-            chain=chain,
-            contracts=contracts,
-            oracle_account=chain.accounts.oracle,
-            start_block=deployment.block_number,
-            guard=ChainGuard(chain, deployment),
-            **kwargs,
-        )

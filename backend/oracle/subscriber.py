@@ -50,16 +50,29 @@ class SubscriberConfig:
     #: How many unacknowledged QoS 1 messages the broker may have in flight to us.
     receive_maximum: int = 2000
     keepalive: int = 30
+    #: CA file for an ``mqtts://`` URL without ``?ca=`` (None: the system's CAs).
+    ca_file: str | None = None
 
     @property
     def subscription(self) -> str:
         return f"$share/{self.group}/{self.topic_filter}" if self.group else self.topic_filter
 
 
-def parse_mqtt_url(url: str) -> BrokerURL:
+@dataclass(frozen=True)
+class SubscriberStatus:
+    """The subscriber's connection, for ``/health`` (:meth:`TelemetrySubscriber.status`)."""
+
+    #: ``host:port`` of the broker.
+    broker: str
+    connected: bool
+    #: The broker acknowledged the subscriptions on this connection.
+    subscribed: bool
+
+
+def parse_mqtt_url(url: str, ca_file: str | None = None) -> BrokerURL:
     """The broker of ``MQTT_URL`` (``mqtt://`` / ``mqtts://``), or a ConfigurationError."""
     try:
-        return BrokerURL.parse(url)
+        return BrokerURL.parse(url, ca_file=ca_file)
     except BrokerError as exc:
         raise ConfigurationError(f"MQTT_URL: {exc}") from None
 
@@ -70,7 +83,7 @@ class TelemetrySubscriber:
     def __init__(self, config: SubscriberConfig, sink: Callable[[Inbound], None]) -> None:
         self.config = config
         self.sink = sink
-        self.url = parse_mqtt_url(config.url)
+        self.url = parse_mqtt_url(config.url, config.ca_file)
         self.host, self.port = self.url.host, self.url.port
         self.protocol = mqtt.MQTTv5
         self.client = self._make_client()
@@ -145,6 +158,17 @@ class TelemetrySubscriber:
         else:
             self.client.connect_async(self.host, self.port, keepalive=self.config.keepalive)
         self.client.loop_start()
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.client.is_connected())
+
+    def status(self) -> SubscriberStatus:
+        return SubscriberStatus(
+            broker=f"{self.host}:{self.port}",
+            connected=self.connected,
+            subscribed=self.subscribed.is_set(),
+        )
 
     def wait_subscribed(self, timeout: float = 10.0) -> bool:
         return self.subscribed.wait(timeout)

@@ -33,6 +33,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from backend.domain.actions import ChainAction
+from backend.domain.actions import lane as action_lane
+from backend.domain.order import OrderState
+from backend.domain.reading import READING_ATTRS, SignedReading
 from backend.store.models import (
     AlertRow,
     ChainEventRow,
@@ -82,7 +86,7 @@ ReadingKey = tuple[int, str, int]
 def insert_readings(session: Session, rows: Sequence[Mapping[str, Any]]) -> dict[ReadingKey, int]:
     """Insert readings, silently dropping any whose (order, device, seq) is already stored.
 
-    ``rows`` are dicts of :class:`ReadingRow` columns (no ``id``). Returns the new
+    ``rows`` are dicts of :class:`ReadingRow` columns (:func:`reading_row`). Returns the new
     rows' ids by (order id, device, seq); a key missing from the result was a duplicate.
     """
     if not rows:
@@ -98,20 +102,25 @@ def insert_readings(session: Session, rows: Sequence[Mapping[str, Any]]) -> dict
     return {(order_id, device, seq): rid for rid, order_id, device, seq in result}
 
 
-_READING_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("order_id", "BIGINT"),
-    ("device", "VARCHAR"),
-    ("seq", "BIGINT"),
-    ("timestamp", "BIGINT"),
-    ("temperature_centi_c", "INTEGER"),
-    ("humidity_permille", "INTEGER"),
-    ("shock_milli_g", "BIGINT"),
-    ("latitude_e6", "INTEGER"),
-    ("longitude_e6", "INTEGER"),
-    ("flags", "SMALLINT"),
-    ("signature", "BYTEA"),
-    ("digest", "BYTEA"),
-    ("received_at", "DOUBLE PRECISION"),
+def reading_row(signed: SignedReading, digest: bytes, received_at: float) -> dict[str, Any]:
+    """The ``readings`` columns of a verified reading: the reading's fields (named as in
+    :class:`backend.domain.reading.Reading`), its device, signature and EIP-712 digest,
+    and when the oracle received it."""
+    extra = (signed.device, signed.signature, digest, received_at)
+    return dict(zip(_ROW_KEYS, (*signed.reading.as_tuple(), *extra), strict=True))
+
+
+_ROW_KEYS = (*READING_ATTRS, "device", "signature", "digest", "received_at")
+
+
+#: The columns an insert fills (all but the id and the batch, set when committed), with
+#: their PostgreSQL types for ``unnest``.
+READING_INSERT_COLUMNS: tuple[str, ...] = tuple(
+    c.name for c in READINGS.columns if c.name not in ("id", "batch_seq")
+)
+_PG = postgresql.dialect()  # type: ignore[no-untyped-call]
+_READING_COLUMNS: tuple[tuple[str, str], ...] = tuple(
+    (name, READINGS.columns[name].type.compile(dialect=_PG)) for name in READING_INSERT_COLUMNS
 )
 _UNNEST_INSERT = text(
     "INSERT INTO readings ("
@@ -408,6 +417,23 @@ def enqueue_action(
     return session.execute(stmt).first() is not None
 
 
+def enqueue(
+    session: Session, action: ChainAction, *, not_before: float = 0.0, now: float | None = None
+) -> bool:
+    """Add a typed chain action to the outbox (its kind, dedup key, rank and payload)
+    unless one with its dedup key exists; True when added."""
+    return enqueue_action(
+        session,
+        kind=action.kind,
+        order_id=action.order_id,
+        dedup_key=action.dedup_key,
+        payload=action.payload(),
+        rank=action.rank,
+        not_before=not_before,
+        now=now,
+    )
+
+
 def replace_pending_payload(session: Session, dedup_key: str, payload: Mapping[str, Any]) -> bool:
     """Swap the payload of a still-pending entry (e.g. an earlier arrival reading)."""
     res = session.execute(
@@ -425,8 +451,8 @@ def outbox_entry(session: Session, dedup_key: str) -> OutboxRow | None:
 
 def lane(kind: str) -> str:
     """Commitments and actions are separate per-order lanes: a stuck commitment
-    never holds back breach evidence, and vice versa."""
-    return "commit" if kind == "commit_batch" else "action"
+    never holds back breach evidence, and vice versa (backend.domain.actions)."""
+    return action_lane(kind)
 
 
 def ready_actions(
@@ -667,7 +693,9 @@ def record_status(session: Session, statuses: Sequence[DeviceStatus]) -> None:
 
 
 #: Order states in which missing readings still matter to the oracle.
-LIVE_STATES = ("Shipped", "Delivered", "Disputed")
+LIVE_STATES = tuple(
+    s.label for s in (OrderState.SHIPPED, OrderState.DELIVERED, OrderState.DISPUTED)
+)
 
 
 def devices_missing_readings(session: Session) -> list[DeviceRow]:

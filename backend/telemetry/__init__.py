@@ -4,7 +4,10 @@ Both the oracle (``backend``) and the simulator (``iot_simulator``) import this
 subpackage, and nothing else from ``backend``: it holds the reading schema, the
 EIP-712 hashing that the QualityVerification contract mirrors, signing and
 signature recovery, the MQTT topics and the Merkle tree used for commitments.
-It depends on nothing in ``backend`` but ``backend.core.errors``.
+The reading itself is defined in :mod:`backend.domain.reading` and re-exported
+here, so the simulator still needs nothing else. It depends on nothing in
+``backend`` but ``backend.core.errors`` (whose exception root and wire/address
+errors it re-exports, :mod:`backend.telemetry.errors`) and ``backend.domain``.
 """
 
 from backend.telemetry.address import parse_address
@@ -15,6 +18,7 @@ from backend.telemetry.eip712 import (
     recover_device,
     sign_reading,
 )
+from backend.telemetry.errors import AddressError, TrustShipError, WireError
 from backend.telemetry.merkle import MerkleTree, leaf_hash, verify_proof
 from backend.telemetry.reading import (
     FIELD_RANGES,
@@ -33,6 +37,9 @@ from backend.telemetry.reading import (
 )
 
 __all__ = [
+    "AddressError",
+    "TrustShipError",
+    "WireError",
     "FIELD_RANGES",
     "FLAG_DOOR_OPEN",
     "FLAG_SENSOR_FAULT",

@@ -1,7 +1,8 @@
 """MQTT broker addresses and protocol negotiation, shared by devices and the oracle.
 
 ``MQTT_URL`` is ``mqtt://[user:pass@]host[:port]`` or
-``mqtts://...[?ca=FILE&insecure=1]``. :func:`probe_protocol` connects once to
+``mqtts://...[?ca=FILE&insecure=1]`` (without ``ca=``, the ``ca_file`` the caller
+read from its configuration, e.g. ``MQTT_CA_FILE``). :func:`probe_protocol` connects once to
 learn whether the broker speaks MQTT 5 (mosquitto) or only 3.1.1 (amqtt, the
 embedded demo broker), so both sides can fall back.
 """
@@ -37,7 +38,8 @@ class BrokerURL:
     insecure: bool
 
     @classmethod
-    def parse(cls, url: str) -> BrokerURL:
+    def parse(cls, url: str, *, ca_file: str | None = None) -> BrokerURL:
+        """``url``'s parts; ``ca_file`` is the CA file when the URL names none."""
         parts = urlsplit(url)
         if parts.scheme not in {"mqtt", "mqtts", "tcp", "ssl"}:
             raise BrokerError(f"MQTT URL {url!r}: scheme must be mqtt:// or mqtts://")
@@ -55,7 +57,7 @@ class BrokerURL:
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             tls=tls,
-            ca_certs=(query.get("ca") or [os.environ.get("MQTT_CA_FILE") or ""])[0] or None,
+            ca_certs=(query.get("ca") or [ca_file or ""])[0] or None,
             insecure=(query.get("insecure") or ["0"])[0] in {"1", "true", "yes"},
         )
 

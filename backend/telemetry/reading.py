@@ -1,9 +1,10 @@
-"""The reading schema and its MQTT wire format (DESIGN.md §2, §3).
+"""The reading's MQTT wire format (DESIGN.md §2, §3).
 
-A reading is nine integers. On the wire it is UTF-8 JSON (no byte order mark,
-no repeated keys) with exactly those fields (camelCase, as in the EIP-712 type)
-plus ``device`` (checksummed address), ``signature`` (0x-hex, 65 bytes) and
-``v: 1``. Anything else is refused with a
+A reading is nine integers, defined once in :mod:`backend.domain.reading` and
+re-exported here (the simulator imports only ``backend.telemetry``). On the wire it
+is UTF-8 JSON (no byte order mark, no repeated keys) with exactly those fields
+(camelCase, as in the EIP-712 type) plus ``device`` (checksummed address),
+``signature`` (0x-hex, 65 bytes) and ``v: 1``. Anything else is refused with a
 :class:`~backend.core.errors.WireError` whose ``reason`` is a stable code.
 """
 
@@ -12,37 +13,26 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any
 
 from eth_utils import is_checksum_address, to_checksum_address
 
 from backend.core.errors import WireError
+from backend.domain.reading import (
+    EIP712_TYPES,
+    FIELD_RANGES,
+    FLAG_DOOR_OPEN,
+    FLAG_SENSOR_FAULT,
+    FLAG_TAMPER,
+    READING_FIELDS,
+    Reading,
+    SignedReading,
+)
 
 WIRE_VERSION = 1
 MAX_PAYLOAD_BYTES = 1024  # a real message is ~330 bytes
 
-FLAG_DOOR_OPEN = 1 << 0
-FLAG_TAMPER = 1 << 1
-FLAG_SENSOR_FAULT = 1 << 2
-
-# (wire name, python attribute, EIP-712 type, minimum, maximum)
-_FIELDS: tuple[tuple[str, str, str, int, int], ...] = (
-    ("orderId", "order_id", "uint256", 0, 2**256 - 1),
-    ("seq", "seq", "uint32", 0, 2**32 - 1),
-    ("timestamp", "timestamp", "uint64", 0, 2**64 - 1),
-    ("temperatureCentiC", "temperature_centi_c", "int32", -(2**31), 2**31 - 1),
-    ("humidityPermille", "humidity_permille", "uint16", 0, 2**16 - 1),
-    ("shockMilliG", "shock_milli_g", "uint32", 0, 2**32 - 1),
-    ("latitudeE6", "latitude_e6", "int32", -90_000_000, 90_000_000),
-    ("longitudeE6", "longitude_e6", "int32", -180_000_000, 180_000_000),
-    ("flags", "flags", "uint8", 0, 2**8 - 1),
-)
-
-FIELD_RANGES: dict[str, tuple[int, int]] = {wire: (lo, hi) for wire, _, _, lo, hi in _FIELDS}
-READING_FIELDS: tuple[str, ...] = tuple(wire for wire, *_ in _FIELDS)
-EIP712_TYPES: tuple[tuple[str, str], ...] = tuple((wire, t) for wire, _, t, _, _ in _FIELDS)
 _ENVELOPE = {"device", "signature", "v"}
 _ALL_KEYS = set(READING_FIELDS) | _ENVELOPE
 
@@ -64,57 +54,24 @@ _TOPIC_RE = re.compile(
 _SIG_RE = re.compile(r"^0x[0-9a-fA-F]{130}\Z")
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """One sensor reading in integer units (DESIGN.md §2)."""
-
-    order_id: int
-    seq: int
-    timestamp: int
-    temperature_centi_c: int
-    humidity_permille: int
-    shock_milli_g: int
-    latitude_e6: int
-    longitude_e6: int
-    flags: int = 0
-
-    def __post_init__(self) -> None:
-        for wire, attr, _, lo, hi in _FIELDS:
-            value = getattr(self, attr)
-            if type(value) is not int:  # bool and float are refused
-                raise WireError(
-                    "bad_type", f"{wire} must be an integer, got {type(value).__name__}"
-                )
-            if not lo <= value <= hi:
-                raise WireError("out_of_range", f"{wire}={value} is outside [{lo}, {hi}]")
-
-    def to_wire(self) -> dict[str, int]:
-        """The reading's fields under their wire (EIP-712) names."""
-        return {wire: getattr(self, attr) for wire, attr, *_ in _FIELDS}
-
-    def as_tuple(self) -> tuple[int, ...]:
-        """The fields in EIP-712 order, as the contract's ``Reading`` struct takes them."""
-        return tuple(getattr(self, attr) for _, attr, *_ in _FIELDS)
-
-    @classmethod
-    def from_wire(cls, fields: dict[str, Any]) -> Reading:
-        return cls(**{attr: fields[wire] for wire, attr, *_ in _FIELDS})
-
-
-@dataclass(frozen=True, slots=True)
-class SignedReading:
-    """A reading with the device that claims it and that device's signature."""
-
-    reading: Reading
-    device: str  # checksummed address
-    signature: bytes  # 65 bytes r || s || v (v = 27 or 28)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "reading": asdict(self.reading),
-            "device": self.device,
-            "signature": "0x" + self.signature.hex(),
-        }
+__all__ = [
+    "EIP712_TYPES",
+    "FIELD_RANGES",
+    "FLAG_DOOR_OPEN",
+    "FLAG_SENSOR_FAULT",
+    "FLAG_TAMPER",
+    "MAX_PAYLOAD_BYTES",
+    "READING_FIELDS",
+    "WIRE_VERSION",
+    "Reading",
+    "SignedReading",
+    "checksummed",
+    "decode_message",
+    "encode_message",
+    "parse_topic",
+    "status_topic",
+    "telemetry_topic",
+]
 
 
 def telemetry_topic(order_id: int, device: str) -> str:

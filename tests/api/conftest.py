@@ -25,10 +25,10 @@ from backend.api.custody import Custodian
 from backend.api.parties import PartyRegistry
 from backend.chain.testing import Stack
 from backend.core.settings import Settings
-from backend.oracle.indexer import ChainIndexer
-from backend.oracle.metrics import Metrics as OracleMetrics
+from backend.indexer import ChainIndexer
+from backend.indexer.metrics import IndexerMetrics
 from backend.store import make_engine, session_factory
-from tests.store.dbutil import migrated_engine
+from testkit.databases import migrated_engine
 
 KEYS = {
     "buyer": "dev-buyer",
@@ -141,7 +141,7 @@ def chain_api(
         deployment.chain,
         deployment.contracts,
         start_block=deployment.deployment.block_number,
-        metrics=OracleMetrics(),
+        metrics=IndexerMetrics(),
     )
     indexer.run_once()
     custodian = Custodian(

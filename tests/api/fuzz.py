@@ -37,14 +37,14 @@ from backend.chain.connection import connect
 from backend.chain.contracts import Terms
 from backend.chain.testing import Stack, build_stack, default_terms, device_key
 from backend.core.settings import Settings
-from backend.oracle.indexer import ChainIndexer
+from backend.indexer import ChainIndexer
+from backend.indexer.metrics import IndexerMetrics
 from backend.oracle.ingest import RefusalTally
-from backend.oracle.metrics import Metrics as OracleMetrics
 from backend.store import session_factory
 from backend.store.models import AlertRow, CommitmentRow, ReadingRow
 from backend.telemetry import MerkleTree, Reading, device_address, leaf_hash, reading_digest
 from backend.telemetry import sign_reading as sign
-from tests.conftest import dev_settings
+from testkit.settings import dev_settings
 
 ROLES = ("buyer", "supplier", "arbiter", "auditor", "admin", "stranger")
 #: More than any order can hold, so no generated price exceeds a buyer's balance.
@@ -192,7 +192,7 @@ def fuzz_context(stack: Stack, engine: Engine, seeded: Seeded) -> Iterator[ApiCo
             stack.chain,
             stack.contracts,
             start_block=stack.deployment.block_number,
-            metrics=OracleMetrics(),
+            metrics=IndexerMetrics(),
         )
         indexer.run_once()
         seed_rows(factory, stack, seeded)

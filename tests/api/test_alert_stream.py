@@ -13,8 +13,8 @@ from backend.api.context import ApiContext
 from backend.api.parties import PartyRegistry
 from backend.core.settings import Settings
 from backend.store.models import AlertRow, OrderRow
+from testkit.api_seed import order_values
 from tests.api.conftest import headers
-from tests.api.seed import order_values
 from tests.api.uvicorn_thread import ServerThread
 
 

@@ -12,14 +12,8 @@ from backend.oracle.ingest import Inbound, Ingestor
 from backend.oracle.metrics import Metrics
 from backend.oracle.outbox import OutboxWorker
 from backend.oracle.rules import RulesEngine
-from backend.telemetry import (
-    Reading,
-    SignedReading,
-    device_address,
-    encode_message,
-    sign_reading,
-    telemetry_topic,
-)
+from backend.telemetry import Reading, SignedReading, device_address
+from testkit.readings import wire_message
 from tests.api.conftest import ChainApi
 
 ETHER = 10**18
@@ -82,8 +76,7 @@ def test_create_fund_accept_ship_arrive_settle_withdraw(chain_api: ChainApi) -> 
     msgs = []
     for seq, ((lat, lon), ts) in enumerate(zip(stops, times, strict=True), start=1):
         reading = Reading(order_id, seq, ts, 450, 500, 0, lat, lon, 0)
-        signed = SignedReading(reading, device, sign_reading(reading, stack.domain, key))
-        msgs.append(Inbound(telemetry_topic(order_id, device), encode_message(signed)))
+        msgs.append(Inbound(*wire_message(key, reading, stack.domain)))
     assert ingestor.ingest(msgs).stored == 6
     assert CommitmentBatcher(api.engine, metrics=metrics).tick(flush=True) == 1
     outbox = OutboxWorker(api.engine, ChainExecutor(stack.contracts, stack.accounts.oracle))

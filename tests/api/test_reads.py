@@ -9,8 +9,8 @@ from backend.api.parties import PartyRegistry
 from backend.chain.settlement import settlement
 from backend.store.models import OrderRow
 from backend.telemetry import leaf_hash, reading_digest, verify_proof
+from testkit.api_seed import DOMAIN, ETHER, T0, Seeded, order_values, seed
 from tests.api.conftest import Api, headers
-from tests.api.seed import DOMAIN, ETHER, T0, Seeded, order_values, seed
 
 
 @pytest.fixture
@@ -213,17 +213,17 @@ def test_health_and_metrics(api: Api, seeded: Seeded) -> None:
     assert health.json()["components"]["chain"]["status"] == "disabled"
     api.get("/orders/1")
     api.get("/orders/2")
-    text = api.client.get("/metrics").text
+    lines = api.client.get("/metrics").text.splitlines()
     assert (
-        'trustship_api_requests_total{method="GET",route="/orders/{order_id}",status="200"} 1'
-        in text
+        'trustship_api_requests_total{method="GET",route="/orders/{order_id}",status="200"} 1.0'
+        in lines
     )
     assert (
-        'trustship_api_requests_total{method="GET",route="/orders/{order_id}",status="404"} 1'
-        in text
+        'trustship_api_requests_total{method="GET",route="/orders/{order_id}",status="404"} 1.0'
+        in lines
     )
     bucket = "trustship_api_request_duration_seconds_bucket"
-    assert f'{bucket}{{method="GET",route="/orders/{{order_id}}",le="+Inf"}} 2' in text
+    assert f'{bucket}{{le="+Inf",method="GET",route="/orders/{{order_id}}"}} 2.0' in lines
 
 
 def test_every_error_has_a_code(api: Api) -> None:

@@ -42,7 +42,8 @@ def test_after_a_500_the_same_connection_serves_the_next_request(
                 assert after.status == 200
                 assert conn.sock is sock, "the server closed the keep-alive connection"
             assert (
-                'trustship_api_requests_total{method="GET",route="/orders",status="500"} 1' in text
+                'trustship_api_requests_total{method="GET",route="/orders",status="500"} 1.0'
+                in text.splitlines()
             ), text
             conn.close()
     finally:

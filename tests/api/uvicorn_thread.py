@@ -10,7 +10,7 @@ import uvicorn
 from backend.api.app import create_app
 from backend.api.context import ApiContext
 from backend.api.server import ApiServer
-from tests.servers import free_port
+from testkit.servers import free_port
 
 
 class ServerThread:

@@ -20,8 +20,8 @@ from backend.chain.errors import ChainError, ConfigurationError, TransportError
 from backend.chain.sender import RetryPolicy
 from backend.chain.testing import Stack
 from backend.core.settings import DEV_ORACLE_PRIVATE_KEY, Settings
-from tests.conftest import dev_settings
-from tests.servers import free_port
+from testkit.servers import free_port
+from testkit.settings import dev_settings
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -101,12 +101,8 @@ def test_erc20_order_cancel_and_withdraw(stack: Stack, make_terms: Callable[...,
     assert stack.escrow.total_owed(token.address) == 0
 
 
-def test_commitments_submitted_without_waiting(
-    stack: Stack,
-    make_terms: Callable[..., Terms],
-    domain,  # type: ignore[no-untyped-def]
-) -> None:
-    a = stack.accounts
+def test_commitments_submitted_without_waiting(stack: Stack) -> None:
+    a, domain, make_terms = stack.accounts, stack.domain, stack.make_terms
     order_id = shipped_order(stack, make_terms())
     now = stack.chain.now()
     leaves = [reading_digest(reading(order_id, i, now + i), domain) for i in range(8)]
@@ -124,12 +120,8 @@ def test_commitments_submitted_without_waiting(
     assert info.value.args == {"orderId": order_id, "batchSeq": 5, "lastBatchSeq": 5}
 
 
-def test_committed_reading_verifies_with_its_proof(
-    stack: Stack,
-    make_terms: Callable[..., Terms],
-    domain,  # type: ignore[no-untyped-def]
-) -> None:
-    a = stack.accounts
+def test_committed_reading_verifies_with_its_proof(stack: Stack) -> None:
+    a, domain, make_terms = stack.accounts, stack.domain, stack.make_terms
     order_id = shipped_order(stack, make_terms())
     now = stack.chain.now()
     signed_readings = [
@@ -144,12 +136,8 @@ def test_committed_reading_verifies_with_its_proof(
     assert not stack.qv.verify_committed_reading(order_id, 1, signed_readings[2], tree.proof(3))
 
 
-def test_excursion_proof_records_a_breach_and_preview_matches(
-    stack: Stack,
-    make_terms: Callable[..., Terms],
-    domain,  # type: ignore[no-untyped-def]
-) -> None:
-    a = stack.accounts
+def test_excursion_proof_records_a_breach_and_preview_matches(stack: Stack) -> None:
+    a, domain, make_terms = stack.accounts, stack.domain, stack.make_terms
     terms = make_terms(tolerated_excursion_secs=600)
     order_id = shipped_order(stack, terms)
     t0 = stack.chain.now() + 10
@@ -171,12 +159,8 @@ def test_excursion_proof_records_a_breach_and_preview_matches(
         )
 
 
-def test_arrival_settles_as_the_preview_says(
-    stack: Stack,
-    make_terms: Callable[..., Terms],
-    domain,  # type: ignore[no-untyped-def]
-) -> None:
-    a = stack.accounts
+def test_arrival_settles_as_the_preview_says(stack: Stack) -> None:
+    a, domain, make_terms = stack.accounts, stack.domain, stack.make_terms
     terms = make_terms()
     order_id = shipped_order(stack, terms)
     arrived = terms.delivery_deadline + 2 * 3600 - 600  # 1h50 late → 2 started hours

@@ -14,7 +14,7 @@ from backend.chain.deploy import Deployment, deploy_all, load_deployment, verify
 from backend.chain.errors import DeploymentError
 from backend.chain.testing import Stack
 from backend.core.errors import ArtifactError
-from tests.conftest import dev_settings
+from testkit.settings import dev_settings
 
 pytestmark = pytest.mark.timeout(120)
 

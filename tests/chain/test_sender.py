@@ -24,7 +24,7 @@ from backend.chain.errors import (
 )
 from backend.chain.sender import RetryPolicy, TxSender
 from backend.chain.testing import Stack
-from tests.servers import free_port
+from testkit.servers import free_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -342,7 +342,7 @@ def test_threads_sharing_a_sender_share_blocks_on_an_interval_mined_chain() -> N
     from concurrent.futures import ThreadPoolExecutor
 
     from backend.chain.connection import ANVIL_FUNDER_KEY
-    from tests.servers import start_anvil
+    from testkit.servers import start_anvil
 
     anvil = start_anvil("--block-time", "1")
     try:

@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 from eth_account.signers.local import LocalAccount
 
-from backend.chain.certificates import SignedCertificate
 from backend.chain.contracts import ETH, OrderState, Terms
 from backend.chain.errors import ContractRevert
 from backend.chain.sender import TxResult
 from backend.chain.testing import Stack, certify, device_key, issuer_key
 from backend.telemetry import Reading, SignedReading, device_address, sign_reading
+from backend.telemetry.certificates import SignedCertificate
 
 #: gas for set-up transactions (no estimate round trip)
 GAS = 2_000_000
@@ -103,6 +103,12 @@ def events(result: TxResult, contract: str | None = None) -> list[tuple[str, dic
     return [
         (e.name, dict(e.args)) for e in result.events if contract is None or e.contract == contract
     ]
+
+
+def delivered(order_id: int, at: int, by: str, late: int = 0) -> tuple[str, dict[str, Any]]:
+    """The ``OrderDelivered`` event as :func:`events` lists it."""
+    args = {"orderId": order_id, "deliveredAt": at, "lateSeconds": late, "confirmedBy": by}
+    return "OrderDelivered", args
 
 
 # ---- readings ---------------------------------------------------------------------------

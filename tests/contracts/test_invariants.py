@@ -44,11 +44,11 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from backend.chain.certificates import DeviceCertificate, sign_certificate
 from backend.chain.contracts import ETH, OrderState, Terms
 from backend.chain.errors import ContractRevert, TransactionFailed
 from backend.chain.sender import TxResult
 from backend.chain.testing import Stack, certify, default_terms, device, issuer
+from backend.telemetry.certificates import DeviceCertificate, sign_certificate
 from tests.contracts.helpers import DAY, GAS, HOUR, cert, reading, sign
 from tests.contracts.test_settlement import expected_split
 
@@ -274,16 +274,16 @@ class EscrowMachine(RuleBasedStateMachine):
             out.append(cert(self.stack, m.order_id, SECOND_DEVICE, 2))
         return out
 
+    def _supplier_expects(self, who: LocalAccount, m: Model, state: OrderState) -> str | None:
+        """The error a supplier-only step from ``state`` expects when ``who`` takes it."""
+        if who != self.a.supplier:
+            return "PurchaseOrdersNotSupplier"
+        return "PurchaseOrdersInvalidState" if m.state != state else None
+
     def accept(self, order: int, caller: int) -> None:
         m = self.models[order]
         who = self._who(caller, self.a.supplier)
-        expect = (
-            "PurchaseOrdersNotSupplier"
-            if who != self.a.supplier
-            else "PurchaseOrdersInvalidState"
-            if m.state != S.CREATED
-            else None
-        )
+        expect = self._supplier_expects(who, m, S.CREATED)
         self._next_ts()
         if self._send(
             expect, lambda: self.stack.po.accept_order(order, terms=m.terms, by=who, gas=GAS)
@@ -318,13 +318,7 @@ class EscrowMachine(RuleBasedStateMachine):
     def ship(self, order: int, caller: int) -> None:
         m = self.models[order]
         who = self._who(caller, self.a.supplier)
-        expect = (
-            "PurchaseOrdersNotSupplier"
-            if who != self.a.supplier
-            else "PurchaseOrdersInvalidState"
-            if m.state != S.FUNDED
-            else None
-        )
+        expect = self._supplier_expects(who, m, S.FUNDED)
         ts = self._next_ts()
         certs = self._certs(m)
         if self._send(

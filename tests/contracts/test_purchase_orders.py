@@ -12,6 +12,7 @@ from backend.chain.artifacts import load_artifact
 from backend.chain.contracts import ETH, ZERO_ADDRESS, OrderState, Terms
 from backend.chain.deploy import _create_address, deploy_contract
 from backend.chain.errors import ContractRevert, DeploymentError
+from backend.chain.sender import TxResult
 from backend.chain.testing import Stack, certify, issuer_key
 from tests.contracts.helpers import (
     DAY,
@@ -20,6 +21,7 @@ from tests.contracts.helpers import (
     Orders,
     cert,
     changes_nothing,
+    delivered,
     dev,
     events,
     refused,
@@ -203,22 +205,19 @@ def test_ship_binds_every_device(stack: Stack, orders: Orders) -> None:
     assert (order.state, order.timestamp) == (S.SHIPPED, now)
 
 
+def confirm_an_hour_later(stack: Stack, oid: int) -> tuple[int, TxResult]:
+    """The buyer confirms receipt an hour on; (the delivery time, the result)."""
+    t = stack.chain.advance_time(HOUR)
+    stack.chain.set_next_block_timestamp(t + 1)
+    return t + 1, stack.po.confirm_receipt(oid, by=stack.accounts.buyer, gas=GAS)
+
+
 def test_confirm_receipt_with_zero_window_settles_at_once(stack: Stack, orders: Orders) -> None:
     a = stack.accounts
     oid = orders.shipped(price=1_000)
-    t = stack.chain.advance_time(HOUR)
-    stack.chain.set_next_block_timestamp(t + 1)
-    result = stack.po.confirm_receipt(oid, by=a.buyer, gas=GAS)
+    at, result = confirm_an_hour_later(stack, oid)
     assert events(result) == [
-        (
-            "OrderDelivered",
-            {
-                "orderId": oid,
-                "deliveredAt": t + 1,
-                "lateSeconds": 0,
-                "confirmedBy": a.buyer.address,
-            },
-        ),
+        delivered(oid, at, a.buyer.address),
         ("OrderSettled", {"orderId": oid, "buyerAmount": 0, "supplierAmount": 1_000}),
         # a zero part is not credited (and not announced)
         (
@@ -227,7 +226,7 @@ def test_confirm_receipt_with_zero_window_settles_at_once(stack: Stack, orders: 
         ),
     ]
     order = stack.po.get_order(oid)
-    assert (order.state, order.timestamp) == (S.SETTLED, t + 1)
+    assert (order.state, order.timestamp) == (S.SETTLED, at)
     assert credits_of(stack, oid) == 1_000
 
 
@@ -236,24 +235,12 @@ def test_confirm_receipt_with_window_waits_then_anyone_settles(
 ) -> None:
     a = stack.accounts
     oid = orders.shipped(price=1_000, dispute_window_secs=DAY)
-    t = stack.chain.advance_time(HOUR)
-    stack.chain.set_next_block_timestamp(t + 1)
-    result = stack.po.confirm_receipt(oid, by=a.buyer, gas=GAS)
-    assert events(result) == [
-        (
-            "OrderDelivered",
-            {
-                "orderId": oid,
-                "deliveredAt": t + 1,
-                "lateSeconds": 0,
-                "confirmedBy": a.buyer.address,
-            },
-        )
-    ]
+    at, result = confirm_an_hour_later(stack, oid)
+    assert events(result) == [delivered(oid, at, a.buyer.address)]
     assert orders.state(oid) is S.DELIVERED
     assert credits_of(stack, oid) == 0
 
-    closes = t + 1 + DAY
+    closes = at + DAY
     stack.chain.set_next_block_timestamp(closes - 1)
     with refused(
         stack, [oid], "PurchaseOrdersDisputeWindow", orderId=oid, closesAt=closes, open=True

@@ -12,7 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backend.chain.artifacts import load_artifact
-from backend.chain.certificates import SignedCertificate
 from backend.chain.contracts import ZERO_ADDRESS, OrderState
 from backend.chain.testing import Stack, certify, issuer, issuer_key
 from backend.telemetry import (
@@ -25,7 +24,8 @@ from backend.telemetry import (
     sign_reading,
     verify_proof,
 )
-from tests.contracts.fleet import FleetBatch, FleetLog, fleet_leaf, log_entry
+from backend.telemetry.certificates import SignedCertificate
+from backend.telemetry.fleet import FleetBatch, FleetLog, fleet_leaf, log_entry
 from tests.contracts.helpers import (
     DAY,
     GAS,

@@ -16,7 +16,7 @@ from backend.chain.contracts import OrderState
 from backend.chain.errors import ContractRevert
 from backend.chain.testing import Stack, certify, device_key, issuer, issuer_key
 from backend.telemetry import device_address
-from tests.contracts.fleet import FleetBatch, FleetLog
+from backend.telemetry.fleet import FleetBatch, FleetLog
 from tests.contracts.helpers import (
     GAS,
     HOUR,

@@ -31,10 +31,10 @@ from backend.store.models import CommitmentRow, DeviceRow, OutboxRow, ReadingRow
 from backend.telemetry import MerkleTree, reading_digest
 from iot_simulator import Fleet, build_fleet, load_scenario
 from iot_simulator.credentials import device_credentials
-from tests.iot_simulator.helpers import start_secured_mosquitto
-from tests.oracle_process import REPO, OracleProcess
-from tests.servers import Server, start_anvil
-from tests.store.dbutil import fresh_postgres_database
+from testkit import REPO
+from testkit.databases import fresh_postgres_database
+from testkit.oracle_process import OracleProcess
+from testkit.servers import Server, start_anvil, start_secured_mosquitto
 from trustship.stack import DirectDriver
 
 log = logging.getLogger(__name__)

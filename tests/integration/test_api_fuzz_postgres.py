@@ -16,10 +16,10 @@ from sqlalchemy import Engine, text
 from backend.chain.testing import Stack
 from backend.store.db import upgrade_to_head
 from backend.store.models import Base
+from testkit.databases import postgres_schema_engine
 from tests.api import fuzz
 from tests.api.fuzz import Seeded, fuzz_case, fuzz_context
 from tests.api.test_openapi_fuzz import APP, MAX_EXAMPLES, schema, seeded_stack  # noqa: F401
-from tests.store.dbutil import postgres_schema_engine
 
 pytestmark = pytest.mark.integration
 

@@ -15,10 +15,9 @@ import http.client
 import json
 import os
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,9 +27,9 @@ import pytest
 from sqlalchemy import text
 
 from backend.store.db import make_engine
-from tests.iot_simulator.helpers import start_secured_mosquitto
-from tests.servers import free_port, start_anvil
-from tests.store.dbutil import POSTGRES_URL
+from testkit.databases import POSTGRES_URL, postgres_schema, schema_url
+from testkit.serve import start_serve, wait_healthy
+from testkit.servers import free_port, start_anvil, start_secured_mosquitto
 
 pytestmark = pytest.mark.integration
 
@@ -55,10 +54,8 @@ class Served:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     tmp = tmp_path_factory.mktemp("api-hardening")
-    schema = "trustship_api_hardening_" + uuid.uuid4().hex[:10]
-    admin = make_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    database = ExitStack()
+    schema = database.enter_context(postgres_schema("trustship_api_hardening_"))
     anvil = start_anvil("--block-time", "1")
     broker = start_secured_mosquitto({}, oracles={"oracle": ORACLE_PW})
     port = free_port()
@@ -67,31 +64,17 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     env.update(
         RPC_URL=anvil.extra["url"],
         MQTT_URL=f"mqtt://oracle:{ORACLE_PW}@127.0.0.1:{broker.port}",
-        DATABASE_URL=f"{POSTGRES_URL}?options=-csearch_path%3D{schema}",
+        DATABASE_URL=schema_url(schema),
         DEPLOYMENT_FILE=str(tmp / "deployment.json"),
         API_HOST="127.0.0.1",
         API_PORT=str(port),
         DEV_MODE="true",
         ORACLE_CLIENT_ID="api-hardening-" + uuid.uuid4().hex[:6],
     )
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "trustship.cli", "serve"],
-            cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    proc = start_serve(env, tmp, log)
     served = Served(f"http://127.0.0.1:{port}", port, schema, log)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            try:
-                health = httpx.get(served.base + "/health", timeout=2).json()
-                if health["components"].get("broker", {}).get("status") == "ok":
-                    break
-            except (httpx.HTTPError, ValueError):
-                pass
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.3)
+        wait_healthy(served.base, proc, log)
         yield served
     finally:
         proc.terminate()
@@ -102,9 +85,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             proc.wait(10)
         broker.stop()
         anvil.stop()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+        database.close()
 
 
 def terms(served: Served, **overrides: Any) -> dict[str, Any]:

@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.api.parties import PartyRegistry
 from backend.store.db import upgrade_to_head
 from backend.telemetry import leaf_hash, reading_digest, verify_proof
+from testkit.api_seed import DOMAIN, ETHER, seed
+from testkit.databases import postgres_schema_engine
 from tests.api.conftest import Api, ChainApi
-from tests.api.seed import DOMAIN, ETHER, seed
-from tests.store.dbutil import postgres_schema_engine
 
 pytestmark = pytest.mark.integration
 

@@ -19,8 +19,8 @@ from backend.chain.deploy import deploy_from_settings, load_deployment
 from backend.chain.errors import ContractRevert, DeploymentError
 from backend.chain.sender import RetryPolicy, TxSender
 from backend.chain.testing import Stack, default_terms
-from tests.conftest import dev_settings
-from tests.servers import Server, start_anvil
+from testkit.servers import Server, start_anvil
+from testkit.settings import dev_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -160,19 +160,24 @@ def test_deploy_keep_existing_deploys_on_a_reset_node(anvil: Server, tmp_path: P
         fresh.stop()
 
 
+def proxied_sender(stack: Stack, proxy: FaultyProxy) -> TxSender:
+    """The stranger's sender, reaching the node through ``proxy`` (four attempts)."""
+    from web3 import HTTPProvider, Web3
+
+    w3 = Web3(HTTPProvider(proxy.url, exception_retry_configuration=None))
+    return TxSender(
+        w3,
+        stack.accounts.stranger,
+        registry=stack.chain.registry,
+        retry=RetryPolicy(attempts=4, initial_backoff=0.01),
+    )
+
+
 def test_connection_cut_before_the_node_saw_the_transaction(
     anvil_stack: Stack, proxy: FaultyProxy
 ) -> None:
-    from web3 import HTTPProvider, Web3
-
     a = anvil_stack.accounts
-    w3 = Web3(HTTPProvider(proxy.url, exception_retry_configuration=None))
-    sender = TxSender(
-        w3,
-        a.stranger,
-        registry=anvil_stack.chain.registry,
-        retry=RetryPolicy(attempts=4, initial_backoff=0.01),
-    )
+    sender = proxied_sender(anvil_stack, proxy)
     start = sender.next_nonce
     proxy.drop_before["eth_sendRawTransaction"] = 2
     result = anvil_stack.po.create_order(a.supplier.address, anvil_stack.make_terms(), by=sender)
@@ -184,16 +189,8 @@ def test_connection_cut_before_the_node_saw_the_transaction(
 def test_connection_cut_after_the_node_took_the_transaction(
     anvil_stack: Stack, proxy: FaultyProxy
 ) -> None:
-    from web3 import HTTPProvider, Web3
-
     a = anvil_stack.accounts
-    w3 = Web3(HTTPProvider(proxy.url, exception_retry_configuration=None))
-    sender = TxSender(
-        w3,
-        a.stranger,
-        registry=anvil_stack.chain.registry,
-        retry=RetryPolicy(attempts=4, initial_backoff=0.01),
-    )
+    sender = proxied_sender(anvil_stack, proxy)
     start = sender.next_nonce
     count = anvil_stack.po.order_count()
     # anvil mined it on the first attempt; the resend is "nonce too low" / "already known"

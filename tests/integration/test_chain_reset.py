@@ -15,8 +15,6 @@ finding 5), on a real anvil.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -33,26 +31,18 @@ from backend.chain.deploy import Deployment, deploy_all, load_deployment
 from backend.chain.errors import DeploymentError
 from backend.chain.guard import ChainGuard, ChainReset
 from backend.chain.testing import build_stack, default_terms
-from backend.oracle.indexer import ChainIndexer
-from backend.oracle.metrics import Metrics
+from backend.indexer import ChainIndexer
+from backend.indexer.metrics import IndexerMetrics
 from backend.store.db import upgrade_to_head
 from backend.store.models import ChainEventRow, OrderRow
-from tests.conftest import dev_settings
+from testkit.databases import fresh_postgres_database
+from testkit.serve import start_serve
+from testkit.servers import free_port, start_anvil, start_mosquitto
+from testkit.settings import dev_settings
+from testkit.waiting import wait_until
 from tests.integration.test_api_serve import call
-from tests.servers import free_port, start_anvil, start_mosquitto
-from tests.store.dbutil import fresh_postgres_database
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for(cond: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"{what} not within {timeout:.0f} s")
 
 
 @pytest.fixture
@@ -81,11 +71,7 @@ def test_a_reset_chain_is_an_error_and_nothing_is_sent(
     env.pop("API_KEYS", None)
     base = f"http://127.0.0.1:{env['API_PORT']}"
     log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "trustship.cli", "serve"],
-            cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    proc = start_serve(env, tmp_path, log)
     fresh = None
     try:
 
@@ -95,7 +81,7 @@ def test_a_reset_chain_is_an_error_and_nothing_is_sent(
             except (httpx.HTTPError, ValueError):
                 return None
 
-        wait_for(lambda: (health() or {}).get("status") == "ok", 90, "a healthy serve")
+        wait_until(lambda: (health() or {}).get("status") == "ok", 90, "a healthy serve")
         supplier = call(base, "GET", "/account", "dev-supplier").json()["party"]["address"]
         arbiter = call(base, "GET", "/account", "dev-arbiter").json()["party"]["address"]
         deadline = call(base, "GET", "/deployment", "dev-buyer").json()["oracle_clock"] + 86400
@@ -117,7 +103,7 @@ def test_a_reset_chain_is_an_error_and_nothing_is_sent(
         old = Deployment.read(Path(env["DEPLOYMENT_FILE"]))
         assert again.addresses == old.addresses and again.block_hash != old.block_hash
 
-        report = wait_for(
+        report = wait_until(
             lambda: (h := health()) and h["status"] == "error" and h, 30, "health to say error"
         )
         chain_health = report["components"]["chain"]
@@ -147,7 +133,7 @@ def test_the_indexer_follows_a_reorganisation(tmp_path: Path) -> None:
         chain = connect(dev_settings(anvil.extra["url"]))
         stack = build_stack(chain, "anvil")
         engine = upgrade_to_head(f"sqlite:///{tmp_path / 'db.sqlite'}")
-        metrics = Metrics()
+        metrics = IndexerMetrics()
         rewound: list[int] = []
         indexer = ChainIndexer(
             engine,

@@ -3,8 +3,9 @@ redelivery of a batch that failed to store, shared subscriptions across oracle p
 
 from __future__ import annotations
 
+import queue
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,9 @@ from backend.oracle.service import Oracle, OracleConfig
 from backend.oracle.subscriber import SubscriberConfig, TelemetrySubscriber
 from backend.store.db import upgrade_to_head
 from backend.store.models import ReadingRow
-from tests.oracle.helpers import DOMAIN, KEYS, T0, msg, seed
-from tests.servers import Server, start_mosquitto
+from testkit.readings import DOMAIN, KEYS, T0, msg, seed
+from testkit.servers import Server, start_mosquitto
+from testkit.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -60,25 +62,19 @@ def stored(engine: Engine) -> int:
         return int(s.scalar(select(func.count()).select_from(ReadingRow)) or 0)
 
 
-def wait_for(cond: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
-
-
 def start_ingest(
     server: Server, engine: Engine, client_id: str, metrics: Metrics
 ) -> tuple[TelemetrySubscriber, IngestWorker]:
-    worker = IngestWorker(
-        Ingestor(engine, DOMAIN, rules=RulesEngine(), metrics=metrics), batch_size=20
-    )
+    inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
     sub = TelemetrySubscriber(
-        SubscriberConfig(url=server.extra["url"], client_id=client_id), worker.submit
+        SubscriberConfig(url=server.extra["url"], client_id=client_id), inbox.put
     )
-    worker.ack = sub.ack
+    worker = IngestWorker(
+        Ingestor(engine, DOMAIN, rules=RulesEngine(), metrics=metrics),
+        sub.ack,
+        inbox=inbox,
+        batch_size=20,
+    )
     worker.start()
     sub.start()
     assert sub.wait_subscribed(), server.log_tail()

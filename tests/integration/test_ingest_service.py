@@ -6,8 +6,8 @@ batches, and the order ends Settled with the breach refund — no hand-holding."
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -20,18 +20,14 @@ from backend.chain.deploy import deploy_from_settings
 from backend.chain.testing import default_terms, device_key
 from backend.core.settings import Settings
 from backend.oracle.metrics import Metrics
-from backend.oracle.service import Oracle, OracleConfig
+from backend.oracle.service import OracleConfig
 from backend.oracle.subscriber import SubscriberConfig
+from backend.runtime import build
 from backend.store import repositories as repo
-from backend.telemetry import (
-    Reading,
-    SignedReading,
-    device_address,
-    encode_message,
-    sign_reading,
-    telemetry_topic,
-)
-from tests.servers import Server, start_anvil, start_mosquitto
+from backend.telemetry import Reading, device_address
+from testkit import waiting
+from testkit.readings import wire_message
+from testkit.servers import Server, start_anvil, start_mosquitto
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -47,13 +43,8 @@ def servers() -> Iterator[tuple[Server, Server]]:
         anvil.stop()
 
 
-def wait_for(cond: Callable[[], bool], timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.2)
-    return cond()
+def wait_for(cond: Callable[[], object]) -> bool:
+    return waiting.wait_for(cond, timeout=60.0, interval=0.2)
 
 
 def test_oracle_proves_breach_and_arrival_and_the_order_settles(
@@ -76,8 +67,10 @@ def test_oracle_proves_breach_and_arrival_and_the_order_settles(
         outbox_poll_secs=0.2,
     )
     metrics = Metrics()
-    oracle = Oracle.from_settings(settings, config, metrics=metrics)
-    oracle.start()
+    stack = ExitStack()
+    runtime = build(settings, stack, oracle_config=config, metrics=metrics)
+    oracle = runtime.oracle
+    runtime.start()
     try:
         chain = connect(settings)
         from backend.chain.deploy import load_deployment
@@ -121,8 +114,7 @@ def test_oracle_proves_breach_and_arrival_and_the_order_settles(
                     longitude_e6=terms.dest_lon_e6 if at_dest else -20_000_000,
                     flags=0,
                 )
-                s = SignedReading(r, device_address(key), sign_reading(r, domain, key))
-                messages.append((telemetry_topic(oid, s.device), encode_message(s)))
+                messages.append(wire_message(key, r, domain))
         pub = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id="devices", protocol=mqtt.MQTTv5
         )
@@ -148,7 +140,7 @@ def test_oracle_proves_breach_and_arrival_and_the_order_settles(
         assert wait_for(indexed_settled)
         assert metrics.get("trustship_ingest_accepted_total") == 60
     finally:
-        oracle.stop()
+        runtime.stop()
     with Session(oracle.engine) as s:
         row = repo.get_order(s, oid)
         assert row is not None and row.breached
@@ -158,3 +150,4 @@ def test_oracle_proves_breach_and_arrival_and_the_order_settles(
             "prove_arrival": "done",
         }
         assert all(cm.status == "done" for cm in repo.commitments_for(s, oid))
+    stack.close()

@@ -6,9 +6,8 @@ parser accepts every one of them; on main they were stored."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -20,10 +19,10 @@ from backend.oracle.service import Oracle, OracleConfig
 from backend.oracle.subscriber import SubscriberConfig
 from backend.store.db import upgrade_to_head
 from backend.store.models import ReadingRow
-from tests.iot_simulator.helpers import start_secured_mosquitto
-from tests.oracle.helpers import DEVICES, DOMAIN, KEYS, T0, msg, seed
-from tests.servers import Server
-from tests.store.dbutil import postgres_schema_engine
+from testkit.databases import postgres_schema_engine
+from testkit.readings import DEVICES, DOMAIN, KEYS, T0, msg, seed
+from testkit.servers import Server, start_secured_mosquitto
+from testkit.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -44,15 +43,6 @@ def broker() -> Iterator[Server]:
     server = start_secured_mosquitto({DEVICES[0]: DEVICE_PW}, oracles={"oracle": ORACLE_PW})
     yield server
     server.stop()
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
 
 
 def repeated(payload: bytes, key: str, value: object) -> bytes:

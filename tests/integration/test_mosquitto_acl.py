@@ -21,7 +21,8 @@ from backend.telemetry import decode_message, recover_device, status_topic, tele
 from backend.telemetry.access import DEFAULT_SHARE_GROUP, TELEMETRY_FILTER
 from iot_simulator import build_fleet, load_scenario, publish
 from iot_simulator.credentials import device_credentials
-from tests.iot_simulator.helpers import DOMAIN, SCENARIOS, T0, start_secured_mosquitto
+from testkit.servers import start_secured_mosquitto
+from tests.iot_simulator.helpers import DOMAIN, SCENARIOS, T0
 
 pytestmark = pytest.mark.integration
 
@@ -330,7 +331,7 @@ def test_control_an_acl_file_lets_one_spy_drop_half_the_telemetry(
     """The control for the tests above: with the old broker config (password_file +
     acl_file), mosquitto accepts a device login into the oracles' share group, then
     drops every message it routes to it — about half of them with one spy."""
-    from tests.servers import start_mosquitto
+    from testkit.servers import start_mosquitto
 
     device, password = next(iter(fleet_creds.items()))
     (tmp_path / "pw").write_text(f"oracle:{ORACLE_PW}\n{device}:{password}\n")

@@ -20,14 +20,8 @@ from backend.telemetry import decode_message, recover_device
 from iot_simulator import PublishStats, build_fleet, load_scenario, publish
 from iot_simulator.credentials import device_credentials
 from iot_simulator.scenario import parse_scenario
-from tests.iot_simulator.helpers import (
-    DOMAIN,
-    SCENARIOS,
-    T0,
-    minimal_scenario,
-    start_secured_mosquitto,
-)
-from tests.servers import restart
+from testkit.servers import restart, start_secured_mosquitto
+from tests.iot_simulator.helpers import DOMAIN, SCENARIOS, T0, minimal_scenario
 
 pytestmark = pytest.mark.integration
 

@@ -28,7 +28,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,8 @@ from sqlalchemy.orm import Session
 
 from backend.store.models import OutboxRow, ReadingRow
 from iot_simulator import Fleet, PublishStats, publish
+from testkit.servers import deploy_broker_settings, start_mosquitto
+from testkit.waiting import wait_for
 from tests.integration.oracle_stack import (
     CrashStack,
     assert_every_reading_stored_once,
@@ -53,8 +55,6 @@ from tests.integration.oracle_stack import (
     outbox_summary,
     wait_until_done,
 )
-from tests.oracle_process import deploy_broker_settings
-from tests.servers import start_mosquitto
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
@@ -362,12 +362,3 @@ def test_mosquitto_defaults_would_have_dropped_the_backlog() -> None:
     finally:
         broker.stop()
     assert MOSQUITTO_DEFAULT_MAX_QUEUED <= len(got) < 1500
-
-
-def wait_for(cond: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()

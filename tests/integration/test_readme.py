@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.servers import Server, free_port, start_mosquitto, wait_for_port
+from testkit.serve import start_serve
+from testkit.servers import Server, free_port, start_mosquitto, wait_for_port
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -43,11 +43,7 @@ def serve(tmp_path: Path) -> Iterator[tuple[int, Path]]:
         DEPLOYMENT_FILE=str(tmp_path / "deployment.json"),
     )
     log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "trustship.cli", "serve"],
-            cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    proc = start_serve(env, tmp_path, log)
     try:
         wait_for_port(port, proc, timeout=60)
         yield port, log

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import Server, start_anvil, start_mosquitto
-from tests.store.dbutil import fresh_postgres_database
+from testkit.databases import fresh_postgres_database
+from testkit.servers import Server, start_anvil, start_mosquitto
 from tests.trustship.test_replay import CATALOGUE, describe, embedded_env, replay
 
 pytestmark = pytest.mark.integration

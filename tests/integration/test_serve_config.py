@@ -11,18 +11,15 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
 from backend.chain.connection import dev_private_key
 from backend.core.settings import DEV_ORACLE_PRIVATE_KEY
-from backend.store.db import make_engine
-from tests.servers import Server, free_port, start_anvil
-from tests.store.dbutil import POSTGRES_URL
+from testkit.databases import postgres_schema, schema_url
+from testkit.servers import Server, free_port, start_anvil
 
 pytestmark = pytest.mark.integration
 
@@ -67,16 +64,8 @@ def manifest(anvil: Server, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def database() -> Iterator[str]:
     """A PostgreSQL schema of its own (dropped after), as DATABASE_URL."""
-    schema = "trustship_serve_config_" + uuid.uuid4().hex[:10]
-    admin = make_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_schema("trustship_serve_config_") as schema:
+        yield schema_url(schema)
 
 
 @pytest.fixture

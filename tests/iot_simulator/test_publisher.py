@@ -115,7 +115,7 @@ def test_pacing_follows_speed(broker: str) -> None:
 
 def test_unreachable_broker_is_a_clear_error() -> None:
     fleet = build_fleet(load_scenario(SCENARIOS / "on_time_clean.yaml"), DOMAIN, None, T0)
-    from tests.servers import free_port
+    from testkit.servers import free_port
 
     with pytest.raises(
         PublishError, match=r"cannot reach the MQTT broker at mqtt://127.0.0.1:\d+: "

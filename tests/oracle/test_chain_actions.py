@@ -12,23 +12,19 @@ from sqlalchemy.orm import Session
 
 from backend.chain.contracts import OrderState
 from backend.chain.testing import Stack, device_key
+from backend.domain.actions import decode_action
+from backend.domain.reading import signed_reading
+from backend.indexer import ChainIndexer
+from backend.indexer.metrics import IndexerMetrics
 from backend.oracle.batcher import CommitmentBatcher
 from backend.oracle.chain_actions import ChainExecutor
-from backend.oracle.indexer import ChainIndexer
 from backend.oracle.ingest import Inbound, Ingestor
 from backend.oracle.metrics import Metrics
-from backend.oracle.outbox import ActionAlreadyDone, ChainAction, OutboxWorker
+from backend.oracle.outbox import ActionAlreadyDone, OutboxWorker
 from backend.oracle.rules import RulesEngine
 from backend.store import repositories as repo
-from backend.telemetry import (
-    MerkleTree,
-    Reading,
-    SignedReading,
-    device_address,
-    encode_message,
-    sign_reading,
-    telemetry_topic,
-)
+from backend.telemetry import MerkleTree, Reading, device_address
+from testkit.readings import wire_message
 
 GAS = 3_000_000
 
@@ -55,8 +51,7 @@ def reading_msg(stack: Stack, key: str, oid: int, seq: int, ts: int, **kw: int) 
         longitude_e6=lon,
         flags=0,
     )
-    s = SignedReading(r, device_address(key), sign_reading(r, stack.domain, key))
-    return Inbound(telemetry_topic(oid, s.device), encode_message(s))
+    return Inbound(*wire_message(key, r, stack.domain))
 
 
 def make_indexer(deployment: Stack, engine: Engine, metrics: Metrics) -> ChainIndexer:
@@ -65,14 +60,14 @@ def make_indexer(deployment: Stack, engine: Engine, metrics: Metrics) -> ChainIn
         deployment.chain,
         deployment.contracts,
         start_block=deployment.deployment.block_number,
-        metrics=metrics,
+        metrics=IndexerMetrics(metrics.registry),
     )
 
 
 def make_ingestor(
     deployment: Stack, engine: Engine, indexer: ChainIndexer, metrics: Metrics, **kw: Any
 ) -> Ingestor:
-    """An ingestor whose chain clock is the indexer's (``kw``: catch_up, wall_clock)."""
+    """An ingestor whose chain clock is the indexer's (``kw``: follower, wall_clock)."""
     return Ingestor(
         engine,
         deployment.domain,
@@ -150,8 +145,6 @@ def test_breach_then_arrival_settles_the_order_on_chain(
     assert deployment.qv.last_batch_seq(oid) == 1
     assert deployment.qv.batch_root(oid, 1) == commitment.root
     tree = MerkleTree.from_digests([bytes(r.digest) for r in rows])
-    from backend.oracle.chain_actions import signed_reading
-
     assert deployment.qv.verify_committed_reading(oid, 1, signed_reading(rows[7]), tree.proof(7))
 
     # Running the same actions again meets the contracts' "already done" errors.
@@ -159,7 +152,7 @@ def test_breach_then_arrival_settles_the_order_on_chain(
         for kind in ("commit_batch", "prove_excursion", "prove_arrival"):
             e = entries[kind]
             with pytest.raises(ActionAlreadyDone):
-                executor.execute(ChainAction(e.id, e.kind, oid, dict(e.payload), 1), s)
+                executor.execute(decode_action(e.kind, oid, dict(e.payload)), s)
 
     indexer.run_once()
     with Session(sqlite_engine) as s:
@@ -239,7 +232,7 @@ def test_ingest_catches_up_with_the_chain_before_refusing(
             indexer,
             metrics,
             wall_clock=lambda: 0.0,  # only the chain's clock counts here
-            catch_up=indexer.run_once if catch_up else None,
+            follower=indexer if catch_up else None,
         )
 
     lagging, catching_up = ingestor(False), ingestor(True)
@@ -268,7 +261,7 @@ def test_a_binding_mined_just_after_a_catch_up_is_still_seen(
     one waits for the next rather than being refused (and lost)."""
     metrics = Metrics()
     indexer = make_indexer(deployment, sqlite_engine, metrics)
-    ingestor = make_ingestor(deployment, sqlite_engine, indexer, metrics, catch_up=indexer.run_once)
+    ingestor = make_ingestor(deployment, sqlite_engine, indexer, metrics, follower=indexer)
     first, second = device_key(921), device_key(922)
     oid1 = shipped_order(deployment, [device_address(first)])
     now = deployment.chain.now()

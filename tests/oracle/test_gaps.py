@@ -12,7 +12,7 @@ from backend.oracle.rules import RulesEngine
 from backend.store.models import AlertRow, DeviceRow
 from backend.telemetry import status_topic
 from backend.telemetry.status import StatusMessage
-from tests.oracle.helpers import DEVICES, DOMAIN, KEYS, T0, msg, seed
+from testkit.readings import DEVICES, DOMAIN, KEYS, T0, msg, seed
 
 
 def status(device: int, order_id: int = 1, **kw: object) -> Inbound:

@@ -13,7 +13,7 @@ from backend.oracle.metrics import Metrics
 from backend.oracle.rules import RulesEngine
 from backend.store import repositories as repo
 from backend.telemetry import MerkleTree
-from tests.oracle.helpers import DEVICES, DOMAIN, KEYS, msg, seed
+from testkit.readings import DEVICES, DOMAIN, KEYS, msg, seed
 
 
 def test_store_dedup_rules_and_batches_on_each_database(engine: Engine) -> None:

@@ -13,7 +13,7 @@ from backend.oracle.ingest import Inbound, Ingestor
 from backend.oracle.metrics import Metrics
 from backend.store.models import ReadingRow
 from backend.telemetry import MAX_PAYLOAD_BYTES, encode_message, telemetry_topic
-from tests.oracle.helpers import DEVICES, DOMAIN, KEYS, T0, inbound, make_reading, msg, signed
+from testkit.readings import DEVICES, DOMAIN, KEYS, T0, inbound, make_reading, msg, signed
 
 
 def body(seq: int = 1) -> dict[str, object]:
@@ -154,7 +154,7 @@ def test_replays_exact_copy_is_a_duplicate_and_changed_copy_is_refused(
 
 
 def test_future_tolerance_follows_the_chain_clock(sqlite_engine: Engine, metrics: Metrics) -> None:
-    from tests.oracle.helpers import seed
+    from testkit.readings import seed
 
     seed(sqlite_engine, {1: [0]})
     chain_now = {"t": None}
@@ -169,7 +169,7 @@ def test_future_tolerance_follows_the_chain_clock(sqlite_engine: Engine, metrics
 
 def test_binding_indexed_after_a_refusal_is_seen(sqlite_engine: Engine, metrics: Metrics) -> None:
     from backend.store import repositories as repo
-    from tests.oracle.helpers import seed
+    from testkit.readings import seed
 
     seed(sqlite_engine, {1: [0]})
     ing = Ingestor(sqlite_engine, DOMAIN, metrics=metrics)

@@ -17,7 +17,7 @@ from backend.oracle.rules import RulesEngine
 from backend.store.db import upgrade_to_head
 from backend.store.models import ReadingRow
 from backend.telemetry import FIELD_RANGES, encode_message, telemetry_topic
-from tests.oracle.helpers import DEVICES, DOMAIN, KEYS, T0, make_reading, seed, signed
+from testkit.readings import DEVICES, DOMAIN, KEYS, T0, make_reading, seed, signed
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),

@@ -12,13 +12,22 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from backend.domain.actions import (
+    ChainAction,
+    CommitBatch,
+    ProveArrival,
+    ProveExcursion,
+    ProveShock,
+)
 from backend.oracle.batcher import CommitmentBatcher
 from backend.oracle.ingest import Ingestor, IngestWorker, PeriodicTask
 from backend.oracle.metrics import Metrics
-from backend.oracle.outbox import ChainAction, OutboxWorker
+from backend.oracle.outbox import OutboxWorker
 from backend.oracle.rules import RulesEngine
 from backend.store import repositories as repo
-from tests.oracle.helpers import DOMAIN, KEYS, msg, seed
+from testkit.readings import DOMAIN, KEYS, msg, seed
+
+DEV = "0x" + "d" * 40
 
 
 class Recorder:
@@ -38,9 +47,28 @@ class Recorder:
 
 
 def enqueue(engine: Engine, kind: str, order_id: int, key: str) -> None:
+    """Queue an action of ``kind`` for ``order_id`` under the dedup key ``key``."""
+    action = {
+        "commit_batch": lambda: CommitBatch(
+            order_id=order_id, batch_seq=1, root=b"r" * 32, count=1
+        ),
+        "prove_shock": lambda: ProveShock(order_id=order_id, reading_id=1, device=DEV, seq=1),
+        "prove_arrival": lambda: ProveArrival(
+            order_id=order_id, reading_id=1, device=DEV, seq=1, timestamp=1
+        ),
+        "prove_excursion": lambda: ProveExcursion(
+            order_id=order_id,
+            device=DEV,
+            reading_ids=(1, 2),
+            first_seq=1,
+            last_seq=2,
+            started_at=1,
+            ended_at=2,
+        ),
+    }[kind]()
+    assert action.dedup_key == key
     with Session(engine) as s, s.begin():
-        payload = {"batch_seq": 1} if kind == "commit_batch" else {}
-        assert repo.enqueue_action(s, kind=kind, order_id=order_id, dedup_key=key, payload=payload)
+        assert repo.enqueue(s, action)
 
 
 def test_wake_runs_a_new_entry_without_waiting_for_the_poll(sqlite_engine: Engine) -> None:

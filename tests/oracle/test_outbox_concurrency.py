@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from backend.domain.actions import ChainAction
 from backend.oracle.metrics import Metrics
-from backend.oracle.outbox import ChainAction, OutboxWorker
+from backend.oracle.outbox import OutboxWorker
 from backend.store import repositories as repo
 from tests.oracle.test_latency_paths import enqueue
 

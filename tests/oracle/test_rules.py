@@ -13,7 +13,7 @@ from backend.oracle.ingest import Inbound, Ingestor
 from backend.oracle.metrics import Metrics
 from backend.oracle.rules import RulesConfig, RulesEngine, write_outputs
 from backend.store import repositories as repo
-from tests.oracle.helpers import DEST, DEVICES, DOMAIN, KEYS, T0, msg, seed
+from testkit.readings import DEST, DEVICES, DOMAIN, KEYS, T0, msg, seed
 
 HOT = 1000  # 10 °C, above the 8 °C maximum
 IN_BOX = {"latitude_e6": DEST[0] + 1_000, "longitude_e6": DEST[1] - 19_000}

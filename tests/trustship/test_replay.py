@@ -158,7 +158,7 @@ def test_a_scenario_may_name_its_token_by_address(tmp_path: Path) -> None:
     """An explicit ERC-20 address (here the deployment's own test stablecoin, named by
     address instead of ``TUSD``) settles like the symbol would."""
     from iot_simulator.scenario import parse_scenario
-    from tests.conftest import dev_settings
+    from testkit.settings import dev_settings
     from trustship.replay import replay_scenario
     from trustship.stack import local_stack
 

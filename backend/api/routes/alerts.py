@@ -12,13 +12,12 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from backend.api import convert, queries
+from backend.api import queries
 from backend.api.context import ApiContext
-from backend.api.deps import ContextDep, CurrentParty, SessionDep
+from backend.api.deps import ContextDep, CurrentParty, OrderIdPath, SessionDep, visible_order
 from backend.api.errors import READ, responses
 from backend.api.parties import Party
-from backend.api.routes.orders import OrderIdPath, visible_order
-from backend.api.schemas import MAX_JSON_INT, AlertsPublic, Digits, QueryText
+from backend.api.schemas import MAX_JSON_INT, AlertPublic, AlertsPublic, Digits, QueryText
 
 router = APIRouter(tags=["alerts"])
 
@@ -48,7 +47,7 @@ async def list_alerts(
         limit=limit,
         offset=offset,
     )
-    return AlertsPublic(data=[convert.alert(r) for r in rows], count=count)
+    return AlertsPublic(data=[AlertPublic.model_validate(r) for r in rows], count=count)
 
 
 @router.get("/orders/{order_id}/alerts", response_model=AlertsPublic, responses=responses(*READ))
@@ -62,7 +61,7 @@ async def order_alerts(
     """One order's alerts, newest first."""
     visible_order(session, party, order_id)
     rows, count = queries.alerts(session, party, order_id=order_id, limit=limit, offset=offset)
-    return AlertsPublic(data=[convert.alert(r) for r in rows], count=count)
+    return AlertsPublic(data=[AlertPublic.model_validate(r) for r in rows], count=count)
 
 
 def _fetch(
@@ -75,7 +74,9 @@ def _fetch(
         )
     frames = []
     for row in rows:
-        body = json.dumps(convert.alert(row).model_dump(mode="json"), separators=(",", ":"))
+        body = json.dumps(
+            AlertPublic.model_validate(row).model_dump(mode="json"), separators=(",", ":")
+        )
         frames.append(f"id: {row.id}\nevent: alert\ndata: {body}\n\n")
         after_id = max(after_id, row.id)
     return frames, after_id

@@ -7,9 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from backend.api import convert, queries
-from backend.api.deps import ContextDep, CurrentParty, SessionDep
+from backend.api.deps import ContextDep, CurrentParty, OrderIdPath, SessionDep, visible_order
 from backend.api.errors import READ, ApiError, responses
-from backend.api.routes.orders import OrderIdPath, visible_order
 from backend.api.schemas import (
     Address,
     DevicesPublic,

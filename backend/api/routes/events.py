@@ -6,11 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from backend.api import convert, queries
-from backend.api.deps import CurrentParty, SessionDep
+from backend.api import queries
+from backend.api.deps import CurrentParty, OrderIdPath, SessionDep, visible_order
 from backend.api.errors import READ, responses
-from backend.api.routes.orders import OrderIdPath, visible_order
-from backend.api.schemas import ChainEventsPublic, Digits
+from backend.api.schemas import ChainEventPublic, ChainEventsPublic, Digits
 
 router = APIRouter(prefix="/orders", tags=["events"])
 
@@ -26,4 +25,4 @@ async def order_events(
     """The order's contract events in chain order (block, log index)."""
     visible_order(session, party, order_id)
     rows, count = queries.chain_events(session, order_id, limit=limit, offset=offset)
-    return ChainEventsPublic(data=[convert.chain_event(r) for r in rows], count=count)
+    return ChainEventsPublic(data=[ChainEventPublic.model_validate(r) for r in rows], count=count)

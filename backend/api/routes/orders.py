@@ -10,18 +10,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Query, status
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy.orm import Session
 
 from backend.api import convert, queries
 from backend.api.context import ApiContext
 from backend.api.custody import Custodian, Sent
-from backend.api.deps import ContextDep, CurrentParty, SessionDep, WritingParty
-from backend.api.errors import READ, WRITE, ApiError, not_found, responses
+from backend.api.deps import (
+    ContextDep,
+    CurrentParty,
+    OrderIdPath,
+    SessionDep,
+    WritingParty,
+    visible_order,
+)
+from backend.api.errors import READ, WRITE, ApiError, responses
 from backend.api.parties import Party
 from backend.api.schemas import (
-    MAX_JSON_INT,
     Address,
     Digits,
     OrderCreate,
@@ -38,17 +43,6 @@ from backend.api.schemas import (
 )
 
 router = APIRouter(prefix="/orders", tags=["orders"])
-
-OrderIdPath = Annotated[
-    int, Path(ge=1, le=MAX_JSON_INT, description="The on-chain order id (decimal digits)."), Digits
-]
-
-
-def visible_order(session: Session, party: Party, order_id: int) -> queries.OrderRecord:
-    row = queries.get_order(session, party, order_id)
-    if row is None:
-        raise not_found(f"order {order_id}")
-    return row
 
 
 def _custodian(ctx: ApiContext) -> Custodian:

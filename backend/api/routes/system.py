@@ -14,6 +14,7 @@ from backend.api.context import ApiContext
 from backend.api.deps import ContextDep
 from backend.api.errors import ApiError, responses
 from backend.api.schemas import ComponentHealth, DeploymentPublic, HealthPublic
+from backend.core.metrics import CONTENT_TYPE
 
 router = APIRouter(tags=["system"])
 log = logging.getLogger(__name__)
@@ -99,6 +100,4 @@ async def deployment(ctx: ContextDep) -> DeploymentPublic:
 )
 async def metrics(ctx: ContextDep) -> PlainTextResponse:
     """Prometheus text format: API request counts and latency, plus the oracle's counters."""
-    return PlainTextResponse(
-        ctx.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
-    )
+    return PlainTextResponse(ctx.metrics.render(), media_type=CONTENT_TYPE)

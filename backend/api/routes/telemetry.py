@@ -9,9 +9,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 
 from backend.api import convert, queries
-from backend.api.deps import ContextDep, CurrentParty, SessionDep
+from backend.api.deps import ContextDep, CurrentParty, OrderIdPath, SessionDep, visible_order
 from backend.api.errors import READ, ApiError, not_found, responses
-from backend.api.routes.orders import OrderIdPath, visible_order
 from backend.api.schemas import (
     MAX_JSON_INT,
     Address,
@@ -23,6 +22,7 @@ from backend.api.schemas import (
     ReadingsPublic,
     Uint64,
 )
+from backend.domain.reading import Reading
 from backend.store.models import CommitmentRow, ReadingRow
 from backend.telemetry import MerkleTree, leaf_hash, verify_proof
 
@@ -63,7 +63,7 @@ async def list_commitments(
     """The order's Merkle batch commitments, by batch sequence number."""
     visible_order(session, party, order_id)
     rows, count = queries.commitments(session, order_id, limit=limit, offset=offset)
-    return CommitmentsPublic(data=[convert.commitment(r) for r in rows], count=count)
+    return CommitmentsPublic(data=[CommitmentPublic.model_validate(r) for r in rows], count=count)
 
 
 @router.get(
@@ -81,7 +81,7 @@ async def get_commitment(
     row = queries.commitment(session, order_id, batch_seq)
     if row is None:
         raise not_found(f"commitment {batch_seq} of order {order_id}")
-    return convert.commitment(row)
+    return CommitmentPublic.model_validate(row)
 
 
 class _TreeCache:
@@ -186,17 +186,7 @@ async def reading_proof(
         leaf_index=index,
         leaf="0x" + leaf.hex(),
         device=row.device,
-        reading=ContractReading(
-            orderId=row.order_id,
-            seq=row.seq,
-            timestamp=row.timestamp,
-            temperatureCentiC=row.temperature_centi_c,
-            humidityPermille=row.humidity_permille,
-            shockMilliG=row.shock_milli_g,
-            latitudeE6=row.latitude_e6,
-            longitudeE6=row.longitude_e6,
-            flags=row.flags,
-        ),
+        reading=ContractReading.model_validate(Reading.of(row).to_wire()),
         signature="0x" + row.signature.hex(),
         proof=["0x" + p.hex() for p in proof],
         verifying_contract=ctx.verifying_contract,

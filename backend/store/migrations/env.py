@@ -4,10 +4,9 @@
 
 from __future__ import annotations
 
-import os
-
 from alembic import context
 
+from backend.core.settings import Settings
 from backend.store.db import make_engine
 from backend.store.models import Base
 
@@ -16,7 +15,7 @@ target_metadata = Base.metadata
 
 
 def run_migrations_online() -> None:
-    engine = config.attributes.get("engine") or make_engine(os.environ.get("DATABASE_URL"))
+    engine = config.attributes.get("engine") or make_engine(Settings().DATABASE_URL)
     with engine.connect() as connection:
         context.configure(
             connection=connection,

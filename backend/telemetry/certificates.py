@@ -15,8 +15,7 @@ from typing import Any
 import coincurve
 from eth_utils import to_checksum_address
 
-from backend.telemetry import Domain
-from backend.telemetry.eip712 import recover_from_digest
+from backend.telemetry.eip712 import Domain, recover_from_digest
 from backend.telemetry.keccak import keccak
 
 CERTIFICATE_TYPE = (

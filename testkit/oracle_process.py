@@ -1,9 +1,6 @@
 """The oracle as a separate process (``python -m backend.oracle``), for crash tests and
 benchmarks: started with an environment, killed or stopped by PID, restarted with
 the same environment (same ``ORACLE_CLIENT_ID``, so the broker keeps its session).
-
-Also :func:`deploy_broker_settings`: the queue and in-flight limits of
-deploy/mosquitto.conf, for brokers that should behave like the deployed one.
 """
 
 from __future__ import annotations
@@ -16,31 +13,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-
-#: Settings of deploy/mosquitto.conf that decide whether an offline oracle loses messages.
-BROKER_LIMITS = (
-    "persistence",
-    "autosave_interval",
-    "persistent_client_expiration",
-    "max_queued_messages",
-    "max_queued_bytes",
-    "max_inflight_messages",
-    "max_packet_size",
-)
-
-
-def deploy_broker_settings(keys: tuple[str, ...] = BROKER_LIMITS) -> dict[str, str]:
-    """``key → value`` for ``keys`` as deploy/mosquitto.conf sets them."""
-    found: dict[str, str] = {}
-    for line in (REPO / "deploy" / "mosquitto.conf").read_text().splitlines():
-        parts = line.split(None, 1)
-        if len(parts) == 2 and parts[0] in keys:
-            found[parts[0]] = parts[1].strip()
-    missing = [k for k in keys if k not in found]
-    if missing:
-        raise KeyError(f"deploy/mosquitto.conf does not set {', '.join(missing)}")
-    return found
+from testkit import REPO
 
 
 class OracleProcess:

@@ -18,6 +18,13 @@ still has (its events, block hashes and device bindings after that block are
 forgotten, the orders indexed from them read again) and reads forward from there.
 ``confirmations`` (0 on dev chains) holds back the newest blocks for networks that
 reorganise often.
+
+The indexer is a stage of its own: :class:`IndexerThread` polls it, and ingest,
+which may see a device publish before its binding is indexed, asks it to
+:meth:`~ChainIndexer.catch_up` (the :class:`backend.oracle.ingest.ChainFollower`
+interface). What it indexed that others keep in memory (device bindings, order
+terms, a rewind) it announces through the ``on_*`` callbacks it is built with.
+:meth:`~ChainIndexer.status` says how far it got, for ``/health``.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -36,9 +44,8 @@ from backend.chain.contracts import Contracts, Order
 from backend.chain.decoding import DecodedEvent
 from backend.chain.errors import ContractRevert
 from backend.chain.guard import ChainGuard, ChainReset
-from backend.oracle.metrics import Metrics
-from backend.oracle.metrics import metrics as default_metrics
-from backend.oracle.rules import RANK_SETTLE
+from backend.domain.actions import Settle
+from backend.indexer.metrics import IndexerMetrics
 from backend.store import repositories as repo
 from backend.store.db import session_factory
 
@@ -104,7 +111,25 @@ def order_values(order: Order, block: int) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class IndexerStatus:
+    """How far the indexer got (:meth:`ChainIndexer.status`)."""
+
+    #: The newest block indexed in this process (None before the first pass).
+    block: int | None
+    #: That block's time.
+    chain_time: int | None
+    #: Passes completed.
+    passes: int
+    #: Why the last pass failed (None when it succeeded).
+    error: str | None
+    #: Reorganisations it rewound.
+    rewinds: int
+
+
 class ChainIndexer:
+    """Follows the three contracts' events into the database (module docstring)."""
+
     def __init__(
         self,
         engine: Engine,
@@ -115,7 +140,7 @@ class ChainIndexer:
         name: str = "chain",
         page_size: int = 2000,
         confirmations: int = 0,
-        metrics: Metrics | None = None,
+        metrics: IndexerMetrics | None = None,
         on_bindings: Callable[[Iterable[tuple[int, str]]], None] | None = None,
         on_orders: Callable[[Iterable[int]], None] | None = None,
         on_rewind: Callable[[int], None] | None = None,
@@ -128,7 +153,7 @@ class ChainIndexer:
         self.name = name
         self.page_size = page_size
         self.confirmations = confirmations
-        self.metrics = metrics if metrics is not None else default_metrics
+        self.metrics = metrics if metrics is not None else IndexerMetrics()
         self.on_bindings = on_bindings
         self.on_orders = on_orders
         self.on_rewind = on_rewind
@@ -151,6 +176,10 @@ class ChainIndexer:
         ]
         #: The newest chain time seen (the ingest clock takes the later of this and the wall clock).
         self.chain_time: int | None = None
+        #: The newest block a pass read up to (head minus confirmations).
+        self.indexed_block: int | None = None
+        self.passes = 0
+        self._error: str | None = None
         self._run_lock = threading.Lock()
 
     def _rpc(self, what: str, fn: Callable[[], Any]) -> Any:
@@ -159,11 +188,38 @@ class ChainIndexer:
     def run_once(self) -> int:
         """Index everything up to the head; returns the number of events stored.
 
-        Thread-safe: the indexer thread polls it, and ingest calls it to catch up
-        before refusing a reading from a device whose binding it has not seen yet.
+        Thread-safe: the indexer thread polls it while ingest may ask it to
+        :meth:`catch_up`.
         """
         with self._run_lock:
-            return self._run_once()
+            try:
+                stored = self._run_once()
+            except Exception as exc:
+                self._error = f"{type(exc).__name__}: {exc}"[:300]
+                raise
+            self._error = None
+            self.passes += 1
+            return stored
+
+    def catch_up(self) -> bool:
+        """Index up to the head now; True when this read blocks not read before.
+
+        The :class:`backend.oracle.ingest.ChainFollower` interface: ingest calls it
+        before refusing a reading whose device binding (or chain time) it may simply
+        not have seen yet.
+        """
+        before = self.indexed_block
+        self.run_once()
+        return self.indexed_block is not None and (before is None or self.indexed_block > before)
+
+    def status(self) -> IndexerStatus:
+        return IndexerStatus(
+            block=self.indexed_block,
+            chain_time=self.chain_time,
+            passes=self.passes,
+            error=self._error,
+            rewinds=self.rewinds,
+        )
 
     def _run_once(self) -> int:
         if self.guard is not None:
@@ -188,6 +244,7 @@ class ChainIndexer:
             start = end + 1
         if start > head and self._stale_orders:  # rewound, and no new block to read yet
             self._reread_stale(head)
+        self.indexed_block = head
         return stored
 
     def _check_database(self) -> None:
@@ -229,7 +286,7 @@ class ChainIndexer:
             stale = repo.rewind_index(s, self.name, fork)
         self._stale_orders.update(stale)
         self.rewinds += 1
-        self.metrics.inc("trustship_indexer_rewinds_total")
+        self.metrics.indexer_rewinds.inc()
         log.warning(
             "chain reorganisation: blocks after %d were replaced (indexed up to %s); "
             "rewinding the index to %d and reading %d order(s) again",
@@ -319,8 +376,8 @@ class ChainIndexer:
             repo.set_cursor(s, self.name, end, deployment=self.deployment_id)
         self._stale_orders.clear()
         for e in events:
-            self.metrics.inc("trustship_indexer_events_total", event=e.name)
-        self.metrics.set("trustship_indexer_block", end)
+            self.metrics.indexer_events.labels(event=e.name).inc()
+        self.metrics.indexer_block.set(end)
         if bindings and self.on_bindings is not None:
             self.on_bindings([(o, d) for o, d, _ in bindings])
         if touched and self.on_orders is not None:
@@ -363,13 +420,9 @@ class ChainIndexer:
             return
         closes = order.delivered_at + order.terms.dispute_window_secs
         wait = max(0, closes - (self.chain_time or 0)) + 1
-        repo.enqueue_action(
+        repo.enqueue(
             session,
-            kind="settle",
-            order_id=order.order_id,
-            dedup_key=f"settle:{order.order_id}",
-            payload={"dispute_window_closes_at": closes},
-            rank=RANK_SETTLE,
+            Settle(order_id=order.order_id, dispute_window_closes_at=closes),
             not_before=time.time() + wait,
         )
 

@@ -1,4 +1,7 @@
-"""Signed readings, orders and bindings for oracle tests."""
+"""Signed readings, orders and bindings for oracle tests and benchmarks: readings
+signed by deterministic device keys, as a device publishes them (topic and payload)
+or as ingest receives them (:class:`~backend.oracle.ingest.Inbound`), and order rows
+with their device bindings written straight to the store."""
 
 from __future__ import annotations
 
@@ -47,8 +50,14 @@ def make_reading(order_id: int, seq: int, **kw: int) -> Reading:
     return Reading(**base)
 
 
-def signed(key: bytes, reading: Reading, domain: Domain = DOMAIN) -> SignedReading:
+def signed(key: bytes | str, reading: Reading, domain: Domain = DOMAIN) -> SignedReading:
     return SignedReading(reading, device_address(key), sign_reading(reading, domain, key))
+
+
+def wire_message(key: bytes | str, reading: Reading, domain: Domain = DOMAIN) -> tuple[str, bytes]:
+    """``(topic, payload)`` of ``reading`` signed with ``key``, as the device publishes it."""
+    s = signed(key, reading, domain)
+    return telemetry_topic(reading.order_id, s.device), encode_message(s)
 
 
 def inbound(s: SignedReading, *, topic: str | None = None, payload: bytes | None = None) -> Inbound:

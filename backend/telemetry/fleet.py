@@ -7,24 +7,52 @@ to its order, its device and its position, so a reading altered, dropped or move
 changes the root. A committer's log is an append-only Merkle tree of depth 32 over
 ``keccak256(abi.encode(batchSeq, root, count))`` entries, ordered pairs, empty leaves
 zero — what ``QualityVerification`` keeps as a frontier. The oracle's batcher and the
-API's proofs follow this module (docs/contracts-integration.md).
+API's proofs follow this module (docs/contracts-integration.md); it lives in
+backend.telemetry so the simulator can use it too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from eth_abi import encode as abi_encode
 
-from backend.chain.contracts import FleetProof
-from backend.telemetry import Domain, MerkleTree, SignedReading, reading_digest
+from backend.telemetry.eip712 import Domain, reading_digest
 from backend.telemetry.keccak import keccak
+from backend.telemetry.merkle import MerkleTree
+from backend.telemetry.reading import SignedReading
 
 LOG_DEPTH = 32
 _ZEROS = [bytes(32)]
 for _ in range(LOG_DEPTH):
     _ZEROS.append(keccak(_ZEROS[-1] + _ZEROS[-1]))
+
+
+@dataclass(frozen=True, kw_only=True)
+class FleetProof:
+    """Mirror of ``IQualityVerification.FleetProof``: a reading's place in a batch and the
+    batch's place in the committer's log."""
+
+    batch_seq: int
+    root: bytes
+    count: int
+    log_index: int
+    log_proof: Sequence[bytes]
+    leaf_index: int
+    reading_proof: Sequence[bytes]
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return (
+            self.batch_seq,
+            self.root,
+            self.count,
+            self.log_index,
+            list(self.log_proof),
+            self.leaf_index,
+            list(self.reading_proof),
+        )
 
 
 def fleet_leaf(order_id: int, device: str, digest: bytes, leaf_index: int) -> bytes:

@@ -59,6 +59,51 @@ def order_values(
     return values
 
 
+def reading_row(
+    r: Reading,
+    device: str,
+    key: str,
+    domain: Domain,
+    *,
+    received_at: float,
+    batch_seq: int | None,
+) -> ReadingRow:
+    """The row ingest stores for ``r``, signed with the device's ``key``."""
+    return ReadingRow(
+        order_id=r.order_id,
+        device=device,
+        seq=r.seq,
+        timestamp=r.timestamp,
+        temperature_centi_c=r.temperature_centi_c,
+        humidity_permille=r.humidity_permille,
+        shock_milli_g=r.shock_milli_g,
+        latitude_e6=r.latitude_e6,
+        longitude_e6=r.longitude_e6,
+        flags=r.flags,
+        signature=sign_reading(r, domain, key),
+        digest=reading_digest(r, domain),
+        received_at=received_at,
+        batch_seq=batch_seq,
+    )
+
+
+def commitment_row(order_id: int, batch: list[ReadingRow], now: float) -> CommitmentRow:
+    """Batch 1 of ``order_id`` over the (flushed) rows of ``batch``, committed on chain."""
+    return CommitmentRow(
+        order_id=order_id,
+        batch_seq=1,
+        root=MerkleTree([leaf_hash(r.digest) for r in batch]).root,
+        reading_count=len(batch),
+        first_reading_id=batch[0].id,
+        last_reading_id=batch[-1].id,
+        reading_ids=[r.id for r in batch],
+        tx_hash=b"\x11" * 32,
+        status="done",
+        created_at=now,
+        updated_at=now,
+    )
+
+
 @dataclass
 class Seeded:
     """What :func:`seed` wrote (for assertions)."""
@@ -105,21 +150,8 @@ def seed(
                 flags=0,
             )
             out.readings.append(r)
-            row = ReadingRow(
-                order_id=1,
-                device=dev,
-                seq=i,
-                timestamp=r.timestamp,
-                temperature_centi_c=r.temperature_centi_c,
-                humidity_permille=r.humidity_permille,
-                shock_milli_g=r.shock_milli_g,
-                latitude_e6=r.latitude_e6,
-                longitude_e6=r.longitude_e6,
-                flags=r.flags,
-                signature=sign_reading(r, DOMAIN, key),
-                digest=reading_digest(r, DOMAIN),
-                received_at=now,
-                batch_seq=1 if i < committed else None,
+            row = reading_row(
+                r, dev, key, DOMAIN, received_at=now, batch_seq=1 if i < committed else None
             )
             s.add(row)
             rows.append(row)
@@ -133,23 +165,7 @@ def seed(
                 )
             ],
         )
-        batch = rows[:committed]
-        tree = MerkleTree([leaf_hash(r.digest) for r in batch])
-        s.add(
-            CommitmentRow(
-                order_id=1,
-                batch_seq=1,
-                root=tree.root,
-                reading_count=len(batch),
-                first_reading_id=batch[0].id,
-                last_reading_id=batch[-1].id,
-                reading_ids=[r.id for r in batch],
-                tx_hash=b"\x11" * 32,
-                status="done",
-                created_at=now,
-                updated_at=now,
-            )
-        )
+        s.add(commitment_row(1, rows[:committed], now))
         for i, (event, order_id, args) in enumerate(
             [
                 ("OrderCreated", 1, {"orderId": "1", "buyer": buyer, "supplier": supplier}),

@@ -1,0 +1,146 @@
+"""The reading: one definition of its fields (DESIGN.md §2, §3).
+
+:class:`Reading` declares the nine integers once, each with its Solidity type (the
+EIP-712 ``Reading`` type and ``IQualityVerification.Reading``). The wire names, the
+ranges, the EIP-712 type list, the database columns (backend/store), the rules' view
+(:class:`StoredReading`) and the API's reading schemas follow from it, or are
+checked against it in tests/domain, which also reads the struct from the ABI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from operator import attrgetter
+from typing import Any
+
+from backend.core.errors import WireError
+from backend.domain.fields import field_specs, solidity
+
+FLAG_DOOR_OPEN = 1 << 0
+FLAG_TAMPER = 1 << 1
+FLAG_SENSOR_FAULT = 1 << 2
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One sensor reading in integer units (DESIGN.md §2)."""
+
+    order_id: int = field(metadata=solidity("uint256"))
+    seq: int = field(metadata=solidity("uint32"))
+    timestamp: int = field(metadata=solidity("uint64"))
+    temperature_centi_c: int = field(metadata=solidity("int32"))
+    humidity_permille: int = field(metadata=solidity("uint16"))
+    shock_milli_g: int = field(metadata=solidity("uint32"))
+    latitude_e6: int = field(metadata=solidity("int32", lo=-90_000_000, hi=90_000_000))
+    longitude_e6: int = field(metadata=solidity("int32", lo=-180_000_000, hi=180_000_000))
+    flags: int = field(default=0, metadata=solidity("uint8"))
+
+    def __post_init__(self) -> None:
+        for wire, attr, lo, hi in _CHECKS:
+            value = getattr(self, attr)
+            if type(value) is not int:  # bool and float are refused
+                raise WireError(
+                    "bad_type", f"{wire} must be an integer, got {type(value).__name__}"
+                )
+            if not lo <= value <= hi:
+                raise WireError("out_of_range", f"{wire}={value} is outside [{lo}, {hi}]")
+
+    def to_wire(self) -> dict[str, int]:
+        """The reading's fields under their wire (EIP-712) names."""
+        return dict(zip(READING_FIELDS, _values(self), strict=True))
+
+    def as_tuple(self) -> tuple[int, ...]:
+        """The fields in EIP-712 order, as the contract's ``Reading`` struct takes them."""
+        return _values(self)
+
+    def values(self) -> dict[str, int]:
+        """The fields by attribute name (the database columns' names)."""
+        return dict(zip(READING_ATTRS, _values(self), strict=True))
+
+    @classmethod
+    def from_wire(cls, fields: dict[str, Any]) -> Reading:
+        return cls(*(fields[wire] for wire in READING_FIELDS))
+
+    @classmethod
+    def of(cls, source: Any) -> Reading:
+        """The reading held by any object with the reading's attributes (a stored row,
+        a :class:`StoredReading`); validated like any other."""
+        return cls(*_values(source))
+
+
+#: The reading's fields as declared: attribute, wire name, Solidity type, range.
+READING_SPEC = field_specs(Reading)
+#: Attribute names (= database columns, API fields), in struct order.
+READING_ATTRS: tuple[str, ...] = tuple(f.attr for f in READING_SPEC)
+#: Wire names (= EIP-712 and Solidity struct names), in struct order.
+READING_FIELDS: tuple[str, ...] = tuple(f.wire for f in READING_SPEC)
+FIELD_RANGES: dict[str, tuple[int, int]] = {
+    f.wire: (f.lo, f.hi) for f in READING_SPEC if f.lo is not None and f.hi is not None
+}
+EIP712_TYPES: tuple[tuple[str, str], ...] = tuple((f.wire, f.sol_type) for f in READING_SPEC)
+_CHECKS: tuple[tuple[str, str, int, int], ...] = tuple(
+    (f.wire, f.attr, *FIELD_RANGES[f.wire]) for f in READING_SPEC
+)
+_values = attrgetter(*READING_ATTRS)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedReading:
+    """A reading with the device that claims it and that device's signature."""
+
+    reading: Reading
+    device: str  # checksummed address
+    signature: bytes  # 65 bytes r || s || v (v = 27 or 28)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "reading": asdict(self.reading),
+            "device": self.device,
+            "signature": "0x" + self.signature.hex(),
+        }
+
+
+def signed_reading(row: Any) -> SignedReading:
+    """The signed reading held by a stored row (the reading's attributes, ``device`` and
+    ``signature``), as the contracts take it for evidence."""
+    return SignedReading(Reading.of(row), row.device, bytes(row.signature))
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReading:
+    """A stored reading as the rules see it: the reading's fields, flat, with its row id,
+    device and arrival time (no signature: chain actions load it by id)."""
+
+    id: int
+    device: str
+    order_id: int
+    seq: int
+    timestamp: int
+    temperature_centi_c: int
+    humidity_permille: int
+    shock_milli_g: int
+    latitude_e6: int
+    longitude_e6: int
+    flags: int
+    received_at: float
+
+    @classmethod
+    def of(cls, reading_id: int, signed: SignedReading, received_at: float) -> StoredReading:
+        """The view of a reading just stored under ``reading_id``."""
+        values: tuple[Any, ...] = (
+            reading_id,
+            signed.device,
+            *signed.reading.as_tuple(),
+            received_at,
+        )
+        return cls(*values)
+
+    @classmethod
+    def from_row(cls, row: Any) -> StoredReading:
+        """The view of a stored row (any object with these attributes)."""
+        return cls(*_stored_values(row))
+
+
+#: :class:`StoredReading`'s fields: row id and device, the reading's fields, arrival time.
+STORED_READING_ATTRS: tuple[str, ...] = ("id", "device", *READING_ATTRS, "received_at")
+_stored_values = attrgetter(*STORED_READING_ATTRS)
