@@ -26,7 +26,7 @@ from eth_account.signers.local import LocalAccount
 from backend.api.errors import ApiError, revert_error
 from backend.api.parties import Party
 from backend.api.queries import OrderRecord
-from backend.api.schemas import ComponentHealth, Terms
+from backend.api.schemas import CertificateIn, ComponentHealth, Terms
 from backend.chain.connection import Chain
 from backend.chain.contracts import Escrow, PurchaseOrders, Stablecoin
 from backend.chain.contracts import Terms as ChainTerms
@@ -42,6 +42,7 @@ from backend.chain.guard import ChainGuard
 from backend.chain.sender import TxResult
 from backend.domain.contract_errors import ContractError
 from backend.domain.order import STATE_LABELS
+from backend.telemetry.certificates import DeviceCertificate, SignedCertificate
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +60,29 @@ class Sent:
     amount: int | None = None
 
 
-def chain_terms(t: Terms) -> ChainTerms:
-    """The API's terms as the chain layer's ``Terms``."""
+def chain_terms(t: Terms, *, buyer: str, supplier: str) -> ChainTerms:
+    """The API's terms (and the parties) as the chain layer's ``Terms``."""
     fields = t.model_dump()
     fields["price"] = int(fields["price"])
-    return ChainTerms(**fields)
+    return ChainTerms(buyer=buyer, supplier=supplier, **fields)
+
+
+def order_terms(order: OrderRecord) -> ChainTerms:
+    """An indexed order's terms (every call after creation carries them)."""
+    return ChainTerms.of(order)
+
+
+def certificate(c: CertificateIn) -> SignedCertificate:
+    return SignedCertificate(
+        DeviceCertificate(
+            order_id=c.order_id,
+            device=c.device,
+            issuer=c.issuer,
+            valid_from=c.valid_from,
+            valid_until=c.valid_until,
+        ),
+        bytes.fromhex(c.signature[2:]),
+    )
 
 
 def _revert_message(exc: ContractRevert) -> str:
@@ -196,7 +215,7 @@ class Custodian:
     # --- PurchaseOrders -------------------------------------------------------------
 
     def create_order(self, party: Party, supplier: str, terms: Terms, fund: bool) -> Sent:
-        t = chain_terms(terms)
+        t = chain_terms(terms, buyer=self._signer(party).address, supplier=supplier)
         po = self.purchase_orders
         if fund and not t.is_eth:
             with self._funding(party, t.token):
@@ -204,20 +223,24 @@ class Custodian:
                 result = self._run(
                     party,
                     "createAndFundOrder",
-                    lambda by: po.create_and_fund_order(supplier, t, by=by),
+                    lambda by: po.create_and_fund_order(t, by=by),
                 )
         elif fund:
             result = self._run(
-                party, "createAndFundOrder", lambda by: po.create_and_fund_order(supplier, t, by=by)
+                party, "createAndFundOrder", lambda by: po.create_and_fund_order(t, by=by)
             )
         else:
-            result = self._run(party, "createOrder", lambda by: po.create_order(supplier, t, by=by))
+            result = self._run(party, "createOrder", lambda by: po.create_order(t, by=by))
         return self._sent(result, order_id=int(result.value))
 
     def accept(self, party: Party, order: OrderRecord) -> Sent:
         po = self.purchase_orders
         return self._sent(
-            self._run(party, "acceptOrder", lambda by: po.accept_order(order.id, by=by))
+            self._run(
+                party,
+                "acceptOrder",
+                lambda by: po.accept_order(order.id, terms=order_terms(order), by=by),
+            )
         )
 
     def fund(self, party: Party, order: OrderRecord) -> Sent:
@@ -226,31 +249,49 @@ class Custodian:
             value = int(order.price)
             return self._sent(
                 self._run(
-                    party, "fundOrder", lambda by: po.fund_order(order.id, by=by, value=value)
+                    party,
+                    "fundOrder",
+                    lambda by: po.fund_order(
+                        order.id, terms=order_terms(order), by=by, value=value
+                    ),
                 )
             )
         with self._funding(party, order.token):
             self._approve(party, order.token, int(order.price))
             return self._sent(
-                self._run(party, "fundOrder", lambda by: po.fund_order(order.id, by=by, value=0))
+                self._run(
+                    party,
+                    "fundOrder",
+                    lambda by: po.fund_order(order.id, terms=order_terms(order), by=by, value=0),
+                )
             )
 
-    def ship(self, party: Party, order: OrderRecord, devices: Sequence[str]) -> Sent:
+    def ship(self, party: Party, order: OrderRecord, certificates: Sequence[CertificateIn]) -> Sent:
         po = self.purchase_orders
+        certs = [certificate(c) for c in certificates]
+        t = order_terms(order)
         return self._sent(
-            self._run(party, "shipOrder", lambda by: po.ship_order(order.id, devices, by=by))
+            self._run(party, "shipOrder", lambda by: po.ship_order(order.id, certs, terms=t, by=by))
         )
 
     def confirm_receipt(self, party: Party, order: OrderRecord) -> Sent:
         po = self.purchase_orders
         return self._sent(
-            self._run(party, "confirmReceipt", lambda by: po.confirm_receipt(order.id, by=by))
+            self._run(
+                party,
+                "confirmReceipt",
+                lambda by: po.confirm_receipt(order.id, terms=order_terms(order), by=by),
+            )
         )
 
     def open_dispute(self, party: Party, order: OrderRecord) -> Sent:
         po = self.purchase_orders
         return self._sent(
-            self._run(party, "openDispute", lambda by: po.open_dispute(order.id, by=by))
+            self._run(
+                party,
+                "openDispute",
+                lambda by: po.open_dispute(order.id, terms=order_terms(order), by=by),
+            )
         )
 
     def resolve_dispute(self, party: Party, order: OrderRecord, buyer_amount: int) -> Sent:
@@ -259,26 +300,40 @@ class Custodian:
             self._run(
                 party,
                 "resolveDispute",
-                lambda by: po.resolve_dispute(order.id, buyer_amount, by=by),
+                lambda by: po.resolve_dispute(
+                    order.id, buyer_amount, terms=order_terms(order), by=by
+                ),
             )
         )
 
     def settle(self, party: Party, order: OrderRecord) -> Sent:
         po = self.purchase_orders
         return self._sent(
-            self._run(party, "settleOrder", lambda by: po.settle_order(order.id, by=by))
+            self._run(
+                party,
+                "settleOrder",
+                lambda by: po.settle_order(order.id, terms=order_terms(order), by=by),
+            )
         )
 
     def cancel(self, party: Party, order: OrderRecord) -> Sent:
         po = self.purchase_orders
         return self._sent(
-            self._run(party, "cancelOrder", lambda by: po.cancel_order(order.id, by=by))
+            self._run(
+                party,
+                "cancelOrder",
+                lambda by: po.cancel_order(order.id, terms=order_terms(order), by=by),
+            )
         )
 
     def expire(self, party: Party, order: OrderRecord) -> Sent:
         po = self.purchase_orders
         return self._sent(
-            self._run(party, "expireOrder", lambda by: po.expire_order(order.id, by=by))
+            self._run(
+                party,
+                "expireOrder",
+                lambda by: po.expire_order(order.id, terms=order_terms(order), by=by),
+            )
         )
 
     # --- Escrow ---------------------------------------------------------------------

@@ -111,19 +111,47 @@ def reading_by_seq(session: Session, order_id: int, device: str, seq: int) -> Re
     ).first()
 
 
+def _batches_of(order_id: int) -> Select[Any]:
+    return (
+        select(ReadingRow.batch_seq)
+        .where(ReadingRow.order_id == order_id, ReadingRow.batch_seq.is_not(None))
+        .distinct()
+    )
+
+
 def commitments(
     session: Session, order_id: int, *, limit: int, offset: int
 ) -> tuple[list[CommitmentRow], int]:
-    stmt = select(CommitmentRow).where(CommitmentRow.order_id == order_id)
+    """The fleet batches that hold readings of the order."""
+    stmt = select(CommitmentRow).where(CommitmentRow.batch_seq.in_(_batches_of(order_id)))
     rows = list(session.scalars(stmt.order_by(CommitmentRow.batch_seq).limit(limit).offset(offset)))
     return rows, _count(session, stmt)
 
 
 def commitment(session: Session, order_id: int, batch_seq: int) -> CommitmentRow | None:
+    """A fleet batch, if it holds readings of the order."""
     return session.scalars(
         select(CommitmentRow).where(
-            CommitmentRow.order_id == order_id, CommitmentRow.batch_seq == batch_seq
+            CommitmentRow.batch_seq == batch_seq,
+            CommitmentRow.batch_seq.in_(_batches_of(order_id)),
         )
+    ).first()
+
+
+def fleet_log(session: Session, committer: str) -> list[CommitmentRow]:
+    """A committer's fleet log as indexed, by log index."""
+    return list(
+        session.scalars(
+            select(CommitmentRow)
+            .where(CommitmentRow.committer == committer, CommitmentRow.log_index.is_not(None))
+            .order_by(CommitmentRow.log_index)
+        )
+    )
+
+
+def device_binding(session: Session, order_id: int, device: str) -> DeviceRow | None:
+    return session.scalars(
+        select(DeviceRow).where(DeviceRow.order_id == order_id, DeviceRow.device == device)
     ).first()
 
 

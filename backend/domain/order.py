@@ -142,6 +142,11 @@ class Terms:
 TERMS_SPEC = field_specs(Terms)
 TERMS_ATTRS: tuple[str, ...] = tuple(f.attr for f in TERMS_SPEC)
 Terms.SOLIDITY_ORDER = TERMS_ATTRS
+#: The terms' parties: the API shows them beside the terms (``OrderPublic.buyer``, ``.supplier``);
+#: at creation the buyer is the caller and the supplier a field of its own.
+PARTY_ATTRS: tuple[str, ...] = ("buyer", "supplier")
+#: The terms besides the parties (the API's terms schemas).
+TERMS_BODY_ATTRS: tuple[str, ...] = tuple(a for a in TERMS_ATTRS if a not in PARTY_ATTRS)
 #: The ABI type of ``IPurchaseOrders.Terms`` (for encoding and hashing it as the contract does)
 TERMS_ABI_TYPE = "(" + ",".join(f.sol_type for f in TERMS_SPEC) + ")"
 

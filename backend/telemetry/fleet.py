@@ -67,6 +67,16 @@ def log_entry(batch_seq: int, root: bytes, count: int) -> bytes:
     return keccak(abi_encode(["uint64", "bytes32", "uint32"], [batch_seq, root, count]))
 
 
+def fleet_tree(leaves: Sequence[tuple[int, str, bytes]]) -> MerkleTree:
+    """The fleet tree over (order id, device, reading digest) in leaf order."""
+    return MerkleTree(
+        [
+            fleet_leaf(order_id, device, digest, i)
+            for i, (order_id, device, digest) in enumerate(leaves)
+        ]
+    )
+
+
 @dataclass
 class FleetBatch:
     """One window of the fleet's readings, in committed order."""
