@@ -658,4 +658,5 @@ __all__ = [
     "QualityVerification",
     "Stablecoin",
     "Terms",
+    "terms_from_abi",
 ]

@@ -167,6 +167,17 @@ class Order:
     breached: bool = field(metadata=solidity("bool"))
     timestamp: int = field(metadata=solidity("uint64"))
 
+    @property
+    def delivered_at(self) -> int | None:
+        """The delivery time, once delivered (None before, and for cancelled or expired orders)."""
+        delivered = (
+            OrderState.DELIVERED,
+            OrderState.SETTLED,
+            OrderState.DISPUTED,
+            OrderState.RESOLVED,
+        )
+        return self.timestamp if self.state in delivered else None
+
 
 ORDER_SPEC = field_specs(Order)
 #: ``Order``'s attribute names besides the id, in Solidity order.

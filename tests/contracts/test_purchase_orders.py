@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from backend.chain.artifacts import load_artifact
-from backend.chain.contracts import ETH, ZERO_ADDRESS, OrderState, Terms
+from backend.chain.contracts import ETH, ZERO_ADDRESS, OrderState, Terms, terms_from_abi
 from backend.chain.deploy import _create_address, deploy_contract
 from backend.chain.errors import ContractRevert, DeploymentError
 from backend.chain.sender import TxResult
@@ -38,7 +38,7 @@ def created_event(result: Any) -> tuple[str, dict[str, Any]]:
     name, args = events(result)[0]
     assert name == "OrderCreated"
     raw = args["terms"]
-    args["terms"] = Terms.from_tuple(tuple(raw.values()) if hasattr(raw, "values") else raw)
+    args["terms"] = terms_from_abi(tuple(raw.values()) if hasattr(raw, "values") else raw)
     return name, args
 
 
