@@ -371,6 +371,16 @@ def commitments_for(session: Session, order_id: int) -> list[CommitmentRow]:
     return list(session.scalars(q.order_by(CommitmentRow.batch_seq)))
 
 
+def committed_readings(session: Session, order_id: int, batch_seqs: Sequence[int]) -> int:
+    """How many of an order's readings these fleet batches hold."""
+    if not batch_seqs:
+        return 0
+    q = select(func.count()).where(
+        ReadingRow.order_id == order_id, ReadingRow.batch_seq.in_(list(batch_seqs))
+    )
+    return int(session.scalar(q) or 0)
+
+
 def commitment_of(session: Session, reading_id: int) -> CommitmentRow | None:
     """The fleet batch that holds a reading (for Merkle proofs)."""
     reading = session.get(ReadingRow, reading_id)
