@@ -39,7 +39,7 @@ COMMIT_GAS = 150_000
 def _order(stack: Stack) -> int:
     a = stack.accounts
     order_id = int(
-        stack.po.create_and_fund_order(a.supplier.address, stack.make_terms(), by=a.buyer).value
+        stack.po.create_and_fund_order(stack.make_terms(), by=a.buyer).value
     )
     stack.po.accept_order(order_id, by=a.supplier)
     stack.po.ship_order(order_id, [device(1)], by=a.supplier)

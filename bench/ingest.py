@@ -398,7 +398,7 @@ def run_live(args: argparse.Namespace) -> dict[str, Any]:
                         tolerated_excursion_secs=LIVE_TOLERATED_S,
                         delivery_deadline=chain.now() + 30 * 86400,
                     )
-                    oid = int(c.po.create_and_fund_order(supplier.address, terms, by=buyer).value)
+                    oid = int(c.po.create_and_fund_order(terms, by=buyer).value)
                     c.po.accept_order(oid, by=supplier)
                     c.po.ship_order(oid, [device_address(k) for k in keys], by=supplier)
                     orders.append((oid, keys))

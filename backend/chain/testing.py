@@ -99,6 +99,12 @@ class Stack:
         """Device ``device_n`` certified for ``order_id`` by issuer ``issuer_n``."""
         return certify(self.domain, order_id, device(device_n), issuer_key(issuer_n), **window)
 
+    def certificates(
+        self, order_id: int, devices: list[str], issuer_n: int = 1
+    ) -> list[SignedCertificate]:
+        """Certificates for these device addresses on ``order_id`` by issuer ``issuer_n``."""
+        return [certify(self.domain, order_id, d, issuer_key(issuer_n)) for d in devices]
+
 
 def build_stack(chain: Chain, kind: str | None = None, *, stablecoin: bool = True) -> Stack:
     """Deploy and wire the contracts on a dev ``chain``."""

@@ -28,8 +28,8 @@ def _create(api: ChainApi, *, fund: bool, **terms: Any) -> int:
     s, a = api.stack, api.stack.accounts
     t = s.make_terms(**terms)
     if fund:
-        return int(s.po.create_and_fund_order(a.supplier.address, t, by=a.buyer, gas=GAS).value)
-    return int(s.po.create_order(a.supplier.address, t, by=a.buyer, gas=GAS).value)
+        return int(s.po.create_and_fund_order(t, by=a.buyer, gas=GAS).value)
+    return int(s.po.create_order(t, by=a.buyer, gas=GAS).value)
 
 
 def created(api: ChainApi) -> int:

@@ -106,7 +106,6 @@ def test_trustship_deploy_writes_a_manifest_another_process_can_use(
     c = Contracts.from_deployment(other, loaded)
     a = other.accounts
     order_id = c.po.create_and_fund_order(
-        a.require("supplier").address,
         default_terms(other.now(), a.require("arbiter").address),
         by=a.require("buyer"),
     ).value
@@ -180,7 +179,7 @@ def test_connection_cut_before_the_node_saw_the_transaction(
     sender = proxied_sender(anvil_stack, proxy)
     start = sender.next_nonce
     proxy.drop_before["eth_sendRawTransaction"] = 2
-    result = anvil_stack.po.create_order(a.supplier.address, anvil_stack.make_terms(), by=sender)
+    result = anvil_stack.po.create_order(anvil_stack.make_terms(), by=sender)
     assert result.receipt["status"] == 1
     assert proxy.seen["eth_sendRawTransaction"] == 3
     assert anvil_stack.chain.w3.eth.get_transaction_count(a.stranger.address) == start + 1
@@ -195,7 +194,7 @@ def test_connection_cut_after_the_node_took_the_transaction(
     count = anvil_stack.po.order_count()
     # anvil mined it on the first attempt; the resend is "nonce too low" / "already known"
     proxy.drop_after["eth_sendRawTransaction"] = 1
-    result = anvil_stack.po.create_order(a.supplier.address, anvil_stack.make_terms(), by=sender)
+    result = anvil_stack.po.create_order(anvil_stack.make_terms(), by=sender)
     assert result.receipt["status"] == 1
     assert anvil_stack.po.order_count() == count + 1  # exactly once
     assert anvil_stack.chain.w3.eth.get_transaction_count(a.stranger.address) == start + 1

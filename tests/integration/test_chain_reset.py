@@ -150,15 +150,15 @@ def test_the_indexer_follows_a_reorganisation(tmp_path: Path) -> None:
         arbiter, buyer, supplier = (stack.accounts.arbiter, stack.accounts.buyer,
                                     stack.accounts.supplier)  # fmt: skip
         terms = default_terms(chain.now(), arbiter.address)
-        first = stack.po.create_order(supplier.address, terms, by=buyer).value
-        second = stack.po.create_order(supplier.address, terms, by=buyer).value
+        first = stack.po.create_order(terms, by=buyer).value
+        second = stack.po.create_order(terms, by=buyer).value
         indexer.run_once()
         with Session(engine) as s:
             assert set(s.scalars(select(OrderRow.id))) == {first, second}
 
         chain.revert(snap)  # the two blocks are replaced by a longer branch ...
         other = terms.replace(price=terms.price * 3)
-        replaced = stack.po.create_order(supplier.address, other, by=buyer).value
+        replaced = stack.po.create_order(other, by=buyer).value
         chain.mine(3)
         assert replaced == first  # ... in which order 1 has other terms and order 2 is none
         indexer.run_once()

@@ -81,11 +81,7 @@ def test_oracle_proves_breach_and_arrival_and_the_order_settles(
         terms = default_terms(
             chain.now(), a.require("arbiter").address, tolerated_excursion_secs=600
         )
-        oid = int(
-            c.po.create_and_fund_order(
-                a.require("supplier").address, terms, by=a.require("buyer")
-            ).value
-        )
+        oid = int(c.po.create_and_fund_order(terms, by=a.require("buyer")).value)
         c.po.accept_order(oid, by=a.require("supplier"))
         c.po.ship_order(oid, [device_address(k) for k in keys], by=a.require("supplier"))
         shipped_at = c.po.get_order(oid).shipped_at

@@ -32,7 +32,7 @@ GAS = 3_000_000
 def shipped_order(stack: Stack, devices: list[str], **terms: int) -> int:
     a = stack.accounts
     t = stack.make_terms(**terms)
-    oid = int(stack.po.create_and_fund_order(a.supplier.address, t, by=a.buyer, gas=GAS).value)
+    oid = int(stack.po.create_and_fund_order(t, by=a.buyer, gas=GAS).value)
     stack.po.accept_order(oid, by=a.supplier, gas=GAS)
     stack.po.ship_order(oid, devices, by=a.supplier, gas=GAS)
     return oid
