@@ -99,6 +99,17 @@ class Stack:
         """Device ``device_n`` certified for ``order_id`` by issuer ``issuer_n``."""
         return certify(self.domain, order_id, device(device_n), issuer_key(issuer_n), **window)
 
+    def issuer_account(self, issuer_n: int) -> LocalAccount:
+        """Issuer ``issuer_n`` as an account that can send (funded from the admin once)."""
+        from eth_account import Account
+
+        acct: LocalAccount = Account.from_key(issuer_key(issuer_n))
+        if self.chain.balance(acct.address) == 0:
+            self.chain.sender(self.accounts.admin).transact(
+                acct.address, b"", value=10**18, gas=21_000, function="fund issuer"
+            )
+        return acct
+
     def certificates(
         self, order_id: int, devices: list[str], issuer_n: int = 1
     ) -> list[SignedCertificate]:

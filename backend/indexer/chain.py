@@ -456,6 +456,7 @@ class ChainIndexer:
             orders = self._upsert_orders(s, touched, events, end, times)
             certificates: dict[str, dict[str, SignedCertificate]] = {}
             rows: list[dict[str, Any]] = []
+            revocations: list[DecodedEvent] = []
             for e in events:
                 if e.name == "DeviceBound":
                     o, d = int(e.args["orderId"]), str(e.args["device"])
@@ -466,13 +467,7 @@ class ChainIndexer:
                     if o in orders:
                         rows.append(binding_row(o, d, e, orders[o].get("shipped_at"), cert))
                 elif e.name == "DeviceRevoked":
-                    repo.record_revocation(
-                        s,
-                        issuer=str(e.args["issuer"]),
-                        device=str(e.args["device"]),
-                        revoked_at=int(e.args["revokedAt"]),
-                        block=e.block_number,
-                    )
+                    revocations.append(e)
                 elif e.name == "FleetRootCommitted":
                     repo.set_commitment_status(
                         s,
@@ -485,6 +480,14 @@ class ChainIndexer:
                 elif e.name == "OrderDelivered":
                     self._queue_settle(s, orders.get(int(e.args["orderId"])))
             repo.bind_devices(s, rows)
+            for e in revocations:  # after the page's bindings: they may name the same device
+                repo.record_revocation(
+                    s,
+                    issuer=str(e.args["issuer"]),
+                    device=str(e.args["device"]),
+                    revoked_at=int(e.args["revokedAt"]),
+                    block=e.block_number,
+                )
             repo.record_block_hashes(s, self.name, hashes)
             repo.set_cursor(s, self.name, end, deployment=self.deployment_id)
         self._stale_orders.clear()
