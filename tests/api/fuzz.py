@@ -42,8 +42,9 @@ from backend.indexer.metrics import IndexerMetrics
 from backend.oracle.ingest import RefusalTally
 from backend.store import session_factory
 from backend.store.models import AlertRow, CommitmentRow, ReadingRow
-from backend.telemetry import MerkleTree, Reading, device_address, leaf_hash, reading_digest
+from backend.telemetry import Reading, device_address, reading_digest
 from backend.telemetry import sign_reading as sign
+from backend.telemetry.fleet import fleet_tree
 from testkit.settings import dev_settings
 
 ROLES = ("buyer", "supplier", "arbiter", "auditor", "admin", "stranger")
@@ -78,12 +79,17 @@ def seed_chain(stack: Stack) -> Seeded:
     out = Seeded(device_key=device_key(90), device=device_address(device_key(90)))
 
     def terms(**kw: Any) -> Terms:
+        kw.setdefault("buyer", a.buyer.address)
+        kw.setdefault("supplier", supplier)
         return default_terms(stack.chain.now(), a.arbiter.address, **kw)
 
     def create(fund: bool = True, **kw: Any) -> int:
         if fund:
-            return int(po.create_and_fund_order(supplier, terms(**kw), by=a.buyer).value)
-        return int(po.create_order(supplier, terms(**kw), by=a.buyer).value)
+            return int(po.create_and_fund_order(terms(**kw), by=a.buyer).value)
+        return int(po.create_order(terms(**kw), by=a.buyer).value)
+
+    def ship(order_id: int, device: str) -> None:
+        po.ship_order(order_id, stack.certificates(order_id, [device]), by=a.supplier)
 
     out.orders["Created"] = create(fund=False)
     out.orders["Accepted"] = create(fund=False)
@@ -91,14 +97,14 @@ def seed_chain(stack: Stack) -> Seeded:
     for state in ("Funded", "Shipped", "Settled", "Cancelled"):
         out.orders[state] = create()
         po.accept_order(out.orders[state], by=a.supplier)
-    po.ship_order(out.orders["Shipped"], [out.device], by=a.supplier)
-    po.ship_order(out.orders["Settled"], [device_address(device_key(91))], by=a.supplier)
+    ship(out.orders["Shipped"], out.device)
+    ship(out.orders["Settled"], device_address(device_key(91)))
     po.confirm_receipt(out.orders["Settled"], by=a.buyer)
     po.cancel_order(out.orders["Cancelled"], by=a.supplier)  # a funded order: the buyer is refunded
     for state in ("Delivered", "Disputed", "Resolved"):
         out.orders[state] = create(dispute_window_secs=30 * 24 * HOUR)
         po.accept_order(out.orders[state], by=a.supplier)
-        po.ship_order(out.orders[state], [device_address(device_key(92))], by=a.supplier)
+        ship(out.orders[state], device_address(device_key(92)))
         po.confirm_receipt(out.orders[state], by=a.buyer)
     po.open_dispute(out.orders["Disputed"], by=a.supplier)
     po.open_dispute(out.orders["Resolved"], by=a.buyer)
@@ -109,10 +115,10 @@ def seed_chain(stack: Stack) -> Seeded:
     stack.chain.advance_time(2 * HOUR)
     po.expire_order(out.orders["Expired"], by=a.buyer)
     # The stranger's own order: nobody else but auditors and admins may see it.
-    other = default_terms(stack.chain.now(), a.admin.address)
-    out.orders["stranger"] = int(
-        po.create_and_fund_order(a.auditor.address, other, by=a.stranger).value
+    other = default_terms(
+        stack.chain.now(), a.admin.address, buyer=a.stranger.address, supplier=a.auditor.address
     )
+    out.orders["stranger"] = int(po.create_and_fund_order(other, by=a.stranger).value)
     return out
 
 
@@ -148,9 +154,10 @@ def seed_rows(factory: sessionmaker[Session], stack: Stack, seeded: Seeded, n: i
         batch = rows[: seeded.committed]
         s.add(
             CommitmentRow(
-                order_id=order,
                 batch_seq=1,
-                root=MerkleTree([leaf_hash(r.digest) for r in batch]).root,
+                committer=stack.accounts.oracle.address,
+                log_index=0,
+                root=fleet_tree([(r.order_id, r.device, r.digest) for r in batch]).root,
                 reading_count=len(batch),
                 first_reading_id=batch[0].id,
                 last_reading_id=batch[-1].id,
