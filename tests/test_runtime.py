@@ -59,7 +59,7 @@ def test_what_the_indexer_stores_reaches_the_oracles_caches(
     po = deployment.po
     oid = int(po.create_and_fund_order(terms, by=a.buyer, gas=3_000_000).value)
     po.accept_order(oid, by=a.supplier, gas=3_000_000)
-    po.ship_order(oid, [device], by=a.supplier, gas=3_000_000)
+    po.ship_order(oid, deployment.certificates(oid, [device]), by=a.supplier, gas=3_000_000)
     assert runtime.oracle.caches.bindings.orders_of(device) == frozenset()
     assert runtime.indexer.catch_up() is True
     assert runtime.oracle.caches.bindings.orders_of(device) == frozenset({oid})

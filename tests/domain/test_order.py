@@ -190,7 +190,13 @@ def test_the_simulators_scenario_terms_follow_the_struct() -> None:
         max_temp_centi_c=800,
     )
     wire = scenario.to_contract(
-        t0=0, destination_e6=(0, 0), token_address="0x" + "0" * 40, arbiter="0x" + "a" * 40
+        t0=0,
+        destination_e6=(0, 0),
+        token_address="0x" + "0" * 40,
+        arbiter="0x" + "a" * 40,
+        buyer="0x" + "b" * 40,
+        supplier="0x" + "c" * 40,
+        issuers=("0x" + "d" * 40,),
     )
     assert list(wire) == [camel(a) for a in TERMS_ATTRS]
 
