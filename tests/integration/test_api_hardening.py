@@ -26,6 +26,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from backend.chain.testing import issuer
 from backend.store.db import make_engine
 from testkit.databases import POSTGRES_URL, postgres_schema, schema_url
 from testkit.serve import start_serve, wait_healthy
@@ -100,6 +101,7 @@ def terms(served: Served, **overrides: Any) -> dict[str, Any]:
         "min_temp_centi_c": 200,
         "max_temp_centi_c": 800,
         "arbiter": arbiter,
+        "device_issuer": issuer(1),
     }
     body.update(overrides)
     return body
