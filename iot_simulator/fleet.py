@@ -148,10 +148,13 @@ class Fleet:
         return issuer_addresses(self.scenario, order_name)
 
     def certificate_window(self, order_name: str) -> tuple[int, int]:
-        """The validity window of the order's certificates: from the scenario start to
-        30 days past the deadline and its grace (readings of the whole run fall in it)."""
+        """The validity window of the order's certificates: from a week before the scenario
+        start (the issuer certifies the devices before they ship, whatever the chain's
+        clock says at shipment) to 30 days past the deadline and its grace (readings of
+        the whole run fall in it)."""
         terms = self.scenario.order(order_name).terms
-        return self.t0, self.t0 + terms.deadline_s + terms.expiry_grace_s + 30 * 86_400
+        start = max(0, self.t0 - 7 * 86_400)
+        return start, self.t0 + terms.deadline_s + terms.expiry_grace_s + 30 * 86_400
 
     def certificates_of(self, order_name: str) -> list[SignedCertificate]:
         """One certificate per device of the order, each signed by its issuer (what the
