@@ -138,23 +138,6 @@ def commitment(session: Session, order_id: int, batch_seq: int) -> CommitmentRow
     ).first()
 
 
-def fleet_log(session: Session, committer: str) -> list[CommitmentRow]:
-    """A committer's fleet log as indexed, by log index."""
-    return list(
-        session.scalars(
-            select(CommitmentRow)
-            .where(CommitmentRow.committer == committer, CommitmentRow.log_index.is_not(None))
-            .order_by(CommitmentRow.log_index)
-        )
-    )
-
-
-def device_binding(session: Session, order_id: int, device: str) -> DeviceRow | None:
-    return session.scalars(
-        select(DeviceRow).where(DeviceRow.order_id == order_id, DeviceRow.device == device)
-    ).first()
-
-
 def readings_by_ids(session: Session, ids: Sequence[int]) -> dict[int, ReadingRow]:
     out: dict[int, ReadingRow] = {}
     ids = list(ids)

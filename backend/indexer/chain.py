@@ -362,15 +362,16 @@ class ChainIndexer:
     def _terms(self, s: Any, order_id: int, events: list[DecodedEvent]) -> Terms:
         """An order's terms: from its ``OrderCreated`` in this page, else the stored row,
         else the event on the chain (the wrapper's look-up)."""
-        for e in events:
-            if e.name == "OrderCreated" and int(e.args["orderId"]) == order_id:
-                terms = terms_from_abi(tuple(e.args["terms"]))
-                break
+        created = [
+            e for e in events if e.name == "OrderCreated" and int(e.args["orderId"]) == order_id
+        ]
+        row = None if created else repo.get_order(s, order_id)
+        if created:
+            terms = terms_from_abi(tuple(created[-1].args["terms"]))
+        elif row is not None:
+            terms = Terms.of(row)
         else:
-            row = repo.get_order(s, order_id)
-            terms = Terms.of(row) if row is not None else None  # type: ignore[assignment]
-            if terms is None:
-                terms = self.contracts.purchase_orders.terms_of(order_id)
+            terms = self.contracts.purchase_orders.terms_of(order_id)
         self.contracts.purchase_orders.remember_terms(order_id, terms)
         return terms
 

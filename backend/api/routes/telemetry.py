@@ -24,6 +24,7 @@ from backend.api.schemas import (
     Uint64,
 )
 from backend.domain.reading import Reading
+from backend.store import repositories as repo
 from backend.store.models import CommitmentRow, ReadingRow
 from backend.telemetry import MerkleTree, verify_proof
 from backend.telemetry.fleet import FleetLog, fleet_leaf, fleet_tree
@@ -145,7 +146,7 @@ def _tree(session: SessionDep, commitment: CommitmentRow) -> tuple[MerkleTree, d
 def _log(session: SessionDep, commitment: CommitmentRow) -> FleetLog:
     """The committer's fleet log rebuilt from the indexed roots (index 0, 1, … in order)."""
     assert commitment.committer is not None
-    rows = queries.fleet_log(session, commitment.committer)
+    rows = repo.committed_log(session, commitment.committer)
     if [r.log_index for r in rows] != list(range(len(rows))):
         raise _inconsistent(f"the fleet log of {commitment.committer} has gaps in the index")
     log = FleetLog()
@@ -196,7 +197,7 @@ async def reading_proof(
     proof = tree.proof(index)
     leaf = fleet_leaf(order_id, row.device, row.digest, index)
     assert verify_proof(proof, tree.root, leaf)
-    binding = queries.device_binding(session, order_id, row.device)
+    binding = repo.device_row(session, order_id, row.device)
     certificate = None
     if binding is not None and binding.certificate_signature is not None:
         certificate = CertificatePublic(
