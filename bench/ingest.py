@@ -122,7 +122,8 @@ def seed(engine: Engine, keys: list[bytes]) -> None:
                     max_temp_centi_c=800, max_humidity_permille=900, max_shock_milli_g=5000,
                     tolerated_excursion_secs=1800, late_penalty_bps_per_hour=100,
                     late_penalty_cap_bps=2000, breach_refund_bps=3000, dispute_window_secs=0,
-                    arbiter=zero, funded=True, breached=False, shipped_at=0, updated_block=1,
+                    arbiter=zero, device_issuer=zero, second_device_issuer=zero,
+                    arrival_quorum=1, funded=True, breached=False, shipped_at=0, updated_block=1,
                 ),
             )  # fmt: skip
         repo.bind_devices(
