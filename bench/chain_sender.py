@@ -28,7 +28,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from backend.chain.connection import connect
-from backend.chain.testing import Stack, build_stack, device
+from backend.chain.testing import Stack, build_stack
 from backend.core.settings import Settings
 from testkit import REPO
 from testkit.servers import start_anvil
@@ -36,35 +36,24 @@ from testkit.servers import start_anvil
 COMMIT_GAS = 150_000
 
 
-def _order(stack: Stack) -> int:
-    a = stack.accounts
-    order_id = int(
-        stack.po.create_and_fund_order(a.supplier.address, stack.make_terms(), by=a.buyer).value
-    )
-    stack.po.accept_order(order_id, by=a.supplier)
-    stack.po.ship_order(order_id, [device(1)], by=a.supplier)
-    return order_id
-
-
 def _measure(stack: Stack, mode: str, n: int, in_flight: int) -> float:
-    order_id = _order(stack)
+    """Fleet roots per second (``commitFleetRoot``, one per window for the whole fleet)."""
     oracle = stack.chain.sender(stack.accounts.oracle)
     oracle.max_in_flight = in_flight
-    base = stack.qv.last_batch_seq(order_id)
+    committer = stack.accounts.oracle.address
+    base, _ = stack.qv.fleet_log(committer)
     root = b"\x42" * 32
     start = time.perf_counter()
     for i in range(1, n + 1):
         if mode == "transact, estimated gas":
-            stack.qv.commit_readings(order_id, base + i, root, 100, by=oracle)
+            stack.qv.commit_fleet_root(base + i, root, 100, by=oracle)
         elif mode == "transact, fixed gas":
-            stack.qv.commit_readings(order_id, base + i, root, 100, by=oracle, gas=COMMIT_GAS)
+            stack.qv.commit_fleet_root(base + i, root, 100, by=oracle, gas=COMMIT_GAS)
         else:
-            stack.qv.submit_commit_readings(
-                order_id, base + i, root, 100, by=oracle, gas=COMMIT_GAS
-            )
+            stack.qv.submit_commit_fleet_root(base + i, root, 100, by=oracle, gas=COMMIT_GAS)
     oracle.wait_all()
     elapsed = time.perf_counter() - start
-    assert stack.qv.last_batch_seq(order_id) == base + n
+    assert stack.qv.fleet_log(committer)[0] == base + n
     return n / elapsed
 
 

@@ -122,7 +122,8 @@ def seed(engine: Engine, keys: list[bytes]) -> None:
                     max_temp_centi_c=800, max_humidity_permille=900, max_shock_milli_g=5000,
                     tolerated_excursion_secs=1800, late_penalty_bps_per_hour=100,
                     late_penalty_cap_bps=2000, breach_refund_bps=3000, dispute_window_secs=0,
-                    arbiter=zero, funded=True, breached=False, shipped_at=0, updated_block=1,
+                    arbiter=zero, device_issuer=zero, second_device_issuer=zero,
+                    arrival_quorum=1, funded=True, breached=False, shipped_at=0, updated_block=1,
                 ),
             )  # fmt: skip
         repo.bind_devices(
@@ -332,7 +333,7 @@ def _client(port: int, name: str) -> mqtt.Client:
 def run_live(args: argparse.Namespace) -> dict[str, Any]:
     from backend.chain.connection import connect
     from backend.chain.deploy import deploy_all
-    from backend.chain.testing import default_terms
+    from backend.chain.testing import certify, default_terms, issuer_key
     from backend.core.settings import Settings
     from backend.store.models import DeviceRow, OutboxRow, ReadingRow
     from testkit.oracle_process import OracleProcess
@@ -394,16 +395,21 @@ def run_live(args: argparse.Namespace) -> dict[str, Any]:
                     terms = default_terms(
                         chain.now(),
                         arbiter,
+                        buyer=buyer.address,
+                        supplier=supplier.address,
                         price=10**15,
                         tolerated_excursion_secs=LIVE_TOLERATED_S,
                         delivery_deadline=chain.now() + 30 * 86400,
                     )
-                    oid = int(c.po.create_and_fund_order(supplier.address, terms, by=buyer).value)
+                    oid = int(c.po.create_and_fund_order(terms, by=buyer).value)
                     c.po.accept_order(oid, by=supplier)
-                    c.po.ship_order(oid, [device_address(k) for k in keys], by=supplier)
+                    certs = [
+                        certify(c.qv.domain(), oid, device_address(k), issuer_key(1)) for k in keys
+                    ]
+                    c.po.ship_order(oid, certs, by=supplier)
                     orders.append((oid, keys))
                     progress.advance(task)
-            shipped = {oid: int(c.po.get_order(oid).shipped_at) for oid, _ in orders}
+            shipped = {oid: int(c.po.get_order(oid).timestamp) for oid, _ in orders}
             # readings are stamped after shipment and before the chain's clock: move it 2 h on
             chain.time_travel(chain.now() + 7200)
             engine = make_engine(db_url)

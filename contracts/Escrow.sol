@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
@@ -9,9 +8,14 @@ import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/Reentrancy
 import {IEscrow} from "./interfaces/IEscrow.sol";
 
 /// @title Escrow
-/// @notice Holds each purchase order's payment (ETH or one ERC-20) until PurchaseOrders
-/// releases it as a split between buyer and supplier; both then pull their credit with
+/// @notice Holds the purchase orders' payments (ETH or ERC-20s) until PurchaseOrders
+/// releases one as a split between buyer and supplier; both then pull their credit with
 /// {withdraw}. Money only ever leaves through {withdraw}.
+///
+/// Escrow keeps no record per order: PurchaseOrders (fixed at deployment, no admin) is
+/// the only caller of {deposit} and {release}, and its state machine releases each funded
+/// order exactly once, for exactly its price (its record says funded; the terms' digest
+/// fixes the price and token). That saves a storage slot per order.
 ///
 /// Accounting: per token, `totalOwed` = deposits not yet released + credits not yet
 /// withdrawn. A release moves value from the first term to the second (the total does not
@@ -20,22 +24,13 @@ import {IEscrow} from "./interfaces/IEscrow.sol";
 ///
 /// Gas: credit and total slots never return to zero once used (see `_creditsPlusOne`),
 /// which makes repeat business between the same partners markedly cheaper.
-contract Escrow is IEscrow, AccessControl, ReentrancyGuardTransient {
+contract Escrow is IEscrow, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
-    /// @notice The largest amount one deposit may hold: amounts are packed into one
-    /// storage slot with the token address.
+    /// @notice The largest amount one deposit may hold (PurchaseOrders' price bound).
     uint256 public constant MAX_AMOUNT = type(uint88).max;
 
-    /// @dev One storage slot: 20 + 11 + 1 bytes.
-    struct PackedDeposit {
-        address token;
-        uint88 amount;
-        bool released;
-    }
-
-    address private _purchaseOrders;
-    mapping(uint256 orderId => PackedDeposit) private _deposits;
+    address private immutable _purchaseOrders;
     /// @dev Credits and totals are stored plus one once a slot was used (0 = never used,
     /// 1 = nothing owed), so the slot stays non-zero when it drains to nothing: the next
     /// credit to a returning partner, or the next deposit after escrow emptied, updates a
@@ -44,9 +39,11 @@ contract Escrow is IEscrow, AccessControl, ReentrancyGuardTransient {
     mapping(address account => mapping(address token => uint256)) private _creditsPlusOne;
     mapping(address token => uint256) private _totalOwedPlusOne;
 
-    /// @param admin receives DEFAULT_ADMIN_ROLE; it wires PurchaseOrders once.
-    constructor(address admin) {
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+    /// @param purchaseOrders_ the PurchaseOrders contract, the only caller of {deposit}
+    /// and {release}. It is deployed after this contract (its address is known in
+    /// advance from the deployer's nonce) and checks in its constructor that it is this one.
+    constructor(address purchaseOrders_) {
+        _purchaseOrders = purchaseOrders_;
         _totalOwedPlusOne[address(0)] = 1; // ETH: 0 owed, slot in use
     }
 
@@ -55,20 +52,12 @@ contract Escrow is IEscrow, AccessControl, ReentrancyGuardTransient {
         _;
     }
 
-    /// @inheritdoc IEscrow
-    function setPurchaseOrders(address purchaseOrders_) external onlyRole(DEFAULT_ADMIN_ROLE) {
-        if (_purchaseOrders != address(0)) revert EscrowAlreadyInitialized();
-        _purchaseOrders = purchaseOrders_;
-        emit PurchaseOrdersSet(purchaseOrders_);
-    }
-
     /// @notice Takes an order's payment into escrow: the ETH sent with the call, or
     /// `amount` of `token` pulled from `payer` (who approved this contract).
     ///
     /// Requirements:
-    /// - the caller is PurchaseOrders;
+    /// - the caller is PurchaseOrders (which funds each order once);
     /// - `0 < amount <= MAX_AMOUNT`;
-    /// - the order was not funded before;
     /// - ETH: `msg.value == amount`; ERC-20: `msg.value == 0` and exactly `amount`
     ///   arrives (fee-on-transfer tokens are refused).
     function deposit(uint256 orderId, address payer, address token, uint256 amount)
@@ -77,16 +66,12 @@ contract Escrow is IEscrow, AccessControl, ReentrancyGuardTransient {
         onlyPurchaseOrders
     {
         if (amount == 0 || amount > MAX_AMOUNT) revert EscrowInvalidAmount(orderId, amount);
-        PackedDeposit storage d = _deposits[orderId];
-        if (d.amount != 0) revert EscrowAlreadyFunded(orderId);
         if (token == address(0)) {
             if (msg.value != amount) revert EscrowInsufficientDeposit(orderId, amount, msg.value);
         } else if (msg.value != 0) {
             revert EscrowUnexpectedValue(orderId, msg.value);
         }
 
-        // The cast is safe: amount <= MAX_AMOUNT = type(uint88).max was checked above.
-        _deposits[orderId] = PackedDeposit({token: token, amount: uint88(amount), released: false});
         _totalOwedPlusOne[token] = _biased(_totalOwedPlusOne[token]) + amount;
         emit FundsDeposited(orderId, payer, token, amount);
 
@@ -103,27 +88,15 @@ contract Escrow is IEscrow, AccessControl, ReentrancyGuardTransient {
     /// Zero parts are skipped; each non-zero part emits {FundsCredited}.
     ///
     /// Requirements:
-    /// - the caller is PurchaseOrders;
-    /// - the order holds a deposit that was not released;
-    /// - `buyerAmount + supplierAmount` equals the deposit.
-    function release(uint256 orderId, address buyer, uint256 buyerAmount, address supplier, uint256 supplierAmount)
-        external
-        onlyPurchaseOrders
-    {
-        PackedDeposit storage d = _deposits[orderId];
-        uint256 amount = d.amount;
-        if (amount == 0) revert EscrowNotFunded(orderId);
-        if (d.released) revert EscrowAlreadyReleased(orderId);
-        if (buyerAmount > amount || supplierAmount != amount - buyerAmount) {
-            // Saturate instead of overflowing so the error can always be built.
-            uint256 total = buyerAmount > type(uint256).max - supplierAmount
-                ? type(uint256).max
-                : buyerAmount + supplierAmount;
-            revert EscrowInvalidSplit(orderId, total, amount);
-        }
-
-        d.released = true;
-        address token = d.token;
+    /// - the caller is PurchaseOrders, which releases a funded order once, for its price.
+    function release(
+        uint256 orderId,
+        address token,
+        address buyer,
+        uint256 buyerAmount,
+        address supplier,
+        uint256 supplierAmount
+    ) external onlyPurchaseOrders {
         // totalOwed is unchanged: the deposit becomes credits of the same sum.
         if (buyerAmount != 0) {
             _credit(orderId, buyer, token, buyerAmount);
@@ -156,12 +129,6 @@ contract Escrow is IEscrow, AccessControl, ReentrancyGuardTransient {
         } else {
             IERC20(token).safeTransfer(msg.sender, amount);
         }
-    }
-
-    /// @inheritdoc IEscrow
-    function depositOf(uint256 orderId) external view returns (Deposit memory) {
-        PackedDeposit memory d = _deposits[orderId];
-        return Deposit({token: d.token, amount: d.amount, released: d.released});
     }
 
     /// @inheritdoc IEscrow

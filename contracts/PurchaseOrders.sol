@@ -1,10 +1,8 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
-
 import {IEscrow} from "./interfaces/IEscrow.sol";
-import {IPurchaseOrders} from "./interfaces/IPurchaseOrders.sol";
+import {IPurchaseOrders, SignedCertificate} from "./interfaces/IPurchaseOrders.sol";
 import {IQualityVerification} from "./interfaces/IQualityVerification.sol";
 
 /// @title PurchaseOrders
@@ -17,59 +15,40 @@ import {IQualityVerification} from "./interfaces/IQualityVerification.sol";
 ///
 /// The buyer's payment waits in {Escrow}; every terminal state releases it as credits
 /// (settlement split, arbiter's ruling, or a full refund on cancel/expiry), so no path
-/// leaves money stuck. Delivery is confirmed by the buyer or proven by a device reading
-/// through {QualityVerification}, which also records breaches.
+/// leaves money stuck. Delivery is confirmed by the buyer or proven by certified device
+/// readings through {QualityVerification}, which also records breaches.
 ///
 /// Settlement (DESIGN.md §4): late = max(0, deliveredAt - deadline);
 /// latePenaltyBps = min(cap, ceil(late / 3600) * ratePerHour); breachBps = breached ?
 /// breachRefundBps : 0; refundBps = min(10000, latePenaltyBps + breachBps);
 /// buyer = price * refundBps / 10000 (rounded down), supplier = price - buyer.
 ///
-/// Storage: an order is packed into five slots (see {OrderRecord}); this bounds prices
-/// to {MAX_PRICE}, the deadline to 2^40 - 1 and the temperature limits to int16
-/// (±327.67 °C), all checked when the order is created.
-contract PurchaseOrders is IPurchaseOrders, AccessControl {
+/// Storage: one slot per order ({OrderRecord}): the first 25 bytes of the terms' keccak256,
+/// the state, two flags and one timestamp. Every call that needs the terms takes them as
+/// calldata and is refused unless they hash to the stored digest; {OrderCreated} carries
+/// them in full. Prices are bounded to {MAX_PRICE}, the deadline to 2^40 - 1 and the
+/// temperature limits to int16 (±327.67 °C), checked when the order is created.
+///
+/// No admin: Escrow and QualityVerification are fixed at deployment.
+contract PurchaseOrders is IPurchaseOrders {
     /// @notice How long the arbiter has to rule on a dispute before anyone may settle by the terms.
     uint64 public constant ARBITRATION_PERIOD = 30 days;
-    /// @notice The largest price an order may have: Escrow packs amounts into 88 bits.
+    /// @notice The largest price an order may have: Escrow takes amounts of up to 88 bits.
     uint256 public constant MAX_PRICE = type(uint88).max;
 
     uint256 private constant _BPS = 10_000;
+    uint8 private constant _FUNDED = 1;
+    uint8 private constant _BREACHED = 2;
 
-    /// @dev An order in five storage slots (159 of 160 bytes). Fields written together
-    /// sit together: shipment and delivery each write only slot 0.
+    /// @dev An order in one storage slot: 25 + 1 + 1 + 5 = 32 bytes. `timestamp` is the
+    /// creation time until shipment, the shipment time while Shipped (what evidence is
+    /// judged against), then the delivery time (what settlement and the dispute window
+    /// use). The dispute time, needed only on the dispute path, has its own mapping.
     struct OrderRecord {
-        // slot 0: 20 + 1 + 1 + 5 + 5 = 32 bytes
-        address buyer;
+        bytes25 termsDigest;
         OrderState state;
-        bool funded;
-        uint40 shippedAt;
-        uint40 deliveredAt;
-        // slot 1: 20 + 5 + 5 + 2 = 32 bytes
-        address supplier;
-        uint40 createdAt;
-        uint40 deliveryDeadline;
-        uint16 latePenaltyBpsPerHour;
-        // slot 2: 20 + 11 = 31 bytes
-        address token;
-        uint88 price;
-        // slot 3: 20 + 5 + 4 + 2 + 1 = 32 bytes
-        address arbiter;
-        uint40 disputedAt;
-        uint32 disputeWindowSecs;
-        uint16 latePenaltyCapBps;
-        bool breached;
-        // slot 4: 4 + 4 + 4 + 2 + 2 + 4 + 4 + 4 + 2 + 2 = 32 bytes; what evidence is judged against
-        int32 destLatE6;
-        int32 destLonE6;
-        uint32 geofenceE6;
-        int16 minTempCentiC;
-        int16 maxTempCentiC;
-        uint32 maxShockMilliG;
-        uint32 toleratedExcursionSecs;
-        uint32 expiryGraceSecs;
-        uint16 maxHumidityPermille;
-        uint16 breachRefundBps;
+        uint8 flags; // _FUNDED | _BREACHED
+        uint40 timestamp;
     }
 
     IEscrow private immutable _escrow;
@@ -79,38 +58,54 @@ contract PurchaseOrders is IPurchaseOrders, AccessControl {
     /// slot non-zero so creating the first order does not pay for a new storage slot.
     uint256 private _nextOrderId = 1;
     mapping(uint256 orderId => OrderRecord) private _orders;
+    mapping(uint256 orderId => uint40) private _disputedAt;
 
-    /// @param admin receives DEFAULT_ADMIN_ROLE (no order operation needs it).
-    /// @param escrow_ the Escrow that holds payments; its admin must then call `setPurchaseOrders(this)`.
-    /// @param quality_ the QualityVerification that judges evidence; likewise wired with `setPurchaseOrders(this)`.
-    constructor(address admin, IEscrow escrow_, IQualityVerification quality_) {
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+    /// @param escrow_ the Escrow that holds payments, deployed for this contract's address.
+    /// @param quality_ the QualityVerification that judges evidence, likewise.
+    ///
+    /// Requirements: both report this contract as their PurchaseOrders, else
+    /// {PurchaseOrdersMiswired} (deploy them with this contract's address, known in
+    /// advance from the deployer's nonce).
+    constructor(IEscrow escrow_, IQualityVerification quality_) {
+        address e = escrow_.purchaseOrders();
+        if (e != address(this)) revert PurchaseOrdersMiswired(address(escrow_), e);
+        address q = quality_.purchaseOrders();
+        if (q != address(this)) revert PurchaseOrdersMiswired(address(quality_), q);
         _escrow = escrow_;
         _quality = quality_;
     }
 
+    modifier onlyQualityVerification() {
+        if (msg.sender != address(_quality)) revert PurchaseOrdersNotQualityVerification(msg.sender);
+        _;
+    }
+
     // ------------------------------------------------------------------ orders
 
-    /// @notice Creates an order from the caller (the buyer) to `supplier`, in state Created.
+    /// @notice Creates an order from the caller (the buyer, `terms.buyer`) to
+    /// `terms.supplier`, in state Created.
     ///
     /// Requirements (else {PurchaseOrdersInvalidTerms} naming the field):
-    /// - `supplier` is neither zero nor the caller;
+    /// - `buyer` is the caller; `supplier` is neither zero nor the buyer;
     /// - `0 < price <= MAX_PRICE`;
     /// - the deadline is in the future, at most 2^40 - 1;
     /// - `minTempCentiC <= maxTempCentiC`, both within int16;
     /// - destination latitude within ±90°, longitude within ±180°, `geofenceE6 > 0`;
     /// - every bps field is at most 10000;
-    /// - the arbiter is neither zero, the buyer nor the supplier.
-    function createOrder(address supplier, Terms calldata terms) external returns (uint256 orderId) {
-        orderId = _create(supplier, terms, false);
+    /// - the arbiter is neither zero, the buyer nor the supplier;
+    /// - `deviceIssuer` is neither zero nor the supplier; `secondDeviceIssuer` is zero or
+    ///   neither the supplier nor `deviceIssuer`;
+    /// - `arrivalQuorum <= 2`, and 2 only with a second issuer.
+    function createOrder(Terms calldata terms) external returns (uint256 orderId) {
+        orderId = _create(terms, 0);
     }
 
     /// @notice Creates an order (as {createOrder}) and funds it in the same call: send
     /// `price` as ETH for an ETH order, or approve the Escrow for `price` of the token.
     ///
     /// Requirements: those of {createOrder} and {fundOrder}.
-    function createAndFundOrder(address supplier, Terms calldata terms) external payable returns (uint256 orderId) {
-        orderId = _create(supplier, terms, true);
+    function createAndFundOrder(Terms calldata terms) external payable returns (uint256 orderId) {
+        orderId = _create(terms, _FUNDED);
         emit OrderFunded(orderId, msg.sender, terms.price);
         _escrow.deposit{value: msg.value}(orderId, msg.sender, terms.token, terms.price);
     }
@@ -119,12 +114,13 @@ contract PurchaseOrders is IPurchaseOrders, AccessControl {
     /// funded, else Created → Accepted.
     ///
     /// Requirements:
-    /// - the caller is the supplier; the order is Created.
-    function acceptOrder(uint256 orderId) external {
-        OrderRecord storage o = _existing(orderId);
-        if (msg.sender != o.supplier) revert PurchaseOrdersNotSupplier(orderId, msg.sender);
+    /// - `terms` are the order's; the caller is the supplier; the order is Created.
+    function acceptOrder(uint256 orderId, Terms calldata terms) external {
+        OrderRecord memory o = _load(orderId, terms);
+        if (msg.sender != terms.supplier) revert PurchaseOrdersNotSupplier(orderId, msg.sender);
         _requireState(orderId, o.state, OrderState.Created);
-        o.state = o.funded ? OrderState.Funded : OrderState.Accepted;
+        o.state = o.flags & _FUNDED != 0 ? OrderState.Funded : OrderState.Accepted;
+        _orders[orderId] = o;
         emit OrderAccepted(orderId, msg.sender);
     }
 
@@ -133,72 +129,124 @@ contract PurchaseOrders is IPurchaseOrders, AccessControl {
     /// Created, marked funded, until the supplier accepts.
     ///
     /// Requirements:
-    /// - the caller is the buyer; the order is not funded yet and is Created or Accepted;
+    /// - `terms` are the order's; the caller is the buyer; the order is not funded yet
+    ///   and is Created or Accepted;
     /// - ETH: `msg.value == price`; ERC-20: no ETH sent and an allowance of `price`.
-    function fundOrder(uint256 orderId) external payable {
-        OrderRecord storage o = _existing(orderId);
-        if (msg.sender != o.buyer) revert PurchaseOrdersNotBuyer(orderId, msg.sender);
-        if (o.funded) revert PurchaseOrdersAlreadyFunded(orderId);
-        OrderState state = o.state;
-        if (state == OrderState.Accepted) {
+    function fundOrder(uint256 orderId, Terms calldata terms) external payable {
+        OrderRecord memory o = _load(orderId, terms);
+        if (msg.sender != terms.buyer) revert PurchaseOrdersNotBuyer(orderId, msg.sender);
+        if (o.flags & _FUNDED != 0) revert PurchaseOrdersAlreadyFunded(orderId);
+        if (o.state == OrderState.Accepted) {
             o.state = OrderState.Funded;
-        } else if (state != OrderState.Created) {
-            revert PurchaseOrdersInvalidState(orderId, state);
+        } else if (o.state != OrderState.Created) {
+            revert PurchaseOrdersInvalidState(orderId, o.state);
         }
-        o.funded = true;
-        uint256 price = o.price;
-        emit OrderFunded(orderId, msg.sender, price);
-        _escrow.deposit{value: msg.value}(orderId, msg.sender, o.token, price);
+        o.flags |= _FUNDED;
+        _orders[orderId] = o;
+        emit OrderFunded(orderId, msg.sender, terms.price);
+        _escrow.deposit{value: msg.value}(orderId, msg.sender, terms.token, terms.price);
     }
 
-    /// @notice The supplier ships: binds the devices travelling with the goods (their
-    /// signed readings become evidence) and starts the transit. Funded → Shipped.
+    /// @notice The supplier ships: binds the certified devices travelling with the goods
+    /// (their signed readings become evidence) and starts the transit. Funded → Shipped.
     ///
     /// Requirements:
-    /// - the caller is the supplier; the order is Funded;
-    /// - `devices` is non-empty, without zero or repeated addresses.
-    function shipOrder(uint256 orderId, address[] calldata devices) external {
-        OrderRecord storage o = _existing(orderId);
-        if (msg.sender != o.supplier) revert PurchaseOrdersNotSupplier(orderId, msg.sender);
+    /// - `terms` are the order's; the caller is the supplier; the order is Funded;
+    /// - `certificates` is non-empty; QualityVerification accepts every one
+    ///   ({IQualityVerification-bindDevices}): each certifies a distinct device for this
+    ///   order, is signed by an issuer the terms name and valid now, the device not
+    ///   revoked; with a second issuer, each issuer certifies at least one device.
+    function shipOrder(uint256 orderId, Terms calldata terms, SignedCertificate[] calldata certificates) external {
+        OrderRecord memory o = _load(orderId, terms);
+        if (msg.sender != terms.supplier) revert PurchaseOrdersNotSupplier(orderId, msg.sender);
         _requireState(orderId, o.state, OrderState.Funded);
-        if (devices.length == 0) revert PurchaseOrdersNoDevices(orderId);
+        if (certificates.length == 0) revert PurchaseOrdersNoDevices(orderId);
 
         o.state = OrderState.Shipped;
-        o.shippedAt = _now40();
-        emit OrderShipped(orderId, devices.length, uint64(block.timestamp));
-        _quality.bindDevices(orderId, devices);
+        o.timestamp = _now40();
+        _orders[orderId] = o;
+        emit OrderShipped(orderId, certificates.length, uint64(block.timestamp));
+        _bindDevices(orderId, terms.deviceIssuer, terms.secondDeviceIssuer, certificates);
+    }
+
+    /// @dev `_quality.bindDevices(orderId, deviceIssuer, secondDeviceIssuer, certificates)`
+    /// with the certificates copied from calldata as they came instead of re-encoding them:
+    /// their length word and everything after it (the ABI offsets inside the array are
+    /// relative to it and point forward, so the copy is the same array); a revert is
+    /// passed on as is.
+    function _bindDevices(
+        uint256 orderId,
+        address deviceIssuer,
+        address secondDeviceIssuer,
+        SignedCertificate[] calldata certificates
+    ) private {
+        bytes4 selector = IQualityVerification.bindDevices.selector;
+        address quality = address(_quality);
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            let from := sub(certificates.offset, 0x20)
+            let size := sub(calldatasize(), from)
+            mstore(ptr, selector)
+            mstore(add(ptr, 0x04), orderId)
+            // (variables narrower than a word may carry dirty high bits in assembly)
+            mstore(add(ptr, 0x24), and(deviceIssuer, 0xffffffffffffffffffffffffffffffffffffffff))
+            mstore(add(ptr, 0x44), and(secondDeviceIssuer, 0xffffffffffffffffffffffffffffffffffffffff))
+            mstore(add(ptr, 0x64), 0x80)
+            calldatacopy(add(ptr, 0x84), from, size)
+            if iszero(call(gas(), quality, 0, ptr, add(0x84, size), 0, 0)) {
+                returndatacopy(ptr, 0, returndatasize())
+                revert(ptr, returndatasize())
+            }
+        }
     }
 
     /// @notice The buyer confirms receipt now; settles at once when the dispute window is zero.
     ///
     /// Requirements:
-    /// - the caller is the buyer; the order is Shipped.
-    function confirmReceipt(uint256 orderId) external {
-        OrderRecord storage o = _existing(orderId);
-        if (msg.sender != o.buyer) revert PurchaseOrdersNotBuyer(orderId, msg.sender);
-        _deliver(orderId, o, uint64(block.timestamp), msg.sender);
+    /// - `terms` are the order's; the caller is the buyer; the order is Shipped.
+    function confirmReceipt(uint256 orderId, Terms calldata terms) external {
+        OrderRecord memory o = _load(orderId, terms);
+        if (msg.sender != terms.buyer) revert PurchaseOrdersNotBuyer(orderId, msg.sender);
+        _deliver(orderId, o, terms, uint64(block.timestamp), msg.sender);
     }
 
-    /// @notice Records delivery proven by a device reading at `deliveredAt`; settles at
-    /// once when the dispute window is zero.
+    /// @notice Records delivery proven by device readings at `deliveredAt`; settles at
+    /// once when the dispute window is zero. QualityVerification checked the readings
+    /// (certified, inside the box, the quorum met) but not the order: this call does, so
+    /// the order is read once per arrival proof.
     ///
     /// Requirements:
-    /// - the caller is QualityVerification; the order is Shipped;
-    /// - `shippedAt <= deliveredAt <= block.timestamp`.
-    function recordDelivery(uint256 orderId, uint64 deliveredAt, address confirmedBy) external {
-        if (msg.sender != address(_quality)) revert PurchaseOrdersNotQualityVerification(msg.sender);
-        _deliver(orderId, _existing(orderId), deliveredAt, confirmedBy);
+    /// - the caller is QualityVerification;
+    /// - the order is Shipped ({IQualityVerification-QualityVerificationOrderNotInTransit});
+    /// - `terms` are the order's;
+    /// - no reading was taken before shipment: `shippedAt <= earliestAt`
+    ///   ({IQualityVerification-QualityVerificationReadingBeforeShipment});
+    /// - `deliveredAt <= block.timestamp`.
+    function recordDelivery(
+        uint256 orderId,
+        Terms calldata terms,
+        uint64 earliestAt,
+        uint64 deliveredAt,
+        address confirmedBy
+    ) external onlyQualityVerification {
+        OrderRecord memory o = _existing(orderId);
+        if (o.state != OrderState.Shipped) revert IQualityVerification.QualityVerificationOrderNotInTransit(orderId);
+        bytes25 actual = _calldataDigest(terms);
+        if (o.termsDigest != actual) revert PurchaseOrdersWrongTerms(orderId, o.termsDigest, actual);
+        if (earliestAt < o.timestamp) {
+            revert IQualityVerification.QualityVerificationReadingBeforeShipment(orderId, earliestAt, o.timestamp);
+        }
+        _deliver(orderId, o, terms, deliveredAt, confirmedBy);
     }
 
     /// @notice Records a breach proven by QualityVerification (excursion or shock).
     ///
     /// Requirements:
-    /// - the caller is QualityVerification; the order is Shipped.
-    function recordBreach(uint256 orderId) external {
-        if (msg.sender != address(_quality)) revert PurchaseOrdersNotQualityVerification(msg.sender);
+    /// - the caller is QualityVerification (which checked the terms); the order is Shipped.
+    function recordBreach(uint256 orderId) external onlyQualityVerification {
         OrderRecord storage o = _existing(orderId);
         _requireState(orderId, o.state, OrderState.Shipped);
-        o.breached = true;
+        o.flags |= _BREACHED;
         emit BreachRecorded(orderId);
     }
 
@@ -206,16 +254,20 @@ contract PurchaseOrders is IPurchaseOrders, AccessControl {
     /// (`block.timestamp < deliveredAt + disputeWindowSecs`). Delivered → Disputed.
     ///
     /// Requirements:
-    /// - the caller is the buyer or the supplier; the order is Delivered; the window is open.
-    function openDispute(uint256 orderId) external {
-        OrderRecord storage o = _existing(orderId);
-        if (msg.sender != o.buyer && msg.sender != o.supplier) revert PurchaseOrdersNotParty(orderId, msg.sender);
+    /// - `terms` are the order's; the caller is the buyer or the supplier; the order is
+    ///   Delivered; the window is open.
+    function openDispute(uint256 orderId, Terms calldata terms) external {
+        OrderRecord memory o = _load(orderId, terms);
+        if (msg.sender != terms.buyer && msg.sender != terms.supplier) {
+            revert PurchaseOrdersNotParty(orderId, msg.sender);
+        }
         _requireState(orderId, o.state, OrderState.Delivered);
-        uint64 closesAt = _windowClosesAt(o);
+        uint64 closesAt = uint64(o.timestamp) + terms.disputeWindowSecs;
         if (block.timestamp >= closesAt) revert PurchaseOrdersDisputeWindow(orderId, closesAt, false);
 
         o.state = OrderState.Disputed;
-        o.disputedAt = _now40();
+        _orders[orderId] = o;
+        _disputedAt[orderId] = _now40();
         emit DisputeOpened(orderId, msg.sender);
     }
 
@@ -225,22 +277,24 @@ contract PurchaseOrders is IPurchaseOrders, AccessControl {
     /// ({settleOrder}), and whichever comes first is final.
     ///
     /// Requirements:
-    /// - the caller is the order's arbiter; the order is Disputed; `buyerAmount <= price`.
-    function resolveDispute(uint256 orderId, uint256 buyerAmount) external {
-        OrderRecord storage o = _existing(orderId);
-        if (msg.sender != o.arbiter) revert PurchaseOrdersNotArbiter(orderId, msg.sender);
+    /// - `terms` are the order's; the caller is its arbiter; the order is Disputed;
+    ///   `buyerAmount <= price`.
+    function resolveDispute(uint256 orderId, Terms calldata terms, uint256 buyerAmount) external {
+        OrderRecord memory o = _load(orderId, terms);
+        if (msg.sender != terms.arbiter) revert PurchaseOrdersNotArbiter(orderId, msg.sender);
         _requireState(orderId, o.state, OrderState.Disputed);
-        uint256 price = o.price;
+        uint256 price = terms.price;
         if (buyerAmount > price) revert PurchaseOrdersInvalidRuling(orderId, buyerAmount, price);
 
         o.state = OrderState.Resolved;
+        _orders[orderId] = o;
         // Cannot underflow: buyerAmount <= price was checked above.
         uint256 supplierAmount;
         unchecked {
             supplierAmount = price - buyerAmount;
         }
         emit DisputeResolved(orderId, msg.sender, buyerAmount, supplierAmount);
-        _escrow.release(orderId, o.buyer, buyerAmount, o.supplier, supplierAmount);
+        _escrow.release(orderId, terms.token, terms.buyer, buyerAmount, terms.supplier, supplierAmount);
     }
 
     /// @notice Makes the terms' split final (anyone may call): a Delivered order once its
@@ -248,24 +302,24 @@ contract PurchaseOrders is IPurchaseOrders, AccessControl {
     /// {ARBITRATION_PERIOD}. → Settled.
     ///
     /// Requirements:
+    /// - `terms` are the order's;
     /// - Delivered: `block.timestamp >= deliveredAt + disputeWindowSecs`, else
     ///   {PurchaseOrdersDisputeWindow} (open = true);
     /// - Disputed: `block.timestamp >= disputedAt + ARBITRATION_PERIOD`, else
     ///   {PurchaseOrdersArbitrationPending};
     /// - any other state: {PurchaseOrdersInvalidState}.
-    function settleOrder(uint256 orderId) external {
-        OrderRecord storage o = _existing(orderId);
-        OrderState state = o.state;
-        if (state == OrderState.Delivered) {
-            uint64 closesAt = _windowClosesAt(o);
+    function settleOrder(uint256 orderId, Terms calldata terms) external {
+        OrderRecord memory o = _load(orderId, terms);
+        if (o.state == OrderState.Delivered) {
+            uint64 closesAt = uint64(o.timestamp) + terms.disputeWindowSecs;
             if (block.timestamp < closesAt) revert PurchaseOrdersDisputeWindow(orderId, closesAt, true);
-        } else if (state == OrderState.Disputed) {
-            uint64 deadline = uint64(o.disputedAt) + ARBITRATION_PERIOD;
+        } else if (o.state == OrderState.Disputed) {
+            uint64 deadline = uint64(_disputedAt[orderId]) + ARBITRATION_PERIOD;
             if (block.timestamp < deadline) revert PurchaseOrdersArbitrationPending(orderId, deadline);
         } else {
-            revert PurchaseOrdersInvalidState(orderId, state);
+            revert PurchaseOrdersInvalidState(orderId, o.state);
         }
-        _settle(orderId, o);
+        _settle(orderId, o, terms);
     }
 
     /// @notice Cancels an order before shipment; a deposit goes back to the buyer in full.
@@ -273,13 +327,14 @@ contract PurchaseOrders is IPurchaseOrders, AccessControl {
     /// it is Created, Accepted or Funded. → Cancelled.
     ///
     /// Requirements:
-    /// - the caller is the buyer or the supplier, and the order is in a state above for that party.
-    function cancelOrder(uint256 orderId) external {
-        OrderRecord storage o = _existing(orderId);
+    /// - `terms` are the order's; the caller is the buyer or the supplier, and the order
+    ///   is in a state above for that party.
+    function cancelOrder(uint256 orderId, Terms calldata terms) external {
+        OrderRecord memory o = _load(orderId, terms);
         OrderState state = o.state;
-        if (msg.sender == o.buyer) {
+        if (msg.sender == terms.buyer) {
             _requireState(orderId, state, OrderState.Created);
-        } else if (msg.sender == o.supplier) {
+        } else if (msg.sender == terms.supplier) {
             if (state != OrderState.Created && state != OrderState.Accepted && state != OrderState.Funded) {
                 revert PurchaseOrdersInvalidState(orderId, state);
             }
@@ -288,8 +343,9 @@ contract PurchaseOrders is IPurchaseOrders, AccessControl {
         }
 
         o.state = OrderState.Cancelled;
+        _orders[orderId] = o;
         emit OrderCancelled(orderId, msg.sender);
-        _refund(orderId, o);
+        _refund(orderId, o, terms);
     }
 
     /// @notice Expires an order that was not delivered by `deliveryDeadline +
@@ -297,54 +353,39 @@ contract PurchaseOrders is IPurchaseOrders, AccessControl {
     /// Applies to Created, Accepted, Funded and Shipped orders. → Expired.
     ///
     /// Requirements:
-    /// - the order is in one of those states; `block.timestamp > deadline + grace`.
-    function expireOrder(uint256 orderId) external {
-        OrderRecord storage o = _existing(orderId);
+    /// - `terms` are the order's; the order is in one of those states;
+    ///   `block.timestamp > deadline + grace`.
+    function expireOrder(uint256 orderId, Terms calldata terms) external {
+        OrderRecord memory o = _load(orderId, terms);
         OrderState state = o.state;
         if (
             state != OrderState.Created && state != OrderState.Accepted && state != OrderState.Funded
                 && state != OrderState.Shipped
         ) revert PurchaseOrdersInvalidState(orderId, state);
-        uint64 expiresAt = uint64(o.deliveryDeadline) + o.expiryGraceSecs;
+        uint64 expiresAt = terms.deliveryDeadline + terms.expiryGraceSecs;
         if (block.timestamp <= expiresAt) revert PurchaseOrdersNotExpired(orderId, expiresAt);
 
         o.state = OrderState.Expired;
-        emit OrderExpired(orderId, o.funded ? o.price : 0);
-        _refund(orderId, o);
+        _orders[orderId] = o;
+        emit OrderExpired(orderId, o.flags & _FUNDED != 0 ? terms.price : 0);
+        _refund(orderId, o, terms);
     }
 
     // ------------------------------------------------------------------ views
 
     /// @inheritdoc IPurchaseOrders
     function getOrder(uint256 orderId) external view returns (Order memory order) {
-        OrderRecord storage o = _existing(orderId);
-        order.buyer = o.buyer;
-        order.supplier = o.supplier;
+        OrderRecord memory o = _existing(orderId);
+        order.termsDigest = o.termsDigest;
         order.state = o.state;
-        order.funded = o.funded;
-        order.breached = o.breached;
-        order.createdAt = o.createdAt;
-        order.shippedAt = o.shippedAt;
-        order.deliveredAt = o.deliveredAt;
-        order.disputedAt = o.disputedAt;
-        Terms memory t = order.terms;
-        t.token = o.token;
-        t.price = o.price;
-        t.deliveryDeadline = o.deliveryDeadline;
-        t.expiryGraceSecs = o.expiryGraceSecs;
-        t.destLatE6 = o.destLatE6;
-        t.destLonE6 = o.destLonE6;
-        t.geofenceE6 = o.geofenceE6;
-        t.minTempCentiC = o.minTempCentiC;
-        t.maxTempCentiC = o.maxTempCentiC;
-        t.maxHumidityPermille = o.maxHumidityPermille;
-        t.maxShockMilliG = o.maxShockMilliG;
-        t.toleratedExcursionSecs = o.toleratedExcursionSecs;
-        t.latePenaltyBpsPerHour = o.latePenaltyBpsPerHour;
-        t.latePenaltyCapBps = o.latePenaltyCapBps;
-        t.breachRefundBps = o.breachRefundBps;
-        t.disputeWindowSecs = o.disputeWindowSecs;
-        t.arbiter = o.arbiter;
+        order.funded = o.flags & _FUNDED != 0;
+        order.breached = o.flags & _BREACHED != 0;
+        order.timestamp = o.timestamp;
+    }
+
+    /// @inheritdoc IPurchaseOrders
+    function disputedAt(uint256 orderId) external view returns (uint64) {
+        return _disputedAt[orderId];
     }
 
     /// @inheritdoc IPurchaseOrders
@@ -356,12 +397,17 @@ contract PurchaseOrders is IPurchaseOrders, AccessControl {
     }
 
     /// @inheritdoc IPurchaseOrders
-    function previewSettlement(uint256 orderId, uint64 deliveredAt)
+    function hashTerms(Terms calldata terms) external pure returns (bytes25) {
+        return _digest(terms);
+    }
+
+    /// @inheritdoc IPurchaseOrders
+    function previewSettlement(uint256 orderId, Terms calldata terms, uint64 deliveredAt)
         external
         view
         returns (uint256 buyerAmount, uint256 supplierAmount)
     {
-        (buyerAmount, supplierAmount) = _split(_existing(orderId), deliveredAt);
+        (buyerAmount, supplierAmount) = _split(terms, _load(orderId, terms).flags, deliveredAt);
     }
 
     /// @inheritdoc IPurchaseOrders
@@ -376,47 +422,36 @@ contract PurchaseOrders is IPurchaseOrders, AccessControl {
 
     // ------------------------------------------------------------------ internals
 
-    function _create(address supplier, Terms calldata t, bool funded) private returns (uint256 orderId) {
-        _validate(supplier, t);
+    function _create(Terms calldata t, uint8 flags) private returns (uint256 orderId) {
+        _validate(t);
         orderId = _nextOrderId;
         // Cannot overflow: one id per order, far fewer than 2^256.
         unchecked {
             _nextOrderId = orderId + 1;
         }
-        // The casts below are safe: _validate bounded price, deadline and temperatures.
-        _orders[orderId] = OrderRecord({
-            buyer: msg.sender,
-            state: OrderState.Created,
-            funded: funded,
-            shippedAt: 0,
-            deliveredAt: 0,
-            supplier: supplier,
-            createdAt: _now40(),
-            deliveryDeadline: uint40(t.deliveryDeadline),
-            latePenaltyBpsPerHour: t.latePenaltyBpsPerHour,
-            token: t.token,
-            price: uint88(t.price),
-            arbiter: t.arbiter,
-            disputedAt: 0,
-            disputeWindowSecs: t.disputeWindowSecs,
-            latePenaltyCapBps: t.latePenaltyCapBps,
-            breached: false,
-            destLatE6: t.destLatE6,
-            destLonE6: t.destLonE6,
-            geofenceE6: t.geofenceE6,
-            minTempCentiC: int16(t.minTempCentiC),
-            maxTempCentiC: int16(t.maxTempCentiC),
-            maxShockMilliG: t.maxShockMilliG,
-            toleratedExcursionSecs: t.toleratedExcursionSecs,
-            expiryGraceSecs: t.expiryGraceSecs,
-            maxHumidityPermille: t.maxHumidityPermille,
-            breachRefundBps: t.breachRefundBps
-        });
-        emit OrderCreated(orderId, msg.sender, supplier, t.token, t.price, t.deliveryDeadline);
+        // The terms are copied to memory once, hashed there and logged from there: the
+        // same bytes as `_digest(t)` and `emit OrderCreated(orderId, t.buyer, t.supplier, t)`
+        // (a static struct's calldata is its ABI encoding), without encoding the struct
+        // twice. `_validate` checked that every field is canonically encoded.
+        bytes25 digest;
+        bytes32 topic = OrderCreated.selector;
+        address buyer = t.buyer;
+        address supplier = t.supplier;
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            calldatacopy(ptr, t, 704)
+            digest := keccak256(ptr, 704)
+            let mask := 0xffffffffffffffffffffffffffffffffffffffff
+            log4(ptr, 704, topic, orderId, and(buyer, mask), and(supplier, mask))
+        }
+        _orders[orderId] =
+            OrderRecord({termsDigest: digest, state: OrderState.Created, flags: flags, timestamp: _now40()});
     }
 
-    function _validate(address supplier, Terms calldata t) private view {
-        if (supplier == address(0) || supplier == msg.sender) revert PurchaseOrdersInvalidTerms("supplier");
+    function _validate(Terms calldata t) private view {
+        _requireCanonical(t);
+        if (t.buyer != msg.sender) revert PurchaseOrdersInvalidTerms("buyer");
+        if (t.supplier == address(0) || t.supplier == t.buyer) revert PurchaseOrdersInvalidTerms("supplier");
         if (t.price == 0 || t.price > MAX_PRICE) revert PurchaseOrdersInvalidTerms("price");
         if (t.deliveryDeadline <= block.timestamp || t.deliveryDeadline > type(uint40).max) {
             revert PurchaseOrdersInvalidTerms("deliveryDeadline");
@@ -431,75 +466,140 @@ contract PurchaseOrders is IPurchaseOrders, AccessControl {
         if (t.latePenaltyBpsPerHour > _BPS) revert PurchaseOrdersInvalidTerms("latePenaltyBpsPerHour");
         if (t.latePenaltyCapBps > _BPS) revert PurchaseOrdersInvalidTerms("latePenaltyCapBps");
         if (t.breachRefundBps > _BPS) revert PurchaseOrdersInvalidTerms("breachRefundBps");
-        if (t.arbiter == address(0) || t.arbiter == msg.sender || t.arbiter == supplier) {
+        if (t.arbiter == address(0) || t.arbiter == t.buyer || t.arbiter == t.supplier) {
             revert PurchaseOrdersInvalidTerms("arbiter");
+        }
+        // The supplier gains from clean readings and an early arrival: it may not vouch for its own witnesses.
+        if (t.deviceIssuer == address(0) || t.deviceIssuer == t.supplier) {
+            revert PurchaseOrdersInvalidTerms("deviceIssuer");
+        }
+        if (t.secondDeviceIssuer != address(0)) {
+            if (t.secondDeviceIssuer == t.supplier || t.secondDeviceIssuer == t.deviceIssuer) {
+                revert PurchaseOrdersInvalidTerms("secondDeviceIssuer");
+            }
+        }
+        if (t.arrivalQuorum > 2 || (t.arrivalQuorum == 2 && t.secondDeviceIssuer == address(0))) {
+            revert PurchaseOrdersInvalidTerms("arrivalQuorum");
         }
     }
 
-    function _deliver(uint256 orderId, OrderRecord storage o, uint64 deliveredAt, address confirmedBy) private {
+    /// @dev Reverts (without data, as the ABI decoder does) unless every word of `t` in
+    /// calldata is a canonical encoding of its field's type: addresses and unsigned fields
+    /// have no bits above their width, signed fields are sign-extended.
+    function _requireCanonical(Terms calldata t) private pure {
+        bool ok;
+        assembly ("memory-safe") {
+            // unsigned widths in bits, 0 = a signed field (checked below), per word
+            // address x3, uint256, uint64, uint32, int32 x2, uint32, int32 x2, uint16,
+            // uint32 x2, uint16 x3, uint32, address x3, uint8
+            function u(p, bits) -> r { r := iszero(shr(bits, calldataload(p))) }
+            function i32(p) -> r { let w := calldataload(p) r := eq(signextend(3, w), w) }
+            ok := and(and(u(t, 160), u(add(t, 0x20), 160)), u(add(t, 0x40), 160))
+            ok := and(ok, and(u(add(t, 0x80), 64), u(add(t, 0xa0), 32)))
+            ok := and(ok, and(i32(add(t, 0xc0)), i32(add(t, 0xe0))))
+            ok := and(ok, and(u(add(t, 0x100), 32), and(i32(add(t, 0x120)), i32(add(t, 0x140)))))
+            ok := and(ok, and(u(add(t, 0x160), 16), and(u(add(t, 0x180), 32), u(add(t, 0x1a0), 32))))
+            ok := and(ok, and(u(add(t, 0x1c0), 16), and(u(add(t, 0x1e0), 16), u(add(t, 0x200), 16))))
+            ok := and(ok, and(u(add(t, 0x220), 32), u(add(t, 0x240), 160)))
+            ok := and(ok, and(u(add(t, 0x260), 160), and(u(add(t, 0x280), 160), u(add(t, 0x2a0), 8))))
+        }
+        if (!ok) revert();
+    }
+
+    function _deliver(
+        uint256 orderId,
+        OrderRecord memory o,
+        Terms calldata t,
+        uint64 deliveredAt,
+        address confirmedBy
+    ) private {
         _requireState(orderId, o.state, OrderState.Shipped);
-        if (deliveredAt < o.shippedAt || deliveredAt > block.timestamp) {
+        if (deliveredAt < o.timestamp || deliveredAt > block.timestamp) {
             revert PurchaseOrdersInvalidDeliveryTime(orderId, deliveredAt);
         }
         // The cast is safe: deliveredAt <= block.timestamp < 2^40.
-        o.deliveredAt = uint40(deliveredAt);
-        uint64 deadline = o.deliveryDeadline;
+        o.timestamp = uint40(deliveredAt);
+        uint64 deadline = t.deliveryDeadline;
         // Cannot underflow: only taken when deliveredAt > deadline.
         uint64 late;
         unchecked {
             late = deliveredAt > deadline ? deliveredAt - deadline : 0;
         }
-        if (o.disputeWindowSecs == 0) {
+        if (t.disputeWindowSecs == 0) {
             emit OrderDelivered(orderId, deliveredAt, late, confirmedBy);
-            _settle(orderId, o);
+            _settle(orderId, o, t);
         } else {
             o.state = OrderState.Delivered;
+            _orders[orderId] = o;
             emit OrderDelivered(orderId, deliveredAt, late, confirmedBy);
         }
     }
 
-    function _settle(uint256 orderId, OrderRecord storage o) private {
-        (uint256 buyerAmount, uint256 supplierAmount) = _split(o, o.deliveredAt);
+    function _settle(uint256 orderId, OrderRecord memory o, Terms calldata t) private {
+        (uint256 buyerAmount, uint256 supplierAmount) = _split(t, o.flags, o.timestamp);
         o.state = OrderState.Settled;
+        _orders[orderId] = o;
         emit OrderSettled(orderId, buyerAmount, supplierAmount);
-        _escrow.release(orderId, o.buyer, buyerAmount, o.supplier, supplierAmount);
+        _escrow.release(orderId, t.token, t.buyer, buyerAmount, t.supplier, supplierAmount);
     }
 
     /// @dev Credits a funded order's whole deposit back to the buyer.
-    function _refund(uint256 orderId, OrderRecord storage o) private {
-        if (o.funded) _escrow.release(orderId, o.buyer, o.price, o.supplier, 0);
+    function _refund(uint256 orderId, OrderRecord memory o, Terms calldata t) private {
+        if (o.flags & _FUNDED != 0) _escrow.release(orderId, t.token, t.buyer, t.price, t.supplier, 0);
     }
 
     /// @dev The settlement split for delivery at `deliveredAt` (DESIGN.md §4).
-    function _split(OrderRecord storage o, uint64 deliveredAt)
+    function _split(Terms calldata t, uint8 flags, uint64 deliveredAt)
         private
-        view
+        pure
         returns (uint256 buyerAmount, uint256 supplierAmount)
     {
         uint256 refundBps;
-        uint256 deadline = o.deliveryDeadline;
+        uint256 deadline = t.deliveryDeadline;
         if (deliveredAt > deadline) {
             // Cannot overflow: late < 2^64, so hours * rate stays far below 2^256.
             unchecked {
                 uint256 late = deliveredAt - deadline;
                 uint256 startedHours = (late + 3599) / 3600;
-                uint256 penalty = startedHours * o.latePenaltyBpsPerHour;
-                uint256 cap = o.latePenaltyCapBps;
+                uint256 penalty = startedHours * t.latePenaltyBpsPerHour;
+                uint256 cap = t.latePenaltyCapBps;
                 refundBps = penalty < cap ? penalty : cap;
             }
         }
-        if (o.breached) refundBps += o.breachRefundBps;
+        if (flags & _BREACHED != 0) refundBps += t.breachRefundBps;
         if (refundBps > _BPS) refundBps = _BPS;
-        uint256 price = o.price;
-        // Cannot overflow: price < 2^88 and refundBps <= 10000; buyerAmount <= price.
+        uint256 price = t.price;
+        // Cannot overflow: price < 2^88 (validated at creation) and refundBps <= 10000;
+        // buyerAmount <= price.
         unchecked {
             buyerAmount = price * refundBps / _BPS;
             supplierAmount = price - buyerAmount;
         }
     }
 
-    function _windowClosesAt(OrderRecord storage o) private view returns (uint64) {
-        return uint64(o.deliveredAt) + o.disputeWindowSecs;
+    /// @dev The stored digest of `t`: the first 25 bytes of keccak256(abi.encode(t)), from
+    /// the validated, canonical encoding (used at creation and by {hashTerms}).
+    function _digest(Terms calldata t) private pure returns (bytes25) {
+        return bytes25(keccak256(abi.encode(t)));
+    }
+
+    /// @dev The same digest hashed straight from calldata: `Terms` is a static struct, so
+    /// its calldata is its ABI encoding, 22 words. Non-canonical calldata (dirty high
+    /// bits) hashes differently from the canonical digest stored at creation and is
+    /// refused as wrong terms; this skips re-encoding the struct (about 3,000 gas a call).
+    function _calldataDigest(Terms calldata t) private pure returns (bytes25 d) {
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            calldatacopy(ptr, t, 704)
+            d := keccak256(ptr, 704)
+        }
+    }
+
+    /// @dev The order's record, checking that `t` are its terms.
+    function _load(uint256 orderId, Terms calldata t) private view returns (OrderRecord memory o) {
+        o = _existing(orderId);
+        bytes25 actual = _calldataDigest(t);
+        if (o.termsDigest != actual) revert PurchaseOrdersWrongTerms(orderId, o.termsDigest, actual);
     }
 
     function _existing(uint256 orderId) private view returns (OrderRecord storage o) {

@@ -1,134 +1,192 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 
-import {IPurchaseOrders} from "./interfaces/IPurchaseOrders.sol";
+import {DeviceCertificate, IPurchaseOrders, SignedCertificate} from "./interfaces/IPurchaseOrders.sol";
 import {IQualityVerification} from "./interfaces/IQualityVerification.sol";
 
 /// @title QualityVerification
-/// @notice Binds sensor devices to an order at shipment, anchors oracles' Merkle
-/// commitments of the devices' signed readings, and judges device-signed evidence:
-/// a temperature/humidity excursion longer than tolerated or a shock over the limit
-/// (a breach), and a reading inside the destination geofence (delivery). Anyone may
-/// submit evidence, so no single oracle can invent or hide a breach.
+/// @notice Decides which devices may witness an order, anchors the fleet's readings, and
+/// judges device-signed evidence: a temperature/humidity excursion longer than tolerated
+/// or a shock over the limit (a breach), and readings inside the destination geofence
+/// (delivery). Anyone may submit evidence, so no single oracle can invent or hide a breach.
 ///
-/// Readings are EIP-712 typed data (domain "TrustShip Telemetry", version "1", this
-/// contract as verifying contract), byte for byte the digest `backend.telemetry` signs.
-contract QualityVerification is IQualityVerification, AccessControl, EIP712 {
-    /// @notice The role allowed to commit Merkle roots of readings.
-    bytes32 public constant ORACLE_ROLE = keccak256("ORACLE_ROLE");
-
+/// Witnesses: the terms name who may vouch for the order's devices (`deviceIssuer`,
+/// optionally `secondDeviceIssuer`; never the supplier). A device counts only with an
+/// EIP-712 {DeviceCertificate} signed by such an issuer, naming this order, valid at the
+/// time in question, for a device its issuer has not revoked at that time. The supplier
+/// binds devices at shipment with their certificates (checked here, {DeviceBound} per
+/// device), and every piece of evidence carries its device's certificate again, so the
+/// check costs no storage. When witnesses disagree: a breach proven by any certified
+/// device stands; arrival needs `arrivalQuorum` issuers' devices inside the geofence.
+///
+/// Fleet commitments: anyone may keep a log of Merkle roots ({commitFleetRoot}); readers
+/// trust the logs of the committers they choose (the oracle's, named in the deployment
+/// manifest). One root covers a window of readings of every order; a log is an append-only
+/// Merkle tree of depth 32 kept as its frontier, so each root costs one slot update and
+/// every reading stays provable ({verifyFleetReading}).
+///
+/// Readings and certificates are EIP-712 typed data (domain "TrustShip Telemetry", version
+/// "1", this contract as verifying contract), byte for byte what `backend.telemetry` signs.
+contract QualityVerification is IQualityVerification, EIP712 {
     /// @dev keccak256 of the EIP-712 type string of {Reading}.
     bytes32 private constant _READING_TYPEHASH = keccak256(
         "Reading(uint256 orderId,uint32 seq,uint64 timestamp,int32 temperatureCentiC,uint16 humidityPermille,"
         "uint32 shockMilliG,int32 latitudeE6,int32 longitudeE6,uint8 flags)"
     );
+    /// @dev keccak256 of the EIP-712 type string of {DeviceCertificate}.
+    bytes32 private constant _CERTIFICATE_TYPEHASH =
+        keccak256("DeviceCertificate(uint256 orderId,address device,address issuer,uint64 validFrom,uint64 validUntil)");
+    uint256 private constant _LOG_DEPTH = 32;
 
-    /// @dev One storage slot per order. The first bound device lives here, so an order
-    /// shipped with one device costs one slot, and the first commitment only updates it.
-    struct OrderRecord {
-        address firstDevice;
+    /// @dev A committer's log in one slot, its frontier in `_branches`.
+    struct FleetLog {
         uint64 lastBatchSeq;
-        uint32 deviceCount;
+        uint64 size;
     }
 
-    IPurchaseOrders private _purchaseOrders;
-    mapping(uint256 orderId => OrderRecord) private _records;
-    mapping(uint256 orderId => mapping(address device => bool)) private _moreDevices;
-    mapping(uint256 orderId => mapping(uint64 batchSeq => bytes32 root)) private _roots;
+    IPurchaseOrders private immutable _purchaseOrders;
+    mapping(address issuer => mapping(address device => uint64)) private _revokedAt;
+    mapping(address committer => FleetLog) private _logs;
+    /// @dev The left siblings on the path of the log's next leaf, one per level.
+    mapping(address committer => bytes32[_LOG_DEPTH]) private _branches;
 
-    /// @param admin receives DEFAULT_ADMIN_ROLE: it wires PurchaseOrders once and grants ORACLE_ROLE.
-    constructor(address admin) EIP712("TrustShip Telemetry", "1") {
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
-    }
-
-    /// @inheritdoc IQualityVerification
-    function setPurchaseOrders(address purchaseOrders_) external onlyRole(DEFAULT_ADMIN_ROLE) {
-        if (address(_purchaseOrders) != address(0)) revert QualityVerificationAlreadyInitialized();
+    /// @param purchaseOrders_ the PurchaseOrders contract (deployed next; it checks in its
+    /// constructor that this contract names it).
+    constructor(address purchaseOrders_) EIP712("TrustShip Telemetry", "1") {
         _purchaseOrders = IPurchaseOrders(purchaseOrders_);
-        emit PurchaseOrdersSet(purchaseOrders_);
     }
 
-    /// @notice Binds the devices travelling with an order; their signatures count as
-    /// evidence for it from now on. Emits {DeviceBound} per device.
+    // ------------------------------------------------------------------ devices
+
+    /// @notice Checks the certificates of the devices travelling with an order and binds
+    /// them: their signed readings count as evidence. Emits {DeviceBound} per device.
     ///
-    /// Requirements:
-    /// - the caller is PurchaseOrders (it calls this from `shipOrder`);
-    /// - no device is the zero address or already bound to the order (also not twice in `devices`).
-    function bindDevices(uint256 orderId, address[] calldata devices) external {
+    /// Requirements, for every certificate (at `block.timestamp`):
+    /// - the caller is PurchaseOrders (from `shipOrder`, after checking the terms);
+    /// - it names `orderId` ({QualityVerificationCertificateWrongOrder});
+    /// - its device is not zero and not bound twice ({QualityVerificationInvalidDevice});
+    /// - its issuer is `deviceIssuer` or a non-zero `secondDeviceIssuer`
+    ///   ({QualityVerificationUncertifiedDevice}) and signed it
+    ///   ({QualityVerificationForgedCertificate});
+    /// - `validFrom <= now <= validUntil` ({QualityVerificationCertificateNotValid});
+    /// - the issuer has not revoked the device ({QualityVerificationDeviceRevoked});
+    /// - with a second issuer, each issuer certifies at least one device
+    ///   ({QualityVerificationIssuerMissing}).
+    function bindDevices(
+        uint256 orderId,
+        address deviceIssuer,
+        address secondDeviceIssuer,
+        SignedCertificate[] calldata certificates
+    ) external {
         if (msg.sender != address(_purchaseOrders)) revert QualityVerificationNotPurchaseOrders(msg.sender);
-        OrderRecord memory rec = _records[orderId];
-        for (uint256 i = 0; i < devices.length; ++i) {
-            address device = devices[i];
+        bool first;
+        bool second;
+        uint64 at = uint64(block.timestamp);
+        for (uint256 i = 0; i < certificates.length; ++i) {
+            DeviceCertificate calldata c = certificates[i].certificate;
+            address device = c.device;
             if (device == address(0)) revert QualityVerificationInvalidDevice(orderId, device);
-            if (rec.firstDevice == address(0)) {
-                // No device yet, so none in _moreDevices either: no lookup needed.
-                rec.firstDevice = device;
-            } else {
-                if (_isBound(rec.firstDevice, orderId, device)) revert QualityVerificationInvalidDevice(orderId, device);
-                _moreDevices[orderId][device] = true;
+            for (uint256 j = 0; j < i; ++j) {
+                if (certificates[j].certificate.device == device) {
+                    revert QualityVerificationInvalidDevice(orderId, device);
+                }
             }
-            emit DeviceBound(orderId, device);
+            _checkCertificate(orderId, deviceIssuer, secondDeviceIssuer, certificates[i], at);
+            if (c.issuer == deviceIssuer) first = true;
+            else second = true;
+            emit DeviceBound(orderId, device, c.issuer);
         }
-        // Checked: cannot realistically overflow (calldata limits the list), and would revert if it did.
-        rec.deviceCount += uint32(devices.length);
-        _records[orderId] = rec;
+        if (!first) revert QualityVerificationIssuerMissing(orderId, deviceIssuer);
+        if (secondDeviceIssuer != address(0) && !second) {
+            revert QualityVerificationIssuerMissing(orderId, secondDeviceIssuer);
+        }
     }
 
-    /// @notice Anchors the Merkle root of a batch of an order's readings (leaf =
-    /// `keccak256(abi.encode(hashReading(reading)))`, sorted-pair nodes).
+    /// @notice The caller, an issuer, revokes `device`: its readings timestamped from now
+    /// on no longer count as evidence for any order, and it can no longer be bound.
+    /// Emits {DeviceRevoked}.
     ///
-    /// Commitments are accepted in every state after shipment, terminal ones included:
-    /// a commitment moves no money, and the last batch of an order (often carrying the
-    /// arrival reading itself) can only be committed after the order settled.
+    /// Requirements: the caller has not revoked `device` before ({QualityVerificationAlreadyRevoked}).
+    function revokeDevice(address device) external {
+        uint64 revoked = _revokedAt[msg.sender][device];
+        if (revoked != 0) revert QualityVerificationAlreadyRevoked(msg.sender, device, revoked);
+        uint64 at = uint64(block.timestamp);
+        _revokedAt[msg.sender][device] = at;
+        emit DeviceRevoked(msg.sender, device, at);
+    }
+
+    // ------------------------------------------------------------------ fleet commitments
+
+    /// @notice Appends the Merkle root of a window of the fleet's readings to the caller's
+    /// log. Leaves: {fleetLeaf}(orderId, device, readingDigest, leafIndex), sorted-pair
+    /// nodes (OpenZeppelin `MerkleProof`). The log entry is {fleetLogEntry}(batchSeq, root,
+    /// count) at position `size`. Emits {FleetRootCommitted}.
     ///
     /// Requirements:
-    /// - the caller has ORACLE_ROLE;
-    /// - the order has shipped (devices are bound), else {QualityVerificationOrderNotInTransit};
     /// - `root != 0` and `readingCount > 0`, else {QualityVerificationEmptyBatch};
-    /// - `batchSeq` is above the order's last one (the first is 1), else
-    ///   {QualityVerificationStaleBatch}: a relay may treat that as already done.
-    function commitReadings(uint256 orderId, uint64 batchSeq, bytes32 root, uint32 readingCount)
-        external
-        onlyRole(ORACLE_ROLE)
-    {
-        OrderRecord storage rec = _records[orderId];
-        if (rec.firstDevice == address(0)) revert QualityVerificationOrderNotInTransit(orderId);
-        if (root == bytes32(0) || readingCount == 0) revert QualityVerificationEmptyBatch(orderId);
-        uint64 last = rec.lastBatchSeq;
-        if (batchSeq <= last) revert QualityVerificationStaleBatch(orderId, batchSeq, last);
+    /// - `batchSeq` is above the caller's last one (the first is at least 1), else
+    ///   {QualityVerificationStaleBatch}: a relay may treat that as already done;
+    /// - the log holds fewer than 2^32 - 1 roots ({QualityVerificationLogFull}).
+    function commitFleetRoot(uint64 batchSeq, bytes32 root, uint32 readingCount) external {
+        if (root == bytes32(0) || readingCount == 0) revert QualityVerificationEmptyBatch(msg.sender);
+        FleetLog memory log = _logs[msg.sender];
+        if (batchSeq <= log.lastBatchSeq) revert QualityVerificationStaleBatch(msg.sender, batchSeq, log.lastBatchSeq);
+        uint64 index = log.size;
+        if (index >= type(uint32).max) revert QualityVerificationLogFull(msg.sender);
 
-        rec.lastBatchSeq = batchSeq;
-        _roots[orderId][batchSeq] = root;
-        emit ReadingsCommitted(orderId, batchSeq, root, readingCount, msg.sender);
+        _logs[msg.sender] = FleetLog({lastBatchSeq: batchSeq, size: index + 1});
+        // Incremental Merkle tree (as the Ethereum deposit contract): fold the new leaf
+        // with the stored left siblings until the first level where it is a left child,
+        // and store it there. One slot written per root.
+        bytes32 node = _logEntry(batchSeq, root, readingCount);
+        bytes32[_LOG_DEPTH] storage branch = _branches[msg.sender];
+        uint256 s = uint256(index) + 1;
+        for (uint256 h = 0; h < _LOG_DEPTH; ++h) {
+            if (s & 1 == 1) {
+                branch[h] = node;
+                break;
+            }
+            node = _hashPair(branch[h], node);
+            s >>= 1;
+        }
+        emit FleetRootCommitted(msg.sender, batchSeq, root, readingCount, index);
     }
+
+    // ------------------------------------------------------------------ evidence
 
     /// @notice Proves a temperature or humidity excursion and records a breach.
     ///
     /// Requirements:
-    /// - the order is Shipped and not yet breached;
+    /// - `terms` are the order's; the order is Shipped and not yet breached;
     /// - `readings` is non-empty and as long as `signatures`;
-    /// - every reading names `orderId` and is signed by the same device, bound to the order;
+    /// - every reading names `orderId` and is signed by the device `certificate` certifies
+    ///   (see {bindDevices}; valid and not revoked at each reading's timestamp);
     /// - seq numbers are consecutive (+1) and timestamps strictly increase, the first not
     ///   before shipment;
     /// - every reading is out of range (temperature below min or above max, or humidity
     ///   above max when humidity is checked);
     /// - the last timestamp minus the first exceeds the tolerated excursion time.
-    function proveExcursion(uint256 orderId, Reading[] calldata readings, bytes[] calldata signatures) external {
+    function proveExcursion(
+        uint256 orderId,
+        IPurchaseOrders.Terms calldata terms,
+        Reading[] calldata readings,
+        bytes[] calldata signatures,
+        SignedCertificate calldata certificate
+    ) external {
         uint256 n = readings.length;
         if (n == 0 || n != signatures.length) revert QualityVerificationBadEvidence(orderId);
-        IPurchaseOrders.Order memory order = _orderInTransit(orderId);
+        uint64 shippedAt = _inTransit(orderId, terms, true);
 
-        address device = _boundSigner(orderId, 0, readings[0], signatures[0]);
         Reading calldata first = readings[0];
-        if (first.timestamp < order.shippedAt) {
-            revert QualityVerificationReadingBeforeShipment(orderId, first.timestamp, order.shippedAt);
+        if (first.timestamp < shippedAt) {
+            revert QualityVerificationReadingBeforeShipment(orderId, first.timestamp, shippedAt);
         }
-        _requireOutOfRange(order.terms, first);
+        address device = _certifiedSigner(orderId, terms, 0, first, signatures[0], certificate);
+        _requireOutOfRange(terms, first);
         for (uint256 i = 1; i < n; ++i) {
             Reading calldata prev = readings[i - 1];
             Reading calldata r = readings[i];
@@ -143,7 +201,8 @@ contract QualityVerification is IQualityVerification, AccessControl, EIP712 {
                 revert QualityVerificationNotConsecutive(orderId, i, expected, r.seq);
             }
             if (r.timestamp <= prev.timestamp) revert QualityVerificationTimestampNotIncreasing(orderId, i);
-            _requireOutOfRange(order.terms, r);
+            _requireValidAt(orderId, certificate.certificate, r.timestamp);
+            _requireOutOfRange(terms, r);
         }
 
         Reading calldata lastReading = readings[n - 1];
@@ -152,7 +211,7 @@ contract QualityVerification is IQualityVerification, AccessControl, EIP712 {
         unchecked {
             duration = lastReading.timestamp - first.timestamp;
         }
-        uint32 tolerated = order.terms.toleratedExcursionSecs;
+        uint32 tolerated = terms.toleratedExcursionSecs;
         if (duration <= tolerated) revert QualityVerificationExcursionTooShort(orderId, duration, tolerated);
 
         emit ExcursionProven(
@@ -161,19 +220,26 @@ contract QualityVerification is IQualityVerification, AccessControl, EIP712 {
         _purchaseOrders.recordBreach(orderId);
     }
 
-    /// @notice Proves a shock over the order's limit and records a breach.
+    /// @notice Proves a shock over the limit from one certified device reading and records a breach.
     ///
     /// Requirements:
-    /// - the order is Shipped and not yet breached;
-    /// - the reading names `orderId`, is signed by a bound device and was taken after shipment;
-    /// - shock is checked for the order (`maxShockMilliG != 0`) and the reading exceeds it.
-    function proveShock(uint256 orderId, Reading calldata reading, bytes calldata signature) external {
-        IPurchaseOrders.Order memory order = _orderInTransit(orderId);
-        address device = _boundSigner(orderId, 0, reading, signature);
-        if (reading.timestamp < order.shippedAt) {
-            revert QualityVerificationReadingBeforeShipment(orderId, reading.timestamp, order.shippedAt);
+    /// - `terms` are the order's; the order is Shipped and not yet breached;
+    /// - the reading names `orderId`, is signed by the certified device (as in
+    ///   {proveExcursion}) and was taken after shipment;
+    /// - shock is checked (`maxShockMilliG != 0`) and the reading's shock is above it.
+    function proveShock(
+        uint256 orderId,
+        IPurchaseOrders.Terms calldata terms,
+        Reading calldata reading,
+        bytes calldata signature,
+        SignedCertificate calldata certificate
+    ) external {
+        uint64 shippedAt = _inTransit(orderId, terms, true);
+        address device = _certifiedSigner(orderId, terms, 0, reading, signature, certificate);
+        if (reading.timestamp < shippedAt) {
+            revert QualityVerificationReadingBeforeShipment(orderId, reading.timestamp, shippedAt);
         }
-        uint32 limit = order.terms.maxShockMilliG;
+        uint32 limit = terms.maxShockMilliG;
         if (limit == 0 || reading.shockMilliG <= limit) {
             revert QualityVerificationShockWithinLimit(orderId, reading.shockMilliG, limit);
         }
@@ -182,34 +248,111 @@ contract QualityVerification is IQualityVerification, AccessControl, EIP712 {
         _purchaseOrders.recordBreach(orderId);
     }
 
-    /// @notice Proves arrival from a device reading inside the destination box and
-    /// records delivery at the reading's timestamp (which settles the order at once
-    /// when its dispute window is zero).
+    /// @notice Proves arrival from certified device readings inside the destination box
+    /// and records delivery at the latest of their timestamps (the moment the quorum was
+    /// met; this settles the order at once when its dispute window is zero). Emits
+    /// {ArrivalProven} per reading.
     ///
     /// Requirements:
-    /// - the order is Shipped;
-    /// - the reading names `orderId` and is signed by a bound device;
-    /// - its timestamp is not before shipment and not in the future;
-    /// - `|lat - destLatE6| <= geofenceE6` and `|lon - destLonE6| <= geofenceE6`.
-    function proveArrival(uint256 orderId, Reading calldata reading, bytes calldata signature) external {
-        if (_records[orderId].firstDevice == address(0)) revert QualityVerificationOrderNotInTransit(orderId);
-        IPurchaseOrders.Order memory order = _purchaseOrders.getOrder(orderId);
-        if (order.state != IPurchaseOrders.OrderState.Shipped) revert QualityVerificationOrderNotInTransit(orderId);
-        address device = _boundSigner(orderId, 0, reading, signature);
-        if (reading.timestamp < order.shippedAt) {
-            revert QualityVerificationReadingBeforeShipment(orderId, reading.timestamp, order.shippedAt);
+    /// - `readings`, `signatures` and `certificates` are non-empty and of one length
+    ///   ({QualityVerificationBadEvidence}), checked first;
+    /// - then, reading by reading, as below; then the quorum; then PurchaseOrders'
+    ///   `recordDelivery` checks the order: it is Shipped
+    ///   ({QualityVerificationOrderNotInTransit}), `terms` are its terms, no reading is
+    ///   older than the shipment ({QualityVerificationReadingBeforeShipment}), none is in
+    ///   the future ({IPurchaseOrders-PurchaseOrdersInvalidDeliveryTime});
+    /// - each reading names `orderId`, is signed by the device its certificate certifies
+    ///   (as in {proveExcursion}) and lies inside the box: `|lat - destLatE6| <= geofenceE6` and `|lon - destLonE6| <= geofenceE6`;
+    /// - the readings' issuers number at least `arrivalQuorum`
+    ///   ({QualityVerificationQuorumNotMet}; `arrivalQuorum == 0` always fails): 1 = any
+    ///   certified device, 2 = one of each issuer.
+    function proveArrival(
+        uint256 orderId,
+        IPurchaseOrders.Terms calldata terms,
+        Reading[] calldata readings,
+        bytes[] calldata signatures,
+        SignedCertificate[] calldata certificates
+    ) external {
+        if (readings.length == 0 || readings.length != signatures.length || readings.length != certificates.length) {
+            revert QualityVerificationBadEvidence(orderId);
         }
-        IPurchaseOrders.Terms memory t = order.terms;
-        if (
-            _distance(reading.latitudeE6, t.destLatE6) > t.geofenceE6
-                || _distance(reading.longitudeE6, t.destLonE6) > t.geofenceE6
-        ) {
-            revert QualityVerificationOutsideGeofence(orderId, reading.latitudeE6, reading.longitudeE6);
+        // Packed to stay within the stack: bits 0-1 the issuers seen (deviceIssuer,
+        // secondDeviceIssuer), bits 2-65 the earliest reading time, bits 66-129 the latest.
+        uint256 acc = uint256(type(uint64).max) << 2;
+        for (uint256 i = 0; i < readings.length; ++i) {
+            acc = _arrivalReading(orderId, terms, acc, i, readings[i], signatures[i], certificates[i]);
         }
-
-        emit ArrivalProven(orderId, device, reading.seq, reading.timestamp, msg.sender);
-        _purchaseOrders.recordDelivery(orderId, reading.timestamp, msg.sender);
+        // Cannot overflow: at most 1 + 1.
+        uint8 provided;
+        unchecked {
+            provided = uint8((acc & 1) + ((acc >> 1) & 1));
+        }
+        if (provided < terms.arrivalQuorum || terms.arrivalQuorum == 0) {
+            revert QualityVerificationQuorumNotMet(orderId, terms.arrivalQuorum, provided);
+        }
+        // PurchaseOrders checks the order: Shipped, these terms, no reading before shipment.
+        _recordDelivery(orderId, terms, uint64(acc >> 2), uint64(acc >> 66));
     }
+
+    /// @dev Checks one arrival reading (certified, inside the box), emits {ArrivalProven},
+    /// and folds its issuer and timestamp into `acc` (see {proveArrival}).
+    function _arrivalReading(
+        uint256 orderId,
+        IPurchaseOrders.Terms calldata terms,
+        uint256 acc,
+        uint256 index,
+        Reading calldata r,
+        bytes calldata signature,
+        SignedCertificate calldata certificate
+    ) private returns (uint256) {
+        address device = _certifiedSigner(orderId, terms, index, r, signature, certificate);
+        if (
+            _distance(r.latitudeE6, terms.destLatE6) > terms.geofenceE6
+                || _distance(r.longitudeE6, terms.destLonE6) > terms.geofenceE6
+        ) {
+            revert QualityVerificationOutsideGeofence(orderId, r.latitudeE6, r.longitudeE6);
+        }
+        emit ArrivalProven(orderId, device, r.seq, r.timestamp, msg.sender);
+        acc |= certificate.certificate.issuer == terms.deviceIssuer ? 1 : 2;
+        uint64 t = r.timestamp;
+        if (t < uint64(acc >> 2)) {
+            acc = (acc & ~(uint256(type(uint64).max) << 2)) | (uint256(t) << 2);
+        }
+        if (t > uint64(acc >> 66)) {
+            acc = (acc & ((1 << 66) - 1)) | (uint256(t) << 66);
+        }
+        return acc;
+    }
+
+    /// @dev `_purchaseOrders.recordDelivery(orderId, terms, earliestAt, deliveredAt, msg.sender)`
+    /// with the terms copied straight from calldata instead of re-encoding the struct
+    /// (PurchaseOrders hashes them against the order's digest, which only the canonical
+    /// encoding matches); a revert is passed on as is.
+    function _recordDelivery(
+        uint256 orderId,
+        IPurchaseOrders.Terms calldata terms,
+        uint64 earliestAt,
+        uint64 deliveredAt
+    ) private {
+        bytes4 selector = IPurchaseOrders.recordDelivery.selector;
+        address po = address(_purchaseOrders);
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            mstore(ptr, selector)
+            mstore(add(ptr, 4), orderId)
+            calldatacopy(add(ptr, 36), terms, 704)
+            // (variables narrower than a word may carry dirty high bits in assembly)
+            mstore(add(ptr, 740), and(earliestAt, 0xffffffffffffffff))
+            mstore(add(ptr, 772), and(deliveredAt, 0xffffffffffffffff))
+            mstore(add(ptr, 804), caller())
+            if iszero(call(gas(), po, 0, ptr, 836, 0, 0)) {
+                returndatacopy(ptr, 0, returndatasize())
+                revert(ptr, returndatasize())
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ views
 
     /// @notice The EIP-712 digest of a reading under this contract's domain (what the device signs).
     function hashReading(Reading calldata reading) public view returns (bytes32) {
@@ -218,44 +361,23 @@ contract QualityVerification is IQualityVerification, AccessControl, EIP712 {
         return _hashTypedDataV4(keccak256(abi.encode(_READING_TYPEHASH, reading)));
     }
 
-    /// @inheritdoc IQualityVerification
-    function isDeviceBound(uint256 orderId, address device) external view returns (bool) {
-        return device != address(0) && _isBound(_records[orderId].firstDevice, orderId, device);
+    /// @notice The EIP-712 digest of a device certificate under this contract's domain (what the issuer signs).
+    function hashCertificate(DeviceCertificate calldata certificate) public view returns (bytes32) {
+        return _hashTypedDataV4(keccak256(abi.encode(_CERTIFICATE_TYPEHASH, certificate)));
     }
 
     /// @inheritdoc IQualityVerification
-    function lastBatchSeq(uint256 orderId) external view returns (uint64) {
-        return _records[orderId].lastBatchSeq;
+    function fleetLeaf(uint256 orderId, address device, bytes32 readingDigest, uint256 leafIndex)
+        public
+        pure
+        returns (bytes32)
+    {
+        return keccak256(abi.encode(orderId, device, readingDigest, leafIndex));
     }
 
     /// @inheritdoc IQualityVerification
-    function batchRoot(uint256 orderId, uint64 batchSeq) external view returns (bytes32) {
-        return _roots[orderId][batchSeq];
-    }
-
-    /// @notice The number of devices bound to an order.
-    function deviceCount(uint256 orderId) external view returns (uint32) {
-        return _records[orderId].deviceCount;
-    }
-
-    /// @notice True when `reading` names `orderId`, was signed by a device bound to the
-    /// order and is a leaf of committed batch `batchSeq`. Never reverts on bad evidence:
-    /// a malformed signature, an unknown batch or a wrong proof all return false.
-    function verifyCommittedReading(
-        uint256 orderId,
-        uint64 batchSeq,
-        Reading calldata reading,
-        bytes calldata signature,
-        bytes32[] calldata proof
-    ) external view returns (bool) {
-        bytes32 root = _roots[orderId][batchSeq];
-        if (root == bytes32(0) || reading.orderId != orderId) return false;
-        bytes32 digest = hashReading(reading);
-        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, signature);
-        if (err != ECDSA.RecoverError.NoError || !_isBound(_records[orderId].firstDevice, orderId, signer)) {
-            return false;
-        }
-        return MerkleProof.verifyCalldata(proof, root, keccak256(abi.encode(digest)));
+    function fleetLogEntry(uint64 batchSeq, bytes32 root, uint32 count) external pure returns (bytes32) {
+        return _logEntry(batchSeq, root, count);
     }
 
     /// @inheritdoc IQualityVerification
@@ -263,25 +385,141 @@ contract QualityVerification is IQualityVerification, AccessControl, EIP712 {
         return address(_purchaseOrders);
     }
 
-    /// @dev The order, which must be Shipped and not breached (evidence is accepted only in transit).
-    function _orderInTransit(uint256 orderId) private view returns (IPurchaseOrders.Order memory order) {
-        // An order without bound devices never shipped (or does not exist): no need to ask PurchaseOrders.
-        if (_records[orderId].firstDevice == address(0)) revert QualityVerificationOrderNotInTransit(orderId);
-        order = _purchaseOrders.getOrder(orderId);
-        if (order.state != IPurchaseOrders.OrderState.Shipped) revert QualityVerificationOrderNotInTransit(orderId);
-        if (order.breached) revert QualityVerificationAlreadyBreached(orderId);
+    /// @inheritdoc IQualityVerification
+    function revokedAt(address issuer, address device) external view returns (uint64) {
+        return _revokedAt[issuer][device];
     }
 
-    /// @dev The signer of `reading`, which must name `orderId` and be bound to it.
-    function _boundSigner(uint256 orderId, uint256 index, Reading calldata reading, bytes calldata signature)
+    /// @inheritdoc IQualityVerification
+    function fleetLog(address committer) external view returns (uint64 lastBatchSeq, uint64 size) {
+        FleetLog memory log = _logs[committer];
+        return (log.lastBatchSeq, log.size);
+    }
+
+    /// @inheritdoc IQualityVerification
+    function fleetLogRoot(address committer) public view returns (bytes32 node) {
+        bytes32[_LOG_DEPTH] storage branch = _branches[committer];
+        uint256 size = _logs[committer].size;
+        bytes32 zero; // the root of an empty subtree of height h
+        for (uint256 h = 0; h < _LOG_DEPTH; ++h) {
+            node = size & 1 == 1 ? _hashPair(branch[h], node) : _hashPair(node, zero);
+            zero = _hashPair(zero, zero);
+            size >>= 1;
+        }
+    }
+
+    /// @inheritdoc IQualityVerification
+    function verifyFleetReading(
+        address committer,
+        IPurchaseOrders.Terms calldata terms,
+        Reading calldata reading,
+        bytes calldata signature,
+        SignedCertificate calldata certificate,
+        FleetProof calldata proof
+    ) external view returns (bool) {
+        uint256 orderId = reading.orderId;
+        // getOrder reverts for an unknown order; this view answers false instead.
+        if (orderId == 0 || orderId > _purchaseOrders.orderCount()) return false;
+        if (_purchaseOrders.getOrder(orderId).termsDigest != _termsDigest(terms)) return false;
+        bytes32 digest = hashReading(reading);
+        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, signature);
+        if (err != ECDSA.RecoverError.NoError || !_isCertified(orderId, terms, signer, reading.timestamp, certificate)) {
+            return false;
+        }
+        if (proof.logProof.length != _LOG_DEPTH || proof.logIndex >= _logs[committer].size) return false;
+        bytes32 leaf = fleetLeaf(orderId, signer, digest, proof.leafIndex);
+        if (!MerkleProof.verifyCalldata(proof.readingProof, proof.root, leaf)) return false;
+        bytes32 node = _logEntry(proof.batchSeq, proof.root, proof.count);
+        uint256 index = proof.logIndex;
+        for (uint256 h = 0; h < _LOG_DEPTH; ++h) {
+            node = (index >> h) & 1 == 1 ? _hashPair(proof.logProof[h], node) : _hashPair(node, proof.logProof[h]);
+        }
+        return node == fleetLogRoot(committer);
+    }
+
+    // ------------------------------------------------------------------ internals
+
+    /// @dev The order's shipment time; it must be Shipped with these terms (and, for
+    /// breach evidence, not breached yet).
+    function _inTransit(uint256 orderId, IPurchaseOrders.Terms calldata terms, bool breachEvidence)
         private
         view
-        returns (address signer)
+        returns (uint64 shippedAt)
     {
-        signer = _signer(orderId, index, reading, signature);
-        if (!_isBound(_records[orderId].firstDevice, orderId, signer)) {
-            revert QualityVerificationUnknownDevice(orderId, signer);
+        IPurchaseOrders.Order memory order = _purchaseOrders.getOrder(orderId);
+        if (order.state != IPurchaseOrders.OrderState.Shipped) revert QualityVerificationOrderNotInTransit(orderId);
+        bytes25 actual = _termsDigest(terms);
+        if (order.termsDigest != actual) {
+            revert IPurchaseOrders.PurchaseOrdersWrongTerms(orderId, order.termsDigest, actual);
         }
+        if (breachEvidence && order.breached) revert QualityVerificationAlreadyBreached(orderId);
+        return order.timestamp;
+    }
+
+    /// @dev The signer of `reading`, which must be the device `signed` certifies for the order.
+    function _certifiedSigner(
+        uint256 orderId,
+        IPurchaseOrders.Terms calldata terms,
+        uint256 index,
+        Reading calldata reading,
+        bytes calldata signature,
+        SignedCertificate calldata signed
+    ) private view returns (address signer) {
+        signer = _signer(orderId, index, reading, signature);
+        DeviceCertificate calldata c = signed.certificate;
+        if (signer != c.device) revert QualityVerificationUnknownDevice(orderId, signer);
+        _checkCertificate(orderId, terms.deviceIssuer, terms.secondDeviceIssuer, signed, reading.timestamp);
+    }
+
+    /// @dev Reverts unless `signed` certifies its device for `orderId`, by one of the two
+    /// issuers, valid and not revoked at `at`.
+    function _checkCertificate(
+        uint256 orderId,
+        address deviceIssuer,
+        address secondDeviceIssuer,
+        SignedCertificate calldata signed,
+        uint64 at
+    ) private view {
+        DeviceCertificate calldata c = signed.certificate;
+        if (c.orderId != orderId) revert QualityVerificationCertificateWrongOrder(orderId, c.orderId);
+        address issuer = c.issuer;
+        if (issuer == address(0) || (issuer != deviceIssuer && issuer != secondDeviceIssuer)) {
+            revert QualityVerificationUncertifiedDevice(orderId, c.device, issuer);
+        }
+        (address recovered, ECDSA.RecoverError err,) = ECDSA.tryRecover(hashCertificate(c), signed.signature);
+        if (err != ECDSA.RecoverError.NoError || recovered != issuer) {
+            revert QualityVerificationForgedCertificate(orderId, c.device, issuer);
+        }
+        _requireValidAt(orderId, c, at);
+    }
+
+    /// @dev Reverts unless the certificate is inside its validity window and its device
+    /// not revoked at `at`.
+    function _requireValidAt(uint256 orderId, DeviceCertificate calldata c, uint64 at) private view {
+        if (at < c.validFrom || at > c.validUntil) {
+            revert QualityVerificationCertificateNotValid(orderId, c.device, c.validFrom, c.validUntil, at);
+        }
+        uint64 revoked = _revokedAt[c.issuer][c.device];
+        if (revoked != 0 && at >= revoked) revert QualityVerificationDeviceRevoked(orderId, c.device, c.issuer, revoked);
+    }
+
+    /// @dev The non-reverting form of the certificate checks (for views).
+    function _isCertified(
+        uint256 orderId,
+        IPurchaseOrders.Terms calldata terms,
+        address signer,
+        uint64 at,
+        SignedCertificate calldata signed
+    ) private view returns (bool) {
+        DeviceCertificate calldata c = signed.certificate;
+        address issuer = c.issuer;
+        if (c.orderId != orderId || c.device != signer || issuer == address(0)) return false;
+        if (issuer != terms.deviceIssuer && issuer != terms.secondDeviceIssuer) return false;
+        (address recovered, ECDSA.RecoverError err,) = ECDSA.tryRecover(hashCertificate(c), signed.signature);
+        if (err != ECDSA.RecoverError.NoError || recovered != issuer) return false;
+        if (at < c.validFrom || at > c.validUntil) return false;
+        uint64 revoked = _revokedAt[issuer][c.device];
+        return revoked == 0 || at < revoked;
     }
 
     /// @dev The signer of `reading`, which must name `orderId`; reverts on an unrecoverable signature.
@@ -296,14 +534,33 @@ contract QualityVerification is IQualityVerification, AccessControl, EIP712 {
         if (err != ECDSA.RecoverError.NoError) revert QualityVerificationInvalidSignature(orderId, index);
     }
 
-    function _isBound(address firstDevice, uint256 orderId, address device) private view returns (bool) {
-        return device == firstDevice || _moreDevices[orderId][device];
-    }
-
-    function _requireOutOfRange(IPurchaseOrders.Terms memory t, Reading calldata r) private pure {
+    function _requireOutOfRange(IPurchaseOrders.Terms calldata t, Reading calldata r) private pure {
         bool out = r.temperatureCentiC < t.minTempCentiC || r.temperatureCentiC > t.maxTempCentiC
             || (t.maxHumidityPermille != 0 && r.humidityPermille > t.maxHumidityPermille);
         if (!out) revert QualityVerificationReadingInRange(r.orderId, r.seq);
+    }
+
+    /// @dev PurchaseOrders' digest of the terms (first 25 bytes of keccak256(abi.encode(terms))),
+    /// hashed straight from calldata (a static struct of 22 words is its own ABI encoding;
+    /// non-canonical calldata hashes differently and is refused as wrong terms).
+    function _termsDigest(IPurchaseOrders.Terms calldata terms) private pure returns (bytes25 d) {
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            calldatacopy(ptr, terms, 704)
+            d := keccak256(ptr, 704)
+        }
+    }
+
+    function _logEntry(uint64 batchSeq, bytes32 root, uint32 count) private pure returns (bytes32) {
+        return keccak256(abi.encode(batchSeq, root, count));
+    }
+
+    function _hashPair(bytes32 left, bytes32 right) private pure returns (bytes32 h) {
+        assembly ("memory-safe") {
+            mstore(0x00, left)
+            mstore(0x20, right)
+            h := keccak256(0x00, 0x40)
+        }
     }
 
     function _distance(int32 a, int32 b) private pure returns (uint256) {

@@ -29,9 +29,16 @@ from backend.telemetry import (
     status_topic,
     telemetry_topic,
 )
+from backend.telemetry.certificates import DeviceCertificate, SignedCertificate, sign_certificate
 from backend.telemetry.status import StatusMessage
 from iot_simulator.geo import Trajectory
-from iot_simulator.keys import derive_key, derive_rng_seed, device_address, mqtt_password
+from iot_simulator.keys import (
+    derive_key,
+    derive_rng_seed,
+    device_address,
+    issuer_key,
+    mqtt_password,
+)
 from iot_simulator.scenario import ConnectivityGap, Order, Scenario, ScenarioError, Spoofer
 from iot_simulator.sensors import Sample, samples
 
@@ -135,6 +142,76 @@ class Fleet:
     def devices_of(self, order_name: str) -> list[str]:
         """The addresses to bind to ``order_name`` at shipment (spoofers excluded)."""
         return [d.address for d in self.devices if d.order == order_name]
+
+    def issuer_addresses(self, order_name: str) -> tuple[str, ...]:
+        """The addresses of the order's device issuers (for its terms)."""
+        return issuer_addresses(self.scenario, order_name)
+
+    def certificate_window(self, order_name: str) -> tuple[int, int]:
+        """The validity window of the order's certificates: from a week before the scenario
+        start (the issuer certifies the devices before they ship, whatever the chain's
+        clock says at shipment) to 30 days past the deadline and its grace (readings of
+        the whole run fall in it)."""
+        terms = self.scenario.order(order_name).terms
+        start = max(0, self.t0 - 7 * 86_400)
+        return start, self.t0 + terms.deadline_s + terms.expiry_grace_s + 30 * 86_400
+
+    def certificates_of(self, order_name: str) -> list[SignedCertificate]:
+        """One certificate per device of the order, each signed by its issuer (what the
+        supplier hands to ``shipOrder``)."""
+        order = self.scenario.order(order_name)
+        oid = self.order_ids[order_name]
+        valid_from, valid_until = self.certificate_window(order_name)
+        out = []
+        for d in self.devices:
+            if d.order != order_name:
+                continue
+            key = issuer_key(self.scenario.seed, self.scenario.issuer_of(order, d.index))
+            cert = DeviceCertificate(
+                order_id=oid,
+                device=d.address,
+                issuer=device_address(key),
+                valid_from=valid_from,
+                valid_until=valid_until,
+            )
+            out.append(sign_certificate(cert, self.domain, key))
+        return out
+
+    def rogues_of(self, order_name: str) -> list[Device]:
+        """The order's rogue devices (spoofers whose key the supplier holds)."""
+        return [
+            d
+            for d in self.spoofers
+            if d.order == order_name and d.spoofer is not None and d.spoofer.rogue
+        ]
+
+    def self_certificate(self, device: Device, signer_key: bytes | str) -> SignedCertificate:
+        """A certificate for ``device`` signed by ``signer_key`` (the supplier vouching for
+        its own device: the contract refuses it)."""
+        valid_from, valid_until = self.certificate_window(device.order)
+        key = (
+            bytes.fromhex(signer_key.removeprefix("0x"))
+            if isinstance(signer_key, str)
+            else signer_key
+        )
+        cert = DeviceCertificate(
+            order_id=device.order_id,
+            device=device.address,
+            issuer=device_address(key),
+            valid_from=valid_from,
+            valid_until=valid_until,
+        )
+        return sign_certificate(cert, self.domain, key)
+
+    def rogue_arrival(self, device: Device) -> SignedReading | None:
+        """The rogue's first reading inside the destination geofence (its fake arrival)."""
+        for _, signed in self._spoofer_readings(device):
+            lat, lon = self.scenario.order(device.order).destination_e6
+            half = self.scenario.order(device.order).terms.geofence_e6
+            r = signed.reading
+            if abs(r.latitude_e6 - lat) <= half and abs(r.longitude_e6 - lon) <= half:
+                return signed
+        return None
 
     def deadline(self, order_name: str) -> int:
         return self.t0 + self.scenario.order(order_name).terms.deadline_s
@@ -352,6 +429,14 @@ class Fleet:
 
     def message_count(self) -> int:
         return sum(1 for _ in self.messages())
+
+
+def issuer_addresses(scenario: Scenario, order_name: str) -> tuple[str, ...]:
+    """The addresses of an order's device issuers (keys derived from the scenario seed)."""
+    order = scenario.order(order_name)
+    return tuple(
+        device_address(issuer_key(scenario.seed, name)) for name in scenario.issuers_for(order)
+    )
 
 
 def build_fleet(

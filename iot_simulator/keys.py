@@ -33,6 +33,12 @@ def derive_key(seed: int | str, label: str, index: int) -> bytes:
     return key
 
 
+def issuer_key(seed: int | str, name: str) -> bytes:
+    """The 32-byte private key of the device issuer ``name`` (a carrier, the buyer's
+    logger vendor …) of a scenario: it signs the certificates of the devices it vouches for."""
+    return derive_key(seed, "issuer/" + name, 0)
+
+
 def derive_rng_seed(seed: int | str, *parts: str) -> int:
     """An integer seed for ``random.Random`` from the scenario seed and labels."""
     return int.from_bytes(
@@ -45,4 +51,11 @@ def mqtt_password(private_key: bytes) -> str:
     return keccak(b"trustship-mqtt-password" + private_key).hex()[:32]
 
 
-__all__ = ["derive_key", "derive_rng_seed", "device_address", "mqtt_password", "seed_bytes"]
+__all__ = [
+    "derive_key",
+    "derive_rng_seed",
+    "device_address",
+    "issuer_key",
+    "mqtt_password",
+    "seed_bytes",
+]

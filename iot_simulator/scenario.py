@@ -64,6 +64,10 @@ def _token(value: str) -> str:
 Token = Annotated[str, AfterValidator(_token)]
 
 
+IssuerName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+ZERO_ADDRESS = "0x" + "0" * 40
+
+
 class Parties(_Model):
     """Named parties; the demo/replay driver maps each name to an account."""
 
@@ -102,6 +106,9 @@ class Terms(_Model):
     late_penalty_cap_bps: Bps = 0
     breach_refund_bps: Bps = 0
     dispute_window_s: Uint32 = 0
+    #: Devices (of distinct issuers) that must prove arrival: 0 = the buyer's receipt
+    #: only, 1 = any certified device, 2 = one device of each of the order's two issuers.
+    arrival_quorum: Annotated[int, Field(ge=0, le=2, strict=True)] = 1
 
     @model_validator(mode="after")
     def _check(self) -> Terms:
@@ -123,13 +130,20 @@ class Terms(_Model):
         destination_e6: tuple[int, int],
         token_address: str,
         arbiter: str,
+        buyer: str = ZERO_ADDRESS,
+        supplier: str = ZERO_ADDRESS,
+        issuers: tuple[str, ...] = (ZERO_ADDRESS,),
     ) -> dict[str, Any]:
         """The Solidity ``Terms`` struct as a dict in declaration order.
 
-        ``token_address`` is the zero address for ETH; pass ``tuple(d.values())``
-        to a web3 contract call.
+        ``token_address`` is the zero address for ETH; ``issuers`` the addresses of the
+        order's device issuers (one or two); pass ``tuple(d.values())`` to a web3
+        contract call.
         """
+        second = issuers[1] if len(issuers) > 1 else ZERO_ADDRESS
         return {
+            "buyer": buyer,
+            "supplier": supplier,
             "token": token_address,
             "price": self.price,
             "deliveryDeadline": t0 + self.deadline_s,
@@ -147,6 +161,9 @@ class Terms(_Model):
             "breachRefundBps": self.breach_refund_bps,
             "disputeWindowSecs": self.dispute_window_s,
             "arbiter": arbiter,
+            "deviceIssuer": issuers[0],
+            "secondDeviceIssuer": second,
+            "arrivalQuorum": self.arrival_quorum,
         }
 
 
@@ -259,6 +276,11 @@ class Spoofer(_Model):
     shock_milli_g: Uint32 = 0
     at_destination: bool = True
     impersonate: bool = False
+    #: The supplier holds this key and tries to make it a witness: it offers the device
+    #: at shipment with a certificate it signed itself (refused:
+    #: ``QualityVerificationUncertifiedDevice``) and proves a fake arrival with its
+    #: reading at the destination (refused the same way).
+    rogue: bool = False
 
 
 class Actions(_Model):
@@ -291,6 +313,9 @@ class Order(_Model):
     description: str = ""
     parties: Parties | None = None
     devices: Annotated[int, Field(ge=1, le=MAX_DEVICES_PER_ORDER, strict=True)] = 1
+    #: The order's device issuers by name (default: the scenario's); device ``i`` is
+    #: certified by ``issuers[i % len(issuers)]``. Keys come from the seed.
+    issuers: Annotated[list[IssuerName], Field(min_length=1, max_length=2)] | None = None
     route: Annotated[list[str | Waypoint], Field(min_length=2)]
     arrive_after_s: PosInt
     duration_s: PosInt | None = None
@@ -317,6 +342,9 @@ class Order(_Model):
             )
         for problem in _state_problems(self):
             raise ValueError(problem)
+        issuers = self.issuers or []
+        if len(set(issuers)) != len(issuers):
+            raise ValueError(f"issuers: {issuers} names an issuer twice")
         for i, ev in enumerate(self.timeline):
             if ev.device is not None and ev.device >= self.devices:
                 raise ValueError(
@@ -397,6 +425,8 @@ class Scenario(_Model):
     interval_s: PosInt = 600
     status_interval_s: PosInt = 3600
     parties: Parties
+    #: Who certifies the devices when an order names no issuers of its own.
+    issuers: Annotated[list[IssuerName], Field(min_length=1, max_length=2)] = ["carrier"]
     orders: Annotated[list[Order], Field(min_length=1)]
 
     @model_validator(mode="before")
@@ -415,6 +445,13 @@ class Scenario(_Model):
             if o.name in seen:
                 raise ValueError(f"orders: order name {o.name!r} appears twice")
             seen.add(o.name)
+            if o.terms.arrival_quorum == 2 and (len(self.issuers_for(o)) != 2 or o.devices < 2):
+                raise ValueError(
+                    f"orders[{o.name}].terms.arrival_quorum: 2 needs two issuers and a device "
+                    "of each"
+                )
+        if len(set(self.issuers)) != len(self.issuers):
+            raise ValueError(f"issuers: {self.issuers} names an issuer twice")
         return self
 
     # -- derived facts ------------------------------------------------------
@@ -430,6 +467,15 @@ class Scenario(_Model):
 
     def parties_for(self, order: Order) -> Parties:
         return order.parties or self.parties
+
+    def issuers_for(self, order: Order) -> list[str]:
+        """The names of the order's device issuers (one or two)."""
+        return list(order.issuers or self.issuers)
+
+    def issuer_of(self, order: Order, device_index: int) -> str:
+        """The name of the issuer that certifies device ``device_index`` of ``order``."""
+        issuers = self.issuers_for(order)
+        return issuers[device_index % len(issuers)]
 
     def reading_count(self, order: Order) -> int:
         return self.duration_for(order) // self.interval_for(order)

@@ -2,7 +2,7 @@
 
 The rows look like what the indexer and the oracle write: orders of the dev
 parties, signed readings (real EIP-712 signatures), a Merkle commitment over
-them, device bindings, contract events and alerts.
+them (a fleet root), device bindings with their certificates, contract events and alerts.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.api.parties import PartyRegistry
-from backend.chain.testing import Stack, default_terms, device_key
+from backend.chain.testing import Stack, certify, default_terms, device_key, issuer_key
 from backend.indexer import ChainIndexer
 from backend.indexer.metrics import IndexerMetrics
 from backend.store import repositories as repo
@@ -29,14 +29,13 @@ from backend.store.models import (
 )
 from backend.telemetry import (
     Domain,
-    MerkleTree,
     Reading,
     SignedReading,
     device_address,
-    leaf_hash,
     reading_digest,
     sign_reading,
 )
+from backend.telemetry.fleet import fleet_tree
 
 DOMAIN = Domain(chain_id=31337, verifying_contract="0x5FbDB2315678afecb367f032d93F642f64180aa3")
 ETHER = 10**18
@@ -48,11 +47,9 @@ def order_values(
 ) -> dict[str, Any]:
     values: dict[str, Any] = {
         "id": order_id,
-        "buyer": buyer,
-        "supplier": supplier,
         "state": "Shipped",
         # the chain layer's test terms, as the indexer stores them
-        **asdict(default_terms(T0, arbiter)),
+        **asdict(default_terms(T0, arbiter, buyer=buyer, supplier=supplier)),
         "funded": True,
         "breached": False,
         "created_at": T0,
@@ -91,12 +88,20 @@ def indexed(engine: Engine, stack: Stack) -> ChainIndexer:
     return indexer
 
 
-def commitment_row(order_id: int, batch: list[ReadingRow], now: float) -> CommitmentRow:
-    """Batch 1 of ``order_id`` over the (flushed) rows of ``batch``, committed on chain."""
+#: The oracle whose fleet log holds the seeded root.
+COMMITTER = "0x" + "0C" * 20
+
+
+def commitment_row(
+    batch: list[ReadingRow], now: float, *, committer: str = COMMITTER
+) -> CommitmentRow:
+    """Fleet batch 1 over the (flushed) rows of ``batch``, committed on chain (entry 0 of
+    ``committer``'s fleet log, :data:`COMMITTER` unless named)."""
     return CommitmentRow(
-        order_id=order_id,
         batch_seq=1,
-        root=MerkleTree([leaf_hash(r.digest) for r in batch]).root,
+        committer=committer,
+        log_index=0,
+        root=fleet_tree([(r.order_id, r.device, r.digest) for r in batch]).root,
         reading_count=len(batch),
         first_reading_id=batch[0].id,
         last_reading_id=batch[-1].id,
@@ -139,7 +144,19 @@ def seed(
         s.add(OrderRow(**order_values(1, buyer, supplier, arbiter)))
         # The stranger's order, with itself as supplier and arbiter too.
         s.add(OrderRow(**order_values(2, stranger, stranger, stranger, state="Created")))
-        s.add(DeviceRow(order_id=1, device=dev, bound_block=9, bound_at=T0 + 60))
+        cert = certify(DOMAIN, 1, dev, issuer_key(1))
+        s.add(
+            DeviceRow(
+                order_id=1,
+                device=dev,
+                bound_block=9,
+                bound_at=T0 + 60,
+                issuer=cert.issuer,
+                valid_from=cert.certificate.valid_from,
+                valid_until=cert.certificate.valid_until,
+                certificate_signature=cert.signature,
+            )
+        )
         rows = []
         for i in range(readings):
             r = Reading(
@@ -169,7 +186,7 @@ def seed(
                 )
             ],
         )
-        s.add(commitment_row(1, rows[:committed], now))
+        s.add(commitment_row(rows[:committed], now))
         for i, (event, order_id, args) in enumerate(
             [
                 ("OrderCreated", 1, {"orderId": "1", "buyer": buyer, "supplier": supplier}),

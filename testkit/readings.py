@@ -27,6 +27,8 @@ DOMAIN = Domain(31337, "0x5FbDB2315678afecb367f032d93F642f64180aa3")
 KEYS = [bytes([i + 1]) * 32 for i in range(8)]
 DEVICES = [device_address(k) for k in KEYS]
 ZERO = "0x" + "00" * 20
+#: The issuer that certifies the test devices.
+ISSUER = "0x" + "15" * 20
 T0 = int(time.time()) - 10_000  # readings in the recent past
 
 # Destination box around (1.29°N, 103.85°E), ±0.02°.
@@ -100,6 +102,9 @@ def order_values(order_id: int, **kw: Any) -> dict[str, Any]:
         breach_refund_bps=3_000,
         dispute_window_secs=0,
         arbiter=ZERO,
+        device_issuer=ISSUER,
+        second_device_issuer=ZERO,
+        arrival_quorum=1,
         funded=True,
         breached=False,
         shipped_at=T0,
@@ -117,7 +122,13 @@ def seed(engine: Engine, orders: dict[int, list[int]], **terms: Any) -> None:
             repo.bind_devices(
                 s,
                 [
-                    dict(order_id=order_id, device=DEVICES[i], bound_block=1, bound_at=T0)
+                    dict(
+                        order_id=order_id,
+                        device=DEVICES[i],
+                        bound_block=1,
+                        bound_at=T0,
+                        issuer=ISSUER,
+                    )
                     for i in device_idx
                 ],
             )

@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 
+from backend.chain.testing import issuer
+
 
 def serve_env(
     *,
@@ -42,8 +44,9 @@ def serve_env(
 
 
 def order_terms(now: int, arbiter: str, **overrides: Any) -> dict[str, Any]:
-    """``POST /orders`` terms: 1 ETH, due in a day at Rotterdam (±0.05°), 2–8 °C; the
-    API's defaults for the rest, any field overridden by name."""
+    """``POST /orders`` terms: 1 ETH, due in a day at Rotterdam (±0.05°), 2–8 °C, devices
+    certified by the test issuer 1; the API's defaults for the rest, any field overridden
+    by name."""
     body: dict[str, Any] = {
         "price": str(10**18),
         "delivery_deadline": now + 86_400,
@@ -53,6 +56,7 @@ def order_terms(now: int, arbiter: str, **overrides: Any) -> dict[str, Any]:
         "min_temp_centi_c": 200,
         "max_temp_centi_c": 800,
         "arbiter": arbiter,
+        "device_issuer": issuer(1),
     }
     body.update(overrides)
     return body

@@ -42,7 +42,7 @@ from sqlalchemy import Engine
 from backend.chain.artifacts import CORE_CONTRACTS, STABLECOIN, Artifact, load_artifact
 from backend.chain.connection import Chain, connect
 from backend.chain.contracts import Terms
-from backend.chain.testing import DevAccounts, Stack, build_stack, default_terms
+from backend.chain.testing import DevAccounts, Stack, build_stack
 from backend.chain.testing import device as _device_address
 from backend.chain.testing import device_key as _device_key
 from backend.telemetry import Domain
@@ -131,11 +131,12 @@ def domain(request: pytest.FixtureRequest) -> Domain:
 
 @pytest.fixture
 def make_terms(request: pytest.FixtureRequest) -> Callable[..., Terms]:
-    """``make_terms(price=..., delivery_deadline=...)``: valid terms, any field overridden."""
+    """``make_terms(price=..., delivery_deadline=...)``: valid terms between the dev buyer
+    and supplier, any field overridden."""
     active = _active_stack(request)
 
     def make(**overrides: Any) -> Terms:
-        return default_terms(active.chain.now(), active.accounts.arbiter.address, **overrides)
+        return active.make_terms(**overrides)
 
     return make
 

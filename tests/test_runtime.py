@@ -57,9 +57,9 @@ def test_what_the_indexer_stores_reaches_the_oracles_caches(
     device = device_address(device_key(951))
     terms = deployment.make_terms()
     po = deployment.po
-    oid = int(po.create_and_fund_order(a.supplier.address, terms, by=a.buyer, gas=3_000_000).value)
+    oid = int(po.create_and_fund_order(terms, by=a.buyer, gas=3_000_000).value)
     po.accept_order(oid, by=a.supplier, gas=3_000_000)
-    po.ship_order(oid, [device], by=a.supplier, gas=3_000_000)
+    po.ship_order(oid, deployment.certificates(oid, [device]), by=a.supplier, gas=3_000_000)
     assert runtime.oracle.caches.bindings.orders_of(device) == frozenset()
     assert runtime.indexer.catch_up() is True
     assert runtime.oracle.caches.bindings.orders_of(device) == frozenset({oid})

@@ -140,6 +140,66 @@ def serve() -> None:
 
 
 @app.command()
+def certify(
+    chain_id: Annotated[int, typer.Option(help="The chain id (GET /deployment: chain_id).")],
+    contract: Annotated[
+        str,
+        typer.Option(help="QualityVerification's address (GET /deployment: contracts)."),
+    ],
+    order: Annotated[int, typer.Option(help="The order the device travels with.")],
+    device: Annotated[list[str], typer.Option(help="A device address (repeatable).")],
+    issuer_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="ISSUER_KEY",
+            help="The issuer's private key (0x-hex). Default: the dev carrier "
+            "(`trustship dev-issuer` prints its address).",
+        ),
+    ] = None,
+    valid_from: Annotated[int, typer.Option(help="Unix seconds.")] = 0,
+    valid_until: Annotated[int, typer.Option(help="Unix seconds.")] = 2**40 - 1,
+) -> None:
+    """Sign device certificates as an issuer: the JSON list POST /orders/{id}/ship takes."""
+    import json
+
+    from backend.chain.testing import issuer_key as dev_issuer_key
+    from backend.telemetry import Domain, device_address
+    from backend.telemetry.certificates import DeviceCertificate, sign_certificate
+
+    key = issuer_key or dev_issuer_key(1)
+    domain = Domain(chain_id=chain_id, verifying_contract=contract)
+    out = []
+    for d in device:
+        cert = DeviceCertificate(
+            order_id=order,
+            device=d,
+            issuer=device_address(key),
+            valid_from=valid_from,
+            valid_until=valid_until,
+        )
+        signed = sign_certificate(cert, domain, key)
+        out.append(
+            {
+                "order_id": order,
+                "device": cert.device,
+                "issuer": cert.issuer,
+                "valid_from": valid_from,
+                "valid_until": valid_until,
+                "signature": "0x" + signed.signature.hex(),
+            }
+        )
+    typer.echo(json.dumps(out))
+
+
+@app.command()
+def dev_issuer() -> None:
+    """Print the dev carrier's address (the issuer `trustship certify` signs as by default)."""
+    from backend.chain.testing import issuer
+
+    typer.echo(issuer(1))
+
+
+@app.command()
 def replay(
     files: Annotated[list[Path], typer.Argument(help="Scenario YAML files.")],
     json_out: Annotated[

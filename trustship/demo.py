@@ -99,12 +99,12 @@ def _story(stack: LocalStack, scenario: Scenario, name: str, order_id: int, t0: 
             story.lines.append(
                 StoryLine(alert.at, "alert", f"{alert.kind}: {alert.message}", style)
             )
+        done = [c for c in repo.commitments_for(s, order_id) if c.status == "done"]
+        story.commitments = len(done)
+        story.committed_readings = repo.committed_readings(s, order_id, [c.batch_seq for c in done])
         for ev in repo.events_for(s, order_id, limit=5000):
             args: dict[str, Any] = ev.args or {}
-            if ev.event == "ReadingsCommitted":
-                story.commitments += 1
-                story.committed_readings += int(args.get("readingCount", 0))
-            elif ev.event == "ExcursionProven":
+            if ev.event == "ExcursionProven":
                 start, end = int(args["startedAt"]), int(args["endedAt"])
                 story.breach_window = (start, end)
                 story.lines.append(
@@ -196,8 +196,8 @@ def _print_story(console: Console, story: OrderStory) -> None:
         console.print(f"  [dim]… and {shown_alerts - 8} more alerts in the report[/dim]")
     console.print(
         f"  [dim]{len(story.readings)} signed readings verified and stored, "
-        f"{story.committed_readings} anchored on-chain in {story.commitments} Merkle "
-        "commitments (each provable with GET /orders/{id}/readings/{reading}/proof)[/dim]"
+        f"{story.committed_readings} anchored on-chain in {story.commitments} fleet Merkle "
+        "roots (each provable with GET /orders/{id}/readings/{reading}/proof)[/dim]"
     )
 
 
@@ -329,7 +329,7 @@ def _write_report(
         parts.append("</table>")
         parts.append(
             f"<p>{len(story.readings)} signed readings stored; {story.committed_readings} "
-            f"anchored in {story.commitments} Merkle commitments.</p>"
+            f"anchored in {story.commitments} fleet Merkle roots.</p>"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts), encoding="utf-8")

@@ -31,19 +31,23 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from backend.chain.connection import Chain, connect
-from backend.chain.contracts import ETH, Contracts, OrderState, Terms
+from backend.chain.contracts import ETH, Contracts, OrderState, Terms, terms_from_abi
 from backend.chain.deploy import Deployment, deploy_all, load_deployment
+from backend.chain.errors import ContractRevert
 from backend.core.errors import ConfigurationError, TrustShipError
 from backend.core.settings import Settings
+from backend.domain.order import TERMS_BODY_ATTRS
 from backend.telemetry import Domain
+from backend.telemetry.certificates import SignedCertificate
 from iot_simulator import Fleet, Scenario
+from iot_simulator.fleet import issuer_addresses
 
 if TYPE_CHECKING:
     import httpx
@@ -152,12 +156,36 @@ class PartyAction:
         return f"order {order_id}: the {self.party} {what}"
 
 
-def _terms(scenario: Scenario, name: str, t0: int, token: str, arbiter: str) -> Terms:
+def _terms(scenario: Scenario, name: str, t0: int, token: str, parties: Mapping[str, str]) -> Terms:
+    """The order's terms between ``parties`` (buyer, supplier, arbiter addresses), its
+    devices certified by the scenario's issuers (keys from the seed)."""
     order = scenario.order(name)
     raw = order.terms.to_contract(
-        t0=t0, destination_e6=order.destination_e6, token_address=token, arbiter=arbiter
+        t0=t0,
+        destination_e6=order.destination_e6,
+        token_address=token,
+        arbiter=parties["arbiter"],
+        buyer=parties["buyer"],
+        supplier=parties["supplier"],
+        issuers=issuer_addresses(scenario, name),
     )
-    return Terms.from_tuple(tuple(raw.values()))
+    return terms_from_abi(tuple(raw.values()))
+
+
+#: What the contract answers a device no issuer of the terms certified.
+UNCERTIFIED = "QualityVerificationUncertifiedDevice"
+
+
+def _certificate_body(c: SignedCertificate) -> dict[str, Any]:
+    cert = c.certificate
+    return {
+        "order_id": cert.order_id,
+        "device": cert.device,
+        "issuer": cert.issuer,
+        "valid_from": cert.valid_from,
+        "valid_until": cert.valid_until,
+        "signature": "0x" + c.signature.hex(),
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -242,10 +270,15 @@ class DirectDriver:
         ids: dict[str, int] = {}
         for order in scenario.orders:
             token = self._token(order.terms.token)
-            terms = _terms(scenario, order.name, fleet_t0, token, self.arbiter.address)
+            parties = {
+                "buyer": self.buyer.address,
+                "supplier": self.supplier.address,
+                "arbiter": self.arbiter.address,
+            }
+            terms = _terms(scenario, order.name, fleet_t0, token, parties)
             if token != ETH:
                 self._fund(token, terms.price)
-            created = po.create_and_fund_order(self.supplier.address, terms, by=self.buyer)
+            created = po.create_and_fund_order(terms, by=self.buyer)
             order_id = int(created.value)
             accepted = order.actions.cancel != "buyer"
             if accepted:
@@ -259,24 +292,52 @@ class DirectDriver:
         return ids
 
     def ship(self, fleet: Fleet, note: Note, names: Sequence[str]) -> None:
+        po, qv = self.contracts.po, self.contracts.quality
         for name in names:
             order_id = fleet.order_ids[name]
-            devices = fleet.devices_of(name)
-            self.contracts.po.ship_order(order_id, devices, by=self.supplier)
-            note(f"order {order_id}: shipped with {len(devices)} device(s) bound on-chain")
+            certs = fleet.certificates_of(name)
+            terms = po.terms_of(order_id)
+            rogues = fleet.rogues_of(name)
+            for rogue in rogues:
+                # The supplier offers its own device, vouching for it itself: refused.
+                own = fleet.self_certificate(rogue, self.supplier.key)
+                try:
+                    po.ship_order(order_id, [*certs, own], terms=terms, by=self.supplier)
+                except ContractRevert as exc:
+                    if exc.name != UNCERTIFIED:
+                        raise
+                    note(f"order {order_id}: the supplier's own device {rogue.address} refused")
+                else:
+                    raise ReplayError(f"order {order_id}: the contract bound a rogue device")
+            po.ship_order(order_id, certs, terms=terms, by=self.supplier)
+            note(f"order {order_id}: shipped with {len(certs)} certified device(s) bound")
+            for rogue in rogues:
+                fake = fleet.rogue_arrival(rogue)
+                if fake is None:
+                    continue
+                own = fleet.self_certificate(rogue, self.supplier.key)
+                try:
+                    qv.prove_arrival(order_id, terms, [fake], [own], by=self.supplier)
+                except ContractRevert as exc:
+                    if exc.name != UNCERTIFIED:
+                        raise
+                    note(f"order {order_id}: the supplier's fake arrival refused ({exc.name})")
+                else:
+                    raise ReplayError(f"order {order_id}: the contract took a fake arrival")
 
     def act(self, order_id: int, action: PartyAction, note: Note) -> None:
         po = self.contracts.po
         by = self.chain.accounts.require(action.party)
+        terms = po.terms_of(order_id)
         if action.kind == "cancel":
-            po.cancel_order(order_id, by=by)
+            po.cancel_order(order_id, terms=terms, by=by)
         elif action.kind == "dispute":
-            po.open_dispute(order_id, by=by)
+            po.open_dispute(order_id, terms=terms, by=by)
         elif action.kind == "rule":
             assert action.buyer_amount is not None
-            po.resolve_dispute(order_id, action.buyer_amount, by=by)
+            po.resolve_dispute(order_id, action.buyer_amount, terms=terms, by=by)
         elif action.kind == "expire":
-            po.expire_order(order_id, by=by)
+            po.expire_order(order_id, terms=terms, by=by)
         else:
             raise ReplayError(f"unknown party action {action.kind!r}")
         note(action.describe(order_id))
@@ -348,20 +409,21 @@ class DirectDriver:
 
     def outcome(self, order_id: int) -> Outcome:
         order = self.contracts.po.get_order(order_id)
+        terms = self.contracts.po.terms_of(order_id)
         state = OrderState(order.state).name.capitalize()
         buyer_amount = supplier_amount = None
         if state in ("Settled", "Resolved"):
             buyer_amount, supplier_amount = self._split(order_id, state)
         elif state in ("Cancelled", "Expired"):  # the whole deposit back to the buyer
-            buyer_amount, supplier_amount = (order.terms.price if order.funded else 0), 0
+            buyer_amount, supplier_amount = (terms.price if order.funded else 0), 0
         return Outcome(
             order_id=order_id,
             state=state,
             buyer_amount=buyer_amount,
             supplier_amount=supplier_amount,
             breached=bool(order.breached),
-            delivered_at=int(order.delivered_at) or None,
-            deadline=int(order.terms.delivery_deadline),
+            delivered_at=order.delivered_at,
+            deadline=int(terms.delivery_deadline),
         )
 
 
@@ -529,14 +591,14 @@ class ApiDriver:
         self._fund_buyer(scenario)
 
         def create(name: str, token: str) -> int:
-            terms = _terms(scenario, name, fleet_t0, token, self.address["arbiter"])
+            terms = _terms(scenario, name, fleet_t0, token, self.address)
             body = {
                 "supplier": self.address["supplier"],
                 "terms": {
                     field: (
                         str(getattr(terms, field)) if field == "price" else getattr(terms, field)
                     )
-                    for field in Terms.SOLIDITY_ORDER
+                    for field in TERMS_BODY_ATTRS
                 },
                 "fund": True,
             }
@@ -626,16 +688,38 @@ class ApiDriver:
         return "; ".join(parts)
 
     def ship(self, fleet: Fleet, note: Note, names: Sequence[str]) -> None:
-        """Ship the named orders (as the supplier) with their devices bound, concurrently."""
-        orders = [(fleet.order_ids[n], fleet.devices_of(n)) for n in names]
+        """Ship the named orders (as the supplier) with their certified devices, concurrently.
+
+        A rogue device (its key the supplier's) is offered first, with a certificate
+        signed by a key the supplier holds: the API must refuse it by name."""
+        for name in names:
+            for rogue in fleet.rogues_of(name):
+                own = fleet.self_certificate(rogue, rogue.private_key)
+                certs = [*fleet.certificates_of(name), own]
+                body = {"certificates": [_certificate_body(c) for c in certs]}
+                try:
+                    self._call("POST", f"/orders/{fleet.order_ids[name]}/ship", "supplier", body)
+                except ReplayError as exc:
+                    if UNCERTIFIED not in str(exc):
+                        raise
+                    note(f"order {fleet.order_ids[name]}: rogue device {rogue.address} refused")
+                else:
+                    raise ReplayError(f"order {fleet.order_ids[name]}: the API bound a rogue")
+        orders = [(fleet.order_ids[n], fleet.certificates_of(n)) for n in names]
         self._parallel(
             [
-                partial(self._call, "POST", f"/orders/{oid}/ship", "supplier", {"devices": devices})
-                for oid, devices in orders
+                partial(
+                    self._call,
+                    "POST",
+                    f"/orders/{oid}/ship",
+                    "supplier",
+                    {"certificates": [_certificate_body(c) for c in certs]},
+                )
+                for oid, certs in orders
             ]
         )
-        for oid, devices in orders:
-            note(f"order {oid}: shipped over the API with {len(devices)} device(s)")
+        for oid, certs in orders:
+            note(f"order {oid}: shipped over the API with {len(certs)} certified device(s)")
 
     def outcome(self, order_id: int) -> Outcome:
         body = self._call("GET", f"/orders/{order_id}", "buyer")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from backend.api import schemas as s
-from backend.domain.order import TERMS_ATTRS
+from backend.domain.order import TERMS_BODY_ATTRS
 from backend.domain.reading import READING_ATTRS
 from backend.store.models import DeviceRow
 
@@ -20,7 +20,7 @@ _READING_PLAIN = ("device", *READING_ATTRS, "batch_seq", "received_at")
 
 def order(row: Any) -> dict[str, Any]:
     """An order row (ORM or Core) as :class:`OrderPublic` data."""
-    terms = {name: getattr(row, name) for name in TERMS_ATTRS}
+    terms = {name: getattr(row, name) for name in TERMS_BODY_ATTRS}
     terms["price"] = str(terms["price"])
     ba, sa = row.buyer_amount, row.supplier_amount
     return {

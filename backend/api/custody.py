@@ -26,7 +26,7 @@ from eth_account.signers.local import LocalAccount
 from backend.api.errors import ApiError, revert_error
 from backend.api.parties import Party
 from backend.api.queries import OrderRecord
-from backend.api.schemas import ComponentHealth, Terms
+from backend.api.schemas import CertificateIn, ComponentHealth, Terms
 from backend.chain.connection import Chain
 from backend.chain.contracts import Escrow, PurchaseOrders, Stablecoin
 from backend.chain.contracts import Terms as ChainTerms
@@ -43,6 +43,7 @@ from backend.chain.sender import TxResult
 from backend.domain.contract_errors import ContractError
 from backend.domain.fields import camel
 from backend.domain.order import STATE_LABELS
+from backend.telemetry.certificates import DeviceCertificate, SignedCertificate
 
 log = logging.getLogger(__name__)
 
@@ -61,22 +62,43 @@ class Sent:
 
 
 def _order_call(method: str) -> Callable[[Custodian, Party, OrderRecord], Sent]:
-    """A :class:`Custodian` method that sends ``PurchaseOrders.<method>(order.id)`` as
-    the calling party."""
+    """A :class:`Custodian` method that sends ``PurchaseOrders.<method>(order.id, terms)``
+    as the calling party (every call after creation carries the order's terms)."""
 
     def send(self: Custodian, party: Party, order: OrderRecord) -> Sent:
         call = getattr(self.purchase_orders, method)
-        return self._sent(self._run(party, camel(method), lambda by: call(order.id, by=by)))
+        terms = order_terms(order)
+        return self._sent(
+            self._run(party, camel(method), lambda by: call(order.id, terms=terms, by=by))
+        )
 
-    send.__doc__ = f"Send ``{camel(method)}(orderId)`` as ``party``."
+    send.__doc__ = f"Send ``{camel(method)}(orderId, terms)`` as ``party``."
     return send
 
 
-def chain_terms(t: Terms) -> ChainTerms:
-    """The API's terms as the chain layer's ``Terms``."""
+def chain_terms(t: Terms, *, buyer: str, supplier: str) -> ChainTerms:
+    """The API's terms (and the parties) as the chain layer's ``Terms``."""
     fields = t.model_dump()
     fields["price"] = int(fields["price"])
-    return ChainTerms(**fields)
+    return ChainTerms(buyer=buyer, supplier=supplier, **fields)
+
+
+def order_terms(order: OrderRecord) -> ChainTerms:
+    """An indexed order's terms (every call after creation carries them)."""
+    return ChainTerms.of(order)
+
+
+def certificate(c: CertificateIn) -> SignedCertificate:
+    return SignedCertificate(
+        DeviceCertificate(
+            order_id=c.order_id,
+            device=c.device,
+            issuer=c.issuer,
+            valid_from=c.valid_from,
+            valid_until=c.valid_until,
+        ),
+        bytes.fromhex(c.signature[2:]),
+    )
 
 
 def _revert_message(exc: ContractRevert) -> str:
@@ -209,7 +231,7 @@ class Custodian:
     # --- PurchaseOrders -------------------------------------------------------------
 
     def create_order(self, party: Party, supplier: str, terms: Terms, fund: bool) -> Sent:
-        t = chain_terms(terms)
+        t = chain_terms(terms, buyer=self._signer(party).address, supplier=supplier)
         po = self.purchase_orders
         if fund and not t.is_eth:
             with self._funding(party, t.token):
@@ -217,18 +239,18 @@ class Custodian:
                 result = self._run(
                     party,
                     "createAndFundOrder",
-                    lambda by: po.create_and_fund_order(supplier, t, by=by),
+                    lambda by: po.create_and_fund_order(t, by=by),
                 )
         elif fund:
             result = self._run(
-                party, "createAndFundOrder", lambda by: po.create_and_fund_order(supplier, t, by=by)
+                party, "createAndFundOrder", lambda by: po.create_and_fund_order(t, by=by)
             )
         else:
-            result = self._run(party, "createOrder", lambda by: po.create_order(supplier, t, by=by))
+            result = self._run(party, "createOrder", lambda by: po.create_order(t, by=by))
         return self._sent(result, order_id=int(result.value))
 
-    # The calls that take nothing but the order, by the PurchaseOrders wrapper's method
-    # (the Solidity function is its camelCase name).
+    # The calls that take nothing but the order (and its terms), by the PurchaseOrders
+    # wrapper's method (the Solidity function is its camelCase name).
     accept = _order_call("accept_order")
     confirm_receipt = _order_call("confirm_receipt")
     open_dispute = _order_call("open_dispute")
@@ -242,19 +264,29 @@ class Custodian:
             value = int(order.price)
             return self._sent(
                 self._run(
-                    party, "fundOrder", lambda by: po.fund_order(order.id, by=by, value=value)
+                    party,
+                    "fundOrder",
+                    lambda by: po.fund_order(
+                        order.id, terms=order_terms(order), by=by, value=value
+                    ),
                 )
             )
         with self._funding(party, order.token):
             self._approve(party, order.token, int(order.price))
             return self._sent(
-                self._run(party, "fundOrder", lambda by: po.fund_order(order.id, by=by, value=0))
+                self._run(
+                    party,
+                    "fundOrder",
+                    lambda by: po.fund_order(order.id, terms=order_terms(order), by=by, value=0),
+                )
             )
 
-    def ship(self, party: Party, order: OrderRecord, devices: Sequence[str]) -> Sent:
+    def ship(self, party: Party, order: OrderRecord, certificates: Sequence[CertificateIn]) -> Sent:
         po = self.purchase_orders
+        certs = [certificate(c) for c in certificates]
+        t = order_terms(order)
         return self._sent(
-            self._run(party, "shipOrder", lambda by: po.ship_order(order.id, devices, by=by))
+            self._run(party, "shipOrder", lambda by: po.ship_order(order.id, certs, terms=t, by=by))
         )
 
     def resolve_dispute(self, party: Party, order: OrderRecord, buyer_amount: int) -> Sent:
@@ -263,7 +295,9 @@ class Custodian:
             self._run(
                 party,
                 "resolveDispute",
-                lambda by: po.resolve_dispute(order.id, buyer_amount, by=by),
+                lambda by: po.resolve_dispute(
+                    order.id, buyer_amount, terms=order_terms(order), by=by
+                ),
             )
         )
 

@@ -109,18 +109,29 @@ def reading_by_seq(session: Session, order_id: int, device: str, seq: int) -> Re
     ).first()
 
 
+def _batches_of(order_id: int) -> Select[Any]:
+    return (
+        select(ReadingRow.batch_seq)
+        .where(ReadingRow.order_id == order_id, ReadingRow.batch_seq.is_not(None))
+        .distinct()
+    )
+
+
 def commitments(
     session: Session, order_id: int, *, limit: int, offset: int
 ) -> tuple[list[CommitmentRow], int]:
-    stmt = select(CommitmentRow).where(CommitmentRow.order_id == order_id)
+    """The fleet batches that hold readings of the order."""
+    stmt = select(CommitmentRow).where(CommitmentRow.batch_seq.in_(_batches_of(order_id)))
     rows = list(session.scalars(stmt.order_by(CommitmentRow.batch_seq).limit(limit).offset(offset)))
     return rows, _count(session, stmt)
 
 
 def commitment(session: Session, order_id: int, batch_seq: int) -> CommitmentRow | None:
+    """A fleet batch, if it holds readings of the order."""
     return session.scalars(
         select(CommitmentRow).where(
-            CommitmentRow.order_id == order_id, CommitmentRow.batch_seq == batch_seq
+            CommitmentRow.batch_seq == batch_seq,
+            CommitmentRow.batch_seq.in_(_batches_of(order_id)),
         )
     ).first()
 

@@ -194,6 +194,20 @@ class TermsPublic(BaseModel):
     breach_refund_bps: Uint16 = 0
     dispute_window_secs: Uint32 = 0
     arbiter: str
+    device_issuer: str = Field(
+        description="Who certifies the order's devices (EIP-712 DeviceCertificate; never the "
+        "supplier: docs/trust.md)."
+    )
+    second_device_issuer: str = Field(
+        default=ZERO_ADDRESS, description="A second issuer; zero address = one issuer."
+    )
+    arrival_quorum: int = Field(
+        default=1,
+        ge=0,
+        le=2,
+        description="Devices (of distinct issuers) that must prove arrival: 0 = buyer receipt "
+        "only, 1 = any certified device, 2 = one of each issuer.",
+    )
 
 
 class Terms(TermsPublic):
@@ -205,6 +219,13 @@ class Terms(TermsPublic):
 
     token: Address = Field(default=ZERO_ADDRESS, description="ERC-20 token; zero address = ETH.")
     arbiter: Address
+    device_issuer: Address = Field(
+        description="Who certifies the order's devices (EIP-712 DeviceCertificate; never the "
+        "supplier: docs/trust.md)."
+    )
+    second_device_issuer: Address = Field(
+        default=ZERO_ADDRESS, description="A second issuer; zero address = one issuer."
+    )
 
 
 class OrderCreate(_Model):
@@ -231,6 +252,7 @@ class OrderCreate(_Model):
                         "late_penalty_cap_bps": 2000,
                         "breach_refund_bps": 3000,
                         "arbiter": "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512",
+                        "device_issuer": "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0",
                     },
                 }
             ]
@@ -291,8 +313,28 @@ class TxPublic(BaseModel):
     )
 
 
+class CertificateIn(_Model):
+    """An issuer's EIP-712 ``DeviceCertificate`` for one device on this order, signed."""
+
+    order_id: Annotated[int, Field(ge=1, le=MAX_JSON_INT)]
+    device: Address
+    issuer: Address
+    valid_from: Uint64
+    valid_until: Uint64
+    signature: Annotated[
+        str,
+        Field(
+            pattern=r"^0x[0-9a-fA-F]{130}$",
+            description="The issuer's 65-byte signature (r || s || v), 0x-hex.",
+        ),
+    ]
+
+
 class ShipRequest(_Model):
-    devices: list[Address] = Field(min_length=1, max_length=64)
+    """The devices travelling with the goods, each with its issuer's certificate
+    (the contract binds only devices certified by an issuer the terms name)."""
+
+    certificates: list[CertificateIn] = Field(min_length=1, max_length=64)
 
 
 class RulingRequest(_Model):
@@ -350,11 +392,14 @@ class ReadingsPublic(BaseModel):
 
 
 class CommitmentPublic(BaseModel):
+    """A fleet batch: one Merkle root over a window of every order's readings."""
+
     model_config = ConfigDict(from_attributes=True)  # model_validate(row) reads its store row
 
-    order_id: int
     batch_seq: int
     root: Hex32
+    committer: str | None = Field(description="The oracle whose fleet log holds the root.")
+    log_index: int | None = Field(description="The root's place in that log (once indexed).")
     reading_count: int
     first_reading_id: int
     last_reading_id: int
@@ -375,18 +420,38 @@ class ContractReading(BaseModel):
     __annotations__ = dict.fromkeys(READING_FIELDS, "int")
 
 
-class ProofPublic(BaseModel):
-    """Everything ``QualityVerification.verifyCommittedReading`` needs."""
+class CertificatePublic(BaseModel):
+    """The certificate a device was bound with (``SignedCertificate``)."""
 
     order_id: int
+    device: str
+    issuer: str
+    valid_from: int
+    valid_until: int
+    signature: str
+
+
+class ProofPublic(BaseModel):
+    """Everything ``QualityVerification.verifyFleetReading`` needs besides the order's
+    terms (``GET /orders/{id}``): the reading, its signature and certificate, and the
+    ``FleetProof`` (batch_seq, root, count, log_index, log_proof, leaf_index,
+    reading_proof) against the committer's current log root."""
+
+    order_id: int
+    committer: str
     batch_seq: int
     root: Hex32
+    count: int
+    log_index: int
+    log_proof: list[Hex32] = Field(description="32 siblings up to the log's current root.")
+    log_root: Hex32 = Field(description="The log root the proof leads to.")
     leaf_index: int
     leaf: Hex32
+    reading_proof: list[Hex32]
     device: str
     reading: ContractReading
     signature: str
-    proof: list[Hex32]
+    certificate: CertificatePublic | None
     verifying_contract: str | None = Field(description="QualityVerification's address.")
 
 

@@ -13,8 +13,8 @@ from backend.chain.connection import Accounts, Chain, connect, dev_private_key
 from backend.chain.contracts import (
     ETH,
     Contracts,
-    Deposit,
     Escrow,
+    FleetProof,
     Order,
     OrderState,
     PurchaseOrders,
@@ -45,7 +45,7 @@ __all__ = [
     "Contracts",
     "Deployment",
     "DeploymentError",
-    "Deposit",
+    "FleetProof",
     "Escrow",
     "Order",
     "OrderState",

@@ -26,8 +26,18 @@ from eth_utils import get_abi_output_types, to_checksum_address
 from backend.chain.artifacts import STABLECOIN, Artifact, load_artifact
 from backend.chain.decoding import normalize
 from backend.chain.sender import PendingTx, TxResult, TxSender
-from backend.domain.order import ETH, ZERO_ADDRESS, Order, OrderState, Terms
+from backend.domain.order import (
+    ETH,
+    TERMS_ABI_TYPE,
+    TERMS_SPEC,
+    ZERO_ADDRESS,
+    Order,
+    OrderState,
+    Terms,
+)
 from backend.telemetry import Domain, Reading, SignedReading
+from backend.telemetry.certificates import DeviceCertificate, SignedCertificate
+from backend.telemetry.fleet import FleetProof
 
 if TYPE_CHECKING:
     from backend.chain.connection import Chain
@@ -36,21 +46,16 @@ if TYPE_CHECKING:
 Signer = LocalAccount | TxSender
 
 
-@dataclass(frozen=True)
-class Deposit:
-    """Mirror of ``IEscrow.Deposit``."""
-
-    token: str
-    amount: int
-    released: bool
-
-
 def terms_from_abi(values: Sequence[Any]) -> Terms:
     """``Terms`` from the decoded struct, addresses checksummed."""
     terms = Terms.from_tuple(values)
     return terms.replace(
-        token=to_checksum_address(terms.token), arbiter=to_checksum_address(terms.arbiter)
+        **{name: to_checksum_address(getattr(terms, name)) for name in ADDRESS_FIELDS}
     )
+
+
+#: The terms' address fields (checksummed when decoded)
+ADDRESS_FIELDS: tuple[str, ...] = tuple(f.attr for f in TERMS_SPEC if f.sol_type == "address")
 
 
 def reading_tuple(reading: Reading | SignedReading) -> tuple[int, ...]:
@@ -111,56 +116,27 @@ class ContractWrapper:
         values = tuple(normalize(v, t) for v, t in zip(abi_decode(types, raw), types, strict=True))
         return values[0] if len(values) == 1 else values
 
-    # AccessControl, common to the three contracts
-    def default_admin_role(self) -> bytes:
-        return bytes(self.view("DEFAULT_ADMIN_ROLE"))
-
-    def has_role(self, role: bytes, account: str) -> bool:
-        return bool(self.view("hasRole", role, to_checksum_address(account)))
-
-    def get_role_admin(self, role: bytes) -> bytes:
-        return bytes(self.view("getRoleAdmin", role))
-
-    def supports_interface(self, interface_id: bytes) -> bool:
-        return bool(self.view("supportsInterface", interface_id))
-
-    def grant_role(
-        self, role: bytes, account: str, *, by: Signer, gas: int | None = None
-    ) -> TxResult:
-        return self._tx("grantRole", (role, to_checksum_address(account)), by, gas=gas)
-
-    def revoke_role(
-        self, role: bytes, account: str, *, by: Signer, gas: int | None = None
-    ) -> TxResult:
-        return self._tx("revokeRole", (role, to_checksum_address(account)), by, gas=gas)
-
-    def renounce_role(self, role: bytes, *, by: Signer, gas: int | None = None) -> TxResult:
-        who = by.address if isinstance(by, TxSender) else by.address
-        return self._tx("renounceRole", (role, who), by, gas=gas)
-
 
 class PurchaseOrders(ContractWrapper):
+    """Every call that needs an order's terms takes them: the contract stores only their
+    digest and refuses terms that do not match (``PurchaseOrdersWrongTerms``)."""
+
     NAME = "PurchaseOrders"
 
+    def __init__(self, chain: Chain, address: str, artifact: Artifact | None = None) -> None:
+        super().__init__(chain, address, artifact)
+        self._terms: dict[int, Terms] = {}
+
     # ---- transactions ----
-    def create_order(
-        self, supplier: str, terms: Terms, *, by: Signer, gas: int | None = None
-    ) -> TxResult:
-        """Create an order (state Created); ``result.value`` is the order id."""
-        result = self._tx(
-            "createOrder", (to_checksum_address(supplier), terms.as_tuple()), by, gas=gas
-        )
+    def create_order(self, terms: Terms, *, by: Signer, gas: int | None = None) -> TxResult:
+        """Create an order (state Created; ``terms.buyer`` sends); ``result.value`` is its id."""
+        result = self._tx("createOrder", (terms.as_tuple(),), by, gas=gas)
         result.value = result.event("OrderCreated")["orderId"]
+        self._terms[int(result.value)] = terms
         return result
 
     def create_and_fund_order(
-        self,
-        supplier: str,
-        terms: Terms,
-        *,
-        by: Signer,
-        value: int | None = None,
-        gas: int | None = None,
+        self, terms: Terms, *, by: Signer, value: int | None = None, gas: int | None = None
     ) -> TxResult:
         """Create and fund in one call.
 
@@ -168,56 +144,112 @@ class PurchaseOrders(ContractWrapper):
         """
         if value is None:
             value = terms.price if terms.is_eth else 0
-        result = self._tx(
-            "createAndFundOrder",
-            (to_checksum_address(supplier), terms.as_tuple()),
-            by,
-            value=value,
-            gas=gas,
-        )
+        result = self._tx("createAndFundOrder", (terms.as_tuple(),), by, value=value, gas=gas)
         result.value = result.event("OrderCreated")["orderId"]
+        self._terms[int(result.value)] = terms
         return result
 
-    def accept_order(self, order_id: int, *, by: Signer, gas: int | None = None) -> TxResult:
-        return self._tx("acceptOrder", (order_id,), by, gas=gas)
+    def terms_of(self, order_id: int) -> Terms:
+        """An order's terms: from this wrapper's memory (orders it created or was told of),
+        else from the order's ``OrderCreated`` event (the contract stores only a digest)."""
+        terms = self._terms.get(order_id)
+        if terms is None:
+            logs = self.contract.events.OrderCreated().get_logs(
+                from_block=0, argument_filters={"orderId": order_id}
+            )
+            if not logs:
+                raise LookupError(f"no OrderCreated event for order {order_id}")
+            terms = terms_from_abi(tuple(logs[-1]["args"]["terms"].values()))
+            self._terms[order_id] = terms
+        return terms
+
+    def remember_terms(self, order_id: int, terms: Terms) -> None:
+        """Tell the wrapper an order's terms (e.g. from the store), saving the event look-up."""
+        self._terms[order_id] = terms
+
+    def _order_tx(
+        self,
+        fn: str,
+        order_id: int,
+        terms: Terms | None,
+        *extra: Any,
+        by: Signer,
+        value: int = 0,
+        gas: int | None = None,
+    ) -> TxResult:
+        t = terms if terms is not None else self.terms_of(order_id)
+        return self._tx(fn, (order_id, t.as_tuple(), *extra), by, value=value, gas=gas)
+
+    def accept_order(
+        self, order_id: int, *, terms: Terms | None = None, by: Signer, gas: int | None = None
+    ) -> TxResult:
+        return self._order_tx("acceptOrder", order_id, terms, by=by, gas=gas)
 
     def fund_order(
-        self, order_id: int, *, by: Signer, value: int | None = None, gas: int | None = None
+        self,
+        order_id: int,
+        *,
+        terms: Terms | None = None,
+        by: Signer,
+        value: int | None = None,
+        gas: int | None = None,
     ) -> TxResult:
         """Fund an order (ETH: sends the price unless ``value`` is given)."""
+        t = terms if terms is not None else self.terms_of(order_id)
         if value is None:
-            terms = self.get_order(order_id).terms
-            value = terms.price if terms.is_eth else 0
-        return self._tx("fundOrder", (order_id,), by, value=value, gas=gas)
+            value = t.price if t.is_eth else 0
+        return self._order_tx("fundOrder", order_id, t, by=by, value=value, gas=gas)
 
     def ship_order(
-        self, order_id: int, devices: Sequence[str], *, by: Signer, gas: int | None = None
+        self,
+        order_id: int,
+        certificates: Sequence[SignedCertificate],
+        *,
+        terms: Terms | None = None,
+        by: Signer,
+        gas: int | None = None,
     ) -> TxResult:
-        return self._tx(
-            "shipOrder", (order_id, [to_checksum_address(d) for d in devices]), by, gas=gas
-        )
+        """Ship with the certified devices travelling with the goods (one certificate each)."""
+        certs = [c.as_tuple() for c in certificates]
+        return self._order_tx("shipOrder", order_id, terms, certs, by=by, gas=gas)
 
     ship = ship_order
 
-    def confirm_receipt(self, order_id: int, *, by: Signer, gas: int | None = None) -> TxResult:
-        return self._tx("confirmReceipt", (order_id,), by, gas=gas)
+    def confirm_receipt(
+        self, order_id: int, *, terms: Terms | None = None, by: Signer, gas: int | None = None
+    ) -> TxResult:
+        return self._order_tx("confirmReceipt", order_id, terms, by=by, gas=gas)
 
-    def open_dispute(self, order_id: int, *, by: Signer, gas: int | None = None) -> TxResult:
-        return self._tx("openDispute", (order_id,), by, gas=gas)
+    def open_dispute(
+        self, order_id: int, *, terms: Terms | None = None, by: Signer, gas: int | None = None
+    ) -> TxResult:
+        return self._order_tx("openDispute", order_id, terms, by=by, gas=gas)
 
     def resolve_dispute(
-        self, order_id: int, buyer_amount: int, *, by: Signer, gas: int | None = None
+        self,
+        order_id: int,
+        buyer_amount: int,
+        *,
+        terms: Terms | None = None,
+        by: Signer,
+        gas: int | None = None,
     ) -> TxResult:
-        return self._tx("resolveDispute", (order_id, buyer_amount), by, gas=gas)
+        return self._order_tx("resolveDispute", order_id, terms, buyer_amount, by=by, gas=gas)
 
-    def settle_order(self, order_id: int, *, by: Signer, gas: int | None = None) -> TxResult:
-        return self._tx("settleOrder", (order_id,), by, gas=gas)
+    def settle_order(
+        self, order_id: int, *, terms: Terms | None = None, by: Signer, gas: int | None = None
+    ) -> TxResult:
+        return self._order_tx("settleOrder", order_id, terms, by=by, gas=gas)
 
-    def cancel_order(self, order_id: int, *, by: Signer, gas: int | None = None) -> TxResult:
-        return self._tx("cancelOrder", (order_id,), by, gas=gas)
+    def cancel_order(
+        self, order_id: int, *, terms: Terms | None = None, by: Signer, gas: int | None = None
+    ) -> TxResult:
+        return self._order_tx("cancelOrder", order_id, terms, by=by, gas=gas)
 
-    def expire_order(self, order_id: int, *, by: Signer, gas: int | None = None) -> TxResult:
-        return self._tx("expireOrder", (order_id,), by, gas=gas)
+    def expire_order(
+        self, order_id: int, *, terms: Terms | None = None, by: Signer, gas: int | None = None
+    ) -> TxResult:
+        return self._order_tx("expireOrder", order_id, terms, by=by, gas=gas)
 
     def record_breach(self, order_id: int, *, by: Signer, gas: int | None = None) -> TxResult:
         """Only QualityVerification may call this; exposed for access-control tests."""
@@ -229,43 +261,53 @@ class PurchaseOrders(ContractWrapper):
         delivered_at: int,
         confirmed_by: str,
         *,
+        earliest_at: int | None = None,
+        terms: Terms | None = None,
         by: Signer,
         gas: int | None = None,
     ) -> TxResult:
-        """Only QualityVerification may call this; exposed for access-control tests."""
-        return self._tx(
+        """Only QualityVerification may call this; exposed for access-control tests.
+        ``earliest_at``: the earliest arrival reading's time (default ``delivered_at``)."""
+        return self._order_tx(
             "recordDelivery",
-            (order_id, delivered_at, to_checksum_address(confirmed_by)),
-            by,
+            order_id,
+            terms,
+            delivered_at if earliest_at is None else earliest_at,
+            delivered_at,
+            to_checksum_address(confirmed_by),
+            by=by,
             gas=gas,
         )
 
     # ---- views ----
     def get_order(self, order_id: int, *, block: int | str = "latest") -> Order:
-        raw = self.view("getOrder", order_id, block=block)
-        buyer, supplier, state, funded, breached, created, shipped, delivered, disputed, terms = raw
+        digest, state, funded, breached, timestamp = self.view("getOrder", order_id, block=block)
         return Order(
             order_id=order_id,
-            buyer=to_checksum_address(buyer),
-            supplier=to_checksum_address(supplier),
+            terms_digest=bytes(digest),
             state=OrderState(state),
             funded=bool(funded),
             breached=bool(breached),
-            created_at=created,
-            shipped_at=shipped,
-            delivered_at=delivered,
-            disputed_at=disputed,
-            terms=terms_from_abi(terms),
+            timestamp=int(timestamp),
         )
 
     def order_state(self, order_id: int) -> OrderState:
         return self.get_order(order_id).state
 
+    def disputed_at(self, order_id: int) -> int:
+        return int(self.view("disputedAt", order_id))
+
     def order_count(self) -> int:
         return int(self.view("orderCount"))
 
-    def preview_settlement(self, order_id: int, delivered_at: int) -> tuple[int, int]:
-        buyer, supplier = self.view("previewSettlement", order_id, delivered_at)
+    def hash_terms(self, terms: Terms) -> bytes:
+        return bytes(self.view("hashTerms", terms.as_tuple()))
+
+    def preview_settlement(
+        self, order_id: int, delivered_at: int, *, terms: Terms | None = None
+    ) -> tuple[int, int]:
+        t = terms if terms is not None else self.terms_of(order_id)
+        buyer, supplier = self.view("previewSettlement", order_id, t.as_tuple(), delivered_at)
         return int(buyer), int(supplier)
 
     def arbitration_period(self) -> int:
@@ -289,31 +331,36 @@ class PurchaseOrders(ContractWrapper):
 class QualityVerification(ContractWrapper):
     NAME = "QualityVerification"
 
-    # ---- admin ----
-    def set_purchase_orders(self, address: str, *, by: Signer, gas: int | None = None) -> TxResult:
-        return self._tx("setPurchaseOrders", (to_checksum_address(address),), by, gas=gas)
-
-    def oracle_role(self) -> bytes:
-        return bytes(self.view("ORACLE_ROLE"))
-
-    def grant_oracle(self, account: str, *, by: Signer, gas: int | None = None) -> TxResult:
-        return self.grant_role(self.oracle_role(), account, by=by, gas=gas)
-
-    def is_oracle(self, account: str) -> bool:
-        return self.has_role(self.oracle_role(), account)
-
     # ---- transactions ----
     def bind_devices(
-        self, order_id: int, devices: Sequence[str], *, by: Signer, gas: int | None = None
+        self,
+        order_id: int,
+        device_issuer: str,
+        second_device_issuer: str,
+        certificates: Sequence[SignedCertificate],
+        *,
+        by: Signer,
+        gas: int | None = None,
     ) -> TxResult:
         """Only PurchaseOrders may call this; exposed for access-control tests."""
         return self._tx(
-            "bindDevices", (order_id, [to_checksum_address(d) for d in devices]), by, gas=gas
+            "bindDevices",
+            (
+                order_id,
+                to_checksum_address(device_issuer),
+                to_checksum_address(second_device_issuer),
+                [c.as_tuple() for c in certificates],
+            ),
+            by,
+            gas=gas,
         )
 
-    def commit_readings(
+    def revoke_device(self, device: str, *, by: Signer, gas: int | None = None) -> TxResult:
+        """The caller (an issuer) revokes ``device``: its readings from now on no longer count."""
+        return self._tx("revokeDevice", (to_checksum_address(device),), by, gas=gas)
+
+    def commit_fleet_root(
         self,
-        order_id: int,
         batch_seq: int,
         root: bytes,
         reading_count: int,
@@ -321,11 +368,11 @@ class QualityVerification(ContractWrapper):
         by: Signer,
         gas: int | None = None,
     ) -> TxResult:
-        return self._tx("commitReadings", (order_id, batch_seq, root, reading_count), by, gas=gas)
+        """Append a window's root to the sender's fleet log."""
+        return self._tx("commitFleetRoot", (batch_seq, root, reading_count), by, gas=gas)
 
-    def submit_commit_readings(
+    def submit_commit_fleet_root(
         self,
-        order_id: int,
         batch_seq: int,
         root: bytes,
         reading_count: int,
@@ -333,40 +380,78 @@ class QualityVerification(ContractWrapper):
         by: Signer,
         gas: int | None = None,
     ) -> PendingTx:
-        """As :meth:`commit_readings` without waiting for the receipt."""
-        return self.submit(
-            "commitReadings", order_id, batch_seq, root, reading_count, by=by, gas=gas
-        )
+        """As :meth:`commit_fleet_root` without waiting for the receipt."""
+        return self.submit("commitFleetRoot", batch_seq, root, reading_count, by=by, gas=gas)
 
     def prove_excursion(
         self,
         order_id: int,
+        terms: Terms,
         signed_readings: Sequence[SignedReading],
+        certificate: SignedCertificate,
         *,
         by: Signer,
         gas: int | None = None,
     ) -> TxResult:
         readings = [s.reading.as_tuple() for s in signed_readings]
         signatures = [s.signature for s in signed_readings]
-        return self._tx("proveExcursion", (order_id, readings, signatures), by, gas=gas)
+        return self._tx(
+            "proveExcursion",
+            (order_id, terms.as_tuple(), readings, signatures, certificate.as_tuple()),
+            by,
+            gas=gas,
+        )
 
     def prove_shock(
-        self, order_id: int, signed: SignedReading, *, by: Signer, gas: int | None = None
+        self,
+        order_id: int,
+        terms: Terms,
+        signed: SignedReading,
+        certificate: SignedCertificate,
+        *,
+        by: Signer,
+        gas: int | None = None,
     ) -> TxResult:
         return self._tx(
-            "proveShock", (order_id, signed.reading.as_tuple(), signed.signature), by, gas=gas
+            "proveShock",
+            (
+                order_id,
+                terms.as_tuple(),
+                signed.reading.as_tuple(),
+                signed.signature,
+                certificate.as_tuple(),
+            ),
+            by,
+            gas=gas,
         )
 
     def prove_arrival(
-        self, order_id: int, signed: SignedReading, *, by: Signer, gas: int | None = None
+        self,
+        order_id: int,
+        terms: Terms,
+        signed_readings: Sequence[SignedReading],
+        certificates: Sequence[SignedCertificate],
+        *,
+        by: Signer,
+        gas: int | None = None,
     ) -> TxResult:
+        """Arrival from one reading per device (as many issuers as ``terms.arrival_quorum``)."""
         return self._tx(
-            "proveArrival", (order_id, signed.reading.as_tuple(), signed.signature), by, gas=gas
+            "proveArrival",
+            (
+                order_id,
+                terms.as_tuple(),
+                [s.reading.as_tuple() for s in signed_readings],
+                [s.signature for s in signed_readings],
+                [c.as_tuple() for c in certificates],
+            ),
+            by,
+            gas=gas,
         )
 
     # ---- views ----
     def domain(self) -> Domain:
-        """The EIP-712 domain devices sign readings for."""
+        """The EIP-712 domain devices sign readings (and issuers certificates) for."""
         return Domain(chain_id=self.chain.chain_id, verifying_contract=self.address)
 
     def eip712_domain(self) -> tuple[Any, ...]:
@@ -375,29 +460,45 @@ class QualityVerification(ContractWrapper):
     def hash_reading(self, reading: Reading | SignedReading) -> bytes:
         return bytes(self.view("hashReading", reading_tuple(reading)))
 
-    def is_device_bound(self, order_id: int, device: str) -> bool:
-        return bool(self.view("isDeviceBound", order_id, to_checksum_address(device)))
+    def hash_certificate(self, certificate: DeviceCertificate) -> bytes:
+        return bytes(self.view("hashCertificate", certificate.as_tuple()))
 
-    def device_count(self, order_id: int) -> int:
-        return int(self.view("deviceCount", order_id))
+    def fleet_leaf(self, order_id: int, device: str, digest: bytes, leaf_index: int) -> bytes:
+        return bytes(
+            self.view("fleetLeaf", order_id, to_checksum_address(device), digest, leaf_index)
+        )
 
-    def last_batch_seq(self, order_id: int) -> int:
-        return int(self.view("lastBatchSeq", order_id))
+    def fleet_log_entry(self, batch_seq: int, root: bytes, count: int) -> bytes:
+        return bytes(self.view("fleetLogEntry", batch_seq, root, count))
 
-    def batch_root(self, order_id: int, batch_seq: int) -> bytes:
-        return bytes(self.view("batchRoot", order_id, batch_seq))
+    def revoked_at(self, issuer: str, device: str) -> int:
+        return int(self.view("revokedAt", to_checksum_address(issuer), to_checksum_address(device)))
 
-    def verify_committed_reading(
-        self, order_id: int, batch_seq: int, signed: SignedReading, proof: Sequence[bytes]
+    def fleet_log(self, committer: str) -> tuple[int, int]:
+        """(last batch seq, number of roots) of a committer's log."""
+        last, size = self.view("fleetLog", to_checksum_address(committer))
+        return int(last), int(size)
+
+    def fleet_log_root(self, committer: str) -> bytes:
+        return bytes(self.view("fleetLogRoot", to_checksum_address(committer)))
+
+    def verify_fleet_reading(
+        self,
+        committer: str,
+        terms: Terms,
+        signed: SignedReading,
+        certificate: SignedCertificate,
+        proof: FleetProof,
     ) -> bool:
         return bool(
             self.view(
-                "verifyCommittedReading",
-                order_id,
-                batch_seq,
+                "verifyFleetReading",
+                to_checksum_address(committer),
+                terms.as_tuple(),
                 signed.reading.as_tuple(),
                 signed.signature,
-                list(proof),
+                certificate.as_tuple(),
+                proof.as_tuple(),
             )
         )
 
@@ -407,9 +508,6 @@ class QualityVerification(ContractWrapper):
 
 class Escrow(ContractWrapper):
     NAME = "Escrow"
-
-    def set_purchase_orders(self, address: str, *, by: Signer, gas: int | None = None) -> TxResult:
-        return self._tx("setPurchaseOrders", (to_checksum_address(address),), by, gas=gas)
 
     def withdraw(self, token: str = ETH, *, by: Signer, gas: int | None = None) -> TxResult:
         """Withdraw the caller's whole credit in ``token`` (ETH by default)."""
@@ -438,6 +536,7 @@ class Escrow(ContractWrapper):
     def release(
         self,
         order_id: int,
+        token: str,
         buyer: str,
         buyer_amount: int,
         supplier: str,
@@ -451,6 +550,7 @@ class Escrow(ContractWrapper):
             "release",
             (
                 order_id,
+                to_checksum_address(token),
                 to_checksum_address(buyer),
                 buyer_amount,
                 to_checksum_address(supplier),
@@ -458,12 +558,6 @@ class Escrow(ContractWrapper):
             ),
             by,
             gas=gas,
-        )
-
-    def deposit_of(self, order_id: int) -> Deposit:
-        token, amount, released = self.view("depositOf", order_id)
-        return Deposit(
-            token=to_checksum_address(token), amount=int(amount), released=bool(released)
         )
 
     def credit_of(self, account: str, token: str = ETH) -> int:
@@ -554,9 +648,10 @@ class Contracts:
 __all__ = [
     "ETH",
     "ZERO_ADDRESS",
+    "TERMS_ABI_TYPE",
     "Contracts",
-    "Deposit",
     "Escrow",
+    "FleetProof",
     "Order",
     "OrderState",
     "PurchaseOrders",

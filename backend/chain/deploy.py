@@ -1,9 +1,10 @@
 """Deploy and wire the contracts; write and check the deployment manifest.
 
-Order (DESIGN.md §4): ``Escrow(admin)``, ``QualityVerification(admin)``,
-``PurchaseOrders(admin, escrow, quality)``, then ``escrow.setPurchaseOrders(po)``,
-``quality.setPurchaseOrders(po)`` and ``ORACLE_ROLE`` for each oracle. In dev
-mode the test ERC-20 (``TestStablecoin``) is deployed too.
+Order (docs/contracts.md): ``Escrow(po)``, ``QualityVerification(po)``,
+``PurchaseOrders(escrow, quality)``, where ``po`` is PurchaseOrders' address predicted
+from the deployer's nonce; no admin, no wiring afterwards. The oracles are recorded in
+the manifest as the committers whose fleet logs readers trust. In dev mode the test
+ERC-20 (``TestStablecoin``) is deployed too.
 
 The manifest (JSON, ``DEPLOYMENT_FILE``; the type is in :mod:`backend.chain.manifest`)
 is what every other process reads to find the contracts. Loading it checks the
@@ -19,11 +20,11 @@ from typing import Any
 
 from eth_abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
-from eth_utils import get_abi_input_types, to_checksum_address
+from eth_utils import get_abi_input_types, keccak, to_checksum_address
 
 from backend.chain.artifacts import CORE_CONTRACTS, STABLECOIN, Artifact, load_artifact
 from backend.chain.connection import Chain, connect
-from backend.chain.contracts import Contracts, Escrow, QualityVerification
+from backend.chain.contracts import Contracts
 from backend.chain.errors import ChainError, DeploymentError
 from backend.chain.manifest import MANIFEST_VERSION, Deployment
 from backend.core.settings import Settings
@@ -94,6 +95,20 @@ def _constructor_args(artifact: Artifact, args: Sequence[Any]) -> bytes:
     return abi_encode(types, list(args))
 
 
+def _create_address(deployer: str, nonce: int) -> str:
+    """The address a CREATE from ``deployer`` with ``nonce`` gets: keccak(rlp([sender, nonce]))."""
+    sender = b"\x94" + bytes.fromhex(deployer[2:])  # a 20-byte string
+    if nonce == 0:
+        encoded_nonce = b"\x80"
+    elif nonce < 0x80:
+        encoded_nonce = bytes([nonce])
+    else:
+        raw = nonce.to_bytes((nonce.bit_length() + 7) // 8, "big")
+        encoded_nonce = bytes([0x80 + len(raw)]) + raw
+    payload = sender + encoded_nonce
+    return str(to_checksum_address(keccak(bytes([0xC0 + len(payload)]) + payload)[12:]))
+
+
 def deploy_contract(
     chain: Chain, artifact: Artifact, args: Sequence[Any], *, by: LocalAccount
 ) -> tuple[str, str, int]:
@@ -120,10 +135,10 @@ def deploy_all(
     write_to: Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Deployment:
-    """Deploy, wire and authorise the contracts.
+    """Deploy the contracts (they need no wiring and have no admin).
 
-    ``admin`` deploys and holds DEFAULT_ADMIN_ROLE (default: ``chain.accounts.admin``);
-    ``oracle_addresses`` receive ORACLE_ROLE (default: ``chain.accounts.oracle``);
+    ``admin`` deploys (default: ``chain.accounts.admin``); ``oracle_addresses`` are the
+    fleet-log committers recorded in the manifest (default: ``chain.accounts.oracle``);
     ``stablecoin`` deploys the dev ERC-20 (default: when the chain has dev accounts).
     The manifest is written to ``write_to`` when given.
     """
@@ -150,35 +165,20 @@ def deploy_all(
         hashes[name] = tx_hash
         return addr
 
-    escrow_addr = _deploy("Escrow", artifacts["Escrow"], [admin.address])
-    quality_addr = _deploy("QualityVerification", artifacts["QualityVerification"], [admin.address])
-    po_addr = _deploy(
-        "PurchaseOrders", artifacts["PurchaseOrders"], [admin.address, escrow_addr, quality_addr]
-    )
+    # No post-deploy wiring: Escrow and QualityVerification take PurchaseOrders' address,
+    # known in advance from the deployer's nonce (it is deployed third), and PurchaseOrders'
+    # constructor checks that both name it.
+    nonce = chain.sender(admin).next_nonce
+    po_predicted = _create_address(admin.address, nonce + 2)
+    escrow_addr = _deploy("Escrow", artifacts["Escrow"], [po_predicted])
+    quality_addr = _deploy("QualityVerification", artifacts["QualityVerification"], [po_predicted])
+    po_addr = _deploy("PurchaseOrders", artifacts["PurchaseOrders"], [escrow_addr, quality_addr])
+    if po_addr != po_predicted:
+        raise DeploymentError(
+            f"PurchaseOrders landed at {po_addr}, expected {po_predicted}: "
+            "another transaction from the deployer interleaved"
+        )
     token_addr = _deploy(STABLECOIN, token_artifact, []) if token_artifact is not None else None
-
-    escrow = Escrow(chain, escrow_addr, artifacts["Escrow"])
-    quality = QualityVerification(chain, quality_addr, artifacts["QualityVerification"])
-    try:
-        note("wiring Escrow → PurchaseOrders")
-        escrow.set_purchase_orders(po_addr, by=admin)
-        note("wiring QualityVerification → PurchaseOrders")
-        quality.set_purchase_orders(po_addr, by=admin)
-        for oracle in oracles:
-            note(f"granting ORACLE_ROLE to {oracle}")
-            quality.grant_oracle(oracle, by=admin)
-        # read the wiring back: a mismatch here means the artifacts and this code disagree
-        wired = {
-            "Escrow.purchaseOrders": escrow.purchase_orders(),
-            "QualityVerification.purchaseOrders": quality.purchase_orders(),
-        }
-        for what, value in wired.items():
-            if to_checksum_address(value) != po_addr:
-                raise DeploymentError(f"{what} is {value}, expected {po_addr}")
-    except ChainError as exc:
-        if isinstance(exc, DeploymentError):
-            raise
-        raise DeploymentError(f"wiring the contracts failed: {exc}") from exc
 
     assert first_block is not None
     block = chain.w3.eth.get_block(first_block)
@@ -247,7 +247,7 @@ def deploy_from_settings(
         table.add_row(name, addr)
     table.add_row("deployer / admin", deployment.deployer)
     for oracle in deployment.oracles:
-        table.add_row("oracle (ORACLE_ROLE)", oracle)
+        table.add_row("oracle (fleet-log committer)", oracle)
     table.add_row("start block", str(deployment.block_number))
     console.print(table)
     if chain.kind == "eth-tester":

@@ -3,7 +3,8 @@
 :class:`Stack` bundles a connected dev chain, its deployment and the wrapped
 contracts; :func:`build_stack` deploys one. :func:`default_terms` gives valid
 order terms to override field by field, :func:`device_key` deterministic device
-keys, :func:`signed` a device-signed reading.
+keys, :func:`issuer_key` deterministic device-issuer keys, :func:`certify` a signed
+device certificate, :func:`signed` a device-signed reading.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from backend.chain.contracts import (
 )
 from backend.chain.deploy import Deployment, deploy_all
 from backend.telemetry import Domain, Reading, SignedReading, device_address, sign_reading
+from backend.telemetry.certificates import DeviceCertificate, SignedCertificate, sign_certificate
 
 DAY = 24 * 3600
 ETHER = 10**18
@@ -84,8 +86,35 @@ class Stack:
         return self.contracts.quality.domain()
 
     def make_terms(self, **overrides: Any) -> Terms:
-        """Valid terms relative to this chain's time (see :func:`default_terms`)."""
-        return default_terms(self.chain.now(), self.accounts.arbiter.address, **overrides)
+        """Valid terms relative to this chain's time (see :func:`default_terms`), between
+        the dev buyer and supplier."""
+        a = self.accounts
+        overrides.setdefault("buyer", a.buyer.address)
+        overrides.setdefault("supplier", a.supplier.address)
+        return default_terms(self.chain.now(), a.arbiter.address, **overrides)
+
+    def certify(
+        self, order_id: int, device_n: int, issuer_n: int = 1, **window: int
+    ) -> SignedCertificate:
+        """Device ``device_n`` certified for ``order_id`` by issuer ``issuer_n``."""
+        return certify(self.domain, order_id, device(device_n), issuer_key(issuer_n), **window)
+
+    def issuer_account(self, issuer_n: int) -> LocalAccount:
+        """Issuer ``issuer_n`` as an account that can send (funded from the admin once)."""
+        from eth_account import Account
+
+        acct: LocalAccount = Account.from_key(issuer_key(issuer_n))
+        if self.chain.balance(acct.address) == 0:
+            self.chain.sender(self.accounts.admin).transact(
+                acct.address, b"", value=10**18, gas=21_000, function="fund issuer"
+            )
+        return acct
+
+    def certificates(
+        self, order_id: int, devices: list[str], issuer_n: int = 1
+    ) -> list[SignedCertificate]:
+        """Certificates for these device addresses on ``order_id`` by issuer ``issuer_n``."""
+        return [certify(self.domain, order_id, d, issuer_key(issuer_n)) for d in devices]
 
 
 def build_stack(chain: Chain, kind: str | None = None, *, stablecoin: bool = True) -> Stack:
@@ -103,7 +132,9 @@ def build_stack(chain: Chain, kind: str | None = None, *, stablecoin: bool = Tru
 def default_terms(now: int, arbiter: str, **overrides: Any) -> Terms:
     """Terms a test can start from: 10 ETH, due in 7 days at Rotterdam (±0.05°),
     2–8 °C with 30 min tolerated, 1 %/started hour late up to 20 %, 30 % breach
-    refund, split final at delivery. Any field can be overridden by name."""
+    refund, split final at delivery; devices certified by issuer 1 (:func:`issuer`),
+    one certified device proves arrival. ``buyer`` and ``supplier`` must be given; any
+    field can be overridden by name."""
     lat, lon = ROTTERDAM
     values: dict[str, Any] = {
         "token": ETH,
@@ -123,7 +154,14 @@ def default_terms(now: int, arbiter: str, **overrides: Any) -> Terms:
         "breach_refund_bps": 3000,
         "dispute_window_secs": 0,
         "arbiter": arbiter,
+        "device_issuer": issuer(1),
+        "second_device_issuer": ETH,
+        "arrival_quorum": 1,
     }
+    for required in ("buyer", "supplier"):
+        if required not in overrides:
+            raise TypeError(f"default_terms needs {required}=")
+        values[required] = overrides[required]
     unknown = set(overrides) - set(values)
     if unknown:
         raise TypeError(f"unknown Terms field(s): {', '.join(sorted(unknown))}")
@@ -139,6 +177,40 @@ def device_key(n: int) -> str:
 def device(n: int) -> str:
     """The address of :func:`device_key` ``(n)``."""
     return device_address(device_key(n))
+
+
+def issuer_key(n: int) -> str:
+    """A deterministic device-issuer private key: keccak256("trustship-test-issuer:<n>")."""
+    return "0x" + keccak(text=f"trustship-test-issuer:{n}").hex()
+
+
+def issuer(n: int) -> str:
+    """The address of :func:`issuer_key` ``(n)``."""
+    return device_address(issuer_key(n))
+
+
+#: the default validity window of :func:`certify`: from 0 to 2^40 - 1
+FOREVER = 2**40 - 1
+
+
+def certify(
+    domain: Domain,
+    order_id: int,
+    device_addr: str,
+    key: str,
+    *,
+    valid_from: int = 0,
+    valid_until: int = FOREVER,
+) -> SignedCertificate:
+    """A certificate for ``device_addr`` on ``order_id``, signed with issuer ``key``."""
+    cert = DeviceCertificate(
+        order_id=order_id,
+        device=device_addr,
+        issuer=device_address(key),
+        valid_from=valid_from,
+        valid_until=valid_until,
+    )
+    return sign_certificate(cert, domain, key)
 
 
 def signed(reading: Reading, domain: Domain, key: str) -> SignedReading:

@@ -12,16 +12,19 @@ a payload with a missing, extra or mistyped field is refused with
 =================  ===================  ==================  ====  ==================
 kind               record               dedup key           rank  contract call
 =================  ===================  ==================  ====  ==================
-``commit_batch``   :class:`CommitBatch`   commit:{o}:{batch}  0     commitReadings
+``commit_batch``   :class:`CommitBatch`   commit:{batch}      0     commitFleetRoot
 ``prove_excursion`` :class:`ProveExcursion` breach:{o}        0     proveExcursion
 ``prove_shock``    :class:`ProveShock`    breach:{o}          0     proveShock
 ``prove_arrival``  :class:`ProveArrival`  arrival:{o}         1     proveArrival
 ``settle``         :class:`Settle`        settle:{o}          2     settleOrder
 =================  ===================  ==================  ====  ==================
 
-Commitments run in a lane of their own per order (a stuck commitment never holds
-back breach evidence); in the other lane an order's actions run by rank: breach
-evidence, then the arrival proof, then settlement.
+Commitments run in a lane of their own (a stuck commitment never holds back breach
+evidence); a fleet commitment covers every order's readings, so its ``order_id`` is
+:data:`FLEET` (0, never an order id). In the other lane an order's actions run by
+rank: breach evidence, then the arrival proof, then settlement. Evidence carries no
+terms or certificates: the executor reads the order's terms and each device's
+certificate from the store (the indexer's ``orders`` and ``devices`` rows).
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ from backend.core.errors import TrustShipError
 #: The lane of commitments; every other action runs in :data:`ACTION_LANE`.
 COMMIT_LANE = "commit"
 ACTION_LANE = "action"
+
+#: The ``order_id`` of a fleet commitment (order ids start at 1).
+FLEET = 0
 
 RANK_BREACH = 0
 RANK_ARRIVAL = 1
@@ -84,7 +90,7 @@ class ChainAction:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CommitBatch(ChainAction):
-    """Commit the Merkle root of an order's next batch of readings."""
+    """Commit the Merkle root of the fleet's next batch of readings (``order_id`` :data:`FLEET`)."""
 
     kind: ClassVar[str] = "commit_batch"
     lane: ClassVar[str] = COMMIT_LANE
@@ -95,7 +101,7 @@ class CommitBatch(ChainAction):
 
     @property
     def dedup_key(self) -> str:
-        return f"commit:{self.order_id}:{self.batch_seq}"
+        return f"commit:{self.batch_seq}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,14 +140,16 @@ class ProveShock(ChainAction):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProveArrival(ChainAction):
-    """Prove delivery by a reading inside the destination geofence (the earliest wins)."""
+    """Prove delivery by readings inside the destination geofence: one per witness, as
+    many as the terms' ``arrival_quorum`` (one device of each issuer for a quorum of 2).
+    ``timestamp`` is the latest of them (the delivery time the contract records); the
+    earliest proof wins."""
 
     kind: ClassVar[str] = "prove_arrival"
     rank: ClassVar[int] = RANK_ARRIVAL
 
-    reading_id: int
-    device: str
-    seq: int
+    reading_ids: tuple[int, ...]
+    devices: tuple[str, ...]
     timestamp: int
 
     @property

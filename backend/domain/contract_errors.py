@@ -37,9 +37,10 @@ class ContractError(StrEnum):
     PurchaseOrdersInvalidRuling = "PurchaseOrdersInvalidRuling"
     PurchaseOrdersNotQualityVerification = "PurchaseOrdersNotQualityVerification"
     PurchaseOrdersInvalidDeliveryTime = "PurchaseOrdersInvalidDeliveryTime"
+    PurchaseOrdersWrongTerms = "PurchaseOrdersWrongTerms"
+    PurchaseOrdersMiswired = "PurchaseOrdersMiswired"
     # IQualityVerification
     QualityVerificationNotPurchaseOrders = "QualityVerificationNotPurchaseOrders"
-    QualityVerificationAlreadyInitialized = "QualityVerificationAlreadyInitialized"
     QualityVerificationInvalidDevice = "QualityVerificationInvalidDevice"
     QualityVerificationUnknownDevice = "QualityVerificationUnknownDevice"
     QualityVerificationWrongOrder = "QualityVerificationWrongOrder"
@@ -57,21 +58,23 @@ class ContractError(StrEnum):
     QualityVerificationOutsideGeofence = "QualityVerificationOutsideGeofence"
     QualityVerificationReadingBeforeShipment = "QualityVerificationReadingBeforeShipment"
     QualityVerificationInvalidSignature = "QualityVerificationInvalidSignature"
+    QualityVerificationUncertifiedDevice = "QualityVerificationUncertifiedDevice"
+    QualityVerificationCertificateWrongOrder = "QualityVerificationCertificateWrongOrder"
+    QualityVerificationForgedCertificate = "QualityVerificationForgedCertificate"
+    QualityVerificationCertificateNotValid = "QualityVerificationCertificateNotValid"
+    QualityVerificationDeviceRevoked = "QualityVerificationDeviceRevoked"
+    QualityVerificationIssuerMissing = "QualityVerificationIssuerMissing"
+    QualityVerificationAlreadyRevoked = "QualityVerificationAlreadyRevoked"
+    QualityVerificationQuorumNotMet = "QualityVerificationQuorumNotMet"
+    QualityVerificationLogFull = "QualityVerificationLogFull"
     # IEscrow
     EscrowNotPurchaseOrders = "EscrowNotPurchaseOrders"
-    EscrowAlreadyInitialized = "EscrowAlreadyInitialized"
     EscrowInsufficientDeposit = "EscrowInsufficientDeposit"
     EscrowUnexpectedValue = "EscrowUnexpectedValue"
-    EscrowAlreadyFunded = "EscrowAlreadyFunded"
-    EscrowNotFunded = "EscrowNotFunded"
-    EscrowAlreadyReleased = "EscrowAlreadyReleased"
-    EscrowInvalidSplit = "EscrowInvalidSplit"
     EscrowNothingToWithdraw = "EscrowNothingToWithdraw"
     EscrowTransferFailed = "EscrowTransferFailed"
     EscrowInvalidAmount = "EscrowInvalidAmount"
     # OpenZeppelin, reachable from the contracts above
-    AccessControlUnauthorizedAccount = "AccessControlUnauthorizedAccount"
-    AccessControlBadConfirmation = "AccessControlBadConfirmation"
     ReentrancyGuardReentrantCall = "ReentrancyGuardReentrantCall"
     SafeERC20FailedOperation = "SafeERC20FailedOperation"
     InvalidShortString = "InvalidShortString"
@@ -114,8 +117,6 @@ _BY_KIND: dict[ErrorKind, frozenset[ContractError]] = {
             E.PurchaseOrdersNotQualityVerification,
             E.QualityVerificationNotPurchaseOrders,
             E.EscrowNotPurchaseOrders,
-            E.AccessControlUnauthorizedAccount,
-            E.AccessControlBadConfirmation,
         }
     ),
     ErrorKind.NOT_FOUND: frozenset({E.PurchaseOrdersUnknownOrder}),
@@ -139,10 +140,16 @@ _BY_KIND: dict[ErrorKind, frozenset[ContractError]] = {
             E.QualityVerificationOutsideGeofence,
             E.QualityVerificationReadingBeforeShipment,
             E.QualityVerificationInvalidSignature,
+            E.QualityVerificationUncertifiedDevice,
+            E.QualityVerificationForgedCertificate,
+            E.QualityVerificationCertificateWrongOrder,
+            E.QualityVerificationCertificateNotValid,
+            E.QualityVerificationIssuerMissing,
+            E.QualityVerificationQuorumNotMet,
+            E.PurchaseOrdersWrongTerms,
             E.EscrowInsufficientDeposit,
             E.EscrowUnexpectedValue,
             E.EscrowInvalidAmount,
-            E.EscrowInvalidSplit,
         }
     ),
     ErrorKind.CONFLICT: frozenset(
@@ -152,14 +159,13 @@ _BY_KIND: dict[ErrorKind, frozenset[ContractError]] = {
             E.PurchaseOrdersDisputeWindow,
             E.PurchaseOrdersArbitrationPending,
             E.PurchaseOrdersNotExpired,
-            E.QualityVerificationAlreadyInitialized,
             E.QualityVerificationStaleBatch,
             E.QualityVerificationOrderNotInTransit,
             E.QualityVerificationAlreadyBreached,
-            E.EscrowAlreadyInitialized,
-            E.EscrowAlreadyFunded,
-            E.EscrowNotFunded,
-            E.EscrowAlreadyReleased,
+            E.QualityVerificationDeviceRevoked,
+            E.QualityVerificationAlreadyRevoked,
+            E.QualityVerificationLogFull,
+            E.PurchaseOrdersMiswired,
             E.EscrowNothingToWithdraw,
             E.EscrowTransferFailed,
             E.ReentrancyGuardReentrantCall,

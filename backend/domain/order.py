@@ -13,6 +13,9 @@ from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import Any, ClassVar
 
+from eth_abi import encode as abi_encode
+from eth_utils import keccak
+
 from backend.domain.fields import field_specs, solidity
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
@@ -55,8 +58,16 @@ ORDER_STATE_LABELS: tuple[str, ...] = STATE_LABELS[1:]
 
 @dataclass(frozen=True, kw_only=True)
 class Terms:
-    """Mirror of ``IPurchaseOrders.Terms``, fields in Solidity order (keyword-only)."""
+    """Mirror of ``IPurchaseOrders.Terms``, fields in Solidity order (keyword-only).
 
+    PurchaseOrders stores only :meth:`digest` (the first 25 bytes of the keccak of the
+    struct's ABI encoding); every call that needs the terms takes them as calldata and
+    the contract checks them against that digest. ``device_issuer`` (and optionally
+    ``second_device_issuer``) certify the order's devices; ``arrival_quorum`` is how
+    many issuers' devices must prove arrival (0 = buyer receipt only)."""
+
+    buyer: str = field(metadata=solidity("address"))
+    supplier: str = field(metadata=solidity("address"))
     token: str = field(default=ETH, metadata=solidity("address"))
     price: int = field(metadata=solidity("uint256"))
     delivery_deadline: int = field(metadata=solidity("uint64"))
@@ -77,6 +88,11 @@ class Terms:
     #: 0 = split final at delivery
     dispute_window_secs: int = field(default=0, metadata=solidity("uint32"))
     arbiter: str = field(metadata=solidity("address"))
+    device_issuer: str = field(metadata=solidity("address"))
+    #: zero = one issuer
+    second_device_issuer: str = field(default=ZERO_ADDRESS, metadata=solidity("address"))
+    #: 0 = buyer receipt only, 1 = any certified device, 2 = a device of each issuer
+    arrival_quorum: int = field(default=1, metadata=solidity("uint8", hi=2))
 
     #: Solidity field order of the struct (the attribute names)
     SOLIDITY_ORDER: ClassVar[tuple[str, ...]]
@@ -103,6 +119,21 @@ class Terms:
     def is_eth(self) -> bool:
         return int(self.token, 16) == 0
 
+    def encode(self) -> bytes:
+        """The canonical ABI encoding of the struct (what ``createOrder`` takes and
+        hashes: every field one 32-byte word)."""
+        return abi_encode([TERMS_ABI_TYPE], [self.as_tuple()])
+
+    def digest(self) -> bytes:
+        """What PurchaseOrders stores: the first 25 bytes of keccak256(abi.encode(terms))."""
+        return keccak(self.encode())[:25]
+
+    def issuers(self) -> tuple[str, ...]:
+        """The issuers named in the terms (one or two)."""
+        if int(self.second_device_issuer, 16) == 0:
+            return (self.device_issuer,)
+        return (self.device_issuer, self.second_device_issuer)
+
     def replace(self, **changes: Any) -> Terms:
         """A copy with some fields changed."""
         return replace(self, **changes)
@@ -111,23 +142,41 @@ class Terms:
 TERMS_SPEC = field_specs(Terms)
 TERMS_ATTRS: tuple[str, ...] = tuple(f.attr for f in TERMS_SPEC)
 Terms.SOLIDITY_ORDER = TERMS_ATTRS
+#: The terms' parties: the API shows them beside the terms (``OrderPublic.buyer``, ``.supplier``);
+#: at creation the buyer is the caller and the supplier a field of its own.
+PARTY_ATTRS: tuple[str, ...] = ("buyer", "supplier")
+#: The terms besides the parties (the API's terms schemas).
+TERMS_BODY_ATTRS: tuple[str, ...] = tuple(a for a in TERMS_ATTRS if a not in PARTY_ATTRS)
+#: The ABI type of ``IPurchaseOrders.Terms`` (for encoding and hashing it as the contract does)
+TERMS_ABI_TYPE = "(" + ",".join(f.sol_type for f in TERMS_SPEC) + ")"
 
 
 @dataclass(frozen=True)
 class Order:
-    """Mirror of ``IPurchaseOrders.Order``, plus its id."""
+    """Mirror of ``IPurchaseOrders.Order`` (what the contract stores: one slot), plus its id.
+
+    ``timestamp`` is when the order entered its phase: creation (Created, Accepted,
+    Funded), shipment (Shipped), delivery (Delivered, Settled after delivery, Disputed,
+    Resolved); Cancelled and Expired keep the value they had. The terms themselves
+    come from ``OrderCreated`` (the indexer's ``orders`` row)."""
 
     order_id: int
-    buyer: str = field(metadata=solidity("address"))
-    supplier: str = field(metadata=solidity("address"))
+    terms_digest: bytes = field(metadata=solidity("bytes25"))
     state: OrderState = field(metadata=solidity("uint8"))
     funded: bool = field(metadata=solidity("bool"))
     breached: bool = field(metadata=solidity("bool"))
-    created_at: int = field(metadata=solidity("uint64"))
-    shipped_at: int = field(metadata=solidity("uint64"))
-    delivered_at: int = field(metadata=solidity("uint64"))
-    disputed_at: int = field(metadata=solidity("uint64"))
-    terms: Terms = field(metadata=solidity("tuple"))
+    timestamp: int = field(metadata=solidity("uint64"))
+
+    @property
+    def delivered_at(self) -> int | None:
+        """The delivery time, once delivered (None before, and for cancelled or expired orders)."""
+        delivered = (
+            OrderState.DELIVERED,
+            OrderState.SETTLED,
+            OrderState.DISPUTED,
+            OrderState.RESOLVED,
+        )
+        return self.timestamp if self.state in delivered else None
 
 
 ORDER_SPEC = field_specs(Order)

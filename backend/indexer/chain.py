@@ -5,9 +5,12 @@ deployment block (or where ``indexer_cursor`` says it stopped), up to the head
 minus ``confirmations``. For each page, in one transaction: the decoded events go
 to ``chain_events`` (idempotent on (block, log index)), every order an event
 touches is re-read with ``getOrder`` at the page's last block and upserted into
-``orders``, ``DeviceBound`` fills ``devices``, ``ReadingsCommitted`` marks the
-commitment done, a delivery with a dispute window queues the ``settle`` action,
-and the cursor advances. A crash mid-page redoes the page; nothing doubles.
+``orders`` (the terms from ``OrderCreated``: the contract keeps only their digest),
+``DeviceBound`` fills ``devices`` (with the certificate, decoded from the
+``shipOrder`` transaction), ``DeviceRevoked`` marks the issuer's bindings of the
+device revoked from that time, ``FleetRootCommitted`` marks the fleet batch done
+with its place in the committer's log, a delivery with a dispute window queues the
+``settle`` action, and the cursor advances. A crash mid-page redoes the page; nothing doubles.
 
 Before each pass the :class:`~backend.chain.guard.ChainGuard` checks the deployment
 is still on the chain (a reset node stops the indexer for good:
@@ -37,10 +40,12 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from eth_typing import HexStr
+from eth_utils import to_checksum_address
 from sqlalchemy import Engine
 
 from backend.chain.connection import Chain
-from backend.chain.contracts import Contracts, Order
+from backend.chain.contracts import Contracts, Order, Terms, terms_from_abi
 from backend.chain.decoding import DecodedEvent
 from backend.chain.errors import ContractRevert
 from backend.chain.guard import ChainGuard, ChainReset
@@ -48,6 +53,7 @@ from backend.domain.actions import Settle
 from backend.indexer.metrics import IndexerMetrics
 from backend.store import repositories as repo
 from backend.store.db import session_factory
+from backend.telemetry.certificates import DeviceCertificate, SignedCertificate
 
 log = logging.getLogger(__name__)
 
@@ -71,44 +77,83 @@ def json_safe(value: Any) -> Any:
 
 #: States that end with the whole deposit back to the buyer (if the order was funded).
 REFUNDED = ("CANCELLED", "EXPIRED")
+#: States whose ``Order.timestamp`` is the delivery time.
+AFTER_DELIVERY = ("DELIVERED", "DISPUTED", "RESOLVED")
 
 
-def order_values(order: Order, block: int) -> dict[str, Any]:
-    t = order.terms
+def order_values(
+    order: Order, terms: Terms, block: int, known: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The ``orders`` row of an order: its terms (from ``OrderCreated``: the contract keeps
+    only their digest), its state and flags, and the phase times: ``known`` holds what
+    earlier events said (created, shipped, delivered, disputed), ``order.timestamp``
+    the time of the phase it is in now."""
+    if order.terms_digest != terms.digest():
+        raise ValueError(f"order {order.order_id}: the indexed terms do not hash to its digest")
+    times = {
+        k: (known or {}).get(k) for k in ("created_at", "shipped_at", "delivered_at", "disputed_at")
+    }
+    state = order.state.name
+    if state in ("CREATED", "ACCEPTED", "FUNDED"):
+        times["created_at"] = order.timestamp
+    elif state == "SHIPPED":
+        times["shipped_at"] = order.timestamp
+    elif state in AFTER_DELIVERY:
+        times["delivered_at"] = order.timestamp
     refund: dict[str, Any] = {}
-    if order.state.name in REFUNDED:
-        refund = {"buyer_amount": t.price if order.funded else 0, "supplier_amount": 0}
+    if state in REFUNDED:
+        refund = {"buyer_amount": terms.price if order.funded else 0, "supplier_amount": 0}
     return {
         **refund,
         "id": order.order_id,
-        "buyer": order.buyer,
-        "supplier": order.supplier,
-        "state": order.state.name.capitalize(),
-        "token": t.token,
-        "price": t.price,
-        "delivery_deadline": t.delivery_deadline,
-        "expiry_grace_secs": t.expiry_grace_secs,
-        "dest_lat_e6": t.dest_lat_e6,
-        "dest_lon_e6": t.dest_lon_e6,
-        "geofence_e6": t.geofence_e6,
-        "min_temp_centi_c": t.min_temp_centi_c,
-        "max_temp_centi_c": t.max_temp_centi_c,
-        "max_humidity_permille": t.max_humidity_permille,
-        "max_shock_milli_g": t.max_shock_milli_g,
-        "tolerated_excursion_secs": t.tolerated_excursion_secs,
-        "late_penalty_bps_per_hour": t.late_penalty_bps_per_hour,
-        "late_penalty_cap_bps": t.late_penalty_cap_bps,
-        "breach_refund_bps": t.breach_refund_bps,
-        "dispute_window_secs": t.dispute_window_secs,
-        "arbiter": t.arbiter,
+        "state": order.state.label,
+        **terms.values(),
         "funded": order.funded,
         "breached": order.breached,
-        "created_at": order.created_at or None,
-        "shipped_at": order.shipped_at or None,
-        "delivered_at": order.delivered_at or None,
-        "disputed_at": order.disputed_at or None,
+        **{k: v or None for k, v in times.items()},
         "updated_block": block,
     }
+
+
+def certificate_from_abi(value: Any) -> SignedCertificate:
+    """A ``SignedCertificate`` from decoded calldata (tuples or web3's dicts)."""
+    cert, signature = value.values() if isinstance(value, dict) else value
+    fields = tuple(cert.values()) if isinstance(cert, dict) else tuple(cert)
+    order_id, device, issuer, valid_from, valid_until = fields
+    return SignedCertificate(
+        DeviceCertificate(
+            order_id=int(order_id),
+            device=to_checksum_address(device),
+            issuer=to_checksum_address(issuer),
+            valid_from=int(valid_from),
+            valid_until=int(valid_until),
+        ),
+        bytes(signature),
+    )
+
+
+def binding_row(
+    order_id: int,
+    device: str,
+    event: DecodedEvent,
+    shipped_at: int | None,
+    cert: SignedCertificate | None,
+) -> dict[str, Any]:
+    """A ``devices`` row from ``DeviceBound`` (and the certificate from the shipment)."""
+    row: dict[str, Any] = {
+        "order_id": order_id,
+        "device": device,
+        "bound_block": event.block_number,
+        "bound_at": shipped_at,
+        "issuer": str(event.args["issuer"]),
+    }
+    if cert is not None:
+        row.update(
+            valid_from=cert.certificate.valid_from,
+            valid_until=cert.certificate.valid_until,
+            certificate_signature=cert.signature,
+        )
+    return row
 
 
 @dataclass(frozen=True)
@@ -314,19 +359,83 @@ class ChainIndexer:
                 out[o] = None
         return out
 
+    def _terms(self, s: Any, order_id: int, events: list[DecodedEvent]) -> Terms:
+        """An order's terms: from its ``OrderCreated`` in this page, else the stored row,
+        else the event on the chain (the wrapper's look-up)."""
+        created = [
+            e for e in events if e.name == "OrderCreated" and int(e.args["orderId"]) == order_id
+        ]
+        row = None if created else repo.get_order(s, order_id)
+        if created:
+            terms = terms_from_abi(tuple(created[-1].args["terms"]))
+        elif row is not None:
+            terms = Terms.of(row)
+        else:
+            terms = self.contracts.purchase_orders.terms_of(order_id)
+        self.contracts.purchase_orders.remember_terms(order_id, terms)
+        return terms
+
+    @staticmethod
+    def _known_times(
+        s: Any, order_id: int, events: list[DecodedEvent], times: dict[int, int]
+    ) -> dict[str, Any]:
+        row = repo.get_order(s, order_id)
+        known: dict[str, Any] = {}
+        if row is not None:
+            known = {
+                "created_at": row.created_at,
+                "shipped_at": row.shipped_at,
+                "delivered_at": row.delivered_at,
+                "disputed_at": row.disputed_at,
+            }
+        for e in events:
+            if e.args.get("orderId") != order_id:
+                continue
+            if e.name == "OrderCreated":
+                known["created_at"] = times.get(e.block_number)
+            elif e.name == "OrderShipped":
+                known["shipped_at"] = int(e.args["shippedAt"])
+            elif e.name == "OrderDelivered":
+                known["delivered_at"] = int(e.args["deliveredAt"])
+            elif e.name == "DisputeOpened":
+                known["disputed_at"] = times.get(e.block_number)
+        return known
+
     def _upsert_orders(
-        self, s: Any, order_ids: list[int], events: list[DecodedEvent], block: int
-    ) -> dict[int, Order]:
-        orders: dict[int, Order] = {}
+        self,
+        s: Any,
+        order_ids: list[int],
+        events: list[DecodedEvent],
+        block: int,
+        times: dict[int, int] | None = None,
+    ) -> dict[int, dict[str, Any]]:
+        """Upsert the orders' rows; returns each order's new values."""
+        orders: dict[int, dict[str, Any]] = {}
         for order_id, order in self._read_orders(order_ids, block).items():
             if order is None:
                 repo.delete_order(s, order_id)
                 continue
-            orders[order_id] = order
-            values = order_values(order, block)
+            terms = self._terms(s, order_id, events)
+            known = self._known_times(s, order_id, events, times or {})
+            values = order_values(order, terms, block, known)
             values.update(self._settlement_fields(order_id, events))
             repo.upsert_order(s, values)
+            orders[order_id] = values
         return orders
+
+    def _certificates(self, tx_hash: str) -> dict[str, SignedCertificate]:
+        """The certificates a ``shipOrder`` transaction carried, by device (empty when the
+        transaction is not a direct ``shipOrder`` call, e.g. from a contract wallet)."""
+        w3 = self.chain.w3
+        tx = self._rpc("eth_getTransactionByHash", partial(w3.eth.get_transaction, HexStr(tx_hash)))
+        po = self.contracts.purchase_orders
+        try:
+            fn, params = po.contract.decode_function_input(tx["input"])
+        except ValueError:
+            return {}
+        if fn.fn_name != "shipOrder":
+            return {}
+        return {c.device: c for c in (certificate_from_abi(v) for v in params["certificates"])}
 
     def _page(self, start: int, end: int) -> int:
         w3 = self.chain.w3
@@ -345,33 +454,41 @@ class ChainIndexer:
         bindings: list[tuple[int, str, int]] = []  # (order, device, block)
         with self.sessions() as s, s.begin():
             repo.insert_events(s, [self._event_row(e, times) for e in events])
-            orders = self._upsert_orders(s, touched, events, end)
+            orders = self._upsert_orders(s, touched, events, end, times)
+            certificates: dict[str, dict[str, SignedCertificate]] = {}
+            rows: list[dict[str, Any]] = []
+            revocations: list[DecodedEvent] = []
             for e in events:
                 if e.name == "DeviceBound":
-                    bindings.append((int(e.args["orderId"]), str(e.args["device"]), e.block_number))
-                elif e.name == "ReadingsCommitted":
+                    o, d = int(e.args["orderId"]), str(e.args["device"])
+                    bindings.append((o, d, e.block_number))
+                    if e.tx_hash not in certificates:
+                        certificates[e.tx_hash] = self._certificates(e.tx_hash)
+                    cert = certificates[e.tx_hash].get(d)
+                    if o in orders:
+                        rows.append(binding_row(o, d, e, orders[o].get("shipped_at"), cert))
+                elif e.name == "DeviceRevoked":
+                    revocations.append(e)
+                elif e.name == "FleetRootCommitted":
                     repo.set_commitment_status(
                         s,
-                        int(e.args["orderId"]),
                         int(e.args["batchSeq"]),
                         "done",
                         bytes.fromhex(e.tx_hash.removeprefix("0x")),
+                        committer=str(e.args["committer"]),
+                        log_index=int(e.args["logIndex"]),
                     )
                 elif e.name == "OrderDelivered":
                     self._queue_settle(s, orders.get(int(e.args["orderId"])))
-            repo.bind_devices(
-                s,
-                [
-                    {
-                        "order_id": o,
-                        "device": d,
-                        "bound_block": block,
-                        "bound_at": orders[o].shipped_at,
-                    }
-                    for o, d, block in bindings
-                    if o in orders
-                ],
-            )
+            repo.bind_devices(s, rows)
+            for e in revocations:  # after the page's bindings: they may name the same device
+                repo.record_revocation(
+                    s,
+                    issuer=str(e.args["issuer"]),
+                    device=str(e.args["device"]),
+                    revoked_at=int(e.args["revokedAt"]),
+                    block=e.block_number,
+                )
             repo.record_block_hashes(s, self.name, hashes)
             repo.set_cursor(s, self.name, end, deployment=self.deployment_id)
         self._stale_orders.clear()
@@ -414,15 +531,15 @@ class ChainIndexer:
                 out["delivery_confirmed_by"] = str(e.args["confirmedBy"])
         return out
 
-    def _queue_settle(self, session: Any, order: Order | None) -> None:
+    def _queue_settle(self, session: Any, order: dict[str, Any] | None) -> None:
         """With a dispute window, someone must call settleOrder once it closes: the oracle does."""
-        if order is None or order.terms.dispute_window_secs == 0 or order.state.name != "DELIVERED":
+        if order is None or order["dispute_window_secs"] == 0 or order["state"] != "Delivered":
             return
-        closes = order.delivered_at + order.terms.dispute_window_secs
+        closes = int(order["delivered_at"] or 0) + int(order["dispute_window_secs"])
         wait = max(0, closes - (self.chain_time or 0)) + 1
         repo.enqueue(
             session,
-            Settle(order_id=order.order_id, dispute_window_closes_at=closes),
+            Settle(order_id=int(order["id"]), dispute_window_closes_at=closes),
             not_before=time.time() + wait,
         )
 

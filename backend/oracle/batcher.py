@@ -1,17 +1,18 @@
-"""Merkle commitments: every N readings or T seconds per order, one batch.
+"""Fleet commitments: every N readings or T seconds, one Merkle root over every order.
 
-A batch takes the order's uncommitted readings in id order (the leaf order, kept
-in ``commitments.reading_ids``), builds the Merkle tree of their digests
-(backend.telemetry.MerkleTree), gives it the next ``batchSeq`` (strictly
-increasing per order) and, in the same transaction, marks the readings and
-queues a :class:`~backend.domain.actions.CommitBatch` outbox entry. The contract
-accepts commitments in every state after shipment, so orders are not filtered by state.
+A batch takes the uncommitted readings of all orders in id order (arrival order:
+the leaf order, kept in ``commitments.reading_ids``), builds the fleet tree of
+:mod:`backend.telemetry.fleet` (leaf ``i`` = keccak(order id, device, reading digest,
+``i``): each leaf stays bound to its order and device), gives it the next
+``batchSeq`` (strictly increasing in the oracle's fleet log) and, in the same
+transaction, marks the readings and queues one
+:class:`~backend.domain.actions.CommitBatch` outbox entry (``commitFleetRoot``,
+about 41k gas whatever the batch's size). The contract accepts a root at any time,
+so orders are not filtered by state.
 
 The batcher runs in the ingest store thread, between telemetry batches. With a
 ``budget_secs``, one tick stops after that long (having made at least one batch)
-and sets :attr:`CommitmentBatcher.behind`: thirty orders reaching their age limit
-together would otherwise hold telemetry (and breach evidence) up for the whole
-pass. Orders whose oldest uncommitted reading is oldest go first.
+and sets :attr:`CommitmentBatcher.behind`.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine
 
-from backend.domain.actions import CommitBatch
+from backend.domain.actions import FLEET, CommitBatch
 from backend.oracle.metrics import Metrics
 from backend.oracle.metrics import metrics as default_metrics
 from backend.store import repositories as repo
 from backend.store.db import session_factory
-from backend.telemetry import MerkleTree
+from backend.telemetry.fleet import fleet_tree
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class CommitmentBatcher:
         self,
         engine: Engine,
         *,
-        max_readings: int = 1000,
+        max_readings: int = 10_000,
         max_age_secs: float = 60.0,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
@@ -63,43 +64,41 @@ class CommitmentBatcher:
         self.behind = False
         now = self.clock()
         with self.sessions() as s:
-            pending = repo.uncommitted_counts(s)
+            count, oldest = repo.uncommitted_summary(s)
         made = 0
-        for order_id, (count, oldest) in sorted(pending.items(), key=lambda kv: (kv[1][1], kv[0])):
-            while count >= self.max_readings or (
-                count > 0 and (flush or now - oldest >= self.max_age)
+        while count >= self.max_readings or (
+            count > 0 and oldest is not None and (flush or now - oldest >= self.max_age)
+        ):
+            if (
+                self.budget is not None
+                and not flush
+                and made
+                and (time.monotonic() - started >= self.budget)
             ):
-                if (
-                    self.budget is not None
-                    and not flush
-                    and made
-                    and time.monotonic() - started >= self.budget
-                ):
-                    self.behind = True
-                    return made
-                taken = self._commit_one(order_id, now)
-                if taken == 0:
-                    break
-                made += 1
-                count -= taken
+                self.behind = True
+                return made
+            taken = self._commit_one(now)
+            if taken == 0:
+                break
+            made += 1
+            count -= taken
         return made
 
-    def _commit_one(self, order_id: int, now: float) -> int:
+    def _commit_one(self, now: float) -> int:
         with self.sessions() as s, s.begin():
-            rows = repo.take_uncommitted(s, order_id, self.max_readings)
+            rows = repo.take_uncommitted(s, self.max_readings)
             if not rows:
                 return 0
-            ids = [i for i, _ in rows]
-            tree = MerkleTree.from_digests([d for _, d in rows])
-            batch_seq = repo.last_batch_seq(s, order_id) + 1
-            repo.add_commitment(
-                s, order_id=order_id, batch_seq=batch_seq, root=tree.root, reading_ids=ids, now=now
-            )
+            ids = [i for i, _, _, _ in rows]
+            tree = fleet_tree([(o, d, g) for _, o, d, g in rows])
+            batch_seq = repo.last_batch_seq(s) + 1
+            repo.add_commitment(s, batch_seq=batch_seq, root=tree.root, reading_ids=ids, now=now)
             repo.enqueue(
                 s,
-                CommitBatch(order_id=order_id, batch_seq=batch_seq, root=tree.root, count=len(ids)),
+                CommitBatch(order_id=FLEET, batch_seq=batch_seq, root=tree.root, count=len(ids)),
                 now=now,
             )
         self.metrics.commitments.inc()
-        log.info("order %d: batch %d commits %d readings", order_id, batch_seq, len(ids))
+        orders = len({o for _, o, _, _ in rows})
+        log.info("fleet batch %d commits %d readings of %d orders", batch_seq, len(ids), orders)
         return len(ids)

@@ -2,7 +2,10 @@
 
 Transactions go through backend.chain's one sender for the oracle key (nonce
 tracking, receipts with a timeout, retries of transport errors only). Each typed
-action (:mod:`backend.domain.actions`) becomes one contract call; what a revert
+action (:mod:`backend.domain.actions`) becomes one contract call: a fleet root
+(``commitFleetRoot``), or evidence with the order's terms (the ``orders`` row: the
+contract checks them against its digest) and each device's certificate (the
+``devices`` row, read from the shipment by the indexer); what a revert
 means for it is classified once, in :data:`backend.domain.contract_errors.ACTION_REVERTS`:
 
 =============================================  ==========================  =============
@@ -27,7 +30,7 @@ from collections.abc import Sequence
 from eth_account.signers.local import LocalAccount
 from sqlalchemy.orm import Session
 
-from backend.chain.contracts import Contracts
+from backend.chain.contracts import Contracts, Terms
 from backend.chain.errors import (
     ContractRevert,
     ReceiptTimeout,
@@ -48,8 +51,24 @@ from backend.domain.contract_errors import ActionOutcome, action_outcome
 from backend.domain.reading import SignedReading, signed_reading
 from backend.oracle.outbox import ActionAlreadyDone, ActionRejected, ActionRetryLater
 from backend.store import repositories as repo
+from backend.telemetry.certificates import DeviceCertificate, SignedCertificate
 
 log = logging.getLogger(__name__)
+
+
+def stored_certificate(session: Session, order_id: int, device: str) -> SignedCertificate:
+    """The certificate a device was bound to an order with (its ``devices`` row)."""
+    row = repo.device_row(session, order_id, device)
+    if row is None or row.issuer is None or row.certificate_signature is None:
+        raise ActionRetryLater(f"the certificate of {device} on order {order_id} is not indexed")
+    cert = DeviceCertificate(
+        order_id=order_id,
+        device=row.device,
+        issuer=row.issuer,
+        valid_from=int(row.valid_from or 0),
+        valid_until=int(row.valid_until or 0),
+    )
+    return SignedCertificate(cert, bytes(row.certificate_signature))
 
 
 class ChainExecutor:
@@ -65,24 +84,42 @@ class ChainExecutor:
             raise ActionRejected(f"evidence readings missing from the database: {sorted(ids)}")
         return [signed_reading(r) for r in rows]
 
+    @staticmethod
+    def _terms(session: Session, order_id: int) -> Terms:
+        row = repo.get_order(session, order_id)
+        if row is None:
+            raise ActionRetryLater(f"order {order_id} is not indexed yet")
+        return Terms.of(row)
+
+    @staticmethod
+    def _certificate(session: Session, order_id: int, device: str) -> SignedCertificate:
+        return stored_certificate(session, order_id, device)
+
     def _call(self, action: ChainAction, session: Session) -> TxResult:
         qv, po = self.contracts.quality, self.contracts.purchase_orders
         match action:
             case CommitBatch():
-                return qv.commit_readings(
-                    action.order_id, action.batch_seq, action.root, action.count, by=self.oracle
+                return qv.commit_fleet_root(
+                    action.batch_seq, action.root, action.count, by=self.oracle
                 )
             case ProveExcursion():
                 evidence = self._readings(session, action.reading_ids)
-                return qv.prove_excursion(action.order_id, evidence, by=self.oracle)
+                terms = self._terms(session, action.order_id)
+                cert = self._certificate(session, action.order_id, action.device)
+                return qv.prove_excursion(action.order_id, terms, evidence, cert, by=self.oracle)
             case ProveShock():
                 (reading,) = self._readings(session, [action.reading_id])
-                return qv.prove_shock(action.order_id, reading, by=self.oracle)
+                terms = self._terms(session, action.order_id)
+                cert = self._certificate(session, action.order_id, action.device)
+                return qv.prove_shock(action.order_id, terms, reading, cert, by=self.oracle)
             case ProveArrival():
-                (reading,) = self._readings(session, [action.reading_id])
-                return qv.prove_arrival(action.order_id, reading, by=self.oracle)
+                readings = self._readings(session, action.reading_ids)
+                terms = self._terms(session, action.order_id)
+                certs = [self._certificate(session, action.order_id, d) for d in action.devices]
+                return qv.prove_arrival(action.order_id, terms, readings, certs, by=self.oracle)
             case Settle():
-                return po.settle_order(action.order_id, by=self.oracle)
+                terms = self._terms(session, action.order_id)
+                return po.settle_order(action.order_id, terms=terms, by=self.oracle)
         raise ActionRejected(f"unknown action kind {action.kind!r}")
 
     def execute(self, action: ChainAction, session: Session) -> bytes | None:

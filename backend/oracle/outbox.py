@@ -251,9 +251,7 @@ class OutboxWorker(threading.Thread):
         with self.sessions() as s, s.begin():
             repo.mark_done(s, entry.id, tx_hash=tx_hash, note=note)
             if isinstance(entry.action, CommitBatch):
-                repo.set_commitment_status(
-                    s, entry.order_id, entry.action.batch_seq, "done", tx_hash
-                )
+                repo.set_commitment_status(s, entry.action.batch_seq, "done", tx_hash)
         log.info(
             "order %d: %s %s",
             entry.order_id,
@@ -265,4 +263,4 @@ class OutboxWorker(threading.Thread):
         with self.sessions() as s, s.begin():
             repo.mark_failed(s, entry.id, error)
             if isinstance(entry.action, CommitBatch):
-                repo.set_commitment_status(s, entry.order_id, entry.action.batch_seq, "failed")
+                repo.set_commitment_status(s, entry.action.batch_seq, "failed")

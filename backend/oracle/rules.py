@@ -21,7 +21,12 @@ Rules (the contract's definitions, IQualityVerification / IPurchaseOrders.Terms)
   the run) as evidence;
 * shock: one reading over ``maxShockMilliG`` (when not 0) → ``prove_shock``;
 * arrival: a reading inside the destination box (|lat − dest| ≤ geofence and
-  |lon − dest| ≤ geofence) → ``prove_arrival`` (the earliest such reading);
+  |lon − dest| ≤ geofence) → ``prove_arrival`` (the earliest such reading); with an
+  ``arrival_quorum`` of 2, the earliest such reading of a device of each issuer, in
+  one proof, once both exist; with 0 (buyer receipt only) never;
+* witnesses: only a reading its device's certificate covers counts as evidence
+  (inside the certificate's validity window, and before any revocation by its
+  issuer: the indexer's ``devices`` row); other readings still raise alerts.
 * alerts: excursion started, breach detected, shock, door opened, tamper, sensor
   fault, temperature trend heading for a limit, device silent.
 
@@ -84,6 +89,10 @@ class OrderTerms:
     geofence_e6: int
     #: Evidence must not predate shipment (QualityVerificationReadingBeforeShipment).
     shipped_at: int = 0
+    device_issuer: str = ""
+    second_device_issuer: str = ""
+    #: 0 = buyer receipt only (no arrival proof), 1 = any witness, 2 = one of each issuer
+    arrival_quorum: int = 1
 
     @classmethod
     def from_row(cls, row: OrderRow) -> OrderTerms:
@@ -100,6 +109,9 @@ class OrderTerms:
             row.dest_lon_e6,
             row.geofence_e6,
             row.shipped_at or 0,
+            row.device_issuer,
+            row.second_device_issuer,
+            row.arrival_quorum,
         )
 
     def out_of_range(self, r: StoredReading) -> bool:
@@ -116,6 +128,29 @@ class OrderTerms:
             abs(r.latitude_e6 - self.dest_lat_e6) <= self.geofence_e6
             and abs(r.longitude_e6 - self.dest_lon_e6) <= self.geofence_e6
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Witness:
+    """What the chain says of a device on an order: its issuer, the validity of its
+    certificate and when the issuer revoked it (``devices`` row)."""
+
+    issuer: str | None
+    valid_from: int | None
+    valid_until: int | None
+    revoked_at: int | None
+
+    @classmethod
+    def from_row(cls, row: DeviceRow) -> Witness:
+        return cls(row.issuer, row.valid_from, row.valid_until, row.revoked_at)
+
+    def counts(self, timestamp: int) -> bool:
+        """Whether a reading taken at ``timestamp`` counts as evidence on chain."""
+        if self.valid_from is not None and timestamp < self.valid_from:
+            return False
+        if self.valid_until is not None and timestamp > self.valid_until:
+            return False
+        return self.revoked_at is None or timestamp < self.revoked_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,7 +320,12 @@ class RulesEngine:
             return out
         terms = self.terms.get_many(session, {r.order_id for r in readings})
         ordered = sorted(readings, key=lambda r: (r.order_id, r.device, r.seq))
-        self._load_streams(session, list(dict.fromkeys((r.order_id, r.device) for r in ordered)))
+        keys = list(dict.fromkeys((r.order_id, r.device) for r in ordered))
+        self._load_streams(session, keys)
+        witnesses = {
+            (row.order_id, row.device): Witness.from_row(row)
+            for row in repo.device_rows(session, keys)
+        }
         touched: set[repo.StreamKey] = set()
         for r in ordered:
             key = (r.order_id, r.device)
@@ -303,15 +343,23 @@ class RulesEngine:
             if t is None:
                 self.skipped_no_terms += 1
                 continue
-            self._evaluate_one(stream, r, t, out)
+            self._evaluate_one(session, stream, r, t, witnesses.get(key), out)
         for key in touched:
             self._streams[key].trim(self.config.window)
         return out
 
     def _evaluate_one(
-        self, stream: _Stream, r: StoredReading, t: OrderTerms, out: RulesOutput
+        self,
+        session: Session,
+        stream: _Stream,
+        r: StoredReading,
+        t: OrderTerms,
+        witness: Witness | None,
+        out: RulesOutput,
     ) -> None:
-        in_transit = t.state == IN_TRANSIT
+        # Only a reading the device's certificate covers is evidence (alerts regardless).
+        counts = witness is not None and witness.counts(r.timestamp)
+        in_transit = t.state == IN_TRANSIT and counts
         prev = stream.by_seq.get(r.seq - 1)
         # Flags: alert on the transition (the previous reading did not have the flag).
         for flag, kind, severity, text in (
@@ -341,26 +389,46 @@ class RulesEngine:
                 )
 
         if t.out_of_range(r):
-            self._excursion(stream, r, t, prev, out)
+            self._excursion(stream, r, t, prev, witness if counts else None, out)
         elif stream.head is r:
             self._trend(stream, r, t, out)
 
-        if in_transit and t.inside_geofence(r):
+        if in_transit and t.arrival_quorum > 0 and t.inside_geofence(r):
+            arrival = self._arrival(session, r, t, witness)
             known = self._arrival_ts.get(r.order_id)
-            if known is None or r.timestamp < known:
-                self._arrival_ts[r.order_id] = r.timestamp
-                arrival = ProveArrival(
-                    order_id=r.order_id,
-                    reading_id=r.id,
-                    device=r.device,
-                    seq=r.seq,
-                    timestamp=r.timestamp,
-                )
+            if arrival is not None and (known is None or arrival.timestamp < known):
+                self._arrival_ts[r.order_id] = arrival.timestamp
                 out.actions.append(
                     ActionIntent(
                         arrival, delay_secs=self.config.arrival_delay_secs, prefer_earlier=True
                     )
                 )
+
+    @staticmethod
+    def _arrival(
+        session: Session, r: StoredReading, t: OrderTerms, witness: Witness | None
+    ) -> ProveArrival | None:
+        """The arrival proof ``r`` makes: itself (quorum 1), or with the earliest counting
+        reading inside the geofence of a device of the other issuer (quorum 2; None
+        while there is none)."""
+        if t.arrival_quorum < 2:
+            return ProveArrival(
+                order_id=r.order_id, reading_ids=(r.id,), devices=(r.device,), timestamp=r.timestamp
+            )
+        if witness is None or witness.issuer is None:
+            return None
+        other = t.second_device_issuer if witness.issuer == t.device_issuer else t.device_issuer
+        box = (t.dest_lat_e6, t.dest_lon_e6, t.geofence_e6)
+        found = repo.earliest_inside(session, r.order_id, other, box, since=t.shipped_at)
+        if found is None:
+            return None
+        pair = sorted([(r.id, r.device, r.timestamp), found], key=lambda x: x[2])
+        return ProveArrival(
+            order_id=r.order_id,
+            reading_ids=tuple(i for i, _, _ in pair),
+            devices=tuple(d for _, d, _ in pair),
+            timestamp=pair[-1][2],
+        )
 
     def _excursion(
         self,
@@ -368,8 +436,10 @@ class RulesEngine:
         r: StoredReading,
         t: OrderTerms,
         prev: StoredReading | None,
+        witness: Witness | None,
         out: RulesOutput,
     ) -> None:
+        """``witness`` is None when ``r`` does not count as evidence (alerts only)."""
         stream.trend_alerted.clear()
         starts_run = prev is None or not t.out_of_range(prev) or prev.timestamp >= r.timestamp
         if starts_run:
@@ -388,9 +458,16 @@ class RulesEngine:
                     },
                 )
             )
-        if t.breached or r.order_id in self._breach_queued or r.timestamp < t.shipped_at:
+        if (
+            witness is None
+            or t.breached
+            or r.order_id in self._breach_queued
+            or r.timestamp < t.shipped_at
+        ):
             return
-        run = self._run_around(stream, r, t)
+        # Evidence is the run's readings the certificate covers: a revocation cuts it
+        # (times increase along a run, so those readings are one stretch of it).
+        run = [x for x in self._run_around(stream, r, t) if witness.counts(x.timestamp)]
         if run[-1].timestamp - run[0].timestamp <= t.tolerated_excursion_secs:
             return
         # The shortest prefix of the run that proves the breach.

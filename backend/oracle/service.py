@@ -58,7 +58,7 @@ class OracleConfig:
     gaps: GapConfig = field(default_factory=GapConfig)
     batch_size: int = 500
     batch_ms: float = 20.0
-    commit_max_readings: int = 1000
+    commit_max_readings: int = 10_000  # one fleet root per 10,000 readings at most (docs/gas.md)
     commit_max_age_secs: float = 60.0
     batcher_interval_secs: float = 1.0
     #: Longest the batcher holds up telemetry per tick before it lets a batch through.

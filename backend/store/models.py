@@ -63,10 +63,9 @@ class ReadingRow(Base):
         # logger reused on a later order may start its counter again (DESIGN.md §3).
         UniqueConstraint("order_id", "device", "seq"),
         Index("ix_readings_order_id_timestamp", "order_id", "timestamp"),
-        # Readings not yet in a Merkle commitment, per order, in leaf order.
+        # Readings not yet in a fleet commitment, in leaf order (every order's).
         Index(
             "ix_readings_uncommitted",
-            "order_id",
             "id",
             sqlite_where=text("batch_seq IS NULL"),
             postgresql_where=text("batch_seq IS NULL"),
@@ -111,6 +110,15 @@ class DeviceRow(Base):
     device: Mapped[str] = mapped_column(ADDRESS)
     bound_block: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     bound_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # The certificate it was bound with (DeviceBound names the issuer; the rest is read
+    # from the shipOrder calldata): evidence carries it again.
+    issuer: Mapped[str | None] = mapped_column(ADDRESS, nullable=True)
+    valid_from: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    valid_until: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    certificate_signature: Mapped[bytes | None] = mapped_column(LargeBinary(65), nullable=True)
+    #: When its issuer revoked it (``DeviceRevoked``): later readings are no evidence.
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    revoked_block: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # Stored readings of this device on this order
     reading_count: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     first_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
@@ -154,10 +162,10 @@ class OrderRow(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    state: Mapped[str] = mapped_column(String(16))
+    # Terms (IPurchaseOrders.Terms, from OrderCreated: the contract stores only their digest)
     buyer: Mapped[str] = mapped_column(ADDRESS)
     supplier: Mapped[str] = mapped_column(ADDRESS)
-    state: Mapped[str] = mapped_column(String(16))
-    # Terms (IPurchaseOrders.Terms)
     token: Mapped[str] = mapped_column(ADDRESS)
     price: Mapped[int] = mapped_column(Uint256)
     delivery_deadline: Mapped[int] = mapped_column(BigInteger)
@@ -175,6 +183,9 @@ class OrderRow(Base):
     breach_refund_bps: Mapped[int] = mapped_column(Integer)
     dispute_window_secs: Mapped[int] = mapped_column(BigInteger)
     arbiter: Mapped[str] = mapped_column(ADDRESS)
+    device_issuer: Mapped[str] = mapped_column(ADDRESS)
+    second_device_issuer: Mapped[str] = mapped_column(ADDRESS)
+    arrival_quorum: Mapped[int] = mapped_column(SmallInteger)
     # Progress
     funded: Mapped[bool] = mapped_column(Boolean, default=False)
     breached: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -235,14 +246,18 @@ class IndexedBlockRow(Base):
 
 
 class CommitmentRow(Base):
-    """A Merkle batch of an order's readings; ``reading_ids`` is the leaf order."""
+    """A fleet batch: one Merkle root over a window of every order's readings
+    (``commitFleetRoot``); ``reading_ids`` is the leaf order (leaf ``i`` binds the
+    reading's order, device, digest and ``i``). ``log_index`` is the root's place in
+    the committer's fleet log (from ``FleetRootCommitted``)."""
 
     __tablename__ = "commitments"
-    __table_args__ = (UniqueConstraint("order_id", "batch_seq"),)
+    __table_args__ = (UniqueConstraint("batch_seq"),)
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    order_id: Mapped[int] = mapped_column(BigInteger)
     batch_seq: Mapped[int] = mapped_column(BigInteger)
+    committer: Mapped[str | None] = mapped_column(ADDRESS, nullable=True)
+    log_index: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     root: Mapped[bytes] = mapped_column(LargeBinary(32))
     reading_count: Mapped[int] = mapped_column(Integer)
     first_reading_id: Mapped[int] = mapped_column(BigInteger)

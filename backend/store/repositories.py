@@ -284,51 +284,48 @@ def last_seen(session: Session, order_ids: Sequence[int]) -> dict[tuple[int, str
 # ---------------------------------------------------------------- commitments
 
 
-def uncommitted_counts(session: Session) -> dict[int, tuple[int, float]]:
-    """Per order: how many readings no commitment covers yet, and the oldest's received_at."""
-    q = (
-        select(ReadingRow.order_id, func.count(), func.min(ReadingRow.received_at))
-        .where(ReadingRow.batch_seq.is_(None))
-        .group_by(ReadingRow.order_id)
-    )
-    return {o: (int(n), float(t)) for o, n, t in session.execute(q)}
+def uncommitted_summary(session: Session) -> tuple[int, float | None]:
+    """How many readings no fleet batch covers yet (every order's), and the oldest's
+    received_at (None when there are none)."""
+    q = select(func.count(), func.min(ReadingRow.received_at)).where(ReadingRow.batch_seq.is_(None))
+    n, oldest = session.execute(q).one()
+    return int(n), None if oldest is None else float(oldest)
 
 
-def take_uncommitted(session: Session, order_id: int, limit: int) -> list[tuple[int, bytes]]:
-    """Up to ``limit`` uncommitted readings of an order as (id, digest), in id order.
+def take_uncommitted(session: Session, limit: int) -> list[tuple[int, int, str, bytes]]:
+    """Up to ``limit`` uncommitted readings of every order as (id, order id, device,
+    digest), in id order (arrival order: the fleet batch's leaf order).
 
     On PostgreSQL the rows are locked (``FOR UPDATE SKIP LOCKED``) so two oracle
     processes never put one reading into two batches.
     """
     q = (
-        select(ReadingRow.id, ReadingRow.digest)
-        .where(ReadingRow.order_id == order_id, ReadingRow.batch_seq.is_(None))
+        select(ReadingRow.id, ReadingRow.order_id, ReadingRow.device, ReadingRow.digest)
+        .where(ReadingRow.batch_seq.is_(None))
         .order_by(ReadingRow.id)
         .limit(limit)
     )
     if _is_postgres(session):
         q = q.with_for_update(skip_locked=True)
-    return [(int(i), bytes(d)) for i, d in session.execute(q)]
+    return [(int(i), int(o), str(d), bytes(g)) for i, o, d, g in session.execute(q)]
 
 
-def last_batch_seq(session: Session, order_id: int) -> int:
-    q = select(func.max(CommitmentRow.batch_seq)).where(CommitmentRow.order_id == order_id)
-    return int(session.scalar(q) or 0)
+def last_batch_seq(session: Session) -> int:
+    """The newest fleet batch's sequence number (0 before the first)."""
+    return int(session.scalar(select(func.max(CommitmentRow.batch_seq))) or 0)
 
 
 def add_commitment(
     session: Session,
     *,
-    order_id: int,
     batch_seq: int,
     root: bytes,
     reading_ids: Sequence[int],
     now: float | None = None,
 ) -> CommitmentRow:
-    """Record a batch and mark its readings as committed (same transaction)."""
+    """Record a fleet batch and mark its readings as committed (same transaction)."""
     now = time.time() if now is None else now
     row = CommitmentRow(
-        order_id=order_id,
         batch_seq=batch_seq,
         root=root,
         reading_count=len(reading_ids),
@@ -351,33 +348,75 @@ def add_commitment(
     return row
 
 
+def commitments(session: Session) -> list[CommitmentRow]:
+    """Every fleet batch, by sequence number."""
+    return list(session.scalars(select(CommitmentRow).order_by(CommitmentRow.batch_seq)))
+
+
+def commitment(session: Session, batch_seq: int) -> CommitmentRow | None:
+    return session.scalars(
+        select(CommitmentRow).where(CommitmentRow.batch_seq == batch_seq)
+    ).first()
+
+
 def commitments_for(session: Session, order_id: int) -> list[CommitmentRow]:
-    q = select(CommitmentRow).where(CommitmentRow.order_id == order_id)
+    """The fleet batches that hold readings of an order, by sequence number."""
+    seqs = (
+        select(ReadingRow.batch_seq)
+        .where(ReadingRow.order_id == order_id, ReadingRow.batch_seq.is_not(None))
+        .distinct()
+    )
+    q = select(CommitmentRow).where(CommitmentRow.batch_seq.in_(seqs))
     return list(session.scalars(q.order_by(CommitmentRow.batch_seq)))
 
 
+def committed_readings(session: Session, order_id: int, batch_seqs: Sequence[int]) -> int:
+    """How many of an order's readings these fleet batches hold."""
+    if not batch_seqs:
+        return 0
+    q = select(func.count()).where(
+        ReadingRow.order_id == order_id, ReadingRow.batch_seq.in_(list(batch_seqs))
+    )
+    return int(session.scalar(q) or 0)
+
+
 def commitment_of(session: Session, reading_id: int) -> CommitmentRow | None:
-    """The commitment whose batch holds a reading (for Merkle proofs)."""
+    """The fleet batch that holds a reading (for Merkle proofs)."""
     reading = session.get(ReadingRow, reading_id)
     if reading is None or reading.batch_seq is None:
         return None
-    q = select(CommitmentRow).where(
-        CommitmentRow.order_id == reading.order_id, CommitmentRow.batch_seq == reading.batch_seq
-    )
-    return session.scalars(q).first()
+    return commitment(session, reading.batch_seq)
 
 
 def set_commitment_status(
-    session: Session, order_id: int, batch_seq: int, status: str, tx_hash: bytes | None = None
+    session: Session,
+    batch_seq: int,
+    status: str,
+    tx_hash: bytes | None = None,
+    *,
+    committer: str | None = None,
+    log_index: int | None = None,
 ) -> None:
     values: dict[str, Any] = {"status": status, "updated_at": time.time()}
     if tx_hash is not None:
         values["tx_hash"] = tx_hash
+    if committer is not None:
+        values["committer"] = committer
+    if log_index is not None:
+        values["log_index"] = log_index
     session.execute(
-        update(CommitmentRow)
-        .where(CommitmentRow.order_id == order_id, CommitmentRow.batch_seq == batch_seq)
-        .values(**values)
+        update(CommitmentRow).where(CommitmentRow.batch_seq == batch_seq).values(**values)
     )
+
+
+def committed_log(session: Session, committer: str) -> list[CommitmentRow]:
+    """A committer's fleet log as the indexer saw it: its committed batches by log index."""
+    q = (
+        select(CommitmentRow)
+        .where(CommitmentRow.committer == committer, CommitmentRow.log_index.is_not(None))
+        .order_by(CommitmentRow.log_index)
+    )
+    return list(session.scalars(q))
 
 
 # -------------------------------------------------------------------- outbox
@@ -569,17 +608,84 @@ def alerts_for(
 # ------------------------------------------------------------- devices, orders
 
 
+_CERTIFICATE_COLUMNS = ("issuer", "valid_from", "valid_until", "certificate_signature")
+
+
 def bind_devices(session: Session, bindings: Sequence[Mapping[str, Any]]) -> int:
-    """Store bindings (order_id, device, bound_block, bound_at); returns the new count."""
+    """Store bindings (order_id, device, bound_block, bound_at and the certificate:
+    issuer, valid_from, valid_until, certificate_signature); returns the new count."""
     if not bindings:
         return 0
-    params = [{"bound_block": None, "bound_at": None, **b} for b in bindings]
+    blank = dict.fromkeys(("bound_block", "bound_at", *_CERTIFICATE_COLUMNS))
+    params = [{**blank, **b} for b in bindings]
     stmt = (
         _insert(session, DEVICES)
         .on_conflict_do_nothing(index_elements=["order_id", "device"])
         .returning(DEVICES.c.id)
     )
     return len(session.connection().execute(stmt, params).all())
+
+
+def record_revocation(
+    session: Session, *, issuer: str, device: str, revoked_at: int, block: int
+) -> int:
+    """``DeviceRevoked``: every binding of ``device`` certified by ``issuer`` stops
+    counting from ``revoked_at``; returns how many bindings it touched."""
+    d = DEVICES.c
+    result = session.execute(
+        update(DEVICES)
+        .where(d.device == device, d.issuer == issuer)
+        .values(revoked_at=revoked_at, revoked_block=block)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def device_rows(session: Session, keys: Sequence[tuple[int, str]]) -> list[DeviceRow]:
+    """The ``devices`` rows of these (order, device) pairs (those that exist)."""
+    if not keys:
+        return []
+    orders = sorted({o for o, _ in keys})
+    wanted = set(keys)
+    q = select(DeviceRow).where(DeviceRow.order_id.in_(orders))
+    return [r for r in session.scalars(q) if (r.order_id, r.device) in wanted]
+
+
+def earliest_inside(
+    session: Session,
+    order_id: int,
+    issuer: str,
+    box: tuple[int, int, int],
+    *,
+    since: int,
+) -> tuple[int, str, int] | None:
+    """The earliest stored reading of an order, from a device ``issuer`` certified, that
+    lies inside the box (lat, lon, half side) at or after ``since`` and that the
+    certificate covers (valid, not revoked at its time): (reading id, device, timestamp)."""
+    lat, lon, half = box
+    r, d = ReadingRow, DeviceRow
+    q = (
+        select(r.id, r.device, r.timestamp)
+        .join(d, and_(d.order_id == r.order_id, d.device == r.device))
+        .where(
+            r.order_id == order_id,
+            d.issuer == issuer,
+            r.timestamp >= since,
+            r.latitude_e6.between(lat - half, lat + half),
+            r.longitude_e6.between(lon - half, lon + half),
+            or_(d.valid_from.is_(None), r.timestamp >= d.valid_from),
+            or_(d.valid_until.is_(None), r.timestamp <= d.valid_until),
+            or_(d.revoked_at.is_(None), r.timestamp < d.revoked_at),
+        )
+        .order_by(r.timestamp, r.id)
+        .limit(1)
+    )
+    row = session.execute(q).first()
+    return None if row is None else (int(row[0]), str(row[1]), int(row[2]))
+
+
+def device_row(session: Session, order_id: int, device: str) -> DeviceRow | None:
+    q = select(DeviceRow).where(DeviceRow.order_id == order_id, DeviceRow.device == device)
+    return session.scalars(q).first()
 
 
 @dataclass(frozen=True, slots=True)
@@ -845,6 +951,11 @@ def rewind_index(session: Session, name: str, fork: int) -> list[int]:
     session.execute(EVENTS.delete().where(EVENTS.c.block_number > fork))
     session.execute(BLOCKS.delete().where(BLOCKS.c.name == name, BLOCKS.c.number > fork))
     session.execute(DEVICES.delete().where(DEVICES.c.bound_block > fork))
+    session.execute(
+        update(DEVICES)
+        .where(DEVICES.c.revoked_block > fork)
+        .values(revoked_at=None, revoked_block=None)
+    )
     set_cursor(session, name, fork)
     return stale
 

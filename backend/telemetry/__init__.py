@@ -3,7 +3,9 @@
 Both the oracle (``backend``) and the simulator (``iot_simulator``) import this
 subpackage, and nothing else from ``backend``: it holds the reading schema, the
 EIP-712 hashing that the QualityVerification contract mirrors, signing and
-signature recovery, the MQTT topics and the Merkle tree used for commitments.
+signature recovery, the MQTT topics and the Merkle tree used for commitments; its
+submodules ``certificates`` (the issuers' EIP-712 device certificates) and ``fleet``
+(the fleet commitment: leaves, batches, the committer's log) serve both sides too.
 The reading itself is defined in :mod:`backend.domain.reading` and re-exported
 here, so the simulator still needs nothing else. It depends on nothing in
 ``backend`` but ``backend.core.errors`` (whose exception root and wire/address

@@ -5,7 +5,7 @@ pragma solidity ^0.8.24;
 /// @notice BENCHMARK BASELINE ONLY. The naive way to put telemetry on chain: every full
 /// reading is written to storage and emitted as an event, one transaction per reading
 /// ({storeReading}) or many per transaction ({storeReadings}). bench/ compares it with
-/// TrustShip's Merkle commitments (QualityVerification.commitReadings).
+/// TrustShip's fleet commitments (QualityVerification.commitFleetRoot).
 contract NaiveTelemetryStore {
     /// @notice Same fields as QualityVerification's signed reading.
     struct Reading {

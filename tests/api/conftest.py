@@ -25,8 +25,10 @@ from backend.api.custody import Custodian
 from backend.api.parties import PartyRegistry
 from backend.chain.testing import Stack
 from backend.core.settings import Settings
+from backend.domain.order import TERMS_BODY_ATTRS
 from backend.indexer import ChainIndexer
 from backend.store import make_engine, session_factory
+from backend.telemetry.certificates import SignedCertificate
 from testkit.api_seed import indexed
 from testkit.databases import migrated_engine
 
@@ -105,6 +107,18 @@ def api(
 # --- chain-backed API ----------------------------------------------------------------
 
 
+def certificate_json(c: SignedCertificate) -> dict[str, Any]:
+    cert = c.certificate
+    return {
+        "order_id": cert.order_id,
+        "device": cert.device,
+        "issuer": cert.issuer,
+        "valid_from": cert.valid_from,
+        "valid_until": cert.valid_until,
+        "signature": "0x" + c.signature.hex(),
+    }
+
+
 @dataclass
 class ChainApi:
     """An API around the session's eth-tester deployment, a fresh database and its indexer."""
@@ -119,10 +133,18 @@ class ChainApi:
         return self.client.request(method, path, headers=headers(who), **kw)
 
     def terms_json(self, **overrides: Any) -> dict[str, Any]:
+        """The request's terms (the parties are the caller and ``supplier``)."""
         t = self.stack.make_terms(**overrides)
-        body = {name: getattr(t, name) for name in t.SOLIDITY_ORDER}
+        body = {name: getattr(t, name) for name in TERMS_BODY_ATTRS}
         body["price"] = str(body["price"])
         return body
+
+    def certificate_json(
+        self, order_id: int, device_n: int, issuer_n: int = 1, **window: int
+    ) -> dict[str, Any]:
+        """Device ``device_n``'s certificate for ``order_id`` by issuer ``issuer_n``, as
+        ``POST /orders/{id}/ship`` takes it."""
+        return certificate_json(self.stack.certify(order_id, device_n, issuer_n, **window))
 
     def sync(self) -> None:
         self.indexer.run_once()

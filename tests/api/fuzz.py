@@ -76,12 +76,17 @@ def seed_chain(stack: Stack) -> Seeded:
     out = Seeded(device_key=device_key(90), device=device_address(device_key(90)))
 
     def terms(**kw: Any) -> Terms:
+        kw.setdefault("buyer", a.buyer.address)
+        kw.setdefault("supplier", supplier)
         return default_terms(stack.chain.now(), a.arbiter.address, **kw)
 
     def create(fund: bool = True, **kw: Any) -> int:
         if fund:
-            return int(po.create_and_fund_order(supplier, terms(**kw), by=a.buyer).value)
-        return int(po.create_order(supplier, terms(**kw), by=a.buyer).value)
+            return int(po.create_and_fund_order(terms(**kw), by=a.buyer).value)
+        return int(po.create_order(terms(**kw), by=a.buyer).value)
+
+    def ship(order_id: int, device: str) -> None:
+        po.ship_order(order_id, stack.certificates(order_id, [device]), by=a.supplier)
 
     out.orders["Created"] = create(fund=False)
     out.orders["Accepted"] = create(fund=False)
@@ -89,14 +94,14 @@ def seed_chain(stack: Stack) -> Seeded:
     for state in ("Funded", "Shipped", "Settled", "Cancelled"):
         out.orders[state] = create()
         po.accept_order(out.orders[state], by=a.supplier)
-    po.ship_order(out.orders["Shipped"], [out.device], by=a.supplier)
-    po.ship_order(out.orders["Settled"], [device_address(device_key(91))], by=a.supplier)
+    ship(out.orders["Shipped"], out.device)
+    ship(out.orders["Settled"], device_address(device_key(91)))
     po.confirm_receipt(out.orders["Settled"], by=a.buyer)
     po.cancel_order(out.orders["Cancelled"], by=a.supplier)  # a funded order: the buyer is refunded
     for state in ("Delivered", "Disputed", "Resolved"):
         out.orders[state] = create(dispute_window_secs=30 * 24 * HOUR)
         po.accept_order(out.orders[state], by=a.supplier)
-        po.ship_order(out.orders[state], [device_address(device_key(92))], by=a.supplier)
+        ship(out.orders[state], device_address(device_key(92)))
         po.confirm_receipt(out.orders[state], by=a.buyer)
     po.open_dispute(out.orders["Disputed"], by=a.supplier)
     po.open_dispute(out.orders["Resolved"], by=a.buyer)
@@ -107,10 +112,10 @@ def seed_chain(stack: Stack) -> Seeded:
     stack.chain.advance_time(2 * HOUR)
     po.expire_order(out.orders["Expired"], by=a.buyer)
     # The stranger's own order: nobody else but auditors and admins may see it.
-    other = default_terms(stack.chain.now(), a.admin.address)
-    out.orders["stranger"] = int(
-        po.create_and_fund_order(a.auditor.address, other, by=a.stranger).value
+    other = default_terms(
+        stack.chain.now(), a.admin.address, buyer=a.stranger.address, supplier=a.auditor.address
     )
+    out.orders["stranger"] = int(po.create_and_fund_order(other, by=a.stranger).value)
     return out
 
 
@@ -131,7 +136,9 @@ def seed_rows(factory: sessionmaker[Session], stack: Stack, seeded: Seeded, n: i
             s.add(row)
             rows.append(row)
         s.flush()
-        s.add(commitment_row(order, rows[: seeded.committed], now))
+        s.add(
+            commitment_row(rows[: seeded.committed], now, committer=stack.accounts.oracle.address)
+        )
         for order_id, kind in (
             (order, "temperature_warning"),
             (seeded.orders["stranger"], "device_silent"),

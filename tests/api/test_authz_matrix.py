@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from backend.chain.testing import device
 from tests.api.conftest import ChainApi
 
 WHO = ("none", "bad", "buyer", "supplier", "arbiter", "auditor", "admin", "stranger")
@@ -28,8 +27,8 @@ def _create(api: ChainApi, *, fund: bool, **terms: Any) -> int:
     s, a = api.stack, api.stack.accounts
     t = s.make_terms(**terms)
     if fund:
-        return int(s.po.create_and_fund_order(a.supplier.address, t, by=a.buyer, gas=GAS).value)
-    return int(s.po.create_order(a.supplier.address, t, by=a.buyer, gas=GAS).value)
+        return int(s.po.create_and_fund_order(t, by=a.buyer, gas=GAS).value)
+    return int(s.po.create_order(t, by=a.buyer, gas=GAS).value)
 
 
 def created(api: ChainApi) -> int:
@@ -50,7 +49,9 @@ def funded(api: ChainApi, **terms: Any) -> int:
 
 def shipped(api: ChainApi, **terms: Any) -> int:
     oid = funded(api, **terms)
-    api.stack.po.ship_order(oid, [device(1)], by=api.stack.accounts.supplier, gas=GAS)
+    api.stack.po.ship_order(
+        oid, [api.stack.certify(oid, 1)], by=api.stack.accounts.supplier, gas=GAS
+    )
     return oid
 
 
@@ -112,7 +113,8 @@ class Route:
     path: str
     setup: Callable[[ChainApi], int]
     expected: dict[str, int]
-    body: Callable[[ChainApi], Any] | None = None
+    #: The request body, from the API and the order id the setup made.
+    body: Callable[[ChainApi, int], Any] | None = None
     params: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -158,7 +160,7 @@ ROUTES = [
             "admin": 403,
             "auditor": 403,
         },
-        body=lambda api: {
+        body=lambda api, _oid: {
             "supplier": api.stack.accounts.supplier.address,
             "terms": api.terms_json(),
             "fund": True,
@@ -175,7 +177,7 @@ ROUTES = [
         "/orders/{id}/ship",
         funded,
         write(("supplier",), ("buyer", "arbiter", "admin")),
-        body=lambda api: {"devices": [device(1)]},
+        body=lambda api, oid: {"certificates": [api.certificate_json(oid, 1)]},
     ),
     Route(
         "POST",
@@ -194,7 +196,7 @@ ROUTES = [
         "/orders/{id}/ruling",
         disputed,
         write(("arbiter",), ("buyer", "supplier", "admin")),
-        body=lambda api: {"buyer_amount": "0"},
+        body=lambda api, _oid: {"buyer_amount": "0"},
     ),
     Route(
         "POST", "/orders/{id}/settle", settleable, write(("buyer", "supplier", "arbiter", "admin"))
@@ -211,7 +213,7 @@ ROUTES = [
         "/account/withdraw",
         no_order,
         {**dict.fromkeys(WHO, 409), "none": 401, "bad": 401, "auditor": 403},
-        body=lambda api: {},
+        body=lambda api, _oid: {},
     ),
 ]
 
@@ -225,7 +227,7 @@ def test_authorization_matrix(chain_api: ChainApi, route: Route, who: str) -> No
     path = route.path.replace("{id}", str(order_id))
     kw: dict[str, Any] = {"params": route.params}
     if route.body is not None:
-        kw["json"] = route.body(chain_api)
+        kw["json"] = route.body(chain_api, order_id)
     before = chain_api.stack.chain.block_number
     r = chain_api.call(route.method, path, who, **kw)
     expected = route.expected[who]

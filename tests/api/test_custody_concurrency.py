@@ -17,6 +17,7 @@ from backend.api.custody import Custodian
 from backend.api.parties import PartyRegistry
 from backend.api.schemas import Terms
 from backend.chain.testing import Stack
+from backend.domain.order import TERMS_BODY_ATTRS
 
 
 def test_concurrent_erc20_orders_of_one_buyer_are_all_funded(
@@ -45,7 +46,7 @@ def test_concurrent_erc20_orders_of_one_buyer_are_all_funded(
 
     def create(price: int) -> int:
         t = stack.make_terms(price=price, token=token.address)
-        body = {n: getattr(t, n) for n in t.SOLIDITY_ORDER}
+        body = {n: getattr(t, n) for n in TERMS_BODY_ATTRS}  # the parties: caller, supplier
         terms = Terms.model_validate({**body, "price": str(price)})  # money is a string
         sent = custodian.create_order(buyer, stack.accounts.supplier.address, terms, fund=True)
         assert sent.order_id is not None
@@ -56,5 +57,9 @@ def test_concurrent_erc20_orders_of_one_buyer_are_all_funded(
 
     assert sorted(approvals) == sorted(prices)
     for order_id, price in zip(ids, prices, strict=True):
-        assert stack.escrow.deposit_of(order_id).amount == price
+        assert stack.po.get_order(order_id).funded
+        (deposit,) = stack.escrow.contract.events.FundsDeposited().get_logs(
+            from_block=0, argument_filters={"orderId": order_id}
+        )
+        assert deposit["args"]["amount"] == price
     assert token.balance_of(buyer.address) == 0

@@ -67,12 +67,16 @@ def test_wrong_checksums_are_refused_in_every_address_field(chain_api: ChainApi)
     order = _create(api, api.stack.accounts.supplier.address).json()["order"]["id"]
     assert api.call("POST", f"/orders/{order}/accept", "supplier").status_code == 200
     wrong = mistype(api.stack.accounts.stranger.address)
-    refused(
-        api.call("POST", f"/orders/{order}/ship", "supplier", json={"devices": [wrong]}),
-        "body",
-        "devices",
-        "0",
-    )
+    cert = api.certificate_json(order, 1)
+    for field in ("device", "issuer"):
+        body = {"certificates": [{**cert, field: wrong}]}
+        refused(
+            api.call("POST", f"/orders/{order}/ship", "supplier", json=body),
+            "body",
+            "certificates",
+            "0",
+            field,
+        )
     refused(api.call("POST", "/account/withdraw", "buyer", json={"token": wrong}), "body", "token")
     refused(api.call("GET", "/orders", "buyer", params={"buyer": wrong}), "query", "buyer")
     refused(api.call("GET", "/orders", "buyer", params={"supplier": wrong}), "query", "supplier")

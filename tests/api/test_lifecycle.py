@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time
 
-from backend.chain.testing import device_key
+from backend.chain.contracts import FleetProof
+from backend.chain.testing import certify, device, device_key, issuer, issuer_key
 from backend.oracle.batcher import CommitmentBatcher
 from backend.oracle.chain_actions import ChainExecutor
 from backend.oracle.ingest import Inbound, Ingestor
@@ -13,8 +14,9 @@ from backend.oracle.metrics import Metrics
 from backend.oracle.outbox import OutboxWorker
 from backend.oracle.rules import RulesEngine
 from backend.telemetry import Reading, SignedReading, device_address
+from backend.telemetry.certificates import DeviceCertificate, SignedCertificate
 from testkit.readings import wire_message
-from tests.api.conftest import ChainApi
+from tests.api.conftest import ChainApi, certificate_json
 
 ETHER = 10**18
 HOUR = 3600
@@ -44,13 +46,19 @@ def test_create_fund_accept_ship_arrive_settle_withdraw(chain_api: ChainApi) -> 
     assert created["tx_hash"].startswith("0x") and len(created["tx_hash"]) == 66
     assert created["order"]["funded"] is True
     assert created["order"]["state"] == "Created"
-    assert stack.escrow.deposit_of(order_id).amount == 10 * ETHER
+    assert stack.po.get_order(order_id).funded
 
     # 2. the supplier accepts, 3. ships with one device
     r = api.call("POST", f"/orders/{order_id}/accept", "supplier")
     assert r.status_code == 200, r.text
     assert r.json()["order"]["state"] == "Funded"
-    r = api.call("POST", f"/orders/{order_id}/ship", "supplier", json={"devices": [device]})
+    cert = certify(stack.domain, order_id, device, issuer_key(1))  # the carrier's
+    r = api.call(
+        "POST",
+        f"/orders/{order_id}/ship",
+        "supplier",
+        json={"certificates": [certificate_json(cert)]},
+    )
     assert r.status_code == 200, r.text
     shipped = r.json()["order"]
     assert shipped["state"] == "Shipped"
@@ -108,7 +116,6 @@ def test_create_fund_accept_ship_arrive_settle_withdraw(chain_api: ChainApi) -> 
         "OrderAccepted",
         "OrderShipped",
         "DeviceBound",
-        "ReadingsCommitted",
         "ArrivalProven",
         "OrderDelivered",
         "OrderSettled",
@@ -125,8 +132,30 @@ def test_create_fund_accept_ship_arrive_settle_withdraw(chain_api: ChainApi) -> 
             rd["flags"],
         )  # fmt: skip
         signed = SignedReading(reading, proof["device"], bytes.fromhex(proof["signature"][2:]))
-        siblings = [bytes.fromhex(p[2:]) for p in proof["proof"]]
-        assert stack.qv.verify_committed_reading(order_id, proof["batch_seq"], signed, siblings)
+        fleet = FleetProof(
+            batch_seq=proof["batch_seq"],
+            root=bytes.fromhex(proof["root"][2:]),
+            count=proof["count"],
+            log_index=proof["log_index"],
+            log_proof=[bytes.fromhex(p[2:]) for p in proof["log_proof"]],
+            leaf_index=proof["leaf_index"],
+            reading_proof=[bytes.fromhex(p[2:]) for p in proof["reading_proof"]],
+        )
+        c = proof["certificate"]
+        certificate = SignedCertificate(
+            DeviceCertificate(
+                order_id=c["order_id"],
+                device=c["device"],
+                issuer=c["issuer"],
+                valid_from=c["valid_from"],
+                valid_until=c["valid_until"],
+            ),
+            bytes.fromhex(c["signature"][2:]),
+        )
+        chain_terms = stack.po.terms_of(order_id)
+        committer = proof["committer"]
+        assert stack.qv.verify_fleet_reading(committer, chain_terms, signed, certificate, fleet)
+        assert proof["log_root"] == "0x" + stack.qv.fleet_log_root(committer).hex()
         assert proof["verifying_contract"] == stack.qv.address
 
     # 6. both parties withdraw; balances move on chain by the credited amounts
@@ -171,7 +200,8 @@ def test_contract_reverts_come_back_named(chain_api: ChainApi) -> None:
     # an access error (403): the buyer cannot ship
     r = api.call("POST", "/orders", "buyer", json={"supplier": supplier, "terms": api.terms_json()})
     order_id = r.json()["order"]["id"]
-    r = api.call("POST", f"/orders/{order_id}/ship", "buyer", json={"devices": [supplier]})
+    body = {"certificates": [api.certificate_json(order_id, 1)]}
+    r = api.call("POST", f"/orders/{order_id}/ship", "buyer", json=body)
     assert r.status_code == 403
     assert r.json()["error"] == "PurchaseOrdersNotSupplier"
     # a refused call changes nothing
@@ -193,3 +223,61 @@ def test_deployment_tells_devices_what_to_sign_for(chain_api: ChainApi) -> None:
     later = stack.chain.advance_time(5 * HOUR)
     api.indexer.run_once()
     assert api.client.get("/deployment").json()["oracle_clock"] >= later
+
+
+def _funded_order(api: ChainApi, **terms: object) -> int:
+    supplier = api.stack.accounts.supplier.address
+    body = {"supplier": supplier, "terms": api.terms_json(**terms), "fund": True}
+    r = api.call("POST", "/orders", "buyer", json=body)
+    assert r.status_code == 201, r.text
+    order_id = int(r.json()["order"]["id"])
+    assert api.call("POST", f"/orders/{order_id}/accept", "supplier").status_code == 200
+    return order_id
+
+
+def test_shipping_an_uncertified_device_is_refused_by_name(chain_api: ChainApi) -> None:
+    """The supplier cannot choose its own witnesses: a device certified by a key the terms
+    do not name (here the supplier's own) is refused with the contract's error, and so
+    are a forged signature and another order's certificate; nothing is bound."""
+    api = chain_api
+    stack = api.stack
+    order_id = _funded_order(api)
+    own = certify(stack.domain, order_id, device(7), stack.accounts.supplier.key.hex())
+
+    def ship(*certs: dict[str, object]) -> dict[str, object]:
+        r = api.call(
+            "POST", f"/orders/{order_id}/ship", "supplier", json={"certificates": list(certs)}
+        )
+        assert r.status_code == 422, r.text
+        body: dict[str, object] = r.json()
+        assert body["code"] == "contract_revert"
+        return body
+
+    refused = ship(api.certificate_json(order_id, 1), certificate_json(own))
+    assert refused["error"] == "QualityVerificationUncertifiedDevice"
+    assert refused["args"] == {
+        "orderId": order_id,
+        "device": device(7),
+        "issuer": stack.accounts.supplier.address,
+    }
+    # the issuer's name on a certificate it never signed
+    forged = {**certificate_json(own), "issuer": issuer(1)}
+    assert ship(forged)["error"] == "QualityVerificationForgedCertificate"
+    other = _funded_order(api)
+    assert ship(api.certificate_json(other, 1))["error"] == (
+        "QualityVerificationCertificateWrongOrder"
+    )
+    api.sync()
+    order = api.call("GET", f"/orders/{order_id}", "buyer").json()
+    assert order["state"] == "Funded"
+    assert api.call("GET", f"/orders/{order_id}/devices", "buyer").json()["count"] == 0
+    # with its carrier's certificate the same device ships
+    r = api.call(
+        "POST",
+        f"/orders/{order_id}/ship",
+        "supplier",
+        json={"certificates": [api.certificate_json(order_id, 7)]},
+    )
+    assert r.status_code == 200, r.text
+    bound = api.call("GET", f"/orders/{order_id}/devices", "buyer").json()["data"]
+    assert [d["device"] for d in bound] == [device(7)]

@@ -8,8 +8,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.api.parties import PartyRegistry
 from backend.chain.settlement import settlement
 from backend.store.models import OrderRow
-from backend.telemetry import leaf_hash, reading_digest, verify_proof
-from testkit.api_seed import DOMAIN, ETHER, T0, Seeded, order_values, seed
+from backend.telemetry import reading_digest, verify_proof
+from backend.telemetry.fleet import FleetLog, fleet_leaf
+from testkit.api_seed import COMMITTER, DOMAIN, ETHER, T0, Seeded, order_values, seed
 from tests.api.conftest import Api, headers
 
 
@@ -135,13 +136,21 @@ def test_commitments_and_proofs(api: Api, seeded: Seeded) -> None:
         r = api.get(f"/orders/1/readings/{seeded.device}/{seq}/proof")
         assert r.status_code == 200, r.text
         body = r.json()
-        leaf = leaf_hash(reading_digest(seeded.readings[seq], DOMAIN))
+        leaf = fleet_leaf(1, seeded.device, reading_digest(seeded.readings[seq], DOMAIN), seq)
         assert body["leaf"] == "0x" + leaf.hex()
         assert body["leaf_index"] == seq
-        proof = [bytes.fromhex(p[2:]) for p in body["proof"]]
+        proof = [bytes.fromhex(p[2:]) for p in body["reading_proof"]]
         assert verify_proof(proof, bytes.fromhex(c["root"][2:]), leaf)
         assert body["reading"]["seq"] == seq and body["reading"]["orderId"] == 1
         assert len(bytes.fromhex(body["signature"][2:])) == 65
+        # the batch's place in the committer's log, up to the log's root
+        assert (body["committer"], body["log_index"], body["count"]) == (COMMITTER, 0, 8)
+        log = FleetLog()
+        log.append(1, bytes.fromhex(c["root"][2:]), 8)
+        assert body["log_root"] == "0x" + log.root().hex()
+        assert body["log_proof"] == ["0x" + p.hex() for p in log.proof(0)]
+        assert body["certificate"]["device"] == seeded.device
+        assert body["certificate"]["order_id"] == 1
     # a reading waiting for its batch, and one that does not exist
     pending = api.get(f"/orders/1/readings/{seeded.device}/9/proof")
     assert pending.status_code == 409 and pending.json()["code"] == "not_committed"

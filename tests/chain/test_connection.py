@@ -134,8 +134,8 @@ def test_next_transaction_gets_the_set_timestamp(
     a = stack.accounts
     when = chain.now() + 1000
     chain.set_next_block_timestamp(when)
-    result = stack.po.create_order(a.supplier.address, make_terms(), by=a.buyer)
-    assert stack.po.get_order(result.value).created_at == when
+    result = stack.po.create_order(make_terms(), by=a.buyer)
+    assert stack.po.get_order(result.value).timestamp == when
     assert chain.w3.eth.get_block(result.block_number)["timestamp"] == when
 
 
@@ -160,7 +160,7 @@ def test_revert_restores_state_time_and_sender_nonces(
     sender = chain.sender(a.buyer)
     count, now, nonce = stack.po.order_count(), chain.now(), sender.next_nonce
     snap = chain.snapshot()
-    stack.po.create_order(a.supplier.address, make_terms(), by=a.buyer)
+    stack.po.create_order(make_terms(), by=a.buyer)
     chain.advance_time(86400)
     assert sender.next_nonce == nonce + 1
     chain.revert(snap)
@@ -168,7 +168,7 @@ def test_revert_restores_state_time_and_sender_nonces(
     assert chain.now() == now
     assert sender.next_nonce == nonce  # resynced from the node
     # and the sender keeps working after the revert
-    result = stack.po.create_order(a.supplier.address, make_terms(), by=a.buyer)
+    result = stack.po.create_order(make_terms(), by=a.buyer)
     assert result.value == count + 1
 
 

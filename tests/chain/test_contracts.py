@@ -21,20 +21,22 @@ from backend.chain.contracts import (
     QualityVerification,
     Stablecoin,
     Terms,
+    terms_from_abi,
 )
 from backend.chain.errors import ContractRevert
 from backend.chain.settlement import settlement, settlement_split
 from backend.chain.testing import Stack, default_terms, device, device_key, signed
-from backend.telemetry import MerkleTree, Reading, reading_digest
+from backend.telemetry import Reading, reading_digest
+from backend.telemetry.fleet import FleetBatch, FleetLog, fleet_tree
 
 pytestmark = pytest.mark.timeout(120)
 
 
 def shipped_order(stack: Stack, terms: Terms, dev: int = 1) -> int:
     a = stack.accounts
-    order_id = int(stack.po.create_and_fund_order(a.supplier.address, terms, by=a.buyer).value)
+    order_id = int(stack.po.create_and_fund_order(terms, by=a.buyer).value)
     stack.po.accept_order(order_id, by=a.supplier)
-    stack.po.ship_order(order_id, [device(dev)], by=a.supplier)
+    stack.po.ship_order(order_id, [stack.certify(order_id, dev)], by=a.supplier)
     return order_id
 
 
@@ -70,14 +72,21 @@ def test_terms_and_order_round_trip_through_the_contract(
         breach_refund_bps=10_000,
         dispute_window_secs=86400,
     )
-    result = stack.po.create_order(a.supplier.address, terms, by=a.buyer)
+    result = stack.po.create_order(terms, by=a.buyer)
     order = stack.po.get_order(result.value)
-    assert order.terms == terms
-    assert (order.buyer, order.supplier) == (a.buyer.address, a.supplier.address)
+    # the contract keeps the digest; the terms travel in OrderCreated
+    assert order.terms_digest == terms.digest() == stack.po.hash_terms(terms)
     assert order.state is OrderState.CREATED and not order.funded and not order.breached
-    assert order.created_at == stack.chain.w3.eth.get_block(result.block_number)["timestamp"]
+    assert order.timestamp == stack.chain.w3.eth.get_block(result.block_number)["timestamp"]
     created = result.event("OrderCreated")
-    assert created.args["price"] == terms.price and created.contract == "PurchaseOrders"
+    assert (created.args["buyer"], created.args["supplier"]) == (
+        a.buyer.address,
+        a.supplier.address,
+    )
+    assert terms_from_abi(tuple(created.args["terms"])) == terms
+    assert created.contract == "PurchaseOrders"
+    fresh = PurchaseOrders(stack.chain, stack.po.address)  # knows no terms yet
+    assert fresh.terms_of(result.value) == terms  # read back from the event
 
 
 def test_erc20_order_cancel_and_withdraw(stack: Stack, make_terms: Callable[..., Terms]) -> None:
@@ -88,8 +97,8 @@ def test_erc20_order_cancel_and_withdraw(stack: Stack, make_terms: Callable[...,
     token.mint(a.buyer.address, price, by=a.buyer)
     token.approve(stack.escrow.address, price, by=a.buyer)
     terms = make_terms(token=token.address, price=price)
-    order_id = stack.po.create_and_fund_order(a.supplier.address, terms, by=a.buyer).value
-    assert stack.escrow.deposit_of(order_id).amount == price
+    order_id = stack.po.create_and_fund_order(terms, by=a.buyer).value
+    assert stack.po.get_order(order_id).funded
     assert stack.escrow.total_owed(token.address) == price
     assert token.balance_of(a.buyer.address) == 0
     stack.po.cancel_order(order_id, by=a.buyer)
@@ -101,39 +110,54 @@ def test_erc20_order_cancel_and_withdraw(stack: Stack, make_terms: Callable[...,
     assert stack.escrow.total_owed(token.address) == 0
 
 
-def test_commitments_submitted_without_waiting(stack: Stack) -> None:
+def test_fleet_roots_submitted_without_waiting(stack: Stack) -> None:
     a, domain, make_terms = stack.accounts, stack.domain, stack.make_terms
     order_id = shipped_order(stack, make_terms())
     now = stack.chain.now()
-    leaves = [reading_digest(reading(order_id, i, now + i), domain) for i in range(8)]
-    tree = MerkleTree.from_digests(leaves)
+    batch = [
+        (order_id, device(1), reading_digest(reading(order_id, i, now + i), domain))
+        for i in range(8)
+    ]
+    tree = fleet_tree(batch)
     oracle = stack.chain.sender(a.oracle)
-    for batch in range(1, 6):
-        stack.qv.submit_commit_readings(order_id, batch, tree.root, 8, by=a.oracle, gas=200_000)
+    for seq in range(1, 6):
+        stack.qv.submit_commit_fleet_root(seq, tree.root, 8, by=a.oracle, gas=200_000)
     results = oracle.wait_all()
-    assert [r.event("ReadingsCommitted")["batchSeq"] for r in results] == [1, 2, 3, 4, 5]  # type: ignore[union-attr]
-    assert stack.qv.last_batch_seq(order_id) == 5
-    assert stack.qv.batch_root(order_id, 3) == tree.root
+    assert [r.event("FleetRootCommitted")["batchSeq"] for r in results] == [1, 2, 3, 4, 5]  # type: ignore[union-attr]
+    assert [r.event("FleetRootCommitted")["logIndex"] for r in results] == [0, 1, 2, 3, 4]  # type: ignore[union-attr]
+    assert stack.qv.fleet_log(a.oracle.address) == (5, 5)
+    log = FleetLog()
+    for seq in range(1, 6):
+        log.append(seq, tree.root, 8)
+    assert stack.qv.fleet_log_root(a.oracle.address) == log.root()
     with pytest.raises(ContractRevert) as info:
-        stack.qv.commit_readings(order_id, 5, tree.root, 8, by=a.oracle)
+        stack.qv.commit_fleet_root(5, tree.root, 8, by=a.oracle)
     assert info.value.name == "QualityVerificationStaleBatch"
-    assert info.value.args == {"orderId": order_id, "batchSeq": 5, "lastBatchSeq": 5}
+    assert info.value.args == {"committer": a.oracle.address, "batchSeq": 5, "lastBatchSeq": 5}
 
 
-def test_committed_reading_verifies_with_its_proof(stack: Stack) -> None:
+def test_committed_reading_verifies_with_its_fleet_proof(stack: Stack) -> None:
     a, domain, make_terms = stack.accounts, stack.domain, stack.make_terms
-    order_id = shipped_order(stack, make_terms())
+    terms = make_terms()
+    order_id = shipped_order(stack, terms)
     now = stack.chain.now()
     signed_readings = [
         signed(reading(order_id, i, now + i), domain, device_key(1)) for i in range(5)
     ]
-    tree = MerkleTree.from_digests([reading_digest(s.reading, domain) for s in signed_readings])
-    stack.qv.commit_readings(order_id, 1, tree.root, 5, by=a.oracle)
+    batch = FleetBatch(signed_readings, domain)
+    stack.qv.commit_fleet_root(1, batch.root, len(batch), by=a.oracle)
+    log = FleetLog()
+    log.append(1, batch.root, len(batch))
     assert stack.qv.hash_reading(signed_readings[2]) == reading_digest(
         signed_readings[2].reading, domain
     )
-    assert stack.qv.verify_committed_reading(order_id, 1, signed_readings[2], tree.proof(2))
-    assert not stack.qv.verify_committed_reading(order_id, 1, signed_readings[2], tree.proof(3))
+    cert = stack.certify(order_id, 1)
+    proof = log.fleet_proof(0, batch, 2)
+    assert stack.qv.verify_fleet_reading(a.oracle.address, terms, signed_readings[2], cert, proof)
+    wrong = log.fleet_proof(0, batch, 3)
+    assert not stack.qv.verify_fleet_reading(
+        a.oracle.address, terms, signed_readings[2], cert, wrong
+    )
 
 
 def test_excursion_proof_records_a_breach_and_preview_matches(stack: Stack) -> None:
@@ -146,7 +170,8 @@ def test_excursion_proof_records_a_breach_and_preview_matches(stack: Stack) -> N
         for s in range(1, 5)
     ]  # 900 s above the 8 °C limit
     stack.chain.time_travel(t0 + 1500)
-    result = stack.qv.prove_excursion(order_id, warm, by=a.stranger)  # anyone may prove
+    cert = stack.certify(order_id, 1)
+    result = stack.qv.prove_excursion(order_id, terms, warm, cert, by=a.stranger)  # anyone
     proven = result.event("ExcursionProven")
     assert (proven["firstSeq"], proven["lastSeq"]) == (1, 4)
     assert result.event("BreachRecorded")["orderId"] == order_id
@@ -178,7 +203,8 @@ def test_arrival_settles_as_the_preview_says(stack: Stack) -> None:
         expected.buyer_amount,
         expected.supplier_amount,
     )
-    result = stack.qv.prove_arrival(order_id, at_port, by=a.oracle)
+    cert = stack.certify(order_id, 1)
+    result = stack.qv.prove_arrival(order_id, terms, [at_port], [cert], by=a.oracle)
     settled = result.event("OrderSettled")
     assert (settled["buyerAmount"], settled["supplierAmount"]) == (
         expected.buyer_amount,
@@ -206,6 +232,8 @@ def test_preview_conserves_money(
     terms = default_terms(
         1_000_000,
         "0x" + "11" * 20,
+        buyer="0x" + "22" * 20,
+        supplier="0x" + "33" * 20,
         late_penalty_bps_per_hour=rate,
         late_penalty_cap_bps=cap,
         breach_refund_bps=breach,

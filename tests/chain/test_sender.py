@@ -75,8 +75,8 @@ def new_order(stack: Stack, make_terms: Callable[..., Terms], funded: bool = Tru
     a = stack.accounts
     terms = make_terms()
     if funded:
-        return int(stack.po.create_and_fund_order(a.supplier.address, terms, by=a.buyer).value)
-    return int(stack.po.create_order(a.supplier.address, terms, by=a.buyer).value)
+        return int(stack.po.create_and_fund_order(terms, by=a.buyer).value)
+    return int(stack.po.create_order(terms, by=a.buyer).value)
 
 
 @pytest.fixture
@@ -94,7 +94,7 @@ def test_many_sends_without_waiting_keep_nonces_in_order(
     a = stack.accounts
     sender = stack.chain.sender(a.buyer)
     start = sender.next_nonce
-    data = stack.po.calldata("createOrder", a.supplier.address, make_terms().as_tuple())
+    data = stack.po.calldata("createOrder", make_terms().as_tuple())
     gas = sender.estimate_gas(stack.po.address, data)
     pendings = [
         sender.submit(stack.po.address, data, gas=gas, function="createOrder") for _ in range(30)
@@ -113,7 +113,7 @@ def test_many_sends_without_waiting_keep_nonces_in_order(
 def test_in_flight_transactions_are_bounded(stack: Stack, make_terms: Callable[..., Terms]) -> None:
     a = stack.accounts
     sender = stack.chain.sender(a.buyer)
-    data = stack.po.calldata("createOrder", a.supplier.address, make_terms().as_tuple())
+    data = stack.po.calldata("createOrder", make_terms().as_tuple())
     peak, results = submit_burst(sender, stack.po.address, data, count=12, bound=4, gas=400_000)
     assert peak == 4
     assert len(results) == 12
@@ -128,11 +128,9 @@ def test_nonce_resyncs_after_another_process_used_the_key(
     # "another process": an independent sender with the same key, same node
     theirs = TxSender(stack.chain.w3, a.buyer, registry=stack.chain.registry)
     terms = make_terms()
-    theirs.transact(
-        stack.po.address, stack.po.calldata("createOrder", a.supplier.address, terms.as_tuple())
-    )
+    theirs.transact(stack.po.address, stack.po.calldata("createOrder", terms.as_tuple()))
     resyncs = ours.stats["nonce_resyncs"]
-    result = stack.po.create_order(a.supplier.address, terms, by=a.buyer)  # stale nonce → resync
+    result = stack.po.create_order(terms, by=a.buyer)  # stale nonce → resync
     assert ours.stats["nonce_resyncs"] == resyncs + 1
     assert result.receipt["status"] == 1
     assert ours.next_nonce == stack.chain.w3.eth.get_transaction_count(a.buyer.address)
@@ -146,7 +144,7 @@ def test_gas_is_estimated_once_with_a_margin_or_taken_as_given(
 ) -> None:
     a = stack.accounts
     sender, provider = counting_sender(stack, a.stranger)
-    data = stack.po.calldata("createOrder", a.supplier.address, make_terms().as_tuple())
+    data = stack.po.calldata("createOrder", make_terms(buyer=a.stranger.address).as_tuple())
     raw_estimate = stack.chain.w3.eth.estimate_gas(
         {"from": a.stranger.address, "to": stack.po.address, "data": data}
     )
@@ -164,7 +162,8 @@ def test_mined_revert_with_status_0_raises_the_decoded_error(stack: Stack, order
     a = stack.accounts
     # fixed gas skips estimation, so the revert happens in a mined transaction
     with pytest.raises(ContractRevert) as info:
-        stack.po.ship_order(order_id, [a.stranger.address], by=a.supplier, gas=300_000)
+        certs = stack.certificates(order_id, [a.stranger.address])
+        stack.po.ship_order(order_id, certs, by=a.supplier, gas=300_000)
     exc = info.value
     assert exc.name == "PurchaseOrdersInvalidState"
     assert exc.args == {"orderId": order_id, "current": OrderState.CREATED}
@@ -181,7 +180,7 @@ def test_out_of_gas_is_a_transaction_failure_with_a_hint(
 ) -> None:
     a = stack.accounts
     with pytest.raises(TransactionFailed, match="ran out of gas") as info:
-        stack.po.create_order(a.supplier.address, make_terms(), by=a.buyer, gas=60_000)
+        stack.po.create_order(make_terms(), by=a.buyer, gas=60_000)
     assert info.value.receipt["status"] == 0
     assert info.value.receipt["gasUsed"] == 60_000
 
@@ -204,7 +203,7 @@ def test_insufficient_funds_at_gas_estimation_is_transaction_rejected(
     price = balance + 10**18
     sent = stack.chain.sender(a.buyer).stats["sent"]
     with pytest.raises(TransactionRejected, match="refused by the node at gas estimation") as info:
-        stack.po.create_and_fund_order(a.supplier.address, make_terms(price=price), by=a.buyer)
+        stack.po.create_and_fund_order(make_terms(price=price), by=a.buyer)
     rejected = info.value
     assert (rejected.account, rejected.balance, rejected.value) == (a.buyer.address, balance, price)
     assert "createAndFundOrder" in str(rejected)
@@ -235,23 +234,23 @@ def test_custom_error_with_address_and_string_args(
     assert info.value.name == "PurchaseOrdersNotSupplier"
     assert info.value.args == {"orderId": order_id, "caller": a.stranger.address}
     with pytest.raises(ContractRevert) as bad_terms:
-        stack.po.create_order(a.supplier.address, make_terms(price=0), by=a.buyer)
+        stack.po.create_order(make_terms(price=0), by=a.buyer)
     assert bad_terms.value.name == "PurchaseOrdersInvalidTerms"
     assert bad_terms.value.args == {"field": "price"}
 
 
-def test_openzeppelin_access_control_error_is_decoded(stack: Stack, order_id: int) -> None:
+def test_access_error_with_address_args_is_decoded(stack: Stack, order_id: int) -> None:
     a = stack.accounts
     with pytest.raises(ContractRevert) as info:
-        stack.qv.commit_readings(order_id, 1, b"\x11" * 32, 10, by=a.stranger)
-    assert info.value.name == "AccessControlUnauthorizedAccount"
-    assert info.value.args == {"account": a.stranger.address, "neededRole": stack.qv.oracle_role()}
+        stack.po.record_breach(order_id, by=a.stranger, gas=100_000)
+    assert info.value.name == "PurchaseOrdersNotQualityVerification"
+    assert info.value.args == {"caller": a.stranger.address}
 
 
 def test_revert_matching_no_known_abi_carries_the_raw_data(stack: Stack, order_id: int) -> None:
     a = stack.accounts
     blind = TxSender(stack.chain.w3, a.stranger, registry=AbiRegistry())  # knows no errors
-    data = stack.po.calldata("acceptOrder", order_id)
+    data = stack.po.calldata("acceptOrder", order_id, stack.po.terms_of(order_id).as_tuple())
     with pytest.raises(UndecodedRevert) as info:
         blind.transact(stack.po.address, data)
     raw = info.value.args["data"]
@@ -300,7 +299,7 @@ def test_transport_errors_are_retried_and_the_transaction_lands_once(
         retry=RetryPolicy(attempts=4, initial_backoff=0.001),
     )
     start = sender.next_nonce
-    result = stack.po.create_order(a.supplier.address, make_terms(), by=sender)
+    result = stack.po.create_order(make_terms(buyer=a.stranger.address), by=sender)
     assert result.receipt["status"] == 1
     assert provider.calls["eth_sendRawTransaction"] == 3
     assert sender.stats["rpc_retries"] == 3

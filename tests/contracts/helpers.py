@@ -20,8 +20,9 @@ from eth_account.signers.local import LocalAccount
 from backend.chain.contracts import ETH, OrderState, Terms
 from backend.chain.errors import ContractRevert
 from backend.chain.sender import TxResult
-from backend.chain.testing import Stack, default_terms, device_key
+from backend.chain.testing import Stack, certify, device_key, issuer_key
 from backend.telemetry import Reading, SignedReading, device_address, sign_reading
+from backend.telemetry.certificates import SignedCertificate
 
 #: gas for set-up transactions (no estimate round trip)
 GAS = 2_000_000
@@ -49,7 +50,6 @@ class World:
     """Everything the contracts hold that a refused call must leave unchanged."""
 
     orders: tuple[Any, ...]
-    deposits: tuple[Any, ...]
     owed: tuple[int, int]
     contract_eth: tuple[int, int, int]
     contract_tokens: int
@@ -63,7 +63,6 @@ def world(stack: Stack, order_ids: Sequence[int] = ()) -> World:
     token = stack.token.address
     return World(
         orders=tuple(stack.po.get_order(i) for i in order_ids),
-        deposits=tuple(stack.escrow.deposit_of(i) for i in order_ids),
         owed=(stack.escrow.total_owed(ETH), stack.escrow.total_owed(token)),
         contract_eth=tuple(
             stack.chain.balance(c.address) for c in (stack.po, stack.qv, stack.escrow)
@@ -142,6 +141,13 @@ def dev(n: int) -> str:
 # ---- orders -----------------------------------------------------------------------------
 
 
+def cert(
+    stack: Stack, order_id: int, device: int = 1, issuer: int = 1, **window: int
+) -> SignedCertificate:
+    """Device ``device`` certified for ``order_id`` by test issuer ``issuer``."""
+    return certify(stack.domain, order_id, dev(device), issuer_key(issuer), **window)
+
+
 class Orders:
     """Drive orders of one stack through their states (set-up, fixed gas)."""
 
@@ -150,7 +156,10 @@ class Orders:
         self.a = stack.accounts
 
     def terms(self, **overrides: Any) -> Terms:
-        return default_terms(self.stack.chain.now(), self.a.arbiter.address, **overrides)
+        return self.stack.make_terms(**overrides)
+
+    def terms_of(self, order_id: int) -> Terms:
+        return self.stack.po.terms_of(order_id)
 
     def token_terms(self, **overrides: Any) -> Terms:
         overrides.setdefault("price", 1_000 * 10**6)
@@ -163,30 +172,30 @@ class Orders:
 
     def created(self, terms: Terms | None = None, **overrides: Any) -> int:
         terms = terms or self.terms(**overrides)
-        return int(
-            self.stack.po.create_order(
-                self.a.supplier.address, terms, by=self.a.buyer, gas=GAS
-            ).value
-        )
+        return int(self.stack.po.create_order(terms, by=self.a.buyer, gas=GAS).value)
 
     def funded(self, terms: Terms | None = None, **overrides: Any) -> int:
         """Created with the deposit in escrow, then accepted: state Funded."""
         terms = terms or self.terms(**overrides)
         if not terms.is_eth:
             self.approve(terms.price)
-        order_id = int(
-            self.stack.po.create_and_fund_order(
-                self.a.supplier.address, terms, by=self.a.buyer, gas=GAS
-            ).value
-        )
+        order_id = int(self.stack.po.create_and_fund_order(terms, by=self.a.buyer, gas=GAS).value)
         self.stack.po.accept_order(order_id, by=self.a.supplier, gas=GAS)
         return order_id
+
+    def certs(self, order_id: int, devices: Sequence[int] = (1,)) -> list[SignedCertificate]:
+        """Certificates for ``devices``: by issuer 2 for devices >= 100 when the order has a
+        second issuer (device 100, 101, ... are the second issuer's), else by issuer 1."""
+        second = int(self.terms_of(order_id).second_device_issuer, 16) != 0
+        return [cert(self.stack, order_id, n, 2 if second and n >= 100 else 1) for n in devices]
 
     def shipped(
         self, terms: Terms | None = None, devices: Sequence[int] = (1,), **overrides: Any
     ) -> int:
         order_id = self.funded(terms, **overrides)
-        self.stack.po.ship_order(order_id, [dev(n) for n in devices], by=self.a.supplier, gas=GAS)
+        self.stack.po.ship_order(
+            order_id, self.certs(order_id, devices), by=self.a.supplier, gas=GAS
+        )
         return order_id
 
     def delivered(self, terms: Terms | None = None, **overrides: Any) -> int:

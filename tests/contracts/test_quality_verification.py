@@ -4,7 +4,6 @@ every refusal — on eth-tester and anvil."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -12,24 +11,27 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backend.chain.contracts import OrderState
-from backend.chain.testing import Stack
+from backend.chain.artifacts import load_artifact
+from backend.chain.contracts import ZERO_ADDRESS, OrderState
+from backend.chain.testing import Stack, certify, issuer, issuer_key
 from backend.telemetry import (
     FIELD_RANGES,
     Domain,
-    MerkleTree,
     Reading,
     SignedReading,
-    leaf_hash,
     reading_digest,
     recover_device,
     sign_reading,
     verify_proof,
 )
+from backend.telemetry.certificates import SignedCertificate
+from backend.telemetry.fleet import FleetBatch, FleetLog, fleet_leaf, log_entry
 from tests.contracts.helpers import (
     DAY,
     GAS,
+    HOUR,
     Orders,
+    cert,
     dev,
     device_key,
     events,
@@ -95,135 +97,147 @@ def test_digest_depends_on_the_domain(stack: Stack) -> None:
     assert stack.qv.hash_reading(r) != reading_digest(r, other)
 
 
-# ---- commitments ------------------------------------------------------------------------
+# ---- fleet commitments -------------------------------------------------------------------
 
 
-def test_commit_readings_emits_and_stores_the_root(stack: Stack, orders: Orders) -> None:
+def test_commit_fleet_root_emits_and_appends_to_the_log(stack: Stack) -> None:
     a = stack.accounts
-    oid = orders.shipped()
     root = b"\x11" * 32
-    result = stack.qv.commit_readings(oid, 1, root, 10, by=a.oracle)
+    log = FleetLog()
+    result = stack.qv.commit_fleet_root(1, root, 10, by=a.oracle)
     assert events(result) == [
         (
-            "ReadingsCommitted",
+            "FleetRootCommitted",
             {
-                "orderId": oid,
+                "committer": a.oracle.address,
                 "batchSeq": 1,
                 "root": root,
                 "readingCount": 10,
-                "oracle": a.oracle.address,
+                "logIndex": log.append(1, root, 10),
             },
         )
     ]
-    assert stack.qv.last_batch_seq(oid) == 1
-    assert stack.qv.batch_root(oid, 1) == root
+    assert stack.qv.fleet_log(a.oracle.address) == (1, 1)
+    assert stack.qv.fleet_log_root(a.oracle.address) == log.root()
+    assert stack.qv.fleet_log_entry(1, root, 10) == log_entry(1, root, 10)
     # gaps in batchSeq are allowed; only going back is refused
-    stack.qv.commit_readings(oid, 5, b"\x22" * 32, 1, by=a.oracle, gas=GAS)
-    assert stack.qv.last_batch_seq(oid) == 5
-    assert stack.qv.batch_root(oid, 2) == b"\x00" * 32
+    result = stack.qv.commit_fleet_root(5, b"\x22" * 32, 1, by=a.oracle, gas=GAS)
+    assert result.event("FleetRootCommitted")["logIndex"] == log.append(5, b"\x22" * 32, 1)
+    assert stack.qv.fleet_log(a.oracle.address) == (5, 2)
+    assert stack.qv.fleet_log_root(a.oracle.address) == log.root()
 
 
-def test_stale_batches_are_refused_with_the_last_seq(stack: Stack, orders: Orders) -> None:
+def test_stale_batches_are_refused_with_the_last_seq(stack: Stack) -> None:
     a = stack.accounts
-    oid = orders.shipped()
+    me = a.oracle.address
     with refused(
-        stack, [oid], "QualityVerificationStaleBatch", orderId=oid, batchSeq=0, lastBatchSeq=0
+        stack, [], "QualityVerificationStaleBatch", committer=me, batchSeq=0, lastBatchSeq=0
     ):
-        stack.qv.commit_readings(oid, 0, b"\x01" * 32, 1, by=a.oracle)
-    stack.qv.commit_readings(oid, 3, b"\x01" * 32, 1, by=a.oracle, gas=GAS)
+        stack.qv.commit_fleet_root(0, b"\x01" * 32, 1, by=a.oracle)
+    stack.qv.commit_fleet_root(3, b"\x01" * 32, 1, by=a.oracle, gas=GAS)
+    root = stack.qv.fleet_log_root(me)
     for seq in (3, 2, 1):
         with refused(
-            stack, [oid], "QualityVerificationStaleBatch", orderId=oid, batchSeq=seq, lastBatchSeq=3
+            stack, [], "QualityVerificationStaleBatch", committer=me, batchSeq=seq, lastBatchSeq=3
         ):
-            stack.qv.commit_readings(oid, seq, b"\x02" * 32, 1, by=a.oracle, gas=GAS)
-    assert stack.qv.batch_root(oid, 3) == b"\x01" * 32
+            stack.qv.commit_fleet_root(seq, b"\x02" * 32, 1, by=a.oracle, gas=GAS)
+    assert stack.qv.fleet_log(me) == (3, 1)
+    assert stack.qv.fleet_log_root(me) == root
 
 
-def test_empty_batches_are_refused(stack: Stack, orders: Orders) -> None:
+def test_empty_batches_are_refused(stack: Stack) -> None:
+    a = stack.accounts
+    me = a.oracle.address
+    with refused(stack, [], "QualityVerificationEmptyBatch", committer=me):
+        stack.qv.commit_fleet_root(1, b"\x00" * 32, 5, by=a.oracle, gas=GAS)
+    with refused(stack, [], "QualityVerificationEmptyBatch", committer=me):
+        stack.qv.commit_fleet_root(1, b"\x01" * 32, 0, by=a.oracle, gas=GAS)
+    assert stack.qv.fleet_log(me) == (0, 0)
+
+
+def test_readings_stay_provable_after_settlement(stack: Stack, orders: Orders) -> None:
+    """A fleet root is not tied to an order's state (what replaced "commitments need a
+    shipped order" and "commitments are accepted after settlement"): the last window,
+    often holding the arrival reading, is committed after settlement and still proves it."""
     a = stack.accounts
     oid = orders.shipped()
-    with refused(stack, [oid], "QualityVerificationEmptyBatch", orderId=oid):
-        stack.qv.commit_readings(oid, 1, b"\x00" * 32, 5, by=a.oracle, gas=GAS)
-    with refused(stack, [oid], "QualityVerificationEmptyBatch", orderId=oid):
-        stack.qv.commit_readings(oid, 1, b"\x01" * 32, 0, by=a.oracle, gas=GAS)
-
-
-def test_commitments_need_a_shipped_order(stack: Stack, orders: Orders) -> None:
-    a = stack.accounts
-    oid = orders.funded()
-    with refused(stack, [oid], "QualityVerificationOrderNotInTransit", orderId=oid):
-        stack.qv.commit_readings(oid, 1, b"\x01" * 32, 1, by=a.oracle, gas=GAS)
-    unknown = oid + 100
-    with refused(stack, [oid], "QualityVerificationOrderNotInTransit", orderId=unknown):
-        stack.qv.commit_readings(unknown, 1, b"\x01" * 32, 1, by=a.oracle, gas=GAS)
-
-
-def test_commitments_are_accepted_after_settlement(stack: Stack, orders: Orders) -> None:
-    """The last batch (often holding the arrival reading) can only come after settlement."""
-    a = stack.accounts
-    oid = orders.delivered()
+    start = stack.po.get_order(oid).timestamp
+    batch = FleetBatch(_batch(stack, oid, 4, start), stack.domain)
+    stack.chain.advance_time(HOUR)
+    stack.po.confirm_receipt(oid, by=a.buyer, gas=GAS)
     assert orders.state(oid) is OrderState.SETTLED
-    stack.qv.commit_readings(oid, 1, b"\x01" * 32, 1, by=a.oracle)
-    assert stack.qv.last_batch_seq(oid) == 1
+    stack.qv.commit_fleet_root(1, batch.root, len(batch), by=a.oracle)
+    log = FleetLog()
+    log.append(1, batch.root, len(batch))
+    terms = orders.terms_of(oid)
+    for i, r in enumerate(batch.readings):
+        proof = log.fleet_proof(0, batch, i)
+        assert stack.qv.verify_fleet_reading(a.oracle.address, terms, r, _cert_of(stack, r), proof)
+    # an unknown order's reading never verifies (and the view does not revert)
+    unknown = sign(stack, reading(oid + 100, 1, start))
+    ubatch = FleetBatch([unknown], stack.domain)
+    stack.qv.commit_fleet_root(2, ubatch.root, 1, by=a.oracle)
+    log.append(2, ubatch.root, 1)
+    assert not stack.qv.verify_fleet_reading(
+        a.oracle.address, terms, unknown, cert(stack, oid + 100), log.fleet_proof(1, ubatch, 0)
+    )
 
 
-@pytest.mark.parametrize("who", ["admin", "buyer", "supplier", "stranger"])
-def test_only_oracles_commit(stack: Stack, orders: Orders, who: str) -> None:
-    caller = getattr(stack.accounts, who)
-    oid = orders.shipped()
-    role = stack.qv.oracle_role()
-    with refused(
-        stack, [oid], "AccessControlUnauthorizedAccount", account=caller.address, neededRole=role
-    ):
-        stack.qv.commit_readings(oid, 1, b"\x01" * 32, 1, by=caller, gas=GAS)
-
-
-def test_admin_grants_and_revokes_the_oracle_role(stack: Stack, orders: Orders) -> None:
+@pytest.mark.parametrize("who", ["admin", "buyer", "supplier", "stranger", "oracle"])
+def test_anyone_commits_into_its_own_log_only(stack: Stack, orders: Orders, who: str) -> None:
+    """What replaced the oracle role: anyone may commit, but only into its own log;
+    readers trust the logs of the committers they choose (the manifest's oracles)."""
     a = stack.accounts
+    caller = getattr(a, who)
     oid = orders.shipped()
-    role = stack.qv.oracle_role()
-    admin_role = stack.qv.default_admin_role()
-    with refused(
-        stack,
-        [oid],
-        "AccessControlUnauthorizedAccount",
-        account=a.oracle.address,
-        neededRole=admin_role,
-    ):
-        stack.qv.grant_oracle(a.stranger.address, by=a.oracle)
-    result = stack.qv.grant_oracle(a.stranger.address, by=a.admin)
-    assert events(result) == [
-        ("RoleGranted", {"role": role, "account": a.stranger.address, "sender": a.admin.address})
-    ]
-    stack.qv.commit_readings(oid, 1, b"\x01" * 32, 1, by=a.stranger)
-    stack.qv.revoke_role(role, a.stranger.address, by=a.admin)
-    with refused(
-        stack,
-        [oid],
-        "AccessControlUnauthorizedAccount",
-        account=a.stranger.address,
-        neededRole=role,
-    ):
-        stack.qv.commit_readings(oid, 2, b"\x01" * 32, 1, by=a.stranger, gas=GAS)
+    start = stack.po.get_order(oid).timestamp
+    batch = FleetBatch(_batch(stack, oid, 2, start), stack.domain)
+    others = [x for x in (a.admin, a.buyer, a.supplier, a.stranger, a.oracle) if x is not caller]
+    before = {x.address: stack.qv.fleet_log_root(x.address) for x in others}
+    stack.qv.commit_fleet_root(1, batch.root, len(batch), by=caller, gas=GAS)
+    assert stack.qv.fleet_log(caller.address) == (1, 1)
+    assert {x.address: stack.qv.fleet_log_root(x.address) for x in others} == before
+    log = FleetLog()
+    log.append(1, batch.root, len(batch))
+    r, proof = batch.readings[0], log.fleet_proof(0, batch, 0)
+    terms = orders.terms_of(oid)
+    assert stack.qv.verify_fleet_reading(caller.address, terms, r, _cert_of(stack, r), proof)
+    for x in others:
+        assert not stack.qv.verify_fleet_reading(x.address, terms, r, _cert_of(stack, r), proof)
 
 
-def test_wiring_is_set_once_and_binding_is_internal(stack: Stack, orders: Orders) -> None:
+#: QualityVerification's whole external interface: no roles, no wiring
+QUALITY_FUNCTIONS = {
+    "bindDevices",
+    "commitFleetRoot",
+    "eip712Domain",
+    "fleetLeaf",
+    "fleetLog",
+    "fleetLogEntry",
+    "fleetLogRoot",
+    "hashCertificate",
+    "hashReading",
+    "proveArrival",
+    "proveExcursion",
+    "proveShock",
+    "purchaseOrders",
+    "revokeDevice",
+    "revokedAt",
+    "verifyFleetReading",
+}
+
+
+def test_no_roles_no_wiring_and_binding_is_internal(stack: Stack, orders: Orders) -> None:
+    """What replaced the oracle role, the admin and the set-once wiring: no function
+    grants or rewires anything, PurchaseOrders is fixed at deployment, and only it binds."""
     a = stack.accounts
-    admin_role = stack.qv.default_admin_role()
-    with refused(
-        stack,
-        [],
-        "AccessControlUnauthorizedAccount",
-        account=a.stranger.address,
-        neededRole=admin_role,
-    ):
-        stack.qv.set_purchase_orders(a.stranger.address, by=a.stranger)
-    with refused(stack, [], "QualityVerificationAlreadyInitialized"):
-        stack.qv.set_purchase_orders(a.stranger.address, by=a.admin)
+    abi = load_artifact("QualityVerification").abi
+    assert {x["name"] for x in abi if x["type"] == "function"} == QUALITY_FUNCTIONS
+    assert stack.qv.purchase_orders() == stack.po.address
     oid = orders.funded()
     for caller in (a.admin, a.supplier, a.oracle):
         with refused(stack, [oid], "QualityVerificationNotPurchaseOrders", caller=caller.address):
-            stack.qv.bind_devices(oid, [dev(1)], by=caller)
+            stack.qv.bind_devices(oid, issuer(1), ZERO_ADDRESS, [cert(stack, oid)], by=caller)
 
 
 # ---- Merkle proofs ----------------------------------------------------------------------
@@ -247,50 +261,92 @@ def _batch(stack: Stack, oid: int, n: int, start: int) -> list[SignedReading]:
     return out
 
 
+#: the devices the issuer certified for the orders here (shipped with both); any other
+#: device is presented with device 1's certificate, as a supplier would try
+_DEVICE_N = {dev(1): 1, dev(2): 2}
+
+
+def _cert_of(stack: Stack, signed: SignedReading) -> Any:
+    """The certificate of the device that claims ``signed`` for its order (device 1's
+    for a device the issuer never certified)."""
+    return cert(stack, signed.reading.order_id, _DEVICE_N.get(signed.device, 1))
+
+
 @pytest.mark.parametrize("size", [1, 2, 3, 7, 100])
 def test_every_leaf_of_a_committed_tree_verifies_on_chain(
     stack: Stack, orders: Orders, size: int
 ) -> None:
     a = stack.accounts
     oid = orders.shipped(devices=(1, 2))
-    start = stack.po.get_order(oid).shipped_at
-    batch = _batch(stack, oid, size, start)
-    digests = [reading_digest(s.reading, stack.domain) for s in batch]
-    tree = MerkleTree.from_digests(digests)
-    stack.qv.commit_readings(oid, 1, tree.root, size, by=a.oracle, gas=GAS)
-    assert stack.qv.batch_root(oid, 1) == tree.root
-    for i, signed in enumerate(batch):
-        proof = tree.proof(i)
-        assert verify_proof(proof, tree.root, leaf_hash(digests[i]))
-        assert stack.qv.verify_committed_reading(oid, 1, signed, proof), f"leaf {i} of {size}"
-    # and not under another batch number or another order
-    assert not stack.qv.verify_committed_reading(oid, 2, batch[0], tree.proof(0))
+    terms = orders.terms_of(oid)
+    start = stack.po.get_order(oid).timestamp
+    batch = FleetBatch(_batch(stack, oid, size, start), stack.domain)
+    stack.qv.commit_fleet_root(1, batch.root, size, by=a.oracle, gas=GAS)
+    log = FleetLog()
+    log.append(1, batch.root, size)
+    assert stack.qv.fleet_log_root(a.oracle.address) == log.root()
+    me = a.oracle.address
+    for i, signed in enumerate(batch.readings):
+        proof = log.fleet_proof(0, batch, i)
+        leaf = fleet_leaf(oid, signed.device, reading_digest(signed.reading, stack.domain), i)
+        assert leaf == stack.qv.fleet_leaf(
+            oid, signed.device, reading_digest(signed.reading, stack.domain), i
+        )
+        assert verify_proof(proof.reading_proof, batch.root, leaf)
+        c = _cert_of(stack, signed)
+        assert stack.qv.verify_fleet_reading(me, terms, signed, c, proof), f"leaf {i} of {size}"
+    # and not under another batch number, another count or another log position
+    proof0, c0 = log.fleet_proof(0, batch, 0), _cert_of(stack, batch.readings[0])
+    for changed in (
+        replace(proof0, batch_seq=2),
+        replace(proof0, count=size + 1),
+        replace(proof0, log_index=1),
+    ):
+        assert not stack.qv.verify_fleet_reading(me, terms, batch.readings[0], c0, changed)
     if size > 1:
         # a proof of leaf i does not prove leaf j (reordered)
         for i in range(min(size, 10)):
             j = (i + 1) % size
-            assert not stack.qv.verify_committed_reading(oid, 1, batch[j], tree.proof(i)), (i, j)
+            signed = batch.readings[j]
+            proof = log.fleet_proof(0, batch, i)
+            assert not stack.qv.verify_fleet_reading(
+                me, terms, signed, _cert_of(stack, signed), proof
+            ), (i, j)
 
 
 def test_forged_altered_and_wrong_order_readings_are_refused(stack: Stack, orders: Orders) -> None:
     a = stack.accounts
+    me = a.oracle.address
     oid = orders.shipped(devices=(1, 2))
-    other = orders.shipped(devices=(1,))
-    start = stack.po.get_order(oid).shipped_at
+    # another price: distinct terms even when blocks share a timestamp (anvil)
+    other = orders.shipped(devices=(1,), price=10**18 + 1)
+    terms, other_terms = orders.terms_of(oid), orders.terms_of(other)
+    assert terms != other_terms
+    start = stack.po.get_order(oid).timestamp
     good = _batch(stack, oid, 6, start)
-    # a forged reading, signed by an unbound key, is *in* the committed tree: the proof
-    # is valid, the signer is not
+    # a forged reading, signed by an uncertified key, is *in* the committed tree: the
+    # proof is valid, the signer is not certified
     forged = sign(stack, reading(oid, 99, start + 5), device=9)
-    # a reading that names another order, signed by a device bound there too
+    # a reading that names another order, signed by a device certified there too
     foreign = sign(stack, reading(other, 1, start + 5), device=1)
-    batch = [*good, forged, foreign]
-    digests = [reading_digest(s.reading, stack.domain) for s in batch]
-    tree = MerkleTree.from_digests(digests)
-    stack.qv.commit_readings(oid, 1, tree.root, len(batch), by=a.oracle, gas=GAS)
+    batch = FleetBatch([*good, forged, foreign], stack.domain)
+    stack.qv.commit_fleet_root(1, batch.root, len(batch), by=a.oracle, gas=GAS)
+    log = FleetLog()
+    log.append(1, batch.root, len(batch))
 
-    assert stack.qv.verify_committed_reading(oid, 1, good[0], tree.proof(0))
-    assert not stack.qv.verify_committed_reading(oid, 1, forged, tree.proof(6))
-    assert not stack.qv.verify_committed_reading(oid, 1, foreign, tree.proof(7))
+    def proves(signed: SignedReading, index: int, t: Any = terms, c: Any = None) -> bool:
+        c = c if c is not None else _cert_of(stack, signed)
+        return stack.qv.verify_fleet_reading(me, t, signed, c, log.fleet_proof(0, batch, index))
+
+    assert proves(good[0], 0)
+    # the forged reading: with device 1's certificate the signer does not match; with a
+    # certificate for device 9 from someone the terms do not name, it is not certified
+    assert not proves(forged, 6)
+    assert not proves(forged, 6, c=certify(stack.domain, oid, dev(9), issuer_key(5)))
+    # the foreign reading proves only for its own order: leaves are bound to the order
+    assert proves(foreign, 7, t=other_terms)
+    assert not proves(foreign, 7, t=terms)
+    assert not proves(foreign, 7, t=other_terms, c=cert(stack, oid, 1))
     # altered after signing: one field changed, same signature, the original's proof
     for change in (
         {"temperature_centi_c": good[2].reading.temperature_centi_c + 1},
@@ -301,12 +357,12 @@ def test_forged_altered_and_wrong_order_readings_are_refused(stack: Stack, order
         altered = SignedReading(
             replace(good[2].reading, **change), good[2].device, good[2].signature
         )
-        assert not stack.qv.verify_committed_reading(oid, 1, altered, tree.proof(2)), change
+        assert not proves(altered, 2), change
     # a valid reading with a malformed signature: false, not a revert
     short = SignedReading(good[1].reading, good[1].device, good[1].signature[:64])
-    assert not stack.qv.verify_committed_reading(oid, 1, short, tree.proof(1))
-    # a reading of this order whose signature recovers to a bound device but proof of a sibling
-    assert not stack.qv.verify_committed_reading(oid, 1, good[1], tree.proof(0))
+    assert not proves(short, 1)
+    # a reading of this order whose signature recovers to a certified device but proof of a sibling
+    assert not proves(good[1], 0)
 
 
 # ---- excursion evidence -----------------------------------------------------------------
@@ -331,7 +387,45 @@ def _excursion(
 
 def _in_transit(orders: Orders, **overrides: Any) -> tuple[int, int]:
     oid = orders.shipped(devices=(1, 2), **overrides)
-    return oid, orders.stack.po.get_order(oid).shipped_at
+    return oid, orders.stack.po.get_order(oid).timestamp
+
+
+def _excursion_tx(
+    stack: Stack,
+    oid: int,
+    evidence: list[SignedReading],
+    *,
+    by: Any,
+    gas: int | None = None,
+    certificate: SignedCertificate | None = None,
+) -> Any:
+    """proveExcursion with the order's terms and the certificate of the device that claims
+    the first reading (a test device's, for this order)."""
+    if certificate is None:
+        certificate = cert(stack, oid, _DEVICE_N.get(evidence[0].device, 1) if evidence else 1)
+    terms = stack.po.terms_of(oid)
+    return stack.qv.prove_excursion(oid, terms, evidence, certificate, by=by, gas=gas)
+
+
+def _shock_tx(
+    stack: Stack, oid: int, signed: SignedReading, *, by: Any, gas: int | None = None
+) -> Any:
+    c = cert(stack, oid, _DEVICE_N.get(signed.device, 1))
+    return stack.qv.prove_shock(oid, stack.po.terms_of(oid), signed, c, by=by, gas=gas)
+
+
+def _arrival_tx(
+    stack: Stack,
+    oid: int,
+    signed: SignedReading,
+    *,
+    by: Any,
+    gas: int | None = None,
+    terms: Any = None,
+) -> Any:
+    c = cert(stack, oid, _DEVICE_N.get(signed.device, 1))
+    terms = terms if terms is not None else stack.po.terms_of(oid)
+    return stack.qv.prove_arrival(oid, terms, [signed], [c], by=by, gas=gas)
 
 
 @pytest.mark.parametrize(
@@ -345,7 +439,7 @@ def test_valid_excursion_records_a_breach(
     a = stack.accounts
     oid, start = _in_transit(orders)
     evidence = _excursion(stack, oid, start, n=4, step=700, device=2, **fields)  # 2100 s > 1800 s
-    result = stack.qv.prove_excursion(oid, evidence, by=a.stranger)
+    result = _excursion_tx(stack, oid, evidence, by=a.stranger)
     assert events(result) == [
         (
             "ExcursionProven",
@@ -371,13 +465,13 @@ def test_humidity_excursion_counts_only_when_humidity_is_checked(
     a = stack.accounts
     oid, start = _in_transit(orders, max_humidity_permille=800)
     evidence = _excursion(stack, oid, start, temperature_centi_c=500, humidity_permille=801)
-    result = stack.qv.prove_excursion(oid, evidence, by=a.buyer)
+    result = _excursion_tx(stack, oid, evidence, by=a.buyer)
     assert result.event("ExcursionProven")["submitter"] == a.buyer.address
 
     oid, start = _in_transit(orders)  # max humidity 0 = not checked
     evidence = _excursion(stack, oid, start, temperature_centi_c=500, humidity_permille=1_000)
     with refused(stack, [oid], "QualityVerificationReadingInRange", orderId=oid, seq=10):
-        stack.qv.prove_excursion(oid, evidence, by=a.buyer, gas=GAS)
+        _excursion_tx(stack, oid, evidence, by=a.buyer, gas=GAS)
 
 
 def test_excursion_must_last_longer_than_tolerated(stack: Stack, orders: Orders) -> None:
@@ -392,7 +486,7 @@ def test_excursion_must_last_longer_than_tolerated(stack: Stack, orders: Orders)
         duration=1800,
         tolerated=1800,
     ):
-        stack.qv.prove_excursion(oid, exact, by=a.stranger, gas=GAS)
+        _excursion_tx(stack, oid, exact, by=a.stranger, gas=GAS)
     single = _excursion(stack, oid, start, n=1)
     with refused(
         stack,
@@ -402,12 +496,12 @@ def test_excursion_must_last_longer_than_tolerated(stack: Stack, orders: Orders)
         duration=0,
         tolerated=1800,
     ):
-        stack.qv.prove_excursion(oid, single, by=a.stranger, gas=GAS)
+        _excursion_tx(stack, oid, single, by=a.stranger, gas=GAS)
     just_over = [
         *_excursion(stack, oid, start, n=2, step=900),
         *_excursion(stack, oid, start + 1801, n=1, seq0=12),
     ]
-    stack.qv.prove_excursion(oid, just_over, by=a.stranger, gas=GAS)
+    _excursion_tx(stack, oid, just_over, by=a.stranger, gas=GAS)
     assert stack.po.get_order(oid).breached
 
 
@@ -418,7 +512,7 @@ def test_excursion_refusals(stack: Stack, orders: Orders) -> None:
 
     def refuse(evidence: list[SignedReading], name: str, **args: object) -> None:
         with refused(stack, [oid], name, **args):
-            stack.qv.prove_excursion(oid, evidence, by=a.stranger, gas=GAS)
+            _excursion_tx(stack, oid, evidence, by=a.stranger, gas=GAS)
 
     # a gap in seq
     gap = [*ev[:2], sign(stack, reading(oid, 13, start + 1400, temperature_centi_c=HOT)), ev[3]]
@@ -490,7 +584,13 @@ def test_excursion_refusals(stack: Stack, orders: Orders) -> None:
     with refused(stack, [oid], "QualityVerificationBadEvidence", orderId=oid):
         stack.qv._tx(
             "proveExcursion",
-            (oid, [s.reading.as_tuple() for s in ev], [s.signature for s in ev[:3]]),
+            (
+                oid,
+                stack.po.terms_of(oid).as_tuple(),
+                [s.reading.as_tuple() for s in ev],
+                [s.signature for s in ev[:3]],
+                cert(stack, oid).as_tuple(),
+            ),
             a.stranger,
             gas=GAS,
         )
@@ -502,7 +602,7 @@ def test_excursion_refusals(stack: Stack, orders: Orders) -> None:
     refuse(replayed, "QualityVerificationUnknownDevice", orderId=oid, device=who)
 
     # all of the above left the order untouched; the honest evidence still works
-    stack.qv.prove_excursion(oid, ev, by=a.stranger, gas=GAS)
+    _excursion_tx(stack, oid, ev, by=a.stranger, gas=GAS)
     refuse(ev, "QualityVerificationAlreadyBreached", orderId=oid)
 
 
@@ -514,44 +614,19 @@ def test_evidence_needs_an_order_in_transit(stack: Stack, orders: Orders, state:
         start = stack.chain.now()
     else:
         oid = orders.delivered(dispute_window_secs=DAY if state == "delivered" else 0)
-        start = stack.po.get_order(oid).shipped_at
+        start = stack.po.get_order(oid).timestamp  # the delivery time, after shipment
     ev = _excursion(stack, oid, start)
     shock = sign(stack, reading(oid, 1, start, shock_milli_g=10**6))
     arrival = sign(stack, reading(oid, 1, start))
     with refused(stack, [oid], "QualityVerificationOrderNotInTransit", orderId=oid):
-        stack.qv.prove_excursion(oid, ev, by=a.stranger, gas=GAS)
+        _excursion_tx(stack, oid, ev, by=a.stranger, gas=GAS)
     with refused(stack, [oid], "QualityVerificationOrderNotInTransit", orderId=oid):
-        stack.qv.prove_shock(oid, shock, by=a.stranger, gas=GAS)
+        _shock_tx(stack, oid, shock, by=a.stranger, gas=GAS)
     with refused(stack, [oid], "QualityVerificationOrderNotInTransit", orderId=oid):
-        stack.qv.prove_arrival(oid, arrival, by=a.stranger, gas=GAS)
+        _arrival_tx(stack, oid, arrival, by=a.stranger, gas=GAS)
 
 
 # ---- shock evidence ---------------------------------------------------------------------
-
-
-def _refuses_early_and_unbound(
-    stack: Stack,
-    prove: Callable[..., Any],
-    oid: int,
-    start: int,
-    early: SignedReading,
-    unbound: SignedReading,
-    device: str,
-) -> None:
-    """``prove`` refuses, changing nothing, a reading stamped a second before the shipment at
-    ``start`` and one signed by ``device``, which the order does not bind."""
-    a = stack.accounts
-    with refused(stack, [oid], "QualityVerificationUnknownDevice", orderId=oid, device=device):
-        prove(oid, unbound, by=a.stranger, gas=GAS)
-    with refused(
-        stack,
-        [oid],
-        "QualityVerificationReadingBeforeShipment",
-        orderId=oid,
-        timestamp=start - 1,
-        shippedAt=start,
-    ):
-        prove(oid, early, by=a.stranger, gas=GAS)
 
 
 def test_shock_over_the_limit_records_a_breach(stack: Stack, orders: Orders) -> None:
@@ -566,19 +641,29 @@ def test_shock_over_the_limit_records_a_breach(stack: Stack, orders: Orders) -> 
         shockMilliG=3_000,
         limit=3_000,
     ):
-        stack.qv.prove_shock(oid, at_limit, by=a.stranger, gas=GAS)
+        _shock_tx(stack, oid, at_limit, by=a.stranger, gas=GAS)
     unbound = sign(stack, reading(oid, 4, start + 10, shock_milli_g=3_001), device=5)
+    with refused(stack, [oid], "QualityVerificationUnknownDevice", orderId=oid, device=dev(5)):
+        _shock_tx(stack, oid, unbound, by=a.stranger, gas=GAS)
     early = sign(stack, reading(oid, 4, start - 1, shock_milli_g=3_001), device=2)
-    _refuses_early_and_unbound(stack, stack.qv.prove_shock, oid, start, early, unbound, dev(5))
+    with refused(
+        stack,
+        [oid],
+        "QualityVerificationReadingBeforeShipment",
+        orderId=oid,
+        timestamp=start - 1,
+        shippedAt=start,
+    ):
+        _shock_tx(stack, oid, early, by=a.stranger, gas=GAS)
     with refused(
         stack, [oid], "QualityVerificationWrongOrder", orderId=oid, readingOrderId=oid + 1
     ):
-        stack.qv.prove_shock(
-            oid, sign(stack, reading(oid + 1, 4, start, shock_milli_g=9_999)), by=a.stranger
+        _shock_tx(
+            stack, oid, sign(stack, reading(oid + 1, 4, start, shock_milli_g=9_999)), by=a.stranger
         )
 
     over = sign(stack, reading(oid, 5, start + 20, shock_milli_g=3_001), device=2)
-    result = stack.qv.prove_shock(oid, over, by=a.supplier)
+    result = _shock_tx(stack, oid, over, by=a.supplier)
     assert events(result) == [
         (
             "ShockProven",
@@ -594,9 +679,9 @@ def test_shock_over_the_limit_records_a_breach(stack: Stack, orders: Orders) -> 
     ]
     again = sign(stack, reading(oid, 6, start + 30, shock_milli_g=50_000), device=1)
     with refused(stack, [oid], "QualityVerificationAlreadyBreached", orderId=oid):
-        stack.qv.prove_shock(oid, again, by=a.stranger, gas=GAS)
+        _shock_tx(stack, oid, again, by=a.stranger, gas=GAS)
     with refused(stack, [oid], "QualityVerificationAlreadyBreached", orderId=oid):
-        stack.qv.prove_excursion(oid, _excursion(stack, oid, start), by=a.stranger, gas=GAS)
+        _excursion_tx(stack, oid, _excursion(stack, oid, start), by=a.stranger, gas=GAS)
 
 
 def test_shock_is_not_checked_when_the_limit_is_zero(stack: Stack, orders: Orders) -> None:
@@ -611,7 +696,7 @@ def test_shock_is_not_checked_when_the_limit_is_zero(stack: Stack, orders: Order
         shockMilliG=2**32 - 1,
         limit=0,
     ):
-        stack.qv.prove_shock(oid, huge, by=a.stranger, gas=GAS)
+        _shock_tx(stack, oid, huge, by=a.stranger, gas=GAS)
 
 
 # ---- arrival ----------------------------------------------------------------------------
@@ -653,9 +738,9 @@ def test_arrival_inside_or_outside_the_geofence(
             latitudeE6=r.latitude_e6,
             longitudeE6=r.longitude_e6,
         ):
-            stack.qv.prove_arrival(oid, signed, by=a.stranger, gas=GAS)
+            _arrival_tx(stack, oid, signed, by=a.stranger, gas=GAS)
         return
-    result = stack.qv.prove_arrival(oid, signed, by=a.stranger)
+    result = _arrival_tx(stack, oid, signed, by=a.stranger)
     assert events(result, "QualityVerification") == [
         (
             "ArrivalProven",
@@ -675,7 +760,7 @@ def test_arrival_inside_or_outside_the_geofence(
         "confirmedBy": a.stranger.address,
     }
     order = stack.po.get_order(oid)
-    assert (order.state, order.delivered_at) == (OrderState.SETTLED, start + 300)
+    assert (order.state, order.timestamp) == (OrderState.SETTLED, start + 300)
 
 
 def test_arrival_refusals(stack: Stack, orders: Orders) -> None:
@@ -686,24 +771,40 @@ def test_arrival_refusals(stack: Stack, orders: Orders) -> None:
     with refused(
         stack, [oid], "PurchaseOrdersInvalidDeliveryTime", orderId=oid, deliveredAt=start + 3_700
     ):
-        stack.qv.prove_arrival(oid, future, by=a.stranger, gas=GAS)
+        _arrival_tx(stack, oid, future, by=a.stranger, gas=GAS)
     early = sign(stack, reading(oid, 1, start - 1))
-    unbound = sign(stack, reading(oid, 1, start), device=3)
-    _refuses_early_and_unbound(stack, stack.qv.prove_arrival, oid, start, early, unbound, dev(3))
+    with refused(
+        stack,
+        [oid],
+        "QualityVerificationReadingBeforeShipment",
+        orderId=oid,
+        timestamp=start - 1,
+        shippedAt=start,
+    ):
+        _arrival_tx(stack, oid, early, by=a.stranger, gas=GAS)
+    with refused(stack, [oid], "QualityVerificationUnknownDevice", orderId=oid, device=dev(3)):
+        _arrival_tx(
+            stack, oid, sign(stack, reading(oid, 1, start), device=3), by=a.stranger, gas=GAS
+        )
     with refused(
         stack, [oid], "QualityVerificationWrongOrder", orderId=oid, readingOrderId=oid + 1
     ):
-        stack.qv.prove_arrival(oid, sign(stack, reading(oid + 1, 1, start)), by=a.stranger, gas=GAS)
+        _arrival_tx(stack, oid, sign(stack, reading(oid + 1, 1, start)), by=a.stranger, gas=GAS)
     unknown = oid + 50
-    with refused(stack, [oid], "QualityVerificationOrderNotInTransit", orderId=unknown):
-        stack.qv.prove_arrival(
-            unknown, sign(stack, reading(unknown, 1, start)), by=a.stranger, gas=GAS
+    with refused(stack, [oid], "PurchaseOrdersUnknownOrder", orderId=unknown):
+        _arrival_tx(
+            stack,
+            unknown,
+            sign(stack, reading(unknown, 1, start)),
+            by=a.stranger,
+            gas=GAS,
+            terms=orders.terms_of(oid),
         )
 
     # at the shipment second is fine; with a dispute window the order waits in Delivered
-    result = stack.qv.prove_arrival(oid, sign(stack, reading(oid, 1, start)), by=a.buyer)
+    result = _arrival_tx(stack, oid, sign(stack, reading(oid, 1, start)), by=a.buyer)
     assert [name for name, _ in events(result)] == ["ArrivalProven", "OrderDelivered"]
     assert orders.state(oid) is OrderState.DELIVERED
     # a second arrival proof is refused: the order is no longer in transit
     with refused(stack, [oid], "QualityVerificationOrderNotInTransit", orderId=oid):
-        stack.qv.prove_arrival(oid, sign(stack, reading(oid, 2, start + 1)), by=a.buyer, gas=GAS)
+        _arrival_tx(stack, oid, sign(stack, reading(oid, 2, start + 1)), by=a.buyer, gas=GAS)

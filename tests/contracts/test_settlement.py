@@ -16,7 +16,7 @@ import pytest
 
 from backend.chain.contracts import ETH, OrderState
 from backend.chain.testing import Stack
-from tests.contracts.helpers import DAY, GAS, HOUR, Orders, events, reading, sign
+from tests.contracts.helpers import DAY, GAS, HOUR, Orders, cert, events, reading, sign
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -141,7 +141,7 @@ def test_settlement_by_device_arrival(
     terms = _terms(orders, case, token_kind)
     token = terms.token
     oid = orders.shipped(terms)
-    shipped_at = stack.po.get_order(oid).shipped_at
+    shipped_at = stack.po.get_order(oid).timestamp
     deadline = terms.delivery_deadline
     delivered_at = deadline + case.late
     assert delivered_at > shipped_at
@@ -151,7 +151,7 @@ def test_settlement_by_device_arrival(
     )
     if case.breached:
         shock = sign(stack, reading(oid, 1, shipped_at, shock_milli_g=2_001))
-        result = stack.qv.prove_shock(oid, shock, by=a.stranger, gas=GAS)
+        result = stack.qv.prove_shock(oid, terms, shock, cert(stack, oid), by=a.stranger, gas=GAS)
         assert ("BreachRecorded", {"orderId": oid}) in events(result)
     # the contract's own preview agrees before anything is final
     assert stack.po.preview_settlement(oid, delivered_at) == (buyer_amount, supplier_amount)
@@ -161,7 +161,9 @@ def test_settlement_by_device_arrival(
     credits_before = {
         p: stack.escrow.credit_of(getattr(a, p).address, token) for p in ("buyer", "supplier")
     }
-    result = stack.qv.prove_arrival(oid, arrival, by=a.stranger, gas=GAS)
+    result = stack.qv.prove_arrival(
+        oid, terms, [arrival], [cert(stack, oid)], by=a.stranger, gas=GAS
+    )
 
     expected_events = [
         (
@@ -235,10 +237,9 @@ def test_split_after_a_dispute_window_is_the_same(
     case = Case("window", 1_000_001, 3 * HOUR + 5, breach_bps=333, breached=True)
     terms = _terms(orders, case, token_kind, window=DAY)
     oid = orders.shipped(terms)
-    shipped_at = stack.po.get_order(oid).shipped_at
-    stack.qv.prove_shock(
-        oid, sign(stack, reading(oid, 1, shipped_at, shock_milli_g=9_999)), by=a.buyer, gas=GAS
-    )
+    shipped_at = stack.po.get_order(oid).timestamp
+    shock = sign(stack, reading(oid, 1, shipped_at, shock_milli_g=9_999))
+    stack.qv.prove_shock(oid, terms, shock, cert(stack, oid), by=a.buyer, gas=GAS)
     delivered_at = terms.delivery_deadline + case.late
     stack.chain.set_next_block_timestamp(delivered_at)
     stack.po.confirm_receipt(oid, by=a.buyer, gas=GAS)
@@ -261,9 +262,8 @@ def test_withdrawals_collect_credits_of_several_orders(stack: Stack, orders: Ord
         oid = orders.shipped(terms, devices=(1,))
         delivered_at = terms.delivery_deadline + late
         stack.chain.time_travel(max(delivered_at, stack.chain.now() + 1))
-        stack.qv.prove_arrival(
-            oid, sign(stack, reading(oid, 1, delivered_at)), by=a.supplier, gas=GAS
-        )
+        arrival = sign(stack, reading(oid, 1, delivered_at))
+        stack.qv.prove_arrival(oid, terms, [arrival], [cert(stack, oid)], by=a.supplier, gas=GAS)
         b, s = expected_split(price, late, 100, 2000, False, 0)
         total["buyer"] += b
         total["supplier"] += s

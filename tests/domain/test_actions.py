@@ -25,6 +25,7 @@ from backend.oracle import chain_actions
 from backend.store.models import OutboxRow
 
 DEVICE = "0x" + "Ab" * 20
+DEVICE2 = "0x" + "Cd" * 20
 
 
 def sample(cls: type[ChainAction], order_id: int = 12) -> ChainAction:
@@ -38,6 +39,7 @@ def sample(cls: type[ChainAction], order_id: int = 12) -> ChainAction:
             str: DEVICE,
             bytes: bytes([i]) * 32,
             tuple[int, ...]: (i, i + 1, i + 2),
+            tuple[str, ...]: (DEVICE,),
         }[t]
     values["order_id"] = order_id
     return cls(**values)
@@ -86,7 +88,7 @@ def test_payloads_keep_the_format_already_stored() -> None:
             "ended_at": 1660,
         },
         "prove_shock": {"reading_id": 9, "device": DEVICE, "seq": 4},
-        "prove_arrival": {"reading_id": 9, "device": DEVICE, "seq": 4, "timestamp": 1234},
+        "prove_arrival": {"reading_ids": [9, 12], "devices": [DEVICE, DEVICE2], "timestamp": 1234},
         "settle": {"dispute_window_closes_at": 99},
     }
     assert set(stored) == set(KINDS)
@@ -135,15 +137,18 @@ def test_lanes_ranks_and_dedup_keys() -> None:
     assert breach == {"breach:4"}  # one breach proof per order, whichever comes first
     assert sample(actions.ProveArrival, 4).dedup_key == "arrival:4"
     assert sample(actions.Settle, 4).dedup_key == "settle:4"
+    # one fleet root per batch, whatever the order (a fleet commitment's order id is 0)
     assert (
-        sample(actions.CommitBatch, 4).dedup_key
-        == f"commit:4:{sample(actions.CommitBatch, 4).batch_seq}"
+        sample(actions.CommitBatch, 0).dedup_key
+        == f"commit:{sample(actions.CommitBatch, 0).batch_seq}"
     )  # type: ignore[attr-defined]
 
 
 def test_an_earlier_arrival_supersedes_a_later_one() -> None:
-    early = actions.ProveArrival(order_id=1, reading_id=1, device=DEVICE, seq=1, timestamp=10)
-    late = actions.ProveArrival(order_id=1, reading_id=2, device=DEVICE, seq=2, timestamp=20)
+    early = actions.ProveArrival(order_id=1, reading_ids=(1,), devices=(DEVICE,), timestamp=10)
+    late = actions.ProveArrival(
+        order_id=1, reading_ids=(2, 3), devices=(DEVICE, DEVICE2), timestamp=20
+    )
     assert early.earlier_than(late) and not late.earlier_than(early)
     assert not early.earlier_than(early)
 
@@ -170,6 +175,8 @@ def test_the_executor_has_a_contract_call_for_every_kind(
     contracts = type("C", (), {"quality": recorder, "purchase_orders": recorder})()
     monkeypatch.setattr(chain_actions, "signed_reading", lambda row: row)
     monkeypatch.setattr(chain_actions.repo, "readings_by_ids", lambda s, ids: list(ids))
+    monkeypatch.setattr(chain_actions.ChainExecutor, "_terms", staticmethod(lambda s, o: None))
+    monkeypatch.setattr(chain_actions.ChainExecutor, "_certificate", staticmethod(lambda *a: None))
     executor = chain_actions.ChainExecutor(contracts, oracle=None)  # type: ignore[arg-type]
     assert executor.execute(sample(ACTIONS[kind]), typing.cast(Session, None)) == bytes(32)
     assert len(recorder.calls) == 1

@@ -8,7 +8,7 @@ import dataclasses
 from typing import Any, get_args
 
 from annotated_types import Ge, Le
-from sqlalchemy import BigInteger, Integer
+from sqlalchemy import BigInteger, Integer, SmallInteger
 
 from backend.api import convert
 from backend.api.schemas import OrderPublic, TermsPublic
@@ -18,8 +18,11 @@ from backend.domain.order import (
     ORDER_ATTRS,
     ORDER_SPEC,
     ORDER_STATE_LABELS,
+    PARTY_ATTRS,
     STATE_LABELS,
+    TERMS_ABI_TYPE,
     TERMS_ATTRS,
+    TERMS_BODY_ATTRS,
     TERMS_SPEC,
     Order,
     OrderState,
@@ -32,6 +35,8 @@ from iot_simulator.scenario import Terms as ScenarioTerms
 from tests.domain.abi import solidity_enum, struct
 
 TERMS = Terms(
+    buyer="0x" + "1" * 40,
+    supplier="0x" + "2" * 40,
     price=10**18,
     delivery_deadline=1_800_000_000,
     dest_lat_e6=51_950_000,
@@ -44,6 +49,9 @@ TERMS = Terms(
     late_penalty_cap_bps=2000,
     breach_refund_bps=3000,
     arbiter="0x" + "Ab" * 20,
+    device_issuer="0x" + "Cd" * 20,
+    arrival_quorum=2,
+    second_device_issuer="0x" + "Ef" * 20,
 )
 
 
@@ -63,7 +71,6 @@ def test_order_matches_the_contracts_order_struct() -> None:
     assert [(name, t) for name, t, _ in abi] == _sol(ORDER_SPEC)
     internal = {name: it for name, _, it in abi}
     assert internal["state"] == "enum IPurchaseOrders.OrderState"
-    assert internal["terms"] == "struct IPurchaseOrders.Terms"
     assert tuple(f.name for f in dataclasses.fields(Order)) == ("order_id", *ORDER_ATTRS)
 
 
@@ -82,6 +89,10 @@ def test_the_api_answers_every_state_but_none() -> None:
 #: The ``orders`` table: the order's fields (``id`` for ``order_id``, terms flattened)
 #: and what the indexer adds from events.
 INDEXER_COLUMNS = {
+    "created_at",
+    "shipped_at",
+    "delivered_at",
+    "disputed_at",
     "late_seconds",
     "delivery_confirmed_by",
     "buyer_amount",
@@ -92,7 +103,9 @@ INDEXER_COLUMNS = {
 
 def test_order_row_columns_are_the_order_and_its_terms() -> None:
     columns = [c.name for c in OrderRow.__table__.columns]
-    expected = {"id", *ORDER_ATTRS, *TERMS_ATTRS, *INDEXER_COLUMNS} - {"terms"}
+    # The contract's digest and phase time are derived: the row keeps the terms and
+    # each phase's time (from the events).
+    expected = {"id", *ORDER_ATTRS, *TERMS_ATTRS, *INDEXER_COLUMNS} - {"terms_digest", "timestamp"}
     assert set(columns) == expected
     assert [c for c in columns if c in TERMS_ATTRS] == list(TERMS_ATTRS)
 
@@ -102,7 +115,11 @@ NARROWER = {"delivery_deadline"}  # uint64 unix seconds in BIGINT: 2^63 s is far
 
 
 def test_order_row_columns_hold_each_terms_range() -> None:
-    capacity = {Integer: (-(2**31), 2**31 - 1), BigInteger: (-(2**63), 2**63 - 1)}
+    capacity = {
+        SmallInteger: (-(2**15), 2**15 - 1),
+        Integer: (-(2**31), 2**31 - 1),
+        BigInteger: (-(2**63), 2**63 - 1),
+    }
     for f in TERMS_SPEC:
         column_type = OrderRow.__table__.columns[f.attr].type
         if f.sol_type == "address":
@@ -123,9 +140,10 @@ def _bounds(field: Any) -> tuple[int | None, int | None]:
 
 def test_api_terms_schemas_have_every_term_within_its_solidity_range() -> None:
     for model in (TermsPublic, TermsCreate):
-        assert tuple(model.model_fields) == TERMS_ATTRS, model.__name__
+        # The parties are the order's own fields (at creation: the caller and ``supplier``).
+        assert tuple(model.model_fields) == TERMS_BODY_ATTRS, model.__name__
         for f in TERMS_SPEC:
-            if f.sol_type in ("address", "uint256"):
+            if f.sol_type in ("address", "uint256") or f.attr in PARTY_ATTRS:
                 continue  # checked addresses; money as a decimal string
             lo, hi = _bounds(model.model_fields[f.attr])
             tlo, thi = int_range(f.sol_type)
@@ -138,8 +156,6 @@ def test_the_api_shows_an_order_rows_terms() -> None:
     row = OrderRow(
         id=3,
         state="Shipped",
-        buyer="0x" + "1" * 40,
-        supplier="0x" + "2" * 40,
         funded=True,
         breached=False,
         created_at=1,
@@ -148,7 +164,8 @@ def test_the_api_shows_an_order_rows_terms() -> None:
         **TERMS.values(),
     )
     shown = OrderPublic.model_validate(convert.order(row))
-    assert Terms.of(shown.terms).replace(price=int(shown.terms.price)) == TERMS
+    terms = Terms(buyer=shown.buyer, supplier=shown.supplier, **shown.terms.model_dump())
+    assert terms.replace(price=int(shown.terms.price)) == TERMS
     assert Terms.of(row) == TERMS
 
 
@@ -163,7 +180,13 @@ def test_the_simulators_scenario_terms_follow_the_struct() -> None:
         max_temp_centi_c=800,
     )
     wire = scenario.to_contract(
-        t0=0, destination_e6=(0, 0), token_address="0x" + "0" * 40, arbiter="0x" + "a" * 40
+        t0=0,
+        destination_e6=(0, 0),
+        token_address="0x" + "0" * 40,
+        arbiter="0x" + "a" * 40,
+        buyer="0x" + "b" * 40,
+        supplier="0x" + "c" * 40,
+        issuers=("0x" + "d" * 40,),
     )
     assert list(wire) == [camel(a) for a in TERMS_ATTRS]
 
@@ -171,3 +194,14 @@ def test_the_simulators_scenario_terms_follow_the_struct() -> None:
 def test_the_rules_view_takes_its_terms_from_the_terms() -> None:
     names = {f.name for f in dataclasses.fields(OrderTerms)}
     assert names - {"order_id", "state", "breached", "shipped_at"} <= set(TERMS_ATTRS)
+
+
+def test_the_terms_digest_is_the_contracts() -> None:
+    from eth_abi import encode
+    from eth_utils import keccak
+
+    encoded = encode([TERMS_ABI_TYPE], [TERMS.as_tuple()])
+    assert TERMS.encode() == encoded and len(encoded) == 32 * len(TERMS_ATTRS)
+    assert TERMS.digest() == keccak(encoded)[:25]
+    assert TERMS.replace(arrival_quorum=1).digest() != TERMS.digest()
+    assert TERMS.issuers() == (TERMS.device_issuer, TERMS.second_device_issuer)

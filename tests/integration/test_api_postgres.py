@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from backend.api.parties import PartyRegistry
 from backend.store.db import upgrade_to_head
-from backend.telemetry import leaf_hash, reading_digest, verify_proof
+from backend.telemetry import reading_digest, verify_proof
+from backend.telemetry.fleet import fleet_leaf
 from testkit.api_seed import DOMAIN, ETHER, seed
 from testkit.databases import postgres_schema_engine
 from tests.api.conftest import Api, ChainApi
@@ -50,9 +51,9 @@ def test_reads_on_postgres(
     assert [r["seq"] for r in page["data"]] == list(range(30, 40)) and page["count"] == 40
     for seq in (0, 17, 32):
         proof = api.get(f"/orders/1/readings/{seeded.device}/{seq}/proof").json()
-        leaf = leaf_hash(reading_digest(seeded.readings[seq], DOMAIN))
+        leaf = fleet_leaf(1, seeded.device, reading_digest(seeded.readings[seq], DOMAIN), seq)
         root = bytes.fromhex(proof["root"][2:])
-        assert verify_proof([bytes.fromhex(p[2:]) for p in proof["proof"]], root, leaf)
+        assert verify_proof([bytes.fromhex(p[2:]) for p in proof["reading_proof"]], root, leaf)
     assert api.get("/orders/2", "buyer").status_code == 404
     assert api.get("/account", "supplier").json()["credits"][0]["amount"] == str(7 * ETHER)
 

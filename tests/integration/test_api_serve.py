@@ -15,7 +15,7 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 
-from backend.chain.testing import device_key
+from backend.chain.testing import certify, device_key, issuer_key
 from backend.telemetry import Domain, Reading, device_address
 from testkit.databases import postgres_schema, schema_url
 from testkit.readings import wire_message
@@ -90,7 +90,18 @@ def test_serve_end_to_end_and_clean_shutdown(
     assert call(base, "POST", f"/orders/{oid}/accept", "dev-supplier").status_code == 200
     key = device_key(777)
     dev = device_address(key)
-    shipped = call(base, "POST", f"/orders/{oid}/ship", "dev-supplier", json={"devices": [dev]})
+    c = certify(domain, oid, dev, issuer_key(1)).certificate
+    cert = {
+        "order_id": oid,
+        "device": dev,
+        "issuer": c.issuer,
+        "valid_from": c.valid_from,
+        "valid_until": c.valid_until,
+        "signature": "0x" + certify(domain, oid, dev, issuer_key(1)).signature.hex(),
+    }
+    shipped = call(
+        base, "POST", f"/orders/{oid}/ship", "dev-supplier", json={"certificates": [cert]}
+    )
     assert shipped.status_code == 200 and shipped.json()["order"]["state"] == "Shipped"
     shipped_at = shipped.json()["order"]["shipped_at"]
 

@@ -107,12 +107,16 @@ def test_trustship_deploy_writes_a_manifest_another_process_can_use(
     c = Contracts.from_deployment(other, loaded)
     a = other.accounts
     order_id = c.po.create_and_fund_order(
-        a.require("supplier").address,
-        default_terms(other.now(), a.require("arbiter").address),
+        default_terms(
+            other.now(),
+            a.require("arbiter").address,
+            buyer=a.require("buyer").address,
+            supplier=a.require("supplier").address,
+        ),
         by=a.require("buyer"),
     ).value
     assert c.po.order_state(order_id) is OrderState.CREATED
-    assert c.qv.is_oracle(a.oracle.address)
+    assert loaded.oracles == [a.oracle.address]  # the fleet-log committers readers trust
 
 
 def test_manifest_is_refused_after_the_node_was_reset(anvil: Server, tmp_path: Path) -> None:
@@ -181,7 +185,8 @@ def test_connection_cut_before_the_node_saw_the_transaction(
     a = anvil_stack.accounts
     start = via_proxy.next_nonce
     proxy.drop_before["eth_sendRawTransaction"] = 2
-    result = anvil_stack.po.create_order(a.supplier.address, anvil_stack.make_terms(), by=via_proxy)
+    terms = anvil_stack.make_terms(buyer=a.stranger.address)  # the sender is the buyer
+    result = anvil_stack.po.create_order(terms, by=via_proxy)
     assert result.receipt["status"] == 1
     assert proxy.seen["eth_sendRawTransaction"] == 3
     assert anvil_stack.chain.w3.eth.get_transaction_count(a.stranger.address) == start + 1
@@ -195,7 +200,8 @@ def test_connection_cut_after_the_node_took_the_transaction(
     count = anvil_stack.po.order_count()
     # anvil mined it on the first attempt; the resend is "nonce too low" / "already known"
     proxy.drop_after["eth_sendRawTransaction"] = 1
-    result = anvil_stack.po.create_order(a.supplier.address, anvil_stack.make_terms(), by=via_proxy)
+    terms = anvil_stack.make_terms(buyer=a.stranger.address)  # the sender is the buyer
+    result = anvil_stack.po.create_order(terms, by=via_proxy)
     assert result.receipt["status"] == 1
     assert anvil_stack.po.order_count() == count + 1  # exactly once
     assert anvil_stack.chain.w3.eth.get_transaction_count(a.stranger.address) == start + 1
@@ -211,7 +217,8 @@ def test_a_revert_through_the_proxy_is_sent_once(anvil_stack: Stack, proxy: Faul
     w3 = Web3(HTTPProvider(proxy.url, exception_retry_configuration=None))
     sender = TxSender(w3, a.stranger, registry=anvil_stack.chain.registry)
     with pytest.raises(ContractRevert) as info:
-        anvil_stack.po.accept_order(10**9, by=sender)
+        # no such order: the terms sent do not matter, the order check comes first
+        anvil_stack.po.accept_order(10**9, terms=anvil_stack.make_terms(), by=sender)
     assert info.value.name == "PurchaseOrdersUnknownOrder"
     assert info.value.args == {"orderId": 10**9}
     assert proxy.seen["eth_estimateGas"] == 1
@@ -221,9 +228,7 @@ def test_a_revert_through_the_proxy_is_sent_once(anvil_stack: Stack, proxy: Faul
 def test_burst_of_transactions_with_bounded_in_flight(anvil_stack: Stack) -> None:
     a = anvil_stack.accounts
     sender = anvil_stack.chain.sender(a.buyer)
-    data = anvil_stack.po.calldata(
-        "createOrder", a.supplier.address, anvil_stack.make_terms().as_tuple()
-    )
+    data = anvil_stack.po.calldata("createOrder", anvil_stack.make_terms().as_tuple())
     before = anvil_stack.po.order_count()
     to = anvil_stack.po.address
     peak, results = submit_burst(sender, to, data, count=200, bound=16, gas=300_000)

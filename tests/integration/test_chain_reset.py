@@ -31,6 +31,7 @@ from backend.chain.deploy import Deployment, deploy_all, load_deployment
 from backend.chain.errors import DeploymentError
 from backend.chain.guard import ChainGuard, ChainReset
 from backend.chain.testing import build_stack, default_terms
+from backend.domain.order import TERMS_BODY_ATTRS
 from backend.indexer import ChainIndexer
 from backend.indexer.metrics import IndexerMetrics
 from backend.store.db import upgrade_to_head
@@ -85,12 +86,13 @@ def test_a_reset_chain_is_an_error_and_nothing_is_sent(
         supplier = call(base, "GET", "/account", "dev-supplier").json()["party"]["address"]
         arbiter = call(base, "GET", "/account", "dev-arbiter").json()["party"]["address"]
         deadline = call(base, "GET", "/deployment", "dev-buyer").json()["oracle_clock"] + 86400
-        terms = default_terms(deadline - 86400, arbiter)
+        buyer = call(base, "GET", "/account", "dev-buyer").json()["party"]["address"]
+        terms = default_terms(deadline - 86400, arbiter, buyer=buyer, supplier=supplier)
         body = {
             "supplier": supplier,
             "terms": {
-                k: str(v) if k == "price" else v
-                for k, v in zip(terms.SOLIDITY_ORDER, terms.as_tuple(), strict=True)
+                k: str(getattr(terms, k)) if k == "price" else getattr(terms, k)
+                for k in TERMS_BODY_ATTRS
             },
         }
         assert call(base, "POST", "/orders", "dev-buyer", json=body).status_code == 201
@@ -149,16 +151,18 @@ def test_the_indexer_follows_a_reorganisation(tmp_path: Path) -> None:
         snap = chain.snapshot()
         arbiter, buyer, supplier = (stack.accounts.arbiter, stack.accounts.buyer,
                                     stack.accounts.supplier)  # fmt: skip
-        terms = default_terms(chain.now(), arbiter.address)
-        first = stack.po.create_order(supplier.address, terms, by=buyer).value
-        second = stack.po.create_order(supplier.address, terms, by=buyer).value
+        terms = default_terms(
+            chain.now(), arbiter.address, buyer=buyer.address, supplier=supplier.address
+        )
+        first = stack.po.create_order(terms, by=buyer).value
+        second = stack.po.create_order(terms, by=buyer).value
         indexer.run_once()
         with Session(engine) as s:
             assert set(s.scalars(select(OrderRow.id))) == {first, second}
 
         chain.revert(snap)  # the two blocks are replaced by a longer branch ...
         other = terms.replace(price=terms.price * 3)
-        replaced = stack.po.create_order(supplier.address, other, by=buyer).value
+        replaced = stack.po.create_order(other, by=buyer).value
         chain.mine(3)
         assert replaced == first  # ... in which order 1 has other terms and order 2 is none
         indexer.run_once()

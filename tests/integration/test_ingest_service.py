@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from backend.chain.connection import connect
 from backend.chain.contracts import Contracts, OrderState
 from backend.chain.deploy import deploy_from_settings
-from backend.chain.testing import default_terms, device_key
+from backend.chain.testing import certify, default_terms, device_key, issuer_key
 from backend.core.settings import Settings
 from backend.oracle.metrics import Metrics
 from backend.oracle.service import OracleConfig
@@ -79,16 +79,17 @@ def test_oracle_proves_breach_and_arrival_and_the_order_settles(
         a = chain.accounts
         keys = [device_key(1), device_key(2)]
         terms = default_terms(
-            chain.now(), a.require("arbiter").address, tolerated_excursion_secs=600
+            chain.now(),
+            a.require("arbiter").address,
+            buyer=a.require("buyer").address,
+            supplier=a.require("supplier").address,
+            tolerated_excursion_secs=600,
         )
-        oid = int(
-            c.po.create_and_fund_order(
-                a.require("supplier").address, terms, by=a.require("buyer")
-            ).value
-        )
+        oid = int(c.po.create_and_fund_order(terms, by=a.require("buyer")).value)
         c.po.accept_order(oid, by=a.require("supplier"))
-        c.po.ship_order(oid, [device_address(k) for k in keys], by=a.require("supplier"))
-        shipped_at = c.po.get_order(oid).shipped_at
+        certs = [certify(c.quality.domain(), oid, device_address(k), issuer_key(1)) for k in keys]
+        c.po.ship_order(oid, certs, by=a.require("supplier"))
+        shipped_at = c.po.get_order(oid).timestamp
         chain.advance_time(3 * 3600)  # the voyage happened; the readings are in the past
 
         def bound() -> bool:
@@ -130,7 +131,7 @@ def test_oracle_proves_breach_and_arrival_and_the_order_settles(
         ]
         order = c.po.get_order(oid)
         assert order.breached and order.delivered_at == shipped_at + 60 * 30
-        assert wait_for(lambda: c.quality.last_batch_seq(oid) >= 1)
+        assert wait_for(lambda: c.quality.fleet_log(a.oracle.address)[0] >= 1)
 
         def indexed_settled() -> bool:
             with Session(oracle.engine) as s:

@@ -70,6 +70,7 @@ def test_the_readme_curl_walkthrough_runs_as_written(serve: tuple[int, Path]) ->
     for expected in (
         '"PurchaseOrdersNotSupplier"',
         '"Funded"',
+        '"QualityVerificationUncertifiedDevice"',  # the supplier's own device
         '"Shipped"',
         '"not_found"',
         '"read_only"',

@@ -155,10 +155,11 @@ def test_terms_map_to_the_contract_struct() -> None:
         t0=1000, destination_e6=o.destination_e6, token_address="0x" + "00" * 20, arbiter="0xA"
     )
     assert list(terms) == [
-        "token", "price", "deliveryDeadline", "expiryGraceSecs", "destLatE6", "destLonE6",
+        "buyer", "supplier", "token", "price", "deliveryDeadline", "expiryGraceSecs",
+        "destLatE6", "destLonE6",
         "geofenceE6", "minTempCentiC", "maxTempCentiC", "maxHumidityPermille", "maxShockMilliG",
         "toleratedExcursionSecs", "latePenaltyBpsPerHour", "latePenaltyCapBps", "breachRefundBps",
-        "disputeWindowSecs", "arbiter",
+        "disputeWindowSecs", "arbiter", "deviceIssuer", "secondDeviceIssuer", "arrivalQuorum",
     ]  # fmt: skip
     assert terms["deliveryDeadline"] == 1000 + 14400
     assert (terms["destLatE6"], terms["destLonE6"]) == (51434400, 6762300)  # Duisburg

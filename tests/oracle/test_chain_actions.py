@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from backend.chain.contracts import OrderState
 from backend.chain.testing import Stack, device_key
-from backend.domain.actions import decode_action
+from backend.domain.actions import FLEET, decode_action
 from backend.domain.reading import signed_reading
 from backend.indexer import ChainIndexer
 from backend.indexer.metrics import IndexerMetrics
@@ -23,18 +23,26 @@ from backend.oracle.metrics import Metrics
 from backend.oracle.outbox import ActionAlreadyDone, OutboxWorker
 from backend.oracle.rules import RulesEngine
 from backend.store import repositories as repo
-from backend.telemetry import MerkleTree, Reading, device_address
+from backend.telemetry import Reading, device_address
+from backend.telemetry.fleet import FleetBatch, FleetLog
 from testkit.readings import wire_message
 
 GAS = 3_000_000
 
 
-def shipped_order(stack: Stack, devices: list[str], **terms: int) -> int:
+def shipped_order(stack: Stack, devices: list[str], **terms: Any) -> int:
+    """An order in transit with ``devices`` certified by issuer 1 (and, with a second
+    issuer in the terms, every other device by issuer 2)."""
     a = stack.accounts
     t = stack.make_terms(**terms)
-    oid = int(stack.po.create_and_fund_order(a.supplier.address, t, by=a.buyer, gas=GAS).value)
+    oid = int(stack.po.create_and_fund_order(t, by=a.buyer, gas=GAS).value)
     stack.po.accept_order(oid, by=a.supplier, gas=GAS)
-    stack.po.ship_order(oid, devices, by=a.supplier, gas=GAS)
+    two = int(t.second_device_issuer, 16) != 0
+    certs = [
+        stack.certificates(oid, [d], issuer_n=2 if two and i % 2 else 1)[0]
+        for i, d in enumerate(devices)
+    ]
+    stack.po.ship_order(oid, certs, by=a.supplier, gas=GAS)
     return oid
 
 
@@ -108,10 +116,8 @@ def test_breach_then_arrival_settles_the_order_on_chain(
     deployment.chain.advance_time(4 * 3600)
     indexer.run_once()  # the chain clock moved: readings up to then are not "future"
 
-    dest_lat, dest_lon = (
-        deployment.po.get_order(oid).terms.dest_lat_e6,
-        deployment.po.get_order(oid).terms.dest_lon_e6,
-    )
+    terms = deployment.po.terms_of(oid)
+    dest_lat, dest_lon = terms.dest_lat_e6, terms.dest_lon_e6
     msgs = [reading_msg(deployment, keys[0], oid, s, shipped_at + 60 * s) for s in range(1, 5)]
     msgs += [
         reading_msg(deployment, keys[0], oid, s, shipped_at + 60 * s, temp=1200)
@@ -135,17 +141,23 @@ def test_breach_then_arrival_settles_the_order_on_chain(
     with Session(sqlite_engine) as s:
         entries = {o.kind: o for o in repo.outbox_for(s, oid)}
         assert {k: e.status for k, e in entries.items()} == {
-            "commit_batch": "done",
             "prove_excursion": "done",
             "prove_arrival": "done",
         }
+        (commit,) = [o for o in repo.outbox_for(s, FLEET) if o.kind == "commit_batch"]
+        entries["commit_batch"] = commit
         (commitment,) = repo.commitments_for(s, oid)
         assert commitment.status == "done" and commitment.tx_hash
         rows = repo.readings_by_ids(s, commitment.reading_ids)
-    assert deployment.qv.last_batch_seq(oid) == 1
-    assert deployment.qv.batch_root(oid, 1) == commitment.root
-    tree = MerkleTree.from_digests([bytes(r.digest) for r in rows])
-    assert deployment.qv.verify_committed_reading(oid, 1, signed_reading(rows[7]), tree.proof(7))
+    oracle = deployment.accounts.oracle.address
+    assert deployment.qv.fleet_log(oracle) == (1, 1)
+    batch = FleetBatch([signed_reading(r) for r in rows], deployment.domain)
+    assert batch.root == commitment.root
+    log = FleetLog()
+    log.append(1, batch.root, len(batch))
+    proof = log.fleet_proof(0, batch, 7)
+    cert = deployment.certificates(oid, [rows[7].device])[0]
+    assert deployment.qv.verify_fleet_reading(oracle, terms, signed_reading(rows[7]), cert, proof)
 
     # Running the same actions again meets the contracts' "already done" errors.
     with Session(sqlite_engine) as s:
@@ -159,9 +171,9 @@ def test_breach_then_arrival_settles_the_order_on_chain(
         row = repo.get_order(s, oid)
         assert row is not None and row.state == "Settled" and row.breached
         assert row.buyer_amount is not None and row.supplier_amount is not None
-        assert row.buyer_amount + row.supplier_amount == order.terms.price
+        assert row.buyer_amount + row.supplier_amount == terms.price
         names = [e.event for e in repo.events_for(s, oid)]
-    for name in ("OrderCreated", "OrderShipped", "DeviceBound", "ReadingsCommitted",
+    for name in ("OrderCreated", "OrderShipped", "DeviceBound",
                  "ExcursionProven", "BreachRecorded", "ArrivalProven", "OrderDelivered",
                  "OrderSettled"):  # fmt: skip
         assert name in names
@@ -181,7 +193,7 @@ def test_shock_proof_and_a_dispute_window_settlement(
         shipped_at = repo.get_order(s, oid).shipped_at  # type: ignore[union-attr]
     deployment.chain.advance_time(300)  # the window (3600 s from delivery) is still open
     indexer.run_once()
-    terms = deployment.po.get_order(oid).terms
+    terms = deployment.po.terms_of(oid)
     ingestor.ingest(
         [
             reading_msg(deployment, key, oid, 1, shipped_at + 60, shock=9000),
@@ -269,3 +281,105 @@ def test_a_binding_mined_just_after_a_catch_up_is_still_seen(
     oid2 = shipped_order(deployment, [device_address(second)])  # right after that catch-up
     result = ingestor.ingest([reading_msg(deployment, second, oid2, 1, deployment.chain.now())])
     assert result.stored == 1 and not result.rejected
+
+
+def _settle(
+    deployment: Stack, sqlite_engine: Engine, ingestor: Ingestor, msgs: list[Inbound]
+) -> OutboxWorker:
+    assert ingestor.ingest(msgs).stored == len(msgs)
+    executor = ChainExecutor(deployment.contracts, deployment.accounts.oracle)
+    outbox = OutboxWorker(sqlite_engine, executor)
+    drain(outbox)
+    return outbox
+
+
+def test_a_revoked_devices_later_readings_are_no_evidence(
+    deployment: Stack, sqlite_engine: Engine, oracle_parts: tuple[ChainIndexer, Ingestor, Metrics]
+) -> None:
+    """Once its issuer revokes a device, its readings from then on prove neither a breach
+    nor arrival (the contract would refuse them: QualityVerificationDeviceRevoked); what
+    it signed before still counts."""
+    indexer, ingestor, _ = oracle_parts
+    keys = [device_key(931), device_key(932)]
+    oid = shipped_order(deployment, [device_address(k) for k in keys], tolerated_excursion_secs=600)
+    shipped_at = deployment.chain.now()
+    deployment.chain.advance_time(600)
+    revoked = deployment.qv.revoke_device(
+        device_address(keys[0]), by=deployment.issuer_account(1), gas=GAS
+    )
+    revoked_at = int(revoked.event("DeviceRevoked")["revokedAt"])
+    deployment.chain.advance_time(4 * 3600)
+    indexer.run_once()
+    with Session(sqlite_engine) as s:
+        rows = {d.device: d for d in repo.devices_of_order_rows(s, oid)}
+        assert rows[device_address(keys[0])].revoked_at == revoked_at
+        assert rows[device_address(keys[1])].revoked_at is None
+    terms = deployment.po.terms_of(oid)
+    dest = {"lat": terms.dest_lat_e6, "lon": terms.dest_lon_e6}
+    # after the revocation: a 20-minute excursion and arrival, both from the revoked device
+    late = [
+        reading_msg(deployment, keys[0], oid, s, revoked_at + 60 * s, temp=1500)
+        for s in range(1, 22)
+    ]
+    late.append(reading_msg(deployment, keys[0], oid, 22, revoked_at + 1400, **dest))
+    _settle(deployment, sqlite_engine, ingestor, late)
+    order = deployment.po.get_order(oid)
+    assert order.state == OrderState.SHIPPED and not order.breached
+    with Session(sqlite_engine) as s:
+        assert repo.outbox_for(s, oid) == []  # nothing to prove with them
+        kinds = {a.kind for a in repo.alerts_for(s, oid)}
+    assert "excursion_started" in kinds  # the readings are kept and still warn people
+    # the certified, unrevoked device proves arrival
+    arrived = revoked_at + 1500
+    _settle(
+        deployment,
+        sqlite_engine,
+        ingestor,
+        [reading_msg(deployment, keys[1], oid, 1, arrived, **dest)],
+    )
+    order = deployment.po.get_order(oid)
+    assert order.state == OrderState.SETTLED and order.delivered_at == arrived
+    assert shipped_at < revoked_at
+
+
+def test_quorum_two_waits_for_a_device_of_each_issuer(
+    deployment: Stack, sqlite_engine: Engine, oracle_parts: tuple[ChainIndexer, Ingestor, Metrics]
+) -> None:
+    """With arrival_quorum 2 one issuer's device at the destination is not enough; the
+    oracle proves arrival once a device of the other issuer is there too, with both."""
+    from backend.chain.testing import issuer
+
+    indexer, ingestor, _ = oracle_parts
+    keys = [device_key(941), device_key(942)]  # certified by issuer 1 and issuer 2
+    oid = shipped_order(
+        deployment,
+        [device_address(k) for k in keys],
+        second_device_issuer=issuer(2),
+        arrival_quorum=2,
+    )
+    shipped_at = deployment.chain.now()
+    deployment.chain.advance_time(4 * 3600)
+    indexer.run_once()
+    terms = deployment.po.terms_of(oid)
+    dest = {"lat": terms.dest_lat_e6, "lon": terms.dest_lon_e6}
+    _settle(
+        deployment,
+        sqlite_engine,
+        ingestor,
+        [reading_msg(deployment, keys[0], oid, 1, shipped_at + 600, **dest)],
+    )
+    assert deployment.po.get_order(oid).state == OrderState.SHIPPED
+    with Session(sqlite_engine) as s:
+        assert repo.outbox_for(s, oid) == []
+    _settle(
+        deployment,
+        sqlite_engine,
+        ingestor,
+        [reading_msg(deployment, keys[1], oid, 1, shipped_at + 900, **dest)],
+    )
+    order = deployment.po.get_order(oid)
+    assert order.state == OrderState.SETTLED
+    assert order.delivered_at == shipped_at + 900  # the later of the two witnesses
+    with Session(sqlite_engine) as s:
+        (arrival,) = repo.outbox_for(s, oid)
+    assert arrival.kind == "prove_arrival" and len(arrival.payload["reading_ids"]) == 2

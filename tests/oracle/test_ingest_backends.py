@@ -7,12 +7,13 @@ import json
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from backend.domain.actions import FLEET
 from backend.oracle.batcher import CommitmentBatcher
 from backend.oracle.ingest import Ingestor
 from backend.oracle.metrics import Metrics
 from backend.oracle.rules import RulesEngine
 from backend.store import repositories as repo
-from backend.telemetry import MerkleTree
+from backend.telemetry.fleet import fleet_tree
 from testkit.readings import DEVICES, DOMAIN, KEYS, msg, seed
 
 
@@ -45,6 +46,7 @@ def test_store_dedup_rules_and_batches_on_each_database(engine: Engine) -> None:
         batches = repo.commitments_for(s, 1)
         assert [(c.batch_seq, c.reading_count) for c in batches] == [(1, 10), (2, 8)]
         rows = repo.readings_by_ids(s, batches[0].reading_ids)
-        assert MerkleTree.from_digests([bytes(r.digest) for r in rows]).root == batches[0].root
-        assert [o.dedup_key for o in repo.outbox_for(s, 1)][1:] == ["commit:1:1", "commit:1:2"]
-        assert repo.uncommitted_counts(s) == {}
+        leaves = [(r.order_id, r.device, bytes(r.digest)) for r in rows]
+        assert fleet_tree(leaves).root == batches[0].root
+        assert [o.dedup_key for o in repo.outbox_for(s, FLEET)] == ["commit:1", "commit:2"]
+        assert repo.uncommitted_summary(s) == (0, None)

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from backend.domain.actions import (
+    FLEET,
     ChainAction,
     CommitBatch,
     ProveArrival,
@@ -41,20 +42,22 @@ class Recorder:
     def execute(self, action: ChainAction, session: Session) -> bytes | None:
         if self.hook is not None:
             self.hook(action)
-        self.ran.append(f"{action.kind}:{action.order_id}")
+        seq = getattr(action, "batch_seq", None)
+        self.ran.append(f"{action.kind}:{action.order_id if seq is None else seq}")
         self.event.set()
         return b"\x01" * 32
 
 
 def enqueue(engine: Engine, kind: str, order_id: int, key: str) -> None:
-    """Queue an action of ``kind`` for ``order_id`` under the dedup key ``key``."""
+    """Queue an action of ``kind`` for ``order_id`` under the dedup key ``key`` (for a
+    fleet commitment ``order_id`` is its batch seq: the action's order id is FLEET)."""
     action = {
         "commit_batch": lambda: CommitBatch(
-            order_id=order_id, batch_seq=1, root=b"r" * 32, count=1
+            order_id=FLEET, batch_seq=order_id, root=b"r" * 32, count=1
         ),
         "prove_shock": lambda: ProveShock(order_id=order_id, reading_id=1, device=DEV, seq=1),
         "prove_arrival": lambda: ProveArrival(
-            order_id=order_id, reading_id=1, device=DEV, seq=1, timestamp=1
+            order_id=order_id, reading_ids=(1,), devices=(DEV,), timestamp=1
         ),
         "prove_excursion": lambda: ProveExcursion(
             order_id=order_id,
@@ -91,18 +94,21 @@ def test_proofs_run_before_commitments_and_a_wake_reorders_the_pass(
 ) -> None:
     executor = Recorder()
     outbox = OutboxWorker(sqlite_engine, executor, poll_secs=60.0, metrics=Metrics())
-    for order_id in (1, 2, 3, 4):
-        enqueue(sqlite_engine, "commit_batch", order_id, f"commit:{order_id}:1")
+    for batch_seq in (1, 2, 3, 4):
+        enqueue(sqlite_engine, "commit_batch", batch_seq, f"commit:{batch_seq}")
     enqueue(sqlite_engine, "prove_arrival", 5, "arrival:5")
 
     def breach_found_meanwhile(action: ChainAction) -> None:
-        if action.kind == "commit_batch" and action.order_id == 1:
+        if action.kind == "commit_batch" and getattr(action, "batch_seq", None) == 1:
             enqueue(sqlite_engine, "prove_excursion", 6, "breach:6")
             outbox.wake()
 
     executor.hook = breach_found_meanwhile
-    assert outbox.run_once() == 2  # arrival (a proof, though queued last), commit 1, then wake
-    assert outbox.run_once() == 4  # the new breach evidence before commitments 2–4
+    assert outbox.run_once() == 2  # arrival (a proof, though queued last), root 1, then wake
+    # the new breach evidence before root 2; the fleet's roots go one at a time, in order
+    assert outbox.run_once() == 2
+    assert outbox.run_once() == 1
+    assert outbox.run_once() == 1
     assert executor.ran == [
         "prove_arrival:5",
         "commit_batch:1",
@@ -119,16 +125,17 @@ def test_batcher_budget_yields_after_one_batch_and_flush_ignores_it(
     seed(sqlite_engine, {1: [0], 2: [1], 3: [2]})
     ing = Ingestor(sqlite_engine, DOMAIN, rules=RulesEngine(), metrics=Metrics())
     ing.ingest([msg(KEYS[k], k + 1, seq) for k in range(3) for seq in (1, 2)])
-    batcher = CommitmentBatcher(sqlite_engine, max_age_secs=0.0, budget_secs=0.0)
+    # batches of 2 readings (every order's): six readings make three batches
+    batcher = CommitmentBatcher(sqlite_engine, max_readings=2, max_age_secs=0.0, budget_secs=0.0)
     assert batcher.tick() == 1 and batcher.behind
     assert batcher.tick() == 1 and batcher.behind
     assert batcher.tick() == 1 and not batcher.behind  # nothing left after the last one
     assert batcher.tick() == 0 and not batcher.behind
     ing.ingest([msg(KEYS[k], k + 1, 3) for k in range(3)])
-    assert batcher.tick(flush=True) == 3 and not batcher.behind
+    assert batcher.tick(flush=True) == 2 and not batcher.behind
     with Session(sqlite_engine) as s:
-        assert repo.uncommitted_counts(s) == {}
-        assert [c.batch_seq for c in repo.commitments_for(s, 2)] == [1, 2]
+        assert repo.uncommitted_summary(s) == (0, None)
+        assert [c.batch_seq for c in repo.commitments_for(s, 2)] == [2, 4]
 
 
 def test_a_periodic_task_that_returns_true_is_due_again_at_once(

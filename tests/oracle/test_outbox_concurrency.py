@@ -1,5 +1,7 @@
 """The outbox runs different orders' chain actions side by side (``concurrency``),
-each order's own entries still one after the other, proofs before commitments."""
+each order's own entries still one after the other, proofs before commitments; the
+fleet's roots go one at a time, in batch order (a later root first would make the
+earlier stale)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from backend.domain.actions import ChainAction
+from backend.domain.actions import FLEET, ChainAction
 from backend.oracle.metrics import Metrics
 from backend.oracle.outbox import OutboxWorker
 from backend.store import repositories as repo
@@ -28,33 +30,40 @@ class Overlapping:
     def execute(self, action: ChainAction, session: Session) -> bytes | None:
         if action.kind != "commit_batch":
             self.barrier.wait()  # BrokenBarrierError (a retry) when run one at a time
+        seq = getattr(action, "batch_seq", None)
         with self.lock:
-            self.ran.append(f"{action.kind}:{action.order_id}")
+            self.ran.append(f"{action.kind}:{action.order_id if seq is None else seq}")
         return b"\x02" * 32
 
 
 def statuses(engine: Engine) -> dict[str, str]:
     with Session(engine) as s:
-        rows = [row for order_id in (1, 2, 3) for row in repo.outbox_for(s, order_id)]
+        rows = [row for order_id in (FLEET, 1, 2, 3) for row in repo.outbox_for(s, order_id)]
     return {row.dedup_key: row.status for row in rows}
 
 
 @pytest.fixture
 def queued(sqlite_engine: Engine) -> Engine:
-    for order_id in (1, 2, 3):
-        enqueue(sqlite_engine, "commit_batch", order_id, f"commit:{order_id}:1")
-        enqueue(sqlite_engine, "prove_arrival", order_id, f"arrival:{order_id}")
+    for n in (1, 2, 3):
+        enqueue(sqlite_engine, "commit_batch", n, f"commit:{n}")  # fleet root n
+        enqueue(sqlite_engine, "prove_arrival", n, f"arrival:{n}")
     return sqlite_engine
 
 
 def test_orders_run_side_by_side_each_in_its_own_order(queued: Engine) -> None:
     executor = Overlapping(parties=3)
     outbox = OutboxWorker(queued, executor, metrics=Metrics(), concurrency=4)
-    assert outbox.run_once() == 6
+    assert outbox.run_once() == 4  # the three proofs together, and the first root
+    assert outbox.run_once() == 1 and outbox.run_once() == 1
     assert len(statuses(queued)) == 6 and set(statuses(queued).values()) == {"done"}
-    for order_id in (1, 2, 3):
-        mine = [r for r in executor.ran if r.endswith(f":{order_id}")]
-        assert mine == [f"prove_arrival:{order_id}", f"commit_batch:{order_id}"]
+    assert sorted(r for r in executor.ran if r.startswith("prove")) == [
+        f"prove_arrival:{n}" for n in (1, 2, 3)
+    ]
+    assert [r for r in executor.ran if r.startswith("commit")] == [
+        "commit_batch:1",
+        "commit_batch:2",
+        "commit_batch:3",
+    ]
 
 
 def test_one_at_a_time_by_default(queued: Engine) -> None:
@@ -64,7 +73,7 @@ def test_one_at_a_time_by_default(queued: Engine) -> None:
     outbox.run_once()
     # the proofs never met: each waited alone and was put back for a retry
     assert not any(r.startswith("prove_arrival") for r in executor.ran)
-    assert executor.ran == ["commit_batch:1", "commit_batch:2", "commit_batch:3"]
+    assert executor.ran == ["commit_batch:1"]  # the fleet's next root waits for this one
 
 
 def test_concurrency_must_be_positive(sqlite_engine: Engine) -> None:

@@ -117,13 +117,14 @@ def test_arrival_is_the_earliest_reading_inside_the_box(
     ingestor.ingest([msg(KEYS[0], 1, s) for s in range(1, 5)])
     ingestor.ingest([msg(KEYS[0], 1, 9, **IN_BOX)])
     entry = outbox(sqlite_engine)["arrival:1"]
-    assert entry.kind == "prove_arrival" and entry.rank == 1 and entry.payload["seq"] == 9
+    assert entry.kind == "prove_arrival" and entry.rank == 1
+    assert entry.payload["timestamp"] == T0 + 9 * 60 and entry.payload["devices"] == [DEVICES[0]]
     assert entry.next_attempt_at > time.time()  # held back briefly for breach evidence
     ingestor.ingest([msg(KEYS[1], 1, 3, **IN_BOX)])  # the other device got there earlier
-    assert outbox(sqlite_engine)["arrival:1"].payload["seq"] == 3
-    assert outbox(sqlite_engine)["arrival:1"].payload["device"] == DEVICES[1]
+    assert outbox(sqlite_engine)["arrival:1"].payload["timestamp"] == T0 + 3 * 60
+    assert outbox(sqlite_engine)["arrival:1"].payload["devices"] == [DEVICES[1]]
     ingestor.ingest([msg(KEYS[0], 1, 10, **IN_BOX)])
-    assert outbox(sqlite_engine)["arrival:1"].payload["seq"] == 3
+    assert outbox(sqlite_engine)["arrival:1"].payload["timestamp"] == T0 + 3 * 60
     # Just outside the box on one axis: not an arrival for order 2.
     outside = {"latitude_e6": DEST[0] + DEST[2] + 1, "longitude_e6": DEST[1]}
     ingestor.ingest([msg(KEYS[2], 2, 1, **outside)])

@@ -20,6 +20,7 @@ from testkit import readings as kit
 
 DEV_A = "0x" + "A1" * 20
 DEV_B = "0x" + "B2" * 20
+DEV_C = "0x" + "C3" * 20
 
 
 def reading(
@@ -46,7 +47,14 @@ def reading(
 
 def order_values(order_id: int, **kw: Any) -> dict[str, Any]:
     """An order row of DEV_A (buyer) and DEV_B (supplier), created and not funded yet."""
-    values = dict(buyer=DEV_A, supplier=DEV_B, state="Created", funded=False, shipped_at=None)
+    values = dict(
+        buyer=DEV_A,
+        supplier=DEV_B,
+        state="Created",
+        funded=False,
+        shipped_at=None,
+        device_issuer=DEV_C,
+    )
     return kit.order_values(order_id, **{**values, **kw})
 
 
@@ -141,30 +149,35 @@ def test_telemetry_pages_by_time_with_a_stable_cursor(engine: Engine) -> None:
         assert repo.last_seen(s, [1]) == {(1, DEV_A): 1010, (1, DEV_B): 1005}
 
 
-def test_commitments_take_each_reading_once_in_id_order(engine: Engine) -> None:
+def test_fleet_batches_take_each_reading_once_in_id_order(engine: Engine) -> None:
     with Session(engine) as s, s.begin():
         ids = repo.insert_readings(s, [reading(DEV_A, i) for i in range(1, 8)])
-        repo.insert_readings(s, [reading(DEV_B, 1, order_id=2)])
+        other = repo.insert_readings(s, [reading(DEV_B, 1, order_id=2)])
+    every = sorted([*ids.values(), *other.values()])
     with Session(engine) as s, s.begin():
-        counts = repo.uncommitted_counts(s)
-        assert {o: n for o, (n, _) in counts.items()} == {1: 7, 2: 1}
-        taken = repo.take_uncommitted(s, 1, 5)
-        assert [i for i, _ in taken] == sorted(ids.values())[:5]
-        assert repo.last_batch_seq(s, 1) == 0
+        count, oldest = repo.uncommitted_summary(s)
+        assert count == 8 and oldest is not None
+        taken = repo.take_uncommitted(s, 5)  # every order's readings, in id order
+        assert [i for i, *_ in taken] == every[:5]
+        assert repo.last_batch_seq(s) == 0
         row = repo.add_commitment(
-            s, order_id=1, batch_seq=1, root=b"r" * 32, reading_ids=[i for i, _ in taken]
+            s, batch_seq=1, root=b"r" * 32, reading_ids=[i for i, *_ in taken]
         )
-        assert row.reading_count == 5 and row.first_reading_id == min(i for i, _ in taken)
+        assert row.reading_count == 5 and row.first_reading_id == every[0]
     with Session(engine) as s, s.begin():
-        assert repo.last_batch_seq(s, 1) == 1
-        assert [i for i, _ in repo.take_uncommitted(s, 1, 100)] == sorted(ids.values())[5:]
-        assert repo.uncommitted_counts(s)[1][0] == 2
-        c = repo.commitment_of(s, sorted(ids.values())[2])
-        assert c is not None and c.batch_seq == 1 and c.reading_ids == sorted(ids.values())[:5]
-        repo.set_commitment_status(s, 1, 1, "done", b"t" * 32)
+        assert repo.last_batch_seq(s) == 1
+        rest = repo.take_uncommitted(s, 100)
+        assert [i for i, *_ in rest] == every[5:]
+        assert {o for _, o, *_ in rest} == {1, 2}  # one batch spans orders
+        assert repo.uncommitted_summary(s)[0] == 3
+        c = repo.commitment_of(s, every[2])
+        assert c is not None and c.batch_seq == 1 and c.reading_ids == every[:5]
+        repo.set_commitment_status(s, 1, "done", b"t" * 32, committer=DEV_C, log_index=0)
     with Session(engine) as s:
         (c,) = repo.commitments_for(s, 1)
-        assert (c.status, c.tx_hash) == ("done", b"t" * 32)
+        assert (c.status, c.tx_hash, c.committer, c.log_index) == ("done", b"t" * 32, DEV_C, 0)
+        assert repo.commitments_for(s, 2) == []  # order 2's reading is not committed yet
+        assert [r.batch_seq for r in repo.committed_log(s, DEV_C)] == [1]
         assert repo.readings_by_ids(s, c.reading_ids[::-1])[0].id == c.reading_ids[-1]
 
 

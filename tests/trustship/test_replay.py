@@ -98,7 +98,7 @@ def test_demo_tells_the_story_and_writes_the_report(tmp_path: Path) -> None:
     assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
     for step in (
         "created and funded",
-        "shipped with 2 device(s)",
+        "shipped with 2 certified device(s)",
         "still recoverable",  # an early warning before the limit was crossed
         "BREACH PROVEN ON-CHAIN",
         "ARRIVAL PROVEN ON-CHAIN",

@@ -175,8 +175,11 @@ async def fund_order(ctx: ContextDep, party: WritingParty, order_id: OrderIdPath
 async def ship_order(
     body: ShipRequest, ctx: ContextDep, party: WritingParty, order_id: OrderIdPath
 ) -> TxPublic:
-    """The supplier ships and binds the devices travelling with the goods."""
-    return await _act(ctx, party, order_id, "ship", body.devices)
+    """The supplier ships and binds the devices travelling with the goods, each with its
+    issuer's certificate. A device no issuer of the terms certified is refused
+    (``contract_revert``, ``error`` = ``QualityVerificationUncertifiedDevice``), as are
+    a forged, expired, revoked or other order's certificate (docs/api.md)."""
+    return await _act(ctx, party, order_id, "ship", body.certificates)
 
 
 @router.post("/{order_id}/confirm-receipt", response_model=TxPublic, responses=responses(*WRITE))
