@@ -50,13 +50,15 @@ from backend.domain.actions import (
     ProveShock,
     decode_action,
 )
-from backend.domain.order import OrderState
+from backend.domain.alerts import AlertKind, Severity
+from backend.domain.order import OrderState, Terms
 from backend.domain.reading import (
     FLAG_DOOR_OPEN,
     FLAG_SENSOR_FAULT,
     FLAG_TAMPER,
     StoredReading,
 )
+from backend.risk import RiskAlert, RiskConfig, RiskSnapshot, ShipmentRisk
 from backend.store import repositories as repo
 from backend.store.models import DeviceRow, OrderRow
 
@@ -82,6 +84,8 @@ class OrderTerms:
     geofence_e6: int
     #: Evidence must not predate shipment (QualityVerificationReadingBeforeShipment).
     shipped_at: int = 0
+    #: The full terms (deadline, price, penalties: the risk model's ETA needs them).
+    terms: Terms | None = None
 
     @classmethod
     def from_row(cls, row: OrderRow) -> OrderTerms:
@@ -98,6 +102,7 @@ class OrderTerms:
             row.dest_lon_e6,
             row.geofence_e6,
             row.shipped_at or 0,
+            Terms.of(row),
         )
 
     def out_of_range(self, r: StoredReading) -> bool:
@@ -158,10 +163,13 @@ class AlertIntent:
 class RulesOutput:
     actions: list[ActionIntent] = field(default_factory=list)
     alerts: list[AlertIntent] = field(default_factory=list)
+    #: risk snapshots to keep (backend/risk: the live score and its history)
+    risk: list[RiskSnapshot] = field(default_factory=list)
 
     def extend(self, other: RulesOutput) -> None:
         self.actions += other.actions
         self.alerts += other.alerts
+        self.risk += other.risk
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +189,8 @@ class RulesConfig:
     arrival_delay_secs: float = 2.0
     #: How long an order's terms/state are cached before they are read again.
     terms_ttl_secs: float = 5.0
+    #: The risk model's weights and alert levels (docs/risk.md).
+    risk: RiskConfig = field(default_factory=RiskConfig)
 
 
 @dataclass
@@ -250,6 +260,7 @@ class RulesEngine:
         self._streams: dict[repo.StreamKey, _Stream] = {}
         self._breach_queued: set[int] = set()
         self._arrival_ts: dict[int, int] = {}
+        self._risk: dict[int, ShipmentRisk] = {}
         self.skipped_no_terms = 0
 
     # ------------------------------------------------------------------ state
@@ -259,6 +270,7 @@ class RulesEngine:
         self._streams.clear()
         self._breach_queued.clear()
         self._arrival_ts.clear()
+        self._risk.clear()
         self.terms.forget()
 
     def _load_streams(self, session: Session, keys: Sequence[repo.StreamKey]) -> None:
@@ -311,9 +323,81 @@ class RulesEngine:
                 self.skipped_no_terms += 1
                 continue
             self._evaluate_one(stream, r, t, out)
+        self._assess_risk(session, ordered, terms, out)
         for key in touched:
             self._streams[key].trim(self.config.window)
         return out
+
+    # ------------------------------------------------------------------- risk
+
+    def _tracker(self, session: Session, t: OrderTerms) -> ShipmentRisk | None:
+        """The order's risk model: made on first sight from its stored windows and
+        the newest snapshot's open episodes (so no alert repeats after a restart)."""
+        tracker = self._risk.get(t.order_id)
+        if tracker is not None or t.terms is None:
+            return tracker
+        last = repo.latest_risk(session, [t.order_id]).get(t.order_id)
+        tracker = ShipmentRisk(
+            t.order_id,
+            t.terms,
+            t.shipped_at,
+            self.config.risk,
+            restored=last.state if last is not None else None,
+            default_interval_secs=self.config.default_interval_secs,
+        )
+        for (order_id, _), stream in self._streams.items():
+            if order_id == t.order_id:
+                for r in stream.last(len(stream.seqs)):
+                    tracker.observe(r)
+        for device, status, battery in repo.device_statuses(session, t.order_id):
+            tracker.note_status(device, status, battery)
+        self._risk[t.order_id] = tracker
+        return tracker
+
+    def note_status(
+        self, order_id: int, device: str, status: str | None, battery: int | None
+    ) -> None:
+        """A device's status message (battery, Last Will) for the order's risk model."""
+        tracker = self._risk.get(order_id)
+        if tracker is not None:
+            tracker.note_status(device, status, battery)
+
+    def _assess_risk(
+        self,
+        session: Session,
+        readings: Sequence[StoredReading],
+        terms: dict[int, OrderTerms],
+        out: RulesOutput,
+    ) -> None:
+        by_order: dict[int, list[StoredReading]] = {}
+        for r in readings:
+            by_order.setdefault(r.order_id, []).append(r)
+        for order_id, rs in by_order.items():
+            t = terms.get(order_id)
+            if t is None or t.state != IN_TRANSIT:
+                continue
+            known = order_id in self._risk
+            tracker = self._tracker(session, t)
+            if tracker is None:
+                continue
+            if known:  # a new tracker has already read them from the windows
+                for r in rs:
+                    tracker.observe(r)
+            if t.breached or order_id in self._breach_queued:
+                tracker.mark_breached()
+            heads = [
+                s.head.timestamp
+                for (o, _), s in self._streams.items()
+                if o == order_id and s.head is not None
+            ]
+            self._keep(tracker.assess(max(heads)), out)
+
+    @staticmethod
+    def _keep(assessment: Any, out: RulesOutput) -> None:
+        if assessment.keep:
+            out.risk.append(assessment.snapshot)
+        for a in assessment.alerts:
+            out.alerts.append(_risk_alert(assessment.snapshot.order_id, a))
 
     def _evaluate_one(
         self, stream: _Stream, r: StoredReading, t: OrderTerms, out: RulesOutput
@@ -322,9 +406,9 @@ class RulesEngine:
         prev = stream.by_seq.get(r.seq - 1)
         # Flags: alert on the transition (the previous reading did not have the flag).
         for flag, kind, severity, text in (
-            (FLAG_DOOR_OPEN, "door_open", "warning", "door opened"),
-            (FLAG_TAMPER, "tamper", "critical", "tamper switch triggered"),
-            (FLAG_SENSOR_FAULT, "sensor_fault", "warning", "sensor reports a fault"),
+            (FLAG_DOOR_OPEN, AlertKind.DOOR_OPEN, Severity.WARNING, "door opened"),
+            (FLAG_TAMPER, AlertKind.TAMPER, Severity.CRITICAL, "tamper switch triggered"),
+            (FLAG_SENSOR_FAULT, AlertKind.SENSOR_FAULT, Severity.WARNING, "sensor reports a fault"),
         ):
             if r.flags & flag and (prev is None or not prev.flags & flag):
                 out.alerts.append(self._alert(r, kind, severity, f"{text} (seq {r.seq})", {}))
@@ -333,8 +417,8 @@ class RulesEngine:
             out.alerts.append(
                 self._alert(
                     r,
-                    "shock",
-                    "critical",
+                    AlertKind.SHOCK,
+                    Severity.CRITICAL,
                     f"shock of {r.shock_milli_g} mg over the limit of {t.max_shock_milli_g} mg",
                     {"shockMilliG": r.shock_milli_g, "limit": t.max_shock_milli_g},
                 )
@@ -383,8 +467,8 @@ class RulesEngine:
             out.alerts.append(
                 self._alert(
                     r,
-                    "excursion_started",
-                    "warning",
+                    AlertKind.EXCURSION_STARTED,
+                    Severity.WARNING,
                     f"out of range: {r.temperature_centi_c / 100:.2f} °C, "
                     f"{r.humidity_permille / 10:.1f} % RH; breach after "
                     f"{t.tolerated_excursion_secs} s",
@@ -423,8 +507,8 @@ class RulesEngine:
             out.alerts.append(
                 self._alert(
                     r,
-                    "breach_unprovable",
-                    "critical",
+                    AlertKind.BREACH_UNPROVABLE,
+                    Severity.CRITICAL,
                     f"excursion of {last.timestamp - first.timestamp} s needs {len(evidence)} "
                     f"readings as evidence, more than the {self.config.max_evidence_readings} "
                     "one transaction carries",
@@ -436,8 +520,8 @@ class RulesEngine:
             AlertIntent(
                 r.order_id,
                 r.device,
-                "breach_detected",
-                "critical",
+                AlertKind.BREACH_DETECTED,
+                Severity.CRITICAL,
                 f"excursion of {last.timestamp - first.timestamp} s (seq {first.seq}–{last.seq}) "
                 f"exceeds the tolerated {t.tolerated_excursion_secs} s",
                 last.timestamp,
@@ -494,8 +578,8 @@ class RulesEngine:
                     out.alerts.append(
                         self._alert(
                             r,
-                            "trend",
-                            "warning",
+                            AlertKind.TREND,
+                            Severity.WARNING,
                             f"temperature {r.temperature_centi_c / 100:.2f} °C heading "
                             f"{'up' if side == 'high' else 'down'} at "
                             f"{slope * 60 / 100:+.2f} °C/min: reaches the "
@@ -559,8 +643,8 @@ class RulesEngine:
                     AlertIntent(
                         head.order_id,
                         device,
-                        "silence",
-                        "warning",
+                        AlertKind.SILENCE,
+                        Severity.WARNING,
                         f"no reading for {quiet:.0f} s "
                         f"(interval {interval:.0f} s, last seq {head.seq})",
                         int(now),
@@ -568,7 +652,25 @@ class RulesEngine:
                         f"silence:{head.order_id}:{device}:{head.seq}",
                     )
                 )
+        # The risk picture moves on without readings (silence, ETA): assess it again.
+        for order_id, tracker in self._risk.items():
+            t = terms.get(order_id)
+            if t is None or t.state != IN_TRANSIT:
+                continue
+            quiets: dict[str, float] = {}
+            at = 0
+            for (o, device), stream in self._streams.items():
+                h = stream.head
+                if o == order_id and h is not None:
+                    quiets[device] = max(0.0, now - h.received_at)
+                    at = max(at, int(h.timestamp + quiets[device]))
+            if quiets:
+                self._keep(tracker.assess(at, quiets), out)
         return out
+
+
+def _risk_alert(order_id: int, a: RiskAlert) -> AlertIntent:
+    return AlertIntent(order_id, a.device, a.kind, a.severity, a.message, a.at, a.data, a.dedup_key)
 
 
 def _supersedes(arrival: ProveArrival, order_id: int, payload: dict[str, Any]) -> bool:
@@ -591,6 +693,7 @@ def write_outputs(
     """
     now = time.time() if now is None else now
     alerts = repo.insert_alerts(session, [a.as_row() for a in output.alerts])
+    repo.insert_risk_snapshots(session, [r.as_row() for r in output.risk])
     actions = 0
     for a in output.actions:
         if repo.enqueue(session, a.action, not_before=now + a.delay_secs, now=now):
