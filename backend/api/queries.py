@@ -21,6 +21,7 @@ from backend.store.models import (
     DeviceRow,
     OrderRow,
     ReadingRow,
+    RiskSnapshotRow,
 )
 
 # Hot read paths select from the tables (SQLAlchemy Core): rows come back as
@@ -183,6 +184,12 @@ def alerts(
     if offset == 0 and len(rows) < limit:
         return rows, len(rows)
     return rows, _count(session, stmt)
+
+
+def risk_snapshots(session: Session, order_id: int, *, limit: int = 100) -> list[RiskSnapshotRow]:
+    """The order's risk snapshots, newest first."""
+    q = select(RiskSnapshotRow).where(RiskSnapshotRow.order_id == order_id)
+    return list(session.scalars(q.order_by(RiskSnapshotRow.id.desc()).limit(limit)))
 
 
 def last_alert_id(session: Session) -> int:

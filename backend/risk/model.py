@@ -51,8 +51,9 @@ class RiskConfig:
     # --- temperature forecast -----------------------------------------------------
     #: the trend is a least-squares line over the readings of this last span ...
     trend_window_secs: int = 5400
-    #: ... with at least this many readings
+    #: ... with at least this many readings, and at most the newest ``trend_max_readings``
     trend_min_readings: int = 4
+    trend_max_readings: int = 6
     #: a slope below this (centi-°C per hour) is noise, not a trend
     min_slope_centi_c_per_h: float = 60.0
     #: the temperature reason reaches full strength when a breach is this close
@@ -374,6 +375,7 @@ class ShipmentRisk:
         cfg, t = self.config, self.terms
         head = rs[-1]
         window = [r for r in rs if r.timestamp > head.timestamp - cfg.trend_window_secs]
+        window = window[-cfg.trend_max_readings :]
         slope = 0.0  # centi-°C per second
         temp = float(head.temperature_centi_c)
         if len(window) >= cfg.trend_min_readings:
@@ -402,12 +404,12 @@ class ShipmentRisk:
             # provable at the first reading past the budget
             breach_in = None if recovering else left + interval / 2
             return _TempForecast(
-                device, temp, slope * 3600, side, limit, 0.0, used, breach_in, recovering
+                device, raw, slope * 3600, side, limit, 0.0, used, breach_in, recovering
             )
         if start is not None:  # out of range on humidity: the budget runs, no trend to read
             left = max(0.0, tol - used)
             return _TempForecast(
-                device, temp, slope * 3600, None, None, 0.0, used, left + interval / 2, False
+                device, raw, slope * 3600, None, None, 0.0, used, left + interval / 2, False
             )
         for side, limit, heading in (
             ("high", t.max_temp_centi_c, slope > 0),
