@@ -54,15 +54,19 @@ class RiskConfig:
     #: ... with at least this many readings, and at most the newest ``trend_max_readings``
     trend_min_readings: int = 4
     trend_max_readings: int = 6
+    #: a trend counts once the air is this far from where the reefer holds it
+    trend_margin_centi_c: int = 50
     #: a slope below this (centi-°C per hour) is noise, not a trend
     min_slope_centi_c_per_h: float = 60.0
     #: the temperature reason reaches full strength when a breach is this close
     breach_horizon_secs: int = 4 * 3600
-    #: warn (risk_breach) when a breach is forecast provable within this time
-    warn_breach_secs: int = 5400
-    #: ... and the forecast held on this many consecutive assessments of the device
+    #: warn (risk_breach) when the temperature is forecast to reach a limit within
+    #: this time, or is past it and not coming back before the budget runs out ...
+    warn_limit_secs: int = 2700
+    #: ... and the forecast held on this many consecutive readings of the device
+    #: (readings with the doors open do not count: a door spike is not a failure)
     warn_confirmations: int = 2
-    #: an episode closes after this many assessments with no breach in sight
+    #: an episode closes after this many readings with no breach in sight
     episode_close_readings: int = 4
     # --- shocks ----------------------------------------------------------------
     #: a peak at or above this share of the limit is rough handling
@@ -81,9 +85,11 @@ class RiskConfig:
     #: speed made good toward the destination, measured over this last span (0: all)
     eta_window_secs: int = 0
     #: no ETA before the shipment has moved for this long
-    eta_min_secs: int = 6 * 3600
-    #: warn (risk_late) when the ETA is past the deadline by more than this
+    eta_min_secs: int = 2 * 3600
+    #: warn (risk_late) when the ETA is past the deadline by more than this ...
     warn_late_secs: int = 1800
+    #: ... continuously for this long
+    late_confirm_secs: int = 2 * 3600
     #: the lateness reason reaches full strength at this forecast lateness
     late_full_secs: int = 12 * 3600
     # --- score level ---------------------------------------------------------------
@@ -237,6 +243,7 @@ class _Device:
     seqs: list[int] = field(default_factory=list)
     #: consecutive assessments with a breach forecast within the warning time
     confirmations: int = 0
+    counted_seq: int | None = None
     #: consecutive assessments with no breach in sight (closes an episode)
     calm: int = 0
     status: str | None = None
@@ -307,6 +314,7 @@ class ShipmentRisk:
         self._level_armed = bool((restored or {}).get("level_armed", True))
         self._last_kept: RiskSnapshot | None = None
         self._late_calm = 0
+        self._late_since: int | None = None
 
     # ------------------------------------------------------------------ input
 
@@ -375,6 +383,11 @@ class ShipmentRisk:
         cfg, t = self.config, self.terms
         head = rs[-1]
         window = [r for r in rs if r.timestamp > head.timestamp - cfg.trend_window_secs]
+        # Open doors spike the air temperature: read the trend from the readings after
+        # the doors were last shut, so a spike that is settling is not taken for a failure.
+        doors = [i for i, r in enumerate(window) if r.flags & FLAG_DOOR_OPEN]
+        if doors:
+            window = window[doors[-1] + 1 :]
         window = window[-cfg.trend_max_readings :]
         slope = 0.0  # centi-°C per second
         temp = float(head.temperature_centi_c)
@@ -411,9 +424,14 @@ class ShipmentRisk:
             return _TempForecast(
                 device, raw, slope * 3600, None, None, 0.0, used, left + interval / 2, False
             )
+        # Heading for a limit counts only when moving away from where the reefer holds
+        # the air (the median of the kept readings, its set point in practice): towards
+        # it is a reefer pulling back after doors or a repair, not a failure.
+        held = statistics.median(r.temperature_centi_c for r in rs)
+        margin = cfg.trend_margin_centi_c
         for side, limit, heading in (
-            ("high", t.max_temp_centi_c, slope > 0),
-            ("low", t.min_temp_centi_c, slope < 0),
+            ("high", t.max_temp_centi_c, slope > 0 and temp > held + margin),
+            ("low", t.min_temp_centi_c, slope < 0 and temp < held - margin),
         ):
             if heading:
                 to_limit = max(0.0, (limit - temp) / slope)
@@ -658,19 +676,28 @@ class ShipmentRisk:
             name = f"breach:{f.device}"
             soon = (
                 not self._breached
-                and f.breach_in_secs is not None
-                and f.breach_in_secs <= cfg.warn_breach_secs
+                and f.breach_in_secs is not None  # None: not heading out, or coming back
+                and f.to_limit_secs is not None
+                and f.to_limit_secs <= cfg.warn_limit_secs
             )
-            dev.confirmations = dev.confirmations + 1 if soon else 0
-            dev.calm = 0 if (soon or f.used_secs) else dev.calm + 1
+            head = dev.head
+            assert head is not None
+            if head.seq == dev.counted_seq:  # the silence timer: nothing new to count
+                continue
+            dev.counted_seq = head.seq
+            door = any(r.flags & FLAG_DOOR_OPEN for r in dev.readings()[-2:])
+            if soon and door:
+                soon = False  # hold: judge the trend once the doors are shut
+            else:
+                dev.confirmations = dev.confirmations + 1 if soon else 0
+            dev.calm = 0 if (soon or door or f.used_secs) else dev.calm + 1
             if name in self.episodes:
                 if dev.calm >= cfg.episode_close_readings:
                     del self.episodes[name]
                 continue
             if not soon or dev.confirmations < cfg.warn_confirmations:
                 continue
-            head = dev.head
-            assert head is not None and f.breach_in_secs is not None
+            assert f.breach_in_secs is not None
             self.episodes[name] = head.seq
             lead = int(f.breach_in_secs)
             out.append(
@@ -727,12 +754,20 @@ class ShipmentRisk:
         cfg, t = self.config, self.terms
         name = "late"
         late = eta is not None and self._arrived_at is None and eta.late_secs > cfg.warn_late_secs
+        if not late:
+            self._late_since = None
+        elif self._late_since is None:
+            self._late_since = now
         if name in self.episodes:
             self._late_calm = 0 if late else self._late_calm + 1
             if self._late_calm >= cfg.episode_close_readings * 4:
                 del self.episodes[name]
             return []
-        if not late or eta is None:
+        if (
+            eta is None
+            or self._late_since is None
+            or now - self._late_since < cfg.late_confirm_secs
+        ):
             return []
         self.episodes[name] = now
         self._late_calm = 0
