@@ -417,9 +417,11 @@ def score(shipments: list[Shipment], outcomes: list[Outcome]) -> dict[str, Any]:
     late = [(s, o) for s, o in zip(shipments, outcomes, strict=True) if s.late_secs > 0]
     on_time = [(s, o) for s, o in zip(shipments, outcomes, strict=True) if s.late_secs == 0]
     late_hits = [
-        s for s, o in late
-        if o.late_warnings and min(o.late_warnings) <= s.terms.delivery_deadline - WARN_BEFORE_DEADLINE
-    ]  # fmt: skip
+        s
+        for s, o in late
+        if o.late_warnings
+        and min(o.late_warnings) <= s.terms.delivery_deadline - WARN_BEFORE_DEADLINE
+    ]
     eta_err = [
         abs(o.eta_at_half - s.delivered_at) / 3600
         for s, o in zip(shipments, outcomes, strict=True)

@@ -402,6 +402,15 @@ class ShipmentRisk:
                 temp = my + slope * (xs[-1] - mx)
         if abs(slope) * 3600 < cfg.min_slope_centi_c_per_h:
             slope = 0.0
+        # A line fitted across a jump lags behind it: when the newest step clearly goes
+        # the other way, the air has turned, and no trend is read.
+        if len(window) >= 2:
+            step = window[-1].temperature_centi_c - window[-2].temperature_centi_c
+            if (slope > 0 and step < -cfg.trend_margin_centi_c) or (
+                slope < 0 and step > cfg.trend_margin_centi_c
+            ):
+                slope = 0.0
+                temp = float(head.temperature_centi_c)
         start = self._run_start(rs)
         used = head.timestamp - start.timestamp if start is not None else 0
         tol = t.tolerated_excursion_secs
