@@ -99,14 +99,10 @@ def test_a_warming_trend_warns_once_per_episode_before_the_limit() -> None:
 
 def test_an_episode_closes_after_recovery_and_a_new_failure_warns_again() -> None:
     risk = ShipmentRisk(1, terms(), T0)
-    seq = 0
     temps = [450] * 12 + [450 + 60 * i for i in range(1, 6)]  # up to 7.50 °C
     temps += [700, 600, 500, 450] + [450] * 12  # repaired: back to the set point
     temps += [450 + 60 * i for i in range(1, 6)]  # fails again
-    alerts = []
-    for temp in temps:
-        seq += 1
-        alerts += feed(risk, [reading(seq, temp)])
+    alerts = feed(risk, [reading(i, temp) for i, temp in enumerate(temps, start=1)])
     breach = [a for a in alerts if a.kind == AlertKind.RISK_BREACH]
     assert len(breach) == 2
     assert breach[0].dedup_key != breach[1].dedup_key
