@@ -306,6 +306,9 @@ class RulesEngine:
         ordered = sorted(readings, key=lambda r: (r.order_id, r.device, r.seq))
         self._load_streams(session, list(dict.fromkeys((r.order_id, r.device) for r in ordered)))
         touched: set[repo.StreamKey] = set()
+        batch_devices: dict[int, set[str]] = {}
+        for r in ordered:
+            batch_devices.setdefault(r.order_id, set()).add(r.device)
         for r in ordered:
             key = (r.order_id, r.device)
             stream = self._streams[key]
@@ -323,7 +326,7 @@ class RulesEngine:
                 self.skipped_no_terms += 1
                 continue
             self._evaluate_one(stream, r, t, out)
-        self._assess_risk(session, ordered, terms, out)
+            self._assess_risk(session, r, t, batch_devices, out)
         for key in touched:
             self._streams[key].trim(self.config.window)
         return out
@@ -365,32 +368,25 @@ class RulesEngine:
     def _assess_risk(
         self,
         session: Session,
-        readings: Sequence[StoredReading],
-        terms: dict[int, OrderTerms],
+        r: StoredReading,
+        t: OrderTerms,
+        batch_devices: dict[int, set[str]],
         out: RulesOutput,
     ) -> None:
-        by_order: dict[int, list[StoredReading]] = {}
-        for r in readings:
-            by_order.setdefault(r.order_id, []).append(r)
-        for order_id, rs in by_order.items():
-            t = terms.get(order_id)
-            if t is None or t.state != IN_TRANSIT:
-                continue
-            known = order_id in self._risk
-            tracker = self._tracker(session, t)
-            if tracker is None:
-                continue
-            if known:  # a new tracker has already read them from the windows
-                for r in rs:
-                    tracker.observe(r)
-            if t.breached or order_id in self._breach_queued:
-                tracker.mark_breached()
-            heads = [
-                s.head.timestamp
-                for (o, _), s in self._streams.items()
-                if o == order_id and s.head is not None
-            ]
-            self._keep(tracker.assess(max(heads)), out)
+        """Assess the order's risk after one stored reading (in the batch's order)."""
+        if t.state != IN_TRANSIT:
+            return
+        known = r.order_id in self._risk
+        tracker = self._tracker(session, t)
+        if tracker is None:
+            return
+        if known:  # a new tracker has read it from the windows already
+            tracker.observe(r)
+        if t.breached or r.order_id in self._breach_queued:
+            tracker.mark_breached()
+        # Devices of this batch are not silent, whichever of their readings comes first.
+        quiet = {d: 0.0 for d in batch_devices.get(r.order_id, ())}
+        self._keep(tracker.assess(r.timestamp, quiet), out)
 
     @staticmethod
     def _keep(assessment: Any, out: RulesOutput) -> None:
