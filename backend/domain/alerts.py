@@ -32,6 +32,8 @@ class AlertKind(StrEnum):
     BREACH_UNPROVABLE = "breach_unprovable"
     TREND = "trend"
     SILENCE = "silence"
+    #: readings that never arrived while later ones did (backend/oracle/gaps.py)
+    SEQ_GAP = "seq_gap"
     # forecasts of the risk model (backend/risk)
     RISK_BREACH = "risk_breach"
     RISK_LATE = "risk_late"

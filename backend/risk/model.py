@@ -88,8 +88,9 @@ class RiskConfig:
     eta_min_secs: int = 2 * 3600
     #: warn (risk_late) when the ETA is past the deadline by more than this ...
     warn_late_secs: int = 1800
-    #: ... continuously for this long
+    #: ... continuously for this long, with at least this confidence in the ETA
     late_confirm_secs: int = 2 * 3600
+    late_min_confidence: float = 0.0
     #: the lateness reason reaches full strength at this forecast lateness
     late_full_secs: int = 12 * 3600
     # --- score level ---------------------------------------------------------------
@@ -472,7 +473,8 @@ class ShipmentRisk:
             made_good = max(overall, 1e-6) * 0.25 if overall > 1e-6 else 0.0
         if made_good <= 0:
             return None
-        eta = int(max(now, t_now) + d_now / made_good)
+        # from the last known position: silence is a reason of its own, not a stop
+        eta = int(t_now + d_now / made_good)
         late = max(0, eta - t.delivery_deadline)
         bps = late_penalty_bps(t, late)
         agree = 1 - abs(made_good - overall) / max(made_good, overall, 1e-9)
@@ -762,7 +764,12 @@ class ShipmentRisk:
     def _late_alert(self, eta: Eta | None, now: int) -> list[RiskAlert]:
         cfg, t = self.config, self.terms
         name = "late"
-        late = eta is not None and self._arrived_at is None and eta.late_secs > cfg.warn_late_secs
+        late = (
+            eta is not None
+            and self._arrived_at is None
+            and eta.late_secs > cfg.warn_late_secs
+            and eta.confidence >= cfg.late_min_confidence
+        )
         if not late:
             self._late_since = None
         elif self._late_since is None:
