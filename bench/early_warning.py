@@ -486,17 +486,17 @@ def run(seed: int, n: int, config: RiskConfig, progress: Progress, label: str) -
 
 #: The grid tried on the training seed; breach and lateness knobs move together
 #: (they drive different alerts, so each is chosen on its own figures).
-#: (warn_limit_secs, warn_confirmations, rough_shock_count)
+#: (warn_limit_secs, warn_breach_secs, warn_confirmations, rough_shock_count)
 GRID_BREACH = [
-    (900, 1, 2), (1800, 1, 1), (1800, 2, 2), (2700, 1, 2),
-    (2700, 2, 1), (3600, 2, 2), (5400, 2, 1), (2700, 3, 2),
+    (2700, 0, 2, 1), (2700, 3600, 2, 1), (2700, 2700, 2, 1), (2700, 1800, 2, 1),
+    (3600, 2700, 1, 1), (2700, 2700, 2, 2), (5400, 2400, 2, 1), (2700, 2400, 1, 1),
 ]  # fmt: skip
 #: (warn_late_secs, eta_window_secs, late_min_confidence)
 GRID_LATE = [
     (1800, 0, 0.0), (1800, 12 * 3600, 0.0), (1800, 12 * 3600, 0.6), (3600, 12 * 3600, 0.6),
     (3600, 24 * 3600, 0.7), (1800, 12 * 3600, 0.7), (7200, 12 * 3600, 0.6), (3600, 6 * 3600, 0.6),
 ]  # fmt: skip
-BREACH_KNOBS = ("warn_limit_secs", "warn_confirmations", "rough_shock_count")
+BREACH_KNOBS = ("warn_limit_secs", "warn_breach_secs", "warn_confirmations", "rough_shock_count")
 LATE_KNOBS = ("warn_late_secs", "eta_window_secs", "late_min_confidence")
 
 

@@ -63,6 +63,8 @@ class RiskConfig:
     #: warn (risk_breach) when the temperature is forecast to reach a limit within
     #: this time, or is past it and not coming back before the budget runs out ...
     warn_limit_secs: int = 2700
+    #: ... and the breach is forecast provable within this time (0: no bound) ...
+    warn_breach_secs: int = 0
     #: ... and the forecast held on this many consecutive readings of the device
     #: (readings with the doors open do not count: a door spike is not a failure)
     warn_confirmations: int = 2
@@ -477,9 +479,10 @@ class ShipmentRisk:
         eta = int(t_now + d_now / made_good)
         late = max(0, eta - t.delivery_deadline)
         bps = late_penalty_bps(t, late)
-        agree = 1 - abs(made_good - overall) / max(made_good, overall, 1e-9)
+        # Confidence: the recent speed agrees with the voyage's, and much of the way is done.
+        agree = _clamp(1 - abs(made_good - overall) / max(made_good, overall, 1e-9))
         covered = _clamp((d0 - d_now) / max(d0, 1e-9))
-        confidence = _clamp(0.3 + 0.4 * agree + 0.3 * covered)
+        confidence = agree * (0.4 + 0.6 * covered)
         return Eta(eta, confidence, late, bps, t.price * bps // 10_000, d_now, made_good * 3600)
 
     # ------------------------------------------------------------ assessment
@@ -690,6 +693,7 @@ class ShipmentRisk:
                 and f.breach_in_secs is not None  # None: not heading out, or coming back
                 and f.to_limit_secs is not None
                 and f.to_limit_secs <= cfg.warn_limit_secs
+                and (not cfg.warn_breach_secs or f.breach_in_secs <= cfg.warn_breach_secs)
             )
             head = dev.head
             assert head is not None
