@@ -64,7 +64,7 @@ class RiskConfig:
     #: this time, or is past it and not coming back before the budget runs out ...
     warn_limit_secs: int = 2700
     #: ... and the breach is forecast provable within this time (0: no bound) ...
-    warn_breach_secs: int = 0
+    warn_breach_secs: int = 1800
     #: ... and the forecast held on this many consecutive readings of the device
     #: (readings with the doors open do not count: a door spike is not a failure)
     warn_confirmations: int = 2
@@ -74,7 +74,7 @@ class RiskConfig:
     #: a peak at or above this share of the limit is rough handling
     rough_shock_ratio: float = 0.6
     #: warn when this many rough peaks fall within ``rough_window_secs``
-    rough_shock_count: int = 2
+    rough_shock_count: int = 1
     rough_window_secs: int = 6 * 3600
     # --- doors, silence, battery ---------------------------------------------------
     door_window_secs: int = 6 * 3600
@@ -85,14 +85,14 @@ class RiskConfig:
     battery_low_permille: int = 300
     # --- ETA and lateness --------------------------------------------------------
     #: speed made good toward the destination, measured over this last span (0: all)
-    eta_window_secs: int = 0
+    eta_window_secs: int = 6 * 3600
     #: no ETA before the shipment has moved for this long
     eta_min_secs: int = 2 * 3600
     #: warn (risk_late) when the ETA is past the deadline by more than this ...
-    warn_late_secs: int = 1800
+    warn_late_secs: int = 3600
     #: ... continuously for this long, with at least this confidence in the ETA
     late_confirm_secs: int = 2 * 3600
-    late_min_confidence: float = 0.0
+    late_min_confidence: float = 0.6
     #: the lateness reason reaches full strength at this forecast lateness
     late_full_secs: int = 12 * 3600
     # --- score level ---------------------------------------------------------------

@@ -14,11 +14,12 @@ from tests.api.conftest import Api
 
 def warm(factory: sessionmaker[Session], parties: PartyRegistry) -> list[int]:
     """Seed order 1 (12 flat readings, 2–8 °C, 30 min tolerated), then let the rules
-    judge 20 more readings warming 20 c°C a minute from 4.60 °C, one at a time."""
+    judge 24 more readings warming 20 c°C a minute from 4.60 °C, one at a time: over
+    8.00 °C from seq 30, a breach would be provable at seq 61."""
     seeded = seed(factory, parties, readings=12, committed=8)
     rules = RulesEngine()
     ids = []
-    for i in range(12, 32):
+    for i in range(12, 36):
         r = StoredReading(
             id=1000 + i, device=seeded.device, order_id=1, seq=i,
             timestamp=T0 + 120 + 60 * i, temperature_centi_c=460 + 20 * (i - 12),
@@ -39,8 +40,8 @@ def test_risk_rises_with_a_warming_trend_and_warns_once(
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["order_id"] == 1
-    # the newest reading (seq 31, 8.40 °C) is past the limit: the budget runs
-    assert body["at"] == T0 + 120 + 60 * 31
+    # the newest snapshot (kept when the score moves ≥ 2 points) is past the limit
+    assert T0 + 120 + 60 * 31 <= body["at"] <= T0 + 120 + 60 * 35
     kinds = [x["kind"] for x in body["reasons"]]
     assert ReasonKind.TEMPERATURE_TREND in kinds and ReasonKind.EXCURSION_BUDGET in kinds
     assert body["score"] > 50
@@ -55,9 +56,11 @@ def test_risk_rises_with_a_warming_trend_and_warns_once(
     breach = [a for a in body["alerts"] if a["kind"] == AlertKind.RISK_BREACH]
     assert len(breach) == 1
     lead = breach[0]["data"]["lead_secs"]
-    assert 1800 < lead <= 5400
-    assert breach[0]["at"] < T0 + 120 + 60 * 29  # 8.00 °C is passed at seq 29
-    assert "reaches 8.00 °C in about" in breach[0]["message"]
+    # within 30 min of the breach (the default, chosen on the benchmark's training seed):
+    # out of range from seq 30, confirmed on seq 32
+    assert breach[0]["at"] == T0 + 120 + 60 * 32
+    assert 15 * 60 <= lead <= 1800
+    assert "above 8.00 °C" in breach[0]["message"]
     assert "of 30 tolerated minutes used" in breach[0]["message"]
     assert {a["kind"] for a in body["alerts"]} <= set(RISK_ALERT_KINDS)
     # the same alerts are on /alerts (and so on the SSE stream, which reads them)
