@@ -17,6 +17,7 @@ more than ``toleratedExcursionSecs``, or one reading's shock exceeds the limit.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
 import statistics
 from collections.abc import Iterable
@@ -63,7 +64,8 @@ class RiskConfig:
     #: warn (risk_breach) when the temperature is forecast to reach a limit within
     #: this time, or is past it and not coming back before the budget runs out ...
     warn_limit_secs: int = 2700
-    #: ... and the breach is forecast provable within this time (0: no bound) ...
+    #: ... and the breach is forecast provable within this time after the device's next
+    #: reading (0: no bound): the warning cannot wait for a reading that comes too late ...
     warn_breach_secs: int = 1800
     #: ... and the forecast held on this many consecutive readings of the device
     #: (readings with the doors open do not count: a door spike is not a failure)
@@ -288,6 +290,7 @@ class _TempForecast:
     used_secs: int  # out of range in the current run
     breach_in_secs: float | None  # None: no breach in sight
     recovering: bool
+    interval_secs: float = 0.0
 
 
 class ShipmentRisk:
@@ -380,6 +383,12 @@ class ShipmentRisk:
         return start
 
     def _temperature(self, device: str, dev: _Device) -> _TempForecast | None:
+        f = self._forecast(device, dev)
+        if f is None:
+            return None
+        return dataclasses.replace(f, interval_secs=dev.interval(self.default_interval))
+
+    def _forecast(self, device: str, dev: _Device) -> _TempForecast | None:
         rs = dev.readings()
         if not rs:
             return None
@@ -693,7 +702,10 @@ class ShipmentRisk:
                 and f.breach_in_secs is not None  # None: not heading out, or coming back
                 and f.to_limit_secs is not None
                 and f.to_limit_secs <= cfg.warn_limit_secs
-                and (not cfg.warn_breach_secs or f.breach_in_secs <= cfg.warn_breach_secs)
+                and (
+                    not cfg.warn_breach_secs
+                    or f.breach_in_secs - f.interval_secs <= cfg.warn_breach_secs
+                )
             )
             head = dev.head
             assert head is not None

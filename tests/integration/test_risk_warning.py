@@ -78,4 +78,9 @@ def test_cold_chain_breach_is_warned_before_it_is_proven(tmp_path: Path) -> None
         assert ReasonKind.TEMPERATURE_TREND in [r["kind"] for r in peak.reasons]
         after = [x for x in snaps if x.at >= breach_at]
         assert after and max(x.score for x in after) == 100
-        print(f"score: {before[0].score:.0f} → {peak.score:.0f} before the breach, then 100")
+        level = [a for a in alerts if a.kind == AlertKind.RISK_LEVEL and a.at < breach_at]
+        print(
+            f"score: {before[0].score:.0f} → {peak.score:.0f} before the breach, then 100"
+            + (f"; risk_level {level[0].message!r} {(breach_at - level[0].at) / 60:.0f} min "
+               "before the breach" if level else "")
+        )  # fmt: skip
