@@ -63,10 +63,10 @@ class RiskConfig:
     breach_horizon_secs: int = 4 * 3600
     #: warn (risk_breach) when the temperature is forecast to reach a limit within
     #: this time, or is past it and not coming back before the budget runs out ...
-    warn_limit_secs: int = 2700
+    warn_limit_secs: int = 5400
     #: ... and the breach is forecast provable within this time after the device's next
     #: reading (0: no bound): the warning cannot wait for a reading that comes too late ...
-    warn_breach_secs: int = 1800
+    warn_breach_secs: int = 2400
     #: ... and the forecast held on this many consecutive readings of the device
     #: (readings with the doors open do not count: a door spike is not a failure)
     warn_confirmations: int = 2

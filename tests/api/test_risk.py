@@ -56,11 +56,11 @@ def test_risk_rises_with_a_warming_trend_and_warns_once(
     breach = [a for a in body["alerts"] if a["kind"] == AlertKind.RISK_BREACH]
     assert len(breach) == 1
     lead = breach[0]["data"]["lead_secs"]
-    # within 30 min of the breach (the default, chosen on the benchmark's training seed):
-    # at 8.00 °C on seq 29 the breach is in sight; confirmed on seq 30, the first over it
-    assert breach[0]["at"] == T0 + 120 + 60 * 30
-    assert 15 * 60 <= lead <= 1800 + 60
-    assert "above 8.00 °C" in breach[0]["message"]
+    # within 40 min of the breach after the next reading (the default, chosen on the
+    # benchmark's training seed), before the limit is reached (seq 30)
+    assert breach[0]["at"] < T0 + 120 + 60 * 30
+    assert 1800 < lead <= 2400 + 60
+    assert "reaches 8.00 °C in about" in breach[0]["message"]
     assert "of 30 tolerated minutes used" in breach[0]["message"]
     assert {a["kind"] for a in body["alerts"]} <= set(RISK_ALERT_KINDS)
     # the same alerts are on /alerts (and so on the SSE stream, which reads them)
