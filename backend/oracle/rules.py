@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import bisect
 import logging
-import statistics
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -58,7 +57,14 @@ from backend.domain.reading import (
     FLAG_TAMPER,
     StoredReading,
 )
-from backend.risk import RiskAlert, RiskConfig, RiskSnapshot, ShipmentRisk
+from backend.risk import (
+    RiskAlert,
+    RiskConfig,
+    RiskSnapshot,
+    ShipmentRisk,
+    reading_interval,
+    temperature_line,
+)
 from backend.store import repositories as repo
 from backend.store.models import DeviceRow, OrderRow
 
@@ -555,14 +561,10 @@ class RulesEngine:
         ):
             stream.trend_alerted.clear()
             return
-        xs = [p.timestamp - pts[0].timestamp for p in pts]
-        ys = [p.temperature_centi_c for p in pts]
-        mx, my = sum(xs) / k, sum(ys) / k
-        sxx = sum((x - mx) ** 2 for x in xs)
-        if sxx == 0:
+        line = temperature_line(pts)
+        if line is None:
             return
-        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx  # centi-°C/s
-        now_fit = my + slope * (xs[-1] - mx)
+        now_fit, slope = line  # centi-°C, centi-°C/s
         for side, limit, heading in (
             ("high", t.max_temp_centi_c, slope > 0),
             ("low", t.min_temp_centi_c, slope < 0),
@@ -628,10 +630,7 @@ class RulesEngine:
             if t is None or t.state != IN_TRANSIT:
                 continue
             stream = self._streams[key]
-            recent = stream.last(11)
-            gaps = [b.timestamp - a.timestamp for a, b in zip(recent, recent[1:], strict=False)]
-            gaps = [g for g in gaps if g > 0]
-            interval = statistics.median(gaps) if gaps else self.config.default_interval_secs
+            interval = reading_interval(stream.last(11), self.config.default_interval_secs)
             threshold = max(self.config.silence_min_secs, self.config.silence_factor * interval)
             quiet = now - head.received_at
             if quiet > threshold:

@@ -16,6 +16,8 @@ from backend.risk.model import (
     combine,
     haversine_km,
     late_penalty_bps,
+    reading_interval,
+    temperature_line,
 )
 
 __all__ = [
@@ -29,4 +31,6 @@ __all__ = [
     "combine",
     "haversine_km",
     "late_penalty_bps",
+    "reading_interval",
+    "temperature_line",
 ]

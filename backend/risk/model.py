@@ -20,7 +20,7 @@ import bisect
 import dataclasses
 import math
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -231,6 +231,31 @@ def combine(points: Iterable[float]) -> float:
     return 100.0 * (1.0 - keep)
 
 
+def temperature_line(readings: Sequence[StoredReading]) -> tuple[float, float] | None:
+    """Least squares through the readings' temperatures: (the line's value at the last
+    reading, its slope in centi-°C per second); None when all share one timestamp.
+    The rules' ``trend`` alert and the risk model read the trend with it."""
+    n = len(readings)
+    if n < 2:
+        return None
+    xs = [r.timestamp - readings[0].timestamp for r in readings]
+    ys = [r.temperature_centi_c for r in readings]
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if sxx == 0:
+        return None
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+    return my + slope * (xs[-1] - mx), slope
+
+
+def reading_interval(readings: Sequence[StoredReading], default: float) -> float:
+    """A device's reading interval: the median positive gap between the given readings
+    (its newest few). The rules' silence alert and the risk model's silence reason."""
+    gaps = [b.timestamp - a.timestamp for a, b in zip(readings, readings[1:], strict=False)]
+    gaps = [g for g in gaps if g > 0]
+    return float(statistics.median(gaps)) if gaps else default
+
+
 def _clamp(x: float) -> float:
     return 0.0 if x < 0 else 1.0 if x > 1 else x
 
@@ -271,10 +296,7 @@ class _Device:
         return [self.by_seq[s] for s in self.seqs]
 
     def interval(self, default: float) -> float:
-        rs = self.readings()[-11:]
-        gaps = [b.timestamp - a.timestamp for a, b in zip(rs, rs[1:], strict=False)]
-        gaps = [g for g in gaps if g > 0]
-        return float(statistics.median(gaps)) if gaps else default
+        return reading_interval(self.readings()[-11:], default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,15 +425,8 @@ class ShipmentRisk:
         window = window[-cfg.trend_max_readings :]
         slope = 0.0  # centi-°C per second
         temp = float(head.temperature_centi_c)
-        if len(window) >= cfg.trend_min_readings:
-            xs = [r.timestamp - window[0].timestamp for r in window]
-            ys = [r.temperature_centi_c for r in window]
-            n = len(xs)
-            mx, my = sum(xs) / n, sum(ys) / n
-            sxx = sum((x - mx) ** 2 for x in xs)
-            if sxx > 0:
-                slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
-                temp = my + slope * (xs[-1] - mx)
+        if len(window) >= cfg.trend_min_readings and (line := temperature_line(window)):
+            temp, slope = line
         if abs(slope) * 3600 < cfg.min_slope_centi_c_per_h:
             slope = 0.0
         # A line fitted across a jump lags behind it: when the newest step clearly goes
