@@ -312,9 +312,7 @@ class RulesEngine:
         ordered = sorted(readings, key=lambda r: (r.order_id, r.device, r.seq))
         self._load_streams(session, list(dict.fromkeys((r.order_id, r.device) for r in ordered)))
         touched: set[repo.StreamKey] = set()
-        batch_devices: dict[int, set[str]] = {}
-        for r in ordered:
-            batch_devices.setdefault(r.order_id, set()).add(r.device)
+        assessed: dict[int, list[StoredReading]] = {}
         for r in ordered:
             key = (r.order_id, r.device)
             stream = self._streams[key]
@@ -332,7 +330,9 @@ class RulesEngine:
                 self.skipped_no_terms += 1
                 continue
             self._evaluate_one(stream, r, t, out)
-            self._assess_risk(session, r, t, batch_devices, out)
+            if self._observe_risk(session, r, t):
+                assessed.setdefault(r.order_id, []).append(r)
+        self._assess_risk(assessed, out)
         for key in touched:
             self._streams[key].trim(self.config.window)
         return out
@@ -371,28 +371,28 @@ class RulesEngine:
         if tracker is not None:
             tracker.note_status(device, status, battery)
 
-    def _assess_risk(
-        self,
-        session: Session,
-        r: StoredReading,
-        t: OrderTerms,
-        batch_devices: dict[int, set[str]],
-        out: RulesOutput,
-    ) -> None:
-        """Assess the order's risk after one stored reading (in the batch's order)."""
+    def _observe_risk(self, session: Session, r: StoredReading, t: OrderTerms) -> bool:
+        """Feed one stored reading to its order's risk model; False when there is none."""
         if t.state != IN_TRANSIT:
-            return
+            return False
         known = r.order_id in self._risk
         tracker = self._tracker(session, t)
         if tracker is None:
-            return
+            return False
         if known:  # a new tracker has read it from the windows already
             tracker.observe(r)
         if t.breached or r.order_id in self._breach_queued:
             tracker.mark_breached()
-        # Devices of this batch are not silent, whichever of their readings comes first.
-        quiet = {d: 0.0 for d in batch_devices.get(r.order_id, ())}
-        self._keep(tracker.assess(r.timestamp, quiet), out)
+        return True
+
+    def _assess_risk(self, batch: dict[int, list[StoredReading]], out: RulesOutput) -> None:
+        """Assess each order of the batch once, after all its readings are in: a reading
+        that arrives with newer ones (a store-and-forward flush) is judged with them,
+        and the devices of the batch are not silent."""
+        for order_id, rs in batch.items():
+            tracker = self._risk[order_id]
+            quiet = {r.device: 0.0 for r in rs}
+            self._keep(tracker.assess(max(r.timestamp for r in rs), quiet), out)
 
     @staticmethod
     def _keep(assessment: Any, out: RulesOutput) -> None:

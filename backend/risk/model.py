@@ -278,11 +278,15 @@ class _Device:
     calm: int = 0
     status: str | None = None
     battery_permille: int | None = None
+    #: bumped by every reading added: the forecast is worked out again only then
+    version: int = 0
+    forecast: tuple[int, _TempForecast | None] | None = None
 
     def add(self, r: StoredReading, keep: int) -> None:
         if r.seq not in self.by_seq:
             bisect.insort(self.seqs, r.seq)
         self.by_seq[r.seq] = r
+        self.version += 1
         if len(self.seqs) > keep:
             for s in self.seqs[: len(self.seqs) - keep]:
                 del self.by_seq[s]
@@ -295,8 +299,21 @@ class _Device:
     def readings(self) -> list[StoredReading]:
         return [self.by_seq[s] for s in self.seqs]
 
+    def last(self, n: int) -> list[StoredReading]:
+        return [self.by_seq[s] for s in self.seqs[-n:]]
+
+    def since(self, ts: float) -> list[StoredReading]:
+        """The readings after ``ts``, newest first (scanning back from the newest seq)."""
+        out = []
+        for s in reversed(self.seqs):
+            r = self.by_seq[s]
+            if r.timestamp <= ts:
+                break
+            out.append(r)
+        return out
+
     def interval(self, default: float) -> float:
-        return reading_interval(self.readings()[-11:], default)
+        return reading_interval(self.last(11), default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,10 +422,13 @@ class ShipmentRisk:
         return start
 
     def _temperature(self, device: str, dev: _Device) -> _TempForecast | None:
+        if dev.forecast is not None and dev.forecast[0] == dev.version:
+            return dev.forecast[1]
         f = self._forecast(device, dev)
-        if f is None:
-            return None
-        return dataclasses.replace(f, interval_secs=dev.interval(self.default_interval))
+        if f is not None:
+            f = dataclasses.replace(f, interval_secs=dev.interval(self.default_interval))
+        dev.forecast = (dev.version, f)
+        return f
 
     def _forecast(self, device: str, dev: _Device) -> _TempForecast | None:
         rs = dev.readings()
@@ -561,11 +581,10 @@ class ShipmentRisk:
         if limit:
             peak = 0
             for dev in self.devices.values():
-                for r in dev.readings():
-                    if r.timestamp > now - cfg.rough_window_secs:
-                        peak = max(peak, r.shock_milli_g)
-                        if r.shock_milli_g >= cfg.rough_shock_ratio * limit:
-                            rough.append(r)
+                for r in dev.since(now - cfg.rough_window_secs):
+                    peak = max(peak, r.shock_milli_g)
+                    if r.shock_milli_g >= cfg.rough_shock_ratio * limit:
+                        rough.append(r)
             if peak >= cfg.rough_shock_ratio * limit:
                 strength = _clamp(peak / limit) * _clamp(len(rough) / cfg.rough_shock_count)
                 reasons.append(
@@ -581,10 +600,9 @@ class ShipmentRisk:
         # doors and tamper
         doors = tamper = 0
         for dev in self.devices.values():
-            for r in dev.readings():
-                if r.timestamp > now - cfg.door_window_secs:
-                    doors += bool(r.flags & FLAG_DOOR_OPEN)
-                    tamper += bool(r.flags & (FLAG_TAMPER | FLAG_SENSOR_FAULT))
+            for r in dev.since(now - cfg.door_window_secs):
+                doors += bool(r.flags & FLAG_DOOR_OPEN)
+                tamper += bool(r.flags & (FLAG_TAMPER | FLAG_SENSOR_FAULT))
         if doors:
             reasons.append(
                 Reason(
@@ -727,7 +745,7 @@ class ShipmentRisk:
             if head.seq == dev.counted_seq:  # the silence timer: nothing new to count
                 continue
             dev.counted_seq = head.seq
-            door = any(r.flags & FLAG_DOOR_OPEN for r in dev.readings()[-2:])
+            door = any(r.flags & FLAG_DOOR_OPEN for r in dev.last(2))
             if soon and door:
                 soon = False  # hold: judge the trend once the doors are shut
             else:
