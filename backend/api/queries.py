@@ -25,6 +25,7 @@ from backend.store.models import (
     CommitmentRow,
     DeviceRow,
     ReadingRow,
+    RiskSnapshotRow,
 )
 
 #: An order as the API reads it: a Core row with the columns of :class:`OrderRow`.
@@ -192,6 +193,12 @@ def alerts(
     if offset == 0 and len(rows) < limit:
         return rows, len(rows)
     return rows, _count(session, stmt)
+
+
+def risk_snapshots(session: Session, order_id: int, *, limit: int = 100) -> list[RiskSnapshotRow]:
+    """The order's risk snapshots, newest first."""
+    q = select(RiskSnapshotRow).where(RiskSnapshotRow.order_id == order_id)
+    return list(session.scalars(q.order_by(RiskSnapshotRow.id.desc()).limit(limit)))
 
 
 def last_alert_id(session: Session) -> int:

@@ -490,6 +490,57 @@ class AlertsPublic(BaseModel):
     count: int
 
 
+class RiskReasonPublic(BaseModel):
+    """One contribution to the score (kinds: ``backend.domain.alerts.ReasonKind``)."""
+
+    kind: str
+    value: float | None = Field(description="The measure behind it (seconds, mg, readings, ‰).")
+    weight: float = Field(description="The most points this reason can add.")
+    strength: float = Field(description="How much of the weight applies now (0–1).")
+    points: float = Field(description="weight × strength")
+    text: str
+
+
+class RiskEtaPublic(BaseModel):
+    timestamp: int = Field(description="Forecast arrival in the destination geofence (unix s).")
+    confidence: float = Field(description="0–1")
+    late_secs: int = Field(description="Forecast lateness against the delivery deadline.")
+    penalty_bps: int = Field(description="The late penalty that lateness implies (bps of price).")
+    penalty_amount: str = Field(description="The same in token base units (decimal string).")
+    remaining_km: float
+    speed_kmh: float = Field(description="Speed made good toward the destination.")
+
+
+class RiskPointPublic(BaseModel):
+    """A past snapshot of the score."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: int
+    score: float
+    breach_in_secs: int | None
+    reasons: list[RiskReasonPublic]
+
+
+class RiskPublic(BaseModel):
+    """A shipment's live risk score (docs/risk.md), its history and its risk alerts."""
+
+    order_id: int
+    at: int | None = Field(description="Time of the newest snapshot (null: none yet).")
+    score: float | None = Field(description="0–100 (null: no reading assessed yet).")
+    reasons: list[RiskReasonPublic]
+    eta: RiskEtaPublic | None
+    breach_in_secs: int | None = Field(
+        description="Seconds until a breach is forecast provable (null: none in sight)."
+    )
+    history: list[RiskPointPublic] = Field(description="Earlier snapshots, newest first.")
+    alerts: list[AlertPublic] = Field(
+        description="The order's risk alerts (risk_breach, risk_late, risk_level), newest "
+        "first; each carries data.lead_secs, the time left before the limit or deadline."
+    )
+
+
 class DevicePublic(BaseModel):
     """A device bound to an order: what the oracle stored of it and what it says of itself."""
 

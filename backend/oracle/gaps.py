@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from backend.domain.alerts import AlertKind, Severity
 from backend.oracle.metrics import Metrics
 from backend.oracle.rules import AlertIntent, RulesOutput, write_outputs
 from backend.store import repositories as repo
@@ -98,7 +99,7 @@ class GapWatch:
             self._first_seen = current
             write_outputs(s, out)
         self.metrics.ingest_missing_readings.set(missing)
-        gaps = sum(1 for a in out.alerts if a.kind == "seq_gap")
+        gaps = sum(1 for a in out.alerts if a.kind == AlertKind.SEQ_GAP)
         if gaps:
             self.metrics.ingest_seq_gaps.inc(gaps)
         return out
@@ -126,8 +127,8 @@ class GapWatch:
         return AlertIntent(
             row.order_id,
             row.device,
-            "seq_gap",
-            "critical",
+            AlertKind.SEQ_GAP,
+            Severity.CRITICAL,
             message,
             int(row.last_timestamp or self.wall_clock()),
             {

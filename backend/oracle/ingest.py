@@ -619,8 +619,10 @@ class Ingestor:
                     for _, st in statuses
                 ],
             )
-            for i, _ in statuses:
+            for i, st in statuses:
                 verdicts[i] = Verdict(STATUS)
+                if self.rules is not None:
+                    self.rules.note_status(st.order_id, st.device, st.status, st.battery_permille)
             result.statuses += len(statuses)
             if self.rules is not None and fresh:
                 output = self.rules.evaluate(session, fresh)

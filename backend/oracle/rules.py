@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import bisect
 import logging
-import statistics
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -57,12 +56,21 @@ from backend.domain.actions import (
     decode_action,
 )
 from backend.domain.alert import ALERT_ATTRS, Alert
-from backend.domain.order import OrderState
+from backend.domain.alerts import AlertKind, Severity
+from backend.domain.order import OrderState, Terms
 from backend.domain.reading import (
     FLAG_DOOR_OPEN,
     FLAG_SENSOR_FAULT,
     FLAG_TAMPER,
     StoredReading,
+)
+from backend.risk import (
+    RiskAlert,
+    RiskConfig,
+    RiskSnapshot,
+    ShipmentRisk,
+    reading_interval,
+    temperature_line,
 )
 from backend.store import repositories as repo
 from backend.store.models import DeviceRow, OrderRow
@@ -93,6 +101,8 @@ class OrderTerms:
     second_device_issuer: str = ""
     #: 0 = buyer receipt only (no arrival proof), 1 = any witness, 2 = one of each issuer
     arrival_quorum: int = 1
+    #: The full terms (deadline, price, penalties: the risk model's ETA needs them).
+    terms: Terms | None = None
 
     @classmethod
     def from_row(cls, row: OrderRow) -> OrderTerms:
@@ -112,6 +122,7 @@ class OrderTerms:
             row.device_issuer,
             row.second_device_issuer,
             row.arrival_quorum,
+            Terms.of(row),
         )
 
     def out_of_range(self, r: StoredReading) -> bool:
@@ -186,10 +197,13 @@ _alert_row = attrgetter(*_ALERT_ROW)
 class RulesOutput:
     actions: list[ActionIntent] = field(default_factory=list)
     alerts: list[AlertIntent] = field(default_factory=list)
+    #: risk snapshots to keep (backend/risk: the live score and its history)
+    risk: list[RiskSnapshot] = field(default_factory=list)
 
     def extend(self, other: RulesOutput) -> None:
         self.actions += other.actions
         self.alerts += other.alerts
+        self.risk += other.risk
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +223,8 @@ class RulesConfig:
     arrival_delay_secs: float = 2.0
     #: How long an order's terms/state are cached before they are read again.
     terms_ttl_secs: float = 5.0
+    #: The risk model's weights and alert levels (docs/risk.md).
+    risk: RiskConfig = field(default_factory=RiskConfig)
 
 
 @dataclass
@@ -278,6 +294,7 @@ class RulesEngine:
         self._streams: dict[repo.StreamKey, _Stream] = {}
         self._breach_queued: set[int] = set()
         self._arrival_ts: dict[int, int] = {}
+        self._risk: dict[int, ShipmentRisk] = {}
         self.skipped_no_terms = 0
 
     # ------------------------------------------------------------------ state
@@ -287,6 +304,7 @@ class RulesEngine:
         self._streams.clear()
         self._breach_queued.clear()
         self._arrival_ts.clear()
+        self._risk.clear()
         self.terms.forget()
 
     def _load_streams(self, session: Session, keys: Sequence[repo.StreamKey]) -> None:
@@ -327,6 +345,7 @@ class RulesEngine:
             for row in repo.device_rows(session, keys)
         }
         touched: set[repo.StreamKey] = set()
+        assessed: dict[int, list[StoredReading]] = {}
         for r in ordered:
             key = (r.order_id, r.device)
             stream = self._streams[key]
@@ -344,9 +363,76 @@ class RulesEngine:
                 self.skipped_no_terms += 1
                 continue
             self._evaluate_one(session, stream, r, t, witnesses.get(key), out)
+            if self._observe_risk(session, r, t):
+                assessed.setdefault(r.order_id, []).append(r)
+        self._assess_risk(assessed, out)
         for key in touched:
             self._streams[key].trim(self.config.window)
         return out
+
+    # ------------------------------------------------------------------- risk
+
+    def _tracker(self, session: Session, t: OrderTerms) -> ShipmentRisk | None:
+        """The order's risk model: made on first sight from its stored windows and
+        the newest snapshot's open episodes (so no alert repeats after a restart)."""
+        tracker = self._risk.get(t.order_id)
+        if tracker is not None or t.terms is None:
+            return tracker
+        last = repo.latest_risk(session, [t.order_id]).get(t.order_id)
+        tracker = ShipmentRisk(
+            t.order_id,
+            t.terms,
+            t.shipped_at,
+            self.config.risk,
+            restored=last.state if last is not None else None,
+            default_interval_secs=self.config.default_interval_secs,
+        )
+        for (order_id, _), stream in self._streams.items():
+            if order_id == t.order_id:
+                for r in stream.last(len(stream.seqs)):
+                    tracker.observe(r)
+        for device, status, battery in repo.device_statuses(session, t.order_id):
+            tracker.note_status(device, status, battery)
+        self._risk[t.order_id] = tracker
+        return tracker
+
+    def note_status(
+        self, order_id: int, device: str, status: str | None, battery: int | None
+    ) -> None:
+        """A device's status message (battery, Last Will) for the order's risk model."""
+        tracker = self._risk.get(order_id)
+        if tracker is not None:
+            tracker.note_status(device, status, battery)
+
+    def _observe_risk(self, session: Session, r: StoredReading, t: OrderTerms) -> bool:
+        """Feed one stored reading to its order's risk model; False when there is none."""
+        if t.state != IN_TRANSIT:
+            return False
+        known = r.order_id in self._risk
+        tracker = self._tracker(session, t)
+        if tracker is None:
+            return False
+        if known:  # a new tracker has read it from the windows already
+            tracker.observe(r)
+        if t.breached or r.order_id in self._breach_queued:
+            tracker.mark_breached()
+        return True
+
+    def _assess_risk(self, batch: dict[int, list[StoredReading]], out: RulesOutput) -> None:
+        """Assess each order of the batch once, after all its readings are in: a reading
+        that arrives with newer ones (a store-and-forward flush) is judged with them,
+        and the devices of the batch are not silent."""
+        for order_id, rs in batch.items():
+            tracker = self._risk[order_id]
+            quiet = {r.device: 0.0 for r in rs}
+            self._keep(tracker.assess(max(r.timestamp for r in rs), quiet), out)
+
+    @staticmethod
+    def _keep(assessment: Any, out: RulesOutput) -> None:
+        if assessment.keep:
+            out.risk.append(assessment.snapshot)
+        for a in assessment.alerts:
+            out.alerts.append(_risk_alert(assessment.snapshot.order_id, a))
 
     def _evaluate_one(
         self,
@@ -363,9 +449,9 @@ class RulesEngine:
         prev = stream.by_seq.get(r.seq - 1)
         # Flags: alert on the transition (the previous reading did not have the flag).
         for flag, kind, severity, text in (
-            (FLAG_DOOR_OPEN, "door_open", "warning", "door opened"),
-            (FLAG_TAMPER, "tamper", "critical", "tamper switch triggered"),
-            (FLAG_SENSOR_FAULT, "sensor_fault", "warning", "sensor reports a fault"),
+            (FLAG_DOOR_OPEN, AlertKind.DOOR_OPEN, Severity.WARNING, "door opened"),
+            (FLAG_TAMPER, AlertKind.TAMPER, Severity.CRITICAL, "tamper switch triggered"),
+            (FLAG_SENSOR_FAULT, AlertKind.SENSOR_FAULT, Severity.WARNING, "sensor reports a fault"),
         ):
             if r.flags & flag and (prev is None or not prev.flags & flag):
                 out.alerts.append(self._alert(r, kind, severity, f"{text} (seq {r.seq})", {}))
@@ -374,8 +460,8 @@ class RulesEngine:
             out.alerts.append(
                 self._alert(
                     r,
-                    "shock",
-                    "critical",
+                    AlertKind.SHOCK,
+                    Severity.CRITICAL,
                     f"shock of {r.shock_milli_g} mg over the limit of {t.max_shock_milli_g} mg",
                     {"shockMilliG": r.shock_milli_g, "limit": t.max_shock_milli_g},
                 )
@@ -446,8 +532,8 @@ class RulesEngine:
             out.alerts.append(
                 self._alert(
                     r,
-                    "excursion_started",
-                    "warning",
+                    AlertKind.EXCURSION_STARTED,
+                    Severity.WARNING,
                     f"out of range: {r.temperature_centi_c / 100:.2f} °C, "
                     f"{r.humidity_permille / 10:.1f} % RH; breach after "
                     f"{t.tolerated_excursion_secs} s",
@@ -493,8 +579,8 @@ class RulesEngine:
             out.alerts.append(
                 self._alert(
                     r,
-                    "breach_unprovable",
-                    "critical",
+                    AlertKind.BREACH_UNPROVABLE,
+                    Severity.CRITICAL,
                     f"excursion of {last.timestamp - first.timestamp} s needs {len(evidence)} "
                     f"readings as evidence, more than the {self.config.max_evidence_readings} "
                     "one transaction carries",
@@ -506,8 +592,8 @@ class RulesEngine:
             AlertIntent(
                 r.order_id,
                 r.device,
-                "breach_detected",
-                "critical",
+                AlertKind.BREACH_DETECTED,
+                Severity.CRITICAL,
                 f"excursion of {last.timestamp - first.timestamp} s (seq {first.seq}–{last.seq}) "
                 f"exceeds the tolerated {t.tolerated_excursion_secs} s",
                 last.timestamp,
@@ -545,14 +631,10 @@ class RulesEngine:
         ):
             stream.trend_alerted.clear()
             return
-        xs = [p.timestamp - pts[0].timestamp for p in pts]
-        ys = [p.temperature_centi_c for p in pts]
-        mx, my = sum(xs) / k, sum(ys) / k
-        sxx = sum((x - mx) ** 2 for x in xs)
-        if sxx == 0:
+        line = temperature_line(pts)
+        if line is None:
             return
-        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx  # centi-°C/s
-        now_fit = my + slope * (xs[-1] - mx)
+        now_fit, slope = line  # centi-°C, centi-°C/s
         for side, limit, heading in (
             ("high", t.max_temp_centi_c, slope > 0),
             ("low", t.min_temp_centi_c, slope < 0),
@@ -564,8 +646,8 @@ class RulesEngine:
                     out.alerts.append(
                         self._alert(
                             r,
-                            "trend",
-                            "warning",
+                            AlertKind.TREND,
+                            Severity.WARNING,
                             f"temperature {r.temperature_centi_c / 100:.2f} °C heading "
                             f"{'up' if side == 'high' else 'down'} at "
                             f"{slope * 60 / 100:+.2f} °C/min: reaches the "
@@ -618,10 +700,7 @@ class RulesEngine:
             if t is None or t.state != IN_TRANSIT:
                 continue
             stream = self._streams[key]
-            recent = stream.last(11)
-            gaps = [b.timestamp - a.timestamp for a, b in zip(recent, recent[1:], strict=False)]
-            gaps = [g for g in gaps if g > 0]
-            interval = statistics.median(gaps) if gaps else self.config.default_interval_secs
+            interval = reading_interval(stream.last(11), self.config.default_interval_secs)
             threshold = max(self.config.silence_min_secs, self.config.silence_factor * interval)
             quiet = now - head.received_at
             if quiet > threshold:
@@ -629,8 +708,8 @@ class RulesEngine:
                     AlertIntent(
                         head.order_id,
                         device,
-                        "silence",
-                        "warning",
+                        AlertKind.SILENCE,
+                        Severity.WARNING,
                         f"no reading for {quiet:.0f} s "
                         f"(interval {interval:.0f} s, last seq {head.seq})",
                         int(now),
@@ -638,7 +717,25 @@ class RulesEngine:
                         f"silence:{head.order_id}:{device}:{head.seq}",
                     )
                 )
+        # The risk picture moves on without readings (silence, ETA): assess it again.
+        for order_id, tracker in self._risk.items():
+            t = terms.get(order_id)
+            if t is None or t.state != IN_TRANSIT:
+                continue
+            quiets: dict[str, float] = {}
+            at = 0
+            for (o, device), stream in self._streams.items():
+                h = stream.head
+                if o == order_id and h is not None:
+                    quiets[device] = max(0.0, now - h.received_at)
+                    at = max(at, int(h.timestamp + quiets[device]))
+            if quiets:
+                self._keep(tracker.assess(at, quiets), out)
         return out
+
+
+def _risk_alert(order_id: int, a: RiskAlert) -> AlertIntent:
+    return AlertIntent(order_id, a.device, a.kind, a.severity, a.message, a.at, a.data, a.dedup_key)
 
 
 def _supersedes(arrival: ProveArrival, order_id: int, payload: dict[str, Any]) -> bool:
@@ -661,6 +758,7 @@ def write_outputs(
     """
     now = time.time() if now is None else now
     alerts = repo.insert_alerts(session, [a.as_row() for a in output.alerts])
+    repo.insert_risk_snapshots(session, [r.as_row() for r in output.risk])
     actions = 0
     for a in output.actions:
         if repo.enqueue(session, a.action, not_before=now + a.delay_secs, now=now):

@@ -322,6 +322,29 @@ class AlertRow(Base):
     created_at: Mapped[float] = mapped_column(Float)
 
 
+class RiskSnapshotRow(Base):
+    """A shipment's risk picture at one time (backend/risk, docs/risk.md): the oracle
+    keeps one whenever the score or its reasons change (and at least hourly while
+    readings come in); the newest is the live score, the rest its history."""
+
+    __tablename__ = "risk_snapshots"
+    __table_args__ = (Index("ix_risk_snapshots_order_id_id", "order_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    order_id: Mapped[int] = mapped_column(BigInteger)
+    #: Scenario time it describes: the newest reading's timestamp, or the silence timer's.
+    at: Mapped[int] = mapped_column(BigInteger)
+    score: Mapped[float] = mapped_column(Float)
+    #: [{kind, value, weight, strength, points, text}], strongest first
+    reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    #: {timestamp, confidence, late_secs, penalty_bps, penalty_amount, ...} or null
+    eta: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    breach_in_secs: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    #: the risk model's open episodes (alert deduplication survives a restart)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
 def _table(model: type[Base]) -> Table:
     table = model.__table__
     assert isinstance(table, Table)
@@ -337,6 +360,7 @@ DEVICES = _table(DeviceRow)
 ORDERS = _table(OrderRow)
 OUTBOX = _table(OutboxRow)
 READINGS = _table(ReadingRow)
+RISK = _table(RiskSnapshotRow)
 
 __all__ = [
     "ALERTS",
@@ -345,6 +369,7 @@ __all__ = [
     "ORDERS",
     "OUTBOX",
     "READINGS",
+    "RISK",
     "AlertRow",
     "Base",
     "ChainEventRow",
@@ -355,4 +380,5 @@ __all__ = [
     "OrderRow",
     "OutboxRow",
     "ReadingRow",
+    "RiskSnapshotRow",
 ]

@@ -53,6 +53,7 @@ from backend.store.models import (
     OrderRow,
     OutboxRow,
     ReadingRow,
+    RiskSnapshotRow,
 )
 
 OUTBOX_PENDING = "pending"
@@ -585,6 +586,39 @@ def insert_alerts(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
     return len(session.connection().execute(stmt, params).all())
 
 
+def insert_risk_snapshots(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Append risk snapshots (``RiskSnapshot.as_row()`` dicts); returns how many."""
+    if not rows:
+        return 0
+    now = time.time()
+    session.execute(RISK.insert(), [{"created_at": now, **r} for r in rows])
+    return len(rows)
+
+
+def latest_risk(session: Session, order_ids: Iterable[int]) -> dict[int, RiskSnapshotRow]:
+    """Each order's newest risk snapshot (orders without one are left out)."""
+    ids = sorted(set(order_ids))
+    if not ids:
+        return {}
+    newest = (
+        select(func.max(RiskSnapshotRow.id))
+        .where(RiskSnapshotRow.order_id.in_(ids))
+        .group_by(RiskSnapshotRow.order_id)
+    )
+    rows = session.scalars(select(RiskSnapshotRow).where(RiskSnapshotRow.id.in_(newest)))
+    return {row.order_id: row for row in rows}
+
+
+def risk_history(
+    session: Session, order_id: int, *, limit: int = 100, before_id: int | None = None
+) -> list[RiskSnapshotRow]:
+    """An order's risk snapshots, newest first; page with ``before_id``."""
+    q = select(RiskSnapshotRow).where(RiskSnapshotRow.order_id == order_id)
+    if before_id is not None:
+        q = q.where(RiskSnapshotRow.id < before_id)
+    return list(session.scalars(q.order_by(RiskSnapshotRow.id.desc()).limit(limit)))
+
+
 def alerts_for(
     session: Session,
     order_id: int,
@@ -751,6 +785,14 @@ class DeviceStatus:
     battery_permille: int | None
     first_seq: int | None
     last_seq: int | None
+
+
+def device_statuses(session: Session, order_id: int) -> list[tuple[str, str | None, int | None]]:
+    """(device, last status, battery permille) of each device bound to the order."""
+    q = select(DeviceRow.device, DeviceRow.status, DeviceRow.battery_permille).where(
+        DeviceRow.order_id == order_id
+    )
+    return [(str(d), s, b) for d, s, b in session.execute(q)]
 
 
 def record_status(session: Session, statuses: Sequence[DeviceStatus]) -> None:

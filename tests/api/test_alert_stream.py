@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
@@ -12,8 +13,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.api.context import ApiContext
 from backend.api.parties import PartyRegistry
 from backend.core.settings import Settings
+from backend.domain.alerts import AlertKind
+from backend.domain.reading import StoredReading
+from backend.oracle.rules import RulesEngine, write_outputs
 from backend.store.models import AlertRow, OrderRow
-from testkit.api_seed import order_values
+from testkit.api_seed import T0, order_values
 from tests.api.conftest import headers
 from tests.api.uvicorn_thread import ServerThread
 
@@ -131,3 +135,35 @@ def test_server_shutdown_ends_open_streams(stream_ctx: ApiContext) -> None:
         client.close()
         srv.thread.join(timeout=10)
     assert not srv.thread.is_alive()
+
+
+def test_risk_warnings_come_on_the_stream_with_their_lead_time(
+    stream_ctx: ApiContext, factory: sessionmaker[Session]
+) -> None:
+    """The risk model's alerts are alerts: what the oracle's rules raise reaches the stream."""
+    rules = RulesEngine()
+    device = "0x" + "ab" * 20
+    with ServerThread(stream_ctx) as srv, httpx.Client(base_url=srv.url, timeout=10) as client:
+        h = {**headers("buyer")}
+        with client.stream("GET", "/alerts/stream", params={"order_id": 1}, headers=h) as r:
+            lines = r.iter_lines()
+            frames(lines, 1)  # retry + hello comment
+            for i in range(40):  # 4.50 °C, then +20 c°C a minute from seq 12
+                ts = T0 + 120 + 60 * i
+                reading = StoredReading(
+                    i + 1, device, 1, i, ts, 450 + 20 * max(0, i - 11), 500, 10,
+                    50_000_000, 3_000_000, 0, float(ts),
+                )  # fmt: skip
+                with factory.begin() as s:
+                    write_outputs(s, rules.evaluate(s, [reading]), now=ts)
+            seen = []
+            for frame in frames(lines, 6):
+                if frame.get("event") != "alert":
+                    continue
+                body = json.loads(frame["data"])
+                seen.append(body["kind"])
+                if body["kind"] == AlertKind.RISK_BREACH:
+                    assert body["data"]["lead_secs"] > 15 * 60
+                    assert "reaches 8.00 °C" in body["message"]
+                    break
+            assert AlertKind.RISK_BREACH in seen, seen

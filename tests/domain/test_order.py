@@ -193,7 +193,9 @@ def test_the_simulators_scenario_terms_follow_the_struct() -> None:
 
 def test_the_rules_view_takes_its_terms_from_the_terms() -> None:
     names = {f.name for f in dataclasses.fields(OrderTerms)}
-    assert names - {"order_id", "state", "breached", "shipped_at"} <= set(TERMS_ATTRS)
+    # ``terms`` is the domain record itself (the risk model reads deadline and penalties)
+    assert names - {"order_id", "state", "breached", "shipped_at", "terms"} <= set(TERMS_ATTRS)
+    assert OrderTerms.__dataclass_fields__["terms"].type in ("Terms | None", Terms | None)
 
 
 def test_the_terms_digest_is_the_contracts() -> None:
