@@ -54,7 +54,7 @@ from rich.table import Table
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
-from backend.domain.alerts import AlertKind
+from backend.domain.alert import AlertKind
 from backend.domain.order import Terms
 from backend.domain.reading import StoredReading
 from backend.oracle.rules import RulesConfig, RulesEngine
@@ -190,6 +190,9 @@ def generate(seed: int, index: int) -> Shipment:
     tolerated = rng.choice([1800, 2700, 3600])
     dest = (waypoints[-1][0], waypoints[-1][1])
     terms = Terms(
+        buyer=ADDRESS,
+        supplier=ADDRESS,
+        device_issuer=ADDRESS,
         price=10**10,
         delivery_deadline=T0 + planned_s + slack,
         dest_lat_e6=round(dest[0] * 1e6),
@@ -217,8 +220,6 @@ def generate(seed: int, index: int) -> Shipment:
                 received = T0 + b
         readings.append(
             StoredReading(
-                seq,
-                DEVICE,
                 index + 1,
                 seq,
                 ts,
@@ -228,8 +229,10 @@ def generate(seed: int, index: int) -> Shipment:
                 lat,
                 lon,
                 s.flags,
-                float(received),
-            )  # fmt: skip
+                id=seq,
+                device=DEVICE,
+                received_at=float(received),
+            )
         )
     breach_at, cause, delivered = ground_truth(terms, readings)
     late = max(0, delivered - terms.delivery_deadline) if delivered is not None else 0

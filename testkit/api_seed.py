@@ -216,7 +216,7 @@ def seed(
                     args=args,
                 )
             )
-        for order_id, kind in ((1, "temperature_warning"), (2, "device_silent")):
+        for order_id, kind in ((1, "trend"), (2, "silence")):
             s.add(
                 AlertRow(
                     order_id=order_id,

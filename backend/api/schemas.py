@@ -491,7 +491,7 @@ class AlertsPublic(BaseModel):
 
 
 class RiskReasonPublic(BaseModel):
-    """One contribution to the score (kinds: ``backend.domain.alerts.ReasonKind``)."""
+    """One contribution to the score (kinds: ``backend.domain.alert.ReasonKind``)."""
 
     kind: str
     value: float | None = Field(description="The measure behind it (seconds, mg, readings, ‰).")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.domain.alerts import AlertKind, Severity
+from backend.domain.alert import AlertKind, Severity
 from backend.oracle.metrics import Metrics
 from backend.oracle.rules import AlertIntent, RulesOutput, write_outputs
 from backend.store import repositories as repo

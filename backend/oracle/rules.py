@@ -55,8 +55,7 @@ from backend.domain.actions import (
     ProveShock,
     decode_action,
 )
-from backend.domain.alert import ALERT_ATTRS, Alert
-from backend.domain.alerts import AlertKind, Severity
+from backend.domain.alert import ALERT_ATTRS, Alert, AlertKind, Severity
 from backend.domain.order import OrderState, Terms
 from backend.domain.reading import (
     FLAG_DOOR_OPEN,

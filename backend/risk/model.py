@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from backend.domain.alerts import AlertKind, ReasonKind, Severity
+from backend.domain.alert import AlertKind, ReasonKind, Severity
 from backend.domain.order import Terms
 from backend.domain.reading import FLAG_DOOR_OPEN, FLAG_SENSOR_FAULT, FLAG_TAMPER, StoredReading
 

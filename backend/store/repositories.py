@@ -44,6 +44,7 @@ from backend.store.models import (
     ORDERS,
     OUTBOX,
     READINGS,
+    RISK,
     AlertRow,
     ChainEventRow,
     CommitmentRow,

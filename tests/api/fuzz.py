@@ -140,8 +140,8 @@ def seed_rows(factory: sessionmaker[Session], stack: Stack, seeded: Seeded, n: i
             commitment_row(rows[: seeded.committed], now, committer=stack.accounts.oracle.address)
         )
         for order_id, kind in (
-            (order, "temperature_warning"),
-            (seeded.orders["stranger"], "device_silent"),
+            (order, "trend"),
+            (seeded.orders["stranger"], "silence"),
         ):
             s.add(
                 AlertRow(

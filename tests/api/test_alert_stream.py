@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.api.context import ApiContext
 from backend.api.parties import PartyRegistry
 from backend.core.settings import Settings
-from backend.domain.alerts import AlertKind
+from backend.domain.alert import AlertKind
 from backend.domain.reading import StoredReading
 from backend.oracle.rules import RulesEngine, write_outputs
 from backend.store.models import AlertRow, OrderRow
@@ -151,8 +151,8 @@ def test_risk_warnings_come_on_the_stream_with_their_lead_time(
             for i in range(40):  # 4.50 °C, then +20 c°C a minute from seq 12
                 ts = T0 + 120 + 60 * i
                 reading = StoredReading(
-                    i + 1, device, 1, i, ts, 450 + 20 * max(0, i - 11), 500, 10,
-                    50_000_000, 3_000_000, 0, float(ts),
+                    1, i, ts, 450 + 20 * max(0, i - 11), 500, 10, 50_000_000, 3_000_000, 0,
+                    id=i + 1, device=device, received_at=float(ts),
                 )  # fmt: skip
                 with factory.begin() as s:
                     write_outputs(s, rules.evaluate(s, [reading]), now=ts)

@@ -146,6 +146,10 @@ def test_request_bodies_are_validated_strictly(
             ("query", "breach"),
         ),
         ("/alerts", {"order_id": "1.0"}, ("query", "order_id")),
+        # kinds and severities are the closed sets of backend/domain/alert.py
+        ("/alerts", {"kind": "3.402823466e+38"}, ("query", "kind", "0")),
+        ("/alerts", {"kind": "temperature_warning"}, ("query", "kind", "0")),
+        ("/alerts", {"severity": "urgent"}, ("query", "severity")),
         ("/orders/1/commitments/1.0", {}, ("path", "batch_seq")),
     ],
 )

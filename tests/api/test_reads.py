@@ -163,9 +163,9 @@ def test_events_alerts_devices(api: Api, seeded: Seeded) -> None:
     assert [e["event"] for e in events["data"]] == ["OrderCreated", "OrderShipped", "FundsCredited"]
     assert events["data"][0]["tx_hash"] == "0x" + "01" * 32
     alerts = api.get("/alerts").json()
-    assert [a["kind"] for a in alerts["data"]] == ["temperature_warning"]
+    assert [a["kind"] for a in alerts["data"]] == ["trend"]
     assert api.get("/alerts", "auditor").json()["count"] == 2
-    assert api.get("/alerts", "stranger").json()["data"][0]["kind"] == "device_silent"
+    assert api.get("/alerts", "stranger").json()["data"][0]["kind"] == "silence"
     assert api.get("/orders/1/alerts").json()["count"] == 1
     assert api.get("/alerts", params={"severity": "critical"}).json()["count"] == 0
     devices = api.get("/orders/1/devices").json()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.api.parties import PartyRegistry
-from backend.domain.alerts import RISK_ALERT_KINDS, AlertKind, ReasonKind
+from backend.domain.alert import RISK_ALERT_KINDS, AlertKind, ReasonKind
 from backend.domain.reading import StoredReading
 from backend.oracle.rules import RulesEngine, write_outputs
 from testkit.api_seed import T0, seed

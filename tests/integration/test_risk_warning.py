@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.domain.alerts import AlertKind, ReasonKind
+from backend.domain.alert import AlertKind, ReasonKind
 from backend.store.models import AlertRow, ChainEventRow, RiskSnapshotRow
 from iot_simulator import publish
 from tests.integration.oracle_stack import oracle_stack, wait_until_done

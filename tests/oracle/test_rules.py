@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from backend.domain.alerts import RISK_ALERT_KINDS
+from backend.domain.alert import RISK_ALERT_KINDS
 from backend.oracle.ingest import Inbound, Ingestor
 from backend.oracle.metrics import Metrics
 from backend.oracle.rules import RulesConfig, RulesEngine, write_outputs

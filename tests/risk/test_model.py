@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from backend.domain.alerts import AlertKind, ReasonKind
+from backend.domain.alert import AlertKind, ReasonKind
 from backend.domain.order import Terms
 from backend.domain.reading import FLAG_DOOR_OPEN, StoredReading
 from backend.risk import RiskConfig, ShipmentRisk, combine, haversine_km, late_penalty_bps
@@ -23,6 +23,9 @@ EARLY = dataclasses.replace(RiskConfig(), warn_breach_secs=0)
 
 def terms(**kw: object) -> Terms:
     values: dict = dict(
+        buyer="0x" + "b1" * 20,
+        supplier="0x" + "5e" * 20,
+        device_issuer="0x" + "1c" * 20,
         price=10**10,
         delivery_deadline=T0 + 40 * 3600,
         dest_lat_e6=DEST[0],
@@ -47,7 +50,9 @@ def reading(
     shock: int = 100, device: str = DEV,
 ) -> StoredReading:  # fmt: skip
     ts = T0 + every * seq
-    return StoredReading(seq, device, 1, seq, ts, temp, 500, shock, 0, lon, flags, float(ts))
+    return StoredReading(
+        1, seq, ts, temp, 500, shock, 0, lon, flags, id=seq, device=device, received_at=float(ts)
+    )
 
 
 def feed(risk: ShipmentRisk, readings: list[StoredReading]) -> list:
@@ -212,7 +217,9 @@ def test_a_slow_voyage_is_forecast_late_with_its_penalty() -> None:
     snap = risk.assess(T0 + 12 * 3600).snapshot
     assert ReasonKind.LATENESS in [r.kind for r in snap.reasons]
     # arrival fixes the ETA and the lateness
-    inside = StoredReading(999, DEV, 1, 999, T0 + 50 * 3600, 450, 500, 100, 0, DEST[1], 0, 0.0)
+    inside = StoredReading(
+        1, 999, T0 + 50 * 3600, 450, 500, 100, 0, DEST[1], 0, id=999, device=DEV, received_at=0.0
+    )
     risk.observe(inside)
     final = risk.assess(inside.timestamp).snapshot.eta
     assert final is not None and final.timestamp == inside.timestamp

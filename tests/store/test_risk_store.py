@@ -1,4 +1,4 @@
-"""Risk snapshots in the store, on SQLite and PostgreSQL (migration 0003)."""
+"""Risk snapshots in the store, on SQLite and PostgreSQL (migration 0004)."""
 
 from __future__ import annotations
 

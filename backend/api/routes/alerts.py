@@ -18,15 +18,17 @@ from backend.api.deps import ContextDep, CurrentParty, SessionDep, visible_order
 from backend.api.errors import READ, responses
 from backend.api.pages import Offset, OrderPage, order_page
 from backend.api.parties import Party
-from backend.api.schemas import MAX_JSON_INT, AlertPublic, AlertsPublic, Digits, QueryText
+from backend.api.schemas import MAX_JSON_INT, AlertPublic, AlertsPublic, Digits
+from backend.domain.alert import AlertKind, Severity
 
 router = APIRouter(tags=["alerts"])
 
-Severity = Annotated[
-    str | None, Query(pattern=r"^[a-z]{1,16}$", description="info | warning | critical")
-]
+SeverityQuery = Annotated[Severity | None, Query(description="Only alerts of this severity.")]
 OrderAlertsPage = Annotated[OrderPage, order_page(most=500, default=50)]
-Kinds = Annotated[list[QueryText] | None, Query(description="Alert kinds (repeat).", max_length=20)]
+Kinds = Annotated[
+    list[AlertKind] | None,
+    Query(description="Alert kinds (repeat); docs/oracle.md and docs/risk.md.", max_length=20),
+]
 
 
 @router.get("/alerts", response_model=AlertsPublic, responses=responses(*READ))
@@ -35,7 +37,7 @@ async def list_alerts(
     party: CurrentParty,
     order_id: Annotated[int | None, Query(ge=1, le=MAX_JSON_INT), Digits] = None,
     kind: Kinds = None,
-    severity: Severity = None,
+    severity: SeverityQuery = None,
     limit: Annotated[int, Query(ge=1, le=500), Digits] = 50,
     offset: Offset = 0,
 ) -> AlertsPublic:

@@ -21,7 +21,7 @@ from backend.api.schemas import (
     RiskPublic,
     RiskReasonPublic,
 )
-from backend.domain.alerts import RISK_ALERT_KINDS
+from backend.domain.alert import RISK_ALERT_KINDS
 
 router = APIRouter(prefix="/orders", tags=["risk"])
 

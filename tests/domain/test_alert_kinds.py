@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backend.domain.alerts import (
+from backend.domain.alert import (
     ALERT_KINDS,
     REASON_KINDS,
     RISK_ALERT_KINDS,
