@@ -1,0 +1,111 @@
+"""GET /suppliers and /suppliers/{address}/scorecard over indexed events (docs/scorecards.md).
+
+The events are stored as the indexer stores them (``chain_events`` rows, JSON
+arguments); the figures must be what the pure computation gives for those events.
+tests/integration/test_scorecards_anvil.py checks the whole path against the chain.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.indexer.chain import json_safe
+from backend.scorecard import ranked, scorecards
+from backend.store import repositories as repo
+from tests.api.conftest import Api
+from tests.scorecard.events import BUYER, DEADLINE, OTHER, SUPPLIER, T0, Chain
+
+
+def store(factory: sessionmaker[Session], chain: Chain) -> None:
+    rows = [
+        {
+            "block_number": e.block_number,
+            "block_timestamp": e.timestamp,
+            "tx_hash": e.block_number.to_bytes(32, "big"),
+            "log_index": e.log_index,
+            "contract": "PurchaseOrders",
+            "event": e.name,
+            "order_id": e.args.get("orderId"),
+            "args": json_safe(dict(e.args)),
+        }
+        for e in chain.events
+    ]
+    with factory() as s, s.begin():
+        repo.insert_events(s, rows)
+
+
+@pytest.fixture
+def history() -> Chain:
+    c = Chain()
+    good = c.create(c.terms(supplier=OTHER, price=2**70))  # beyond 2**53: JSON as a string
+    c.ship(good)
+    c.deliver(good)
+    c.settle(good, 0, 2**70)
+    late = c.create(c.terms())
+    c.ship(late)
+    c.breach(late, "shock")
+    c.deliver(late, late=3 * 3600)
+    c.settle(late, 3_300, 6_700)
+    c.emit("OrderExpired", DEADLINE + 9 * 86_400, orderId=c.create(c.terms()), refunded=10_000)
+    c.emit("OrderCancelled", T0, orderId=c.create(c.terms()), by=BUYER)
+    return c
+
+
+def test_a_scorecard_is_the_computation_over_the_stored_events(
+    api: Api, factory: sessionmaker[Session], history: Chain
+) -> None:
+    store(factory, history)
+    r = api.get(f"/suppliers/{SUPPLIER}/scorecard", who="stranger")  # any party may read
+    assert r.status_code == 200, r.text
+    body = r.json()
+    expected = scorecards(history.events)[SUPPLIER]
+    assert body["supplier"] == SUPPLIER and body["as_of"] == expected.as_of
+    f = body["all_time"]
+    assert (f["orders"], f["delivered"], f["late"], f["shocks"], f["expired"], f["cancelled"]) == (
+        3, 1, 1, 1, 1, 1)  # fmt: skip
+    assert f["mean_late_secs"] == 3 * 3600 and f["score_bps"] == 0
+    [tok] = f["tokens"]
+    assert (tok["late_penalties"], tok["breach_refunds"], tok["expiry_refunds"]) == (
+        "300", "3000", "10000")  # fmt: skip
+    assert [lane["lane"] for lane in body["lanes"]] == ["51.9,4.0"]
+    assert body["last_90_days"] == f  # every order is recent
+    other = api.get(f"/suppliers/{OTHER.lower()}/scorecard", who="auditor").json()
+    assert other["all_time"]["tokens"][0]["value"] == str(2**70)
+
+
+def test_suppliers_are_ranked(api: Api, factory: sessionmaker[Session], history: Chain) -> None:
+    store(factory, history)
+    body = api.get("/suppliers").json()
+    assert [(d["rank"], d["supplier"]) for d in body["data"]] == [(1, OTHER), (2, SUPPLIER)]
+    assert body["count"] == 2
+    assert [c.supplier for c in ranked(scorecards(history.events).values())] == [OTHER, SUPPLIER]
+    page = api.get("/suppliers", params={"limit": 1, "offset": 1}).json()
+    assert [(d["rank"], d["supplier"]) for d in page["data"]] == [(2, SUPPLIER)]
+
+
+def test_no_events_no_suppliers(api: Api) -> None:
+    body = api.get("/suppliers").json()
+    assert body == {"as_of": None, "data": [], "count": 0}
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "code", "says"),
+    [
+        ("/suppliers/0x12/scorecard", 422, "validation_error", "address"),
+        (f"/suppliers/{SUPPLIER[:-1]}X/scorecard", 422, "validation_error", "address"),
+        (f"/suppliers/{SUPPLIER}/scorecard", 404, "not_found", SUPPLIER),
+    ],
+)
+def test_errors(api: Api, path: str, status: int, code: str, says: str) -> None:
+    r = api.get(path)
+    assert r.status_code == status
+    body: dict[str, Any] = r.json()
+    assert body["code"] == code and says in body["message"], body
+
+
+def test_a_key_is_needed(api: Api) -> None:
+    assert api.get("/suppliers", who="none").status_code == 401
+    assert api.get(f"/suppliers/{SUPPLIER}/scorecard", who="bad").status_code == 401
