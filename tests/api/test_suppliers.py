@@ -109,3 +109,13 @@ def test_errors(api: Api, path: str, status: int, code: str, says: str) -> None:
 def test_a_key_is_needed(api: Api) -> None:
     assert api.get("/suppliers", who="none").status_code == 401
     assert api.get(f"/suppliers/{SUPPLIER}/scorecard", who="bad").status_code == 401
+
+
+def test_the_public_figures_are_the_computations_fields() -> None:
+    from dataclasses import fields
+
+    from backend.api.schemas import FiguresPublic, TokenFiguresPublic
+    from backend.scorecard import Figures, TokenFigures
+
+    assert list(FiguresPublic.model_fields) == [f.name for f in fields(Figures)]
+    assert list(TokenFiguresPublic.model_fields) == [f.name for f in fields(TokenFigures)]
