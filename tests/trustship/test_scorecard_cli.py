@@ -75,5 +75,3 @@ def test_an_empty_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.delenv("TRUSTSHIP_API_URL", raising=False)
     r = CliRunner().invoke(app, ["scorecard"])
     assert r.exit_code == 0 and "no suppliers with orders yet" in r.output
-
-
