@@ -372,6 +372,7 @@ def _card(
     supplier: str, orders: Sequence[_Order], as_of: int | None, since: int | None, lanes: bool
 ) -> Scorecard:
     recent = [o for o in orders if since is not None and o.created_at >= since]
+    recent_ids = {o.order_id for o in recent}
     by_lane: dict[str, list[_Order]] = {}
     for o in orders:
         by_lane.setdefault(lane_of(o.terms.dest_lat_e6, o.terms.dest_lon_e6), []).append(o)
@@ -385,7 +386,7 @@ def _card(
             LaneCard(
                 lane=lane,
                 all_time=_figures(members),
-                recent=_figures([o for o in members if o in recent]),
+                recent=_figures([o for o in members if o.order_id in recent_ids]),
             )
             for lane, members in sorted(by_lane.items())
         )
@@ -433,5 +434,83 @@ def ranked(cards: Iterable[Scorecard]) -> list[Scorecard]:
             -(c.all_time.score_bps or 0),
             -c.all_time.finished,
             c.supplier.lower(),
+        ),
+    )
+
+
+# --- what proposed terms would have paid over a history -----------------------------------
+
+
+@dataclass(frozen=True)
+class Backtest:
+    """Proposed terms applied to a history of finished orders (docs/scorecards.md, "Quotes").
+
+    Each delivered order keeps its recorded lateness (seconds past its own deadline) and
+    breach flag, and is settled again under the proposed terms and price; an expired
+    order returns the whole price (10000 bps)."""
+
+    basis: str  # "supplier", "lane" (all suppliers) or "supplier_lane"
+    finished: int
+    delivered: int
+    late: int
+    breached: int
+    expired: int
+    late_bps: int | None  # late × 10000 // delivered
+    breach_bps: int | None  # breached × 10000 // delivered
+    expiry_bps: int | None  # expired × 10000 // finished
+    mean_refund_bps: int | None  # mean buyer share under the proposed terms, floor
+    max_refund_bps: int | None
+    expected_buyer_amount: int | None  # price × Σ refund bps // (10000 × finished)
+    expected_supplier_amount: int | None
+
+
+def _backtest(basis: str, orders: Sequence[_Order], terms: Terms) -> Backtest:
+    delivered = [o for o in orders if o.late_seconds is not None]
+    expired = [o for o in orders if o.expired_refund is not None]
+    refunds = [
+        settlement(
+            terms.price,
+            terms,
+            terms.delivery_deadline + (o.late_seconds or 0),
+            o.breach_kind is not None,
+        ).refund_bps
+        for o in delivered
+    ] + [BPS] * len(expired)
+    n = len(refunds)
+    buyer = terms.price * sum(refunds) // (BPS * n) if n else None
+    late = sum(1 for o in delivered if o.late_seconds)
+    breached = sum(1 for o in delivered if o.breach_kind is not None)
+    return Backtest(
+        basis=basis,
+        finished=n,
+        delivered=len(delivered),
+        late=late,
+        breached=breached,
+        expired=len(expired),
+        late_bps=_ratio(late, len(delivered)),
+        breach_bps=_ratio(breached, len(delivered)),
+        expiry_bps=_ratio(len(expired), n),
+        mean_refund_bps=sum(refunds) // n if n else None,
+        max_refund_bps=max(refunds) if refunds else None,
+        expected_buyer_amount=buyer,
+        expected_supplier_amount=terms.price - buyer if buyer is not None else None,
+    )
+
+
+def backtests(
+    events: Sequence[ChainEvent], terms: Terms, as_of: int | None = None
+) -> tuple[Backtest, Backtest, Backtest]:
+    """The proposed ``terms`` over the supplier's history, the lane's (all suppliers) and
+    the supplier's on that lane, all time up to ``as_of``."""
+    as_of, _ = _window(events, as_of)
+    orders = list(_orders(_until(events, as_of)).values())
+    lane = lane_of(terms.dest_lat_e6, terms.dest_lon_e6)
+    mine = [o for o in orders if o.terms.supplier == terms.supplier]
+    on_lane = [o for o in orders if lane_of(o.terms.dest_lat_e6, o.terms.dest_lon_e6) == lane]
+    return (
+        _backtest("supplier", mine, terms),
+        _backtest("lane", on_lane, terms),
+        _backtest(
+            "supplier_lane", [o for o in on_lane if o.terms.supplier == terms.supplier], terms
         ),
     )

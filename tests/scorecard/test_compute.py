@@ -237,3 +237,39 @@ def test_decoded_and_stored_arguments_read_the_same() -> None:
 def test_figures_default_is_the_empty_record() -> None:
     empty = Figures()
     assert all(getattr(empty, f.name) in (0, None, ()) for f in fields(Figures))
+
+
+def test_backtest_settles_the_history_again_under_the_proposed_terms() -> None:
+    from backend.scorecard import backtests
+
+    c = Chain()
+    on_time = c.create(c.terms())
+    c.ship(on_time)
+    c.deliver(on_time)
+    late = c.create(c.terms())
+    c.ship(late)
+    c.deliver(late, late=5 * 3600)  # 5 started hours
+    shocked = c.create(c.terms(dest=HAMBURG))
+    c.ship(shocked)
+    c.breach(shocked, "shock")
+    c.deliver(shocked)
+    gone = c.create(c.terms())
+    c.ship(gone)
+    c.emit("OrderExpired", DEADLINE + 3 * 86_400, orderId=gone, refunded=10_000)
+    c.create(c.terms(supplier=OTHER))  # open: not in any history
+    proposed = c.terms(
+        price=1_000_000, late_penalty_bps_per_hour=300, late_penalty_cap_bps=1000,
+        breach_refund_bps=5000,
+    )  # fmt: skip
+    supplier, lane, supplier_lane = backtests(c.events, proposed)
+    # refunds: 0, min(1000, 5 × 300) = 1000, 5000, expired 10000
+    assert (supplier.finished, supplier.delivered, supplier.late, supplier.breached) == (4, 3, 1, 1)
+    assert (supplier.mean_refund_bps, supplier.max_refund_bps) == (16_000 // 4, 10_000)
+    assert supplier.expected_buyer_amount == 1_000_000 * 16_000 // 40_000
+    assert supplier.expected_supplier_amount == 1_000_000 - supplier.expected_buyer_amount
+    assert (supplier.late_bps, supplier.breach_bps, supplier.expiry_bps) == (3_333, 3_333, 2_500)
+    # Rotterdam: on time, late, expired
+    assert (lane.basis, lane.finished, lane.mean_refund_bps) == ("lane", 3, 11_000 // 3)
+    assert (supplier_lane.basis, supplier_lane.finished) == ("supplier_lane", 3)
+    empty = backtests(c.events, c.terms(supplier=OTHER, dest=(0, 0)))
+    assert all(b.finished == 0 and b.expected_buyer_amount is None for b in empty)
