@@ -8,7 +8,7 @@ from typing import Any
 from backend.api import schemas as s
 from backend.domain.order import TERMS_BODY_ATTRS
 from backend.domain.reading import READING_ATTRS
-from backend.scorecard import Figures, Scorecard
+from backend.scorecard import Backtest, Figures, Scorecard
 from backend.store.models import DeviceRow
 
 #: A reading row's columns that :class:`ReadingPublic` shows as they are (the reading's
@@ -119,3 +119,11 @@ def suppliers_page(
         ],
         "count": len(order),
     }
+
+
+def backtest(b: Backtest) -> dict[str, Any]:
+    """A backtest as :class:`BacktestPublic` data (amounts as decimal strings)."""
+    out = asdict(b)
+    for k in ("expected_buyer_amount", "expected_supplier_amount"):
+        out[k] = str(out[k]) if out[k] is not None else None
+    return out

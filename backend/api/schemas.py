@@ -682,3 +682,46 @@ class SuppliersPublic(BaseModel):
     as_of: int | None
     data: list[SupplierRankPublic]
     count: int = Field(description="How many suppliers have orders (all pages).")
+
+
+class QuoteRequest(_Model):
+    """A draft order: the supplier and the proposed terms (the buyer is the caller)."""
+
+    supplier: Address
+    terms: Terms
+
+
+class BacktestPublic(BaseModel):
+    """The proposed terms settled again over one history (docs/scorecards.md, "Quotes")."""
+
+    basis: Literal["supplier", "lane", "supplier_lane"]
+    finished: int = Field(description="Delivered + expired orders in the history.")
+    delivered: int
+    late: int
+    breached: int
+    expired: int
+    late_bps: int | None = Field(
+        description="Chance of a late delivery: late × 10000 // delivered."
+    )
+    breach_bps: int | None = Field(description="Chance of a breach: breached × 10000 // delivered.")
+    expiry_bps: int | None = Field(description="expired × 10000 // finished.")
+    mean_refund_bps: int | None = Field(description="Mean buyer share under the proposed terms.")
+    max_refund_bps: int | None
+    expected_buyer_amount: Wei | None = Field(description="Expected refund to the buyer.")
+    expected_supplier_amount: Wei | None
+
+
+class QuotePublic(BaseModel):
+    supplier: str
+    lane: str
+    as_of: int | None
+    supplier_record: ScorecardPublic | None = Field(
+        description="The supplier's scorecard (null: no order names it yet)."
+    )
+    lane_record: LanePublic | None = Field(
+        description="The lane's record over all suppliers (null: no order to it yet)."
+    )
+    backtests: list[BacktestPublic] = Field(
+        description="What the proposed terms would have paid over the supplier's history, "
+        "the lane's, and the supplier's on the lane."
+    )

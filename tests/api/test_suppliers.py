@@ -119,3 +119,64 @@ def test_the_public_figures_are_the_computations_fields() -> None:
 
     assert list(FiguresPublic.model_fields) == [f.name for f in fields(Figures)]
     assert list(TokenFiguresPublic.model_fields) == [f.name for f in fields(TokenFigures)]
+
+
+def quote_body(**terms: Any) -> dict[str, Any]:
+    from tests.scorecard.events import ARBITER, ISSUER, ROTTERDAM
+
+    body: dict[str, Any] = {
+        "price": "1000000", "delivery_deadline": DEADLINE, "dest_lat_e6": ROTTERDAM[0],
+        "dest_lon_e6": ROTTERDAM[1], "geofence_e6": 50_000, "min_temp_centi_c": 200,
+        "max_temp_centi_c": 800, "late_penalty_bps_per_hour": 300, "late_penalty_cap_bps": 1000,
+        "breach_refund_bps": 5000, "arbiter": ARBITER, "device_issuer": ISSUER,
+        "tolerated_excursion_secs": 1800, "expiry_grace_secs": 86_400,
+    }  # fmt: skip
+    body.update(terms)
+    return body
+
+
+def test_a_quote_prices_the_terms_on_the_history(
+    api: Api, factory: sessionmaker[Session], history: Chain
+) -> None:
+    from backend.domain.order import Terms
+    from backend.scorecard import backtests
+
+    store(factory, history)
+    r = api.client.post(
+        "/orders/quote",
+        json={"supplier": SUPPLIER, "terms": quote_body()},
+        headers={"X-API-Key": "dev-buyer"},
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["lane"] == "51.9,4.0" and body["supplier_record"]["supplier"] == SUPPLIER
+    assert body["lane_record"]["all_time"]["orders"] == 4  # both suppliers' orders
+    buyer = api.context.parties.lookup("dev-buyer")
+    assert buyer is not None
+    t = quote_body()
+    terms = Terms(buyer=buyer.address, supplier=SUPPLIER, **{**t, "price": 1_000_000})
+    expected = backtests(history.events, terms)
+    got = {b["basis"]: b for b in body["backtests"]}
+    # the supplier: 3 h late + shock → min(1000, 900) + 5000 = 5900 bps; expired 10000
+    assert got["supplier"]["finished"] == 2 and got["supplier"]["mean_refund_bps"] == 7_950
+    assert got["supplier"]["expected_buyer_amount"] == str(expected[0].expected_buyer_amount)
+    assert got["lane"]["finished"] == 3  # OTHER's on-time delivery too: 0 bps
+    assert got["lane"]["mean_refund_bps"] == (5_900 + 10_000) // 3
+
+
+def test_a_quote_for_a_supplier_without_history(api: Api) -> None:
+    r = api.client.post(
+        "/orders/quote",
+        json={"supplier": SUPPLIER, "terms": quote_body()},
+        headers={"X-API-Key": "dev-stranger"},
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["supplier_record"] is None and body["lane_record"] is None
+    assert all(b["finished"] == 0 and b["expected_buyer_amount"] is None for b in body["backtests"])
+    bad = api.client.post(
+        "/orders/quote",
+        json={"supplier": "0x12", "terms": quote_body()},
+        headers={"X-API-Key": "dev-buyer"},
+    )
+    assert bad.status_code == 422 and "supplier" in bad.json()["message"]

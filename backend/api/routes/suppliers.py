@@ -10,16 +10,24 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 
 from backend.api import queries
-from backend.api.convert import scorecard, suppliers_page
+from backend.api.convert import backtest, figures, scorecard, suppliers_page
+from backend.api.custody import chain_terms
 from backend.api.deps import CurrentParty, SessionDep
 from backend.api.errors import READ, not_found, responses
-from backend.api.schemas import Address, Digits, ScorecardPublic, SuppliersPublic
-from backend.scorecard import ranked, scorecards
+from backend.api.schemas import (
+    Address,
+    Digits,
+    QuotePublic,
+    QuoteRequest,
+    ScorecardPublic,
+    SuppliersPublic,
+)
+from backend.scorecard import backtests, lane_of, lane_records, ranked, scorecards
 
-router = APIRouter(prefix="/suppliers", tags=["suppliers"])
+router = APIRouter(tags=["suppliers"])
 
 
-@router.get("", response_model=SuppliersPublic, responses=responses(*READ))
+@router.get("/suppliers", response_model=SuppliersPublic, responses=responses(*READ))
 async def list_suppliers(
     session: SessionDep,
     _: CurrentParty,
@@ -32,7 +40,9 @@ async def list_suppliers(
     return suppliers_page(ranked(scorecards(events, as_of).values()), as_of, limit, offset)
 
 
-@router.get("/{address}/scorecard", response_model=ScorecardPublic, responses=responses(*READ))
+@router.get(
+    "/suppliers/{address}/scorecard", response_model=ScorecardPublic, responses=responses(*READ)
+)
 async def supplier_scorecard(
     session: SessionDep,
     _: CurrentParty,
@@ -44,3 +54,28 @@ async def supplier_scorecard(
     if card is None:
         raise not_found(f"supplier {address}")
     return scorecard(card)
+
+
+@router.post("/orders/quote", response_model=QuotePublic, responses=responses(*READ))
+async def quote(session: SessionDep, party: CurrentParty, body: QuoteRequest) -> dict[str, Any]:
+    """A draft order priced on evidence: the supplier's and the lane's record, and what
+    the proposed terms would have paid out over that history. Sends nothing."""
+    terms = chain_terms(body.terms, buyer=party.address, supplier=body.supplier)
+    events, as_of = queries.scored_events(session)
+    card = scorecards(events, as_of).get(body.supplier)
+    lane = lane_of(terms.dest_lat_e6, terms.dest_lon_e6)
+    record = lane_records(events, as_of).get(lane)
+    return {
+        "supplier": body.supplier,
+        "lane": lane,
+        "as_of": as_of,
+        "supplier_record": scorecard(card) if card is not None else None,
+        "lane_record": {
+            "lane": lane,
+            "all_time": figures(record.all_time),
+            "last_90_days": figures(record.recent),
+        }
+        if record is not None
+        else None,
+        "backtests": [backtest(b) for b in backtests(events, terms, as_of)],
+    }
