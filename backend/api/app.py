@@ -119,7 +119,8 @@ def create_app(context: ApiContext) -> FastAPI:
     )
     app.state.context = context
     install_error_handlers(app)
-    for module in (orders, telemetry, events, alerts, devices, suppliers, account, system):
+    # suppliers first: its concrete /orders/quote goes before /orders/{order_id}
+    for module in (suppliers, orders, telemetry, events, alerts, devices, account, system):
         app.include_router(module.router)
     app.add_middleware(MetricsMiddleware, context=context)
     return app

@@ -180,3 +180,9 @@ def test_a_quote_for_a_supplier_without_history(api: Api) -> None:
         headers={"X-API-Key": "dev-buyer"},
     )
     assert bad.status_code == 422 and "supplier" in bad.json()["message"]
+
+
+def test_other_methods_on_the_quote_are_not_allowed(api: Api) -> None:
+    r = api.get("/orders/quote")
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    assert api.get("/orders/1").status_code == 404  # the order lookup is untouched

@@ -25,7 +25,8 @@ from eth_utils import event_abi_to_log_topic, to_checksum_address
 from web3 import Web3
 
 from backend.api import convert
-from backend.scorecard import ChainEvent, ranked, scorecards
+from backend.domain.order import TERMS_BODY_ATTRS, Terms
+from backend.scorecard import ChainEvent, backtests, ranked, scorecards
 from testkit.databases import postgres_schema, schema_url
 from testkit.serve import serve_env, start_serve, wait_healthy
 from testkit.servers import free_port, start_anvil, start_mosquitto
@@ -93,8 +94,21 @@ def chain_scorecards(w3: Web3, addresses: list[str], start: int, head: int) -> d
     return {
         "list": convert.suppliers_page(ranked(cards.values()), as_of, 200, 0),
         "cards": {a: convert.scorecard(c) for a, c in cards.items()},
-        "events": len(events),
+        "events": events,
     }
+
+
+def proposed_terms(events: list[ChainEvent], buyer: str) -> Terms:
+    """A draft like the first breached order's: its supplier, lane and terms, for ``buyer``."""
+    breached = {e.args["orderId"] for e in events if e.name == "BreachRecorded"}
+    created = next(e for e in events if e.name == "OrderCreated" and e.args["orderId"] in breached)
+    t = Terms.from_tuple(created.args["terms"])
+    return t.replace(
+        buyer=buyer,
+        supplier=to_checksum_address(t.supplier),
+        late_penalty_bps_per_hour=250,
+        breach_refund_bps=4000,
+    )
 
 
 def indexed_block(base: str) -> int:
@@ -181,6 +195,18 @@ def test_every_scorecard_the_api_serves_is_recomputed_from_the_chain(
     assert sum(c["all_time"]["orders"] for c in mine["cards"].values()) == len(orders)
     assert theirs["list"] == mine["list"]
     assert theirs["cards"] == mine["cards"]
+    # a quote: the proposed terms over the chain's history
+    buyer = httpx.get(f"{base}/account", headers={"X-API-Key": "dev-buyer"}, timeout=10).json()
+    terms = proposed_terms(mine["events"], buyer["party"]["address"])
+    body = {name: getattr(terms, name) for name in TERMS_BODY_ATTRS}
+    body["price"] = str(body["price"])
+    r = httpx.post(f"{base}/orders/quote", json={"supplier": terms.supplier, "terms": body},
+                   headers={"X-API-Key": "dev-buyer"}, timeout=60)  # fmt: skip
+    assert r.status_code == 200, r.text
+    expected = [convert.backtest(b) for b in backtests(mine["events"], terms)]
+    assert r.json()["backtests"] == expected
+    assert expected[0]["breached"] > 0 and expected[0]["finished"] > 0
+    assert r.json()["supplier_record"] == mine["cards"][terms.supplier]
     # the history exercises every figure: not a comparison of empty records
     total = {k: sum(c["all_time"][k] for c in mine["cards"].values())
              for k in ("delivered", "late", "excursions", "shocks", "disputes_opened",

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
+from starlette.exceptions import HTTPException
 
 from backend.api import queries
 from backend.api.convert import backtest, figures, scorecard, suppliers_page
@@ -54,6 +55,14 @@ async def supplier_scorecard(
     if card is None:
         raise not_found(f"supplier {address}")
     return scorecard(card)
+
+
+@router.api_route(
+    "/orders/quote", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False
+)
+async def quote_other_methods() -> None:
+    """405 (``Allow: POST``), not the order lookup ``GET /orders/{order_id}`` would do."""
+    raise HTTPException(405)
 
 
 @router.post("/orders/quote", response_model=QuotePublic, responses=responses(*READ))
