@@ -75,3 +75,36 @@ def test_an_empty_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.delenv("TRUSTSHIP_API_URL", raising=False)
     r = CliRunner().invoke(app, ["scorecard"])
     assert r.exit_code == 0 and "no suppliers with orders yet" in r.output
+
+
+def test_from_a_running_api(
+    history: Chain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With TRUSTSHIP_API_URL the command asks the API (as the buyer) and shows the same."""
+    from backend.api.context import ApiContext
+    from backend.api.parties import PartyRegistry
+    from backend.core.settings import Settings
+    from backend.store import make_engine
+    from tests.api.uvicorn_thread import ServerThread
+
+    local = CliRunner().invoke(app, ["scorecard", SUPPLIER, "--json"])
+    settings = Settings(DEV_MODE=True, API_KEYS=None, RPC_URL=None, _env_file=None)  # type: ignore[call-arg]
+    engine = make_engine(f"sqlite:///{tmp_path / 'trustship.db'}")
+    context = ApiContext(
+        settings=settings,
+        session_factory=session_factory(engine),
+        parties=PartyRegistry.from_settings(settings),
+    )
+    try:
+        with ServerThread(context) as server:
+            monkeypatch.setenv("TRUSTSHIP_API_URL", server.url)
+            monkeypatch.setenv("DATABASE_URL", "sqlite:////nonexistent/not-read.db")
+            remote = CliRunner().invoke(app, ["scorecard", SUPPLIER, "--json"])
+            assert remote.exit_code == 0, remote.output
+            assert json.loads(remote.output) == json.loads(local.output)
+            table = CliRunner().invoke(app, ["scorecard"])
+            assert table.exit_code == 0 and OTHER in table.output.splitlines()[2]
+            missing = CliRunner().invoke(app, ["scorecard", "0x" + "ab" * 20])
+            assert missing.exit_code == 1 and "not found" in missing.output
+    finally:
+        engine.dispose()
