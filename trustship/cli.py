@@ -221,5 +221,24 @@ def replay(
     raise typer.Exit(code)
 
 
+@app.command()
+def scorecard(
+    address: Annotated[
+        str | None, typer.Argument(help="A supplier's address (default: every supplier, ranked).")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the API's JSON.")] = False,
+) -> None:
+    """Supplier scorecards from the indexed chain events (docs/scorecards.md): the API at
+    TRUSTSHIP_API_URL, else the configured database. Exit 1 for an unknown supplier."""
+    from backend.core.errors import TrustShipError
+    from trustship.scorecard import run_scorecard
+
+    try:
+        code = run_scorecard(address, as_json=json_out)
+    except TrustShipError as exc:
+        _fail(exc)
+    raise typer.Exit(code)
+
+
 if __name__ == "__main__":
     app()

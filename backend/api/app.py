@@ -19,7 +19,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.api.context import ApiContext
 from backend.api.errors import install_error_handlers, no_unknown_query_parameters
-from backend.api.routes import account, alerts, devices, events, orders, risk, system, telemetry
+from backend.api.routes import (
+    account,
+    alerts,
+    devices,
+    events,
+    orders,
+    risk,
+    suppliers,
+    system,
+    telemetry,
+)
 
 API_VERSION = "1.0.0"
 
@@ -104,13 +114,15 @@ def create_app(context: ApiContext) -> FastAPI:
             {"name": "alerts", "description": "Early warnings; a server-sent event stream."},
             {"name": "risk", "description": "Live risk score, ETA and early warnings per order."},
             {"name": "devices", "description": "Devices bound to orders."},
+            {"name": "suppliers", "description": "Supplier scorecards from the contracts' events."},
             {"name": "account", "description": "The calling party and its escrow credits."},
             {"name": "system", "description": "Health and metrics."},
         ],
     )
     app.state.context = context
     install_error_handlers(app)
-    for module in (orders, telemetry, events, alerts, risk, devices, account, system):
+    # suppliers first: its concrete /orders/quote goes before /orders/{order_id}
+    for module in (suppliers, orders, telemetry, events, alerts, risk, devices, account, system):
         app.include_router(module.router)
     app.add_middleware(MetricsMiddleware, context=context)
     return app

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from backend.api import schemas as s
 from backend.domain.order import TERMS_BODY_ATTRS
 from backend.domain.reading import READING_ATTRS
+from backend.scorecard import Backtest, Figures, Scorecard
 from backend.store.models import DeviceRow
 
 #: A reading row's columns that :class:`ReadingPublic` shows as they are (the reading's
@@ -69,3 +71,59 @@ def device(row: DeviceRow) -> s.DevicePublic:
         battery_permille=row.battery_permille,
         reported_last_seq=row.reported_last_seq,
     )
+
+
+# --- supplier scorecards ----------------------------------------------------------------
+
+
+def figures(f: Figures) -> dict[str, Any]:
+    """A scorecard's figures as :class:`FiguresPublic` data (amounts as decimal strings)."""
+    out = asdict(f)
+    out["tokens"] = [
+        {k: str(v) if isinstance(v, int) and k not in ("orders", "paid_share_bps") else v
+         for k, v in t.items()}
+        for t in out["tokens"]
+    ]  # fmt: skip
+    return out
+
+
+def scorecard(card: Scorecard) -> dict[str, Any]:
+    """A supplier's scorecard as :class:`ScorecardPublic` data."""
+    return {
+        "supplier": card.supplier,
+        "as_of": card.as_of,
+        "since": card.since,
+        "all_time": figures(card.all_time),
+        "last_90_days": figures(card.recent),
+        "lanes": [
+            {"lane": x.lane, "all_time": figures(x.all_time), "last_90_days": figures(x.recent)}
+            for x in card.lanes
+        ],
+    }
+
+
+def suppliers_page(
+    order: list[Scorecard], as_of: int | None, limit: int, offset: int
+) -> dict[str, Any]:
+    """Ranked scorecards (best first) as one :class:`SuppliersPublic` page."""
+    return {
+        "as_of": as_of,
+        "data": [
+            {
+                "rank": offset + i + 1,
+                "supplier": c.supplier,
+                "all_time": figures(c.all_time),
+                "last_90_days": figures(c.recent),
+            }
+            for i, c in enumerate(order[offset : offset + limit])
+        ],
+        "count": len(order),
+    }
+
+
+def backtest(b: Backtest) -> dict[str, Any]:
+    """A backtest as :class:`BacktestPublic` data (amounts as decimal strings)."""
+    out = asdict(b)
+    for k in ("expected_buyer_amount", "expected_supplier_amount"):
+        out[k] = str(out[k]) if out[k] is not None else None
+    return out

@@ -195,8 +195,10 @@ _HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "tr
 
 def _allowed_methods(request: Request) -> str:
     """Every method the OpenAPI document gives this path (Starlette's 405 names only
-    the first route's, and GET /orders and POST /orders are two routes)."""
-    table: list[tuple[re.Pattern[str], set[str]]] | None = getattr(
+    the first route's, and GET /orders and POST /orders are two routes). A concrete path
+    is matched before templated ones, as OpenAPI says (``/orders/quote`` is not
+    ``/orders/{order_id}``)."""
+    table: list[tuple[re.Pattern[str], bool, set[str]]] | None = getattr(
         request.app.state, "allowed_methods", None
     )
     if table is None:
@@ -204,10 +206,13 @@ def _allowed_methods(request: Request) -> str:
         for template, operations in request.app.openapi()["paths"].items():
             parts = re.split(r"(\{[^/}]+\})", template)
             rx = "".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts)
-            table.append((re.compile(rx), {m.upper() for m in operations if m in _HTTP_METHODS}))
+            methods = {m.upper() for m in operations if m in _HTTP_METHODS}
+            table.append((re.compile(rx), "{" in template, methods))
         request.app.state.allowed_methods = table
     path = request.url.path
-    return ", ".join(sorted(set().union(*(m for rx, m in table if rx.fullmatch(path)))))
+    concrete = [m for rx, templated, m in table if not templated and rx.fullmatch(path)]
+    matches = concrete or [m for rx, _, m in table if rx.fullmatch(path)]
+    return ", ".join(sorted(set().union(*matches)))
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, Row, Select, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from backend.api.parties import Party
+from backend.scorecard import SCORED_EVENTS, ChainEvent
 
 # Hot read paths select from the tables (SQLAlchemy Core, ``ORDERS``, ``READINGS``):
 # rows come back as ``Row`` tuples with attribute access, all the API needs to read.
@@ -245,3 +246,22 @@ def credits(session: Session, account: str) -> dict[str, int]:
         amount = int(str(args.get("amount", 0)))
         out[token] = out.get(token, 0) + (amount if event == "FundsCredited" else -amount)
     return {t: v for t, v in out.items() if v}
+
+
+def scored_events(session: Session) -> tuple[list[ChainEvent], int | None]:
+    """The events a scorecard reads, in chain order, and the newest indexed event's block
+    time (the time the scorecards are for: docs/scorecards.md)."""
+    rows = session.execute(
+        select(
+            ChainEventRow.event,
+            ChainEventRow.block_number,
+            ChainEventRow.log_index,
+            ChainEventRow.block_timestamp,
+            ChainEventRow.args,
+        )
+        .where(ChainEventRow.event.in_(SCORED_EVENTS))
+        .order_by(ChainEventRow.block_number, ChainEventRow.log_index)
+    )
+    events = [ChainEvent(n, b, i, t or 0, a) for n, b, i, t, a in rows]
+    as_of = session.scalar(select(func.max(ChainEventRow.block_timestamp)))
+    return events, (int(as_of) if as_of is not None else None)

@@ -647,3 +647,132 @@ class AccountPublic(BaseModel):
     credits: list[CreditPublic] = Field(
         description="Escrow credits waiting to be withdrawn, per token (from indexed events)."
     )
+
+
+# --- supplier scorecards (docs/scorecards.md) -------------------------------------------
+
+
+class TokenFiguresPublic(BaseModel):
+    """Money figures in one token (amounts in different tokens are never added)."""
+
+    token: str
+    orders: int
+    value: Wei = Field(description="The orders' prices summed.")
+    closed_value: Wei = Field(description="Prices of the orders settled or resolved.")
+    late_penalties: Wei = Field(description="Buyer's share for lateness, settled orders.")
+    breach_refunds: Wei = Field(description="Buyer's share for a proven breach, settled orders.")
+    ruled_refunds: Wei = Field(description="What arbiters gave buyers, resolved orders.")
+    expiry_refunds: Wei = Field(description="Deposits returned by expiry.")
+    paid_share_bps: int | None = Field(
+        description="(late_penalties + breach_refunds + ruled_refunds) × 10000 // closed_value."
+    )
+
+
+class FiguresPublic(BaseModel):
+    """A set of orders' record; rates in basis points, null when nothing to divide by."""
+
+    orders: int
+    open: int
+    cancelled: int
+    shipped: int
+    delivered: int
+    on_time: int
+    late: int
+    on_time_bps: int | None = Field(description="on_time × 10000 // delivered.")
+    breached: int
+    excursions: int
+    shocks: int
+    breach_bps: int | None = Field(description="breached × 10000 // shipped.")
+    excursion_bps: int | None
+    shock_bps: int | None
+    mean_late_secs: int | None = Field(description="Over delivered orders (on time = 0).")
+    p95_late_secs: int | None = Field(description="Nearest rank over delivered orders.")
+    max_late_secs: int | None
+    disputes_opened: int
+    disputes_by_buyer: int
+    disputes_by_supplier: int
+    disputes_pending: int
+    disputes_lapsed: int = Field(description="The arbiter did not rule: settled by the terms.")
+    rulings_for_buyer: int = Field(description="The buyer got more than the terms gave.")
+    rulings_for_supplier: int = Field(description="The buyer got less than the terms gave.")
+    rulings_as_terms: int
+    expired: int
+    finished: int = Field(description="delivered + expired.")
+    clean: int = Field(description="Delivered on time without a breach.")
+    score_bps: int | None = Field(description="clean × 10000 // finished (the ranking key).")
+    tokens: list[TokenFiguresPublic]
+
+
+class LanePublic(BaseModel):
+    lane: str = Field(
+        description="The destination's 0.1° cell, by its south-west corner (docs/scorecards.md)."
+    )
+    all_time: FiguresPublic
+    last_90_days: FiguresPublic
+
+
+class ScorecardPublic(BaseModel):
+    """A supplier's record from the contracts' events alone."""
+
+    supplier: str
+    as_of: int | None = Field(description="The newest indexed event's block time.")
+    since: int | None = Field(description="Start of the last 90 days (as_of − 90 days).")
+    all_time: FiguresPublic
+    last_90_days: FiguresPublic
+    lanes: list[LanePublic]
+
+
+class SupplierRankPublic(BaseModel):
+    rank: int = Field(description="1 = best (docs/scorecards.md, 'Ranking').")
+    supplier: str
+    all_time: FiguresPublic
+    last_90_days: FiguresPublic
+
+
+class SuppliersPublic(BaseModel):
+    as_of: int | None
+    data: list[SupplierRankPublic]
+    count: int = Field(description="How many suppliers have orders (all pages).")
+
+
+class QuoteRequest(_Model):
+    """A draft order: the supplier and the proposed terms (the buyer is the caller)."""
+
+    supplier: Address
+    terms: Terms
+
+
+class BacktestPublic(BaseModel):
+    """The proposed terms settled again over one history (docs/scorecards.md, "Quotes")."""
+
+    basis: Literal["supplier", "lane", "supplier_lane"]
+    finished: int = Field(description="Delivered + expired orders in the history.")
+    delivered: int
+    late: int
+    breached: int
+    expired: int
+    late_bps: int | None = Field(
+        description="Chance of a late delivery: late × 10000 // delivered."
+    )
+    breach_bps: int | None = Field(description="Chance of a breach: breached × 10000 // delivered.")
+    expiry_bps: int | None = Field(description="expired × 10000 // finished.")
+    mean_refund_bps: int | None = Field(description="Mean buyer share under the proposed terms.")
+    max_refund_bps: int | None
+    expected_buyer_amount: Wei | None = Field(description="Expected refund to the buyer.")
+    expected_supplier_amount: Wei | None
+
+
+class QuotePublic(BaseModel):
+    supplier: str
+    lane: str
+    as_of: int | None
+    supplier_record: ScorecardPublic | None = Field(
+        description="The supplier's scorecard (null: no order names it yet)."
+    )
+    lane_record: LanePublic | None = Field(
+        description="The lane's record over all suppliers (null: no order to it yet)."
+    )
+    backtests: list[BacktestPublic] = Field(
+        description="What the proposed terms would have paid over the supplier's history, "
+        "the lane's, and the supplier's on the lane."
+    )
