@@ -59,7 +59,7 @@ from backend.domain.order import Terms
 from backend.domain.reading import StoredReading
 from backend.oracle.rules import RulesConfig, RulesEngine
 from backend.risk import RiskConfig
-from backend.store.models import Base, OrderRow
+from backend.store.models import Base, DeviceRow, OrderRow
 from iot_simulator.geo import Path as GeoPath
 from iot_simulator.geo import Trajectory, in_box, place
 from iot_simulator.scenario import CompressorFailure, DoorOpen, Event, Sensors, Shock
@@ -354,8 +354,6 @@ def run_oracle(sh: Shipment, config: RiskConfig, session: Session) -> Outcome:
 def order_row(sh: Shipment) -> OrderRow:
     return OrderRow(
         id=sh.index + 1,
-        buyer=ADDRESS,
-        supplier=ADDRESS,
         state="Shipped",
         **sh.terms.values(),
         funded=True,
@@ -363,6 +361,20 @@ def order_row(sh: Shipment) -> OrderRow:
         created_at=T0 - 60,
         shipped_at=T0,
         updated_block=1,
+    )
+
+
+def device_row(sh: Shipment) -> DeviceRow:
+    """The shipment's logger, bound at shipment with a certificate from the terms'
+    issuer that covers the whole voyage: its readings count as evidence, as on chain."""
+    return DeviceRow(
+        order_id=sh.index + 1,
+        device=DEVICE,
+        bound_block=1,
+        bound_at=T0,
+        issuer=sh.terms.device_issuer,
+        valid_from=T0 - 86_400,
+        valid_until=T0 + 365 * 86_400,
     )
 
 
@@ -478,6 +490,7 @@ def run(seed: int, n: int, config: RiskConfig, progress: Progress, label: str) -
     shipments = [generate(seed, i) for i in range(n)]
     with Session(engine) as s, s.begin():
         s.add_all(order_row(sh) for sh in shipments)
+        s.add_all(device_row(sh) for sh in shipments)
     task = progress.add_task(label, total=n)
     outcomes = []
     with Session(engine) as session:
