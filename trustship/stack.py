@@ -45,7 +45,6 @@ from backend.core.errors import ConfigurationError, TrustShipError
 from backend.core.settings import Settings
 from backend.domain.order import TERMS_BODY_ATTRS
 from backend.telemetry import Domain
-from backend.telemetry.certificates import SignedCertificate
 from iot_simulator import Fleet, Scenario
 from iot_simulator.fleet import issuer_addresses
 
@@ -176,16 +175,20 @@ def _terms(scenario: Scenario, name: str, t0: int, token: str, parties: Mapping[
 UNCERTIFIED = "QualityVerificationUncertifiedDevice"
 
 
-def _certificate_body(c: SignedCertificate) -> dict[str, Any]:
-    cert = c.certificate
-    return {
-        "order_id": cert.order_id,
-        "device": cert.device,
-        "issuer": cert.issuer,
-        "valid_from": cert.valid_from,
-        "valid_until": cert.valid_until,
-        "signature": "0x" + c.signature.hex(),
-    }
+def _refused_as_uncertified(
+    note: Note, refused: str, took: str, send: Callable[..., object], *args: Any, **kw: Any
+) -> None:
+    """``send(*args, **kw)``, which the contract must refuse as :data:`UNCERTIFIED`, and note
+    ``refused``; any other revert propagates, and acceptance is a :class:`ReplayError`
+    (``took``)."""
+    try:
+        send(*args, **kw)
+    except ContractRevert as exc:
+        if exc.name != UNCERTIFIED:
+            raise
+        note(refused)
+    else:
+        raise ReplayError(took)
 
 
 # ---------------------------------------------------------------------------
@@ -301,14 +304,16 @@ class DirectDriver:
             for rogue in rogues:
                 # The supplier offers its own device, vouching for it itself: refused.
                 own = fleet.self_certificate(rogue, self.supplier.key)
-                try:
-                    po.ship_order(order_id, [*certs, own], terms=terms, by=self.supplier)
-                except ContractRevert as exc:
-                    if exc.name != UNCERTIFIED:
-                        raise
-                    note(f"order {order_id}: the supplier's own device {rogue.address} refused")
-                else:
-                    raise ReplayError(f"order {order_id}: the contract bound a rogue device")
+                _refused_as_uncertified(
+                    note,
+                    f"order {order_id}: the supplier's own device {rogue.address} refused",
+                    f"order {order_id}: the contract bound a rogue device",
+                    po.ship_order,
+                    order_id,
+                    [*certs, own],
+                    terms=terms,
+                    by=self.supplier,
+                )
             po.ship_order(order_id, certs, terms=terms, by=self.supplier)
             note(f"order {order_id}: shipped with {len(certs)} certified device(s) bound")
             for rogue in rogues:
@@ -316,28 +321,28 @@ class DirectDriver:
                 if fake is None:
                     continue
                 own = fleet.self_certificate(rogue, self.supplier.key)
-                try:
-                    qv.prove_arrival(order_id, terms, [fake], [own], by=self.supplier)
-                except ContractRevert as exc:
-                    if exc.name != UNCERTIFIED:
-                        raise
-                    note(f"order {order_id}: the supplier's fake arrival refused ({exc.name})")
-                else:
-                    raise ReplayError(f"order {order_id}: the contract took a fake arrival")
+                _refused_as_uncertified(
+                    note,
+                    f"order {order_id}: the supplier's fake arrival refused ({UNCERTIFIED})",
+                    f"order {order_id}: the contract took a fake arrival",
+                    qv.prove_arrival,
+                    order_id,
+                    terms,
+                    [fake],
+                    [own],
+                    by=self.supplier,
+                )
 
     def act(self, order_id: int, action: PartyAction, note: Note) -> None:
         po = self.contracts.po
         by = self.chain.accounts.require(action.party)
         terms = po.terms_of(order_id)
-        if action.kind == "cancel":
-            po.cancel_order(order_id, terms=terms, by=by)
-        elif action.kind == "dispute":
-            po.open_dispute(order_id, terms=terms, by=by)
+        simple = {"cancel": po.cancel_order, "dispute": po.open_dispute, "expire": po.expire_order}
+        if action.kind in simple:
+            simple[action.kind](order_id, terms=terms, by=by)
         elif action.kind == "rule":
             assert action.buyer_amount is not None
             po.resolve_dispute(order_id, action.buyer_amount, terms=terms, by=by)
-        elif action.kind == "expire":
-            po.expire_order(order_id, terms=terms, by=by)
         else:
             raise ReplayError(f"unknown party action {action.kind!r}")
         note(action.describe(order_id))
@@ -696,7 +701,7 @@ class ApiDriver:
             for rogue in fleet.rogues_of(name):
                 own = fleet.self_certificate(rogue, rogue.private_key)
                 certs = [*fleet.certificates_of(name), own]
-                body = {"certificates": [_certificate_body(c) for c in certs]}
+                body = {"certificates": [c.as_json() for c in certs]}
                 try:
                     self._call("POST", f"/orders/{fleet.order_ids[name]}/ship", "supplier", body)
                 except ReplayError as exc:
@@ -713,7 +718,7 @@ class ApiDriver:
                     "POST",
                     f"/orders/{oid}/ship",
                     "supplier",
-                    {"certificates": [_certificate_body(c) for c in certs]},
+                    {"certificates": [c.as_json() for c in certs]},
                 )
                 for oid, certs in orders
             ]

@@ -121,13 +121,15 @@ def api_error_from_chain(exc: ChainError) -> ApiError:
         if err.args_ is not None and isinstance(current, int) and 0 <= current < len(_STATE_NAMES):
             err.args_["current_state"] = _STATE_NAMES[current]
         return err
-    if isinstance(exc, ReceiptTimeout):
-        return ApiError(
-            504,
-            "tx_timeout",
-            f"transaction {exc.tx_hash} was sent but not mined in time; it may still be mined",
-            args={"tx_hash": exc.tx_hash},
-        )
+    if isinstance(exc, ReceiptTimeout | TransactionFailed):  # sent: the answer names its hash
+        if isinstance(exc, ReceiptTimeout):
+            status, code = 504, "tx_timeout"
+            message = (
+                f"transaction {exc.tx_hash} was sent but not mined in time; it may still be mined"
+            )
+        else:
+            status, code, message = 502, "tx_failed", f"transaction {exc.tx_hash} failed: {exc}"
+        return ApiError(status, code, message, args={"tx_hash": exc.tx_hash})
     if isinstance(exc, TransportError):
         return ApiError(502, "chain_unavailable", f"the chain node cannot be reached: {exc}")
     if isinstance(exc, TransactionRejected):
@@ -139,13 +141,6 @@ def api_error_from_chain(exc: ChainError) -> ApiError:
                 "value": None if exc.value is None else str(exc.value),
             }
         return ApiError(502, "tx_rejected", f"the node refused the transaction: {exc}", args=funds)
-    if isinstance(exc, TransactionFailed):
-        return ApiError(
-            502,
-            "tx_failed",
-            f"transaction {exc.tx_hash} failed: {exc}",
-            args={"tx_hash": exc.tx_hash},
-        )
     return ApiError(502, "chain_error", str(exc))
 
 

@@ -172,6 +172,14 @@ class _Model(BaseModel):
 # --- terms and orders ---------------------------------------------------------------
 
 
+#: The issuers' fields, as the answers (``TermsPublic``) and the requests (``Terms``) type them.
+_DEVICE_ISSUER = Field(
+    description="Who certifies the order's devices (EIP-712 DeviceCertificate; never the "
+    "supplier: docs/trust.md)."
+)
+_SECOND_DEVICE_ISSUER = Field(description="A second issuer; zero address = one issuer.")
+
+
 class TermsPublic(BaseModel):
     """An order's commercial terms (IPurchaseOrders.Terms, units of DESIGN.md §2)."""
 
@@ -194,13 +202,8 @@ class TermsPublic(BaseModel):
     breach_refund_bps: Uint16 = 0
     dispute_window_secs: Uint32 = 0
     arbiter: str
-    device_issuer: str = Field(
-        description="Who certifies the order's devices (EIP-712 DeviceCertificate; never the "
-        "supplier: docs/trust.md)."
-    )
-    second_device_issuer: str = Field(
-        default=ZERO_ADDRESS, description="A second issuer; zero address = one issuer."
-    )
+    device_issuer: Annotated[str, _DEVICE_ISSUER]
+    second_device_issuer: Annotated[str, _SECOND_DEVICE_ISSUER] = ZERO_ADDRESS
     arrival_quorum: int = Field(
         default=1,
         ge=0,
@@ -219,13 +222,8 @@ class Terms(TermsPublic):
 
     token: Address = Field(default=ZERO_ADDRESS, description="ERC-20 token; zero address = ETH.")
     arbiter: Address
-    device_issuer: Address = Field(
-        description="Who certifies the order's devices (EIP-712 DeviceCertificate; never the "
-        "supplier: docs/trust.md)."
-    )
-    second_device_issuer: Address = Field(
-        default=ZERO_ADDRESS, description="A second issuer; zero address = one issuer."
-    )
+    device_issuer: Annotated[Address, _DEVICE_ISSUER]
+    second_device_issuer: Annotated[Address, _SECOND_DEVICE_ISSUER] = ZERO_ADDRESS
 
 
 class OrderCreate(_Model):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, overload
 
 from eth_abi import decode as abi_decode
 from eth_account.signers.local import LocalAccount
@@ -117,6 +117,52 @@ class ContractWrapper:
         return values[0] if len(values) == 1 else values
 
 
+class _BoundOrderCall(Protocol):
+    def __call__(
+        self, order_id: int, *, terms: Terms | None = None, by: Signer, gas: int | None = None
+    ) -> TxResult: ...
+
+
+class _OrderCall:
+    """A :class:`PurchaseOrders` method that sends ``<fn>(orderId, terms)`` (the terms as
+    given, else :meth:`PurchaseOrders.terms_of`): one definition for the calls after
+    creation that take nothing else."""
+
+    def __init__(self, fn: str) -> None:
+        self.fn = fn
+        self.__doc__ = f"Send ``{fn}(orderId, terms)`` as ``by``."
+
+    def __call__(
+        self,
+        po: PurchaseOrders,
+        order_id: int,
+        *,
+        terms: Terms | None = None,
+        by: Signer,
+        gas: int | None = None,
+    ) -> TxResult:
+        """On the class, as an unbound method: ``PurchaseOrders.accept_order(po, ...)``."""
+        return po._order_tx(self.fn, order_id, terms, by=by, gas=gas)
+
+    @overload
+    def __get__(self, po: None, owner: type[PurchaseOrders]) -> _OrderCall: ...
+    @overload
+    def __get__(self, po: PurchaseOrders, owner: type[PurchaseOrders]) -> _BoundOrderCall: ...
+    def __get__(
+        self, po: PurchaseOrders | None, owner: type[PurchaseOrders]
+    ) -> _OrderCall | _BoundOrderCall:
+        if po is None:
+            return self
+
+        def call(
+            order_id: int, *, terms: Terms | None = None, by: Signer, gas: int | None = None
+        ) -> TxResult:
+            return self(po, order_id, terms=terms, by=by, gas=gas)
+
+        call.__doc__ = self.__doc__
+        return call
+
+
 class PurchaseOrders(ContractWrapper):
     """Every call that needs an order's terms takes them: the contract stores only their
     digest and refuses terms that do not match (``PurchaseOrdersWrongTerms``)."""
@@ -180,10 +226,7 @@ class PurchaseOrders(ContractWrapper):
         t = terms if terms is not None else self.terms_of(order_id)
         return self._tx(fn, (order_id, t.as_tuple(), *extra), by, value=value, gas=gas)
 
-    def accept_order(
-        self, order_id: int, *, terms: Terms | None = None, by: Signer, gas: int | None = None
-    ) -> TxResult:
-        return self._order_tx("acceptOrder", order_id, terms, by=by, gas=gas)
+    accept_order = _OrderCall("acceptOrder")
 
     def fund_order(
         self,
@@ -215,15 +258,9 @@ class PurchaseOrders(ContractWrapper):
 
     ship = ship_order
 
-    def confirm_receipt(
-        self, order_id: int, *, terms: Terms | None = None, by: Signer, gas: int | None = None
-    ) -> TxResult:
-        return self._order_tx("confirmReceipt", order_id, terms, by=by, gas=gas)
+    confirm_receipt = _OrderCall("confirmReceipt")
 
-    def open_dispute(
-        self, order_id: int, *, terms: Terms | None = None, by: Signer, gas: int | None = None
-    ) -> TxResult:
-        return self._order_tx("openDispute", order_id, terms, by=by, gas=gas)
+    open_dispute = _OrderCall("openDispute")
 
     def resolve_dispute(
         self,
@@ -236,20 +273,11 @@ class PurchaseOrders(ContractWrapper):
     ) -> TxResult:
         return self._order_tx("resolveDispute", order_id, terms, buyer_amount, by=by, gas=gas)
 
-    def settle_order(
-        self, order_id: int, *, terms: Terms | None = None, by: Signer, gas: int | None = None
-    ) -> TxResult:
-        return self._order_tx("settleOrder", order_id, terms, by=by, gas=gas)
+    settle_order = _OrderCall("settleOrder")
 
-    def cancel_order(
-        self, order_id: int, *, terms: Terms | None = None, by: Signer, gas: int | None = None
-    ) -> TxResult:
-        return self._order_tx("cancelOrder", order_id, terms, by=by, gas=gas)
+    cancel_order = _OrderCall("cancelOrder")
 
-    def expire_order(
-        self, order_id: int, *, terms: Terms | None = None, by: Signer, gas: int | None = None
-    ) -> TxResult:
-        return self._order_tx("expireOrder", order_id, terms, by=by, gas=gas)
+    expire_order = _OrderCall("expireOrder")
 
     def record_breach(self, order_id: int, *, by: Signer, gas: int | None = None) -> TxResult:
         """Only QualityVerification may call this; exposed for access-control tests."""

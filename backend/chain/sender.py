@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 import requests
 from eth_account.signers.local import LocalAccount
@@ -231,6 +231,16 @@ class PendingTx:
     @property
     def done(self) -> bool:
         return self.outcome is not None
+
+
+class SendOptions(TypedDict, total=False):
+    """The keyword options of :meth:`TxSender.submit` (and what :meth:`TxSender.transact`
+    passes on to it): the wei sent, a gas limit (else estimated), the function's name for
+    errors."""
+
+    value: int
+    gas: int | None
+    function: str | None
 
 
 class TxSender:
@@ -481,18 +491,16 @@ class TxSender:
         to: str | None,
         data: bytes,
         *,
-        value: int = 0,
-        gas: int | None = None,
-        function: str | None = None,
         timeout: float | None = None,
+        **send: Unpack[SendOptions],
     ) -> TxResult:
-        """Send one transaction and wait for its receipt.
+        """Send one transaction (``send``: as :meth:`submit` takes them) and wait for its
+        receipt.
 
         Raises :class:`ContractRevert` (estimate or receipt), :class:`TransactionFailed`,
         :class:`TransactionRejected`, :class:`ReceiptTimeout` or :class:`TransportError`.
         """
-        pending = self.submit(to, data, value=value, gas=gas, function=function)
-        return self.wait(pending, timeout=timeout)
+        return self.wait(self.submit(to, data, **send), timeout=timeout)
 
     def deploy(
         self,

@@ -63,12 +63,16 @@ class ChainAction:
     #: Order within an order's lane (lower first).
     rank: ClassVar[int] = RANK_BREACH
 
+    #: The dedup key is ``<dedup>:<the dedup_by field>``.
+    dedup: ClassVar[str]
+    dedup_by: ClassVar[str] = "order_id"
+
     order_id: int
 
     @property
     def dedup_key(self) -> str:
         """Two actions with the same key are the same action: the outbox keeps the first."""
-        raise NotImplementedError
+        return f"{self.dedup}:{getattr(self, self.dedup_by)}"
 
     def payload(self) -> dict[str, Any]:
         """The JSON payload stored in the outbox (all fields but ``order_id``)."""
@@ -93,15 +97,13 @@ class CommitBatch(ChainAction):
     """Commit the Merkle root of the fleet's next batch of readings (``order_id`` :data:`FLEET`)."""
 
     kind: ClassVar[str] = "commit_batch"
+    dedup: ClassVar[str] = "commit"
+    dedup_by: ClassVar[str] = "batch_seq"
     lane: ClassVar[str] = COMMIT_LANE
 
     batch_seq: int
     root: bytes
     count: int
-
-    @property
-    def dedup_key(self) -> str:
-        return f"commit:{self.batch_seq}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,6 +111,7 @@ class ProveExcursion(ChainAction):
     """Prove a breach by a device's consecutive out-of-range readings."""
 
     kind: ClassVar[str] = "prove_excursion"
+    dedup: ClassVar[str] = "breach"
 
     device: str
     #: The evidence, in seq order (readings' row ids).
@@ -118,24 +121,17 @@ class ProveExcursion(ChainAction):
     started_at: int
     ended_at: int
 
-    @property
-    def dedup_key(self) -> str:
-        return f"breach:{self.order_id}"
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProveShock(ChainAction):
     """Prove a breach by one reading over the shock limit."""
 
     kind: ClassVar[str] = "prove_shock"
+    dedup: ClassVar[str] = "breach"
 
     reading_id: int
     device: str
     seq: int
-
-    @property
-    def dedup_key(self) -> str:
-        return f"breach:{self.order_id}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -146,15 +142,12 @@ class ProveArrival(ChainAction):
     earliest proof wins."""
 
     kind: ClassVar[str] = "prove_arrival"
+    dedup: ClassVar[str] = "arrival"
     rank: ClassVar[int] = RANK_ARRIVAL
 
     reading_ids: tuple[int, ...]
     devices: tuple[str, ...]
     timestamp: int
-
-    @property
-    def dedup_key(self) -> str:
-        return f"arrival:{self.order_id}"
 
     def earlier_than(self, other: ChainAction) -> bool:
         """Whether this proof should replace ``other`` (a later arrival of the same order)."""
@@ -166,13 +159,10 @@ class Settle(ChainAction):
     """Settle an order once its dispute window has closed."""
 
     kind: ClassVar[str] = "settle"
+    dedup: ClassVar[str] = "settle"
     rank: ClassVar[int] = RANK_SETTLE
 
     dispute_window_closes_at: int
-
-    @property
-    def dedup_key(self) -> str:
-        return f"settle:{self.order_id}"
 
 
 #: The closed set of actions, by kind.

@@ -10,6 +10,7 @@ are checked against them in tests/domain, which also reads the struct from the A
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import asdict, dataclass, field
 from operator import attrgetter
 from typing import Any
@@ -139,3 +140,36 @@ class StoredReading(ReadingFields):
 
 #: :class:`StoredReading`'s fields: the reading's fields, row id, device, arrival time.
 STORED_READING_ATTRS: tuple[str, ...] = (*READING_ATTRS, "id", "device", "received_at")
+
+
+@dataclass
+class ReadingWindow:
+    """One device's latest stored readings, by seq (the rules' and the risk model's view)."""
+
+    by_seq: dict[int, StoredReading] = field(default_factory=dict)
+    seqs: list[int] = field(default_factory=list)
+
+    def add(self, r: StoredReading, keep: int | None = None) -> None:
+        """Add (or replace) ``r``; with ``keep``, then keep only the ``keep`` highest seqs."""
+        if r.seq not in self.by_seq:
+            bisect.insort(self.seqs, r.seq)
+        self.by_seq[r.seq] = r
+        if keep is not None:
+            self.trim(keep)
+
+    def trim(self, keep: int) -> None:
+        """Keep only the ``keep`` highest seqs."""
+        if len(self.seqs) > keep:
+            for s in self.seqs[: len(self.seqs) - keep]:
+                del self.by_seq[s]
+            del self.seqs[: len(self.seqs) - keep]
+
+    @property
+    def head(self) -> StoredReading | None:
+        return self.by_seq[self.seqs[-1]] if self.seqs else None
+
+    def readings(self) -> list[StoredReading]:
+        return [self.by_seq[s] for s in self.seqs]
+
+    def last(self, n: int) -> list[StoredReading]:
+        return [self.by_seq[s] for s in self.seqs[-n:]]

@@ -36,7 +36,6 @@ proof per order, excursion or shock, whichever comes first), ``arrival:{order}``
 
 from __future__ import annotations
 
-import bisect
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -61,6 +60,7 @@ from backend.domain.reading import (
     FLAG_DOOR_OPEN,
     FLAG_SENSOR_FAULT,
     FLAG_TAMPER,
+    ReadingWindow,
     StoredReading,
 )
 from backend.risk import (
@@ -227,30 +227,10 @@ class RulesConfig:
 
 
 @dataclass
-class _Stream:
+class _Stream(ReadingWindow):
     """One device's window of readings, by seq."""
 
-    by_seq: dict[int, StoredReading] = field(default_factory=dict)
-    seqs: list[int] = field(default_factory=list)
     trend_alerted: set[str] = field(default_factory=set)
-
-    def add(self, r: StoredReading) -> None:
-        if r.seq not in self.by_seq:
-            bisect.insort(self.seqs, r.seq)
-        self.by_seq[r.seq] = r
-
-    def trim(self, keep: int) -> None:
-        if len(self.seqs) > keep:
-            for s in self.seqs[: len(self.seqs) - keep]:
-                del self.by_seq[s]
-            del self.seqs[: len(self.seqs) - keep]
-
-    @property
-    def head(self) -> StoredReading | None:
-        return self.by_seq[self.seqs[-1]] if self.seqs else None
-
-    def last(self, n: int) -> list[StoredReading]:
-        return [self.by_seq[s] for s in self.seqs[-n:]]
 
 
 class TermsCache:

@@ -21,12 +21,18 @@ import dataclasses
 import math
 import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from backend.domain.alert import AlertKind, ReasonKind, Severity
 from backend.domain.order import Terms
-from backend.domain.reading import FLAG_DOOR_OPEN, FLAG_SENSOR_FAULT, FLAG_TAMPER, StoredReading
+from backend.domain.reading import (
+    FLAG_DOOR_OPEN,
+    FLAG_SENSOR_FAULT,
+    FLAG_TAMPER,
+    ReadingWindow,
+    StoredReading,
+)
 
 EARTH_RADIUS_KM = 6371.0088
 KM_PER_DEGREE = math.pi * EARTH_RADIUS_KM / 180
@@ -268,9 +274,7 @@ def _mins(secs: float) -> str:
 
 
 @dataclass
-class _Device:
-    by_seq: dict[int, StoredReading] = field(default_factory=dict)
-    seqs: list[int] = field(default_factory=list)
+class _Device(ReadingWindow):
     #: consecutive assessments with a breach forecast within the warning time
     confirmations: int = 0
     counted_seq: int | None = None
@@ -282,25 +286,9 @@ class _Device:
     version: int = 0
     forecast: tuple[int, _TempForecast | None] | None = None
 
-    def add(self, r: StoredReading, keep: int) -> None:
-        if r.seq not in self.by_seq:
-            bisect.insort(self.seqs, r.seq)
-        self.by_seq[r.seq] = r
+    def add(self, r: StoredReading, keep: int | None = None) -> None:
+        super().add(r, keep)
         self.version += 1
-        if len(self.seqs) > keep:
-            for s in self.seqs[: len(self.seqs) - keep]:
-                del self.by_seq[s]
-            del self.seqs[: len(self.seqs) - keep]
-
-    @property
-    def head(self) -> StoredReading | None:
-        return self.by_seq[self.seqs[-1]] if self.seqs else None
-
-    def readings(self) -> list[StoredReading]:
-        return [self.by_seq[s] for s in self.seqs]
-
-    def last(self, n: int) -> list[StoredReading]:
-        return [self.by_seq[s] for s in self.seqs[-n:]]
 
     def since(self, ts: float) -> list[StoredReading]:
         """The readings after ``ts``, newest first (scanning back from the newest seq)."""

@@ -9,7 +9,7 @@ the digest byte for byte against eth_account and the contract's ``hashCertificat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import coincurve
@@ -96,6 +96,11 @@ class SignedCertificate:
 
     def as_tuple(self) -> tuple[Any, ...]:
         return (self.certificate.as_tuple(), self.signature)
+
+    def as_json(self) -> dict[str, Any]:
+        """The certificate as a JSON body (the API's ``CertificateIn``): its fields and the
+        signature as 0x-hex."""
+        return {**asdict(self.certificate), "signature": "0x" + self.signature.hex()}
 
     def signer(self, domain: Domain) -> str:
         """The address that signed it (raises ``WireError`` on a malformed signature)."""

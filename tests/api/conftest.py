@@ -28,7 +28,6 @@ from backend.core.settings import Settings
 from backend.domain.order import TERMS_BODY_ATTRS
 from backend.indexer import ChainIndexer
 from backend.store import make_engine, session_factory
-from backend.telemetry.certificates import SignedCertificate
 from testkit.api_seed import indexed
 from testkit.databases import migrated_engine
 
@@ -107,18 +106,6 @@ def api(
 # --- chain-backed API ----------------------------------------------------------------
 
 
-def certificate_json(c: SignedCertificate) -> dict[str, Any]:
-    cert = c.certificate
-    return {
-        "order_id": cert.order_id,
-        "device": cert.device,
-        "issuer": cert.issuer,
-        "valid_from": cert.valid_from,
-        "valid_until": cert.valid_until,
-        "signature": "0x" + c.signature.hex(),
-    }
-
-
 @dataclass
 class ChainApi:
     """An API around the session's eth-tester deployment, a fresh database and its indexer."""
@@ -144,7 +131,7 @@ class ChainApi:
     ) -> dict[str, Any]:
         """Device ``device_n``'s certificate for ``order_id`` by issuer ``issuer_n``, as
         ``POST /orders/{id}/ship`` takes it."""
-        return certificate_json(self.stack.certify(order_id, device_n, issuer_n, **window))
+        return self.stack.certify(order_id, device_n, issuer_n, **window).as_json()
 
     def sync(self) -> None:
         self.indexer.run_once()

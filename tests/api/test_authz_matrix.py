@@ -122,14 +122,23 @@ class Route:
         return f"{self.method} {self.path}"
 
 
+def reads(setup: Callable[[ChainApi], int], expected: dict[str, int], *paths: str) -> list[Route]:
+    """GET routes that share a setup and the answers expected."""
+    return [Route("GET", path, setup, expected) for path in paths]
+
+
 ROUTES = [
     # reads of one order
-    Route("GET", "/orders/{id}", shipped, READERS_OK),
-    Route("GET", "/orders/{id}/telemetry", shipped, READERS_OK),
-    Route("GET", "/orders/{id}/commitments", shipped, READERS_OK),
-    Route("GET", "/orders/{id}/events", shipped, READERS_OK),
-    Route("GET", "/orders/{id}/alerts", shipped, READERS_OK),
-    Route("GET", "/orders/{id}/devices", shipped, READERS_OK),
+    *reads(
+        shipped,
+        READERS_OK,
+        "/orders/{id}",
+        "/orders/{id}/telemetry",
+        "/orders/{id}/commitments",
+        "/orders/{id}/events",
+        "/orders/{id}/alerts",
+        "/orders/{id}/devices",
+    ),
     Route(
         "GET",
         "/orders/{id}/settlement-preview",
@@ -138,13 +147,10 @@ ROUTES = [
         params={"delivered_at": 2_000_000_000},
     ),
     # reads of the caller's own collections
-    Route("GET", "/orders", shipped, EVERYONE_OK),
-    Route("GET", "/alerts", shipped, EVERYONE_OK),
-    Route("GET", "/devices", shipped, EVERYONE_OK),
-    Route("GET", "/account", no_order, EVERYONE_OK),
+    *reads(shipped, EVERYONE_OK, "/orders", "/alerts", "/devices"),
+    *reads(no_order, EVERYONE_OK, "/account"),
     # service endpoints need no key
-    Route("GET", "/health", no_order, NO_AUTH),
-    Route("GET", "/metrics", no_order, NO_AUTH),
+    *reads(no_order, NO_AUTH, "/health", "/metrics"),
     # writes
     Route(
         "POST",

@@ -16,7 +16,7 @@ from backend.oracle.rules import RulesEngine
 from backend.telemetry import Reading, SignedReading, device_address
 from backend.telemetry.certificates import DeviceCertificate, SignedCertificate
 from testkit.readings import wire_message
-from tests.api.conftest import ChainApi, certificate_json
+from tests.api.conftest import ChainApi
 
 ETHER = 10**18
 HOUR = 3600
@@ -57,7 +57,7 @@ def test_create_fund_accept_ship_arrive_settle_withdraw(chain_api: ChainApi) -> 
         "POST",
         f"/orders/{order_id}/ship",
         "supplier",
-        json={"certificates": [certificate_json(cert)]},
+        json={"certificates": [cert.as_json()]},
     )
     assert r.status_code == 200, r.text
     shipped = r.json()["order"]
@@ -253,7 +253,7 @@ def test_shipping_an_uncertified_device_is_refused_by_name(chain_api: ChainApi) 
         assert body["code"] == "contract_revert"
         return body
 
-    refused = ship(api.certificate_json(order_id, 1), certificate_json(own))
+    refused = ship(api.certificate_json(order_id, 1), own.as_json())
     assert refused["error"] == "QualityVerificationUncertifiedDevice"
     assert refused["args"] == {
         "orderId": order_id,
@@ -261,7 +261,7 @@ def test_shipping_an_uncertified_device_is_refused_by_name(chain_api: ChainApi) 
         "issuer": stack.accounts.supplier.address,
     }
     # the issuer's name on a certificate it never signed
-    forged = {**certificate_json(own), "issuer": issuer(1)}
+    forged = {**own.as_json(), "issuer": issuer(1)}
     assert ship(forged)["error"] == "QualityVerificationForgedCertificate"
     other = _funded_order(api)
     assert ship(api.certificate_json(other, 1))["error"] == (

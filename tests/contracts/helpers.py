@@ -111,6 +111,18 @@ def delivered(order_id: int, at: int, by: str, late: int = 0) -> tuple[str, dict
     return "OrderDelivered", args
 
 
+def credited(
+    order_id: int, account: str, amount: int, token: str = ETH
+) -> tuple[str, dict[str, Any]]:
+    """The escrow's ``FundsCredited`` event as :func:`events` lists it."""
+    return "FundsCredited", {
+        "orderId": order_id,
+        "account": account,
+        "token": token,
+        "amount": amount,
+    }
+
+
 # ---- readings ---------------------------------------------------------------------------
 
 

@@ -21,6 +21,7 @@ from tests.contracts.helpers import (
     Orders,
     cert,
     changes_nothing,
+    credited,
     delivered,
     dev,
     events,
@@ -212,18 +213,30 @@ def confirm_an_hour_later(stack: Stack, oid: int) -> tuple[int, TxResult]:
     return t + 1, stack.po.confirm_receipt(oid, by=stack.accounts.buyer, gas=GAS)
 
 
+def all_to_the_supplier(oid: int, supplier: str, amount: int) -> list[tuple[str, dict[str, Any]]]:
+    """The events of a settlement of ETH ``amount`` all to the supplier (the buyer's zero
+    part is not credited, and not announced)."""
+    return [
+        ("OrderSettled", {"orderId": oid, "buyerAmount": 0, "supplierAmount": amount}),
+        credited(oid, supplier, amount),
+    ]
+
+
+def settled_to_the_supplier(stack: Stack, orders: Orders, oid: int, at: int, amount: int) -> None:
+    """Anyone settles in a block at ``at``: all of ``amount`` to the supplier, order Settled."""
+    stack.chain.set_next_block_timestamp(at)
+    result = stack.po.settle_order(oid, by=stack.accounts.stranger, gas=GAS)
+    assert events(result) == all_to_the_supplier(oid, stack.accounts.supplier.address, amount)
+    assert orders.state(oid) is S.SETTLED
+
+
 def test_confirm_receipt_with_zero_window_settles_at_once(stack: Stack, orders: Orders) -> None:
     a = stack.accounts
     oid = orders.shipped(price=1_000)
     at, result = confirm_an_hour_later(stack, oid)
     assert events(result) == [
         delivered(oid, at, a.buyer.address),
-        ("OrderSettled", {"orderId": oid, "buyerAmount": 0, "supplierAmount": 1_000}),
-        # a zero part is not credited (and not announced)
-        (
-            "FundsCredited",
-            {"orderId": oid, "account": a.supplier.address, "token": ETH, "amount": 1_000},
-        ),
+        *all_to_the_supplier(oid, a.supplier.address, 1_000),
     ]
     order = stack.po.get_order(oid)
     assert (order.state, order.timestamp) == (S.SETTLED, at)
@@ -246,16 +259,7 @@ def test_confirm_receipt_with_window_waits_then_anyone_settles(
         stack, [oid], "PurchaseOrdersDisputeWindow", orderId=oid, closesAt=closes, open=True
     ):
         stack.po.settle_order(oid, by=a.stranger, gas=GAS)
-    stack.chain.set_next_block_timestamp(closes)
-    result = stack.po.settle_order(oid, by=a.stranger, gas=GAS)
-    assert events(result) == [
-        ("OrderSettled", {"orderId": oid, "buyerAmount": 0, "supplierAmount": 1_000}),
-        (
-            "FundsCredited",
-            {"orderId": oid, "account": a.supplier.address, "token": ETH, "amount": 1_000},
-        ),
-    ]
-    assert orders.state(oid) is S.SETTLED
+    settled_to_the_supplier(stack, orders, oid, closes, 1_000)
 
 
 def test_preview_settlement_matches_the_terms(stack: Stack, orders: Orders) -> None:
@@ -666,12 +670,7 @@ def test_cancel_before_shipment(stack: Stack, orders: Orders, state: str, by: st
     result = stack.po.cancel_order(oid, by=who)
     expected = [("OrderCancelled", {"orderId": oid, "by": who.address})]
     if funded:
-        expected.append(
-            (
-                "FundsCredited",
-                {"orderId": oid, "account": a.buyer.address, "token": ETH, "amount": 1_000},
-            )
-        )
+        expected.append(credited(oid, a.buyer.address, 1_000))
     assert events(result) == expected
     assert orders.state(oid) is S.CANCELLED
     assert credits_of(stack, oid) == (1_000 if funded else 0)
@@ -696,12 +695,7 @@ def test_expire_after_deadline_and_grace(stack: Stack, orders: Orders, state: st
         ("OrderExpired", {"orderId": oid, "refunded": 1_000 if funded else 0})
     ]
     if funded:
-        expected.append(
-            (
-                "FundsCredited",
-                {"orderId": oid, "account": a.buyer.address, "token": ETH, "amount": 1_000},
-            )
-        )
+        expected.append(credited(oid, a.buyer.address, 1_000))
     assert events(result) == expected
     assert orders.state(oid) is S.EXPIRED
 
@@ -754,14 +748,8 @@ def test_dispute_inside_the_window_and_arbiter_ruling(
                 "supplierAmount": 667,
             },
         ),
-        (
-            "FundsCredited",
-            {"orderId": oid, "account": a.buyer.address, "token": ETH, "amount": 333},
-        ),
-        (
-            "FundsCredited",
-            {"orderId": oid, "account": a.supplier.address, "token": ETH, "amount": 667},
-        ),
+        credited(oid, a.buyer.address, 333),
+        credited(oid, a.supplier.address, 667),
     ]
     assert orders.state(oid) is S.RESOLVED
 
@@ -812,16 +800,7 @@ def test_settle_after_the_arbitration_period_without_ruling(stack: Stack, orders
     stack.chain.set_next_block_timestamp(deadline - 1)
     with refused(stack, [oid], "PurchaseOrdersArbitrationPending", orderId=oid, deadline=deadline):
         stack.po.settle_order(oid, by=a.stranger, gas=GAS)
-    stack.chain.set_next_block_timestamp(deadline)
-    result = stack.po.settle_order(oid, by=a.stranger, gas=GAS)
-    assert events(result) == [
-        ("OrderSettled", {"orderId": oid, "buyerAmount": 0, "supplierAmount": 1_000}),
-        (
-            "FundsCredited",
-            {"orderId": oid, "account": a.supplier.address, "token": ETH, "amount": 1_000},
-        ),
-    ]
-    assert orders.state(oid) is S.SETTLED
+    settled_to_the_supplier(stack, orders, oid, deadline, 1_000)
     # whichever comes first is final: the arbiter can no longer rule
     with refused(stack, [oid], "PurchaseOrdersInvalidState", orderId=oid, current=S.SETTLED):
         stack.po.resolve_dispute(oid, 0, by=a.arbiter, gas=GAS)

@@ -9,6 +9,7 @@ no longer does.
 from __future__ import annotations
 
 import dataclasses
+from contextlib import AbstractContextManager
 
 import pytest
 
@@ -16,6 +17,7 @@ from backend.chain.contracts import OrderState
 from backend.chain.errors import ContractRevert
 from backend.chain.testing import Stack, certify, device_key, issuer, issuer_key
 from backend.telemetry import device_address
+from backend.telemetry.certificates import SignedCertificate
 from backend.telemetry.fleet import FleetBatch, FleetLog
 from tests.contracts.helpers import (
     GAS,
@@ -37,6 +39,23 @@ ROGUE = device_address(ROGUE_KEY)
 
 def _rogue_cert(stack: Stack, order_id: int, issuer_n: int = 1) -> object:
     return certify(stack.domain, order_id, ROGUE, issuer_key(issuer_n))
+
+
+def _self_certified(
+    stack: Stack, order_id: int
+) -> tuple[SignedCertificate, AbstractContextManager[None]]:
+    """The supplier's own certificate for its logger (the supplier is no issuer the terms
+    name) and the refusal every use of it meets: ``UncertifiedDevice``, nothing changed."""
+    supplier = stack.accounts.supplier
+    own = certify(stack.domain, order_id, ROGUE, supplier.key.hex())
+    return own, refused(
+        stack,
+        [order_id],
+        "QualityVerificationUncertifiedDevice",
+        orderId=order_id,
+        device=ROGUE,
+        issuer=supplier.address,
+    )
 
 
 # ---- terms -------------------------------------------------------------------------------
@@ -85,15 +104,8 @@ def test_supplier_binding_an_uncertified_device_is_refused_by_name(
     a = stack.accounts
     oid = orders.funded()
     # the supplier certifies its own logger: it is not an issuer the terms name
-    own = certify(stack.domain, oid, ROGUE, a.supplier.key.hex())
-    with refused(
-        stack,
-        [oid],
-        "QualityVerificationUncertifiedDevice",
-        orderId=oid,
-        device=ROGUE,
-        issuer=a.supplier.address,
-    ):
+    own, uncertified = _self_certified(stack, oid)
+    with uncertified:
         stack.po.ship_order(oid, [own], by=a.supplier, gas=GAS)
 
 
@@ -146,17 +158,8 @@ def test_expired_certificate_is_refused_at_shipment(stack: Stack, orders: Orders
 def test_revoked_device_cannot_be_bound(stack: Stack, orders: Orders) -> None:
     a = stack.accounts
     oid = orders.funded()
-    revoked = stack.qv.revoke_device(dev(1), by=_issuer_account(stack, 1), gas=GAS)
-    at = revoked.event("DeviceRevoked")["revokedAt"]
-    with refused(
-        stack,
-        [oid],
-        "QualityVerificationDeviceRevoked",
-        orderId=oid,
-        device=dev(1),
-        issuer=issuer(1),
-        revokedAt=at,
-    ):
+    _at, revoked = _revoke_device_1(stack, oid)
+    with revoked:
         stack.po.ship_order(oid, [cert(stack, oid)], by=a.supplier, gas=GAS)
 
 
@@ -197,6 +200,22 @@ def test_wrong_terms_are_refused(stack: Stack, orders: Orders) -> None:
 # ---- evidence ----------------------------------------------------------------------------
 
 
+def _revoke_device_1(stack: Stack, order_id: int) -> tuple[int, AbstractContextManager[None]]:
+    """Issuer 1 revokes device 1: the revocation time and the refusal every later use of
+    the device on ``order_id`` meets (``DeviceRevoked``, nothing changed)."""
+    revoked = stack.qv.revoke_device(dev(1), by=_issuer_account(stack, 1), gas=GAS)
+    at = int(revoked.event("DeviceRevoked")["revokedAt"])
+    return at, refused(
+        stack,
+        [order_id],
+        "QualityVerificationDeviceRevoked",
+        orderId=order_id,
+        device=dev(1),
+        issuer=issuer(1),
+        revokedAt=at,
+    )
+
+
 def _issuer_account(stack: Stack, n: int):  # type: ignore[no-untyped-def]
     """Issuer ``n`` as an account that can send (funded from the admin)."""
     from eth_account import Account
@@ -222,15 +241,8 @@ def test_fake_arrival_by_a_supplier_held_device_fails(stack: Stack, orders: Orde
     signed = SignedReading(fake, ROGUE, sign_reading(fake, stack.domain, ROGUE_KEY))
     stack.chain.advance_time(120)
     # with a certificate it signed itself
-    own = certify(stack.domain, oid, ROGUE, a.supplier.key.hex())
-    with refused(
-        stack,
-        [oid],
-        "QualityVerificationUncertifiedDevice",
-        orderId=oid,
-        device=ROGUE,
-        issuer=a.supplier.address,
-    ):
+    own, uncertified = _self_certified(stack, oid)
+    with uncertified:
         stack.qv.prove_arrival(oid, terms, [signed], [own], by=a.supplier, gas=GAS)
     # with the real device's certificate
     with refused(stack, [oid], "QualityVerificationUnknownDevice", orderId=oid, device=ROGUE):
@@ -291,24 +303,14 @@ def test_readings_after_revocation_no_longer_count(stack: Stack, orders: Orders)
     a = stack.accounts
     oid = orders.shipped(max_shock_milli_g=1000)
     terms = orders.terms_of(oid)
-    issuer_account = _issuer_account(stack, 1)
     shipped = orders_shipped_at(stack, oid)
     # revoke strictly after shipment (anvil may mine consecutive blocks in one second)
     stack.chain.set_next_block_timestamp(max(shipped, stack.chain.now()) + 10)
-    revoked = stack.qv.revoke_device(dev(1), by=issuer_account, gas=GAS)
-    at = revoked.event("DeviceRevoked")["revokedAt"]
+    at, revoked = _revoke_device_1(stack, oid)
     assert stack.qv.revoked_at(issuer(1), dev(1)) == at
     stack.chain.advance_time(HOUR)
     after = sign(stack, reading(oid, 9, at + 10, shock_milli_g=5000))
-    with refused(
-        stack,
-        [oid],
-        "QualityVerificationDeviceRevoked",
-        orderId=oid,
-        device=dev(1),
-        issuer=issuer(1),
-        revokedAt=at,
-    ):
+    with revoked:
         stack.qv.prove_shock(oid, terms, after, cert(stack, oid), by=a.stranger, gas=GAS)
     # a reading from before the revocation still counts
     before = sign(stack, reading(oid, 8, at - 1, shock_milli_g=5000))

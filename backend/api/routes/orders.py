@@ -159,16 +159,31 @@ async def _act(
     return await run_in_threadpool(run)
 
 
-@router.post("/{order_id}/accept", response_model=TxPublic, responses=responses(*WRITE))
-async def accept_order(ctx: ContextDep, party: WritingParty, order_id: OrderIdPath) -> TxPublic:
-    """The supplier accepts the terms (Created → Accepted)."""
-    return await _act(ctx, party, order_id, "accept")
+def _action_route(path: str, name: str, action: str, doc: str) -> None:
+    """Route ``POST /orders/{order_id}/<path>`` (no body) to the custodian's ``action``;
+    ``name`` and ``doc`` are the endpoint's (its OpenAPI operation and description)."""
+
+    async def endpoint(ctx: ContextDep, party: WritingParty, order_id: OrderIdPath) -> TxPublic:
+        return await _act(ctx, party, order_id, action)
+
+    endpoint.__name__ = endpoint.__qualname__ = name
+    endpoint.__doc__ = doc
+    router.post(f"/{{order_id}}/{path}", response_model=TxPublic, responses=responses(*WRITE))(
+        endpoint
+    )
 
 
-@router.post("/{order_id}/fund", response_model=TxPublic, responses=responses(*WRITE))
-async def fund_order(ctx: ContextDep, party: WritingParty, order_id: OrderIdPath) -> TxPublic:
-    """The buyer pays the price into escrow (ETH, or an ERC-20 after an approval)."""
-    return await _act(ctx, party, order_id, "fund")
+_action_route(
+    "accept", "accept_order", "accept", "The supplier accepts the terms (Created → Accepted)."
+)
+
+
+_action_route(
+    "fund",
+    "fund_order",
+    "fund",
+    "The buyer pays the price into escrow (ETH, or an ERC-20 after an approval).",
+)
 
 
 @router.post("/{order_id}/ship", response_model=TxPublic, responses=responses(*WRITE))
@@ -182,16 +197,20 @@ async def ship_order(
     return await _act(ctx, party, order_id, "ship", body.certificates)
 
 
-@router.post("/{order_id}/confirm-receipt", response_model=TxPublic, responses=responses(*WRITE))
-async def confirm_receipt(ctx: ContextDep, party: WritingParty, order_id: OrderIdPath) -> TxPublic:
-    """The buyer confirms delivery (Shipped → Delivered, or Settled with no dispute window)."""
-    return await _act(ctx, party, order_id, "confirm_receipt")
+_action_route(
+    "confirm-receipt",
+    "confirm_receipt",
+    "confirm_receipt",
+    "The buyer confirms delivery (Shipped → Delivered, or Settled with no dispute window).",
+)
 
 
-@router.post("/{order_id}/dispute", response_model=TxPublic, responses=responses(*WRITE))
-async def open_dispute(ctx: ContextDep, party: WritingParty, order_id: OrderIdPath) -> TxPublic:
-    """Buyer or supplier disputes the split inside the dispute window."""
-    return await _act(ctx, party, order_id, "open_dispute")
+_action_route(
+    "dispute",
+    "open_dispute",
+    "open_dispute",
+    "Buyer or supplier disputes the split inside the dispute window.",
+)
 
 
 @router.post("/{order_id}/ruling", response_model=TxPublic, responses=responses(*WRITE))
@@ -202,19 +221,19 @@ async def resolve_dispute(
     return await _act(ctx, party, order_id, "resolve_dispute", int(body.buyer_amount))
 
 
-@router.post("/{order_id}/settle", response_model=TxPublic, responses=responses(*WRITE))
-async def settle_order(ctx: ContextDep, party: WritingParty, order_id: OrderIdPath) -> TxPublic:
-    """Finalise the split once the dispute window has closed."""
-    return await _act(ctx, party, order_id, "settle")
+_action_route(
+    "settle", "settle_order", "settle", "Finalise the split once the dispute window has closed."
+)
 
 
-@router.post("/{order_id}/cancel", response_model=TxPublic, responses=responses(*WRITE))
-async def cancel_order(ctx: ContextDep, party: WritingParty, order_id: OrderIdPath) -> TxPublic:
-    """Cancel before shipment (a funded order refunds the buyer)."""
-    return await _act(ctx, party, order_id, "cancel")
+_action_route(
+    "cancel", "cancel_order", "cancel", "Cancel before shipment (a funded order refunds the buyer)."
+)
 
 
-@router.post("/{order_id}/expire", response_model=TxPublic, responses=responses(*WRITE))
-async def expire_order(ctx: ContextDep, party: WritingParty, order_id: OrderIdPath) -> TxPublic:
-    """Reclaim an undelivered order after deadline + grace (expireOrder: the buyer is refunded)."""
-    return await _act(ctx, party, order_id, "expire")
+_action_route(
+    "expire",
+    "expire_order",
+    "expire",
+    "Reclaim an undelivered order after deadline + grace (expireOrder: the buyer is refunded).",
+)
