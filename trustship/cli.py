@@ -162,32 +162,14 @@ def certify(
     """Sign device certificates as an issuer: the JSON list POST /orders/{id}/ship takes."""
     import json
 
+    from backend.chain.testing import certify as sign
     from backend.chain.testing import issuer_key as dev_issuer_key
-    from backend.telemetry import Domain, device_address
-    from backend.telemetry.certificates import DeviceCertificate, sign_certificate
+    from backend.telemetry import Domain
 
     key = issuer_key or dev_issuer_key(1)
     domain = Domain(chain_id=chain_id, verifying_contract=contract)
-    out = []
-    for d in device:
-        cert = DeviceCertificate(
-            order_id=order,
-            device=d,
-            issuer=device_address(key),
-            valid_from=valid_from,
-            valid_until=valid_until,
-        )
-        signed = sign_certificate(cert, domain, key)
-        out.append(
-            {
-                "order_id": order,
-                "device": cert.device,
-                "issuer": cert.issuer,
-                "valid_from": valid_from,
-                "valid_until": valid_until,
-                "signature": "0x" + signed.signature.hex(),
-            }
-        )
+    window = {"valid_from": valid_from, "valid_until": valid_until}
+    out = [sign(domain, order, d, key, **window).as_json() for d in device]
     typer.echo(json.dumps(out))
 
 
