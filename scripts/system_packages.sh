@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Debian packages the test suite runs as real peers: the mosquitto broker and the
 # stock clients an outside tester uses (mosquitto_sub/mosquitto_pub from
-# mosquitto-clients). Installs what is missing when run as root; otherwise says what
+# mosquitto-clients), and Debian's chromium, the headless browser the dashboard's tests
+# drive with Playwright. Installs what is missing when run as root; otherwise says what
 # to install. Nothing happens when every command is already there.
 set -euo pipefail
 
@@ -9,6 +10,7 @@ declare -A package_of=(
     [mosquitto]=mosquitto
     [mosquitto_sub]=mosquitto-clients
     [mosquitto_pub]=mosquitto-clients
+    [chromium]=chromium
 )
 
 missing=()
