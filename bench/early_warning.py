@@ -54,6 +54,7 @@ from rich.table import Table
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
+from backend.domain.actions import ProveShock
 from backend.domain.alert import AlertKind
 from backend.domain.order import Terms
 from backend.domain.reading import StoredReading
@@ -292,6 +293,7 @@ class Outcome:
     late_warnings: list[int] = field(default_factory=list)
     level_alerts: int = 0
     rules_breach_at: int | None = None
+    rules_shock_at: int | None = None  # when the rules queued a shock proof
     baseline_at: int | None = None
     eta_at_half: int | None = None
 
@@ -324,6 +326,10 @@ def run_oracle(sh: Shipment, config: RiskConfig, session: Session) -> Outcome:
                 out.level_alerts += 1
             elif a.kind == AlertKind.BREACH_DETECTED and out.rules_breach_at is None:
                 out.rules_breach_at = at
+        for intent in output.actions:
+            # the rules' own verdict: the proof they queue (a shock has no breach alert)
+            if isinstance(intent.action, ProveShock) and out.rules_shock_at is None:
+                out.rules_shock_at = at
         for snap in output.risk:
             if snap.eta is not None and at <= half:
                 last_eta = snap.eta.timestamp
@@ -473,6 +479,14 @@ def score(shipments: list[Shipment], outcomes: list[Outcome]) -> dict[str, Any]:
             "eta_measured": len(eta_err),
         },
         "rules_found_breach": {
+            # shipments the ground truth calls breached that the rules never did: any
+            # such shipment makes the warning figures meaningless (main() fails)
+            "missed": [
+                s.index
+                for s, o in breaching
+                if (o.rules_breach_at if s.breach_cause == "excursion" else o.rules_shock_at)
+                is None
+            ],
             "excursions_found": len(rules_delay),
             "excursions": sum(1 for s, _ in breaching if s.breach_cause == "excursion"),
             "median_delay_min_vs_truth": _median(rules_delay),
@@ -601,7 +615,23 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     _print(console, result)
     console.print(f"wrote {args.out}")
-    return 0
+    return _check_ground_truth(console, result)
+
+
+def _check_ground_truth(console: Console, result: dict[str, Any]) -> int:
+    """1 when the oracle's rules missed a breach the contract's definitions find: the
+    warnings are scored against breaches the product itself would not prove, so the
+    recall and lead figures would be measured against the wrong truth."""
+    missed = {name: result[name]["rules_found_breach"]["missed"] for name in ("train", "report")}
+    if not any(missed.values()):
+        return 0
+    for name, shipments in missed.items():
+        if shipments:
+            console.print(
+                f"[red]{name}: the rules proved no breach on {len(shipments)} shipment(s) "
+                f"the ground truth calls breached: {shipments[:20]}[/red]"
+            )
+    return 1
 
 
 def _fmt(x: Any, pct: bool = False) -> str:
