@@ -212,6 +212,17 @@ def build(
     metrics = metrics if metrics is not None else Metrics(Registry())
 
     caches = ChainCaches(sessions, config)
+
+    def rewound(fork: int) -> None:
+        """The indexer found the blocks after ``fork`` replaced: every sender reads its
+        nonce again, the oracle's caches forget what came from those blocks, and the
+        outbox sends again what was done above the fork (``oracle`` is bound below,
+        before the indexer's thread starts)."""
+        chain.rewound()
+        caches.rewound(fork)
+        if oracle.outbox is not None:
+            oracle.outbox.rewound(fork)
+
     indexer = ChainIndexer(
         engine,
         chain,
@@ -222,7 +233,7 @@ def build(
         metrics=IndexerMetrics(metrics.registry),
         on_bindings=caches.bindings_indexed,
         on_orders=caches.orders_indexed,
-        on_rewind=caches.rewound,
+        on_rewind=rewound,
         guard=guard,
     )
     oracle = Oracle(

@@ -235,6 +235,12 @@ class Chain:
             self._senders[key] = sender
         return sender
 
+    def rewound(self) -> None:
+        """A reorganisation replaced recent blocks: transactions of every sender may have
+        left the chain with them, so each reads its next nonce from the node again."""
+        for sender in list(self._senders.values()):
+            sender.resync_nonce()
+
     def retrying(self, what: str, fn: Callable[[], T]) -> T:
         """Run ``fn`` (a node request), retrying only transport errors with the
         senders' backoff policy; raises TransportError when the node stays unreachable.

@@ -26,12 +26,14 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 #: A positive number, or unset (then the component's own default applies).
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
 
 #: The oracle's timing knobs: blank counts as unset.
 ORACLE_KNOBS = (
     "ORACLE_COMMIT_MAX_READINGS",
     "ORACLE_COMMIT_MAX_AGE_SECS",
     "ORACLE_INDEXER_POLL_SECS",
+    "ORACLE_INDEXER_CONFIRMATIONS",
     "ORACLE_OUTBOX_POLL_SECS",
     "ORACLE_OUTBOX_CONCURRENCY",
 )
@@ -70,6 +72,8 @@ class Settings(BaseSettings):
     ORACLE_COMMIT_MAX_READINGS: PositiveInt | None = None
     ORACLE_COMMIT_MAX_AGE_SECS: PositiveFloat | None = None
     ORACLE_INDEXER_POLL_SECS: PositiveFloat | None = None
+    # Blocks an event must be deep before it is indexed (final for the API and the oracle).
+    ORACLE_INDEXER_CONFIRMATIONS: NonNegativeInt | None = None
     ORACLE_OUTBOX_POLL_SECS: PositiveFloat | None = None
     ORACLE_OUTBOX_CONCURRENCY: PositiveInt | None = None
 

@@ -122,6 +122,9 @@ class ChainExecutor:
                 return po.settle_order(action.order_id, terms=terms, by=self.oracle)
         raise ActionRejected(f"unknown action kind {action.kind!r}")
 
+    def head_block(self) -> int:
+        return self.contracts.quality.chain.block_number
+
     def execute(self, action: ChainAction, session: Session) -> bytes | None:
         try:
             result = self._call(action, session)

@@ -44,6 +44,12 @@ METRICS: tuple[tuple[type[Counter] | type[Gauge], str, str, tuple[str, ...]], ..
     (Counter, "rules_alerts", "Alerts raised, by kind.", ("kind",)),
     (Counter, "rules_actions", "Chain actions queued in the outbox, by kind.", ("kind",)),
     (Counter, "outbox_results", "Outbox executions, by kind and result.", ("kind", "result")),
+    (
+        Counter,
+        "outbox_requeued",
+        "Done outbox entries sent again after a chain reorganisation, by kind.",
+        ("kind",),
+    ),
     (Counter, "commitments", "Merkle batches created.", ()),
 )
 
@@ -69,6 +75,7 @@ class Metrics:
     rules_alerts: Counter
     rules_actions: Counter
     outbox_results: Counter
+    outbox_requeued: Counter
     commitments: Counter
 
     def __init__(self, registry: Registry | None = None) -> None:

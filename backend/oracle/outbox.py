@@ -17,6 +17,12 @@ executor reports the outcome by returning a transaction hash or raising one of:
 A crash between sending a transaction and recording its outcome leaves the entry
 pending; executing it again meets the "already done" revert. So nothing is lost
 and nothing happens twice on chain.
+
+A done entry records the chain head it was done at. When the indexer finds that a
+reorganisation replaced the blocks after a fork point, :meth:`OutboxWorker.rewound`
+puts every entry done above the fork back to pending: its transaction (or the one
+that made it "already done") may be gone. Sent again, each either takes effect
+again or meets "already done" when the new branch holds it too.
 """
 
 from __future__ import annotations
@@ -86,6 +92,11 @@ class ActionExecutor(Protocol):
 
     def execute(self, action: ChainAction, session: Session) -> bytes | None:
         """Send the action's transaction and wait for it; returns its hash."""
+        ...
+
+    def head_block(self) -> int | None:
+        """The chain's newest block number (recorded with each done entry), or None
+        when the executor has no chain to ask."""
         ...
 
 
@@ -247,9 +258,32 @@ class OutboxWorker(threading.Thread):
             self._finish(entry, tx_hash=tx_hash, note=None)
         self.metrics.outbox_results.labels(kind=entry.kind, result=result).inc()
 
-    def _finish(self, entry: OutboxEntry, *, tx_hash: bytes | None, note: str | None) -> None:
+    def rewound(self, fork: int) -> int:
+        """A reorganisation replaced the blocks after ``fork``: send again what was done
+        above it (:func:`backend.store.repositories.requeue_after_fork`); returns how many."""
         with self.sessions() as s, s.begin():
-            repo.mark_done(s, entry.id, tx_hash=tx_hash, note=note)
+            requeued = repo.requeue_after_fork(s, fork)
+        for r in requeued:
+            self.metrics.outbox_requeued.labels(kind=r.kind).inc()
+            log.warning(
+                "order %d: %s entry %d sent again: the blocks after %d were replaced",
+                r.order_id, r.kind, r.id, fork,
+            )  # fmt: skip
+        if requeued:
+            self.wake()
+        return len(requeued)
+
+    def _head_block(self) -> int | None:
+        try:
+            return self.executor.head_block()
+        except Exception as exc:  # the entry is done all the same; only its head is unknown
+            log.warning("chain head not read for a done entry: %s", exc)
+            return None
+
+    def _finish(self, entry: OutboxEntry, *, tx_hash: bytes | None, note: str | None) -> None:
+        block = self._head_block()
+        with self.sessions() as s, s.begin():
+            repo.mark_done(s, entry.id, tx_hash=tx_hash, note=note, block=block)
             if isinstance(entry.action, CommitBatch):
                 repo.set_commitment_status(s, entry.action.batch_seq, "done", tx_hash)
         log.info(

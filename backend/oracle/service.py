@@ -110,6 +110,7 @@ SETTINGS_KNOBS: dict[str, str] = {
     "ORACLE_COMMIT_MAX_READINGS": "commit_max_readings",
     "ORACLE_COMMIT_MAX_AGE_SECS": "commit_max_age_secs",
     "ORACLE_INDEXER_POLL_SECS": "indexer_poll_secs",
+    "ORACLE_INDEXER_CONFIRMATIONS": "indexer_confirmations",
     "ORACLE_OUTBOX_POLL_SECS": "outbox_poll_secs",
     "ORACLE_OUTBOX_CONCURRENCY": "outbox_concurrency",
 }

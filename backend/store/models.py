@@ -276,6 +276,8 @@ class OutboxRow(Base):
     ``status``: pending → sent → done, or → failed (a revert that is not "already
     done", or too many attempts). ``rank`` orders an order's actions (breach
     evidence before arrival before settlement); ``next_attempt_at`` delays retries.
+    ``done_block`` is the chain head when the entry was done: a reorganisation that
+    replaces blocks after it puts the entry back to pending (docs/oracle.md).
     """
 
     __tablename__ = "outbox"
@@ -295,6 +297,7 @@ class OutboxRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     tx_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), nullable=True)
     next_attempt_at: Mapped[float] = mapped_column(Float, default=0.0)
+    done_block: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
 

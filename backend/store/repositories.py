@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from backend.domain.actions import ChainAction
+from backend.domain.actions import ChainAction, CommitBatch
 from backend.domain.actions import lane as action_lane
 from backend.domain.order import OrderState
 from backend.domain.reading import READING_ATTRS, SignedReading
@@ -534,14 +534,67 @@ def mark_sent(session: Session, entry_id: int, tx_hash: bytes) -> None:
 
 
 def mark_done(
-    session: Session, entry_id: int, *, tx_hash: bytes | None = None, note: str | None = None
+    session: Session,
+    entry_id: int,
+    *,
+    tx_hash: bytes | None = None,
+    note: str | None = None,
+    block: int | None = None,
 ) -> None:
+    """The entry took effect; ``block`` is the chain head then (see :func:`requeue_after_fork`)."""
     values: dict[str, Any] = {"status": OUTBOX_DONE, "attempts": OutboxRow.attempts + 1}
     if tx_hash is not None:
         values["tx_hash"] = tx_hash
     if note is not None:
         values["last_error"] = note
+    if block is not None:
+        values["done_block"] = block
     _outbox_update(session, entry_id, **values)
+
+
+@dataclass(frozen=True, slots=True)
+class Requeued:
+    """An outbox entry a reorganisation put back to pending."""
+
+    id: int
+    kind: str
+    order_id: int
+
+
+def requeue_after_fork(session: Session, fork: int) -> list[Requeued]:
+    """A reorganisation replaced the blocks after ``fork``: every entry done at a chain
+    head above it may have lost its effect (its transaction, or the one that made it
+    "already done", is gone), so it goes back to pending, to be sent again or met as
+    already done; a commitment it made is pending again, with no place in the log.
+    Entries done before the fork, or done without a recorded head, stay done."""
+    rows = session.execute(
+        select(OutboxRow.id, OutboxRow.kind, OutboxRow.order_id, OutboxRow.payload)
+        .where(OutboxRow.status == OUTBOX_DONE, OutboxRow.done_block > fork)
+        .order_by(OutboxRow.id)
+    ).all()
+    if not rows:
+        return []
+    now = time.time()
+    session.execute(
+        update(OutboxRow)
+        .where(OutboxRow.id.in_([r.id for r in rows]))
+        .values(
+            status=OUTBOX_PENDING,
+            next_attempt_at=0.0,
+            done_block=None,
+            tx_hash=None,
+            last_error=f"sent again: a chain reorganisation replaced the blocks after {fork}",
+            updated_at=now,
+        )
+    )
+    batches = [int(r.payload["batch_seq"]) for r in rows if r.kind == CommitBatch.kind]
+    if batches:
+        session.execute(
+            update(CommitmentRow)
+            .where(CommitmentRow.batch_seq.in_(batches))
+            .values(status="pending", tx_hash=None, log_index=None, updated_at=now)
+        )
+    return [Requeued(r.id, r.kind, r.order_id) for r in rows]
 
 
 def mark_retry(session: Session, entry_id: int, error: str, retry_at: float) -> None:

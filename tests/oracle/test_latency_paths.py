@@ -39,6 +39,9 @@ class Recorder:
         self.event = threading.Event()
         self.hook: Any = None
 
+    def head_block(self) -> int | None:
+        return None
+
     def execute(self, action: ChainAction, session: Session) -> bytes | None:
         if self.hook is not None:
             self.hook(action)

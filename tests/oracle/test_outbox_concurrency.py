@@ -27,6 +27,9 @@ class Overlapping:
         self.ran: list[str] = []
         self.lock = threading.Lock()
 
+    def head_block(self) -> int | None:
+        return None
+
     def execute(self, action: ChainAction, session: Session) -> bytes | None:
         if action.kind != "commit_batch":
             self.barrier.wait()  # BrokenBarrierError (a retry) when run one at a time

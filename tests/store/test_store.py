@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from backend.store import repositories as repo
 from backend.store.db import resolve_url, upgrade_to_head
-from backend.store.models import Base, DeviceRow, OrderRow, ReadingRow
+from backend.store.models import Base, CommitmentRow, DeviceRow, OrderRow, OutboxRow, ReadingRow
 from backend.store.types import UINT256_MAX
 from testkit import readings as kit
 
@@ -370,3 +370,40 @@ def test_device_progress_counts_and_finds_the_missing_ranges(engine: Engine) -> 
             (1, DEV_A),
             (1, DEV_B),
         ]
+
+
+def test_a_reorganisation_requeues_what_was_done_above_the_fork(engine: Engine) -> None:
+    with Session(engine) as s, s.begin():
+        for seq in (1, 2):
+            repo.add_commitment(s, batch_seq=seq, root=bytes([seq]) * 32, reading_ids=[seq])
+            repo.enqueue_action(
+                s, kind="commit_batch", order_id=0, dedup_key=f"commit:{seq}",
+                payload={"batch_seq": seq, "root": "0x" + "11" * 32, "count": 1},
+            )  # fmt: skip
+        repo.enqueue_action(s, kind="settle", order_id=5, dedup_key="settle:5", payload={})
+        repo.enqueue_action(s, kind="prove_arrival", order_id=6, dedup_key="arr:6", payload={})
+        ids = {r.dedup_key: r.id for r in s.scalars(select(OutboxRow))}
+        # batch 1 done at head 10, batch 2 at 20, the settlement at 21 ("already done"),
+        # the arrival done before heads were recorded
+        for key, block in (("commit:1", 10), ("commit:2", 20), ("settle:5", 21)):
+            repo.mark_done(s, ids[key], tx_hash=b"\x01" * 32, block=block)
+        repo.mark_done(s, ids["arr:6"])
+        for seq in (1, 2):
+            repo.set_commitment_status(s, seq, "done", b"\x02" * 32, log_index=seq - 1)
+    with Session(engine) as s, s.begin():
+        requeued = repo.requeue_after_fork(s, 15)
+    assert [(r.kind, r.order_id) for r in requeued] == [("commit_batch", 0), ("settle", 5)]
+    with Session(engine) as s:
+        rows = {r.dedup_key: r for r in s.scalars(select(OutboxRow))}
+        commitments = {c.batch_seq: c for c in s.scalars(select(CommitmentRow))}
+    assert {k: r.status for k, r in rows.items()} == {
+        "commit:1": "done", "commit:2": "pending", "settle:5": "pending", "arr:6": "done",
+    }  # fmt: skip
+    assert rows["commit:2"].tx_hash is None and rows["commit:2"].done_block is None
+    assert "reorganisation replaced the blocks after 15" in (rows["settle:5"].last_error or "")
+    assert (commitments[1].status, commitments[1].log_index) == ("done", 0)
+    assert (commitments[2].status, commitments[2].log_index, commitments[2].tx_hash) == (
+        "pending", None, None,
+    )  # fmt: skip
+    with Session(engine) as s, s.begin():
+        assert repo.requeue_after_fork(s, 15) == []  # nothing done above it any more
