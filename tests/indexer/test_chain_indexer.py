@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
-from backend.chain.testing import Stack
+from backend.chain.testing import Stack, default_terms
+from backend.core.settings import Settings
 from backend.indexer import ChainIndexer
 from backend.indexer.metrics import IndexerMetrics
 from backend.oracle.ingest import ChainFollower
+from backend.oracle.service import OracleConfig
+from backend.store.models import OrderRow
 
 
 def make_indexer(deployment: Stack, engine: Engine) -> ChainIndexer:
@@ -67,3 +71,35 @@ def test_status_reports_a_failed_pass_until_one_succeeds(
     monkeypatch.undo()
     assert indexer.catch_up() is False
     assert indexer.status().error is None and indexer.status().passes == 2
+
+
+def test_an_event_is_indexed_only_once_it_is_confirmations_deep(
+    deployment: Stack, sqlite_engine: Engine
+) -> None:
+    settings = Settings(_env_file=None, ORACLE_INDEXER_CONFIRMATIONS=2)  # type: ignore[call-arg]
+    depth = OracleConfig.from_settings(settings).indexer_confirmations
+    assert depth == 2
+    indexer = ChainIndexer(
+        sqlite_engine,
+        deployment.chain,
+        deployment.contracts,
+        start_block=deployment.deployment.block_number,
+        confirmations=depth,
+        metrics=IndexerMetrics(),
+    )
+    a, chain = deployment.accounts, deployment.chain
+    terms = default_terms(chain.now(), a.arbiter.address, buyer=a.buyer.address,
+                          supplier=a.supplier.address)  # fmt: skip
+    order_id = deployment.contracts.po.create_order(terms, by=a.buyer).value
+
+    def indexed() -> bool:
+        indexer.run_once()
+        with Session(sqlite_engine) as s:
+            return s.get(OrderRow, order_id) is not None
+
+    assert not indexed()  # in the head block: 0 deep
+    chain.mine(1)
+    assert not indexed()  # 1 deep
+    chain.mine(1)
+    assert indexed()  # 2 deep: final
+    assert indexer.status().block == chain.block_number - depth
