@@ -1,0 +1,423 @@
+"""Soak: the whole stack under a steady fleet for a bounded time, watched for drift.
+
+A fresh anvil, a mosquitto with deploy/mosquitto.conf's queue limits, a new
+PostgreSQL database and the whole oracle as its own process (``python -m
+backend.oracle``, default settings). ``--devices`` devices on orders of
+``--per-order`` publish one signed reading per second each (signed as they are
+sent, so the run needs no pre-signed backlog); every ``--breach-every`` seconds one
+more order's device publishes the two readings of an excursion, and the time from
+the completing reading to ``ExcursionProven`` on anvil is its breach latency.
+
+Every ``--sample-secs`` the script records readings stored, the resident memory
+(RSS) of the oracle, mosquitto, anvil and this script, and the database's size.
+At the end: readings sent and stored, breach latency percentiles per
+``--window-mins`` window, and the slope of each process's memory per hour (a
+least-squares line over the samples after the first window: goal, flat within
+noise). Saves bench/results/soak.json and a plot (reports/soak.png).
+
+    .venv/bin/python -m bench.soak                      # 30 minutes, 1,000 devices
+    .venv/bin/python -m bench.soak --minutes 3          # a short run
+    .venv/bin/python -m bench.soak --minutes 10 --devices 500
+
+(``-m``: it shares the live-latency helpers of bench/ingest.py.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from bench.ingest import (
+    LIVE_TOLERATED_S,
+    EventWatcher,
+    _client,
+    _signed,
+    console,
+    database_url,
+    device_keys,
+    percentile,
+)
+from testkit import REPO
+
+RESULTS = REPO / "bench" / "results" / "soak.json"
+PLOT = REPO / "reports" / "soak.png"
+
+
+def rss_bytes(pid: int) -> int | None:
+    """Resident set size of a process (Linux /proc), None once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def slope_per_hour(points: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of (seconds, value) in value per hour."""
+    if len(points) < 3:
+        return None
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    var = sum((x - mx) ** 2 for x in xs)
+    if var == 0:
+        return None
+    return 3600 * sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from backend.chain.connection import connect
+    from backend.chain.contracts import Contracts
+    from backend.chain.deploy import deploy_all
+    from backend.chain.testing import certify, default_terms, issuer_key
+    from backend.core.settings import Settings
+    from backend.store.db import make_engine
+    from backend.store.models import DeviceRow, ReadingRow
+    from backend.telemetry import device_address
+    from testkit.oracle_process import OracleProcess
+    from testkit.servers import deploy_broker_settings, start_anvil, start_mosquitto
+
+    duration = args.minutes * 60.0
+    n_breach = max(1, int(duration // args.breach_every))
+    limits = deploy_broker_settings(
+        ("max_queued_messages", "max_queued_bytes", "max_inflight_messages", "max_packet_size")
+    )
+    broker_conf = "allow_anonymous true\n" + "".join(f"{k} {v}\n" for k, v in limits.items())
+    workdir = Path(tempfile.mkdtemp(prefix="trustship-soak-"))
+    anvil = start_anvil()
+    broker = start_mosquitto(broker_conf)
+    oracle: OracleProcess | None = None
+    watcher: EventWatcher | None = None
+    clients: list[Any] = []
+    samples: list[dict[str, Any]] = []
+    breaches: list[dict[str, float]] = []
+    sent = [0]
+    try:
+        with database_url("postgresql") as db_url:
+            chain = connect(Settings(_env_file=None, RPC_URL=anvil.extra["url"], DEV_MODE=True))  # type: ignore[call-arg]
+            deployment = deploy_all(chain, write_to=workdir / "deployment.json")
+            c = Contracts.from_deployment(chain, deployment)
+            domain = c.quality.domain()
+            oracle = OracleProcess(
+                {
+                    "RPC_URL": anvil.extra["url"],
+                    "MQTT_URL": broker.extra["url"],
+                    "DATABASE_URL": db_url,
+                    "DEPLOYMENT_FILE": str(workdir / "deployment.json"),
+                    "ORACLE_CLIENT_ID": "bench-soak-oracle",
+                    "DEV_MODE": "true",
+                    "LOG_LEVEL": "INFO",
+                },
+                workdir / "oracle.log",
+            )
+            oracle.start()
+            oracle.wait_subscribed()
+
+            a = chain.accounts
+            buyer, supplier = a.require("buyer"), a.require("supplier")
+            keys = device_keys(args.devices)
+            groups = [keys[i : i + args.per_order] for i in range(0, len(keys), args.per_order)]
+            breach_keys = [(50_000 + i).to_bytes(32, "big") for i in range(n_breach)]
+            orders: list[tuple[int, list[bytes]]] = []
+            with Progress(console=console, transient=True) as progress:
+                task = progress.add_task(
+                    "opening and shipping orders", total=len(groups) + n_breach
+                )
+                for group in groups + [[k] for k in breach_keys]:
+                    terms = default_terms(
+                        chain.now(),
+                        a.require("arbiter").address,
+                        buyer=buyer.address,
+                        supplier=supplier.address,
+                        price=10**15,
+                        tolerated_excursion_secs=LIVE_TOLERATED_S,
+                        delivery_deadline=chain.now() + 30 * 86400,
+                    )
+                    oid = int(c.po.create_and_fund_order(terms, by=buyer).value)
+                    c.po.accept_order(oid, by=supplier)
+                    certs = [certify(domain, oid, device_address(k), issuer_key(1)) for k in group]
+                    c.po.ship_order(oid, certs, by=supplier)
+                    orders.append((oid, group))
+                    progress.advance(task)
+            shipped = {oid: int(c.po.get_order(oid).timestamp) for oid, _ in orders}
+            # readings are stamped after shipment and before the chain's clock
+            chain.time_travel(chain.now() + int(duration) + 7200)
+            engine = make_engine(db_url)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                with Session(engine) as s:
+                    bound = s.scalar(select(func.count()).select_from(DeviceRow))
+                if bound == args.devices + n_breach:
+                    break
+                time.sleep(0.5)
+            else:
+                raise RuntimeError("the oracle did not index the bindings:\n" + oracle.tail())
+
+            bg_orders, breach_orders = orders[: len(groups)], orders[len(groups) :]
+            watcher = EventWatcher(chain, c.quality.address)
+            watcher.start()
+            bg_client = _client(broker.port, "soak-background")
+            breach_client = _client(broker.port, "soak-breach")
+            clients += [bg_client, breach_client]
+            stop = threading.Event()
+            lag = [0.0]
+
+            def background() -> None:
+                start = time.monotonic()
+                slices = 10
+                sec = 0
+                while not stop.is_set():
+                    for j in range(slices):
+                        at = start + sec + j / slices
+                        delay = at - time.monotonic()
+                        if delay > 0 and stop.wait(delay):
+                            return
+                        lag[0] = max(lag[0], -delay)
+                        for oid, group in bg_orders[j::slices]:
+                            for key in group:
+                                bg_client.publish(
+                                    *_signed(
+                                        domain,
+                                        key,
+                                        oid,
+                                        sec + 1,
+                                        shipped[oid] + 1 + sec,
+                                        450 + sec % 50,
+                                    ),  # fmt: skip
+                                    qos=1,
+                                )
+                                sent[0] += 1
+                    sec += 1
+
+            pids = {"oracle": oracle.pid, "mosquitto": broker.pid, "anvil": anvil.pid,
+                    "bench": os.getpid()}  # fmt: skip
+
+            def sample(t0: float) -> None:
+                with Session(engine) as s:
+                    stored = int(s.scalar(select(func.count()).select_from(ReadingRow)) or 0)
+                    size = int(s.scalar(text("SELECT pg_database_size(current_database())")))
+                samples.append(
+                    {
+                        "t_s": round(time.monotonic() - t0, 2),
+                        "sent": sent[0],
+                        "stored": stored,
+                        "db_bytes": size,
+                        "rss_bytes": {name: rss_bytes(pid) for name, pid in pids.items()},
+                    }
+                )
+
+            bg = threading.Thread(target=background, name="soak-background", daemon=True)
+            t0 = time.monotonic()
+            bg.start()
+            next_sample = t0
+            published: dict[int, float] = {}  # wall time (the watcher's clock)
+            published_at: dict[int, float] = {}  # seconds into the run
+            columns = (TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn())
+            with Progress(*columns, console=console) as progress:
+                task = progress.add_task(
+                    f"soak: {args.devices} devices at 1/s, a breach every {args.breach_every:g} s",
+                    total=duration,
+                )
+                i = 0
+                while (now := time.monotonic()) < t0 + duration:
+                    if now >= next_sample:
+                        sample(t0)
+                        next_sample += args.sample_secs
+                    if i < n_breach and now >= t0 + i * args.breach_every + 1:
+                        oid, (key,) = breach_orders[i]
+                        first = _signed(domain, key, oid, 1, shipped[oid] + 10, 1200)
+                        done = _signed(
+                            domain, key, oid, 2, shipped[oid] + 20 + LIVE_TOLERATED_S, 1250
+                        )
+                        breach_client.publish(*first, qos=1)
+                        time.sleep(0.5)
+                        published[oid] = time.time()
+                        published_at[oid] = time.monotonic() - t0
+                        breach_client.publish(*done, qos=1)
+                        i += 1
+                    progress.update(task, completed=min(duration, time.monotonic() - t0))
+                    time.sleep(0.05)
+            stop.set()
+            bg.join(10)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                with Session(engine) as s:
+                    stored = int(s.scalar(select(func.count()).select_from(ReadingRow)) or 0)
+                if stored >= sent[0] + 2 * len(published) and len(watcher.seen) >= len(published):
+                    break
+                time.sleep(0.5)
+            sample(t0)
+            engine.dispose()
+            for oid, at in published.items():
+                seen = watcher.seen.get(oid)
+                breaches.append(
+                    {
+                        "order_id": oid,
+                        "published_s": round(published_at[oid], 3),
+                        "latency_s": (seen - at) if seen is not None else float("nan"),
+                    }  # fmt: skip
+                )
+            publisher_lag = lag[0]
+    finally:
+        for cl in clients:
+            cl.disconnect()
+            cl.loop_stop()
+        if watcher is not None and watcher.is_alive():
+            watcher.stop()
+        if oracle is not None:
+            oracle.stop()
+        broker.stop()
+        anvil.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    window = args.window_mins * 60
+    windows = []
+    for w in range(int(-(-duration // window))):
+        xs = [b["latency_s"] for b in breaches if w * window <= b["published_s"] < (w + 1) * window]
+        got = [x for x in xs if x == x]  # not NaN
+        windows.append(
+            {
+                "from_min": w * args.window_mins,
+                "breaches": len(xs),
+                "proven": len(got),
+                "p50_s": percentile(got, 50) if got else None,
+                "p95_s": percentile(got, 95) if got else None,
+                "p99_s": percentile(got, 99) if got else None,
+            }
+        )
+    steady = [s for s in samples if s["t_s"] >= min(window, duration / 5)]
+    slopes = {
+        name: slope_per_hour(
+            [(s["t_s"], s["rss_bytes"][name]) for s in steady if s["rss_bytes"][name]]
+        )
+        for name in samples[0]["rss_bytes"]
+    }
+    last = samples[-1]
+    return {
+        "benchmark": "soak (whole stack on PostgreSQL, one reading per device per second)",
+        "minutes": args.minutes,
+        "devices": args.devices,
+        "devices_per_order": args.per_order,
+        "breach_every_s": args.breach_every,
+        "readings_sent": last["sent"],
+        "readings_stored": last["stored"],
+        "breaches_published": len(breaches),
+        "breaches_proven": sum(1 for b in breaches if b["latency_s"] == b["latency_s"]),
+        "publisher_max_lag_s": round(publisher_lag, 3),
+        "breach_latency_by_window": windows,
+        "rss_slope_bytes_per_hour": slopes,
+        "rss_end_bytes": last["rss_bytes"],
+        "db_bytes_end": last["db_bytes"],
+        "db_bytes_slope_per_hour": slope_per_hour([(s["t_s"], s["db_bytes"]) for s in steady]),
+        "samples": samples,
+        "breaches": breaches,
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "load_avg_1m_end": os.getloadavg()[0],
+        },
+    }
+
+
+def plot(result: dict[str, Any], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    samples = result["samples"]
+    t = [s["t_s"] / 60 for s in samples]
+    fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(9, 9), sharex=True)
+    for name in samples[0]["rss_bytes"]:
+        ax1.plot(t, [(s["rss_bytes"][name] or 0) / 2**20 for s in samples], label=name)
+    ax1.set_ylabel("RSS (MiB)")
+    ax1.legend(loc="upper left")
+    ax1.set_title(
+        f"soak: {result['devices']} devices at 1 reading/s, {result['minutes']} min, PostgreSQL"
+    )
+    ax2.plot(t, [s["db_bytes"] / 2**20 for s in samples], label="database size")
+    ax2b = ax2.twinx()
+    ax2b.plot(t, [s["stored"] / 1000 for s in samples], color="tab:green", label="stored (k)")
+    ax2.set_ylabel("database (MiB)")
+    ax2b.set_ylabel("readings stored (thousands)")
+    b = [x for x in result["breaches"] if x["latency_s"] == x["latency_s"]]
+    ax3.plot([x["published_s"] / 60 for x in b], [x["latency_s"] * 1000 for x in b], ".")
+    ax3.set_ylabel("breach latency (ms)")
+    ax3.set_xlabel("minutes")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def report(result: dict[str, Any]) -> None:
+    table = Table(title="breach latency per window (completing reading → ExcursionProven)")
+    for col in ("from min", "breaches", "proven", "p50 ms", "p95 ms", "p99 ms"):
+        table.add_column(col, justify="right")
+    for w in result["breach_latency_by_window"]:
+        ms = [
+            f"{w[k] * 1000:,.0f}" if w[k] is not None else "—" for k in ("p50_s", "p95_s", "p99_s")
+        ]
+        table.add_row(str(w["from_min"]), str(w["breaches"]), str(w["proven"]), *ms)
+    console.print(table)
+    mem = Table(title="memory")
+    for col in ("process", "RSS at the end (MiB)", "slope (MiB/h)"):
+        mem.add_column(col, justify="right")
+    for name, end in result["rss_end_bytes"].items():
+        slope = result["rss_slope_bytes_per_hour"][name]
+        mem.add_row(name, f"{(end or 0) / 2**20:,.1f}",
+                    f"{slope / 2**20:+,.1f}" if slope is not None else "—")  # fmt: skip
+    console.print(mem)
+    console.print(
+        f"readings: {result['readings_sent']:,} sent, {result['readings_stored']:,} stored; "
+        f"breaches: {result['breaches_published']} published, {result['breaches_proven']} proven; "
+        f"database {result['db_bytes_end'] / 2**20:,.0f} MiB; publisher lag at most "
+        f"{result['publisher_max_lag_s']:.2f} s"
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--minutes", type=float, default=30.0, help="how long the fleet publishes")
+    ap.add_argument("--devices", type=int, default=1_000, help="devices at one reading/s")
+    ap.add_argument("--per-order", type=int, default=10, help="devices per order")
+    ap.add_argument("--breach-every", type=float, default=20.0, help="seconds between breaches")
+    ap.add_argument("--sample-secs", type=float, default=10.0, help="seconds between samples")
+    ap.add_argument("--window-mins", type=float, default=5.0, help="latency window (minutes)")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--plot", type=Path, default=PLOT)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    result = run(args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    plot(result, args.plot)
+    report(result)
+    console.print(f"saved {args.out} and {args.plot}")
+    lost = result["readings_sent"] + 2 * result["breaches_published"] - result["readings_stored"]
+    if result["breaches_proven"] < result["breaches_published"] or lost > 0:
+        console.print("[red]readings lost or breaches not proven[/red]")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
