@@ -282,6 +282,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             watcher.stop()
         if oracle is not None:
             oracle.stop()
+            if oracle.log.exists():  # kept: what the oracle said, for a run that went wrong
+                args.oracle_log.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(oracle.log, args.oracle_log)
         broker.stop()
         anvil.stop()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -404,6 +407,7 @@ def main() -> int:
     ap.add_argument("--window-mins", type=float, default=5.0, help="latency window (minutes)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--plot", type=Path, default=PLOT)
+    ap.add_argument("--oracle-log", type=Path, default=REPO / "reports" / "soak-oracle.log")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     result = run(args)
