@@ -124,6 +124,30 @@ class OrderTerms:
             Terms.of(row),
         )
 
+    @classmethod
+    def from_terms(
+        cls, order_id: int, state: str, breached: bool, shipped_at: int, terms: Terms
+    ) -> OrderTerms:
+        """The rules' view of terms read from the chain (a party's watcher: no store)."""
+        return cls(
+            order_id,
+            state,
+            breached,
+            terms.min_temp_centi_c,
+            terms.max_temp_centi_c,
+            terms.max_humidity_permille,
+            terms.max_shock_milli_g,
+            terms.tolerated_excursion_secs,
+            terms.dest_lat_e6,
+            terms.dest_lon_e6,
+            terms.geofence_e6,
+            shipped_at,
+            terms.device_issuer,
+            terms.second_device_issuer,
+            terms.arrival_quorum,
+            terms,
+        )
+
     def out_of_range(self, r: StoredReading) -> bool:
         t = r.temperature_centi_c
         if t < self.min_temp_centi_c or t > self.max_temp_centi_c:
