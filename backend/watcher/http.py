@@ -3,7 +3,8 @@
 ``GET /orders/{id}/readings`` — every reading held, with its device and signature (anyone
 can re-verify them against the deployment's EIP-712 domain); ``/orders/{id}/gaps`` —
 seqs missing per device and the readings refused by reason; ``/orders/{id}/submissions``
-— what the watcher sent to the chain and how it came out; ``/health``.
+— what the watcher sent to the chain and how it came out; ``/health`` (with
+``subscribed``: every broker subscription granted).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -20,7 +22,9 @@ from backend.watcher.service import Watcher
 _ROUTE = re.compile(r"^/orders/([0-9]{1,20})/(readings|gaps|submissions)$")
 
 
-def make_server(watcher: Watcher, host: str, port: int) -> ThreadingHTTPServer:
+def make_server(
+    watcher: Watcher, host: str, port: int, ready: Callable[[], bool] | None = None
+) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def _send(self, status: int, body: Any) -> None:
             data = json.dumps(body).encode()
@@ -33,7 +37,10 @@ def make_server(watcher: Watcher, host: str, port: int) -> ThreadingHTTPServer:
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             path = self.path.split("?", 1)[0]
             if path == "/health":
-                self._send(200, {"orders": list(watcher.config.order_ids)})
+                subscribed = ready() if ready is not None else None
+                self._send(
+                    200, {"orders": list(watcher.config.order_ids), "subscribed": subscribed}
+                )
                 return
             m = _ROUTE.match(path)
             if m is None:
@@ -64,7 +71,9 @@ def make_server(watcher: Watcher, host: str, port: int) -> ThreadingHTTPServer:
     return ThreadingHTTPServer((host, port), Handler)
 
 
-def serve_in_background(watcher: Watcher, host: str, port: int) -> ThreadingHTTPServer:
-    server = make_server(watcher, host, port)
+def serve_in_background(
+    watcher: Watcher, host: str, port: int, ready: Callable[[], bool] | None = None
+) -> ThreadingHTTPServer:
+    server = make_server(watcher, host, port, ready)
     threading.Thread(target=server.serve_forever, name="watcher-http", daemon=True).start()
     return server

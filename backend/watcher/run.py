@@ -124,6 +124,11 @@ def watch(options: WatchOptions, stop: threading.Event | None = None) -> None:
         options.db,
     )
     if options.serve_port is not None:
-        server = serve_in_background(watcher, options.serve_host, options.serve_port)
+        server = serve_in_background(
+            watcher,
+            options.serve_host,
+            options.serve_port,
+            ready=lambda: all(s.subscribed.is_set() and not s.denied for s in subs),
+        )
         log.info("serving the record on http://%s:%d", options.serve_host, server.server_port)
     run_watcher(watcher, subs, inbox, stop or threading.Event())

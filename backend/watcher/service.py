@@ -118,9 +118,11 @@ class Watcher:
         self.gaps_seen: dict[tuple[int, str], list[tuple[int, int]]] = {}
         self.breach: dict[int, Pending] = {}
         self.arrival: dict[int, Pending] = {}
-        #: Orders whose breach question is settled (proven on chain, by anyone).
+        #: Orders the chain shows breached (proven by anyone) / past arrival.
         self.breach_done: set[int] = set()
         self.arrival_done: set[int] = set()
+        #: Orders whose held evidence has been dealt with (submitted, or found unneeded).
+        self.closed: dict[str, set[int]] = {"breach": set(), "arrival": set()}
         self._refreshed: dict[int, float] = {}
         self.lock = threading.Lock()
 
@@ -242,7 +244,9 @@ class Watcher:
             return
         t = view.rules
         now = self.clock()
-        if order_id not in self.breach_done and order_id not in self.breach:
+        # The evidence is held even when the chain already shows the breach (the record is
+        # the watcher's own); whether to send it is decided when it is due.
+        if order_id not in self.closed["breach"] and order_id not in self.breach:
             action: ChainAction | None = None
             if t.shock_over(r):
                 action = ProveShock(order_id=order_id, reading_id=r.id, device=r.device, seq=r.seq)
@@ -275,9 +279,16 @@ class Watcher:
                 log.warning("order %d: arriving: the breach evidence goes now", order_id)
             arrival = self._arrival(view, r)
             known = self.arrival.get(order_id)
-            if arrival is not None and (
-                known is None
-                or (isinstance(known.action, ProveArrival) and arrival.earlier_than(known.action))
+            if (
+                arrival is not None
+                and order_id not in self.closed["arrival"]
+                and (
+                    known is None
+                    or (
+                        isinstance(known.action, ProveArrival)
+                        and arrival.earlier_than(known.action)
+                    )
+                )
             ):
                 due = known.due_at if known else now + self.config.grace_secs
                 self.arrival[order_id] = Pending(arrival, due)
@@ -330,33 +341,30 @@ class Watcher:
                     continue
                 pending = self.breach.get(order_id)
                 if pending is not None and pending.due_at <= now:
-                    out.append(self._due(order_id, pending, self.breach, self.breach_done))
+                    out.append(self._due(order_id, pending, "breach", self.breach_done))
                     continue  # arrival only after the breach question is settled
                 pending = self.arrival.get(order_id)
                 if pending is not None and pending.due_at <= now and order_id not in self.breach:
-                    out.append(self._due(order_id, pending, self.arrival, self.arrival_done))
+                    out.append(self._due(order_id, pending, "arrival", self.arrival_done))
             return out
 
-    def _due(
-        self, order_id: int, pending: Pending, slot: dict[int, Pending], done: set[int]
-    ) -> Submission:
+    def _due(self, order_id: int, pending: Pending, what: str, done: set[int]) -> Submission:
+        slot = self.breach if what == "breach" else self.arrival
         view = self.refresh(order_id, force=True)
         kind = pending.action.kind
         if order_id in done:
-            slot.pop(order_id)
-            return self._note(order_id, kind, PROVEN_BY_ANOTHER, "the chain shows it done", None)
-        if not view.in_transit:
-            slot.pop(order_id)
-            return self._note(
+            s = self._note(order_id, kind, PROVEN_BY_ANOTHER, "the chain shows it done", None)
+        elif not view.in_transit:
+            s = self._note(
                 order_id, kind, MISSED, f"the order is {view.state.label} on chain: too late", None
             )
-        s = self.submit(pending.action, view)
-        if s.outcome == RETRY_LATER:
-            pending.due_at = self.clock() + self.config.retry_secs
         else:
-            slot.pop(order_id, None)
-            if s.outcome in (PROVEN, ALREADY_DONE):
-                done.add(order_id)
+            s = self.submit(pending.action, view)
+            if s.outcome == RETRY_LATER:
+                pending.due_at = self.clock() + self.config.retry_secs
+                return s
+        slot.pop(order_id, None)
+        self.closed[what].add(order_id)
         return s
 
     def prove_breach_now(self, order_id: int) -> Submission:
