@@ -32,6 +32,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
 
 from backend.api.app import create_app
 from backend.api.broker_logins import BrokerLogins
@@ -41,6 +42,7 @@ from backend.chain.contracts import OrderState
 from backend.core.settings import Settings
 from backend.indexer import ChainIndexer
 from backend.store.db import session_factory, upgrade_to_head
+from backend.store.models import OrderRow
 from backend.telemetry import Reading, SignedReading, encode_message, sign_reading, telemetry_topic
 from backend.telemetry.access import DEFAULT_SHARE_GROUP
 from backend.telemetry.broker import BrokerURL
@@ -88,12 +90,23 @@ class Stack:
         self.api = TestClient(create_app(context))
         self.po = c.po
 
-    def sync(self) -> None:
-        while self.indexer.run_once():
-            pass
+    def sync(self, order_id: int | None = None) -> None:
+        """The API's index up to date: this process's indexer while the oracle is down;
+        once it runs, the oracle's own indexer (one writer) — wait until it has the order."""
+        if not self.s.oracle.alive:
+            while self.indexer.run_once():
+                pass
+            return
+        if order_id is not None:
+            with Session(self.s.engine) as s:
+                self.wait(
+                    f"order {order_id} indexed",
+                    lambda: s.get(OrderRow, order_id, populate_existing=True) is not None,
+                    30,
+                )
 
     def credentials(self, order_id: int, who: str = "buyer") -> dict[str, Any]:
-        self.sync()
+        self.sync(order_id)
         r = self.api.post(
             "/account/mqtt-credentials",
             json={"order_id": order_id},
@@ -395,6 +408,10 @@ def test_oracle_and_watcher_prove_one_breach_and_forgeries_are_refused(
             30,
         )
 
+        # The oracle refuses readings far ahead of its clock: the chain goes past the
+        # voyage first (its indexer polls every 0.5 s).
+        env.s.move_clock_past_the_voyages()
+        time.sleep(2)
         # The voyage up to the destination (an arrival would hurry the watcher: below).
         (order,) = fleet.scenario.orders
         voyage = (m for m in fleet.messages() if m.offset_s < order.arrive_after_s)
