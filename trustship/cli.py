@@ -144,7 +144,11 @@ def watch(
     order: Annotated[list[int], typer.Option(help="An order to watch (repeatable).")],
     rpc_url: Annotated[str, typer.Option(help="Your own chain endpoint (http://...).")],
     deployment: Annotated[
-        Path, typer.Option(help="The deployment manifest (GET /deployment saved to a file).")
+        Path,
+        typer.Option(
+            help="GET /deployment's answer or a deployment manifest, saved to a file "
+            "(PurchaseOrders' address; the rest is read from the chain)."
+        ),
     ],
     mqtt_url: Annotated[str, typer.Option(help="The broker, mqtt://host:port or mqtts://.")],
     key_file: Annotated[

@@ -12,10 +12,10 @@ from pathlib import Path
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from backend.chain.connection import connect
-from backend.chain.contracts import Contracts
-from backend.chain.deploy import load_deployment
+from backend.chain.connection import Chain, connect
+from backend.chain.contracts import Contracts, Escrow, PurchaseOrders, QualityVerification
 from backend.core.errors import ConfigurationError
+from backend.telemetry.address import parse_address
 from backend.telemetry.broker import BrokerURL
 from backend.watcher.chain_view import ChainView
 from backend.watcher.http import serve_in_background
@@ -52,6 +52,38 @@ def read_credentials(path: Path) -> tuple[int, str, str]:
         raise ConfigurationError(
             f"{path}: not the API's MQTT credentials answer ({type(exc).__name__}: {exc})"
         ) from None
+
+
+def contracts_of(chain: Chain, path: Path) -> tuple[Contracts, int]:
+    """The contracts and the block to read events from, given PurchaseOrders' address in
+    a deployment manifest or the API's ``GET /deployment`` answer: QualityVerification
+    and Escrow are what PurchaseOrders itself names on chain (it is fixed at deployment),
+    so a manifest can point the watcher at nothing the orders do not use."""
+    try:
+        body = json.loads(path.read_text())
+        names = body.get("addresses") or body["contracts"]
+        po_address = parse_address(names["PurchaseOrders"], "PurchaseOrders")
+        start = int(body.get("block_number", body.get("start_block", 0)))
+        chain_id = int(body["chain_id"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigurationError(
+            f"{path}: not a deployment manifest nor GET /deployment's answer "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
+    if chain_id != chain.chain_id:
+        raise ConfigurationError(f"{path} is for chain {chain_id}, the RPC serves {chain.chain_id}")
+    if not chain.code_at(po_address):
+        raise ConfigurationError(f"no contract at PurchaseOrders' address {po_address}")
+    po = PurchaseOrders(chain, po_address)
+    qv = QualityVerification(chain, po.quality_verification())
+    escrow = Escrow(chain, po.escrow())
+    for name, wrapper in (("QualityVerification", qv), ("Escrow", escrow)):
+        listed = names.get(name)
+        if listed is not None and parse_address(listed, name) != wrapper.address:
+            raise ConfigurationError(
+                f"{path} names {listed} as {name}; PurchaseOrders uses {wrapper.address}"
+            )
+    return Contracts(purchase_orders=po, quality=qv, escrow=escrow), start
 
 
 def account_of(private_key: str) -> LocalAccount:
@@ -100,12 +132,11 @@ def build(
     if not options.order_ids:
         raise ConfigurationError("name at least one order to watch (--order)")
     chain = connect(rpc_url=options.rpc_url)
-    deployment = load_deployment(options.deployment_file, chain)
-    contracts = Contracts.from_deployment(chain, deployment)
+    contracts, start_block = contracts_of(chain, options.deployment_file)
     account = account_of(options.private_key)
     store = WatcherStore(options.db)
     watcher = Watcher(
-        ChainView(chain, contracts, from_block=deployment.block_number),
+        ChainView(chain, contracts, from_block=start_block),
         contracts,
         account,
         store,

@@ -86,6 +86,8 @@ class Stack:
             session_factory=sessions,
             parties=PartyRegistry(dev_parties()),
             broker_logins=self.logins,
+            deployment=servers.deployment,
+            chain_id=servers.chain.chain_id,
         )
         self.api = TestClient(create_app(context))
         self.po = c.po
@@ -151,6 +153,10 @@ def watch_process(env: Stack, order_id: int, creds: dict[str, Any]) -> Iterator[
     buyer = env.s.chain.accounts.require("buyer")
     creds_file = env.tmp / f"creds-{order_id}.json"
     creds_file.write_text(json.dumps(creds))
+    # What the party takes from the operator: PurchaseOrders' address (the rest of the
+    # contracts the watcher reads from PurchaseOrders on chain).
+    deployment_file = env.tmp / "api-deployment.json"
+    deployment_file.write_text(env.api.get("/deployment").text)
     key_file = env.tmp / "buyer.key"
     key_file.write_text(buyer.key.hex())
     port = free_port()
@@ -161,7 +167,7 @@ def watch_process(env: Stack, order_id: int, creds: dict[str, Any]) -> Iterator[
             "watch",
             "--order", str(order_id),
             "--rpc-url", env.s.anvil.extra["url"],
-            "--deployment", str(env.tmp / "deployment.json"),
+            "--deployment", str(deployment_file),
             "--mqtt-url", f"mqtt://127.0.0.1:{env.s.broker.port}",
             "--credentials", str(creds_file),
             "--key-file", str(key_file),
