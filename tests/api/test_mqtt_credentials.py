@@ -13,37 +13,12 @@ from backend.api.broker_logins import BrokerLogins
 from backend.api.parties import PartyRegistry
 from backend.store import repositories as repo
 from backend.store.models import OrderRow
-from backend.telemetry.dynsec import DynsecError, WatcherLogin, watcher_order, watcher_username
+from backend.telemetry.dynsec import watcher_order, watcher_username
 from testkit.api_seed import order_values
+from tests.api.broker_standin import FakeAdmin
 from tests.api.conftest import Api, headers
 
 PATH = "/account/mqtt-credentials"
-
-
-class FakeAdmin:
-    """Records what the API asks of the broker."""
-
-    def __init__(self) -> None:
-        self.logins: dict[str, int] = {}
-        self.revoked: list[int] = []
-        self.fail = False
-
-    def issue_watcher(self, order_id: int) -> WatcherLogin:
-        if self.fail:
-            raise DynsecError("no dynamic-security answer in 10s")
-        login = WatcherLogin(watcher_username(order_id), "pw", order_id)
-        self.logins[login.username] = order_id
-        return login
-
-    def watcher_usernames(self) -> list[str]:
-        return list(self.logins)
-
-    def revoke_order(self, order_id: int) -> list[str]:
-        self.revoked.append(order_id)
-        gone = [u for u, o in self.logins.items() if o == order_id]
-        for u in gone:
-            del self.logins[u]
-        return gone
 
 
 @pytest.fixture
