@@ -28,7 +28,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from types import FrameType
@@ -52,6 +52,7 @@ from backend.store import repositories as repo
 from backend.store.db import make_engine, session_factory, upgrade_to_head
 
 if TYPE_CHECKING:  # the API's modules load only when the API is built
+    from backend.api.broker_logins import BrokerLogins
     from backend.api.context import ApiContext
     from backend.api.parties import PartyRegistry
     from backend.api.schemas import ComponentHealth
@@ -146,11 +147,15 @@ class Runtime:
         """The oracle (which first has the indexer catch up), then the indexer thread."""
         self.oracle.start()
         self.indexer_thread.start()
+        if self.api is not None and self.api.broker_logins is not None:
+            self.api.broker_logins.start()
 
     def stop(self) -> None:
         """No new messages, the batch in hand finished, the outbox, then the indexer."""
         self.oracle.stop()
         self.indexer_thread.stop()
+        if self.api is not None and self.api.broker_logins is not None:
+            self.api.broker_logins.stop()
 
     def run_forever(self) -> None:
         """Start, then block until SIGINT/SIGTERM, then stop cleanly."""
@@ -212,6 +217,13 @@ def build(
     metrics = metrics if metrics is not None else Metrics(Registry())
 
     caches = ChainCaches(sessions, config)
+    logins = _broker_logins(settings, sessions) if parties is not None else None
+
+    def orders_indexed(order_ids: Iterable[int]) -> None:
+        ids = list(order_ids)
+        caches.orders_indexed(ids)
+        if logins is not None:
+            logins.orders_indexed(ids)
 
     def rewound(fork: int) -> None:
         """The indexer found the blocks after ``fork`` replaced: every sender reads its
@@ -232,7 +244,7 @@ def build(
         confirmations=config.indexer_confirmations,
         metrics=IndexerMetrics(metrics.registry),
         on_bindings=caches.bindings_indexed,
-        on_orders=caches.orders_indexed,
+        on_orders=orders_indexed,
         on_rewind=rewound,
         guard=guard,
     )
@@ -260,7 +272,20 @@ def build(
     )
     if parties is not None:
         runtime.api = _api_context(runtime, parties)
+        runtime.api.broker_logins = logins
     return runtime
+
+
+def _broker_logins(settings: Settings, sessions: sessionmaker[Session]) -> BrokerLogins | None:
+    """Parties' watcher logins, when the broker's admin login is configured."""
+    if settings.MQTT_ADMIN_URL is None:
+        return None
+    from backend.api.broker_logins import BrokerLogins
+    from backend.telemetry.broker import BrokerURL
+    from backend.telemetry.dynsec import BrokerAdmin
+
+    url = BrokerURL.parse(settings.MQTT_ADMIN_URL.get_secret_value(), ca_file=settings.MQTT_CA_FILE)
+    return BrokerLogins(BrokerAdmin(url), sessions)
 
 
 def _api_context(runtime: Runtime, parties: PartyRegistry) -> ApiContext:

@@ -63,3 +63,34 @@ def test_what_the_indexer_stores_reaches_the_oracles_caches(
     assert runtime.oracle.caches.bindings.orders_of(device) == frozenset()
     assert runtime.indexer.catch_up() is True
     assert runtime.oracle.caches.bindings.orders_of(device) == frozenset({oid})
+
+
+def test_with_a_broker_admin_the_indexer_tells_the_api_which_orders_changed(
+    deployment: Stack, tmp_path: Path
+) -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        DEV_MODE=True,
+        MQTT_URL="mqtt://127.0.0.1:1883",
+        MQTT_ADMIN_URL="mqtt://broker-admin:pw@127.0.0.1:1883",
+    )
+    with ExitStack() as stack:
+        runtime = build(
+            settings,
+            stack,
+            chain=deployment.chain,
+            deployment=deployment.deployment,
+            database_url=f"sqlite:///{tmp_path / 'runtime.db'}",
+            parties=PartyRegistry.from_settings(settings),
+        )
+        assert runtime.api is not None
+        logins = runtime.api.broker_logins
+        assert logins is not None and logins.admin.url.username == "broker-admin"
+        a = deployment.accounts
+        oid = int(
+            deployment.po.create_and_fund_order(
+                deployment.make_terms(), by=a.buyer, gas=3_000_000
+            ).value
+        )
+        runtime.indexer.catch_up()
+        assert oid in logins._changed  # the revocation worker looks at it (not started here)

@@ -140,6 +140,76 @@ def serve() -> None:
 
 
 @app.command()
+def watch(
+    order: Annotated[list[int], typer.Option(help="An order to watch (repeatable).")],
+    rpc_url: Annotated[str, typer.Option(help="Your own chain endpoint (http://...).")],
+    deployment: Annotated[
+        Path,
+        typer.Option(
+            help="GET /deployment's answer or a deployment manifest, saved to a file "
+            "(PurchaseOrders' address; the rest is read from the chain)."
+        ),
+    ],
+    mqtt_url: Annotated[str, typer.Option(help="The broker, mqtt://host:port or mqtts://.")],
+    key_file: Annotated[
+        Path | None, typer.Option(help="A file holding your chain key (0x-hex).")
+    ] = None,
+    private_key: Annotated[
+        str | None, typer.Option(help="Your chain key (prefer --key-file).")
+    ] = None,
+    credentials: Annotated[
+        list[Path] | None,
+        typer.Option(help="The API's POST /account/mqtt-credentials answer (one per order)."),
+    ] = None,
+    mqtt_username: Annotated[str | None, typer.Option(help="A broker login (all orders).")] = None,
+    mqtt_password: Annotated[str | None, typer.Option(help="Its password.")] = None,
+    db: Annotated[Path, typer.Option(help="The watcher's own SQLite record.")] = Path(
+        "watcher.sqlite"
+    ),
+    grace_secs: Annotated[
+        float, typer.Option(help="How long a breach waits for the operator's proof.")
+    ] = 300.0,
+    serve: Annotated[
+        int | None, typer.Option(help="Serve the record read-only on this port.")
+    ] = None,
+    serve_host: Annotated[str, typer.Option(help="Address to serve on.")] = "127.0.0.1",
+) -> None:
+    """Watch your orders' telemetry yourself and prove a breach the operator does not
+    (docs/watcher.md)."""
+    from backend.core.errors import TrustShipError
+    from backend.core.logging import configure_logging
+    from backend.core.settings import get_settings
+    from backend.watcher.run import WatchOptions
+    from backend.watcher.run import watch as run_watch
+
+    configure_logging(get_settings().LOG_LEVEL)
+    if (key_file is None) == (private_key is None):
+        _fail(ValueError("pass exactly one of --key-file and --private-key"))
+    try:
+        key = key_file.read_text().strip() if key_file is not None else str(private_key)
+        run_watch(
+            WatchOptions(
+                order_ids=order,
+                rpc_url=rpc_url,
+                deployment_file=deployment,
+                private_key=key,
+                db=db,
+                mqtt_url=mqtt_url,
+                credentials=credentials or [],
+                username=mqtt_username,
+                password=mqtt_password,
+                grace_secs=grace_secs,
+                serve_port=serve,
+                serve_host=serve_host,
+            )
+        )
+    except (TrustShipError, OSError) as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
+@app.command()
 def certify(
     chain_id: Annotated[int, typer.Option(help="The chain id (GET /deployment: chain_id).")],
     contract: Annotated[

@@ -21,6 +21,7 @@ from backend.core.settings import Settings
 from backend.store.db import make_engine
 
 if TYPE_CHECKING:
+    from backend.api.broker_logins import BrokerLogins
     from backend.api.custody import Custodian
     from backend.api.schemas import ComponentHealth
     from backend.chain.deploy import Deployment
@@ -52,6 +53,8 @@ class ApiContext:
     parties: PartyRegistry
     #: Sends transactions as the calling party; None = a read-only API (writes → 503).
     custodian: Custodian | None = None
+    #: Issues parties' read-only broker logins (``MQTT_ADMIN_URL``); None → 503.
+    broker_logins: BrokerLogins | None = None
     #: Extra health checks by component name (``broker``, ``oracle`` ...).
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
     metrics: Metrics = field(default_factory=Metrics)

@@ -353,6 +353,21 @@ class WithdrawalPublic(BaseModel):
     amount: Wei
 
 
+class MqttCredentialsRequest(_Model):
+    order_id: OrderId = Field(description="An order the caller is a party to (or audits).")
+
+
+class MqttCredentialsPublic(BaseModel):
+    """A read-only broker login for one order's telemetry and status (docs/watcher.md).
+    The password is shown once; the login is deleted when the order ends."""
+
+    order_id: int
+    username: str
+    password: str
+    topics: list[str]
+    ends_with_order: bool = True
+
+
 # --- settlement preview ---------------------------------------------------------------
 
 

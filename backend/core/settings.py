@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     # ---- MQTT ------------------------------------------------------------------
     # CA file for an mqtts:// MQTT_URL without ``?ca=`` (None: the system's CAs).
     MQTT_CA_FILE: str | None = None
+    # The broker's dynamic-security admin login, mqtt://admin:password@host:port: the API
+    # issues parties' read-only watcher logins with it (docs/watcher.md). Unset: no logins.
+    MQTT_ADMIN_URL: SecretStr | None = None
 
     # ---- the oracle (docs/oracle.md) ---------------------------------------------
     # The oracle's MQTT session id: must stay the same across restarts.

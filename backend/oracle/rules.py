@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
@@ -122,6 +122,30 @@ class OrderTerms:
             row.second_device_issuer,
             row.arrival_quorum,
             Terms.of(row),
+        )
+
+    @classmethod
+    def from_terms(
+        cls, order_id: int, state: str, breached: bool, shipped_at: int, terms: Terms
+    ) -> OrderTerms:
+        """The rules' view of terms read from the chain (a party's watcher: no store)."""
+        return cls(
+            order_id,
+            state,
+            breached,
+            terms.min_temp_centi_c,
+            terms.max_temp_centi_c,
+            terms.max_humidity_permille,
+            terms.max_shock_milli_g,
+            terms.tolerated_excursion_secs,
+            terms.dest_lat_e6,
+            terms.dest_lon_e6,
+            terms.geofence_e6,
+            shipped_at,
+            terms.device_issuer,
+            terms.second_device_issuer,
+            terms.arrival_quorum,
+            terms,
         )
 
     def out_of_range(self, r: StoredReading) -> bool:
@@ -261,6 +285,53 @@ class TermsCache:
             self._terms.clear()
         else:
             self._terms.pop(order_id, None)
+
+
+# ------------------------------------------------------------ the pure rules
+#
+# What makes an excursion breach, given a device's readings by seq: no database, no
+# state. The engine below and the party's watcher (backend/watcher) both use these.
+
+
+def run_around(
+    by_seq: Mapping[int, StoredReading], r: StoredReading, t: OrderTerms
+) -> list[StoredReading]:
+    """The maximal run of consecutive-seq, increasing-time, out-of-range readings around
+    ``r`` (none before shipment), in seq order."""
+    left: list[StoredReading] = []
+    cur = r
+    while (p := by_seq.get(cur.seq - 1)) is not None and (
+        t.shipped_at <= p.timestamp < cur.timestamp and t.out_of_range(p)
+    ):
+        left.append(p)
+        cur = p
+    right: list[StoredReading] = []
+    cur = r
+    while (n := by_seq.get(cur.seq + 1)) is not None and (
+        n.timestamp > cur.timestamp and t.out_of_range(n)
+    ):
+        right.append(n)
+        cur = n
+    return left[::-1] + [r] + right
+
+
+def excursion_evidence(
+    by_seq: Mapping[int, StoredReading],
+    r: StoredReading,
+    t: OrderTerms,
+    counts: Callable[[int], bool],
+) -> list[StoredReading] | None:
+    """The evidence of an excursion breach through the out-of-range reading ``r``: the
+    shortest prefix of its run (the readings ``counts`` admits by timestamp: a
+    revocation cuts it; times increase along a run, so those are one stretch) whose
+    span exceeds the tolerated seconds; None while the run is not long enough."""
+    run = [x for x in run_around(by_seq, r, t) if counts(x.timestamp)]
+    if not run or run[-1].timestamp - run[0].timestamp <= t.tolerated_excursion_secs:
+        return None
+    end = next(
+        i for i, x in enumerate(run) if x.timestamp - run[0].timestamp > t.tolerated_excursion_secs
+    )
+    return run[: end + 1]
 
 
 class RulesEngine:
@@ -530,18 +601,9 @@ class RulesEngine:
             or r.timestamp < t.shipped_at
         ):
             return
-        # Evidence is the run's readings the certificate covers: a revocation cuts it
-        # (times increase along a run, so those readings are one stretch of it).
-        run = [x for x in self._run_around(stream, r, t) if witness.counts(x.timestamp)]
-        if run[-1].timestamp - run[0].timestamp <= t.tolerated_excursion_secs:
+        evidence = excursion_evidence(stream.by_seq, r, t, witness.counts)
+        if evidence is None:
             return
-        # The shortest prefix of the run that proves the breach.
-        end = next(
-            i
-            for i, x in enumerate(run)
-            if x.timestamp - run[0].timestamp > t.tolerated_excursion_secs
-        )
-        evidence = run[: end + 1]
         first, last = evidence[0], evidence[-1]
         proof = ProveExcursion(
             order_id=r.order_id,
@@ -582,25 +644,6 @@ class RulesEngine:
         )
         if t.state == IN_TRANSIT:
             out.actions.append(ActionIntent(proof))
-
-    @staticmethod
-    def _run_around(stream: _Stream, r: StoredReading, t: OrderTerms) -> list[StoredReading]:
-        """The maximal run of consecutive-seq, increasing-time, out-of-range readings around r."""
-        left: list[StoredReading] = []
-        cur = r
-        while (p := stream.by_seq.get(cur.seq - 1)) is not None and (
-            t.shipped_at <= p.timestamp < cur.timestamp and t.out_of_range(p)
-        ):
-            left.append(p)
-            cur = p
-        right: list[StoredReading] = []
-        cur = r
-        while (n := stream.by_seq.get(cur.seq + 1)) is not None and (
-            n.timestamp > cur.timestamp and t.out_of_range(n)
-        ):
-            right.append(n)
-            cur = n
-        return left[::-1] + [r] + right
 
     def _trend(self, stream: _Stream, r: StoredReading, t: OrderTerms, out: RulesOutput) -> None:
         k = self.config.trend_readings

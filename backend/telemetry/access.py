@@ -20,6 +20,10 @@ Roles (``defaultACLAccess`` denies everything else):
   device has a role naming its address.
 * ``monitor`` — reads ``$SYS`` only (health checks).
 * ``admin`` — manages the plugin at run time (``$CONTROL/dynamic-security/#``).
+* ``watch:<orderId>`` — one per order, made at run time by the API for the order's
+  parties (``POST /account/mqtt-credentials``, :mod:`backend.telemetry.dynsec`):
+  subscribes plainly to that order's telemetry and status and receives nothing
+  else; publishes nothing; never ``$share/`` (docs/watcher.md).
 
 The broker must also run with ``use_username_as_clientid true``: otherwise any
 login could connect with an oracle's client id, take over its persistent session
@@ -88,6 +92,28 @@ def device_acls(address: str) -> list[dict[str, Any]]:
     return [
         _acl("publishClientSend", device_prefix(address)),
         _acl("subscribePattern", status),
+        _acl("publishClientReceive", status),
+    ]
+
+
+def watcher_role(order_id: int) -> str:
+    return f"watch:{order_id}"
+
+
+def order_filters(order_id: int) -> tuple[str, str]:
+    """The telemetry and status filters of one order (what its watchers may read)."""
+    base = f"trustship/v1/orders/{order_id}/devices/+"
+    return f"{base}/telemetry", f"{base}/status"
+
+
+def watcher_acls(order_id: int) -> list[dict[str, Any]]:
+    """Read-only access to one order: a plain subscription to its telemetry and status,
+    and deliveries of those topics only (no publishing, no share group)."""
+    telemetry, status = order_filters(order_id)
+    return [
+        _acl("subscribePattern", telemetry),
+        _acl("subscribePattern", status),
+        _acl("publishClientReceive", telemetry),
         _acl("publishClientReceive", status),
     ]
 

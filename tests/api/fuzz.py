@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from backend.api.broker_logins import BrokerLogins
 from backend.api.context import ApiContext
 from backend.api.custody import Custodian
 from backend.api.parties import PartyRegistry
@@ -43,6 +44,7 @@ from backend.store.models import AlertRow
 from backend.telemetry import Reading, device_address
 from testkit.api_seed import commitment_row, indexed, reading_row
 from testkit.settings import dev_settings
+from tests.api.broker_standin import FakeAdmin
 
 ROLES = ("buyer", "supplier", "arbiter", "auditor", "admin", "stranger")
 #: More than any order can hold, so no generated price exceeds a buyer's balance.
@@ -180,6 +182,8 @@ def fuzz_context(stack: Stack, engine: Engine, seeded: Seeded) -> Iterator[ApiCo
             oracle_clock=lambda: indexer.chain_time or 0,
             # as under `trustship serve`, whose oracle tallies what it refused
             refusals=RefusalTally().for_order,
+            # as under `trustship serve` with MQTT_ADMIN_URL (a recording broker admin)
+            broker_logins=BrokerLogins(FakeAdmin(), factory),  # type: ignore[arg-type]
         )
     finally:
         stack.chain.revert(snapshot)

@@ -102,16 +102,23 @@ def database(backend: str, tmp_path: Path) -> Iterator[str]:
 
 @contextlib.contextmanager
 def oracle_stack(
-    backend: str, tmp_path: Path, *, oracle_env: dict[str, str] | None = None
+    backend: str,
+    tmp_path: Path,
+    *,
+    oracle_env: dict[str, str] | None = None,
+    broker_admins: dict[str, str] | None = None,
 ) -> Iterator[CrashStack]:
     """anvil, mosquitto from deploy/mosquitto.conf (every catalogue device admitted with
     its own login), a database (``sqlite`` or ``postgresql``) and the oracle process
-    (not started), all stopped by PID on exit. ``oracle_env`` adds to its environment."""
+    (not started), all stopped by PID on exit. ``oracle_env`` adds to its environment;
+    ``broker_admins`` are dynamic-security admin logins on the broker."""
     devices = device_credentials(sorted(SCENARIOS.glob("*.yaml")))
     with contextlib.ExitStack() as stack:
         anvil = start_anvil()
         stack.callback(anvil.stop)
-        broker = start_secured_mosquitto(devices, oracles={"oracle": ORACLE_PASSWORD})
+        broker = start_secured_mosquitto(
+            devices, oracles={"oracle": ORACLE_PASSWORD}, admins=broker_admins
+        )
         stack.callback(broker.stop)
         database_url = stack.enter_context(database(backend, tmp_path))
         settings = Settings(_env_file=None, RPC_URL=anvil.extra["url"], DEV_MODE=True)  # type: ignore[call-arg]
