@@ -21,9 +21,11 @@ the event's *pre-hash string*, built as CBV 2.0 (section 8.9) describes:
 4. The UTF-8 string, joined without separators, is hashed with SHA-256.
 
 Written from that description; tests/sharing checks every exported event's ID against
-GS1's reference implementation. Not done here (docs/epcis.md): turning GS1 EPC URNs
-(``urn:epc:id:sgtin:…``) into canonical GS1 Digital Link URIs; a partner event that
-names its objects so should carry its own ``eventID``.
+GS1's reference implementation. GS1 EPC URNs of the common schemes (``sgtin``,
+``sscc``, ``sgln``, ``lgtin``) become their canonical GS1 Digital Link URIs
+(``https://id.gs1.org/01/…/21/…``) as CBV 2.0 asks; other EPC schemes stay as they
+are (docs/epcis.md), so a partner event that names objects so should carry its own
+``eventID``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote, unquote
 
 #: The canonical order (field, its children's order or None for a plain value).
 Order = Sequence[tuple[str, "Order | None"]]
@@ -128,6 +131,45 @@ _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _BARE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+DIGITAL_LINK = "https://id.gs1.org"
+
+
+def _check_digit(digits: str) -> str:
+    """The GS1 mod-10 check digit of ``digits`` (weights 3, 1, 3 … from the right)."""
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(digits)))
+    return str((10 - total % 10) % 10)
+
+
+def _dl_part(text: str) -> str:
+    return quote(unquote(text), safe="")
+
+
+def digital_link(urn: str) -> str | None:
+    """The canonical GS1 Digital Link URI of an EPC URN (sgtin, sscc, sgln, lgtin), or None."""
+    for prefix in ("urn:epc:id:", "urn:epc:class:"):
+        if urn.startswith(prefix):
+            scheme, sep, body = urn[len(prefix) :].partition(":")
+            break
+    else:
+        return None
+    parts = body.split(".")
+    if not sep or not all(p.isdigit() for p in parts[:2]) or len(parts) < 2:
+        return None
+    cp, ref = parts[0], parts[1]
+    if scheme in ("sgtin", "lgtin") and len(parts) == 3 and len(cp) + len(ref) == 13:
+        gtin = ref[0] + cp + ref[1:]
+        ai = "21" if scheme == "sgtin" else "10"
+        return f"{DIGITAL_LINK}/01/{gtin}{_check_digit(gtin)}/{ai}/{_dl_part(parts[2])}"
+    if scheme == "sscc" and len(parts) == 2 and len(cp) + len(ref) == 17:
+        sscc = ref[0] + cp + ref[1:]
+        return f"{DIGITAL_LINK}/00/{sscc}{_check_digit(sscc)}"
+    if scheme == "sgln" and len(parts) == 3 and len(cp) + len(ref) == 12:
+        gln = cp + ref + _check_digit(cp + ref)
+        ext = "" if parts[2] == "0" else f"/254/{_dl_part(parts[2])}"
+        return f"{DIGITAL_LINK}/414/{gln}{ext}"
+    return None
+
+
 @dataclass
 class _Node:
     name: str
@@ -194,6 +236,9 @@ class _Builder:
         for urn, uri in _URNS:
             if text.startswith(urn):
                 return uri + text[len(urn) :]
+        link = digital_link(text)
+        if link is not None:
+            return link
         if _NUMBER.fullmatch(text):
             return _number(float(text))
         prefix, sep, rest = text.partition(":")
