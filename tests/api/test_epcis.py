@@ -20,8 +20,8 @@ from backend.sharing.epcis import EPCIS_CONTEXT, Identity
 from backend.sharing.schema import load_schema
 from backend.store import repositories as repo
 from backend.store.models import EpcisEventRow
-from tests.api.conftest import Api, headers
 from testkit.api_seed import DOMAIN, T0, Seeded, seed
+from tests.api.conftest import Api, headers
 
 IDENTITY = Identity(DOMAIN.chain_id, DOMAIN.verifying_contract)
 DEPLOYMENT = f"{DOMAIN.chain_id}:{DOMAIN.verifying_contract}:0x{'ab' * 32}"
@@ -167,7 +167,7 @@ def test_a_schema_violation_is_a_422_naming_it(
 @pytest.mark.parametrize(
     ("body", "status", "code"),
     [
-        (b"{\"type\": \"EPCISDocument\",", 422, "malformed_json"),
+        (b'{"type": "EPCISDocument",', 422, "malformed_json"),
         (b"\xff\xfe\x00", 422, "malformed_json"),
         (json.dumps({"type": "EPCISQueryDocument"}).encode(), 422, "not_an_epcis_document"),
         (json.dumps(document()).encode(), 422, "no_events"),
@@ -273,3 +273,16 @@ def test_a_missing_schema_directory_fails_capture_naming_the_setting(
         assert r.json()["code"] == "epcis_schema_unavailable"
         assert "EPCIS_SCHEMA_DIR" in r.json()["message"]
         assert client.get("/orders/1/epcis", headers=headers("buyer")).status_code == 503
+
+
+def test_startup_says_when_the_schemas_are_missing(
+    settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from backend.serve import _check_epcis_schemas
+
+    with caplog.at_level("INFO", logger="backend.serve"):
+        _check_epcis_schemas(settings)
+        _check_epcis_schemas(settings.model_copy(update={"EPCIS_SCHEMA_DIR": tmp_path}))
+    info, warning = caplog.records
+    assert info.levelname == "INFO" and "GS1's schemas" in info.getMessage()
+    assert warning.levelname == "WARNING" and "EPCIS_SCHEMA_DIR" in warning.getMessage()
