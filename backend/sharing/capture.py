@@ -134,7 +134,8 @@ def parse_capture(
             "not_an_epcis_document",
             "$.type: capture takes an EPCISDocument (a JSON object with type 'EPCISDocument')",
         )
-    events = (document.get("epcisBody") or {}).get("eventList")
+    body_ = document.get("epcisBody")
+    events = body_.get("eventList") if isinstance(body_, dict) else None
     if isinstance(events, list) and len(events) > max_events:
         raise CaptureError(
             413, "too_many_events", f"the document has {len(events)} events; at most {max_events}"

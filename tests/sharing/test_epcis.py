@@ -375,6 +375,16 @@ def test_a_schema_violation_is_named(
         (b"\xff\xfe", 422, "malformed_json"),
         (b"[]", 422, "not_an_epcis_document"),
         (json.dumps({"type": "ObjectEvent"}).encode(), 422, "not_an_epcis_document"),
+        (
+            json.dumps({"type": "EPCISDocument", "epcisBody": []}).encode(),
+            422,
+            "epcis_schema_violation",
+        ),
+        (
+            json.dumps({"type": "EPCISDocument", "epcisBody": {"eventList": {}}}).encode(),
+            422,
+            "epcis_schema_violation",
+        ),
     ],
 )
 def test_what_is_not_a_document_is_refused(

@@ -30,6 +30,25 @@ from backend.api.schemas import (
 
 router = APIRouter(tags=["epcis"])
 
+#: The capture body's outline for OpenAPI; the full rules are GS1's schema (docs/epcis.md).
+CAPTURE_BODY: dict[str, Any] = {
+    "type": "object",
+    "required": ["@context", "type", "schemaVersion", "creationDate", "epcisBody"],
+    "properties": {
+        "@context": {"type": "array", "minItems": 1},
+        "type": {"type": "string", "enum": ["EPCISDocument"]},
+        "schemaVersion": {"type": "string", "pattern": "^2\\.0$"},
+        "creationDate": {"type": "string", "format": "date-time"},
+        "epcisBody": {
+            "type": "object",
+            "required": ["eventList"],
+            "properties": {
+                "eventList": {"type": "array", "minItems": 1, "items": {"type": "object"}}
+            },
+        },
+    },
+}
+
 
 @router.get(
     "/orders/{order_id}/epcis",
@@ -94,9 +113,11 @@ async def _body(request: Request, limit: int) -> bytes:
     openapi_extra={
         "requestBody": {
             "required": True,
-            "description": "A GS1 EPCIS 2.0 EPCISDocument whose events each name one order "
-            "(bizTransaction of type po: urn:trustship:po:<chain id>:<PurchaseOrders>:<id>).",
-            "content": {"application/json": {"schema": {"type": "object"}}},
+            "description": "A GS1 EPCIS 2.0 EPCISDocument, checked against GS1's EPCIS 2.0 "
+            "JSON Schema (EPCISDocument.schema.json, docs/epcis.md), whose events each name "
+            "one order (a bizTransaction of type po: "
+            "urn:trustship:po:<chain id>:<PurchaseOrders>:<order id>).",
+            "content": {"application/json": {"schema": CAPTURE_BODY}},
         }
     },
 )
