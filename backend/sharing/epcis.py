@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from backend.sharing.hashid import event_hash_id, namespaces
+from backend.sharing.hashid import event_hash_id
 
 EPCIS_CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
 #: TrustShip's extension namespace (its prefix is ``ts``).
@@ -435,8 +435,3 @@ def build_document(
         "creationDate": datetime.fromisoformat(created).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "epcisBody": {"eventList": events},
     }
-
-
-def prefixes_of(document_context: Any) -> dict[str, str]:
-    """The prefixes a document's ``@context`` declares (for captured events)."""
-    return namespaces(document_context)
