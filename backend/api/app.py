@@ -23,6 +23,7 @@ from backend.api.routes import (
     account,
     alerts,
     devices,
+    epcis,
     events,
     orders,
     risk,
@@ -114,6 +115,10 @@ def create_app(context: ApiContext) -> FastAPI:
             {"name": "alerts", "description": "Early warnings; a server-sent event stream."},
             {"name": "risk", "description": "Live risk score, ETA and early warnings per order."},
             {"name": "devices", "description": "Devices bound to orders."},
+            {
+                "name": "epcis",
+                "description": "GS1 EPCIS 2.0: an order's events, partner capture.",
+            },
             {"name": "suppliers", "description": "Supplier scorecards from the contracts' events."},
             {"name": "account", "description": "The calling party and its escrow credits."},
             {"name": "system", "description": "Health and metrics."},
@@ -122,7 +127,9 @@ def create_app(context: ApiContext) -> FastAPI:
     app.state.context = context
     install_error_handlers(app)
     # suppliers first: its concrete /orders/quote goes before /orders/{order_id}
-    for module in (suppliers, orders, telemetry, events, alerts, risk, devices, account, system):
+    for module in (
+        suppliers, orders, telemetry, events, alerts, risk, devices, epcis, account, system,
+    ):  # fmt: skip
         app.include_router(module.router)
     app.add_middleware(MetricsMiddleware, context=context)
     return app

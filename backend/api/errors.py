@@ -37,7 +37,8 @@ class ErrorPublic(BaseModel):
         default=None, description="The Solidity error's decoded arguments, by parameter name."
     )
     details: list[dict[str, Any]] | None = Field(
-        default=None, description="Per-field problems, for `validation_error`."
+        default=None,
+        description="Per-field problems, for `validation_error` and `epcis_schema_violation`.",
     )
 
 
@@ -53,6 +54,7 @@ class ApiError(TrustShipError):
         error: str | None = None,
         args: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        details: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -61,10 +63,15 @@ class ApiError(TrustShipError):
         self.error = error
         self.args_ = args
         self.headers = headers
+        self.details = details
 
     def body(self) -> dict[str, Any]:
         return ErrorPublic(
-            code=self.code, message=self.message, error=self.error, args=self.args_
+            code=self.code,
+            message=self.message,
+            error=self.error,
+            args=self.args_,
+            details=self.details,
         ).model_dump()
 
 
@@ -126,7 +133,9 @@ _DESCRIPTIONS = {
     401: "Missing or unknown API key (`unauthorized`)",
     403: "Not allowed for this party (`forbidden`, `read_only`, or an access `contract_revert`)",
     404: "No such resource, or an order the caller is not a party to (`not_found`)",
-    409: "The on-chain state does not allow this (`contract_revert`, `not_committed`)",
+    409: "The on-chain state does not allow this (`contract_revert`, `not_committed`), or "
+    "an event ID already stored with other content (`event_id_conflict`)",
+    413: "The body is too large (`too_large`, `too_many_events`)",
     422: "Invalid input (`validation_error`) or terms the contract refuses (`contract_revert`)",
     502: "The chain is unreachable, the node refused the transaction or it failed "
     "(`chain_unavailable`, `tx_rejected`, `tx_failed`, `chain_error`)",

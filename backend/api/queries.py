@@ -25,6 +25,7 @@ from backend.store.models import (
     ChainEventRow,
     CommitmentRow,
     DeviceRow,
+    EpcisEventRow,
     ReadingRow,
     RiskSnapshotRow,
 )
@@ -265,3 +266,35 @@ def scored_events(session: Session) -> tuple[list[ChainEvent], int | None]:
     events = [ChainEvent(n, b, i, t or 0, a) for n, b, i, t, a in rows]
     as_of = session.scalar(select(func.max(ChainEventRow.block_timestamp)))
     return events, (int(as_of) if as_of is not None else None)
+
+
+def all_readings(session: Session, order_id: int, page: int = 5000) -> list[Row[Any]]:
+    """Every reading of the order by timestamp (then id), read a page at a time."""
+    out: list[Row[Any]] = []
+    while True:
+        rows, _ = readings(session, order_id, limit=page, offset=len(out))
+        out.extend(rows)
+        if len(rows) < page:
+            return out
+
+
+def all_commitments(session: Session, order_id: int) -> list[CommitmentRow]:
+    """Every fleet batch that holds readings of the order."""
+    stmt = select(CommitmentRow).where(CommitmentRow.batch_seq.in_(_batches_of(order_id)))
+    return list(session.scalars(stmt.order_by(CommitmentRow.batch_seq)))
+
+
+def all_chain_events(session: Session, order_id: int) -> list[ChainEventRow]:
+    """The order's contract events in chain order."""
+    stmt = select(ChainEventRow).where(ChainEventRow.order_id == order_id)
+    return list(session.scalars(stmt.order_by(ChainEventRow.block_number, ChainEventRow.log_index)))
+
+
+def epcis_events(
+    session: Session, order_id: int, *, limit: int | None = None, offset: int = 0
+) -> tuple[list[EpcisEventRow], int]:
+    """The partner events captured for the order, by event time (then capture order)."""
+    stmt = select(EpcisEventRow).where(EpcisEventRow.order_id == order_id)
+    ordered = stmt.order_by(EpcisEventRow.event_time, EpcisEventRow.id).offset(offset)
+    rows = list(session.scalars(ordered.limit(limit) if limit is not None else ordered))
+    return rows, _count(session, stmt)

@@ -789,3 +789,55 @@ class QuotePublic(BaseModel):
         description="What the proposed terms would have paid over the supplier's history, "
         "the lane's, and the supplier's on the lane."
     )
+
+
+# --- EPCIS 2.0 (docs/epcis.md) ----------------------------------------------------------
+
+
+class EpcisDocumentPublic(BaseModel):
+    """A GS1 EPCIS 2.0 ``EPCISDocument`` (JSON-LD), valid against GS1's JSON schema."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    context: list[Any] = Field(alias="@context", description="EPCIS 2.0's context and ours.")
+    type: Literal["EPCISDocument"]
+    schemaVersion: str = Field(description='"2.0"')
+    creationDate: str = Field(description="The newest event's time (stable for the same records).")
+    epcisBody: dict[str, Any] = Field(description="`eventList`: ObjectEvents, by time.")
+
+
+class EpcisEventRef(BaseModel):
+    order_id: int
+    event_id: str
+
+
+class CapturePublic(BaseModel):
+    """What a capture stored: every event of the document, new or stored before."""
+
+    captured: list[EpcisEventRef] = Field(description="Stored now.")
+    duplicates: list[EpcisEventRef] = Field(
+        description="Stored before (same eventID and content): not stored again."
+    )
+    count: int = Field(description="How many events were stored now.")
+
+
+class EpcisEventPublic(BaseModel):
+    """A partner's event captured for an order."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    event_id: str
+    hash_id: str = Field(description="Our CBV event hash ID of the event.")
+    order_id: int
+    event_type: str
+    biz_step: str | None
+    event_time: int = Field(description="Its eventTime, unix seconds.")
+    captured_by: Address
+    captured_by_name: str
+    captured_at: float
+    event: dict[str, Any] = Field(description="The event as captured (with its eventID).")
+
+
+class EpcisEventsPublic(BaseModel):
+    data: list[EpcisEventPublic]
+    count: int

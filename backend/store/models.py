@@ -348,6 +348,34 @@ class RiskSnapshotRow(Base):
     created_at: Mapped[float] = mapped_column(Float)
 
 
+class EpcisEventRow(Base):
+    """A partner's EPCIS 2.0 event captured for an order (``POST /epcis/capture``,
+    docs/epcis.md): the event as it came (with its ``eventID``, ours when it had none),
+    the prefixes its document declared, and who captured it. ``event_id`` is unique:
+    capturing the same event again stores nothing."""
+
+    __tablename__ = "epcis_events"
+    __table_args__ = (
+        UniqueConstraint("event_id"),
+        Index("ix_epcis_events_order_id_event_time", "order_id", "event_time"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(512))
+    #: Our CBV event hash ID of the event (equals ``event_id`` when the partner gave none).
+    hash_id: Mapped[str] = mapped_column(String(128))
+    order_id: Mapped[int] = mapped_column(BigInteger)
+    event_type: Mapped[str] = mapped_column(String(64))
+    biz_step: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    #: The event's ``eventTime`` (unix seconds, UTC).
+    event_time: Mapped[int] = mapped_column(BigInteger)
+    event: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prefixes: Mapped[dict[str, str]] = mapped_column(JSON)
+    captured_by: Mapped[str] = mapped_column(ADDRESS)
+    captured_by_name: Mapped[str] = mapped_column(String(64))
+    captured_at: Mapped[float] = mapped_column(Float)
+
+
 def _table(model: type[Base]) -> Table:
     table = model.__table__
     assert isinstance(table, Table)
@@ -378,6 +406,7 @@ __all__ = [
     "ChainEventRow",
     "CommitmentRow",
     "DeviceRow",
+    "EpcisEventRow",
     "IndexedBlockRow",
     "IndexerCursorRow",
     "OrderRow",

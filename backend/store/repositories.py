@@ -49,6 +49,7 @@ from backend.store.models import (
     ChainEventRow,
     CommitmentRow,
     DeviceRow,
+    EpcisEventRow,
     IndexedBlockRow,
     IndexerCursorRow,
     OrderRow,
@@ -1085,3 +1086,20 @@ def set_cursor(
             set_={k: stmt.excluded[k] for k in values if k != "name"},
         )
     )
+
+
+# --- captured EPCIS events (docs/epcis.md) -----------------------------------------------
+
+
+def epcis_events_by_id(session: Session, event_ids: Sequence[str]) -> dict[str, EpcisEventRow]:
+    """Stored captured events by ``event_id``."""
+    if not event_ids:
+        return {}
+    rows = session.scalars(select(EpcisEventRow).where(EpcisEventRow.event_id.in_(list(event_ids))))
+    return {r.event_id: r for r in rows}
+
+
+def add_epcis_events(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Store captured events (the caller checked that none is stored yet)."""
+    for row in rows:
+        session.add(EpcisEventRow(**row))

@@ -196,6 +196,18 @@ def fuzz_context(stack: Stack, engine: Engine, seeded: Seeded) -> Iterator[ApiCo
 NON_SCHEMA_RULES = {"eth_address", "max_price"}
 
 
+#: ``POST /epcis/capture``'s refusals by GS1's EPCIS 2.0 schema and the order references,
+#: which the OpenAPI document names but does not inline (docs/epcis.md, "Capture").
+EPCIS_RULES = {
+    "epcis_schema_violation",
+    "no_order_reference",
+    "foreign_order_reference",
+    "ambiguous_order_reference",
+    "duplicate_event_id",
+    "prefix_conflict",
+}
+
+
 def _body_value(case: Any, loc: list[Any]) -> Any:
     value = case.body
     for key in loc[1:]:
@@ -230,6 +242,8 @@ def refusals_of_valid_input_are_documented(ctx: Any, response: Any, case: Any) -
         return None
     body = response.json()
     if body.get("code") == "contract_revert":
+        return None
+    if body.get("code") in EPCIS_RULES and case.operation.path == "/epcis/capture":
         return None
     details = body.get("details") or []
     if body.get("code") == "validation_error" and all(_documented(d, case) for d in details):

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from backend.sharing.epcis import EPCIS_CONTEXT, Identity
 from tests.api.conftest import ChainApi
 
 WHO = ("none", "bad", "buyer", "supplier", "arbiter", "auditor", "admin", "stranger")
@@ -122,6 +123,31 @@ class Route:
         return f"{self.method} {self.path}"
 
 
+def receiving_document(api: ChainApi, order_id: int) -> dict[str, Any]:
+    """A warehouse's EPCIS 2.0 receiving event for the order (docs/epcis.md)."""
+    identity = Identity(api.stack.chain.chain_id, api.stack.deployment.purchase_orders)
+    return {
+        "@context": [EPCIS_CONTEXT],
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": "2027-01-16T08:20:00Z",
+        "epcisBody": {
+            "eventList": [
+                {
+                    "type": "ObjectEvent",
+                    "eventTime": "2027-01-16T08:15:00Z",
+                    "eventTimeZoneOffset": "+00:00",
+                    "epcList": [identity.consignment(order_id)],
+                    "action": "OBSERVE",
+                    "bizStep": "receiving",
+                    "disposition": "in_progress",
+                    "bizTransactionList": [{"type": "po", "bizTransaction": identity.po(order_id)}],
+                }
+            ]
+        },
+    }
+
+
 def reads(setup: Callable[[ChainApi], int], expected: dict[str, int], *paths: str) -> list[Route]:
     """GET routes that share a setup and the answers expected."""
     return [Route("GET", path, setup, expected) for path in paths]
@@ -140,6 +166,8 @@ ROUTES = [
         "/orders/{id}/devices",
         "/orders/{id}/risk",
         "/orders/{id}/gaps",
+        "/orders/{id}/epcis",
+        "/orders/{id}/epcis/events",
     ),
     Route(
         "GET",
@@ -226,6 +254,24 @@ ROUTES = [
     ),
     Route(
         "POST", "/orders/{id}/expire", expirable, write(("buyer", "supplier", "arbiter", "admin"))
+    ),
+    # a party to the order captures a partner's event for it; the admin reads every order
+    # but is a party to none (403 forbidden), the auditor changes nothing (403 read_only)
+    Route(
+        "POST",
+        "/epcis/capture",
+        shipped,
+        {
+            "none": 401,
+            "bad": 401,
+            "buyer": 201,
+            "supplier": 201,
+            "arbiter": 201,
+            "auditor": 403,
+            "admin": 403,
+            "stranger": 404,
+        },  # fmt: skip
+        body=lambda api, oid: receiving_document(api, oid),
     ),
     # nobody has a credit: every writer meets the contract's EscrowNothingToWithdraw
     Route(

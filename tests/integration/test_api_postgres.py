@@ -79,3 +79,28 @@ def test_write_then_read_on_postgres(chain_api: ChainApi) -> None:
     assert order_id in [o["id"] for o in listed["data"]]
     refund = api.call("POST", "/account/withdraw", "buyer", json={})
     assert refund.status_code == 200 and int(refund.json()["amount"]) == 10 * ETHER
+
+
+def test_epcis_export_and_capture_on_postgres(
+    api: Api, factory: sessionmaker[Session], parties: PartyRegistry
+) -> None:
+    from backend.sharing.schema import load_schema
+    from backend.store import repositories as repo
+    from tests.api.test_epcis import DEPLOYMENT, capture, document, receiving
+
+    seed(factory, parties, readings=30, committed=20)
+    with factory.begin() as s:
+        repo.set_cursor(s, "chain", 10, deployment=DEPLOYMENT)
+    schema = load_schema(api.context.settings.EPCIS_SCHEMA_DIR)
+    r = capture(api, document(receiving()), who="supplier")
+    assert r.status_code == 201, r.text
+    [ref] = r.json()["captured"]
+    again = capture(api, document(receiving()), who="buyer")
+    assert again.status_code == 200 and again.json()["duplicates"] == [ref]
+    doc = api.get("/orders/1/epcis").json()
+    assert schema.violations(doc) == []
+    events = doc["epcisBody"]["eventList"]
+    assert [e["bizStep"] for e in events] == ["shipping", "sensor_reporting", "receiving"]
+    assert events[-1]["eventID"] == ref["event_id"]  # JSON column round trip on PostgreSQL
+    listed = api.get("/orders/1/epcis/events").json()
+    assert listed["count"] == 1 and listed["data"][0]["event"] == events[-1]

@@ -78,5 +78,9 @@ def test_the_readme_curl_walkthrough_runs_as_written(serve: tuple[int, Path]) ->
         '"state": "Settled"',
         '"OrderSettled"',
         '"amount": "1000000000000000000"',  # the supplier withdraws the whole price
+        '"bizStep": "shipping"',  # the order's EPCIS 2.0 events (docs/epcis.md)
+        '"count": 1',  # a partner's receiving event captured ...
+        '"biz_step": "receiving"',  # ... and shown with its order
+        '"schemaVersion": "2.0"',  # trustship export, through the API
     ):
         assert expected in out, f"{expected} not in the walkthrough's output:\n{out}"

@@ -54,7 +54,9 @@ def describe(summary: dict) -> str:
 
 def test_the_catalogue_settles_as_expected_on_the_embedded_stack(tmp_path: Path) -> None:
     assert len(CATALOGUE) >= 9
-    code, summary = replay(CATALOGUE, embedded_env(tmp_path))
+    env = embedded_env(tmp_path)
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'catalogue.db'}"  # kept for the exports
+    code, summary = replay(CATALOGUE, env)
     assert code == 0, describe(summary)
     assert summary["passed"] is True
     names = {sc["name"] for sc in summary["scenarios"]}
@@ -70,6 +72,57 @@ def test_the_catalogue_settles_as_expected_on_the_embedded_stack(tmp_path: Path)
     by_name = {sc["name"]: sc for sc in summary["scenarios"]}
     assert by_name["spoofed_device"]["orders"][0]["breach"] is False  # forged readings ignored
     assert by_name["cold_chain_breach"]["orders"][0]["breach"] is True
+    check_epcis_exports(summary, env, tmp_path)
+
+
+def check_epcis_exports(summary: dict, env: dict[str, str], tmp_path: Path) -> None:
+    """Every order of the catalogue exports as an EPCIS 2.0 document that GS1's schema
+    accepts, with event IDs equal to GS1's reference event hash (docs/epcis.md)."""
+    from epcis_event_hash_generator import hash_generator, json_to_py
+
+    from backend.core.settings import Settings
+    from backend.sharing.schema import load_schema
+    from trustship.export import document_from_database
+
+    settings = Settings(DATABASE_URL=env["DATABASE_URL"], _env_file=None)  # type: ignore[call-arg]
+    schema = load_schema(settings.EPCIS_SCHEMA_DIR)
+    steps: set[tuple[str, str]] = set()
+    alarms = 0
+    for sc in summary["scenarios"]:
+        for order in sc["orders"]:
+            status, doc = document_from_database(settings, order["order_id"])
+            assert status == 200, (sc["name"], doc)
+            # jsonschema alone, and jsonschema-rs (what the API asks first) agrees
+            assert schema.violations_of(doc) == [], (sc["name"], order["order_id"])
+            assert schema.is_valid(doc), (sc["name"], order["order_id"])
+            events = doc["epcisBody"]["eventList"]
+            reference = json_to_py.event_list_from_epcis_document_json(json.loads(json.dumps(doc)))
+            assert [e["eventID"] for e in events] == hash_generator.epcis_hashes_from_events(
+                reference
+            ), (sc["name"], order["order_id"])
+            steps |= {(e["bizStep"], e["disposition"]) for e in events}
+            alarms += sum(
+                1
+                for e in events
+                for el in e.get("sensorElementList", [])
+                for r in el["sensorReport"]
+                if r.get("exception") == "ALARM_CONDITION"
+            )
+            if order["state"] == "Cancelled":
+                assert events == []
+    assert {("shipping", "in_transit"), ("sensor_reporting", "in_transit"),
+            ("receiving", "in_progress"), ("receiving", "non_conformant")} <= steps  # fmt: skip
+    assert alarms > 0  # the breaches of the catalogue show as alarm reports
+    # the CLI writes the same document
+    first = summary["scenarios"][0]["orders"][0]["order_id"]
+    out = tmp_path / "order.epcis.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "trustship.cli", "export", str(first), "--format", "epcis",
+         "--out", str(out)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out.read_text()) == document_from_database(settings, first)[1]
 
 
 def test_a_wrong_expectation_fails_the_replay(tmp_path: Path) -> None:

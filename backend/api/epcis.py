@@ -1,0 +1,218 @@
+"""EPCIS 2.0 for the API and the CLI: gather an order's records, build and check the
+document, and store a partner's captured events (docs/epcis.md).
+
+:func:`epcis_records_for` is the one place that decides which records of an order go
+into its EPCIS document for a viewer: it reads them with the same queries as the REST
+read routes. The sensitivity policy (backend/sharing) filters here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from backend.api import queries
+from backend.api.errors import ApiError
+from backend.api.parties import Party
+from backend.core.settings import Settings
+from backend.sharing.capture import CaptureError, ParsedCapture, parse_capture
+from backend.sharing.epcis import CapturedEvent, EpcisRecords, Identity, build_document
+from backend.sharing.schema import EpcisSchema, SchemaUnavailableError, load_schema
+from backend.store import repositories as repo
+
+log = logging.getLogger(__name__)
+
+#: The indexer's cursor names the deployment it indexes: ``chain id:PurchaseOrders:block``.
+INDEXER_CURSOR = "chain"
+
+
+def schema_of(settings: Settings) -> EpcisSchema:
+    """GS1's schema from ``EPCIS_SCHEMA_DIR``; 503 naming the setting when it is missing."""
+    try:
+        return load_schema(settings.EPCIS_SCHEMA_DIR)
+    except SchemaUnavailableError as exc:
+        raise ApiError(503, "epcis_schema_unavailable", str(exc)) from None
+
+
+def check_schema_dir(settings: Settings) -> str | None:
+    """What is wrong with ``EPCIS_SCHEMA_DIR`` (None: the schema loads), for startup."""
+    try:
+        load_schema(settings.EPCIS_SCHEMA_DIR)
+    except SchemaUnavailableError as exc:
+        return str(exc)
+    return None
+
+
+def identity_of(
+    session: Session, chain_id: int | None = None, purchase_orders: str | None = None
+) -> Identity:
+    """Whose order ids these are: the given deployment, else the one the indexer recorded."""
+    if chain_id is not None and purchase_orders is not None:
+        return Identity(chain_id, purchase_orders)
+    recorded = repo.get_cursor_deployment(session, INDEXER_CURSOR)
+    parts = (recorded or "").split(":")
+    if len(parts) >= 2 and parts[0].isdigit() and parts[1].startswith("0x"):
+        return Identity(int(parts[0]), parts[1])
+    raise ApiError(
+        503,
+        "no_deployment",
+        "the order identifiers need the contract deployment (chain id, PurchaseOrders), "
+        "which neither this API nor the database's indexer names yet",
+    )
+
+
+def epcis_records_for(session: Session, viewer: Party, order: queries.OrderRecord) -> EpcisRecords:
+    """The records of ``order`` that ``viewer`` gets in its EPCIS document.
+
+    ``viewer`` already sees the order (the caller checked). Every record is read with
+    the REST read routes' queries; the sharing policy's filter goes here.
+    """
+    captured, _ = queries.epcis_events(session, order.id)
+    return EpcisRecords(
+        order=order,
+        readings=queries.all_readings(session, order.id),
+        commitments=queries.all_commitments(session, order.id),
+        chain_events=queries.all_chain_events(session, order.id),
+        captured=[CapturedEvent(dict(r.event), dict(r.prefixes)) for r in captured],
+    )
+
+
+def export_document(
+    session: Session,
+    viewer: Party,
+    order: queries.OrderRecord,
+    identity: Identity,
+    schema: EpcisSchema,
+    *,
+    proof_base: str = "",
+) -> dict[str, Any]:
+    """The order's EPCISDocument for ``viewer``, checked against GS1's schema."""
+    document = build_document(
+        epcis_records_for(session, viewer, order), identity, proof_base=proof_base
+    )
+    violations = schema.violations(document)
+    if violations:  # a bug of ours: never hand out a document that breaks the schema
+        log.error("EPCIS export of order %s breaks the schema: %s", order.id, violations)
+        raise ApiError(
+            500,
+            "epcis_export_invalid",
+            f"the EPCIS document of order {order.id} breaks the schema: {violations[0]}",
+        )
+    return document
+
+
+# --- capture ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureOutcome:
+    #: (order id, event id) stored now, and those that were stored already.
+    captured: list[tuple[int, str]]
+    duplicates: list[tuple[int, str]]
+
+
+def parse(body: bytes, settings: Settings, identity: Identity) -> ParsedCapture:
+    """Check a capture body (size, JSON, schema, order references) or raise its 4xx."""
+    schema = schema_of(settings)
+    try:
+        return parse_capture(
+            body,
+            schema,
+            identity,
+            max_bytes=settings.EPCIS_CAPTURE_MAX_BYTES,
+            max_events=settings.EPCIS_CAPTURE_MAX_EVENTS,
+        )
+    except CaptureError as exc:
+        raise ApiError(exc.status, exc.code, exc.message, details=exc.details) from None
+
+
+def _check_orders(session: Session, party: Party, parsed: ParsedCapture) -> None:
+    for order_id in sorted({e.order_id for e in parsed.events}):
+        first = next(e.index for e in parsed.events if e.order_id == order_id)
+        row = queries.get_order(session, party, order_id)
+        if row is None:
+            raise ApiError(
+                404,
+                "not_found",
+                f"order {order_id} not found (named by $.epcisBody.eventList[{first}])",
+            )
+        if party.address not in (row.buyer, row.supplier, row.arbiter):
+            raise ApiError(
+                403,
+                "forbidden",
+                f"party {party.name!r} is not a party to order {order_id}: only its buyer, "
+                "supplier or arbiter captures events for it",
+            )
+
+
+def _check_prefixes(session: Session, parsed: ParsedCapture) -> None:
+    """A prefix means one namespace in an order's document: a partner may not reuse a
+    prefix an earlier capture of the same order declared for another namespace."""
+    for order_id in sorted({e.order_id for e in parsed.events}):
+        stored, _ = queries.epcis_events(session, order_id)
+        for row in stored:
+            for prefix, iri in row.prefixes.items():
+                if parsed.prefixes.get(prefix, iri) != iri:
+                    raise ApiError(
+                        422,
+                        "prefix_conflict",
+                        f"$.@context: prefix {prefix!r} of order {order_id}'s events is "
+                        f"{iri}, not {parsed.prefixes[prefix]}",
+                    )
+
+
+def store_capture(session: Session, party: Party, parsed: ParsedCapture) -> CaptureOutcome:
+    """Store the document's new events in one transaction (all or nothing); an event
+    stored before with the same ID and content is a duplicate, with other content 409."""
+    _check_orders(session, party, parsed)
+    _check_prefixes(session, parsed)
+    for attempt in range(2):
+        stored = repo.epcis_events_by_id(session, [e.event_id for e in parsed.events])
+        new, dups = [], []
+        for e in parsed.events:
+            row = stored.get(e.event_id)
+            if row is None:
+                new.append(e)
+                continue
+            if row.order_id != e.order_id or row.event != e.event:
+                raise ApiError(
+                    409,
+                    "event_id_conflict",
+                    f"$.epcisBody.eventList[{e.index}]: event {e.event_id} is stored already "
+                    "with other content",
+                )
+            dups.append((e.order_id, e.event_id))
+        now = time.time()
+        repo.add_epcis_events(
+            session,
+            [
+                {
+                    "event_id": e.event_id,
+                    "hash_id": e.hash_id,
+                    "order_id": e.order_id,
+                    "event_type": e.event_type,
+                    "biz_step": e.biz_step,
+                    "event_time": e.event_time,
+                    "event": e.event,
+                    "prefixes": parsed.prefixes,
+                    "captured_by": party.address,
+                    "captured_by_name": party.name,
+                    "captured_at": now,
+                }
+                for e in new
+            ],
+        )
+        try:
+            session.commit()
+        except IntegrityError:  # the same event captured at the same moment elsewhere
+            session.rollback()
+            if attempt:
+                raise
+            continue
+        return CaptureOutcome([(e.order_id, e.event_id) for e in new], dups)
+    raise AssertionError("unreachable")  # pragma: no cover
