@@ -222,5 +222,43 @@ def scorecard(
     raise typer.Exit(code)
 
 
+disclosures_app = typer.Typer(help="The disclosure log (docs/sharing.md).", no_args_is_help=True)
+app.add_typer(disclosures_app, name="disclosures")
+
+
+@disclosures_app.command("verify")
+def disclosures_verify(
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Check the disclosure log's hash chain in DATABASE_URL from its first entry: print
+    its head (to compare with the anchored one); exit 1 naming the first bad entry."""
+    import json
+
+    from backend.core.settings import get_settings
+    from backend.sharing.disclosures import verify
+    from backend.store import make_engine, session_factory
+
+    engine = make_engine(get_settings().DATABASE_URL)
+    try:
+        with session_factory(engine)() as session:
+            v = verify(session)
+    finally:
+        engine.dispose()
+    result = {
+        "ok": v.ok,
+        "entries": v.entries,
+        "head": {"seq": v.head.seq, "hash": "0x" + v.head.hash.hex()},
+        "first_bad_seq": v.first_bad_seq,
+        "problem": v.problem,
+    }
+    if json_out:
+        typer.echo(json.dumps(result))
+    elif v.ok:
+        typer.echo(f"ok: {v.entries} entries, head {v.head.seq} 0x{v.head.hash.hex()}")
+    else:
+        typer.echo(f"BROKEN at entry {v.first_bad_seq}: {v.problem}")
+    raise typer.Exit(0 if v.ok else 1)
+
+
 if __name__ == "__main__":
     app()

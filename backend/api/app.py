@@ -26,6 +26,7 @@ from backend.api.routes import (
     events,
     orders,
     risk,
+    sharing,
     suppliers,
     system,
     telemetry,
@@ -115,6 +116,7 @@ def create_app(context: ApiContext) -> FastAPI:
             {"name": "risk", "description": "Live risk score, ETA and early warnings per order."},
             {"name": "devices", "description": "Devices bound to orders."},
             {"name": "suppliers", "description": "Supplier scorecards from the contracts' events."},
+            {"name": "sharing", "description": "Grants across borders; the disclosure log."},
             {"name": "account", "description": "The calling party and its escrow credits."},
             {"name": "system", "description": "Health and metrics."},
         ],
@@ -122,7 +124,19 @@ def create_app(context: ApiContext) -> FastAPI:
     app.state.context = context
     install_error_handlers(app)
     # suppliers first: its concrete /orders/quote goes before /orders/{order_id}
-    for module in (suppliers, orders, telemetry, events, alerts, risk, devices, account, system):
+    routers = (
+        suppliers,
+        orders,
+        telemetry,
+        events,
+        alerts,
+        risk,
+        devices,
+        sharing,
+        account,
+        system,
+    )
+    for module in routers:
         app.include_router(module.router)
     app.add_middleware(MetricsMiddleware, context=context)
     return app

@@ -39,6 +39,12 @@ class ErrorPublic(BaseModel):
     details: list[dict[str, Any]] | None = Field(
         default=None, description="Per-field problems, for `validation_error`."
     )
+    sensitivity: str | None = Field(
+        default=None, description="The class refused, for `policy_refused` (docs/sharing.md)."
+    )
+    policy: str | None = Field(
+        default=None, description="The policy rule that refused it, for `policy_refused`."
+    )
 
 
 class ApiError(TrustShipError):
@@ -53,8 +59,12 @@ class ApiError(TrustShipError):
         error: str | None = None,
         args: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        sensitivity: str | None = None,
+        policy: str | None = None,
     ) -> None:
         super().__init__(message)
+        self.sensitivity = sensitivity
+        self.policy = policy
         self.status = status
         self.code = code
         self.message = message
@@ -64,7 +74,12 @@ class ApiError(TrustShipError):
 
     def body(self) -> dict[str, Any]:
         return ErrorPublic(
-            code=self.code, message=self.message, error=self.error, args=self.args_
+            code=self.code,
+            message=self.message,
+            error=self.error,
+            args=self.args_,
+            sensitivity=self.sensitivity,
+            policy=self.policy,
         ).model_dump()
 
 
@@ -124,7 +139,8 @@ def revert_error(name: str, args: Any, message: str | None = None) -> ApiError:
 _DESCRIPTIONS = {
     400: "Bad request",
     401: "Missing or unknown API key (`unauthorized`)",
-    403: "Not allowed for this party (`forbidden`, `read_only`, or an access `contract_revert`)",
+    403: "Not allowed for this party (`forbidden`, `read_only`, an access `contract_revert`, "
+    "or `policy_refused` naming the `sensitivity` class and the `policy` rule: docs/sharing.md)",
     404: "No such resource, or an order the caller is not a party to (`not_found`)",
     409: "The on-chain state does not allow this (`contract_revert`, `not_committed`)",
     422: "Invalid input (`validation_error`) or terms the contract refuses (`contract_revert`)",
@@ -141,7 +157,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 AUTH = (401,)
-READ = (401, 404, 422)
+READ = (401, 403, 404, 422)  # 403: `policy_refused` (docs/sharing.md)
 WRITE = (401, 403, 404, 409, 422, 502, 503, 504)
 
 

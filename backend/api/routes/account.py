@@ -16,8 +16,9 @@ from backend.api.schemas import (
     WithdrawalPublic,
     WithdrawRequest,
 )
+from backend.api.sharing import PolicyRoute
 
-router = APIRouter(prefix="/account", tags=["account"])
+router = APIRouter(prefix="/account", tags=["account"], route_class=PolicyRoute)
 
 
 def party_public(party: Party) -> PartyPublic:
@@ -26,6 +27,7 @@ def party_public(party: Party) -> PartyPublic:
         address=party.address,
         roles=sorted(party.roles),
         custodial=party.private_key is not None,
+        jurisdiction=party.jurisdiction,
     )
 
 
