@@ -200,7 +200,10 @@ class PolicyRoute(APIRoute):
 
         async def filtered(request: Request) -> Response:
             response = await handler(request)
-            if not 200 <= response.status_code < 300 or not isinstance(response, JSONResponse):
+            json_body = isinstance(response, JSONResponse) or (
+                response.media_type == "application/json" and hasattr(response, "body")
+            )
+            if not 200 <= response.status_code < 300 or not json_body:
                 return response
             ctx: ApiContext = request.app.state.context
             party = ctx.parties.lookup(request.headers.get(API_KEY_HEADER))
