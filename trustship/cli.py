@@ -234,11 +234,11 @@ def disclosures_verify(
     its head (to compare with the anchored one); exit 1 naming the first bad entry."""
     import json
 
-    from backend.core.settings import get_settings
+    from backend.core.settings import Settings
     from backend.sharing.disclosures import verify
     from backend.store import make_engine, session_factory
 
-    engine = make_engine(get_settings().DATABASE_URL)
+    engine = make_engine(Settings().DATABASE_URL)
     try:
         with session_factory(engine)() as session:
             v = verify(session)

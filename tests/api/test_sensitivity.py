@@ -4,6 +4,7 @@ sharing policy, and each schema an answer can hold declares the class of every f
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fastapi.routing import APIRoute
@@ -112,3 +113,19 @@ def test_an_unclassified_schema_is_refused_at_start_up() -> None:
     else:
         raise AssertionError("an unclassified schema was accepted")
     assert ErrorPublic.__name__ in UNFILTERED
+
+
+def test_the_docs_table_is_the_declared_classes() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "sharing.md").read_text()
+    table = text.split("## The full class table", 1)[1]
+    rows = set()
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[1].startswith("`"):
+            rows.add((cells[0], cells[1].strip("`"), cells[2], cells[3]))
+    declared = set()
+    for model, c in schemas.SENSITIVITY.items():
+        for name, fc in c.fields.items():
+            how = fc.coarsening.value if fc.sensitivity is HIGH else ""
+            declared.add((model.__name__, name, fc.sensitivity.value, how))
+    assert rows == declared
