@@ -234,6 +234,8 @@ def disclosures_verify(
     its head (to compare with the anchored one); exit 1 naming the first bad entry."""
     import json
 
+    from sqlalchemy.exc import SQLAlchemyError
+
     from backend.core.settings import Settings
     from backend.sharing.disclosures import verify
     from backend.store import make_engine, session_factory
@@ -242,6 +244,14 @@ def disclosures_verify(
     try:
         with session_factory(engine)() as session:
             v = verify(session)
+    except SQLAlchemyError as exc:
+        typer.secho(
+            f"error: cannot read the disclosure log ({type(exc).__name__}); is DATABASE_URL "
+            "the API's database, migrated (trustship serve migrates it)?",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(2) from None
     finally:
         engine.dispose()
     result = {

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from backend.core.errors import TrustShipError
@@ -137,13 +137,14 @@ def of_viewer(session: Session, viewer_address: str, order_id: int) -> list[Gran
 
 def listing(
     session: Session, address: str, owned_orders: Sequence[int] | None, *, limit: int, offset: int
-) -> list[Grant]:
+) -> tuple[list[Grant], int]:
     """Grants the caller asked for, and grants on the orders in ``owned_orders``
-    (``None``: every grant, for auditors and admins), newest first."""
+    (``None``: every grant, for auditors and admins), newest first; and how many."""
     stmt = select(GrantRow)
     if owned_orders is not None:
         stmt = stmt.where(
             or_(GrantRow.grantee_address == address, GrantRow.order_id.in_(list(owned_orders)))
         )
+    count = int(session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
     rows = session.scalars(stmt.order_by(GrantRow.id.desc()).limit(limit).offset(offset))
-    return [of_row(r) for r in rows]
+    return [of_row(r) for r in rows], count

@@ -123,9 +123,9 @@ def list_grants(
     """The grants the caller asked for and those on the orders it owns data of (to
     decide), newest first; auditors and admins see all."""
     owned = None if party.reads_all else _owned_orders(session, party)
-    rows = store.listing(session, party.address, owned, limit=limit, offset=offset)
+    rows, count = store.listing(session, party.address, owned, limit=limit, offset=offset)
     now = _now(ctx)
-    return GrantsPublic(data=[_public(g, now) for g in rows], count=len(rows))
+    return GrantsPublic(data=[_public(g, now) for g in rows], count=count)
 
 
 def _decider(session: Session, ctx: ApiContext, party: Party, grant_id: int) -> tuple[Grant, str]:
