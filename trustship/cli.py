@@ -229,6 +229,12 @@ app.add_typer(disclosures_app, name="disclosures")
 @disclosures_app.command("verify")
 def disclosures_verify(
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    anchored: Annotated[
+        str | None,
+        typer.Option(
+            "--anchor", help="An anchored head SEQ:0xHASH the log must still reach (exit 1 if not)."
+        ),
+    ] = None,
 ) -> None:
     """Check the disclosure log's hash chain in DATABASE_URL from its first entry: print
     its head (to compare with the anchored one); exit 1 naming the first bad entry."""
@@ -237,13 +243,24 @@ def disclosures_verify(
     from sqlalchemy.exc import SQLAlchemyError
 
     from backend.core.settings import Settings
-    from backend.sharing.disclosures import verify
+    from backend.sharing import anchor
+    from backend.sharing.disclosures import GENESIS, Head, whole_log
     from backend.store import make_engine, session_factory
+
+    head: Head | None = None
+    if anchored is not None:
+        seq, _, digest = anchored.partition(":")
+        try:
+            head = Head(int(seq), bytes.fromhex(digest.removeprefix("0x")))
+            anchor.payload(head)
+        except ValueError:
+            _fail(ValueError(f"--anchor {anchored!r}: give SEQ:0x<32-byte hash>"))
 
     engine = make_engine(Settings().DATABASE_URL)
     try:
         with session_factory(engine)() as session:
-            v = verify(session)
+            log = whole_log(session)
+        v = anchor.check(log, head or Head(0, GENESIS))
     except SQLAlchemyError as exc:
         typer.secho(
             f"error: cannot read the disclosure log ({type(exc).__name__}); is DATABASE_URL "

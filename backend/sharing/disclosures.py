@@ -186,7 +186,12 @@ def _last(chain: Sequence[Disclosure]) -> Head:
     return Head(chain[-1].seq, chain[-1].entry_hash) if chain else Head(0, GENESIS)
 
 
+def whole_log(session: Session) -> list[Disclosure]:
+    """Every entry, first first."""
+    rows = session.scalars(select(DisclosureRow).order_by(DisclosureRow.seq))
+    return [of_row(r) for r in rows]
+
+
 def verify(session: Session) -> Verification:
     """Verify the stored log from its first entry."""
-    rows = session.scalars(select(DisclosureRow).order_by(DisclosureRow.seq))
-    return verify_chain([of_row(r) for r in rows])
+    return verify_chain(whole_log(session))

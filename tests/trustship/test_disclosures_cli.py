@@ -33,6 +33,11 @@ def test_verify_prints_the_head_and_names_the_first_bad_entry(
         out = json.loads(r.output)
         assert out["ok"] and out["entries"] == 3
         assert out["head"] == {"seq": 3, "hash": "0x" + head.hash.hex()}
+        r = CliRunner().invoke(app, ["disclosures", "verify", "--anchor", f"2:0x{'00' * 32}"])
+        assert r.exit_code == 1 and "BROKEN at entry 2" in r.output
+        ok = f"3:0x{head.hash.hex()}"
+        assert CliRunner().invoke(app, ["disclosures", "verify", "--anchor", ok]).exit_code == 0
+        assert CliRunner().invoke(app, ["disclosures", "verify", "--anchor", "x"]).exit_code == 2
         with session_factory(engine).begin() as s:
             s.execute(update(DisclosureRow).where(DisclosureRow.seq == 2).values(grant_id=6))
         r = CliRunner().invoke(app, ["disclosures", "verify"])
