@@ -34,9 +34,11 @@ released under which grant; :meth:`Release.disclosures` lists the grant uses to 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from backend.domain.sensitivity import (
@@ -221,9 +223,15 @@ def coarsen(value: Any, how: Coarsening) -> Any:
             return round(value / REGION_E6) * REGION_E6
         return None
     if how is Coarsening.PSEUDONYM:
-        digest = hashlib.sha256(f"trustship-pseudonym:{str(value).lower()}".encode()).hexdigest()
-        return "pseudonym:" + digest[:16]
+        return pseudonym(str(value))
     return None
+
+
+@lru_cache(maxsize=4096)
+def pseudonym(value: str) -> str:
+    """A stable pseudonym of an address (case-insensitive): ``pseudonym:<16 hex>``."""
+    digest = hashlib.sha256(f"trustship-pseudonym:{value.lower()}".encode()).hexdigest()
+    return "pseudonym:" + digest[:16]
 
 
 # --- the filter ----------------------------------------------------------------------
@@ -252,6 +260,8 @@ class Redaction:
     action: str  # coarsened | withheld | left_out
     rule: str
     reason: str
+    #: How many values (list items × this field) it applies to.
+    count: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +297,7 @@ class Statement:
                     "action": r.action,
                     "rule": r.rule,
                     "reason": r.reason,
+                    "count": r.count,
                 }
                 for r in self.redactions
             ],
@@ -305,6 +316,22 @@ class PolicyRefused(Exception):
 
 
 _SKIP = object()
+_INDEX = re.compile(r"\[\d+\]")
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A record type's decisions on one order: the record's, each field's (with its class
+    and nested shape), whether every field goes out as it is, the uses of grants."""
+
+    record: Decision | None
+    fields: Mapping[str, tuple[Decision, FieldClass, Shape | None]]
+    plain: bool
+    granted: Sequence[Decision]
 
 
 class Release:
@@ -332,8 +359,11 @@ class Release:
         self._grants_of = grants_of
         self._owners: dict[int, OrderOwners | None] = {}
         self._grants: dict[int, Sequence[Grant]] = {}
-        self._redactions: list[Redaction] = []
+        self._redactions: dict[tuple[int | None, str, str, Decision], int] = {}
         self._disclosures: dict[tuple[int, int], DisclosureNote] = {}
+        # one decision per (order, owner kind, field class): an answer has few of them
+        self._decisions: dict[tuple[int | None, Owner, FieldClass], Decision] = {}
+        self._plans: dict[tuple[int | None, int], _Plan] = {}
 
     # lookups, once per order
     def owners(self, order_id: int) -> OrderOwners | None:
@@ -349,6 +379,13 @@ class Release:
     def decide(self, order_id: int | None, kind: Owner, fc: FieldClass | Sensitivity) -> Decision:
         if isinstance(fc, Sensitivity):
             fc = FieldClass(fc)
+        key = (order_id, kind, fc)
+        hit = self._decisions.get(key)
+        if hit is None:
+            hit = self._decisions[key] = self._decide(order_id, kind, fc)
+        return hit
+
+    def _decide(self, order_id: int | None, kind: Owner, fc: FieldClass) -> Decision:
         owners = self.owners(order_id) if order_id is not None else None
         grants: Sequence[Grant] = ()
         if owners is not None and self._abroad(owners, kind):
@@ -368,16 +405,9 @@ class Release:
             )
 
     def _redact(self, decision: Decision, order_id: int | None, path: str, action: str) -> None:
-        self._redactions.append(
-            Redaction(
-                order_id,
-                path,
-                decision.sensitivity.value,
-                action,
-                decision.rule.value,
-                decision.reason,
-            )
-        )
+        # one entry per field of a kind of record, counted: "data[].device", not one per item
+        key = (order_id, _INDEX.sub("[]", path), action, decision)
+        self._redactions[key] = self._redactions.get(key, 0) + 1
 
     def apply(self, value: Mapping[str, Any], shape: Shape, *, path: str = "") -> dict[str, Any]:
         """``value`` as the viewer may see it; :class:`PolicyRefused` if the record
@@ -385,6 +415,27 @@ class Release:
         out = self._record(value, shape, self.scoped_order, path, top=True)
         assert isinstance(out, dict)
         return out
+
+    def _plan(self, order_id: int | None, shape: Shape) -> _Plan:
+        """The decisions for every field of ``shape`` on ``order_id`` (once per answer)."""
+        key = (order_id, id(shape))
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan
+        c = shape.classified
+        record = None
+        if order_id is not None:  # a container of records across orders has none
+            record = self.decide(order_id, c.owner, FieldClass(c.record))
+        fields = {
+            name: (self.decide(order_id, c.owner, fc), fc, shape.children.get(name))
+            for name, fc in c.fields.items()
+        }
+        plain = all(d.outcome.releases and child is None for d, _fc, child in fields.values())
+        granted = [d for d, _fc, _c in fields.values() if d.outcome is Outcome.ALLOW_UNDER_GRANT]
+        if record is not None and record.outcome is Outcome.ALLOW_UNDER_GRANT:
+            granted.append(record)
+        plan = self._plans[key] = _Plan(record, fields, plain, granted)
+        return plan
 
     def _record(
         self,
@@ -395,39 +446,39 @@ class Release:
         *,
         top: bool,
     ) -> dict[str, Any] | object:
-        c = shape.classified
         if shape.order_key is not None and isinstance(value.get(shape.order_key), int):
             order_id = int(value[shape.order_key])
-        if order_id is not None:  # a container of records across orders has none
-            d = self.decide(order_id, c.owner, FieldClass(c.record))
-            if not d.outcome.releases:
-                if top or self.scoped_order is not None:
-                    raise PolicyRefused(d, order_id, path or shape.name)
-                self._redact(d, order_id, path or shape.name, "left_out")
-                return _SKIP
-            self._note(d, order_id)
+        plan = self._plan(order_id, shape)
+        d = plan.record
+        if d is not None and not d.outcome.releases:
+            if top or self.scoped_order is not None:
+                raise PolicyRefused(d, order_id, path or shape.name)
+            self._redact(d, order_id, path or shape.name, "left_out")
+            return _SKIP
+        for g in plan.granted:
+            self._note(g, order_id)
+        if plan.plain and value.keys() <= plan.fields.keys():
+            return dict(value)  # every field released as it is
         out: dict[str, Any] = {}
         for name, v in value.items():
-            where = f"{path}.{name}" if path else name
-            fc = c.fields.get(name)
-            if fc is None:  # fail closed: an unclassified field never leaves
+            entry = plan.fields.get(name)
+            if entry is None:  # fail closed: an unclassified field never leaves
                 fc = FieldClass(HIGH)
-            d = self.decide(order_id, c.owner, fc)
+                entry = (self.decide(order_id, shape.classified.owner, fc), fc, None)
+            d, fc, child = entry
             if d.outcome.releases:
-                self._note(d, order_id)
-                child = shape.children.get(name)
                 if child is not None and v is not None:
-                    out[name] = self._nested(v, child, order_id, where)
+                    out[name] = self._nested(v, child, order_id, _join(path, name))
                 else:
                     out[name] = v
             elif d.outcome is Outcome.COARSEN:
                 out[name] = coarsen(v, fc.coarsening)
                 if v is not None:
-                    self._redact(d, order_id, where, "coarsened")
+                    self._redact(d, order_id, _join(path, name), "coarsened")
             else:
                 out[name] = None if not isinstance(v, list) else []
                 if v is not None:
-                    self._redact(d, order_id, where, "withheld")
+                    self._redact(d, order_id, _join(path, name), "withheld")
         return out
 
     def _nested(self, v: Any, shape: Shape, order_id: int | None, where: str) -> Any:
@@ -445,7 +496,12 @@ class Release:
 
     def statement(self) -> Statement:
         return Statement(
-            self.viewer.jurisdiction, tuple(self._redactions), tuple(self._disclosures.values())
+            self.viewer.jurisdiction,
+            tuple(
+                Redaction(oid, path, d.sensitivity.value, action, d.rule.value, d.reason, n)
+                for (oid, path, action, d), n in self._redactions.items()
+            ),
+            tuple(self._disclosures.values()),
         )
 
 

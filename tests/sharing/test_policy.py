@@ -207,17 +207,17 @@ def test_a_list_across_orders_leaves_refused_records_out_and_says_so() -> None:
     out = r.apply({"data": [RECORD], "count": 1}, PAGE)
     assert out["data"] == []
     (red,) = r.statement().redactions
-    assert (red.action, red.sensitivity, red.path) == ("left_out", "medium", "data[0]")
+    assert (red.action, red.sensitivity, red.path, red.count) == ("left_out", "medium", "data[]", 1)
 
 
 def test_under_a_grant_medium_flows_high_is_coarsened_or_withheld_and_the_use_is_noted() -> None:
     r = release("auditor", ABROAD, [grant("approved", OTHER)], ORDER)
-    out = r.apply({"data": [RECORD], "count": 1}, PAGE)
-    assert out["data"] == [{"order_id": ORDER, "temp": 450, "lat": 52_000_000, "key": None}]
+    out = r.apply({"data": [RECORD, RECORD], "count": 2}, PAGE)
+    assert out["data"] == [{"order_id": ORDER, "temp": 450, "lat": 52_000_000, "key": None}] * 2
     s = r.statement()
-    assert {(x.path, x.action) for x in s.redactions} == {
-        ("data[0].lat", "coarsened"),
-        ("data[0].key", "withheld"),
+    assert {(x.path, x.action, x.count) for x in s.redactions} == {
+        ("data[].lat", "coarsened", 2),
+        ("data[].key", "withheld", 2),
     }
     assert [(d.order_id, d.grant_id, d.owner_jurisdiction) for d in s.disclosures] == [
         (ORDER, 3, HOME)
