@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import re
 
-from backend.core.errors import ConfigurationError
-
 _CODE = re.compile(r"^[A-Z]{2}$")
 
 #: Codes that are not countries but are accepted as jurisdictions.
@@ -22,12 +20,3 @@ REGIONAL = frozenset({"EU"})
 def is_jurisdiction(code: str) -> bool:
     """Two upper-case letters (ISO 3166-1 alpha-2 form) or a regional code (``EU``)."""
     return code in REGIONAL or bool(_CODE.fullmatch(code))
-
-
-def parse_jurisdiction(code: str, where: str) -> str:
-    """``code`` checked; :class:`ConfigurationError` naming ``where`` otherwise."""
-    if not is_jurisdiction(code):
-        raise ConfigurationError(
-            f"{where}: {code!r} is not a jurisdiction (ISO 3166-1 alpha-2, e.g. US, CN, SG; or EU)"
-        )
-    return code
