@@ -313,5 +313,70 @@ def export(
     raise typer.Exit(code)
 
 
+disclosures_app = typer.Typer(help="The disclosure log (docs/sharing.md).", no_args_is_help=True)
+app.add_typer(disclosures_app, name="disclosures")
+
+
+@disclosures_app.command("verify")
+def disclosures_verify(
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    anchored: Annotated[
+        str | None,
+        typer.Option(
+            "--anchor", help="An anchored head SEQ:0xHASH the log must still reach (exit 1 if not)."
+        ),
+    ] = None,
+) -> None:
+    """Check the disclosure log's hash chain in DATABASE_URL from its first entry: print
+    its head (to compare with the anchored one); exit 1 naming the first bad entry."""
+    import json
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from backend.core.settings import Settings
+    from backend.sharing import anchor
+    from backend.sharing.disclosures import GENESIS, Head, whole_log
+    from backend.store import make_engine, session_factory
+
+    head: Head | None = None
+    if anchored is not None:
+        seq, _, digest = anchored.partition(":")
+        try:
+            head = Head(int(seq), bytes.fromhex(digest.removeprefix("0x")))
+            anchor.payload(head)
+        except ValueError:
+            _fail(ValueError(f"--anchor {anchored!r}: give SEQ:0x<32-byte hash>"))
+
+    engine = make_engine(Settings().DATABASE_URL)
+    try:
+        with session_factory(engine)() as session:
+            log = whole_log(session)
+        v = anchor.check(log, head or Head(0, GENESIS))
+    except SQLAlchemyError as exc:
+        typer.secho(
+            f"error: cannot read the disclosure log ({type(exc).__name__}); is DATABASE_URL "
+            "the API's database, migrated (trustship serve migrates it)?",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+    result = {
+        "ok": v.ok,
+        "entries": v.entries,
+        "head": {"seq": v.head.seq, "hash": "0x" + v.head.hash.hex()},
+        "first_bad_seq": v.first_bad_seq,
+        "problem": v.problem,
+    }
+    if json_out:
+        typer.echo(json.dumps(result))
+    elif v.ok:
+        typer.echo(f"ok: {v.entries} entries, head {v.head.seq} 0x{v.head.hash.hex()}")
+    else:
+        typer.echo(f"BROKEN at entry {v.first_bad_seq}: {v.problem}")
+    raise typer.Exit(0 if v.ok else 1)
+
+
 if __name__ == "__main__":
     app()

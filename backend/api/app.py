@@ -27,6 +27,7 @@ from backend.api.routes import (
     events,
     orders,
     risk,
+    sharing,
     suppliers,
     system,
     telemetry,
@@ -120,6 +121,7 @@ def create_app(context: ApiContext) -> FastAPI:
                 "description": "GS1 EPCIS 2.0: an order's events, partner capture.",
             },
             {"name": "suppliers", "description": "Supplier scorecards from the contracts' events."},
+            {"name": "sharing", "description": "Grants across borders; the disclosure log."},
             {"name": "account", "description": "The calling party and its escrow credits."},
             {"name": "system", "description": "Health and metrics."},
         ],
@@ -127,9 +129,20 @@ def create_app(context: ApiContext) -> FastAPI:
     app.state.context = context
     install_error_handlers(app)
     # suppliers first: its concrete /orders/quote goes before /orders/{order_id}
-    for module in (
-        suppliers, orders, telemetry, events, alerts, risk, devices, epcis, account, system,
-    ):  # fmt: skip
+    routers = (
+        suppliers,
+        orders,
+        telemetry,
+        events,
+        alerts,
+        risk,
+        devices,
+        epcis,
+        sharing,
+        account,
+        system,
+    )
+    for module in routers:
         app.include_router(module.router)
     app.add_middleware(MetricsMiddleware, context=context)
     return app

@@ -8,6 +8,7 @@ one around an eth-tester deployment and a SQLite or PostgreSQL database, and
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -70,6 +71,8 @@ class ApiContext:
     #: Alert stream: how often to look for new alerts, and the heartbeat interval.
     sse_poll_seconds: float = 0.5
     sse_heartbeat_seconds: float = 15.0
+    #: The sharing policy's clock (grant expiry, disclosure times): unix seconds.
+    clock: Callable[[], float] = time.time
     #: Set when the app shuts down, so open event streams end promptly.
     stopping: threading.Event = field(default_factory=threading.Event)
 

@@ -40,6 +40,12 @@ class ErrorPublic(BaseModel):
         default=None,
         description="Per-field problems, for `validation_error` and `epcis_schema_violation`.",
     )
+    sensitivity: str | None = Field(
+        default=None, description="The class refused, for `policy_refused` (docs/sharing.md)."
+    )
+    policy: str | None = Field(
+        default=None, description="The policy rule that refused it, for `policy_refused`."
+    )
 
 
 class ApiError(TrustShipError):
@@ -55,8 +61,12 @@ class ApiError(TrustShipError):
         args: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
         details: list[dict[str, Any]] | None = None,
+        sensitivity: str | None = None,
+        policy: str | None = None,
     ) -> None:
         super().__init__(message)
+        self.sensitivity = sensitivity
+        self.policy = policy
         self.status = status
         self.code = code
         self.message = message
@@ -72,6 +82,8 @@ class ApiError(TrustShipError):
             error=self.error,
             args=self.args_,
             details=self.details,
+            sensitivity=self.sensitivity,
+            policy=self.policy,
         ).model_dump()
 
 
@@ -131,7 +143,8 @@ def revert_error(name: str, args: Any, message: str | None = None) -> ApiError:
 _DESCRIPTIONS = {
     400: "Bad request",
     401: "Missing or unknown API key (`unauthorized`)",
-    403: "Not allowed for this party (`forbidden`, `read_only`, or an access `contract_revert`)",
+    403: "Not allowed for this party (`forbidden`, `read_only`, an access `contract_revert`, "
+    "or `policy_refused` naming the `sensitivity` class and the `policy` rule: docs/sharing.md)",
     404: "No such resource, or an order the caller is not a party to (`not_found`)",
     409: "The on-chain state does not allow this (`contract_revert`, `not_committed`), or "
     "an event ID already stored with other content (`event_id_conflict`)",
@@ -150,7 +163,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 AUTH = (401,)
-READ = (401, 404, 422)
+READ = (401, 403, 404, 422)  # 403: `policy_refused` (docs/sharing.md)
 WRITE = (401, 403, 404, 409, 422, 502, 503, 504)
 
 

@@ -7,8 +7,10 @@ curl walkthrough in docs/api.md works on any machine. Outside dev mode
 accounts', anvil's and hardhat's default accounts': backend/core/keys.py) are refused.
 
 ``API_KEYS`` is a JSON list: ``[{"name": "acme", "key": "<secret>",
-"roles": ["buyer"], "private_key": "0x…"}]``; a party without ``private_key``
-gives an ``address`` instead and can read but not send transactions.
+"roles": ["buyer"], "private_key": "0x…", "jurisdiction": "US"}]``; a party without
+``private_key`` gives an ``address`` instead and can read but not send transactions.
+``jurisdiction`` (ISO 3166-1 alpha-2, or ``EU``; default ``DEFAULT_JURISDICTION``) is
+where the party's data lives and what the sharing policy compares (docs/sharing.md).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from backend.core.errors import ConfigurationError
 from backend.core.keys import dev_private_key as dev_role_key
 from backend.core.keys import normalize_private_key, refuse_public_key
 from backend.core.settings import Settings
+from backend.sharing.jurisdictions import is_jurisdiction
+from backend.sharing.policy import Viewer
 
 Role = Literal["buyer", "supplier", "arbiter", "auditor", "admin"]
 ROLES: tuple[Role, ...] = ("buyer", "supplier", "arbiter", "auditor", "admin")
@@ -41,6 +45,8 @@ class Party:
     address: str  # checksummed
     roles: frozenset[str]
     private_key: SecretStr | None = None  # custodial signer (dev mode)
+    #: Where the party's data lives (ISO 3166-1 alpha-2 or EU): docs/sharing.md.
+    jurisdiction: str = "EU"
 
     @property
     def reads_all(self) -> bool:
@@ -55,6 +61,10 @@ class Party:
     def has_role(self, role: str) -> bool:
         return role in self.roles
 
+    def viewer(self) -> Viewer:
+        """The party as the sharing policy sees it."""
+        return Viewer(self.name, self.address, self.roles, self.jurisdiction)
+
 
 class PartyConfig(BaseModel):
     """One entry of ``API_KEYS``."""
@@ -64,6 +74,16 @@ class PartyConfig(BaseModel):
     roles: list[Role] = Field(min_length=1)
     private_key: SecretStr | None = None
     address: Address | None = None
+    jurisdiction: str | None = Field(
+        default=None, description="ISO 3166-1 alpha-2 or EU; default DEFAULT_JURISDICTION."
+    )
+
+    @field_validator("jurisdiction")
+    @classmethod
+    def _valid_jurisdiction(cls, v: str | None) -> str | None:
+        if v is not None and not is_jurisdiction(v):
+            raise ValueError("jurisdiction must be ISO 3166-1 alpha-2 (US, CN, SG …) or EU")
+        return v
 
     @field_validator("private_key")
     @classmethod
@@ -81,7 +101,7 @@ class PartyConfig(BaseModel):
             raise ValueError("give a private_key (custodial) or an address (read-only)")
         return self
 
-    def to_party(self) -> Party:
+    def to_party(self, default_jurisdiction: str = "EU") -> Party:
         if self.private_key is not None:
             address = Account.from_key(self.private_key.get_secret_value()).address
             if self.address is not None and self.address != address:
@@ -91,7 +111,13 @@ class PartyConfig(BaseModel):
         else:
             assert self.address is not None
             address = self.address
-        return Party(self.name, address, frozenset(self.roles), self.private_key)
+        return Party(
+            self.name,
+            address,
+            frozenset(self.roles),
+            self.private_key,
+            self.jurisdiction or default_jurisdiction,
+        )
 
 
 # --- dev parties ----------------------------------------------------------------------
@@ -116,13 +142,26 @@ def dev_api_key(name: str) -> str:
     return f"dev-{name}"
 
 
-def dev_parties() -> list[tuple[str, Party]]:
-    """(api key, party) for every seeded dev party."""
+#: Dev parties in another jurisdiction than the others (read-only: an address, no key),
+#: so the sharing policy can be seen at work (docs/sharing.md).
+DEV_OVERSEAS: dict[str, tuple[tuple[Role, ...], str]] = {
+    "overseas-auditor": (("auditor",), "US"),
+}
+
+
+def dev_parties(jurisdiction: str = "EU") -> list[tuple[str, Party]]:
+    """(api key, party) for every seeded dev party: the six in ``jurisdiction``, and
+    the overseas ones in theirs."""
     out = []
     for name, roles in DEV_PARTY_ROLES.items():
         pk = dev_private_key(name)
-        party = Party(name, Account.from_key(pk).address, frozenset(roles), SecretStr(pk))
+        party = Party(
+            name, Account.from_key(pk).address, frozenset(roles), SecretStr(pk), jurisdiction
+        )
         out.append((dev_api_key(name), party))
+    for name, (roles, where) in DEV_OVERSEAS.items():
+        address = Account.from_key(dev_private_key(name)).address
+        out.append((dev_api_key(name), Party(name, address, frozenset(roles), None, where)))
     return out
 
 
@@ -149,8 +188,12 @@ def _digest(key: str) -> bytes:
 class PartyRegistry:
     """Looks up the party of an API key (by the key's SHA-256)."""
 
-    def __init__(self, entries: Iterable[tuple[str, Party]]) -> None:
+    def __init__(
+        self, entries: Iterable[tuple[str, Party]], default_jurisdiction: str = "EU"
+    ) -> None:
+        self.default_jurisdiction = default_jurisdiction
         self._by_digest: dict[bytes, Party] = {}
+        self._by_address: dict[str, Party] = {}
         self._keys: dict[str, str] = {}  # party name → api key (for the dev listing)
         for key, party in entries:
             d = _digest(key)
@@ -158,6 +201,10 @@ class PartyRegistry:
                 raise ConfigurationError(f"API key of party {party.name!r} is used twice")
             self._by_digest[d] = party
             self._keys[party.name] = key
+            self._by_address.setdefault(party.address, party)
+        self._jurisdictions = frozenset(
+            {default_jurisdiction, *(p.jurisdiction for p in self._by_digest.values())}
+        )
 
     def lookup(self, key: str | None) -> Party | None:
         if not key:
@@ -168,6 +215,15 @@ class PartyRegistry:
 
     def parties(self) -> list[Party]:
         return list(self._by_digest.values())
+
+    def jurisdictions(self) -> frozenset[str]:
+        """Every jurisdiction a party or an order's owner may have."""
+        return self._jurisdictions
+
+    def jurisdiction_of(self, address: str) -> str:
+        """The jurisdiction of the configured party with this account, else the default."""
+        party = self._by_address.get(address)
+        return self.default_jurisdiction if party is None else party.jurisdiction
 
     def by_name(self, name: str) -> Party:
         for p in self._by_digest.values():
@@ -188,7 +244,9 @@ class PartyRegistry:
         """
         if settings.API_KEYS is None:
             if settings.DEV_MODE:
-                return cls(dev_parties())
+                return cls(
+                    dev_parties(settings.DEFAULT_JURISDICTION), settings.DEFAULT_JURISDICTION
+                )
             raise ConfigurationError(
                 "API_KEYS is not set: outside dev mode give each party its own key (docs/api.md)"
             )
@@ -222,5 +280,5 @@ class PartyRegistry:
                         f"API_KEYS[{i}].private_key (party {cfg.name!r})",
                         cfg.private_key.get_secret_value(),
                     )
-            entries.append((key, cfg.to_party()))
-        return cls(entries)
+            entries.append((key, cfg.to_party(settings.DEFAULT_JURISDICTION)))
+        return cls(entries, settings.DEFAULT_JURISDICTION)

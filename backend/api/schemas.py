@@ -15,8 +15,22 @@ from pydantic_core import PydanticCustomError
 
 from backend.core.errors import AddressError
 from backend.domain.alert import Alert
-from backend.domain.order import MAX_PRICE, ZERO_ADDRESS
-from backend.domain.reading import READING_ATTRS, READING_FIELDS
+from backend.domain.order import MAX_PRICE, TERMS_BODY_ATTRS, ZERO_ADDRESS
+from backend.domain.order import Terms as DomainTerms
+from backend.domain.reading import READING_ATTRS, READING_FIELDS, READING_SPEC, ReadingFields
+from backend.domain.sensitivity import (
+    HIGH,
+    LOW,
+    MEDIUM,
+    ORDER_FIELD_CLASSES,
+    Classified,
+    Coarsening,
+    FieldClass,
+    Owner,
+    Sensitivity,
+    field_classes,
+    fields_of,
+)
 from backend.telemetry.address import parse_address
 
 #: backend.domain.order.ORDER_STATE_LABELS as a type for the document (tests/domain
@@ -620,6 +634,9 @@ class PartyPublic(BaseModel):
     address: str
     roles: list[str]
     custodial: bool = Field(description="Whether the API signs transactions for this party.")
+    jurisdiction: str = Field(
+        description="Where the party's data lives (ISO 3166-1 alpha-2 or EU): docs/sharing.md."
+    )
 
 
 class ComponentHealth(BaseModel):
@@ -841,3 +858,186 @@ class EpcisEventPublic(BaseModel):
 class EpcisEventsPublic(BaseModel):
     data: list[EpcisEventPublic]
     count: int
+
+
+# --- grants and the disclosure log (docs/sharing.md) ------------------------------------
+
+
+class GrantRequest(_Model):
+    """Ask an order's data owner for one class of the order's data (only ``medium`` is
+    grantable)."""
+
+    sensitivity: Literal["low", "medium", "high"] = Field(
+        description="The class asked for: medium (low needs no grant; high is never granted)."
+    )
+    reason: Annotated[str, Field(min_length=1, max_length=1000, pattern=r"^[^\x00]+$")] = Field(
+        description="Why the data is needed, for the owner's review."
+    )
+
+
+class GrantApproval(_Model):
+    expires_at: Uint64 = Field(
+        description="Unix seconds when the grant lapses (after now, within a year)."
+    )
+
+
+class GrantDenial(_Model):
+    reason: Annotated[str, Field(min_length=1, max_length=1000, pattern=r"^[^\x00]+$")] = Field(
+        description="Why the request is denied (required)."
+    )
+
+
+class GrantPublic(BaseModel):
+    """A grant and its state now (``expired`` once an approval's time has passed)."""
+
+    id: int
+    order_id: int
+    sensitivity: str
+    grantee: str
+    grantee_address: str
+    grantee_jurisdiction: str
+    reason: str
+    state: Literal["requested", "approved", "denied", "expired", "revoked"]
+    requested_at: int
+    decided_by: str | None
+    decided_as: str | None
+    decided_at: int | None
+    decision_reason: str | None
+    expires_at: int | None
+    revoked_at: int | None
+
+
+class GrantsPublic(BaseModel):
+    data: list[GrantPublic]
+    count: int
+
+
+class DisclosurePublic(BaseModel):
+    """One cross-border release of medium data (an entry of the disclosure log)."""
+
+    seq: int
+    at: int
+    viewer: str
+    viewer_address: str
+    viewer_jurisdiction: str
+    owner_jurisdiction: str
+    order_id: int
+    sensitivity: str
+    grant_id: int
+    route: str
+    prev_hash: Hex32
+    entry_hash: Hex32
+
+
+class ChainHeadPublic(BaseModel):
+    seq: int = Field(description="The last entry's seq (0: the log is empty).")
+    hash: Hex32 = Field(description="The last entry's hash (32 zero bytes when empty).")
+
+
+class VerificationPublic(BaseModel):
+    ok: bool
+    entries: int
+    head: ChainHeadPublic
+    first_bad_seq: int | None = Field(description="The first entry that does not verify.")
+    problem: str | None
+
+
+class DisclosuresPublic(BaseModel):
+    data: list[DisclosurePublic]
+    count: int
+    verification: VerificationPublic = Field(
+        description="The whole log checked from its first entry (docs/sharing.md)."
+    )
+
+
+# --- sensitivity classes of every answer (docs/sharing.md) ----------------------------
+#
+# Each response schema's record class, whose data it is, and the class of each of its
+# fields. Schemas built from a domain record take its fields' classes from the record's
+# declaration (backend/domain); the others declare theirs here, beside their definition.
+# tests/api/test_sensitivity.py fails on a schema of the OpenAPI document that is missing.
+
+
+def _uniform(
+    model: type[BaseModel], record: Sensitivity, owner: Owner, **special: FieldClass
+) -> Classified:
+    return Classified(record, owner, fields_of(record, model.model_fields, **special))
+
+
+_L, _M, _H = FieldClass(LOW), FieldClass(MEDIUM), FieldClass(HIGH)
+_PSEUDONYM = FieldClass(HIGH, Coarsening.PSEUDONYM)
+_READING = field_classes(ReadingFields)
+_READING_WIRE = {f.wire: _READING[f.attr] for f in READING_SPEC}
+_TERMS = field_classes(DomainTerms)
+_ALERT = field_classes(Alert)
+_T, _A = Owner.TELEMETRY, Owner.AGREEMENT
+
+SENSITIVITY: dict[type[BaseModel], Classified] = {
+    TermsPublic: Classified(MEDIUM, _A, {a: _TERMS[a] for a in TERMS_BODY_ATTRS}),
+    SettlementAmounts: _uniform(SettlementAmounts, LOW, _A),
+    OrderPublic: Classified(LOW, _A, ORDER_FIELD_CLASSES),
+    OrdersPublic: _uniform(OrdersPublic, LOW, _A),
+    TxPublic: _uniform(TxPublic, LOW, _A),
+    WithdrawalPublic: _uniform(WithdrawalPublic, HIGH, Owner.CALLER),
+    SettlementPreview: _uniform(SettlementPreview, MEDIUM, _A, order_id=_L),
+    ReadingPublic: Classified(
+        MEDIUM,
+        _T,
+        {
+            **{a: _READING[a] for a in READING_ATTRS},
+            "device": _PSEUDONYM,
+            "signature": _H,  # the device's key is recoverable from it
+            "digest": _M,
+            "batch_seq": _L,
+            "received_at": _M,
+        },
+    ),
+    ReadingsPublic: Classified(MEDIUM, _T, {"data": _L, "count": _L}),
+    CommitmentPublic: _uniform(CommitmentPublic, LOW, _T),
+    CommitmentsPublic: _uniform(CommitmentsPublic, LOW, _T),
+    ContractReading: Classified(MEDIUM, _T, _READING_WIRE),
+    CertificatePublic: _uniform(CertificatePublic, HIGH, _T),
+    ProofPublic: _uniform(
+        ProofPublic, MEDIUM, _T, order_id=_L, device=_PSEUDONYM, signature=_H, certificate=_H
+    ),
+    ChainEventPublic: _uniform(ChainEventPublic, LOW, _A, args=_M),
+    ChainEventsPublic: _uniform(ChainEventsPublic, LOW, _A),
+    AlertPublic: Classified(MEDIUM, _T, {"id": _L, **_ALERT, "created_at": _M}),
+    AlertsPublic: Classified(MEDIUM, _T, {"data": _L, "count": _L}),
+    RiskReasonPublic: _uniform(RiskReasonPublic, MEDIUM, _T),
+    RiskEtaPublic: _uniform(RiskEtaPublic, MEDIUM, _T),
+    RiskPointPublic: _uniform(RiskPointPublic, MEDIUM, _T, id=_L),
+    RiskPublic: _uniform(RiskPublic, MEDIUM, _T, order_id=_L),
+    DevicePublic: _uniform(DevicePublic, MEDIUM, _T, order_id=_L, device=_PSEUDONYM),
+    DevicesPublic: Classified(MEDIUM, _T, {"data": _L, "count": _L}),
+    RefusalPublic: _uniform(RefusalPublic, MEDIUM, _T, device=_PSEUDONYM),
+    RefusalsPublic: Classified(MEDIUM, _T, {"data": _L, "count": _L}),
+    GapPublic: _uniform(GapPublic, MEDIUM, _T, device=_PSEUDONYM),
+    GapsPublic: Classified(MEDIUM, _T, {"data": _L, "count": _L, "missing_readings": _M}),
+    # the caller's own account (party accounts are high, but the caller's own)
+    PartyPublic: _uniform(PartyPublic, HIGH, Owner.CALLER),
+    CreditPublic: _uniform(CreditPublic, HIGH, Owner.CALLER),
+    AccountPublic: _uniform(AccountPublic, HIGH, Owner.CALLER),
+    # service data and public aggregates
+    ComponentHealth: _uniform(ComponentHealth, LOW, Owner.PUBLIC),
+    HealthPublic: _uniform(HealthPublic, LOW, Owner.PUBLIC),
+    DeploymentPublic: _uniform(DeploymentPublic, LOW, Owner.PUBLIC),
+    TokenFiguresPublic: _uniform(TokenFiguresPublic, LOW, Owner.PUBLIC),
+    FiguresPublic: _uniform(FiguresPublic, LOW, Owner.PUBLIC),
+    LanePublic: _uniform(LanePublic, LOW, Owner.PUBLIC),
+    ScorecardPublic: _uniform(ScorecardPublic, LOW, Owner.PUBLIC),
+    SupplierRankPublic: _uniform(SupplierRankPublic, LOW, Owner.PUBLIC),
+    SuppliersPublic: _uniform(SuppliersPublic, LOW, Owner.PUBLIC),
+    BacktestPublic: _uniform(BacktestPublic, LOW, Owner.PUBLIC),
+    QuotePublic: _uniform(QuotePublic, LOW, Owner.PUBLIC),
+    # grants and disclosures: the routes answer only the parties they concern
+    GrantPublic: _uniform(GrantPublic, LOW, Owner.CALLER),
+    GrantsPublic: _uniform(GrantsPublic, LOW, Owner.CALLER),
+    DisclosurePublic: _uniform(DisclosurePublic, LOW, Owner.CALLER),
+    ChainHeadPublic: _uniform(ChainHeadPublic, LOW, Owner.CALLER),
+    VerificationPublic: _uniform(VerificationPublic, LOW, Owner.CALLER),
+    DisclosuresPublic: _uniform(DisclosuresPublic, LOW, Owner.CALLER),
+}
+
+#: The field holding a record's order id, where it is not ``order_id``.
+ORDER_KEYS: dict[type[BaseModel], str] = {OrderPublic: "id"}

@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     # (docs/api.md). Unset in dev mode: the seeded dev parties.
     API_KEYS: SecretStr | None = None
     LOG_LEVEL: str = "INFO"
+    # The jurisdiction (ISO 3166-1 alpha-2, or EU) of API_KEYS entries that name none, of
+    # the dev parties but dev-overseas-*, and of order parties that are no configured
+    # party (docs/sharing.md).
+    DEFAULT_JURISDICTION: str = Field(default="EU", pattern=r"^[A-Z]{2}$")
 
     # ---- MQTT ------------------------------------------------------------------
     # CA file for an mqtts:// MQTT_URL without ``?ca=`` (None: the system's CAs).

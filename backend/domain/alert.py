@@ -11,9 +11,11 @@ the early-warning benchmark counts by it. A risk snapshot's ``reasons[]`` carry 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
+
+from backend.domain.sensitivity import HIGH, LOW, MEDIUM, Coarsening, classed
 
 
 class Severity(StrEnum):
@@ -83,14 +85,14 @@ REASON_KINDS: tuple[str, ...] = tuple(k.value for k in ReasonKind)
 class Alert:
     """One alert on an order (``device`` None: about the order as a whole)."""
 
-    order_id: int
-    device: str | None
-    kind: str
-    severity: str
-    message: str
+    order_id: int = field(metadata=classed(LOW))
+    device: str | None = field(metadata=classed(HIGH, Coarsening.PSEUDONYM))
+    kind: str = field(metadata=classed(MEDIUM))
+    severity: str = field(metadata=classed(MEDIUM))
+    message: str = field(metadata=classed(MEDIUM))
     #: Unix seconds of the reading or event it is about.
-    at: int
-    data: dict[str, Any]
+    at: int = field(metadata=classed(MEDIUM))
+    data: dict[str, Any] = field(metadata=classed(MEDIUM))
 
 
 #: The alert's fields (= the ``alerts`` table's columns of the same names), in order.

@@ -17,6 +17,7 @@ from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
 from backend.domain.fields import field_specs, solidity
+from backend.domain.sensitivity import HIGH, MEDIUM, Coarsening, classed
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 ETH = ZERO_ADDRESS  # the token address of ETH orders
@@ -66,33 +67,37 @@ class Terms:
     ``second_device_issuer``) certify the order's devices; ``arrival_quorum`` is how
     many issuers' devices must prove arrival (0 = buyer receipt only)."""
 
-    buyer: str = field(metadata=solidity("address"))
-    supplier: str = field(metadata=solidity("address"))
-    token: str = field(default=ETH, metadata=solidity("address"))
-    price: int = field(metadata=solidity("uint256"))
-    delivery_deadline: int = field(metadata=solidity("uint64"))
-    expiry_grace_secs: int = field(default=7 * 24 * 3600, metadata=solidity("uint32"))
-    dest_lat_e6: int = field(metadata=solidity("int32"))
-    dest_lon_e6: int = field(metadata=solidity("int32"))
-    geofence_e6: int = field(metadata=solidity("uint32"))
-    min_temp_centi_c: int = field(metadata=solidity("int32"))
-    max_temp_centi_c: int = field(metadata=solidity("int32"))
+    buyer: str = field(metadata=solidity("address") | classed(MEDIUM))
+    supplier: str = field(metadata=solidity("address") | classed(MEDIUM))
+    token: str = field(default=ETH, metadata=solidity("address") | classed(MEDIUM))
+    price: int = field(metadata=solidity("uint256") | classed(MEDIUM))
+    delivery_deadline: int = field(metadata=solidity("uint64") | classed(MEDIUM))
+    expiry_grace_secs: int = field(
+        default=7 * 24 * 3600, metadata=solidity("uint32") | classed(MEDIUM)
+    )
+    dest_lat_e6: int = field(metadata=solidity("int32") | classed(HIGH, Coarsening.REGION))
+    dest_lon_e6: int = field(metadata=solidity("int32") | classed(HIGH, Coarsening.REGION))
+    geofence_e6: int = field(metadata=solidity("uint32") | classed(MEDIUM))
+    min_temp_centi_c: int = field(metadata=solidity("int32") | classed(MEDIUM))
+    max_temp_centi_c: int = field(metadata=solidity("int32") | classed(MEDIUM))
     #: 0 = not checked
-    max_humidity_permille: int = field(default=0, metadata=solidity("uint16"))
+    max_humidity_permille: int = field(default=0, metadata=solidity("uint16") | classed(MEDIUM))
     #: 0 = not checked
-    max_shock_milli_g: int = field(default=0, metadata=solidity("uint32"))
-    tolerated_excursion_secs: int = field(metadata=solidity("uint32"))
-    late_penalty_bps_per_hour: int = field(metadata=solidity("uint16"))
-    late_penalty_cap_bps: int = field(metadata=solidity("uint16"))
-    breach_refund_bps: int = field(metadata=solidity("uint16"))
+    max_shock_milli_g: int = field(default=0, metadata=solidity("uint32") | classed(MEDIUM))
+    tolerated_excursion_secs: int = field(metadata=solidity("uint32") | classed(MEDIUM))
+    late_penalty_bps_per_hour: int = field(metadata=solidity("uint16") | classed(MEDIUM))
+    late_penalty_cap_bps: int = field(metadata=solidity("uint16") | classed(MEDIUM))
+    breach_refund_bps: int = field(metadata=solidity("uint16") | classed(MEDIUM))
     #: 0 = split final at delivery
-    dispute_window_secs: int = field(default=0, metadata=solidity("uint32"))
-    arbiter: str = field(metadata=solidity("address"))
-    device_issuer: str = field(metadata=solidity("address"))
+    dispute_window_secs: int = field(default=0, metadata=solidity("uint32") | classed(MEDIUM))
+    arbiter: str = field(metadata=solidity("address") | classed(MEDIUM))
+    device_issuer: str = field(metadata=solidity("address") | classed(MEDIUM))
     #: zero = one issuer
-    second_device_issuer: str = field(default=ZERO_ADDRESS, metadata=solidity("address"))
+    second_device_issuer: str = field(
+        default=ZERO_ADDRESS, metadata=solidity("address") | classed(MEDIUM)
+    )
     #: 0 = buyer receipt only, 1 = any certified device, 2 = a device of each issuer
-    arrival_quorum: int = field(default=1, metadata=solidity("uint8", hi=2))
+    arrival_quorum: int = field(default=1, metadata=solidity("uint8", hi=2) | classed(MEDIUM))
 
     #: Solidity field order of the struct (the attribute names)
     SOLIDITY_ORDER: ClassVar[tuple[str, ...]]

@@ -17,6 +17,7 @@ from typing import Any
 
 from backend.core.errors import WireError
 from backend.domain.fields import field_specs, solidity
+from backend.domain.sensitivity import HIGH, LOW, MEDIUM, Coarsening, classed
 
 FLAG_DOOR_OPEN = 1 << 0
 FLAG_TAMPER = 1 << 1
@@ -28,15 +29,20 @@ class ReadingFields:
     """The reading's nine integers in struct order, each with its Solidity type: the one
     declaration that :class:`Reading` validates and :class:`StoredReading` extends."""
 
-    order_id: int = field(metadata=solidity("uint256"))
-    seq: int = field(metadata=solidity("uint32"))
-    timestamp: int = field(metadata=solidity("uint64"))
-    temperature_centi_c: int = field(metadata=solidity("int32"))
-    humidity_permille: int = field(metadata=solidity("uint16"))
-    shock_milli_g: int = field(metadata=solidity("uint32"))
-    latitude_e6: int = field(metadata=solidity("int32", lo=-90_000_000, hi=90_000_000))
-    longitude_e6: int = field(metadata=solidity("int32", lo=-180_000_000, hi=180_000_000))
-    flags: int = field(default=0, metadata=solidity("uint8"))
+    order_id: int = field(metadata=solidity("uint256") | classed(LOW))
+    seq: int = field(metadata=solidity("uint32") | classed(LOW))
+    timestamp: int = field(metadata=solidity("uint64") | classed(MEDIUM))
+    temperature_centi_c: int = field(metadata=solidity("int32") | classed(MEDIUM))
+    humidity_permille: int = field(metadata=solidity("uint16") | classed(MEDIUM))
+    shock_milli_g: int = field(metadata=solidity("uint32") | classed(MEDIUM))
+    latitude_e6: int = field(
+        metadata=solidity("int32", lo=-90_000_000, hi=90_000_000) | classed(HIGH, Coarsening.REGION)
+    )
+    longitude_e6: int = field(
+        metadata=solidity("int32", lo=-180_000_000, hi=180_000_000)
+        | classed(HIGH, Coarsening.REGION)
+    )
+    flags: int = field(default=0, metadata=solidity("uint8") | classed(MEDIUM))
 
 
 @dataclass(frozen=True, slots=True)

@@ -376,6 +376,53 @@ class EpcisEventRow(Base):
     captured_at: Mapped[float] = mapped_column(Float)
 
 
+class GrantRow(Base):
+    """A grant of one class of one order's data to a party elsewhere
+    (:class:`backend.domain.sharing.Grant`; docs/sharing.md)."""
+
+    __tablename__ = "grants"
+    __table_args__ = (Index("ix_grants_order_id_grantee_address", "order_id", "grantee_address"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    order_id: Mapped[int] = mapped_column(BigInteger)
+    sensitivity: Mapped[str] = mapped_column(String(8))
+    grantee: Mapped[str] = mapped_column(String(64))
+    grantee_address: Mapped[str] = mapped_column(ADDRESS)
+    grantee_jurisdiction: Mapped[str] = mapped_column(String(2))
+    reason: Mapped[str] = mapped_column(Text)
+    #: requested | approved | denied | revoked (expired is computed when read)
+    state: Mapped[str] = mapped_column(String(16))
+    requested_at: Mapped[int] = mapped_column(BigInteger)
+    decided_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    decided_as: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    decided_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    decision_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    expires_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class DisclosureRow(Base):
+    """One entry of the append-only, hash-chained disclosure log
+    (:class:`backend.domain.sharing.Disclosure`; backend/sharing/disclosures.py)."""
+
+    __tablename__ = "disclosures"
+    # Two appends racing for the same place in the chain: one wins, the other retries.
+    __table_args__ = (UniqueConstraint("prev_hash"),)
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[int] = mapped_column(BigInteger)
+    viewer: Mapped[str] = mapped_column(String(64))
+    viewer_address: Mapped[str] = mapped_column(ADDRESS)
+    viewer_jurisdiction: Mapped[str] = mapped_column(String(2))
+    owner_jurisdiction: Mapped[str] = mapped_column(String(2))
+    order_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    sensitivity: Mapped[str] = mapped_column(String(8))
+    grant_id: Mapped[int] = mapped_column(BigInteger)
+    route: Mapped[str] = mapped_column(String(200))
+    prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    entry_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
 def _table(model: type[Base]) -> Table:
     table = model.__table__
     assert isinstance(table, Table)
@@ -404,6 +451,8 @@ __all__ = [
     "AlertRow",
     "Base",
     "ChainEventRow",
+    "DisclosureRow",
+    "GrantRow",
     "CommitmentRow",
     "DeviceRow",
     "EpcisEventRow",

@@ -191,6 +191,8 @@ ROUTES = [
         },
     ),
     *reads(no_order, EVERYONE_OK, "/account"),
+    # each party sees the grants and disclosures that concern it (tests/sharing)
+    *reads(shipped, EVERYONE_OK, "/grants", "/disclosures"),
     # service endpoints need no key
     *reads(no_order, NO_AUTH, "/health", "/metrics", "/deployment"),
     # writes
@@ -303,6 +305,11 @@ ELSEWHERE = {
     # they need stored readings and a committed batch, which the matrix's orders lack
     "GET /orders/{id}/commitments/{batch_seq}": "tests/api/test_reads.py",
     "GET /orders/{id}/readings/{device}/{seq}/proof": "tests/api/test_reads.py",
+    # grants need a party in another jurisdiction, which the matrix's parties are not
+    "POST /orders/{id}/grants": "tests/sharing/test_api_sharing.py",
+    "POST /grants/{grant_id}/approve": "tests/sharing/test_api_sharing.py",
+    "POST /grants/{grant_id}/deny": "tests/sharing/test_api_sharing.py",
+    "POST /grants/{grant_id}/revoke": "tests/sharing/test_api_sharing.py",
 }
 
 

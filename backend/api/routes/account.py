@@ -19,10 +19,11 @@ from backend.api.schemas import (
     WithdrawalPublic,
     WithdrawRequest,
 )
+from backend.api.sharing import PolicyRoute
 from backend.telemetry.access import order_filters
 from backend.telemetry.dynsec import DynsecError
 
-router = APIRouter(prefix="/account", tags=["account"])
+router = APIRouter(prefix="/account", tags=["account"], route_class=PolicyRoute)
 
 
 def party_public(party: Party) -> PartyPublic:
@@ -31,6 +32,7 @@ def party_public(party: Party) -> PartyPublic:
         address=party.address,
         roles=sorted(party.roles),
         custodial=party.private_key is not None,
+        jurisdiction=party.jurisdiction,
     )
 
 

@@ -19,9 +19,12 @@ from backend.api.errors import READ, responses
 from backend.api.pages import Offset, OrderPage, order_page
 from backend.api.parties import Party
 from backend.api.schemas import MAX_JSON_INT, AlertPublic, AlertsPublic, Digits
+from backend.api.sharing import PolicyRoute, check_order, filter_records
 from backend.domain.alert import AlertKind, Severity
 
-router = APIRouter(tags=["alerts"])
+router = APIRouter(tags=["alerts"], route_class=PolicyRoute)
+
+STREAM = "GET /alerts/stream"
 
 SeverityQuery = Annotated[Severity | None, Query(description="Only alerts of this severity.")]
 OrderAlertsPage = Annotated[OrderPage, order_page(most=500, default=50)]
@@ -70,13 +73,16 @@ def _fetch(
         rows, _ = queries.alerts(
             session, party, order_id=order_id, after_id=after_id, limit=200, newest_first=False
         )
+    alerts = [AlertPublic.model_validate(row).model_dump(mode="json") for row in rows]
+    # the same policy as every answer: refused alerts are left out, the rest filtered
+    released = {a["id"]: a for a in filter_records(ctx, party, AlertPublic, alerts, STREAM)}
     frames = []
     for row in rows:
-        body = json.dumps(
-            AlertPublic.model_validate(row).model_dump(mode="json"), separators=(",", ":")
-        )
-        frames.append(f"id: {row.id}\nevent: alert\ndata: {body}\n\n")
         after_id = max(after_id, row.id)
+        if row.id not in released:
+            continue
+        body = json.dumps(released[row.id], separators=(",", ":"))
+        frames.append(f"id: {row.id}\nevent: alert\ndata: {body}\n\n")
     return frames, after_id
 
 
@@ -116,7 +122,8 @@ async def alert_events(
         200: {
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
             "description": "Server-sent events: `event: alert`, `id: <alert id>`, "
-            "`data: <AlertPublic JSON>`; `: heartbeat` comments when idle.",
+            "`data: <AlertPublic JSON>`; `: heartbeat` comments when idle. Alerts the "
+            "sharing policy refuses the caller are left out (docs/sharing.md).",
         },
         **responses(*READ),
     },
@@ -147,6 +154,7 @@ async def stream_alerts(
         def check() -> None:
             with ctx.session_factory() as session:
                 visible_order(session, party, order_id)
+            check_order(ctx, party, AlertPublic, order_id)
 
         await run_in_threadpool(check)
     start = after if after is not None else last_event_id

@@ -19,9 +19,10 @@ from backend.api.schemas import (
     RefusalPublic,
     RefusalsPublic,
 )
+from backend.api.sharing import PolicyRoute
 from backend.store import repositories as repo
 
-router = APIRouter(tags=["devices"])
+router = APIRouter(tags=["devices"], route_class=PolicyRoute)
 
 OrderDevicesPage = Annotated[OrderPage, order_page(most=200, default=100)]
 

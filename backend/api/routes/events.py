@@ -11,8 +11,9 @@ from backend.api.deps import SessionDep
 from backend.api.errors import READ, responses
 from backend.api.pages import OrderPage, order_page
 from backend.api.schemas import ChainEventPublic, ChainEventsPublic
+from backend.api.sharing import PolicyRoute
 
-router = APIRouter(prefix="/orders", tags=["events"])
+router = APIRouter(prefix="/orders", tags=["events"], route_class=PolicyRoute)
 
 OrderEventsPage = Annotated[OrderPage, order_page(most=500, default=100)]
 

@@ -41,8 +41,9 @@ from backend.api.schemas import (
     TxPublic,
     Uint64,
 )
+from backend.api.sharing import PolicyRoute
 
-router = APIRouter(prefix="/orders", tags=["orders"])
+router = APIRouter(prefix="/orders", tags=["orders"], route_class=PolicyRoute)
 
 
 def _custodian(ctx: ApiContext) -> Custodian:

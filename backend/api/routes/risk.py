@@ -21,9 +21,10 @@ from backend.api.schemas import (
     RiskPublic,
     RiskReasonPublic,
 )
+from backend.api.sharing import PolicyRoute
 from backend.domain.alert import RISK_ALERT_KINDS
 
-router = APIRouter(prefix="/orders", tags=["risk"])
+router = APIRouter(prefix="/orders", tags=["risk"], route_class=PolicyRoute)
 
 
 @router.get("/{order_id}/risk", response_model=RiskPublic, responses=responses(*READ))

@@ -23,9 +23,10 @@ from backend.api.schemas import (
     ScorecardPublic,
     SuppliersPublic,
 )
+from backend.api.sharing import PolicyRoute
 from backend.scorecard import backtests, lane_of, lane_records, ranked, scorecards
 
-router = APIRouter(tags=["suppliers"])
+router = APIRouter(tags=["suppliers"], route_class=PolicyRoute)
 
 
 @router.get("/suppliers", response_model=SuppliersPublic, responses=responses(*READ))

@@ -14,9 +14,10 @@ from backend.api.context import ApiContext
 from backend.api.deps import ContextDep
 from backend.api.errors import ApiError, responses
 from backend.api.schemas import ComponentHealth, DeploymentPublic, HealthPublic
+from backend.api.sharing import PolicyRoute
 from backend.core.metrics import CONTENT_TYPE
 
-router = APIRouter(tags=["system"])
+router = APIRouter(tags=["system"], route_class=PolicyRoute)
 log = logging.getLogger(__name__)
 
 

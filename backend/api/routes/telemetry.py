@@ -23,13 +23,14 @@ from backend.api.schemas import (
     ReadingsPublic,
     Uint64,
 )
+from backend.api.sharing import PolicyRoute
 from backend.domain.reading import Reading
 from backend.store import repositories as repo
 from backend.store.models import CommitmentRow, ReadingRow
 from backend.telemetry import MerkleTree, verify_proof
 from backend.telemetry.fleet import FleetLog, fleet_leaf, fleet_tree
 
-router = APIRouter(prefix="/orders", tags=["telemetry"])
+router = APIRouter(prefix="/orders", tags=["telemetry"], route_class=PolicyRoute)
 
 
 @router.get("/{order_id}/telemetry", response_model=ReadingsPublic, responses=responses(*READ))
@@ -158,7 +159,7 @@ def _log(session: SessionDep, commitment: CommitmentRow) -> FleetLog:
 @router.get(
     "/{order_id}/readings/{device}/{seq}/proof",
     response_model=ProofPublic,
-    responses=responses(401, 404, 409, 422),
+    responses=responses(401, 403, 404, 409, 422),
 )
 async def reading_proof(
     session: SessionDep,

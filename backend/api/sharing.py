@@ -1,0 +1,225 @@
+"""Where the sensitivity policy meets the API: every route's answer passes through here.
+
+Every router is built with ``route_class=PolicyRoute`` (tests/api/test_sensitivity.py
+fails on a route that is not): after the endpoint has answered, its JSON body is
+filtered by :class:`backend.sharing.policy.Release` along the response model's
+:class:`~backend.sharing.policy.Shape` (the classes declared in
+``backend.api.schemas.SENSITIVITY``), refused medium data of one order answers
+``403 policy_refused``, a ``policy`` member states what was coarsened, withheld or left
+out, and every release under a grant is appended to the disclosure log in the same
+request. The alert stream (SSE) filters its frames with :func:`filter_records`.
+Route code holds no checks of its own.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import types
+import typing
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from functools import cache
+from typing import Any
+
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import Response
+
+from backend.api.context import ApiContext
+from backend.api.errors import ApiError
+from backend.api.parties import Party, PartyRegistry
+from backend.api.schemas import ORDER_KEYS, SENSITIVITY
+from backend.domain.sharing import Grant
+from backend.sharing import disclosures
+from backend.sharing import grants as grant_store
+from backend.sharing.policy import OrderOwners, PolicyRefused, Release, Shape
+from backend.store.models import ORDERS
+
+API_KEY_HEADER = "X-API-Key"
+
+
+def _nested_model(tp: Any) -> type[BaseModel] | None:
+    if inspect.isclass(tp) and issubclass(tp, BaseModel):
+        return tp
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is not None:
+        for arg in typing.get_args(tp):
+            found = _nested_model(arg)
+            if found is not None:
+                return found
+    return None
+
+
+@cache
+def shape_of(model: type[BaseModel]) -> Shape:
+    """The filter's map of ``model``: its classes and its nested records' shapes."""
+    try:
+        classified = SENSITIVITY[model]
+    except KeyError:
+        raise TypeError(
+            f"{model.__name__} has no sensitivity classes: declare them in "
+            "backend.api.schemas.SENSITIVITY (docs/sharing.md)"
+        ) from None
+    children: dict[str, Shape] = {}
+    for name, f in model.model_fields.items():
+        sub = _nested_model(f.annotation)
+        if sub is not None:
+            children[name] = shape_of(sub)
+    key = ORDER_KEYS.get(model, "order_id" if "order_id" in model.model_fields else None)
+    return Shape(model.__name__, classified, key, children)
+
+
+def owners_of(session: Session, parties: PartyRegistry, order_id: int) -> OrderOwners | None:
+    row = session.execute(
+        select(ORDERS.c.buyer, ORDERS.c.supplier).where(ORDERS.c.id == order_id)
+    ).first()
+    if row is None:
+        return None
+    buyer, supplier = str(row[0]), str(row[1])
+    return OrderOwners(
+        order_id,
+        buyer,
+        supplier,
+        parties.jurisdiction_of(buyer),
+        parties.jurisdiction_of(supplier),
+    )
+
+
+def release_for(
+    ctx: ApiContext, session: Session, party: Party, scoped_order: int | None
+) -> Release:
+    """A :class:`Release` of ``party``'s answers, reading owners and grants in ``session``."""
+    viewer = party.viewer()
+
+    def grants_of(order_id: int) -> Sequence[Grant]:
+        return grant_store.of_viewer(session, viewer.address, order_id)
+
+    return Release(
+        viewer,
+        int(ctx.clock()),
+        lambda oid: owners_of(session, ctx.parties, oid),
+        grants_of,
+        scoped_order=scoped_order,
+    )
+
+
+def refused(exc: PolicyRefused) -> ApiError:
+    d = exc.decision
+    return ApiError(
+        403,
+        "policy_refused",
+        f"{d.sensitivity.value} data refused by policy {d.rule.value}: {d.reason}",
+        sensitivity=d.sensitivity.value,
+        policy=d.rule.value,
+        args={"order_id": exc.order_id, "path": exc.path},
+    )
+
+
+def _log(session: Session, release: Release, route: str) -> dict[str, Any] | None:
+    statement = release.statement()
+    if statement.disclosures:
+        disclosures.append(session, release.viewer, statement.disclosures, route, release.now)
+    return None if statement.empty else statement.as_json()
+
+
+def filter_body(
+    ctx: ApiContext,
+    party: Party,
+    model: type[BaseModel],
+    body: Mapping[str, Any],
+    scoped_order: int | None,
+    route: str,
+) -> dict[str, Any]:
+    """``body`` (one answer of ``model``) as ``party`` may see it, with its ``policy``
+    statement when anything was held back or released under a grant."""
+    shape = shape_of(model)
+    with ctx.session_factory() as session:
+        release = release_for(ctx, session, party, scoped_order)
+        try:
+            out = release.apply(body, shape)
+        except PolicyRefused as exc:
+            raise refused(exc) from None
+        statement = _log(session, release, route)
+    if statement is not None:
+        out["policy"] = statement
+    return out
+
+
+def filter_records(
+    ctx: ApiContext,
+    party: Party,
+    model: type[BaseModel],
+    records: Sequence[Mapping[str, Any]],
+    route: str,
+) -> list[dict[str, Any]]:
+    """Records of ``model`` across orders (a stream's frames): those refused are left
+    out, the rest filtered; releases under a grant are logged."""
+    shape = shape_of(model)
+    with ctx.session_factory() as session:
+        release = release_for(ctx, session, party, None)
+        out = []
+        for record in records:
+            try:
+                out.append(release.apply(record, shape))
+            except PolicyRefused:
+                continue
+        _log(session, release, route)
+    return out
+
+
+def check_order(ctx: ApiContext, party: Party, model: type[BaseModel], order_id: int) -> None:
+    """403 ``policy_refused`` unless ``party`` may read ``model`` records of ``order_id``
+    (a stream about one order checks this before it starts)."""
+    shape = shape_of(model)
+    with ctx.session_factory() as session:
+        release = release_for(ctx, session, party, order_id)
+        d = release.decide(order_id, shape.classified.owner, shape.classified.record)
+        if not d.outcome.releases:
+            raise refused(PolicyRefused(d, order_id, shape.name))
+
+
+def _response_model(route: APIRoute) -> type[BaseModel] | None:
+    m = route.response_model
+    return m if inspect.isclass(m) and issubclass(m, BaseModel) else None
+
+
+class PolicyRoute(APIRoute):
+    """An API route whose JSON answers pass through the sensitivity policy."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        model = _response_model(self)
+        if model is None:
+            return handler
+        shape_of(model)  # fails at start-up on an unclassified schema
+        route = self.path
+
+        async def filtered(request: Request) -> Response:
+            response = await handler(request)
+            json_body = isinstance(response, JSONResponse) or (
+                response.media_type == "application/json" and hasattr(response, "body")
+            )
+            if not 200 <= response.status_code < 300 or not json_body:
+                return response
+            ctx: ApiContext = request.app.state.context
+            party = ctx.parties.lookup(request.headers.get(API_KEY_HEADER))
+            if party is None:  # a route without a key is public (health, deployment)
+                return response
+            if ctx.parties.jurisdictions() == {party.jurisdiction}:
+                return response  # nobody is elsewhere: no answer can cross a border
+            raw = request.path_params.get("order_id")
+            scoped = int(raw) if isinstance(raw, str) and raw.isdigit() else None
+            body = json.loads(bytes(response.body))
+            out = await run_in_threadpool(
+                filter_body, ctx, party, model, body, scoped, f"{request.method} {route}"
+            )
+            headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+            return JSONResponse(
+                out, status_code=response.status_code, headers=headers, background=None
+            )
+
+        return filtered

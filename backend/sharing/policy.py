@@ -1,0 +1,534 @@
+"""The sensitivity policy: one decision function, and one filter that applies it.
+
+**The decision** — :func:`decide` (viewer, the order's owners and their
+jurisdictions, a class, the viewer's grants on the order, now) → a :class:`Decision`:
+
+* ``low`` → allow (any authenticated party);
+* the viewer owns the data (the supplier for telemetry; buyer or supplier for the
+  agreement), or is in an owner's jurisdiction → allow;
+* ``medium`` across a border → allow under an approved, unexpired grant of that order
+  and class (the release is written to the disclosure log), else refuse;
+* ``high`` across a border → never released: coarsened (positions to a region, device
+  identities to a pseudonym) or withheld, whatever grants exist.
+
+**The filter** — :class:`Release` walks an answer (JSON-ready dicts) along its
+:class:`Shape` (each record's :class:`~backend.domain.sensitivity.Classified` and its
+nested records) and applies the decision to each record and each field. A refused
+field is withheld (null) or coarsened; a refused record is left out of a list across
+orders, and refuses the whole answer (:class:`PolicyRefused` → 403) when the answer is
+about one order. :meth:`Release.statement` says what was coarsened, withheld or
+released under which grant; :meth:`Release.disclosures` lists the grant uses to log.
+
+**Entry points**
+
+* The API: every route passes through ``backend.api.sharing.PolicyRoute`` (REST) and
+  the alert stream's frames through the same :class:`Release` (SSE).
+* EPCIS export (and any other export): :func:`release_records` — the viewer, the
+  order's owners, the viewer's grants, the records and their shape → the filtered
+  records and the redaction statement; raise nothing for a refused record but leave
+  it out (``refuse_whole=True`` raises :class:`PolicyRefused` instead). Log the
+  returned :attr:`Statement.disclosures` with
+  :func:`backend.sharing.disclosures.append` in the same session as the read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import lru_cache
+from typing import Any
+
+from backend.domain.sensitivity import (
+    HIGH,
+    LOW,
+    MEDIUM,
+    Classified,
+    Coarsening,
+    FieldClass,
+    Owner,
+    Sensitivity,
+)
+from backend.domain.sharing import Grant, GrantState
+
+OWNER_ROLES: dict[Owner, tuple[str, ...]] = {
+    Owner.AGREEMENT: ("buyer", "supplier"),
+    Owner.TELEMETRY: ("supplier",),
+}
+
+
+class Rule(StrEnum):
+    """The rule that decided (named in every redaction and in a 403's ``policy``)."""
+
+    LOW_ANY = "low-any-authenticated-party"
+    OWN_DATA = "own-data"
+    SAME_JURISDICTION = "same-jurisdiction"
+    MEDIUM_UNDER_GRANT = "medium-cross-border-under-grant"
+    MEDIUM_NEEDS_GRANT = "medium-cross-border-needs-approved-grant"
+    HIGH_STAYS = "high-never-leaves-its-jurisdiction"
+    NO_OWNER = "no-owner-known"
+
+
+class Outcome(StrEnum):
+    ALLOW = "allow"
+    ALLOW_UNDER_GRANT = "allow_under_grant"
+    COARSEN = "coarsen"
+    WITHHOLD = "withhold"
+    REFUSE = "refuse"
+
+    @property
+    def releases(self) -> bool:
+        return self in (Outcome.ALLOW, Outcome.ALLOW_UNDER_GRANT)
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """Who reads: a party's name, account, roles and jurisdiction."""
+
+    name: str
+    address: str
+    roles: frozenset[str]
+    jurisdiction: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrderOwners:
+    """An order's parties whose data it holds, with their jurisdictions."""
+
+    order_id: int
+    buyer: str
+    supplier: str
+    buyer_jurisdiction: str
+    supplier_jurisdiction: str
+
+    def owners(self, kind: Owner) -> tuple[tuple[str, str, str], ...]:
+        """(role, address, jurisdiction) of the owners of ``kind`` data."""
+        both = {
+            "buyer": (self.buyer, self.buyer_jurisdiction),
+            "supplier": (self.supplier, self.supplier_jurisdiction),
+        }
+        return tuple((role, *both[role]) for role in OWNER_ROLES.get(kind, ()))
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    outcome: Outcome
+    sensitivity: Sensitivity
+    rule: Rule
+    reason: str
+    grant_id: int | None = None
+    owner_jurisdiction: str | None = None
+
+
+def usable_grant(
+    viewer: Viewer, owners: OrderOwners, kind: Owner, grants: Sequence[Grant], now: int
+) -> Grant | None:
+    """The viewer's approved, unexpired medium grant on this order that covers ``kind``
+    data: decided by an owner of that kind (the supplier for telemetry)."""
+    roles = OWNER_ROLES.get(kind, ())
+    for g in grants:
+        if (
+            g.order_id == owners.order_id
+            and g.grantee_address == viewer.address
+            and g.sensitivity == MEDIUM.value
+            and g.decided_as in roles
+            and g.state_at(now) is GrantState.APPROVED
+        ):
+            return g
+    return None
+
+
+def _grant_state(viewer: Viewer, order_id: int, grants: Sequence[Grant], now: int) -> str:
+    mine = [g for g in grants if g.order_id == order_id and g.grantee_address == viewer.address]
+    if not mine:
+        return "none"
+    return max(mine, key=lambda g: g.id).state_at(now).value
+
+
+def decide(
+    viewer: Viewer,
+    owners: OrderOwners | None,
+    kind: Owner,
+    sensitivity: Sensitivity,
+    grants: Sequence[Grant],
+    now: int,
+    coarsening: Coarsening = Coarsening.WITHHOLD,
+) -> Decision:
+    """The policy for ``viewer`` reading ``kind`` data of class ``sensitivity`` of the
+    order ``owners`` describes (docs/sharing.md, "The policy")."""
+    if sensitivity is LOW or kind in (Owner.PUBLIC, Owner.CALLER):
+        return Decision(Outcome.ALLOW, sensitivity, Rule.LOW_ANY, "low data: any party")
+    if owners is None:
+        return Decision(Outcome.REFUSE, sensitivity, Rule.NO_OWNER, "no order names an owner")
+    holders = owners.owners(kind)
+    home = holders[-1][2]  # the supplier's, for the statement
+    for _role, address, _j in holders:
+        if address == viewer.address:
+            return Decision(Outcome.ALLOW, sensitivity, Rule.OWN_DATA, "the viewer's own data")
+    for _role, _a, jurisdiction in holders:
+        if jurisdiction == viewer.jurisdiction:
+            return Decision(
+                Outcome.ALLOW,
+                sensitivity,
+                Rule.SAME_JURISDICTION,
+                f"inside the owner's jurisdiction {jurisdiction}",
+                owner_jurisdiction=jurisdiction,
+            )
+    border = f"{viewer.jurisdiction} is outside the owner's jurisdiction {home}"
+    if sensitivity is HIGH:
+        outcome = Outcome.WITHHOLD if coarsening is Coarsening.WITHHOLD else Outcome.COARSEN
+        return Decision(
+            outcome,
+            sensitivity,
+            Rule.HIGH_STAYS,
+            f"high data never leaves its jurisdiction: {border}",
+            owner_jurisdiction=home,
+        )
+    grant = usable_grant(viewer, owners, kind, grants, now)
+    if grant is not None:
+        return Decision(
+            Outcome.ALLOW_UNDER_GRANT,
+            sensitivity,
+            Rule.MEDIUM_UNDER_GRANT,
+            f"released under grant {grant.id}: {border}",
+            grant_id=grant.id,
+            owner_jurisdiction=home,
+        )
+    state = _grant_state(viewer, owners.order_id, grants, now)
+    return Decision(
+        Outcome.REFUSE,
+        sensitivity,
+        Rule.MEDIUM_NEEDS_GRANT,
+        f"medium data of order {owners.order_id} crosses a border only under a grant the "
+        f"owner approved ({border}; the viewer's grant: {state}); "
+        f"request one with POST /orders/{owners.order_id}/grants",
+        owner_jurisdiction=home,
+    )
+
+
+# --- coarsening ----------------------------------------------------------------------
+
+#: Micro-degrees per degree: positions are coarsened to whole degrees (about 111 km).
+REGION_E6 = 1_000_000
+
+
+def coarsen(value: Any, how: Coarsening) -> Any:
+    """The coarsened form of a high field's value (None for ``withhold``)."""
+    if value is None or how is Coarsening.WITHHOLD:
+        return None
+    if how is Coarsening.REGION:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return round(value / REGION_E6) * REGION_E6
+        return None
+    if how is Coarsening.PSEUDONYM:
+        return pseudonym(str(value))
+    return None
+
+
+@lru_cache(maxsize=4096)
+def pseudonym(value: str) -> str:
+    """A stable pseudonym of an address (case-insensitive): ``pseudonym:<16 hex>``."""
+    digest = hashlib.sha256(f"trustship-pseudonym:{value.lower()}".encode()).hexdigest()
+    return "pseudonym:" + digest[:16]
+
+
+# --- the filter ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A record's classes and where its nested records are: the filter's map of an answer.
+
+    ``order_key`` names the field holding the record's order id (``order_id``, or ``id``
+    for an order); ``children`` the fields that hold nested records (a record or a list
+    of records) with their shapes.
+    """
+
+    name: str
+    classified: Classified
+    order_key: str | None = None
+    children: Mapping[str, Shape] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Redaction:
+    order_id: int | None
+    path: str
+    sensitivity: str
+    action: str  # coarsened | withheld | left_out
+    rule: str
+    reason: str
+    #: How many values (list items × this field) it applies to.
+    count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class DisclosureNote:
+    """One release under a grant, to be written to the disclosure log."""
+
+    order_id: int
+    grant_id: int
+    sensitivity: str
+    owner_jurisdiction: str
+
+
+@dataclass(frozen=True)
+class Statement:
+    """What the policy did to an answer (served as its ``policy`` member)."""
+
+    viewer_jurisdiction: str
+    redactions: tuple[Redaction, ...]
+    disclosures: tuple[DisclosureNote, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not self.redactions and not self.disclosures
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "viewer_jurisdiction": self.viewer_jurisdiction,
+            "redactions": [
+                {
+                    "order_id": r.order_id,
+                    "path": r.path,
+                    "sensitivity": r.sensitivity,
+                    "action": r.action,
+                    "rule": r.rule,
+                    "reason": r.reason,
+                    "count": r.count,
+                }
+                for r in self.redactions
+            ],
+            "grants_used": sorted({d.grant_id for d in self.disclosures}),
+        }
+
+
+class PolicyRefused(Exception):
+    """Raised when the policy refuses an answer about one order (the API's 403)."""
+
+    def __init__(self, decision: Decision, order_id: int | None, path: str) -> None:
+        super().__init__(decision.reason)
+        self.decision = decision
+        self.order_id = order_id
+        self.path = path
+
+
+_SKIP = object()
+_INDEX = re.compile(r"\[\d+\]")
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A record type's decisions on one order: the record's, each field's (with its class
+    and nested shape), whether every field goes out as it is, the uses of grants."""
+
+    record: Decision | None
+    fields: Mapping[str, tuple[Decision, FieldClass, Shape | None]]
+    plain: bool
+    granted: Sequence[Decision]
+
+
+class Release:
+    """Applies the policy to the answers of one request (or one stream) of one viewer.
+
+    ``owners_of`` and ``grants_of`` look an order's owners and the viewer's grants on it
+    up (each order once); ``scoped_order`` is the order the answer is about (a route
+    under ``/orders/{order_id}``): a record of it that the policy refuses refuses the
+    whole answer, where a list across orders only leaves it out.
+    """
+
+    def __init__(
+        self,
+        viewer: Viewer,
+        now: int,
+        owners_of: Callable[[int], OrderOwners | None],
+        grants_of: Callable[[int], Sequence[Grant]],
+        *,
+        scoped_order: int | None = None,
+    ) -> None:
+        self.viewer = viewer
+        self.now = now
+        self.scoped_order = scoped_order
+        self._owners_of = owners_of
+        self._grants_of = grants_of
+        self._owners: dict[int, OrderOwners | None] = {}
+        self._grants: dict[int, Sequence[Grant]] = {}
+        self._redactions: dict[tuple[int | None, str, str, Decision], int] = {}
+        self._disclosures: dict[tuple[int, int], DisclosureNote] = {}
+        # one decision per (order, owner kind, field class): an answer has few of them
+        self._decisions: dict[tuple[int | None, Owner, FieldClass], Decision] = {}
+        self._plans: dict[tuple[int | None, int], _Plan] = {}
+
+    # lookups, once per order
+    def owners(self, order_id: int) -> OrderOwners | None:
+        if order_id not in self._owners:
+            self._owners[order_id] = self._owners_of(order_id)
+        return self._owners[order_id]
+
+    def grants(self, order_id: int) -> Sequence[Grant]:
+        if order_id not in self._grants:
+            self._grants[order_id] = self._grants_of(order_id)
+        return self._grants[order_id]
+
+    def decide(self, order_id: int | None, kind: Owner, fc: FieldClass | Sensitivity) -> Decision:
+        if isinstance(fc, Sensitivity):
+            fc = FieldClass(fc)
+        key = (order_id, kind, fc)
+        hit = self._decisions.get(key)
+        if hit is None:
+            hit = self._decisions[key] = self._decide(order_id, kind, fc)
+        return hit
+
+    def _decide(self, order_id: int | None, kind: Owner, fc: FieldClass) -> Decision:
+        owners = self.owners(order_id) if order_id is not None else None
+        grants: Sequence[Grant] = ()
+        if owners is not None and self._abroad(owners, kind):
+            grants = self.grants(owners.order_id)
+        return decide(self.viewer, owners, kind, fc.sensitivity, grants, self.now, fc.coarsening)
+
+    def _abroad(self, owners: OrderOwners, kind: Owner) -> bool:
+        held = owners.owners(kind)
+        v = self.viewer
+        return all(a != v.address and j != v.jurisdiction for _r, a, j in held)
+
+    def _note(self, decision: Decision, order_id: int | None) -> None:
+        if decision.outcome is Outcome.ALLOW_UNDER_GRANT and order_id is not None:
+            assert decision.grant_id is not None and decision.owner_jurisdiction is not None
+            self._disclosures[(order_id, decision.grant_id)] = DisclosureNote(
+                order_id, decision.grant_id, decision.sensitivity.value, decision.owner_jurisdiction
+            )
+
+    def _redact(self, decision: Decision, order_id: int | None, path: str, action: str) -> None:
+        # one entry per field of a kind of record, counted: "data[].device", not one per item
+        key = (order_id, _INDEX.sub("[]", path), action, decision)
+        self._redactions[key] = self._redactions.get(key, 0) + 1
+
+    def apply(self, value: Mapping[str, Any], shape: Shape, *, path: str = "") -> dict[str, Any]:
+        """``value`` as the viewer may see it; :class:`PolicyRefused` if the record
+        itself is refused."""
+        out = self._record(value, shape, self.scoped_order, path, top=True)
+        assert isinstance(out, dict)
+        return out
+
+    def _plan(self, order_id: int | None, shape: Shape) -> _Plan:
+        """The decisions for every field of ``shape`` on ``order_id`` (once per answer)."""
+        key = (order_id, id(shape))
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan
+        c = shape.classified
+        record = None
+        if order_id is not None:  # a container of records across orders has none
+            record = self.decide(order_id, c.owner, FieldClass(c.record))
+        fields = {
+            name: (self.decide(order_id, c.owner, fc), fc, shape.children.get(name))
+            for name, fc in c.fields.items()
+        }
+        plain = all(d.outcome.releases and child is None for d, _fc, child in fields.values())
+        granted = [d for d, _fc, _c in fields.values() if d.outcome is Outcome.ALLOW_UNDER_GRANT]
+        if record is not None and record.outcome is Outcome.ALLOW_UNDER_GRANT:
+            granted.append(record)
+        plan = self._plans[key] = _Plan(record, fields, plain, granted)
+        return plan
+
+    def _record(
+        self,
+        value: Mapping[str, Any],
+        shape: Shape,
+        order_id: int | None,
+        path: str,
+        *,
+        top: bool,
+    ) -> dict[str, Any] | object:
+        if shape.order_key is not None and isinstance(value.get(shape.order_key), int):
+            order_id = int(value[shape.order_key])
+        plan = self._plan(order_id, shape)
+        d = plan.record
+        if d is not None and not d.outcome.releases:
+            if top or self.scoped_order is not None:
+                raise PolicyRefused(d, order_id, path or shape.name)
+            self._redact(d, order_id, path or shape.name, "left_out")
+            return _SKIP
+        for g in plan.granted:
+            self._note(g, order_id)
+        if plan.plain and value.keys() <= plan.fields.keys():
+            return dict(value)  # every field released as it is
+        out: dict[str, Any] = {}
+        for name, v in value.items():
+            entry = plan.fields.get(name)
+            if entry is None:  # fail closed: an unclassified field never leaves
+                fc = FieldClass(HIGH)
+                entry = (self.decide(order_id, shape.classified.owner, fc), fc, None)
+            d, fc, child = entry
+            if d.outcome.releases:
+                if child is not None and v is not None:
+                    out[name] = self._nested(v, child, order_id, _join(path, name))
+                else:
+                    out[name] = v
+            elif d.outcome is Outcome.COARSEN:
+                out[name] = coarsen(v, fc.coarsening)
+                if v is not None:
+                    self._redact(d, order_id, _join(path, name), "coarsened")
+            else:
+                out[name] = None if not isinstance(v, list) else []
+                if v is not None:
+                    self._redact(d, order_id, _join(path, name), "withheld")
+        return out
+
+    def _nested(self, v: Any, shape: Shape, order_id: int | None, where: str) -> Any:
+        if isinstance(v, list):
+            items = []
+            for i, item in enumerate(v):
+                r = self._record(item, shape, order_id, f"{where}[{i}]", top=False)
+                if r is not _SKIP:
+                    items.append(r)
+            return items
+        if isinstance(v, Mapping):
+            r = self._record(v, shape, order_id, where, top=False)
+            return None if r is _SKIP else r
+        return v
+
+    def statement(self) -> Statement:
+        return Statement(
+            self.viewer.jurisdiction,
+            tuple(
+                Redaction(oid, path, d.sensitivity.value, action, d.rule.value, d.reason, n)
+                for (oid, path, action, d), n in self._redactions.items()
+            ),
+            tuple(self._disclosures.values()),
+        )
+
+
+def release_records(
+    viewer: Viewer,
+    owners: OrderOwners,
+    grants: Sequence[Grant],
+    records: Sequence[Mapping[str, Any]],
+    shape: Shape,
+    now: int,
+    *,
+    refuse_whole: bool = False,
+) -> tuple[list[dict[str, Any]], Statement]:
+    """The entry point for exports (EPCIS): one order's ``records`` of ``shape`` as
+    ``viewer`` may receive them, and the statement of what was coarsened, withheld or
+    left out and under which grants (log ``Statement.disclosures``). With
+    ``refuse_whole`` a refused record raises :class:`PolicyRefused`."""
+    release = Release(
+        viewer,
+        now,
+        lambda oid: owners if oid == owners.order_id else None,
+        lambda oid: grants if oid == owners.order_id else (),
+        scoped_order=owners.order_id if refuse_whole else None,
+    )
+    out: list[dict[str, Any]] = []
+    for i, record in enumerate(records):
+        r = release._record(record, shape, owners.order_id, f"[{i}]", top=refuse_whole)
+        if isinstance(r, dict):
+            out.append(r)
+    return out, release.statement()
