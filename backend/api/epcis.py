@@ -18,10 +18,23 @@ from sqlalchemy.orm import Session
 
 from backend.api import queries
 from backend.api.errors import ApiError
-from backend.api.parties import Party
+from backend.api.parties import Party, PartyRegistry
+from backend.api.sharing import owners_of
 from backend.core.settings import Settings
+from backend.domain.sensitivity import HIGH, MEDIUM, Coarsening, Owner
+from backend.sharing import disclosures
+from backend.sharing import grants as grant_store
 from backend.sharing.capture import CaptureError, ParsedCapture, parse_capture
 from backend.sharing.epcis import CapturedEvent, EpcisRecords, Identity, build_document
+from backend.sharing.policy import (
+    Decision,
+    DisclosureNote,
+    Outcome,
+    Redaction,
+    Statement,
+    decide,
+    pseudonym,
+)
 from backend.sharing.schema import EpcisSchema, SchemaUnavailableError, load_schema
 from backend.store import repositories as repo
 
@@ -66,16 +79,85 @@ def identity_of(
     )
 
 
-def epcis_records_for(session: Session, viewer: Party, order: queries.OrderRecord) -> EpcisRecords:
+@dataclass(frozen=True, slots=True)
+class _Pseudonymous:
+    """A reading as a viewer elsewhere gets it: its device named by a pseudonym."""
+
+    row: Any
+    device: str
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.row, name)
+
+
+@dataclass(frozen=True, slots=True)
+class EpcisShare:
+    """What the sharing policy lets one viewer have of one order's EPCIS document: the
+    readings (medium telemetry), the devices' identities (high: a pseudonym elsewhere)
+    and the partner events captured for the order (medium agreement data). Contract
+    events, commitments and the outcome are low: everyone who sees the order gets them."""
+
+    readings: Decision
+    devices: Decision
+    captured: Decision
+
+    def statement(self, order_id: int, viewer_jurisdiction: str) -> Statement:
+        redactions = []
+        notes = []
+        for path, d, action in (
+            ("readings", self.readings, "left_out"),
+            ("deviceID", self.devices, "coarsened"),
+            ("captured", self.captured, "left_out"),
+        ):
+            if d.outcome is Outcome.ALLOW_UNDER_GRANT and d.grant_id is not None:
+                notes.append(
+                    DisclosureNote(
+                        order_id, d.grant_id, d.sensitivity.value, d.owner_jurisdiction or ""
+                    )  # fmt: skip
+                )
+            elif not d.outcome.releases:
+                redactions.append(
+                    Redaction(order_id, path, d.sensitivity.value, action, d.rule.value, d.reason)
+                )
+        return Statement(viewer_jurisdiction, tuple(redactions), tuple(notes))
+
+
+def epcis_share(
+    session: Session, parties: PartyRegistry, viewer: Party, order_id: int, now: int
+) -> EpcisShare:
+    """The policy's decisions for ``viewer`` on ``order_id``'s document (the same
+    :func:`backend.sharing.policy.decide` every REST answer passes through)."""
+    who = viewer.viewer()
+    owners = owners_of(session, parties, order_id)
+    grants = grant_store.of_viewer(session, who.address, order_id)
+    return EpcisShare(
+        readings=decide(who, owners, Owner.TELEMETRY, MEDIUM, grants, now),
+        devices=decide(who, owners, Owner.TELEMETRY, HIGH, grants, now, Coarsening.PSEUDONYM),
+        captured=decide(who, owners, Owner.AGREEMENT, MEDIUM, grants, now),
+    )
+
+
+def epcis_records_for(
+    session: Session, viewer: Party, order: queries.OrderRecord, share: EpcisShare | None = None
+) -> EpcisRecords:
     """The records of ``order`` that ``viewer`` gets in its EPCIS document.
 
     ``viewer`` already sees the order (the caller checked). Every record is read with
-    the REST read routes' queries; the sharing policy's filter goes here.
+    the REST read routes' queries; ``share`` (the policy's decisions for this viewer,
+    :func:`epcis_share`; None: the operator's own export) leaves out the readings or the
+    captured events and names the devices by pseudonyms where the policy says so.
     """
     captured, _ = queries.epcis_events(session, order.id)
+    readings: list[Any] = []
+    if share is None or share.readings.outcome.releases:
+        readings = list(queries.all_readings(session, order.id))
+        if share is not None and not share.devices.outcome.releases:
+            readings = [_Pseudonymous(r, pseudonym(str(r.device))) for r in readings]
+    if share is not None and not share.captured.outcome.releases:
+        captured = []
     return EpcisRecords(
         order=order,
-        readings=queries.all_readings(session, order.id),
+        readings=readings,
         commitments=queries.all_commitments(session, order.id),
         chain_events=queries.all_chain_events(session, order.id),
         captured=[CapturedEvent(dict(r.event), dict(r.prefixes)) for r in captured],
@@ -90,11 +172,28 @@ def export_document(
     schema: EpcisSchema,
     *,
     proof_base: str = "",
+    parties: PartyRegistry | None = None,
+    now: int | None = None,
 ) -> dict[str, Any]:
-    """The order's EPCISDocument for ``viewer``, checked against GS1's schema."""
+    """The order's EPCISDocument for ``viewer``, checked against GS1's schema. With
+    ``parties`` (the API) the sharing policy filters it: what it held back is stated in
+    the document's ``ts:policy`` member, and each release under a grant is written to
+    the disclosure log."""
+    share = None
+    if parties is not None and len(parties.jurisdictions()) > 1:
+        share = epcis_share(session, parties, viewer, order.id, int(now or time.time()))
     document = build_document(
-        epcis_records_for(session, viewer, order), identity, proof_base=proof_base
+        epcis_records_for(session, viewer, order, share), identity, proof_base=proof_base
     )
+    if share is not None:
+        statement = share.statement(order.id, viewer.jurisdiction)
+        if statement.disclosures:
+            disclosures.append(
+                session, viewer.viewer(), statement.disclosures,
+                "GET /orders/{order_id}/epcis", int(now or time.time()),
+            )  # fmt: skip
+        if not statement.empty:
+            document["ts:policy"] = statement.as_json()
     violations = schema.violations(document)
     if violations:  # a bug of ours: never hand out a document that breaks the schema
         log.error("EPCIS export of order %s breaks the schema: %s", order.id, violations)

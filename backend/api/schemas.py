@@ -1037,6 +1037,17 @@ SENSITIVITY: dict[type[BaseModel], Classified] = {
     ChainHeadPublic: _uniform(ChainHeadPublic, LOW, Owner.CALLER),
     VerificationPublic: _uniform(VerificationPublic, LOW, Owner.CALLER),
     DisclosuresPublic: _uniform(DisclosuresPublic, LOW, Owner.CALLER),
+    # a party's own broker login for one of its orders (POST /account/mqtt-credentials)
+    MqttCredentialsPublic: _uniform(MqttCredentialsPublic, HIGH, Owner.CALLER),
+    # EPCIS 2.0: the document is filtered inside, record by record, by the same decide()
+    # (backend/api/epcis.py, epcis_share: readings medium, device IDs high, captured
+    # events medium) and says so in its ts:policy member; the envelope is the caller's.
+    EpcisDocumentPublic: _uniform(EpcisDocumentPublic, LOW, Owner.CALLER),
+    CapturePublic: _uniform(CapturePublic, LOW, Owner.CALLER),
+    EpcisEventRef: _uniform(EpcisEventRef, LOW, Owner.CALLER),
+    # a partner's captured event: the order's custody record (medium agreement data)
+    EpcisEventPublic: _uniform(EpcisEventPublic, MEDIUM, _A, order_id=_L, captured_by=_PSEUDONYM),
+    EpcisEventsPublic: Classified(MEDIUM, _A, {"data": _L, "count": _L}),
 }
 
 #: The field holding a record's order id, where it is not ``order_id``.

@@ -33,6 +33,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from backend.sharing.hashid import event_hash_id
+from backend.sharing.policy import PSEUDONYM_PREFIX
 
 EPCIS_CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
 #: TrustShip's extension namespace (its prefix is ``ts``).
@@ -151,7 +152,10 @@ class Identity:
         return f"urn:trustship:consignment:{self._scope()}:{order_id}"
 
     def device(self, address: str) -> str:
-        """A device's ``deviceID``: its account as a ``did:pkh`` (CAIP-10) URI."""
+        """A device's ``deviceID``: its account as a ``did:pkh`` (CAIP-10) URI, or, for
+        a viewer the sharing policy gives only a pseudonym (``pseudonym:<hex>``), that."""
+        if address.startswith(PSEUDONYM_PREFIX):
+            return f"urn:trustship:device:{address}"
         return f"did:pkh:eip155:{self.chain_id}:{address}"
 
 
@@ -342,9 +346,9 @@ def _sensor_event(
             },
             ts("commitments"): [{k: v for k, v in c.items() if v is not None} for c in links]
             or None,
-            ts("proof"): (
+            ts("proof"): (  # the proof route names the device: not for a pseudonym
                 f"{proof_base}/orders/{order.id}/readings/{device}/{committed[0].seq}/proof"
-                if committed
+                if committed and not device.startswith(PSEUDONYM_PREFIX)
                 else None
             ),
             ts("evidence"): _evidence_in(records.chain_events, device, seqs) or None,

@@ -227,11 +227,15 @@ def coarsen(value: Any, how: Coarsening) -> Any:
     return None
 
 
+#: How a pseudonym starts (what an export checks to know it holds no real identity).
+PSEUDONYM_PREFIX = "pseudonym:"
+
+
 @lru_cache(maxsize=4096)
 def pseudonym(value: str) -> str:
     """A stable pseudonym of an address (case-insensitive): ``pseudonym:<16 hex>``."""
     digest = hashlib.sha256(f"trustship-pseudonym:{value.lower()}".encode()).hexdigest()
-    return "pseudonym:" + digest[:16]
+    return PSEUDONYM_PREFIX + digest[:16]
 
 
 # --- the filter ----------------------------------------------------------------------

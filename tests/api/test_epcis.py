@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from backend.api.app import create_app
 from backend.api.context import ApiContext
-from backend.api.parties import PartyRegistry
+from backend.api.parties import PartyRegistry, dev_api_key
 from backend.core.settings import Settings
 from backend.sharing.epcis import EPCIS_CONTEXT, Identity
 from backend.sharing.schema import load_schema
@@ -286,3 +286,56 @@ def test_startup_says_when_the_schemas_are_missing(
     info, warning = caplog.records
     assert info.levelname == "INFO" and "GS1's schemas" in info.getMessage()
     assert warning.levelname == "WARNING" and "EPCIS_SCHEMA_DIR" in warning.getMessage()
+
+
+def test_the_export_follows_the_sharing_policy(api: Api, seeded: Seeded) -> None:
+    """A party in another jurisdiction gets the low events and not the readings until the
+    supplier grants medium data; then devices come as pseudonyms without proof paths, and
+    the release is in the disclosure log (docs/sharing.md, docs/epcis.md)."""
+    from backend.sharing.policy import pseudonym
+
+    overseas = {"X-API-Key": dev_api_key("overseas-auditor")}
+    schema = load_schema(api.context.settings.EPCIS_SCHEMA_DIR)
+    # a capture at home, to see it held back as well
+    assert capture(api, document(receiving())).status_code == 201
+
+    def export() -> dict[str, Any]:
+        r = api.client.get("/orders/1/epcis", headers=overseas)
+        assert r.status_code == 200, r.text
+        doc: dict[str, Any] = r.json()
+        assert schema.violations(doc) == []
+        return doc
+
+    doc = export()
+    steps = [e["bizStep"] for e in doc["epcisBody"]["eventList"]]
+    assert steps == ["shipping"]  # no sensor events, no captured event
+    held = {(x["path"], x["action"], x["rule"]) for x in doc["ts:policy"]["redactions"]}
+    assert ("readings", "left_out", "medium-cross-border-needs-approved-grant") in held
+    assert ("captured", "left_out", "medium-cross-border-needs-approved-grant") in held
+    assert "did:pkh" not in json.dumps(doc)
+
+    r = api.client.post("/orders/1/grants", headers=overseas,
+                        json={"sensitivity": "medium", "reason": "customs audit"})  # fmt: skip
+    assert r.status_code == 201, r.text
+    gid = r.json()["id"]
+    now = int(api.context.clock())
+    r = api.client.post(f"/grants/{gid}/approve", headers=headers("supplier"),
+                        json={"expires_at": now + 3600})  # fmt: skip
+    assert r.status_code == 200, r.text
+
+    doc = export()
+    events = doc["epcisBody"]["eventList"]
+    sensor = [e for e in events if e["bizStep"] == "sensor_reporting"]
+    assert sensor and all(e.get("ts:proof") is None for e in sensor)
+    device_ids = {e["sensorElementList"][0]["sensorMetadata"]["deviceID"] for e in sensor}
+    assert device_ids == {f"urn:trustship:device:{pseudonym(seeded.device)}"}
+    assert seeded.device.lower() not in json.dumps(doc).lower()
+    held = {(x["path"], x["action"]) for x in doc["ts:policy"]["redactions"]}
+    assert held == {("deviceID", "coarsened")}  # the supplier's grant covers the rest
+    assert doc["ts:policy"]["grants_used"] == [gid]
+    log = api.client.get("/disclosures", headers=headers("supplier")).json()
+    routes = [e["route"] for e in log["data"] if e["grant_id"] == gid]
+    assert "GET /orders/{order_id}/epcis" in routes and log["verification"]["ok"] is True
+    # at home nothing is held back and nothing is said
+    home = api.get("/orders/1/epcis", who="auditor").json()
+    assert "ts:policy" not in home and "did:pkh" in json.dumps(home)

@@ -3,6 +3,7 @@ events (docs/epcis.md)."""
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -27,8 +28,9 @@ from backend.api.schemas import (
     EpcisEventRef,
     EpcisEventsPublic,
 )
+from backend.api.sharing import PolicyRoute
 
-router = APIRouter(tags=["epcis"])
+router = APIRouter(tags=["epcis"], route_class=PolicyRoute)
 
 #: The capture body's outline for OpenAPI; the full rules are GS1's schema (docs/epcis.md).
 CAPTURE_BODY: dict[str, Any] = {
@@ -66,7 +68,16 @@ async def order_epcis(
         session, ctx.chain_id, ctx.deployment.purchase_orders if ctx.deployment else None
     )
     document = await run_in_threadpool(
-        epcis.export_document, session, party, order, identity, schema
+        functools.partial(
+            epcis.export_document,
+            session,
+            party,
+            order,
+            identity,
+            schema,
+            parties=ctx.parties,
+            now=int(ctx.clock()),
+        )
     )
     return JSONResponse(document)
 
