@@ -697,10 +697,11 @@ function orderView(root, idText) {
         series: [{ label: "time", value: (u, v) => (v == null ? "—" : new Date(v * 1000).toISOString().replace("T", " ").slice(0, 16) + " UTC") },
           ...devices.map((d, i) => ({ label: `${short(d)}`, stroke: colors[i % colors.length], width: 1.5, spanGaps: true })),
           ...limits.map((v) => ({ label: `limit ${v} ${unit}`, stroke: "#cf222e", dash: [6, 4], width: 1, points: { show: false } }))],
-        hooks: withShading ? { drawClear: [(u) => { shade(u, excursions(), "rgba(255,140,0,0.18)"); shade(u, breachWindows(), "rgba(207,34,46,0.28)"); }] } : {},
+        hooks: withShading ? { drawClear: [(u) => { shade(u, s.excursions, "rgba(255,140,0,0.18)"); shade(u, breachWindows(), "rgba(207,34,46,0.28)"); }] } : {},
       };
       return { data, opts };
     };
+    s.excursions = excursions();
     const specs = [make("Temperature (°C): excursions orange, proven breach red", "temperature_centi_c", 100, "°C", [lo, hi], true)];
     if (o.terms.max_humidity_permille) specs.push(make("Humidity (%)", "humidity_permille", 10, "%", [o.terms.max_humidity_permille / 10], false));
     else specs.push(make("Humidity (%)", "humidity_permille", 10, "%", [], false));
