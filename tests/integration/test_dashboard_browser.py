@@ -230,6 +230,8 @@ def test_the_dashboard_follows_a_breach_live(served: tuple[str, str, str]) -> No
         assert "19,200 TUSD" in page.locator("#settlement").inner_text()  # 40 % of 48,000
         assert unnamed_controls(page) == []
         shot(page, "shipment-settled")
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(SHOTS / "dashboard.png"))  # the README's (docs/img/)
 
         for name in ("alerts", "suppliers"):
             page.get_by_role("link", name=name.capitalize(), exact=True).click()

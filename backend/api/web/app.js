@@ -747,7 +747,11 @@ function orderView(root, idText) {
   let pending = null;
   const off = onAlert((a) => { if (a.order_id === id) { clearTimeout(pending); pending = setTimeout(refresh, 200); } });
   // readings and settlement have no alert of their own: poll while the order moves
-  const timer = setInterval(() => { if (s.order && !FINAL.has(s.order.state)) refresh(); }, 2000);
+  // (and once more after the order became final, for readings still on their way)
+  let after = 0;
+  const timer = setInterval(() => {
+    if (s.order && (!FINAL.has(s.order.state) || after++ < 2)) refresh();
+  }, 2000);
   return () => { s.stopped = true; clearInterval(timer); clearTimeout(pending); off(); };
 }
 
