@@ -15,6 +15,7 @@ warning's lead of about 75 minutes is seconds on screen), and the rest at full s
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import threading
@@ -275,6 +276,58 @@ def test_the_dashboard_follows_a_breach_live(served: tuple[str, str, str]) -> No
         assert no_overflow(mobile)
         shot(mobile, "orders-phone")
         phone.close()
+
+        # what the sharing policy answers, shown generically: a 403's message and class in
+        # the panel's error state, a response's redactions beside the data, and the
+        # health banner for a chain and a broker that are down (answers rewritten in the
+        # browser: the page's handling is under test, not the server's)
+        policy = ctx.new_page()
+        policy_log = ConsoleLog()
+        policy_log.watch(policy, "policy")
+        policy.route(f"**/orders/{order_id}/events", lambda route: route.fulfill(
+            status=403, content_type="application/json", body=json.dumps(REFUSED)))  # fmt: skip
+        policy.route(f"**/orders/{order_id}/telemetry?*", with_redactions)
+        policy.route("**/health", lambda route: route.fulfill(
+            status=200, content_type="application/json", body=json.dumps(DOWN)))  # fmt: skip
+        sign_in(policy, base, "dev-buyer", f"#/orders/{order_id}")
+        refused = policy.locator("#chain [data-testid=error]")
+        refused.wait_for()
+        assert "Not shared with you" in refused.inner_text()
+        assert REFUSED["message"] in refused.inner_text()
+        assert "class location" in refused.inner_text()
+        assert "rule cross_jurisdiction_location" in refused.inner_text()
+        note = policy.locator("#telemetry [data-testid=policy]")
+        note.wait_for()
+        assert "latitude_e6: coarsened to 0.1°" in note.inner_text()
+        banner = policy.locator("#banner")
+        banner.wait_for()
+        assert "The chain is down" in banner.inner_text()
+        assert "The MQTT broker is down" in banner.inner_text()
+        shot(policy, "policy-states")
+        assert all("403" in e for e in policy_log.errors), policy_log.errors
         page.close()
         ctx.close()
     assert console.errors == []
+
+
+REFUSED = {
+    "code": "policy_denied",
+    "message": "order events are class 'location' and not shared across jurisdictions",
+    "class": "location",
+    "rule": "cross_jurisdiction_location",
+}
+DOWN = {
+    "status": "degraded",
+    "components": {
+        "database": {"status": "ok"},
+        "chain": {"status": "down", "detail": "connection refused"},
+        "broker": {"status": "down", "detail": "not connected"},
+    },
+}
+
+
+def with_redactions(route: Any) -> None:
+    answer = route.fetch()
+    body = answer.json()
+    body["redactions"] = [{"field": "latitude_e6", "reason": "coarsened to 0.1°"}]
+    route.fulfill(response=answer, body=json.dumps(body))
