@@ -290,6 +290,8 @@ def test_the_dashboard_follows_a_breach_live(served: tuple[str, str, str]) -> No
         policy.route("**/health", lambda route: route.fulfill(
             status=200, content_type="application/json", body=json.dumps(DOWN)))  # fmt: skip
         sign_in(policy, base, "dev-buyer", f"#/orders/{order_id}")
+        policy.locator(".order-head dl").wait_for()
+        assert "48,000 TUSD" in policy.locator(".order-head").inner_text()
         refused = policy.locator("#chain [data-testid=error]")
         refused.wait_for()
         assert "Not shared with you" in refused.inner_text()

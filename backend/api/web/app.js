@@ -329,7 +329,10 @@ function showSignIn(message) {
 }
 
 async function signIn() {
+  // the deployment (public) names the dev stablecoin, for amounts: asked beside the account
+  const deployment = fetch("/deployment").then((r) => (r.ok ? r.json() : null)).catch(() => null);
   const account = await api("/account");
+  app.deployment = await deployment;
   app.party = account.party;
   sessionStorage.setItem(KEY_STORAGE, app.key);
   document.getElementById("who-name").textContent = `${app.party.name} (${app.party.roles.join(", ")})`;
@@ -339,8 +342,6 @@ async function signIn() {
   for (const li of nav.querySelectorAll("[data-role]")) li.hidden = !hasRole(...li.dataset.role.split(" "));
   startStream();
   route();
-  // after the first view: what the page needs later
-  fetch("/deployment").then((r) => (r.ok ? r.json() : null)).then((d) => { app.deployment = d; }).catch(() => {});
   checkHealth();
   clearInterval(healthTimer);
   healthTimer = setInterval(checkHealth, 10000);
