@@ -19,7 +19,7 @@ import json
 import math
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -280,15 +280,15 @@ def test_the_dashboard_follows_a_breach_live(served: tuple[str, str, str]) -> No
         # what the sharing policy answers, shown generically: a 403's message and class in
         # the panel's error state, a response's redactions beside the data, and the
         # health banner for a chain and a broker that are down (answers rewritten in the
-        # browser: the page's handling is under test, not the server's)
+        # browser: the page's handling is under test, not the server's), and a chart
+        # library the server does not have
         policy = ctx.new_page()
         policy_log = ConsoleLog()
         policy_log.watch(policy, "policy")
-        policy.route(f"**/orders/{order_id}/events", lambda route: route.fulfill(
-            status=403, content_type="application/json", body=json.dumps(REFUSED)))  # fmt: skip
+        policy.route(f"**/orders/{order_id}/events", answer(403, REFUSED))
         policy.route(f"**/orders/{order_id}/telemetry?*", with_redactions)
-        policy.route("**/health", lambda route: route.fulfill(
-            status=200, content_type="application/json", body=json.dumps(DOWN)))  # fmt: skip
+        policy.route("**/health", answer(200, DOWN))
+        policy.route("**/vendor/uPlot.esm.js", answer(404, {"code": "vendor_missing"}))
         sign_in(policy, base, "dev-buyer", f"#/orders/{order_id}")
         policy.locator(".order-head dl").wait_for()
         assert "48,000 TUSD" in policy.locator(".order-head").inner_text()
@@ -305,8 +305,11 @@ def test_the_dashboard_follows_a_breach_live(served: tuple[str, str, str]) -> No
         banner.wait_for()
         assert "The chain is down" in banner.inner_text()
         assert "The MQTT broker is down" in banner.inner_text()
+        missing = policy.locator("#telemetry .error")  # a server without WEB_VENDOR_DIR
+        missing.wait_for()
+        assert "chart library (uPlot) is missing" in missing.inner_text()
         shot(policy, "policy-states")
-        assert all("403" in e for e in policy_log.errors), policy_log.errors
+        assert all(("403" in e or "404" in e) for e in policy_log.errors), policy_log.errors
         page.close()
         ctx.close()
     assert console.errors == []
@@ -326,6 +329,13 @@ DOWN = {
         "broker": {"status": "down", "detail": "not connected"},
     },
 }
+
+
+def answer(status: int, body: dict[str, Any]) -> Callable[[Any], None]:
+    """A Playwright route handler answering ``status`` with the JSON ``body``."""
+    return lambda route: route.fulfill(
+        status=status, content_type="application/json", body=json.dumps(body)
+    )
 
 
 def with_redactions(route: Any) -> None:
