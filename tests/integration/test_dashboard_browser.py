@@ -19,21 +19,24 @@ import json
 import math
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from backend.chain.connection import connect
-from iot_simulator import build_fleet, load_scenario
+from iot_simulator import Fleet, build_fleet, load_scenario
+from iot_simulator.fleet import Message
 from iot_simulator.publisher import publish
 from testkit.dashboard import ConsoleLog, browser, chromium_path, sign_in
 from testkit.databases import postgres_schema, schema_url
 from testkit.serve import serve_env, start_serve, wait_healthy
 from testkit.servers import free_port, start_anvil, start_mosquitto
-from trustship.stack import DEV_API_KEYS, ApiDriver
+from trustship.stack import DEV_API_KEYS, ApiDriver, PartyAction
 
 pytestmark = [
     pytest.mark.integration,
@@ -44,6 +47,7 @@ pytestmark = [
 REPO = Path(__file__).resolve().parents[2]
 SHOTS = REPO / "reports" / "dashboard"
 SCENARIO = REPO / "scenarios" / "cold_chain_breach.yaml"
+DISPUTED = REPO / "scenarios" / "disputed_ruling.yaml"
 #: the compressor fails at day 2 00:00; the breach is provable about 2.5 h later
 SLOW_FROM_S, SLOW_UNTIL_S, SLOW_SPEED = 172_800 - 1_800, 172_800 + 10_800, 1_000.0
 
@@ -99,20 +103,28 @@ def served(tmp_path: Path) -> Iterator[tuple[str, str, str]]:
             anvil.stop()
 
 
+def voyage(
+    driver: ApiDriver, chain: Any, mqtt_url: str, path: Path
+) -> tuple[int, Fleet, list[Message]]:
+    """Open and ship ``path``'s one order through the API and move the chain's clock past
+    its voyage; its order id, fleet and telemetry messages."""
+    scenario = load_scenario(path)
+    t0 = chain.now() + 1
+    ids = driver.open_orders(scenario, t0, lambda _m: None)
+    fleet = build_fleet(scenario, driver.domain, ids, t0=t0)
+    driver.ship(fleet, lambda _m: None, [o.name for o in scenario.orders])
+    end = fleet.end_time + 60
+    chain.time_travel(end)
+    driver.wait_for_oracle_clock(end, timeout=30.0)
+    (order_id,) = ids.values()
+    return order_id, fleet, list(fleet.messages())
+
+
 def run_scenario(base: str, rpc_url: str, mqtt_url: str, failures: list[BaseException]) -> None:
-    """Open and ship the scenario's order through the API, then publish its telemetry."""
+    """The cold-chain breach: its order opened and shipped, then its telemetry published."""
     try:
-        scenario = load_scenario(SCENARIO)
-        chain = connect(rpc_url=rpc_url)
-        driver = ApiDriver(base, chain, mqtt_url, DEV_API_KEYS)
-        t0 = chain.now() + 1
-        ids = driver.open_orders(scenario, t0, lambda _m: None)
-        fleet = build_fleet(scenario, driver.domain, ids, t0=t0)
-        driver.ship(fleet, lambda _m: None, [o.name for o in scenario.orders])
-        end = fleet.end_time + 60
-        chain.time_travel(end)
-        driver.wait_for_oracle_clock(end, timeout=30.0)
-        messages = list(fleet.messages())
+        driver = ApiDriver(base, connect(rpc_url=rpc_url), mqtt_url, DEV_API_KEYS)
+        _, fleet, messages = voyage(driver, driver.chain, mqtt_url, SCENARIO)
         parts = [
             ([m for m in messages if m.offset_s < SLOW_FROM_S], math.inf),
             # pacing counts from offset 0: the slow part's offsets from its own start
@@ -130,6 +142,19 @@ def run_scenario(base: str, rpc_url: str, mqtt_url: str, failures: list[BaseExce
             publish(fleet, mqtt_url, speed=speed, progress=False, messages=iter(part))
     except BaseException as exc:  # reported by the test
         failures.append(exc)
+
+
+def disputed_order(base: str, rpc_url: str, mqtt_url: str) -> int:
+    """The disputed-ruling scenario's order, delivered and disputed by the buyer."""
+    driver = ApiDriver(base, connect(rpc_url=rpc_url), mqtt_url, DEV_API_KEYS)
+    order_id, fleet, messages = voyage(driver, driver.chain, mqtt_url, DISPUTED)
+    publish(fleet, mqtt_url, speed=math.inf, progress=False, messages=iter(messages))
+    deadline = time.monotonic() + 60
+    while driver.outcome(order_id).state != "Delivered":
+        assert time.monotonic() < deadline, driver.diagnose(order_id)
+        time.sleep(0.3)
+    driver.act(order_id, PartyAction("dispute", "buyer"), lambda _m: None)
+    return order_id
 
 
 def shot(page: Any, name: str) -> None:
@@ -241,12 +266,25 @@ def test_the_dashboard_follows_a_breach_live(served: tuple[str, str, str]) -> No
             assert view.locator("[data-testid=error]").count() == 0
             shot(page, name)
 
-        # the arbiter's open disputes (none in this scenario: the empty state)
+        # the arbiter: no open dispute, then the buyer disputes another order; its card
+        # shows the evidence, and the arbiter's ruling from the page resolves it
         arb = ctx.new_page()
         console.watch(arb, "arbiter")
         sign_in(arb, base, "dev-arbiter", "#/disputes")
         arb.get_by_text("No open disputes.").wait_for()
+        disputed = disputed_order(base, rpc_url, mqtt_url)
+        card = arb.locator(f"article[data-order='{disputed}']")
+        card.get_by_text("ArrivalProven").wait_for()
+        assert card.get_by_text("DisputeOpened").is_visible()
         shot(arb, "disputes")
+        card.get_by_label("To the buyer").fill("2000000000")  # 10 % of 20,000 TUSD
+        card.get_by_role("button", name="Rule").click()
+        arb.get_by_text("No open disputes.").wait_for()
+        ruled = httpx.get(
+            f"{base}/orders/{disputed}", headers={"X-API-Key": "dev-auditor"}, timeout=10
+        ).json()
+        assert ruled["state"] == "Resolved"
+        assert ruled["settlement"]["buyer_amount"] == "2000000000"
         arb.close()
 
         # the auditor sees the order, and none of its write actions can be pressed

@@ -912,14 +912,19 @@ function suppliersView(root) {
 function disputesView(root) {
   const holder = el("div");
   root.append(el("h2", {}, "Open disputes"), holder);
+  let shown = null;  // the ids on screen: redrawn only when they change (keeps typed rulings)
   async function load() {
     let page;
     try {
       page = await api("/orders?state=Disputed&limit=200");
     } catch (err) {
       holder.replaceChildren(errorBox(err, "the disputes"));
+      shown = null;
       return;
     }
+    const ids = page.data.map((o) => o.id).join(",");
+    if (ids === shown) return;
+    shown = ids;
     showPolicy(root, page);
     if (!page.data.length) { holder.replaceChildren(el("p", { class: "empty", "data-testid": "empty" }, "No open disputes.")); return; }
     holder.replaceChildren(...page.data.map((o) => {
@@ -945,6 +950,8 @@ function disputesView(root) {
     }));
   }
   load();
+  const timer = setInterval(load, 5000);
+  return () => clearInterval(timer);
 }
 
 /** Data-access grants for the owner to approve or deny: comes with the sharing policy. */
