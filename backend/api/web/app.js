@@ -425,7 +425,8 @@ function ordersView(root) {
       el("label", { for: "f-text" }, "Find"), text),
     status, holder, el("div", { class: "pager" }, prev, next));
   let gen = 0;
-  let risks = new Map();
+  let lastDrawn = null;
+  const risks = new Map();
 
   async function load() {
     const my = ++gen;
@@ -438,6 +439,7 @@ function ordersView(root) {
     } catch (err) {
       if (my !== gen) return;
       holder.replaceChildren(errorBox(err, "the orders"));
+      lastDrawn = null;
       table.setAttribute("aria-busy", "false");
       return;
     }
@@ -446,17 +448,23 @@ function ordersView(root) {
     showPolicy(root, page);
     const needle = filters.text.toLowerCase();
     const rows = page.data.filter((o) => !needle || String(o.id) === needle || o.buyer.toLowerCase().includes(needle) || o.supplier.toLowerCase().includes(needle));
-    tbody.replaceChildren(...rows.map((o) => el("tr", { "data-order": o.id, "data-state": o.state },
-      el("td", {}, el("a", { href: `#/orders/${o.id}` }, `#${o.id}`)),
-      el("td", {}, badge(o.state)),
-      el("td", {}, who(o.buyer)),
-      el("td", {}, who(o.supplier)),
-      el("td", { class: "num" }, money(o.terms.price, o.terms.token)),
-      el("td", { class: "num", "data-risk": o.id }, risks.has(o.id) ? riskBadge(risks.get(o.id)) : (o.state === "Shipped" ? "…" : el("span", { class: "muted" }, "—"))),
-      el("td", {}, when(o.terms.delivery_deadline)))));
-    if (!rows.length) {
-      tbody.append(el("tr", {}, el("td", { colspan: 7, class: "empty", "data-testid": "empty" },
-        page.count ? "No order on this page matches the search." : "No orders yet: none that you are a party to.")));
+    // redrawn only when something changed: a refresh must not take the keyboard focus away
+    const drawn = JSON.stringify([page.count, filters.offset, rows.map((o) => [o.id, o.state, o.updated_block])]);
+    const redraw = drawn !== lastDrawn;
+    lastDrawn = drawn;
+    if (redraw) {
+      tbody.replaceChildren(...rows.map((o) => el("tr", { "data-order": o.id, "data-state": o.state },
+        el("td", {}, el("a", { href: `#/orders/${o.id}` }, `#${o.id}`)),
+        el("td", {}, badge(o.state)),
+        el("td", {}, who(o.buyer)),
+        el("td", {}, who(o.supplier)),
+        el("td", { class: "num" }, money(o.terms.price, o.terms.token)),
+        el("td", { class: "num", "data-risk": o.id }, risks.has(o.id) ? riskBadge(risks.get(o.id)) : (o.state === "Shipped" ? "…" : el("span", { class: "muted" }, "—"))),
+        el("td", {}, when(o.terms.delivery_deadline)))));
+      if (!rows.length) {
+        tbody.append(el("tr", {}, el("td", { colspan: 7, class: "empty", "data-testid": "empty" },
+          page.count ? "No order on this page matches the search." : "No orders yet: none that you are a party to.")));
+      }
     }
     status.textContent = page.count ? `${filters.offset + 1}–${filters.offset + page.data.length} of ${page.count} orders` : "";
     prev.disabled = filters.offset === 0;
@@ -517,6 +525,10 @@ function orderView(root, idText) {
     }
     const o = s.order;
     showPolicy(root, o);
+    // redrawn only when the order changed (keeps the keyboard focus on its actions)
+    const drawn = JSON.stringify(o);
+    if (drawn === s.drawn) return true;
+    s.drawn = drawn;
     head.replaceChildren(el("h2", {}, `Order #${o.id} `, badge(o.state)),
       el("dl", { class: "facts" },
         el("dt", {}, "Buyer"), el("dd", {}, who(o.buyer)),
