@@ -14,7 +14,8 @@
 #     Debian's mosquitto, PostgreSQL and Python), because no image registry is
 #     reachable here; docker-compose.yml gets them through its image settings only;
 #  3. `docker compose up -d --build --wait`, host ports mapped to free ones;
-#  4. checks: /health ok with database, chain, broker, indexer; the scenario catalogue
+#  4. checks: /health ok with database, chain, broker, indexer; the web dashboard's page
+#     and browser libraries served from the image; the scenario catalogue
 #     replayed through the API by the simulator service, every scenario settling as
 #     expected; the broker refusing an anonymous client and a device publishing under
 #     another device's topics (scripts/compose_checks.py); the trustship container
@@ -345,6 +346,14 @@ step "GET /health: ok, with database, chain, broker and indexer"
 health=$(api health) || true
 info "${health#* }"
 if [ "${health%% *}" = ok ]; then ok "/health: status ok; database, chain and broker ok"; else fail "/health: $health"; fi
+
+step "the web dashboard: the page at / and its browser libraries from the image (docs/dashboard.md)"
+dashboard_ok=1
+for path in / /web/app.js /vendor/uPlot.esm.js /vendor/uPlot.min.css /vendor/countries-110m.json; do
+    code=$(python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).status)' "$API$path" 2>&1 | tail -1)
+    [ "$code" = 200 ] || { dashboard_ok=0; info "$path: $code"; }
+done
+if [ "$dashboard_ok" = 1 ]; then ok "dashboard: /, /web/app.js and the vendor files answer 200"; else fail "dashboard files missing from the image"; fi
 
 step "the scenario catalogue through the API: docker compose run simulator replay ... --json --speed max"
 catalogue=(scenarios/*.yaml)

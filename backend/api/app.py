@@ -22,6 +22,7 @@ from backend.api.errors import install_error_handlers, no_unknown_query_paramete
 from backend.api.routes import (
     account,
     alerts,
+    dashboard,
     devices,
     epcis,
     events,
@@ -39,8 +40,9 @@ DESCRIPTION = """\
 Purchase orders whose payment waits in escrow and settles itself from
 device-signed telemetry.
 
-**Auth**: send `X-API-Key` (not needed for `/health`, `/metrics`, `/deployment` and
-these pages). Each key maps to a party (an account and roles).
+**Auth**: send `X-API-Key` (not needed for `/health`, `/metrics`, `/deployment`,
+these pages and the web dashboard's files at `/`, `/web/*`, `/vendor/*`).
+Each key maps to a party (an account and roles).
 A party sees and acts only on orders it is buyer, supplier or arbiter of;
 another party's order answers **404** as if it did not exist. Auditors read
 everything and change nothing (403 `read_only`).
@@ -144,6 +146,7 @@ def create_app(context: ApiContext) -> FastAPI:
     )
     for module in routers:
         app.include_router(module.router)
+    dashboard.install(app)  # the web dashboard at / (docs/dashboard.md)
     app.add_middleware(MetricsMiddleware, context=context)
     return app
 

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     # REST API parties: a JSON list of {"name", "key", "roles", "private_key" | "address"}
     # (docs/api.md). Unset in dev mode: the seeded dev parties.
     API_KEYS: SecretStr | None = None
+    # The npm packages the web dashboard's browser libraries are served from
+    # (uPlot, world-atlas: backend/api/routes/dashboard.py, docs/dashboard.md).
+    WEB_VENDOR_DIR: Path = REPO_ROOT / "contracts" / "node_modules"
     LOG_LEVEL: str = "INFO"
     # The jurisdiction (ISO 3166-1 alpha-2, or EU) of API_KEYS entries that name none, of
     # the dev parties but dev-overseas-*, and of order parties that are no configured

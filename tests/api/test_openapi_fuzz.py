@@ -177,10 +177,12 @@ def test_public_routes_agree_in_docs_openapi_and_behaviour(chain_api: ChainApi) 
         if chain_api.client.get(path).status_code != 401:
             open_in_behaviour.add(path)
     pages = {"/openapi.json", "/docs", "/redoc"}
+    # the web dashboard's files (docs/dashboard.md): not in the document
+    dashboard = {"/", "/web/*", "/vendor/*"}
     assert open_in_document == open_in_behaviour == {"/health", "/metrics", "/deployment"}
-    assert _documented_public_routes() == open_in_behaviour | pages
-    for page in pages:
-        assert chain_api.client.get(page).status_code == 200
+    assert _documented_public_routes() == open_in_behaviour | pages | dashboard
+    for page in [*pages, "/", "/web/app.js", "/vendor/uPlot.esm.js"]:
+        assert chain_api.client.get(page).status_code == 200, page
 
 
 def test_the_document_states_bounds_in_json_schema_words() -> None:
