@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 
 from backend.api.deps import ContextDep
 from backend.api.errors import ApiError
+from backend.api.sharing import PolicyRoute
 
 #: The page's own files (package data).
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -29,7 +30,9 @@ VENDOR_FILES: dict[str, str] = {
     "countries-110m.json": "world-atlas/countries-110m.json",
 }
 
-router = APIRouter(include_in_schema=False)
+# Static files, no data: PolicyRoute passes them through as they are (they have no
+# response model); the page's data comes from the API's routes, filtered there.
+router = APIRouter(include_in_schema=False, route_class=PolicyRoute)
 
 _NO_STORE = {"Cache-Control": "no-cache"}
 
