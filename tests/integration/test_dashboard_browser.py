@@ -436,6 +436,8 @@ def across_a_border(b: Any, base: str, order_id: int, console: ConsoleLog) -> No
         assert buttons.nth(i).is_disabled()
     assert unnamed_controls(far) == []
     shot(far, "shipment-coarsened")
+    # the map panel alone, for docs/img/ (docs/dashboard.md)
+    far.locator("#route").screenshot(path=str(SHOTS / "route-coarsened.png"))
     far.get_by_role("link", name="Grants", exact=True).click()
     own = far.get_by_test_id("grants-mine")
     own.locator(f"[data-grant='{grant_id}'][data-state=approved]").wait_for()

@@ -799,7 +799,7 @@ function orderView(root, idText) {
       } catch {
         legend.before(el("p", { class: "error", role: "alert" }, "The world map (world-atlas) is missing on the server (WEB_VENDOR_DIR); the route is drawn without it."));
       }
-      s.mapDraw = () => renderMap(canvas, legend, world, o, [...s.readings.values()].sort((a, b) => a.timestamp - b.timestamp));
+      s.mapDraw = () => renderMap(canvas, legend, world, s.order, [...s.readings.values()].sort((a, b) => a.timestamp - b.timestamp), s.coarsened);
     }
     s.mapDraw();
     let note = map.querySelector("[data-testid=coarsened]");
@@ -871,6 +871,8 @@ function orderView(root, idText) {
     ask.querySelector(".sr-only")?.remove();
     if (why) ask.append(el("span", { class: "sr-only" }, ` (${why})`));
     if (!pending) askStatus.replaceChildren();
+    // granted: the explanation and the form make way for the data
+    for (const part of access.querySelectorAll("[data-testid=access-refused], .request")) part.hidden = !!open;
     fill(mine, list.length ? grantList(list) : el("p", { class: "empty", "data-testid": "empty" }, "You have not asked for this order's data yet."));
     // an approval releases the data: read everything again
     const approved = list.some((g) => g.state === "approved");
@@ -960,7 +962,7 @@ export function topoToPolygons(topo) {
   return rings;
 }
 
-function renderMap(canvas, legend, world, order, readings) {
+function renderMap(canvas, legend, world, order, readings, coarsened = false) {
   const ratio = window.devicePixelRatio || 1;
   const cssW = Math.max(260, canvas.parentElement.clientWidth - 24);
   const cssH = Math.round(cssW * 0.6);
@@ -1019,7 +1021,7 @@ function renderMap(canvas, legend, world, order, readings) {
   const last = readings[readings.length - 1];
   fill(legend,
     "Blue: the route; red: the last position",
-    last ? [" (", `${(last.latitude_e6 / 1e6).toFixed(4)}, ${(last.longitude_e6 / 1e6).toFixed(4)}`, " at ", when(last.timestamp), ")"] : " (none yet)",
+    last ? [" (", coarsened ? `the region of ${(last.latitude_e6 / 1e6).toFixed(0)}°, ${(last.longitude_e6 / 1e6).toFixed(0)}°` : `${(last.latitude_e6 / 1e6).toFixed(4)}, ${(last.longitude_e6 / 1e6).toFixed(4)}`, " at ", when(last.timestamp), ")"] : " (none yet)",
     `; green: the destination geofence (±${half}° around ${dest[1].toFixed(3)}, ${dest[0].toFixed(3)}).`);
 }
 
