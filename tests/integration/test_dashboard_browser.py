@@ -443,8 +443,30 @@ def across_a_border(b: Any, base: str, order_id: int, console: ConsoleLog) -> No
     own.locator(f"[data-grant='{grant_id}'][data-state=approved]").wait_for()
     assert far.get_by_test_id("empty-pending").is_visible()  # nothing of its own to decide
     assert [e for e in far_log.errors if "403" not in e] == [], far_log.errors
-    sup.close()
     far.close()
+
+    # an auditor at home sees every grant but decides none: the buttons say why
+    audit = ctx.new_page()
+    console.watch(audit, "auditor grants")
+    sign_in(audit, base, "dev-auditor", "#/grants")
+    seen = audit.locator(f"[data-testid=grants-decided] tr[data-grant='{grant_id}']")
+    seen.wait_for()
+    revoke = seen.get_by_role("button", name="Revoke")
+    assert revoke.is_disabled()
+    assert "auditors change nothing" in (revoke.get_attribute("title") or "")
+    audit.close()
+
+    # the supplier revokes: the auditor is refused again
+    decided.get_by_role("button", name="Revoke").click()
+    decided_row = f"[data-testid=grants-decided] tr[data-grant='{grant_id}'][data-state=revoked]"
+    sup.locator(decided_row).wait_for()
+    again = httpx.get(
+        f"{base}/orders/{order_id}/telemetry",
+        headers={"X-API-Key": "dev-overseas-auditor"},
+        timeout=10,
+    )
+    assert again.status_code == 403 and again.json()["code"] == "policy_refused", again.text
+    sup.close()
     ctx.close()
 
     log = httpx.get(
