@@ -378,6 +378,7 @@ def across_a_border(b: Any, base: str, order_id: int, console: ConsoleLog) -> No
     assert far.get_by_test_id("request-hint").is_visible()
     access = far.locator("#access")
     access.get_by_test_id("access-refused").wait_for()
+    assert unnamed_controls(far) == []
     ask = access.get_by_role("button", name="Request access")
     assert ask.is_enabled()  # auditors may ask: asking changes nothing on chain
     buttons = far.locator(".actions button")
@@ -438,6 +439,12 @@ def across_a_border(b: Any, base: str, order_id: int, console: ConsoleLog) -> No
     shot(far, "shipment-coarsened")
     # the map panel alone, for docs/img/ (docs/dashboard.md)
     far.locator("#route").screenshot(path=str(SHOTS / "route-coarsened.png"))
+    far.get_by_role("link", name="Orders", exact=True).click()
+    listed = far.locator("[data-testid=orders-table][data-ready=true]")
+    listed.wait_for()
+    # the other order (the disputed one) is not granted: its value withheld
+    assert "withheld by the sharing policy" in listed.inner_text()
+    assert "48,000 TUSD" in listed.locator(f"tr[data-order='{order_id}']").inner_text()
     far.get_by_role("link", name="Grants", exact=True).click()
     own = far.get_by_test_id("grants-mine")
     own.locator(f"[data-grant='{grant_id}'][data-state=approved]").wait_for()
