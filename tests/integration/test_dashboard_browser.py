@@ -348,9 +348,144 @@ def test_the_dashboard_follows_a_breach_live(served: tuple[str, str, str]) -> No
         assert "chart library (uPlot) is missing" in missing.inner_text()
         shot(policy, "policy-states")
         assert all(("403" in e or "404" in e) for e in policy_log.errors), policy_log.errors
+        policy.close()
         page.close()
+
+        across_a_border(b, base, int(order_id), console)
         ctx.close()
     assert console.errors == []
+
+
+def across_a_border(b: Any, base: str, order_id: int, console: ConsoleLog) -> None:
+    """The US auditor on the EU parties' settled order: the state but not the readings
+    (403, with the request control), asks; the supplier approves in its grants view; the
+    auditor's page reads again and shows the readings with positions coarsened to a region
+    and devices as pseudonyms; each release is in the supplier's disclosure log."""
+    ctx = b.new_context(viewport={"width": 1280, "height": 900})
+    far = ctx.new_page()
+    far_log = ConsoleLog()  # the browser logs each refused (403) fetch
+    far_log.watch(far, "overseas")
+    sign_in(far, base, "dev-overseas-auditor", f"#/orders/{order_id}")
+    far.locator(".order-head dl").wait_for()
+    head = far.locator(".order-head").inner_text()
+    assert "Settled" in head and "withheld by the sharing policy" in head, head
+    refused = far.locator("#telemetry [data-testid=error]")
+    refused.wait_for()
+    assert refused.get_attribute("data-code") == "policy_refused"
+    assert "Not shared with you" in refused.inner_text()
+    assert "sensitivity medium" in refused.inner_text()
+    assert "medium-cross-border-needs-approved-grant" in refused.inner_text()
+    assert far.get_by_test_id("request-hint").is_visible()
+    access = far.locator("#access")
+    access.get_by_test_id("access-refused").wait_for()
+    assert unnamed_controls(far) == []
+    ask = access.get_by_role("button", name="Request access")
+    assert ask.is_enabled()  # auditors may ask: asking changes nothing on chain
+    buttons = far.locator(".actions button")
+    assert buttons.count() >= 4
+    for i in range(buttons.count()):
+        assert buttons.nth(i).is_disabled()
+    ask.click()  # no reason: said so, nothing sent
+    assert "reason is required" in access.get_by_role("alert").inner_text()
+    far.get_by_label("Reason for the request").fill("customs audit of the cold chain")
+    ask.click()
+    mine = access.locator("[data-testid=my-requests] [data-grant][data-state=requested]")
+    mine.wait_for()
+    grant_id = int(mine.get_attribute("data-grant") or "0")
+    assert ask.is_disabled()  # one request pending at a time
+    assert unnamed_controls(far) == []
+
+    # the supplier decides in its grants view, from the keyboard
+    sup = ctx.new_page()
+    console.watch(sup, "supplier")
+    sign_in(sup, base, "dev-supplier", "#/grants")
+    row = sup.locator(f"[data-testid=grants-pending] tr[data-grant='{grant_id}']")
+    row.wait_for()
+    text = row.inner_text()
+    assert "overseas-auditor" in text and "US" in text and "medium" in text, text
+    assert "customs audit of the cold chain" in text
+    assert row.get_by_role("button", name="Approve").is_enabled()
+    assert unnamed_controls(sup) == []
+    shot(sup, "grants")
+    row.get_by_role("button", name="Deny").click()  # no reason: refused on the page
+    assert "needs a reason" in row.get_by_role("alert").inner_text()
+    row.get_by_label("Grant for").select_option("3600")
+    row.get_by_label("Grant for").focus()
+    sup.keyboard.press("Tab")
+    assert sup.evaluate("document.activeElement.textContent") == "Approve"
+    sup.keyboard.press("Enter")
+    decided = sup.locator(f"[data-testid=grants-decided] tr[data-grant='{grant_id}']")
+    decided.wait_for()
+    assert decided.get_attribute("data-state") == "approved"
+    assert "approved until" in decided.inner_text()
+    assert decided.get_by_role("button", name="Revoke").is_enabled()
+    assert sup.get_by_test_id("empty-pending").is_visible()
+
+    # the auditor's page sees the approval and reads again: readings, a coarsened map
+    far.locator("#telemetry [data-testid=chart] canvas").first.wait_for(timeout=30_000)
+    far.get_by_test_id("coarsened").wait_for()
+    assert "coarsened to a region" in far.get_by_test_id("coarsened").inner_text()
+    assert far.get_by_test_id("map").is_visible()
+    devices = far.get_by_test_id("devices").inner_text()
+    assert devices.startswith("pseudonym "), devices
+    note = far.locator("#telemetry [data-testid=policy]").inner_text()
+    assert "latitude_e6: coarsened" in note and f"grant #{grant_id}" in note, note
+    assert "48,000 TUSD" in far.locator(".order-head").inner_text()  # the terms, granted
+    access.locator(f"[data-grant='{grant_id}'][data-state=approved]").wait_for()
+    assert ask.is_disabled()  # approved: nothing more to ask for
+    for i in range(buttons.count()):
+        assert buttons.nth(i).is_disabled()
+    assert unnamed_controls(far) == []
+    shot(far, "shipment-coarsened")
+    # the map panel alone, for docs/img/ (docs/dashboard.md)
+    far.locator("#route").screenshot(path=str(SHOTS / "route-coarsened.png"))
+    far.get_by_role("link", name="Orders", exact=True).click()
+    listed = far.locator("[data-testid=orders-table][data-ready=true]")
+    listed.wait_for()
+    # the other order (the disputed one) is not granted: its value withheld
+    assert "withheld by the sharing policy" in listed.inner_text()
+    assert "48,000 TUSD" in listed.locator(f"tr[data-order='{order_id}']").inner_text()
+    far.get_by_role("link", name="Grants", exact=True).click()
+    own = far.get_by_test_id("grants-mine")
+    own.locator(f"[data-grant='{grant_id}'][data-state=approved]").wait_for()
+    assert far.get_by_test_id("empty-pending").is_visible()  # nothing of its own to decide
+    assert [e for e in far_log.errors if "403" not in e] == [], far_log.errors
+    far.close()
+
+    # an auditor at home sees every grant but decides none: the buttons say why
+    audit = ctx.new_page()
+    console.watch(audit, "auditor grants")
+    sign_in(audit, base, "dev-auditor", "#/grants")
+    seen = audit.locator(f"[data-testid=grants-decided] tr[data-grant='{grant_id}']")
+    seen.wait_for()
+    revoke = seen.get_by_role("button", name="Revoke")
+    assert revoke.is_disabled()
+    assert "auditors change nothing" in (revoke.get_attribute("title") or "")
+    audit.close()
+
+    # the supplier revokes: the auditor is refused again
+    decided.get_by_role("button", name="Revoke").click()
+    decided_row = f"[data-testid=grants-decided] tr[data-grant='{grant_id}'][data-state=revoked]"
+    sup.locator(decided_row).wait_for()
+    again = httpx.get(
+        f"{base}/orders/{order_id}/telemetry",
+        headers={"X-API-Key": "dev-overseas-auditor"},
+        timeout=10,
+    )
+    assert again.status_code == 403 and again.json()["code"] == "policy_refused", again.text
+    sup.close()
+    ctx.close()
+
+    log = httpx.get(
+        f"{base}/disclosures",
+        params={"order_id": order_id},
+        headers={"X-API-Key": "dev-supplier"},
+        timeout=10,
+    ).json()
+    released = [e for e in log["data"] if e["grant_id"] == grant_id]
+    assert released and log["verification"]["ok"] is True, log
+    assert {e["viewer_jurisdiction"] for e in released} == {"US"}
+    assert "GET /orders/{order_id}/telemetry" in {e["route"] for e in released}
 
 
 REFUSED = {

@@ -62,7 +62,16 @@ export function policyNotes(body) {
     if (v == null) return;
     if (typeof v === "string") notes.push(v);
     else if (Array.isArray(v)) v.forEach(say);
-    else if (typeof v === "object") {
+    else if (typeof v === "object" && (Array.isArray(v.redactions) || "viewer_jurisdiction" in v)) {
+      // the sharing policy's statement: one sentence per field and action
+      const seen = new Set();
+      for (const r of v.redactions || []) {
+        const line = `${r.path}: ${r.action}${r.reason ? ` (${r.reason})` : ""}`;
+        if (!seen.has(line)) { seen.add(line); notes.push(line); }
+      }
+      if (Array.isArray(v.grants_used) && v.grants_used.length) notes.push(`released under grant ${v.grants_used.map((g) => `#${g}`).join(", ")} (logged in the disclosure log)`);
+      if (notes.length && v.viewer_jurisdiction) notes.unshift(`you read from ${v.viewer_jurisdiction}:`);
+    } else if (typeof v === "object") {
       const text = v.message || v.text || v.reason;
       const what = v.field || v.class || v.path || v.name;
       if (text && what) notes.push(`${what}: ${text}`);
@@ -81,7 +90,10 @@ function showPolicy(container, ...bodies) {
   if (!notes.length) { if (box) box.remove(); return; }
   if (!box) {
     box = el("div", { class: "policy", role: "note", "data-testid": "policy" });
-    container.prepend(box);
+    // after a panel's heading (the views redraw a panel as its heading and its data)
+    const head = container.firstElementChild;
+    if (head && /^H[1-6]$/.test(head.tagName)) head.after(box);
+    else container.prepend(box);
   }
   box.replaceChildren(el("strong", {}, "Sharing policy: "), ...notes.map((n) => el("span", {}, n + " ")));
 }
@@ -99,7 +111,7 @@ function errorBox(err, what) {
   else if (err.status >= 500) title = `The server could not answer for ${what}`;
   else title = `Could not load ${what}`;
   box.append(el("strong", {}, title), el("p", {}, `${err.message}`));
-  const extra = ["class", "sensitivity", "rule", "policy_rule", "error"].filter((k) => b[k] != null && typeof b[k] !== "object");
+  const extra = ["class", "sensitivity", "rule", "policy_rule", "policy", "error"].filter((k) => b[k] != null && typeof b[k] !== "object");
   if (extra.length || err.code) {
     box.append(el("p", { class: "muted" },
       [`code ${err.code}`, ...extra.map((k) => `${k.replace("_", " ")} ${b[k]}`)].join(" · ")));
@@ -171,14 +183,36 @@ function money(amount, token) {
   return `${BigInt(whole).toLocaleString("en-US")}${frac ? "." + frac.slice(0, 6) : ""} ${symbol}`;
 }
 
+/** An amount of an order's token; in base units when the policy withheld the terms. */
+function amountOf(amount, terms) {
+  return terms ? money(amount, terms.token) : `${BigInt(amount).toLocaleString("en-US")} base units (the token is in the withheld terms)`;
+}
+
 function short(address) {
   return address ? `${address.slice(0, 6)}…${address.slice(-4)}` : "—";
 }
 
-function who(address) {
-  if (!address) return el("span", { class: "muted" }, "—");
+function who(address, withheld = false) {
+  if (!address) return withheld ? withheldText() : el("span", { class: "muted" }, "—");
   const me = app.party && app.party.address.toLowerCase() === address.toLowerCase();
   return el("span", { class: "addr", title: address }, me ? `you (${short(address)})` : short(address));
+}
+
+/** A value the sharing policy held back (medium data across a border, no grant). */
+function withheldText() {
+  return el("span", { class: "muted withheld" }, "withheld by the sharing policy");
+}
+
+/** A device id as the answer gives it: the policy's pseudonym across a border. */
+function deviceName(device) {
+  if (typeof device === "string" && device.startsWith("pseudonym:")) return `pseudonym ${device.slice(10, 18)}`;
+  return short(device);
+}
+
+/** Whether an answer's policy statement says positions were coarsened. */
+function positionsCoarsened(body) {
+  const reds = (body && body.policy && body.policy.redactions) || [];
+  return reds.some((r) => r.action === "coarsened" && /(latitude|longitude)/.test(r.path));
 }
 
 function badge(state) {
@@ -447,7 +481,7 @@ function ordersView(root) {
     if (!holder.contains(table)) holder.replaceChildren(table);
     showPolicy(root, page);
     const needle = filters.text.toLowerCase();
-    const rows = page.data.filter((o) => !needle || String(o.id) === needle || o.buyer.toLowerCase().includes(needle) || o.supplier.toLowerCase().includes(needle));
+    const rows = page.data.filter((o) => !needle || String(o.id) === needle || (o.buyer || "").toLowerCase().includes(needle) || (o.supplier || "").toLowerCase().includes(needle));
     // redrawn only when something changed: a refresh must not take the keyboard focus away
     const drawn = JSON.stringify([page.count, filters.offset, rows.map((o) => [o.id, o.state, o.updated_block])]);
     const redraw = drawn !== lastDrawn;
@@ -456,11 +490,11 @@ function ordersView(root) {
       tbody.replaceChildren(...rows.map((o) => el("tr", { "data-order": o.id, "data-state": o.state },
         el("td", {}, el("a", { href: `#/orders/${o.id}` }, `#${o.id}`)),
         el("td", {}, badge(o.state)),
-        el("td", {}, who(o.buyer)),
-        el("td", {}, who(o.supplier)),
-        el("td", { class: "num" }, money(o.terms.price, o.terms.token)),
+        el("td", {}, who(o.buyer, true)),
+        el("td", {}, who(o.supplier, true)),
+        el("td", { class: "num" }, o.terms ? money(o.terms.price, o.terms.token) : withheldText()),
         el("td", { class: "num", "data-risk": o.id }, risks.has(o.id) ? riskBadge(risks.get(o.id)) : (o.state === "Shipped" ? "…" : el("span", { class: "muted" }, "—"))),
-        el("td", {}, when(o.terms.delivery_deadline)))));
+        el("td", {}, o.terms ? when(o.terms.delivery_deadline) : withheldText()))));
       if (!rows.length) {
         tbody.append(el("tr", {}, el("td", { colspan: 7, class: "empty", "data-testid": "empty" },
           page.count ? "No order on this page matches the search." : "No orders yet: none that you are a party to.")));
@@ -509,10 +543,13 @@ function orderView(root, idText) {
   const alerts = panel("Alerts", "alerts");
   const settlement = panel("Settlement", "settlement");
   const chain = panel("On-chain transactions", "chain");
-  root.append(el("p", {}, el("a", { href: "#/orders" }, "← All orders")), head, actions,
+  // shown once an answer is refused by the sharing policy (a party in another jurisdiction)
+  const access = panel("Data access", "access");
+  access.hidden = true;
+  root.append(el("p", {}, el("a", { href: "#/orders" }, "← All orders")), head, actions, access,
     el("div", { class: "grid" }, charts, map, risk, alerts, settlement, chain));
 
-  const s = { order: null, readings: new Map(), lastTs: null, events: [], chart: null, stopped: false, mapDraw: null };
+  const s = { order: null, readings: new Map(), lastTs: null, events: [], chart: null, stopped: false, mapDraw: null, coarsened: false, refused: false };
   const readingsKey = (r) => `${r.device}:${r.seq}`;
 
   async function loadOrder() {
@@ -529,14 +566,15 @@ function orderView(root, idText) {
     const drawn = JSON.stringify(o);
     if (drawn === s.drawn) return true;
     s.drawn = drawn;
+    const t = o.terms;
     head.replaceChildren(el("h2", {}, `Order #${o.id} `, badge(o.state)),
       el("dl", { class: "facts" },
-        el("dt", {}, "Buyer"), el("dd", {}, who(o.buyer)),
-        el("dt", {}, "Supplier"), el("dd", {}, who(o.supplier)),
-        el("dt", {}, "Arbiter"), el("dd", {}, who(o.arbiter)),
-        el("dt", {}, "Value"), el("dd", {}, money(o.terms.price, o.terms.token)),
-        el("dt", {}, "Range"), el("dd", {}, `${o.terms.min_temp_centi_c / 100}–${o.terms.max_temp_centi_c / 100} °C, ${duration(o.terms.tolerated_excursion_secs)} tolerated`),
-        el("dt", {}, "Deadline"), el("dd", {}, when(o.terms.delivery_deadline)),
+        el("dt", {}, "Buyer"), el("dd", {}, who(o.buyer, true)),
+        el("dt", {}, "Supplier"), el("dd", {}, who(o.supplier, true)),
+        el("dt", {}, "Arbiter"), el("dd", {}, who(o.arbiter, true)),
+        el("dt", {}, "Value"), el("dd", {}, t ? money(t.price, t.token) : withheldText()),
+        el("dt", {}, "Range"), el("dd", {}, t ? `${t.min_temp_centi_c / 100}–${t.max_temp_centi_c / 100} °C, ${duration(t.tolerated_excursion_secs)} tolerated` : withheldText()),
+        el("dt", {}, "Deadline"), el("dd", {}, t ? when(t.delivery_deadline) : withheldText()),
         el("dt", {}, "Shipped"), el("dd", {}, when(o.shipped_at)),
         el("dt", {}, "Delivered"), el("dd", {}, when(o.delivered_at), o.late_seconds ? ` (${duration(o.late_seconds)} late)` : "")));
     renderActions();
@@ -546,7 +584,7 @@ function orderView(root, idText) {
   function renderActions() {
     const o = s.order;
     const me = app.party.address.toLowerCase();
-    const isBuyer = o.buyer.toLowerCase() === me, isSupplier = o.supplier.toLowerCase() === me;
+    const isBuyer = (o.buyer || "").toLowerCase() === me, isSupplier = (o.supplier || "").toLowerCase() === me;
     const post = (path, body) => async () => { await api(`/orders/${o.id}/${path}`, { method: "POST", body }); refresh(); };
     actions.replaceChildren(
       actionButton("Confirm receipt", !isBuyer ? "Only the buyer confirms receipt" : o.state !== "Shipped" ? `The order is ${o.state}` : null, post("confirm-receipt")),
@@ -561,7 +599,9 @@ function orderView(root, idText) {
         const q = new URLSearchParams({ limit: 1000 });
         if (s.lastTs != null) q.set("since", s.lastTs);
         const page = await api(`/orders/${id}/telemetry?${q}`);
-        showPolicy(charts, page);
+        // the statement of the last page that had one (a page with no new reading has none)
+        if (policyNotes(page).length) s.telemetryPolicy = page;
+        if (positionsCoarsened(page)) s.coarsened = true;
         let added = 0;
         for (const r of page.data) {
           if (!s.readings.has(readingsKey(r))) { s.readings.set(readingsKey(r), r); added++; }
@@ -571,9 +611,22 @@ function orderView(root, idText) {
       }
     } catch (err) {
       charts.replaceChildren(charts.firstChild, errorBox(err, "the telemetry"));
+      if (err.code === "policy_refused") {
+        charts.append(el("p", { "data-testid": "request-hint" }, "The readings are another jurisdiction's medium data: ",
+          el("a", { href: "#access", onclick: (ev) => { ev.preventDefault(); access.querySelector("textarea, button")?.focus(); } }, "request access"),
+          " from the order's data owner (Data access, above)."));
+        showAccess();
+      }
+      map.replaceChildren(map.firstChild, el("p", { class: "empty" }, err.code === "policy_refused" ? "No route: positions come with the readings, which are not shared with you." : "No route: the readings could not be loaded."));
+      s.mapDraw = null;
+      return;
+    }
+    if (!s.order.terms) {
+      charts.replaceChildren(charts.firstChild, el("p", { class: "empty" }, "The readings came, but the order's terms (its limits and destination) are withheld: nothing to draw them against."));
       return;
     }
     await drawCharts();
+    showPolicy(charts, s.telemetryPolicy);
     drawMap();
   }
 
@@ -588,7 +641,7 @@ function orderView(root, idText) {
     } catch (err) {
       chain.replaceChildren(chain.firstChild, errorBox(err, "the chain events"));
     }
-    const proven = s.events.filter((e) => e.event === "ExcursionProven");
+    const proven = s.events.filter((e) => e.event === "ExcursionProven" && e.args);
     let box = charts.querySelector("[data-testid=breach-window]");
     if (proven.length) {
       if (!box) { box = el("div", { class: "breach", "data-testid": "breach-window", role: "status" }); charts.append(box); }
@@ -647,8 +700,8 @@ function orderView(root, idText) {
       el("div", { class: "split", role: "img", "aria-label": `buyer ${buyerPct} %, supplier ${100 - buyerPct} %` },
         el("span", { class: "split-buyer", style: `width:${buyerPct}%` }), el("span", { class: "split-supplier", style: `width:${100 - buyerPct}%` })),
       el("dl", { class: "facts" },
-        el("dt", {}, "To the buyer"), el("dd", {}, `${money(split.buyer_amount, o.terms.token)} (${buyerPct} %)`),
-        el("dt", {}, "To the supplier"), el("dd", {}, `${money(split.supplier_amount, o.terms.token)} (${(100 - buyerPct).toFixed(2).replace(/\.00$/, "")} %)`)));
+        el("dt", {}, "To the buyer"), el("dd", {}, `${amountOf(split.buyer_amount, o.terms)} (${buyerPct} %)`),
+        el("dt", {}, "To the supplier"), el("dd", {}, `${amountOf(split.supplier_amount, o.terms)} (${(100 - buyerPct).toFixed(2).replace(/\.00$/, "")} %)`)));
   }
 
   async function drawCharts() {
@@ -708,7 +761,7 @@ function orderView(root, idText) {
         scales: { x: { time: true } },
         axes: [{}, { label: unit, size: 50 }],
         series: [{ label: "time", value: (u, v) => (v == null ? "—" : new Date(v * 1000).toISOString().replace("T", " ").slice(0, 16) + " UTC") },
-          ...devices.map((d, i) => ({ label: `${short(d)}`, stroke: colors[i % colors.length], width: 1.5, spanGaps: true })),
+          ...devices.map((d, i) => ({ label: deviceName(d), stroke: colors[i % colors.length], width: 1.5, spanGaps: true })),
           ...limits.map((v) => ({ label: `limit ${v} ${unit}`, stroke: "#cf222e", dash: [6, 4], width: 1, points: { show: false } }))],
         hooks: withShading ? { drawClear: [(u) => { shade(u, s.excursions, "rgba(255,140,0,0.18)"); shade(u, breachWindows(), "rgba(207,34,46,0.28)"); }] } : {},
       };
@@ -730,7 +783,8 @@ function orderView(root, idText) {
     const latest = all[all.length - 1];
     let summary = charts.querySelector(".latest");
     if (!summary) { summary = el("p", { class: "latest", "aria-live": "polite" }); charts.insertBefore(summary, charts.children[1]); }
-    fill(summary, `${all.length} readings; latest `, el("strong", { "data-testid": "latest-temp" }, `${(latest.temperature_centi_c / 100).toFixed(2)} °C`), ` at `, when(latest.timestamp));
+    fill(summary, `${all.length} readings; latest `, el("strong", { "data-testid": "latest-temp" }, `${(latest.temperature_centi_c / 100).toFixed(2)} °C`), ` at `, when(latest.timestamp),
+      "; devices ", el("span", { "data-testid": "devices" }, devices.map((d) => el("code", { title: d }, deviceName(d))).flatMap((c, i) => (i ? [", ", c] : [c]))));
   }
 
   async function drawMap() {
@@ -745,9 +799,85 @@ function orderView(root, idText) {
       } catch {
         legend.before(el("p", { class: "error", role: "alert" }, "The world map (world-atlas) is missing on the server (WEB_VENDOR_DIR); the route is drawn without it."));
       }
-      s.mapDraw = () => renderMap(canvas, legend, world, o, [...s.readings.values()].sort((a, b) => a.timestamp - b.timestamp));
+      s.mapDraw = () => renderMap(canvas, legend, world, s.order, [...s.readings.values()].sort((a, b) => a.timestamp - b.timestamp), s.coarsened);
     }
     s.mapDraw();
+    let note = map.querySelector("[data-testid=coarsened]");
+    if (s.coarsened && !note) {
+      note = el("p", { class: "policy", role: "note", "data-testid": "coarsened" }, "Positions coarsened to a region by the sharing policy (whole degrees): the route and the last position are approximate.");
+      map.querySelector("canvas").before(note);
+      map.querySelector("canvas").setAttribute("aria-label", "Map of the route (positions coarsened to a region by the sharing policy), the last position and the destination geofence");
+    }
+  }
+
+  // ---- data access: a party elsewhere asks the data owner for a grant (docs/sharing.md)
+  const reasonId = `access-reason-${id}`;
+  const reason = el("textarea", { id: reasonId, rows: 2, maxlength: 1000, required: true, "aria-describedby": `${reasonId}-help` });
+  const askStatus = el("p", { class: "muted", role: "status", "aria-live": "polite", id: `${reasonId}-status` });
+  const ask = el("button", { type: "button", class: "action", "aria-describedby": `${reasonId}-status` }, "Request access");
+  const mine = el("div", { "data-testid": "my-requests" });
+  function showAccess() {
+    if (!access.hidden) return;
+    access.hidden = false;
+    const where = app.party.jurisdiction ? ` (you read from ${app.party.jurisdiction})` : "";
+    access.append(
+      el("p", { "data-testid": "access-refused" }, `This order's medium data (its terms, readings, positions and risk) belongs to parties in another jurisdiction${where}. `,
+        "The sharing policy releases it across a border only under a grant that the supplier or the buyer approves; what it releases is logged, positions come coarsened to a region and device ids as pseudonyms."),
+      el("div", { class: "request" },
+        el("label", { for: reasonId }, "Reason for the request"),
+        el("span", { id: `${reasonId}-help`, class: "muted" }, "The data owner reads it when deciding (required, up to 1,000 characters)."),
+        reason, ask, askStatus),
+      el("h4", {}, "Your requests for this order"), mine);
+    loadAccess();
+    s.accessTimer = setInterval(loadAccess, 3000);
+  }
+  ask.addEventListener("click", async () => {
+    const text = reason.value.trim();
+    askStatus.replaceChildren();
+    if (!text) { askStatus.replaceChildren(el("span", { class: "error", role: "alert" }, "Say why you need the data: the reason is required.")); reason.focus(); return; }
+    ask.disabled = true;
+    try {
+      const g = await api(`/orders/${id}/grants`, { method: "POST", body: { sensitivity: "medium", reason: text } });
+      reason.value = "";
+      askStatus.textContent = `Request #${g.id} sent: the data owner decides.`;
+    } catch (err) {
+      askStatus.replaceChildren(errorBox(err, "the request"));
+    } finally {
+      ask.disabled = false;
+      loadAccess();
+    }
+  });
+  async function loadAccess() {
+    if (s.stopped) return;
+    let page;
+    try {
+      page = await api("/grants?limit=500");
+    } catch (err) {
+      mine.replaceChildren(errorBox(err, "your requests"));
+      s.grantsDrawn = null;
+      return;
+    }
+    const me = app.party.address.toLowerCase();
+    const list = page.data.filter((g) => g.order_id === id && g.grantee_address.toLowerCase() === me);
+    const drawn = JSON.stringify(list);
+    if (drawn === s.grantsDrawn) return;
+    s.grantsDrawn = drawn;
+    const pending = list.some((g) => g.state === "requested");
+    const open = list.find((g) => g.state === "approved");
+    const why = pending ? "Your request is pending with the data owner" : open ? `Your grant #${open.id} is approved: the data is shared with you` : null;
+    ask.disabled = !!why;
+    reason.disabled = !!why;
+    ask.title = why || "Ask the data owner for this order's medium data";
+    ask.querySelector(".sr-only")?.remove();
+    if (why) ask.append(el("span", { class: "sr-only" }, ` (${why})`));
+    if (!pending) askStatus.replaceChildren();
+    // granted: the explanation and the form make way for the data
+    for (const part of access.querySelectorAll("[data-testid=access-refused], .request")) part.hidden = !!open;
+    fill(mine, list.length ? grantList(list) : el("p", { class: "empty", "data-testid": "empty" }, "You have not asked for this order's data yet."));
+    // an approval releases the data: read everything again
+    const approved = list.some((g) => g.state === "approved");
+    if (approved && !s.granted) { s.granted = true; refresh(); }
+    if (!approved) s.granted = false;
   }
 
   async function refresh() {
@@ -765,7 +895,24 @@ function orderView(root, idText) {
   const timer = setInterval(() => {
     if (s.order && (!FINAL.has(s.order.state) || after++ < 2)) refresh();
   }, 2000);
-  return () => { s.stopped = true; clearInterval(timer); clearTimeout(pending); off(); };
+  return () => { s.stopped = true; clearInterval(timer); clearInterval(s.accessTimer); clearTimeout(pending); off(); };
+}
+
+/** A grant's state in words. */
+function grantState(g) {
+  if (g.state === "approved") return ["approved until ", when(g.expires_at), g.decided_as ? ` (by the ${g.decided_as}${g.decided_as === "buyer" ? ": the agreement's data only" : ""})` : ""];
+  if (g.state === "denied") return ["denied", g.decision_reason ? `: ${g.decision_reason}` : ""];
+  if (g.state === "revoked") return ["revoked ", when(g.revoked_at)];
+  if (g.state === "expired") return ["expired ", when(g.expires_at)];
+  return "pending with the data owner";
+}
+
+/** A party's own requests, newest first. */
+function grantList(list) {
+  return el("ul", { class: "grants" }, list.map((g) => el("li", { "data-grant": g.id, "data-state": g.state },
+    el("strong", {}, `#${g.id}`), " ", el("a", { href: `#/orders/${g.order_id}` }, `order #${g.order_id}`), ` · ${g.sensitivity} data · asked `, when(g.requested_at), " · ",
+    el("span", { class: `grant-state grant-${g.state}` }, grantState(g)),
+    el("p", { class: "muted" }, `Reason: ${g.reason}`))));
 }
 
 async function fetchOk(path) {
@@ -815,7 +962,7 @@ export function topoToPolygons(topo) {
   return rings;
 }
 
-function renderMap(canvas, legend, world, order, readings) {
+function renderMap(canvas, legend, world, order, readings, coarsened = false) {
   const ratio = window.devicePixelRatio || 1;
   const cssW = Math.max(260, canvas.parentElement.clientWidth - 24);
   const cssH = Math.round(cssW * 0.6);
@@ -874,7 +1021,7 @@ function renderMap(canvas, legend, world, order, readings) {
   const last = readings[readings.length - 1];
   fill(legend,
     "Blue: the route; red: the last position",
-    last ? [" (", `${(last.latitude_e6 / 1e6).toFixed(4)}, ${(last.longitude_e6 / 1e6).toFixed(4)}`, " at ", when(last.timestamp), ")"] : " (none yet)",
+    last ? [" (", coarsened ? `the region of ${(last.latitude_e6 / 1e6).toFixed(0)}°, ${(last.longitude_e6 / 1e6).toFixed(0)}°` : `${(last.latitude_e6 / 1e6).toFixed(4)}, ${(last.longitude_e6 / 1e6).toFixed(4)}`, " at ", when(last.timestamp), ")"] : " (none yet)",
     `; green: the destination geofence (±${half}° around ${dest[1].toFixed(3)}, ${dest[0].toFixed(3)}).`);
 }
 
@@ -942,16 +1089,16 @@ function disputesView(root) {
     holder.replaceChildren(...page.data.map((o) => {
       const card = el("article", { class: "panel dispute", "data-order": o.id },
         el("h3", {}, el("a", { href: `#/orders/${o.id}` }, `Order #${o.id}`), " ", badge(o.state)),
-        el("p", {}, "Buyer ", who(o.buyer), " · supplier ", who(o.supplier), " · ", money(o.terms.price, o.terms.token), " · disputed ", when(o.disputed_at)));
+        el("p", {}, "Buyer ", who(o.buyer, true), " · supplier ", who(o.supplier, true), " · ", o.terms ? money(o.terms.price, o.terms.token) : withheldText(), " · disputed ", when(o.disputed_at)));
       const evidence = el("div", {}, el("p", { class: "muted" }, "Loading the evidence…"));
       const amount = el("input", { id: `ruling-${o.id}`, inputmode: "numeric", pattern: "[0-9]+", value: "0" });
-      const isArbiter = app.party.address.toLowerCase() === o.arbiter.toLowerCase();
+      const isArbiter = app.party.address.toLowerCase() === (o.arbiter || "").toLowerCase();
       const rule = actionButton("Rule", isArbiter ? null : "Only this order's arbiter rules", async () => {
         await api(`/orders/${o.id}/ruling`, { method: "POST", body: { buyer_amount: amount.value.trim() } });
         load();
       });
       amount.disabled = rule.disabled;
-      card.append(evidence, el("div", { class: "ruling" }, el("label", { for: `ruling-${o.id}` }, `To the buyer (base units of ${tokenInfo(o.terms.token).symbol})`), amount, rule));
+      card.append(evidence, el("div", { class: "ruling" }, el("label", { for: `ruling-${o.id}` }, `To the buyer (base units of ${o.terms ? tokenInfo(o.terms.token).symbol : "the order's token"})`), amount, rule));
       Promise.all([api(`/orders/${o.id}/events`), api(`/orders/${o.id}/alerts?limit=50`)]).then(([ev, al]) => {
         const proofs = ev.data.filter((e) => /Proven|Dispute|Delivered/.test(e.event));
         fill(evidence, el("h4", {}, "Evidence on chain"),
@@ -966,9 +1113,124 @@ function disputesView(root) {
   return () => clearInterval(timer);
 }
 
-/** Data-access grants for the owner to approve or deny: comes with the sharing policy. */
+/** How long an approval lasts: the expiry offered beside Approve. */
+const SKIP = Symbol("nothing sent");
+const GRANT_SPANS = [["3600", "1 hour"], ["86400", "1 day"], ["604800", "7 days"]];
+
+/** Data-access grants (docs/sharing.md): the requests on the caller's orders for it to
+ *  approve (with an expiry), deny (with a reason) or revoke, and the caller's own. */
 function grantsView(root) {
-  root.append(el("h2", {}, "Data-access grants"), el("p", { class: "empty" }, "This API has no data-access grants."));
+  const decide = el("div", { "data-testid": "grants-to-decide" });
+  const own = el("div", { "data-testid": "grants-mine" });
+  root.append(el("h2", {}, "Data-access grants"),
+    el("p", { class: "muted" }, "A party in another jurisdiction reads an order's medium data (terms, readings, positions, risk) only under a grant its supplier or buyer approves; each release is written to the disclosure log. A buyer's approval covers the agreement's data only: the readings are the supplier's."),
+    el("section", { class: "panel", "aria-labelledby": "grants-decide-h" }, el("h3", { id: "grants-decide-h" }, "Requests on your orders"), decide),
+    el("section", { class: "panel", "aria-labelledby": "grants-mine-h" }, el("h3", { id: "grants-mine-h" }, "Your requests"), own));
+  const owners = new Map(); // order id → {buyer, supplier} as the caller sees them (or null)
+  let shown = null;
+  let gen = 0;
+
+  async function ownerOf(orderId) {
+    if (!owners.has(orderId)) {
+      owners.set(orderId, api(`/orders/${orderId}`).then((o) => ({ buyer: o.buyer, supplier: o.supplier })).catch(() => null));
+    }
+    return owners.get(orderId);
+  }
+
+  /** Why the caller cannot decide on ``g`` (null when it can), as the API would answer. */
+  function whyNot(g, o) {
+    if (!canWrite()) return "Read-only: auditors change nothing";
+    const me = app.party.address.toLowerCase();
+    if (g.grantee_address.toLowerCase() === me) return "A grantee cannot decide its own request";
+    if (!o || ![o.buyer, o.supplier].some((a) => a && a.toLowerCase() === me)) return "Only the order's supplier or buyer decides";
+    return null;
+  }
+
+  function decisionRow(g, o) {
+    const why = whyNot(g, o);
+    const cells = [
+      el("td", {}, el("a", { href: `#/orders/${g.order_id}` }, `#${g.order_id}`)),
+      el("td", {}, g.grantee, el("br"), el("span", { class: "addr muted", title: g.grantee_address }, short(g.grantee_address))),
+      el("td", {}, g.grantee_jurisdiction),
+      el("td", {}, g.sensitivity),
+      el("td", { class: "reason" }, g.reason),
+      el("td", {}, when(g.requested_at)),
+      el("td", { "data-testid": "grant-state" }, el("span", { class: `grant-state grant-${g.state}` }, grantState(g))),
+    ];
+    const act = el("td", { class: "grant-actions" });
+    const button = (label, run, extraWhy) => {
+      const reason = why || extraWhy;
+      const b = el("button", { type: "button", class: "action", disabled: !!reason, title: reason || `${label} request #${g.id}`, "aria-label": `${label} request #${g.id}` }, label);
+      if (reason) b.append(el("span", { class: "sr-only" }, ` (${reason})`));
+      b.addEventListener("click", async () => {
+        b.disabled = true;
+        act.querySelector(":scope > .error")?.remove();
+        try {
+          if ((await run()) === SKIP) { b.disabled = false; return; }
+          shown = null;
+          await load();
+        } catch (err) { act.append(errorBox(err, `the ${label.toLowerCase()}`)); b.disabled = false; }
+      });
+      return b;
+    };
+    if (g.state === "requested") {
+      const spanId = `grant-${g.id}-span`, denyId = `grant-${g.id}-deny`;
+      const span = el("select", { id: spanId, disabled: !!why }, GRANT_SPANS.map(([v, t]) => el("option", { value: v, selected: v === "86400" }, t)));
+      const denyReason = el("input", { id: denyId, type: "text", maxlength: 1000, disabled: !!why, placeholder: "required to deny" });
+      const approve = button("Approve", () => api(`/grants/${g.id}/approve`, { method: "POST", body: { expires_at: Math.floor(Date.now() / 1000) + Number(span.value) } }));
+      const deny = button("Deny", async () => {
+        const text = denyReason.value.trim();
+        if (!text) {
+          act.append(el("p", { class: "error", role: "alert" }, "A denial needs a reason: say why in “Reason to deny”."));
+          denyReason.focus();
+          return SKIP;
+        }
+        return api(`/grants/${g.id}/deny`, { method: "POST", body: { reason: text } });
+      });
+      act.append(el("div", { class: "ruling" }, el("label", { for: spanId }, "Grant for"), span, approve),
+        el("div", { class: "ruling" }, el("label", { for: denyId }, "Reason to deny"), denyReason, deny));
+    } else {
+      act.append(button("Revoke", () => api(`/grants/${g.id}/revoke`, { method: "POST" }), g.state === "approved" ? null : `The grant is ${g.state}`));
+    }
+    return el("tr", { "data-grant": g.id, "data-state": g.state }, ...cells, act);
+  }
+
+  async function load() {
+    const my = ++gen;
+    let page;
+    try {
+      page = await api("/grants?limit=500");
+    } catch (err) {
+      if (my !== gen) return;
+      decide.replaceChildren(errorBox(err, "the grants"));
+      own.replaceChildren();
+      shown = null;
+      return;
+    }
+    const me = app.party.address.toLowerCase();
+    const mine = page.data.filter((g) => g.grantee_address.toLowerCase() === me);
+    const others = page.data.filter((g) => g.grantee_address.toLowerCase() !== me);
+    const facts = await Promise.all(others.map((g) => ownerOf(g.order_id)));
+    if (my !== gen) return;
+    // redrawn only when a grant changed (keeps a typed reason and the keyboard focus)
+    const drawn = JSON.stringify(page.data);
+    if (drawn === shown) return;
+    shown = drawn;
+    showPolicy(root, page);
+    const pending = others.filter((g) => g.state === "requested");
+    const decided = others.filter((g) => g.state !== "requested");
+    const table = (caption, rows, testid) => el("div", { class: "table-wrap" }, el("table", { class: "grants", "data-testid": testid },
+      el("caption", {}, caption),
+      el("thead", {}, el("tr", {}, ["Order", "Asked by", "Jurisdiction", "Class", "Reason", "Asked", "State", "Decision"].map((h) => el("th", { scope: "col" }, h)))),
+      el("tbody", {}, rows.map((g) => decisionRow(g, facts[others.indexOf(g)])))));
+    fill(decide,
+      pending.length ? table(`Pending requests (${pending.length})`, pending, "grants-pending") : el("p", { class: "empty", "data-testid": "empty-pending" }, "No pending request on your orders."),
+      decided.length ? table(`Decided (${decided.length})`, decided, "grants-decided") : null);
+    fill(own, mine.length ? grantList(mine) : el("p", { class: "empty", "data-testid": "empty-mine" }, "You have asked for no order's data. A party elsewhere asks from the order's page, where the sharing policy refuses its data."));
+  }
+  load();
+  const timer = setInterval(load, 5000);
+  return () => { clearInterval(timer); gen++; };
 }
 
 // ---- start ------------------------------------------------------------------------
