@@ -230,6 +230,28 @@ def coarsen(value: Any, how: Coarsening) -> Any:
 #: How a pseudonym starts (what an export checks to know it holds no real identity).
 PSEUDONYM_PREFIX = "pseudonym:"
 
+#: An account address (a device's or a party's: high data) inside a free-form value.
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}(?![0-9a-fA-F])")
+#: The shortened forms messages use ("0x5620A6Dc…", "0x5620…a092").
+_SHORT_ADDRESS = re.compile(r"0x[0-9a-fA-F]{4,10}…[0-9a-fA-F]{0,10}")
+
+
+def scrub(value: Any) -> Any:
+    """``value`` with every account address in it replaced by its pseudonym (and every
+    shortened one by ``address withheld``): what a medium value released across a border
+    under a grant may still carry of high data (contract event arguments, alert messages,
+    risk reasons' texts). Dicts and lists are scrubbed item by item."""
+    if isinstance(value, str):
+        if "0x" not in value:
+            return value
+        out = _ADDRESS.sub(lambda m: pseudonym(m.group(0)), value)
+        return _SHORT_ADDRESS.sub("address withheld", out)
+    if isinstance(value, Mapping):
+        return {k: scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v) for v in value]
+    return value
+
 
 @lru_cache(maxsize=4096)
 def pseudonym(value: str) -> str:
@@ -338,6 +360,17 @@ class _Plan:
     granted: Sequence[Decision]
 
 
+def _embedded(released: Decision) -> Decision:
+    """The statement's entry for addresses scrubbed out of a value released under a grant."""
+    return Decision(
+        Outcome.COARSEN,
+        HIGH,
+        Rule.HIGH_STAYS,
+        "account addresses inside the value replaced by pseudonyms",
+        owner_jurisdiction=released.owner_jurisdiction,
+    )
+
+
 class Release:
     """Applies the policy to the answers of one request (or one stream) of one viewer.
 
@@ -434,7 +467,11 @@ class Release:
             name: (self.decide(order_id, c.owner, fc), fc, shape.children.get(name))
             for name, fc in c.fields.items()
         }
-        plain = all(d.outcome.releases and child is None for d, _fc, child in fields.values())
+        # released as it is: every field allowed outright (a value released under a grant
+        # goes through scrub(), as it may carry addresses)
+        plain = all(
+            d.outcome is Outcome.ALLOW and child is None for d, _fc, child in fields.values()
+        )
         granted = [d for d, _fc, _c in fields.values() if d.outcome is Outcome.ALLOW_UNDER_GRANT]
         if record is not None and record.outcome is Outcome.ALLOW_UNDER_GRANT:
             granted.append(record)
@@ -473,6 +510,10 @@ class Release:
             if d.outcome.releases:
                 if child is not None and v is not None:
                     out[name] = self._nested(v, child, order_id, _join(path, name))
+                elif d.outcome is Outcome.ALLOW_UNDER_GRANT and v is not None:
+                    out[name] = scrubbed = scrub(v)
+                    if scrubbed != v:
+                        self._redact(_embedded(d), order_id, _join(path, name), "coarsened")
                 else:
                     out[name] = v
             elif d.outcome is Outcome.COARSEN:
