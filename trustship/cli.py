@@ -326,6 +326,14 @@ def disclosures_verify(
             "--anchor", help="An anchored head SEQ:0xHASH the log must still reach (exit 1 if not)."
         ),
     ] = None,
+    anchor_tx: Annotated[
+        str | None,
+        typer.Option(
+            "--anchor-tx",
+            help="The oracle's anchoring transaction (0x hash): its head is read from the "
+            "chain at RPC_URL and the log must still reach it (exit 1 if not).",
+        ),
+    ] = None,
 ) -> None:
     """Check the disclosure log's hash chain in DATABASE_URL from its first entry: print
     its head (to compare with the anchored one); exit 1 naming the first bad entry."""
@@ -346,6 +354,17 @@ def disclosures_verify(
             anchor.payload(head)
         except ValueError:
             _fail(ValueError(f"--anchor {anchored!r}: give SEQ:0x<32-byte hash>"))
+    if anchor_tx is not None:
+        from backend.chain.connection import connect
+
+        chain = connect(Settings())
+        try:
+            tx = chain.w3.eth.get_transaction(anchor_tx)  # type: ignore[arg-type]
+        except Exception as exc:  # not found, malformed hash, node down: all say so
+            _fail(ValueError(f"--anchor-tx {anchor_tx}: no such transaction ({exc})"))
+        head = anchor.parse(bytes(tx["input"]))
+        if head is None or tx["from"] != tx["to"]:
+            _fail(ValueError(f"--anchor-tx {anchor_tx}: not a disclosure-log anchor"))
 
     engine = make_engine(Settings().DATABASE_URL)
     try:

@@ -13,11 +13,16 @@ a payload with a missing, extra or mistyped field is refused with
 kind               record               dedup key           rank  contract call
 =================  ===================  ==================  ====  ==================
 ``commit_batch``   :class:`CommitBatch`   commit:{batch}      0     commitFleetRoot
+``anchor_disclosures`` :class:`AnchorDisclosures` anchor:{seq} 0  (a transaction to itself)
 ``prove_excursion`` :class:`ProveExcursion` breach:{o}        0     proveExcursion
 ``prove_shock``    :class:`ProveShock`    breach:{o}          0     proveShock
 ``prove_arrival``  :class:`ProveArrival`  arrival:{o}         1     proveArrival
 ``settle``         :class:`Settle`        settle:{o}          2     settleOrder
 =================  ===================  ==================  ====  ==================
+
+The disclosure log's head (docs/sharing.md, "Anchoring") is anchored with the next
+fleet commitment: a zero-value transaction from the oracle's account to itself whose
+input is the head (``backend.sharing.anchor.payload``), in the commitments' lane.
 
 Commitments run in a lane of their own (a stuck commitment never holds back breach
 evidence); a fleet commitment covers every order's readings, so its ``order_id`` is
@@ -107,6 +112,19 @@ class CommitBatch(ChainAction):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AnchorDisclosures(ChainAction):
+    """Publish the disclosure log's head on chain (``order_id`` :data:`FLEET`)."""
+
+    kind: ClassVar[str] = "anchor_disclosures"
+    dedup: ClassVar[str] = "anchor"
+    dedup_by: ClassVar[str] = "head_seq"
+    lane: ClassVar[str] = COMMIT_LANE
+
+    head_seq: int
+    head_hash: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ProveExcursion(ChainAction):
     """Prove a breach by a device's consecutive out-of-range readings."""
 
@@ -167,7 +185,8 @@ class Settle(ChainAction):
 
 #: The closed set of actions, by kind.
 ACTIONS: dict[str, type[ChainAction]] = {
-    cls.kind: cls for cls in (CommitBatch, ProveExcursion, ProveShock, ProveArrival, Settle)
+    cls.kind: cls
+    for cls in (CommitBatch, AnchorDisclosures, ProveExcursion, ProveShock, ProveArrival, Settle)
 }
 KINDS: tuple[str, ...] = tuple(ACTIONS)
 

@@ -210,6 +210,8 @@ _DONE, _LATER = ActionOutcome.ALREADY_DONE, ActionOutcome.RETRY_LATER
 #: Per action kind, the reverts that do not fail it.
 ACTION_REVERTS: dict[type[ChainAction], dict[ContractError, ActionOutcome]] = {
     actions.CommitBatch: {E.QualityVerificationStaleBatch: _DONE},
+    # a zero-value transaction to the oracle's own account: no contract, no revert
+    actions.AnchorDisclosures: {},
     actions.ProveExcursion: {
         E.QualityVerificationAlreadyBreached: _DONE,
         E.QualityVerificationOrderNotInTransit: _DONE,

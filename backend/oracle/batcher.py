@@ -23,9 +23,10 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine
 
-from backend.domain.actions import FLEET, CommitBatch
+from backend.domain.actions import FLEET, AnchorDisclosures, CommitBatch
 from backend.oracle.metrics import Metrics
 from backend.oracle.metrics import metrics as default_metrics
+from backend.sharing import disclosures
 from backend.store import repositories as repo
 from backend.store.db import session_factory
 from backend.telemetry.fleet import fleet_tree
@@ -98,6 +99,15 @@ class CommitmentBatcher:
                 CommitBatch(order_id=FLEET, batch_seq=batch_seq, root=tree.root, count=len(ids)),
                 now=now,
             )
+            # the disclosure log's head, anchored with the commitment when it moved on
+            # since the last anchor (the dedup key holds its seq: queued once per head)
+            head = disclosures.head(s)
+            if head.seq > 0:
+                repo.enqueue(
+                    s,
+                    AnchorDisclosures(order_id=FLEET, head_seq=head.seq, head_hash=head.hash),
+                    now=now,
+                )
         self.metrics.commitments.inc()
         orders = len({o for _, o, _, _ in rows})
         log.info("fleet batch %d commits %d readings of %d orders", batch_seq, len(ids), orders)

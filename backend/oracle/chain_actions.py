@@ -40,6 +40,7 @@ from backend.chain.errors import (
 )
 from backend.chain.sender import TxResult
 from backend.domain.actions import (
+    AnchorDisclosures,
     ChainAction,
     CommitBatch,
     ProveArrival,
@@ -50,6 +51,8 @@ from backend.domain.actions import (
 from backend.domain.contract_errors import ActionOutcome, action_outcome
 from backend.domain.reading import SignedReading, signed_reading
 from backend.oracle.outbox import ActionAlreadyDone, ActionRejected, ActionRetryLater
+from backend.sharing import anchor
+from backend.sharing.disclosures import Head
 from backend.store import repositories as repo
 from backend.telemetry.certificates import DeviceCertificate, SignedCertificate
 
@@ -101,6 +104,11 @@ class ChainExecutor:
             case CommitBatch():
                 return qv.commit_fleet_root(
                     action.batch_seq, action.root, action.count, by=self.oracle
+                )
+            case AnchorDisclosures():
+                data = anchor.payload(Head(action.head_seq, action.head_hash))
+                return qv.chain.sender(self.oracle).transact(
+                    self.oracle.address, data, function="anchorDisclosures"
                 )
             case ProveExcursion():
                 evidence = self._readings(session, action.reading_ids)

@@ -79,6 +79,7 @@ def test_payloads_keep_the_format_already_stored() -> None:
     """Entries written before the records existed must still decode (no migration)."""
     stored = {
         "commit_batch": {"batch_seq": 3, "root": "0x" + "ab" * 32, "count": 17},
+        "anchor_disclosures": {"head_seq": 4, "head_hash": "0x" + "cd" * 32},
         "prove_excursion": {
             "device": DEVICE,
             "reading_ids": [5, 6, 7],
@@ -125,7 +126,12 @@ def test_a_payload_that_does_not_fit_is_refused(kind: str, payload: Any) -> None
 
 
 def test_lanes_ranks_and_dedup_keys() -> None:
-    assert [k for k in KINDS if lane(k) == COMMIT_LANE] == [actions.CommitBatch.kind]
+    # the disclosure log's anchor follows its commitment in the commitments' lane
+    assert [k for k in KINDS if lane(k) == COMMIT_LANE] == [
+        actions.CommitBatch.kind,
+        actions.AnchorDisclosures.kind,
+    ]
+    assert sample(actions.AnchorDisclosures, 0).dedup_key == "anchor:101"  # once per head
     assert lane("bridge") != COMMIT_LANE
     assert (
         actions.ProveExcursion.rank
@@ -172,11 +178,14 @@ def test_the_executor_has_a_contract_call_for_every_kind(
     kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     recorder = _Recorder()
+    # the disclosure anchor is a plain transaction through the chain's sender
+    object.__setattr__(recorder, "chain", type("Chain", (), {"sender": lambda _s, _w: recorder})())
     contracts = type("C", (), {"quality": recorder, "purchase_orders": recorder})()
     monkeypatch.setattr(chain_actions, "signed_reading", lambda row: row)
     monkeypatch.setattr(chain_actions.repo, "readings_by_ids", lambda s, ids: list(ids))
     monkeypatch.setattr(chain_actions.ChainExecutor, "_terms", staticmethod(lambda s, o: None))
     monkeypatch.setattr(chain_actions.ChainExecutor, "_certificate", staticmethod(lambda *a: None))
-    executor = chain_actions.ChainExecutor(contracts, oracle=None)  # type: ignore[arg-type]
+    oracle = type("Oracle", (), {"address": "0x" + "11" * 20})()
+    executor = chain_actions.ChainExecutor(contracts, oracle=oracle)
     assert executor.execute(sample(ACTIONS[kind]), typing.cast(Session, None)) == bytes(32)
     assert len(recorder.calls) == 1

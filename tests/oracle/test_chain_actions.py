@@ -383,3 +383,50 @@ def test_quorum_two_waits_for_a_device_of_each_issuer(
     with Session(sqlite_engine) as s:
         (arrival,) = repo.outbox_for(s, oid)
     assert arrival.kind == "prove_arrival" and len(arrival.payload["reading_ids"]) == 2
+
+
+def test_the_disclosure_logs_head_is_anchored_with_the_next_commitment(
+    deployment: Stack, sqlite_engine: Engine, oracle_parts: tuple[ChainIndexer, Ingestor, Metrics]
+) -> None:
+    """docs/sharing.md, "Anchoring": the head goes on chain, from the oracle's account to
+    itself, after the commitment; once per head; and the log checks against it."""
+    from backend.sharing import anchor, disclosures
+    from backend.sharing.policy import DisclosureNote, Viewer
+
+    indexer, ingestor, metrics = oracle_parts
+    key = device_key(903)
+    oid = shipped_order(deployment, [device_address(key)])
+    indexer.run_once()
+    with Session(sqlite_engine) as s:
+        row = repo.get_order(s, oid)
+        assert row is not None and row.shipped_at
+        shipped_at = row.shipped_at
+    deployment.chain.advance_time(3600)
+    indexer.run_once()  # readings up to then are not "future"
+    viewer = Viewer("overseas", "0x" + "22" * 20, frozenset({"auditor"}), "US")
+    with Session(sqlite_engine) as s:
+        disclosures.append(s, viewer, [DisclosureNote(oid, 7, "medium", "EU")] * 2, "GET /x", 1)
+        head = disclosures.head(s)
+    assert head.seq == 2
+    batcher = CommitmentBatcher(sqlite_engine, metrics=metrics)
+    executor = ChainExecutor(deployment.contracts, deployment.accounts.oracle)
+    outbox = OutboxWorker(sqlite_engine, executor, metrics=metrics)
+    for seq in (1, 2):  # two windows, the head unchanged: anchored once
+        msg = reading_msg(deployment, key, oid, seq, shipped_at + 60 * seq)
+        assert ingestor.ingest([msg]).stored == 1
+        assert batcher.tick(flush=True) == 1
+        drain(outbox)
+    with Session(sqlite_engine) as s:
+        fleet = repo.outbox_for(s, FLEET)
+    kinds = [(e.kind, e.status) for e in fleet]
+    assert kinds == [("commit_batch", "done"), ("anchor_disclosures", "done"),
+                     ("commit_batch", "done")]  # fmt: skip
+    (entry,) = [e for e in fleet if e.kind == "anchor_disclosures"]
+    assert entry.tx_hash is not None
+    tx = deployment.chain.w3.eth.get_transaction(entry.tx_hash)
+    oracle = deployment.accounts.oracle.address
+    assert tx["from"] == tx["to"] == oracle and tx["value"] == 0
+    anchored = anchor.parse(bytes(tx["input"]))
+    assert anchored == head
+    with Session(sqlite_engine) as s:
+        assert anchor.check(disclosures.whole_log(s), anchored).ok
