@@ -236,20 +236,22 @@ _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}(?![0-9a-fA-F])")
 _SHORT_ADDRESS = re.compile(r"0x[0-9a-fA-F]{4,10}…[0-9a-fA-F]{0,10}")
 
 
-def scrub(value: Any) -> Any:
+def scrub(value: Any, *, field: bool = True) -> Any:
     """``value`` with every account address in it replaced by its pseudonym (and every
     shortened one by ``address withheld``): what a medium value released across a border
     under a grant may still carry of high data (contract event arguments, alert messages,
-    risk reasons' texts). Dicts and lists are scrubbed item by item."""
+    risk reasons' texts). Dicts and lists are scrubbed item by item. A field that *is*
+    an address (``field``: the whole value) keeps the class its own declaration gives it
+    (a token contract's address is not a party's account)."""
     if isinstance(value, str):
-        if "0x" not in value:
+        if "0x" not in value or (field and _ADDRESS.fullmatch(value)):
             return value
         out = _ADDRESS.sub(lambda m: pseudonym(m.group(0)), value)
         return _SHORT_ADDRESS.sub("address withheld", out)
     if isinstance(value, Mapping):
-        return {k: scrub(v) for k, v in value.items()}
+        return {k: scrub(v, field=False) for k, v in value.items()}
     if isinstance(value, list):
-        return [scrub(v) for v in value]
+        return [scrub(v, field=False) for v in value]
     return value
 
 
