@@ -330,10 +330,42 @@ def _client(port: int, name: str) -> mqtt.Client:
     return c
 
 
+def ship_orders(
+    chain: Any, c: Any, groups: list[list[bytes]]
+) -> tuple[list[tuple[int, list[bytes]]], dict[int, int]]:
+    """One order per group of device keys, funded, accepted and shipped with the group's
+    devices certified (the live benchmarks' fleet): (order id, keys) and each shipment time."""
+    from backend.chain.testing import certify, default_terms, issuer_key
+
+    a = chain.accounts
+    buyer, supplier = a.require("buyer"), a.require("supplier")
+    orders: list[tuple[int, list[bytes]]] = []
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("opening and shipping orders", total=len(groups))
+        for keys in groups:
+            terms = default_terms(
+                chain.now(),
+                a.require("arbiter").address,
+                buyer=buyer.address,
+                supplier=supplier.address,
+                price=10**15,
+                tolerated_excursion_secs=LIVE_TOLERATED_S,
+                delivery_deadline=chain.now() + 30 * 86400,
+            )
+            oid = int(c.po.create_and_fund_order(terms, by=buyer).value)
+            c.po.accept_order(oid, by=supplier)
+            domain = c.qv.domain()
+            certs = [certify(domain, oid, device_address(k), issuer_key(1)) for k in keys]
+            c.po.ship_order(oid, certs, by=supplier)
+            orders.append((oid, keys))
+            progress.advance(task)
+    shipped = {oid: int(c.po.get_order(oid).timestamp) for oid, _ in orders}
+    return orders, shipped
+
+
 def run_live(args: argparse.Namespace) -> dict[str, Any]:
     from backend.chain.connection import connect
     from backend.chain.deploy import deploy_all
-    from backend.chain.testing import certify, default_terms, issuer_key
     from backend.core.settings import Settings
     from backend.store.models import DeviceRow, OutboxRow, ReadingRow
     from testkit.oracle_process import OracleProcess
@@ -378,38 +410,12 @@ def run_live(args: argparse.Namespace) -> dict[str, Any]:
             oracle.start()
             oracle.wait_subscribed()
 
-            a = chain.accounts
-            buyer, supplier = a.require("buyer"), a.require("supplier")
-            arbiter = a.require("arbiter").address
             bg_keys = device_keys(n_bg)
             breach_keys = [(10_000 + i).to_bytes(32, "big") for i in range(n_breach)]
-            orders: list[tuple[int, list[bytes]]] = []
-            with Progress(console=console, transient=True) as progress:
-                task = progress.add_task(
-                    "opening and shipping orders", total=n_bg_orders + n_breach
-                )
-                groups = [bg_keys[i : i + per_order] for i in range(0, n_bg, per_order)] + [
-                    [k] for k in breach_keys
-                ]
-                for keys in groups:
-                    terms = default_terms(
-                        chain.now(),
-                        arbiter,
-                        buyer=buyer.address,
-                        supplier=supplier.address,
-                        price=10**15,
-                        tolerated_excursion_secs=LIVE_TOLERATED_S,
-                        delivery_deadline=chain.now() + 30 * 86400,
-                    )
-                    oid = int(c.po.create_and_fund_order(terms, by=buyer).value)
-                    c.po.accept_order(oid, by=supplier)
-                    certs = [
-                        certify(c.qv.domain(), oid, device_address(k), issuer_key(1)) for k in keys
-                    ]
-                    c.po.ship_order(oid, certs, by=supplier)
-                    orders.append((oid, keys))
-                    progress.advance(task)
-            shipped = {oid: int(c.po.get_order(oid).timestamp) for oid, _ in orders}
+            groups = [bg_keys[i : i + per_order] for i in range(0, n_bg, per_order)] + [
+                [k] for k in breach_keys
+            ]
+            orders, shipped = ship_orders(chain, c, groups)
             # readings are stamped after shipment and before the chain's clock: move it 2 h on
             chain.time_travel(chain.now() + 7200)
             engine = make_engine(db_url)

@@ -51,6 +51,7 @@ from bench.ingest import (
     database_url,
     device_keys,
     percentile,
+    ship_orders,
 )
 from testkit import REPO
 
@@ -85,11 +86,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from backend.chain.connection import connect
     from backend.chain.contracts import Contracts
     from backend.chain.deploy import deploy_all
-    from backend.chain.testing import certify, default_terms, issuer_key
     from backend.core.settings import Settings
     from backend.store.db import make_engine
     from backend.store.models import DeviceRow, ReadingRow
-    from backend.telemetry import device_address
     from testkit.oracle_process import OracleProcess
     from testkit.servers import deploy_broker_settings, start_anvil, start_mosquitto
 
@@ -129,33 +128,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             oracle.start()
             oracle.wait_subscribed()
 
-            a = chain.accounts
-            buyer, supplier = a.require("buyer"), a.require("supplier")
             keys = device_keys(args.devices)
             groups = [keys[i : i + args.per_order] for i in range(0, len(keys), args.per_order)]
             breach_keys = [(50_000 + i).to_bytes(32, "big") for i in range(n_breach)]
-            orders: list[tuple[int, list[bytes]]] = []
-            with Progress(console=console, transient=True) as progress:
-                task = progress.add_task(
-                    "opening and shipping orders", total=len(groups) + n_breach
-                )
-                for group in groups + [[k] for k in breach_keys]:
-                    terms = default_terms(
-                        chain.now(),
-                        a.require("arbiter").address,
-                        buyer=buyer.address,
-                        supplier=supplier.address,
-                        price=10**15,
-                        tolerated_excursion_secs=LIVE_TOLERATED_S,
-                        delivery_deadline=chain.now() + 30 * 86400,
-                    )
-                    oid = int(c.po.create_and_fund_order(terms, by=buyer).value)
-                    c.po.accept_order(oid, by=supplier)
-                    certs = [certify(domain, oid, device_address(k), issuer_key(1)) for k in group]
-                    c.po.ship_order(oid, certs, by=supplier)
-                    orders.append((oid, group))
-                    progress.advance(task)
-            shipped = {oid: int(c.po.get_order(oid).timestamp) for oid, _ in orders}
+            orders, shipped = ship_orders(chain, c, groups + [[k] for k in breach_keys])
             # readings are stamped after shipment and before the chain's clock
             chain.time_travel(chain.now() + int(duration) + 7200)
             engine = make_engine(db_url)
