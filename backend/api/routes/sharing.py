@@ -10,6 +10,7 @@ verification.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
@@ -128,6 +129,18 @@ def list_grants(
     return GrantsPublic(data=[_public(g, now) for g in rows], count=count)
 
 
+def _change(session: Session, ctx: ApiContext, change: Callable[[int], Grant]) -> GrantPublic:
+    """Apply a decision at one instant (now), committed, as its answer; a refused one is
+    its 4xx."""
+    now = _now(ctx)
+    try:
+        g = change(now)
+    except GrantError as exc:
+        raise _error(exc) from None
+    session.commit()
+    return _public(g, now)
+
+
 def _decider(session: Session, ctx: ApiContext, party: Party, grant_id: int) -> tuple[Grant, str]:
     """The grant and the owner role in which ``party`` decides it (403 otherwise)."""
     g = store.get(session, grant_id)
@@ -159,12 +172,11 @@ def approve_grant(
     supplier it covers all the order's medium data; by the buyer, the agreement's only
     (terms, prices, events): telemetry is the supplier's."""
     g, role = _decider(session, ctx, party, grant_id)
-    try:
-        g = store.approve(session, g.id, party.name, role, body.expires_at, _now(ctx))
-    except GrantError as exc:
-        raise _error(exc) from None
-    session.commit()
-    return _public(g, _now(ctx))
+    return _change(
+        session,
+        ctx,
+        lambda now: store.approve(session, g.id, party.name, role, body.expires_at, now),
+    )
 
 
 @router.post(
@@ -179,12 +191,9 @@ def deny_grant(
 ) -> GrantPublic:
     """An owner of the order's data denies the request, saying why."""
     g, role = _decider(session, ctx, party, grant_id)
-    try:
-        g = store.deny(session, g.id, party.name, role, body.reason, _now(ctx))
-    except GrantError as exc:
-        raise _error(exc) from None
-    session.commit()
-    return _public(g, _now(ctx))
+    return _change(
+        session, ctx, lambda now: store.deny(session, g.id, party.name, role, body.reason, now)
+    )
 
 
 @router.post(
@@ -195,12 +204,7 @@ def revoke_grant(
 ) -> GrantPublic:
     """An owner of the order's data ends an approved grant now."""
     g, _role = _decider(session, ctx, party, grant_id)
-    try:
-        g = store.revoke(session, g.id, _now(ctx))
-    except GrantError as exc:
-        raise _error(exc) from None
-    session.commit()
-    return _public(g, _now(ctx))
+    return _change(session, ctx, lambda now: store.revoke(session, g.id, now))
 
 
 @router.get("/disclosures", response_model=DisclosuresPublic, responses=responses(*READ))
