@@ -27,7 +27,8 @@ import {IQualityVerification} from "./interfaces/IQualityVerification.sol";
 /// trust the logs of the committers they choose (the oracle's, named in the deployment
 /// manifest). One root covers a window of readings of every order; a log is an append-only
 /// Merkle tree of depth 32 kept as its frontier, so each root costs one slot update and
-/// every reading stays provable ({verifyFleetReading}).
+/// every reading stays provable ({verifyFleetReading}). A log opened ahead ({openFleetLog})
+/// has all its slots written once, so no root ever pays for a fresh slot.
 ///
 /// Readings and certificates are EIP-712 typed data (domain "TrustShip Telemetry", version
 /// "1", this contract as verifying contract), byte for byte what `backend.telemetry` signs.
@@ -41,11 +42,16 @@ contract QualityVerification is IQualityVerification, EIP712 {
     bytes32 private constant _CERTIFICATE_TYPEHASH =
         keccak256("DeviceCertificate(uint256 orderId,address device,address issuer,uint64 validFrom,uint64 validUntil)");
     uint256 private constant _LOG_DEPTH = 32;
+    /// @dev What {openFleetLog} writes into the frontier: any non-zero word. A level is read
+    /// only after a root was stored there, so this value never enters a hash.
+    bytes32 private constant _OPENED_LEVEL = bytes32(uint256(1));
 
-    /// @dev A committer's log in one slot, its frontier in `_branches`.
+    /// @dev A committer's log in one slot, its frontier in `_branches`. `opened` keeps the
+    /// slot non-zero before the first root of a log opened ahead.
     struct FleetLog {
         uint64 lastBatchSeq;
         uint64 size;
+        bool opened;
     }
 
     IPurchaseOrders private immutable _purchaseOrders;
@@ -121,6 +127,25 @@ contract QualityVerification is IQualityVerification, EIP712 {
 
     // ------------------------------------------------------------------ fleet commitments
 
+    /// @notice Opens `committer`'s log ahead of its first root: writes its slot and the 32
+    /// slots of its frontier once (about 750,000 gas), so that every root after costs only
+    /// updates of written slots (under 45,000 gas) instead of the 22,100 gas of a fresh
+    /// slot at the first root and at the 2nd, 4th, 8th, ... Anyone may pay for this; it
+    /// changes no root, proof or view. Emits {FleetLogOpened}.
+    ///
+    /// Requirements: the log is not opened and holds no root, else
+    /// {QualityVerificationLogInUse}.
+    function openFleetLog(address committer) external {
+        FleetLog memory log = _logs[committer];
+        if (log.opened || log.size != 0) revert QualityVerificationLogInUse(committer, log.size);
+        _logs[committer] = FleetLog({lastBatchSeq: log.lastBatchSeq, size: 0, opened: true});
+        bytes32[_LOG_DEPTH] storage branch = _branches[committer];
+        for (uint256 h = 0; h < _LOG_DEPTH; ++h) {
+            branch[h] = _OPENED_LEVEL;
+        }
+        emit FleetLogOpened(committer);
+    }
+
     /// @notice Appends the Merkle root of a window of the fleet's readings to the caller's
     /// log. Leaves: {fleetLeaf}(orderId, device, readingDigest, leafIndex), sorted-pair
     /// nodes (OpenZeppelin `MerkleProof`). The log entry is {fleetLogEntry}(batchSeq, root,
@@ -138,7 +163,7 @@ contract QualityVerification is IQualityVerification, EIP712 {
         uint64 index = log.size;
         if (index >= type(uint32).max) revert QualityVerificationLogFull(msg.sender);
 
-        _logs[msg.sender] = FleetLog({lastBatchSeq: batchSeq, size: index + 1});
+        _logs[msg.sender] = FleetLog({lastBatchSeq: batchSeq, size: index + 1, opened: log.opened});
         // Incremental Merkle tree (as the Ethereum deposit contract): fold the new leaf
         // with the stored left siblings until the first level where it is a left child,
         // and store it there. One slot written per root.

@@ -387,6 +387,11 @@ class QualityVerification(ContractWrapper):
         """The caller (an issuer) revokes ``device``: its readings from now on no longer count."""
         return self._tx("revokeDevice", (to_checksum_address(device),), by, gas=gas)
 
+    def open_fleet_log(self, committer: str, *, by: Signer, gas: int | None = None) -> TxResult:
+        """Write ``committer``'s log slots once, ahead of its first root, so that no root
+        pays for a fresh slot (``openFleetLog``; anyone may pay for it)."""
+        return self._tx("openFleetLog", (to_checksum_address(committer),), by, gas=gas)
+
     def commit_fleet_root(
         self,
         batch_seq: int,

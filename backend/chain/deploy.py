@@ -134,13 +134,16 @@ def deploy_all(
     stablecoin: bool | None = None,
     write_to: Path | None = None,
     progress: Callable[[str], None] | None = None,
+    open_fleet_logs: bool = True,
 ) -> Deployment:
     """Deploy the contracts (they need no wiring and have no admin).
 
     ``admin`` deploys (default: ``chain.accounts.admin``); ``oracle_addresses`` are the
     fleet-log committers recorded in the manifest (default: ``chain.accounts.oracle``);
     ``stablecoin`` deploys the dev ERC-20 (default: when the chain has dev accounts).
-    The manifest is written to ``write_to`` when given.
+    With ``open_fleet_logs`` the deployer then opens each oracle's fleet log ahead
+    (``openFleetLog``, about 750,000 gas each, docs/gas.md), so that none of its roots
+    pays for a fresh storage slot. The manifest is written to ``write_to`` when given.
     """
     admin = admin or chain.accounts.admin
     oracles = [
@@ -193,6 +196,11 @@ def deploy_all(
         tx_hashes=hashes,
         block_hash="0x" + bytes(block["hash"]).hex(),
     )
+    if open_fleet_logs:
+        quality = deployed_contracts(chain, deployment).quality
+        for oracle in oracles:
+            note(f"opening the fleet log of {oracle}")
+            quality.open_fleet_log(oracle, by=admin)
     if write_to is not None:
         deployment.write(write_to)
         logger.info("deployment manifest written to %s", write_to)

@@ -67,6 +67,7 @@ class ContractError(StrEnum):
     QualityVerificationAlreadyRevoked = "QualityVerificationAlreadyRevoked"
     QualityVerificationQuorumNotMet = "QualityVerificationQuorumNotMet"
     QualityVerificationLogFull = "QualityVerificationLogFull"
+    QualityVerificationLogInUse = "QualityVerificationLogInUse"
     # IEscrow
     EscrowNotPurchaseOrders = "EscrowNotPurchaseOrders"
     EscrowInsufficientDeposit = "EscrowInsufficientDeposit"
@@ -165,6 +166,7 @@ _BY_KIND: dict[ErrorKind, frozenset[ContractError]] = {
             E.QualityVerificationDeviceRevoked,
             E.QualityVerificationAlreadyRevoked,
             E.QualityVerificationLogFull,
+            E.QualityVerificationLogInUse,
             E.PurchaseOrdersMiswired,
             E.EscrowNothingToWithdraw,
             E.EscrowTransferFailed,

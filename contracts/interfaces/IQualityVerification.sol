@@ -66,6 +66,8 @@ interface IQualityVerification {
     error QualityVerificationEmptyBatch(address committer);
     /// @notice Thrown when a committer's log holds 2^32 - 1 roots.
     error QualityVerificationLogFull(address committer);
+    /// @notice Thrown when a log to open ahead is already open or already holds roots.
+    error QualityVerificationLogInUse(address committer, uint64 size);
     /// @notice Thrown when the order is not in transit.
     error QualityVerificationOrderNotInTransit(uint256 orderId);
     /// @notice Thrown when evidence is empty or its arrays differ in length.
@@ -101,6 +103,8 @@ interface IQualityVerification {
     event FleetRootCommitted(
         address indexed committer, uint64 indexed batchSeq, bytes32 root, uint32 readingCount, uint64 logIndex
     );
+    /// @notice Emitted when a committer's fleet log is opened ahead of its first root.
+    event FleetLogOpened(address indexed committer);
     /// @notice Emitted when device-signed readings prove a temperature or humidity excursion.
     event ExcursionProven(
         uint256 indexed orderId,
@@ -123,6 +127,7 @@ interface IQualityVerification {
         SignedCertificate[] calldata certificates
     ) external;
     function revokeDevice(address device) external;
+    function openFleetLog(address committer) external;
     function commitFleetRoot(uint64 batchSeq, bytes32 root, uint32 readingCount) external;
     function proveExcursion(
         uint256 orderId,

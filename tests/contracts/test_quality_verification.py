@@ -127,6 +127,73 @@ def test_commit_fleet_root_emits_and_appends_to_the_log(stack: Stack) -> None:
     assert stack.qv.fleet_log_root(a.oracle.address) == log.root()
 
 
+#: docs/gas.md's goal for every root of a log.
+ROOT_GAS_GOAL = 45_000
+
+
+def test_the_deployment_opens_the_oracles_log(stack: Stack) -> None:
+    """deploy_all opens each oracle's log: an empty log (no root, the empty tree's
+    root), and its first and fresh-level roots cost no more than the others."""
+    a = stack.accounts
+    me = a.oracle.address
+    log = FleetLog()
+    assert stack.qv.fleet_log(me) == (0, 0)
+    assert stack.qv.fleet_log_root(me) == log.root()
+    gas = []
+    for seq in range(1, 10):  # fresh levels of an unopened log at roots 1, 2, 4 and 8
+        root = seq.to_bytes(32, "big")
+        result = stack.qv.commit_fleet_root(seq, root, 3, by=a.oracle, gas=GAS)
+        assert result.event("FleetRootCommitted")["logIndex"] == log.append(seq, root, 3)
+        assert stack.qv.fleet_log_root(me) == log.root()
+        gas.append(result.gas_used)
+    assert max(gas) <= ROOT_GAS_GOAL, gas
+
+
+def test_an_opened_log_keeps_the_same_roots_and_costs_less(stack: Stack) -> None:
+    """The same roots into an unopened and an opened log: the same log roots and
+    indexes after every root (the opening's filler never enters a hash); the opened
+    log's roots all stay under the goal, the unopened one pays fresh slots."""
+    a = stack.accounts
+    plain, opened = a.stranger, a.buyer
+    result = stack.qv.open_fleet_log(opened.address, by=a.admin, gas=2_000_000)
+    assert events(result) == [("FleetLogOpened", {"committer": opened.address})]
+    gas: dict[str, list[int]] = {"plain": [], "opened": []}
+    for seq in range(1, 18):
+        root = (seq * 7).to_bytes(32, "big")
+        for name, who in (("plain", plain), ("opened", opened)):
+            r = stack.qv.commit_fleet_root(seq, root, seq, by=who, gas=GAS)
+            assert r.event("FleetRootCommitted")["logIndex"] == seq - 1
+            gas[name].append(r.gas_used)
+        assert stack.qv.fleet_log_root(opened.address) == stack.qv.fleet_log_root(plain.address)
+        assert stack.qv.fleet_log(opened.address) == stack.qv.fleet_log(plain.address) == (seq, seq)
+    fresh = (0, 1, 3, 7, 15)  # the roots that first write a frontier level
+    for i in fresh:
+        assert gas["plain"][i] - gas["opened"][i] > 15_000, (i, gas)
+        assert gas["plain"][i] > ROOT_GAS_GOAL
+    # On the opened log a root costs a base plus one cold read and hash per level it
+    # folds (the trailing zeros of its position), the same for every root otherwise:
+    base, per_level = gas["opened"][0], gas["opened"][1] - gas["opened"][0]
+    for i, g in enumerate(gas["opened"]):
+        folds = ((i + 1) & -(i + 1)).bit_length() - 1
+        assert g == base + per_level * folds, (i, gas["opened"])
+    assert base + 3 * per_level <= ROOT_GAS_GOAL < base + 4 * per_level  # 15 roots in 16
+
+
+def test_a_log_in_use_cannot_be_opened(stack: Stack) -> None:
+    """Opening writes the frontier: refused once the log is open or holds a root, which
+    it would otherwise corrupt."""
+    a = stack.accounts
+    me = a.oracle.address  # opened by the deployment
+    with refused(stack, [], "QualityVerificationLogInUse", committer=me, size=0):
+        stack.qv.open_fleet_log(me, by=a.stranger, gas=2_000_000)
+    other = a.stranger.address
+    stack.qv.commit_fleet_root(1, b"\x01" * 32, 1, by=a.stranger, gas=GAS)
+    root = stack.qv.fleet_log_root(other)
+    with refused(stack, [], "QualityVerificationLogInUse", committer=other, size=1):
+        stack.qv.open_fleet_log(other, by=a.admin, gas=2_000_000)
+    assert stack.qv.fleet_log_root(other) == root
+
+
 def test_stale_batches_are_refused_with_the_last_seq(stack: Stack) -> None:
     a = stack.accounts
     me = a.oracle.address
@@ -210,6 +277,7 @@ def test_anyone_commits_into_its_own_log_only(stack: Stack, orders: Orders, who:
 QUALITY_FUNCTIONS = {
     "bindDevices",
     "commitFleetRoot",
+    "openFleetLog",
     "eip712Domain",
     "fleetLeaf",
     "fleetLog",
