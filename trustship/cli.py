@@ -7,9 +7,13 @@ and a part's dependencies load only when that part runs.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
+
+if TYPE_CHECKING:
+    from backend.core.settings import Settings
+    from backend.sharing.disclosures import Head
 
 app = typer.Typer(
     help="TrustShip: purchase orders that settle themselves from signed IoT telemetry.",
@@ -18,7 +22,7 @@ app = typer.Typer(
 )
 
 
-def _fail(exc: Exception) -> None:
+def _fail(exc: Exception) -> NoReturn:
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
 
@@ -354,17 +358,9 @@ def disclosures_verify(
             anchor.payload(head)
         except ValueError:
             _fail(ValueError(f"--anchor {anchored!r}: give SEQ:0x<32-byte hash>"))
+    anchored_by = ""
     if anchor_tx is not None:
-        from backend.chain.connection import connect
-
-        chain = connect(Settings())
-        try:
-            tx = chain.w3.eth.get_transaction(anchor_tx)  # type: ignore[arg-type]
-        except Exception as exc:  # not found, malformed hash, node down: all say so
-            _fail(ValueError(f"--anchor-tx {anchor_tx}: no such transaction ({exc})"))
-        head = anchor.parse(bytes(tx["input"]))
-        if head is None or tx["from"] != tx["to"]:
-            _fail(ValueError(f"--anchor-tx {anchor_tx}: not a disclosure-log anchor"))
+        head, anchored_by = _anchor_from_chain(Settings(), anchor_tx)
 
     engine = make_engine(Settings().DATABASE_URL)
     try:
@@ -388,13 +384,57 @@ def disclosures_verify(
         "first_bad_seq": v.first_bad_seq,
         "problem": v.problem,
     }
+    if head is not None and head.seq:
+        result["anchor"] = {"seq": head.seq, "hash": "0x" + head.hash.hex(), "by": anchored_by}
     if json_out:
         typer.echo(json.dumps(result))
     elif v.ok:
         typer.echo(f"ok: {v.entries} entries, head {v.head.seq} 0x{v.head.hash.hex()}")
+        if head is not None and head.seq:
+            typer.echo(f"reaches the anchored head {head.seq} 0x{head.hash.hex()}{anchored_by}")
     else:
         typer.echo(f"BROKEN at entry {v.first_bad_seq}: {v.problem}")
     raise typer.Exit(0 if v.ok else 1)
+
+
+def _anchor_from_chain(settings: Settings, tx_hash: str) -> tuple[Head, str]:
+    """The head an anchoring transaction carries, and who anchored it when: a mined,
+    successful zero-value transaction from an oracle of the deployment (DEPLOYMENT_FILE,
+    checked against the chain at RPC_URL) to itself. Anyone can send themselves those
+    bytes; only the oracle's account makes them an anchor."""
+    from backend.chain.connection import connect
+    from backend.chain.deploy import load_deployment
+    from backend.core.errors import TrustShipError
+    from backend.sharing import anchor
+
+    chain = connect(settings)
+    try:
+        deployment = load_deployment(settings.DEPLOYMENT_FILE, chain)
+    except (OSError, TrustShipError) as exc:
+        _fail(
+            ValueError(
+                f"--anchor-tx needs the deployment manifest to know the oracles' accounts: {exc}"
+            )
+        )
+    try:
+        tx = chain.w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
+        receipt = chain.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+    except Exception as exc:  # not found, not mined, malformed hash, node down: all say so
+        _fail(ValueError(f"--anchor-tx {tx_hash}: no such mined transaction ({exc})"))
+    head = anchor.parse(bytes(tx["input"]))
+    if head is None or tx["from"] != tx["to"] or tx["value"] != 0 or receipt["status"] != 1:
+        _fail(ValueError(f"--anchor-tx {tx_hash}: not a disclosure-log anchor"))
+    oracles = {o.lower() for o in deployment.oracles}
+    if str(tx["from"]).lower() not in oracles:
+        _fail(
+            ValueError(
+                f"--anchor-tx {tx_hash}: sent by {tx['from']}, which is not an oracle of the "
+                f"deployment ({', '.join(deployment.oracles) or 'none'}): not an anchor"
+            )
+        )
+    number = receipt["blockNumber"]
+    at = chain.w3.eth.get_block(number)["timestamp"]
+    return head, f" (anchored by {tx['from']} in block {number} at {at})"
 
 
 if __name__ == "__main__":

@@ -8,8 +8,10 @@ back from a transaction; :func:`check` verifies a served log against an anchored
 the chain verifies from its first entry and entry ``seq`` still has the anchored hash,
 so nothing up to the anchor was changed, removed or replaced.
 
-Sending is not done here (only the chain layer's sender sends transactions); wiring
-the oracle to publish :func:`payload` after each commitment is the next step.
+Sending is not done here (only the chain layer's sender sends transactions): the
+oracle's ``anchor_disclosures`` chain action sends :func:`payload` after a fleet
+commitment, and ``trustship disclosures verify --anchor-tx`` reads it back, taking it as
+an anchor only from an oracle of the deployment.
 """
 
 from __future__ import annotations
