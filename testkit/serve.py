@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from backend.chain.testing import issuer
+from testkit.databases import postgres_schema, schema_url
 from testkit.servers import Server, free_port, start_anvil, start_mosquitto
 
 
@@ -120,17 +121,33 @@ class ServedStack:
 @contextmanager
 def served_stack(
     workdir: Path,
+    name: str,
     *,
-    database_url: str,
-    client_prefix: str,
     anvil_args: tuple[str, ...] = (),
     broker_conf: str = "allow_anonymous true",
     extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[ServedStack]:
-    """A fresh anvil (``anvil_args``) and mosquitto (``broker_conf``) and ``trustship
-    serve`` on them and ``database_url`` (:func:`serve_env`, then ``extra_env``), its log
-    in ``workdir/serve.log``; yielded once ``/health`` says the broker is connected. On
-    exit the process is killed if it still runs, and the servers are stopped."""
+    """A fresh anvil (``anvil_args``), mosquitto (``broker_conf``) and PostgreSQL schema
+    (``trustship_<name>_…``), and ``trustship serve`` on them (:func:`serve_env`, then
+    ``extra_env``; subscribed as ``<name>-test-…``), its log in ``workdir/serve.log``;
+    yielded once ``/health`` says the broker is connected. On exit the process is killed
+    if it still runs, the servers are stopped and the schema is dropped."""
+    with (
+        postgres_schema(f"trustship_{name}_") as schema,
+        _served(workdir, schema_url(schema), name, anvil_args, broker_conf, extra_env) as stack,
+    ):
+        yield stack
+
+
+@contextmanager
+def _served(
+    workdir: Path,
+    database_url: str,
+    name: str,
+    anvil_args: tuple[str, ...],
+    broker_conf: str,
+    extra_env: Mapping[str, str] | None,
+) -> Iterator[ServedStack]:
     anvil = start_anvil(*anvil_args)
     broker = start_mosquitto(broker_conf)
     proc: subprocess.Popen[bytes] | None = None
@@ -143,7 +160,7 @@ def served_stack(
             database_url=database_url,
             workdir=workdir,
             port=port,
-            client_prefix=client_prefix,
+            client_prefix=f"{name}-test-",
         )
         env.update(extra_env or {})
         proc = start_serve(env, workdir, log)

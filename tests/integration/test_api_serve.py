@@ -17,7 +17,6 @@ import pytest
 
 from backend.chain.testing import certify, device_key, issuer_key
 from backend.telemetry import Domain, Reading, device_address
-from testkit.databases import postgres_schema, schema_url
 from testkit.readings import wire_message
 from testkit.serve import order_terms, served_stack
 
@@ -25,21 +24,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def pg_schema_url() -> Iterator[str]:
-    with postgres_schema("trustship_api_serve_") as schema:
-        yield schema_url(schema)
-
-
-@pytest.fixture
-def served(
-    tmp_path: Path, pg_schema_url: str
-) -> Iterator[tuple[str, str, subprocess.Popen[bytes], Path]]:
-    with served_stack(
-        tmp_path,
-        database_url=pg_schema_url,
-        client_prefix="api-serve-test-",
-        anvil_args=("--block-time", "1"),  # chain time advances while idle
-    ) as s:
+def served(tmp_path: Path) -> Iterator[tuple[str, str, subprocess.Popen[bytes], Path]]:
+    # chain time advances while idle
+    with served_stack(tmp_path, "api_serve", anvil_args=("--block-time", "1")) as s:
         yield s.base, s.broker.extra["url"], s.proc, s.log
 
 

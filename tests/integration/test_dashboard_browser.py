@@ -32,7 +32,6 @@ from iot_simulator import Fleet, build_fleet, load_scenario
 from iot_simulator.fleet import Message
 from iot_simulator.publisher import publish
 from testkit.dashboard import ConsoleLog, browser, chromium_path, sign_in
-from testkit.databases import postgres_schema, schema_url
 from testkit.serve import served_stack
 from trustship.stack import DEV_API_KEYS, ApiDriver, PartyAction
 
@@ -74,17 +73,13 @@ OBSERVER = """
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, str, str]]:
-    with (
-        postgres_schema("trustship_dashboard_") as schema,
-        served_stack(
-            tmp_path,
-            database_url=schema_url(schema),
-            client_prefix="dashboard-test-",
-            anvil_args=("--block-time", "1"),
-            broker_conf="allow_anonymous true\nmax_queued_messages 200000\n",
-            extra_env={"ORACLE_COMMIT_MAX_AGE_SECS": "2"},
-        ) as s,
-    ):
+    with served_stack(
+        tmp_path,
+        "dashboard",
+        anvil_args=("--block-time", "1"),
+        broker_conf="allow_anonymous true\nmax_queued_messages 200000\n",
+        extra_env={"ORACLE_COMMIT_MAX_AGE_SECS": "2"},
+    ) as s:
         yield s.base, s.anvil.extra["url"], s.broker.extra["url"]
 
 

@@ -26,7 +26,6 @@ from web3 import Web3
 from backend.api import convert
 from backend.domain.order import TERMS_BODY_ATTRS, Terms
 from backend.scorecard import ChainEvent, backtests, ranked, scorecards
-from testkit.databases import postgres_schema, schema_url
 from testkit.serve import served_stack
 from tests.trustship.test_replay import REPO, describe, embedded_env, replay
 
@@ -129,16 +128,10 @@ def served_scorecards(base: str, suppliers: list[str]) -> dict[str, Any]:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], Web3]]:
-    with (
-        postgres_schema("trustship_scorecards_") as schema,
-        served_stack(
-            tmp_path,
-            database_url=schema_url(schema),
-            client_prefix="scorecards-test-",
-            anvil_args=("--gas-limit", "100000000"),
-            broker_conf="allow_anonymous true\nmax_queued_messages 200000\n",
-        ) as s,
-    ):
+    big_queue = "allow_anonymous true\nmax_queued_messages 200000\n"
+    with served_stack(
+        tmp_path, "scorecards", anvil_args=("--gas-limit", "100000000"), broker_conf=big_queue
+    ) as s:
         replay_env = embedded_env(tmp_path)
         replay_env.update(
             RPC_URL=s.anvil.extra["url"],
