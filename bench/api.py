@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import re
 import shutil
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from testkit import REPO
+from testkit.results import machine, measured_at, save_json
 
 RESULTS = REPO / "bench" / "results" / "api.json"
 API_KEY = "dev-buyer"
@@ -330,16 +330,10 @@ def main() -> int:
         "database": "sqlite",
         "target_order_reads_per_s": TARGET_ORDER_READS,
         "results": results,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        "measured_at": measured_at(),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"saved {args.output}")
+    save_json(args.output, summary)
     return 0
 
 

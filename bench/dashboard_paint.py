@@ -19,18 +19,16 @@ bench/results/dashboard_paint.json. Goal: the orders table filled in under 1 s.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from bench.api import prefill, start_server
 from testkit import REPO
 from testkit.dashboard import ConsoleLog, browser
+from testkit.results import machine, measured_at, save_json
 
 RESULTS = REPO / "bench" / "results" / "dashboard_paint.json"
 GOAL_MS = 1000.0
@@ -107,17 +105,10 @@ def main() -> int:
         "goal_orders_filled_ms": GOAL_MS,
         "median_ms": medians,
         "samples_ms": samples,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "load_average": os.getloadavg(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(load_average=os.getloadavg()),
+        "measured_at": measured_at(),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"saved {args.output}")
+    save_json(args.output, summary)
     return 0 if verdict == "meets" else 1
 
 

@@ -69,6 +69,7 @@ from backend.telemetry import (
 from backend.telemetry.certificates import SignedCertificate
 from backend.telemetry.fleet import FleetBatch, FleetLog, fleet_leaf
 from testkit import REPO
+from testkit.results import measured_at
 
 logger = logging.getLogger(__name__)
 
@@ -776,7 +777,7 @@ def main(argv: list[str] | None = None) -> int:
         "chain_id": stack.chain.chain_id,
         "solc": "0.8.28, optimizer 200 runs (contracts/build)",
         "python": platform.python_version(),
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "measured_at": measured_at(),
         "seconds": round(time.monotonic() - started, 1),
         "method": "gasUsed of real receipts on one fresh deployment; lifecycles measured on the "
         "second order of their kind; 'main' = bench/results/gas.json before this design; floor = "

@@ -44,8 +44,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +66,9 @@ from backend.store.db import make_engine
 from backend.telemetry import Domain, Reading, device_address
 from testkit import REPO
 from testkit.databases import migrated_engine
+from testkit.oracle_process import OracleProcess
 from testkit.readings import wire_message
-from testkit.servers import start_mosquitto
+from testkit.servers import Server, deploy_broker_settings, start_anvil, start_mosquitto
 
 DOMAIN = Domain(31337, "0x5FbDB2315678afecb367f032d93F642f64180aa3")
 POSTGRES_URL = os.environ.get(
@@ -363,19 +365,60 @@ def ship_orders(
     return orders, shipped
 
 
-def run_live(args: argparse.Namespace) -> dict[str, Any]:
+@dataclass
+class LiveStack:
+    """A fresh anvil with the contracts, a mosquitto with deploy/mosquitto.conf's queue
+    limits, the oracle as its own process with the fleet's orders shipped and indexed,
+    an :class:`EventWatcher` on the chain, and the MQTT clients the run opens."""
+
+    chain: Any
+    contracts: Any
+    domain: Domain
+    anvil: Server
+    broker: Server
+    oracle: OracleProcess
+    engine: Engine
+    watcher: EventWatcher
+    #: One (order id, device keys) per group, in the order of the groups.
+    orders: list[tuple[int, list[bytes]]]
+    #: Each order's shipment time.
+    shipped: dict[int, int]
+    clients: list[mqtt.Client] = field(default_factory=list)
+
+    def client(self, name: str) -> mqtt.Client:
+        """An MQTT client connected to the broker (disconnected when the stack stops)."""
+        c = _client(self.broker.port, name)
+        self.clients.append(c)
+        return c
+
+    def count(self, row: Any) -> int:
+        """Rows of a store table in the oracle's database."""
+        with Session(self.engine) as s:
+            return int(s.scalar(select(func.count()).select_from(row)) or 0)
+
+
+@contextmanager
+def live_stack(
+    backend: str,
+    groups: list[list[bytes]],
+    *,
+    client_id: str,
+    clock_ahead_secs: int,
+    index_timeout_secs: float,
+    oracle_env: dict[str, str] | None = None,
+    oracle_log: Path | None = None,
+) -> Iterator[LiveStack]:
+    """The live benchmarks' whole stack on ``backend`` (sqlite or postgresql), with one
+    order per group of device keys (:func:`ship_orders`) bound in the oracle's database;
+    the chain's clock is moved ``clock_ahead_secs`` on so that readings stamped after
+    shipment are not ahead of it. Everything is stopped on exit; the oracle's log is
+    kept at ``oracle_log``."""
     from backend.chain.connection import connect
+    from backend.chain.contracts import Contracts
     from backend.chain.deploy import deploy_all
     from backend.core.settings import Settings
-    from backend.store.models import DeviceRow, OutboxRow, ReadingRow
-    from testkit.oracle_process import OracleProcess
-    from testkit.servers import deploy_broker_settings, start_anvil
+    from backend.store.models import DeviceRow
 
-    n_bg = args.background_devices
-    per_order = args.background_per_order
-    n_bg_orders = -(-n_bg // per_order) if n_bg else 0
-    n_breach = args.breaches
-    duration = args.warmup + n_breach * args.spacing + 15  # seconds of background telemetry
     limits = deploy_broker_settings(
         ("max_queued_messages", "max_queued_bytes", "max_inflight_messages", "max_packet_size")
     )
@@ -384,182 +427,228 @@ def run_live(args: argparse.Namespace) -> dict[str, Any]:
     anvil = start_anvil()
     broker = start_mosquitto(broker_conf)
     oracle: OracleProcess | None = None
-    watcher: EventWatcher | None = None
-    clients: list[mqtt.Client] = []
+    stack: LiveStack | None = None
     try:
-        with database_url(args.backend) as db_url:
+        with database_url(backend) as db_url:
             chain = connect(Settings(_env_file=None, RPC_URL=anvil.extra["url"], DEV_MODE=True))  # type: ignore[call-arg]
             deployment = deploy_all(chain, write_to=workdir / "deployment.json")
-            from backend.chain.contracts import Contracts
-
             c = Contracts.from_deployment(chain, deployment)
-            domain = c.quality.domain()
             env = {
                 "RPC_URL": anvil.extra["url"],
                 "MQTT_URL": broker.extra["url"],
                 "DATABASE_URL": db_url,
                 "DEPLOYMENT_FILE": str(workdir / "deployment.json"),
-                "ORACLE_CLIENT_ID": "bench-live-oracle",
+                "ORACLE_CLIENT_ID": client_id,
                 "DEV_MODE": "true",
                 "LOG_LEVEL": "INFO",
+                **(oracle_env or {}),
             }
-            for knob in args.oracle_env:
-                k, _, v = knob.partition("=")
-                env[k] = v
             oracle = OracleProcess(env, workdir / "oracle.log")
             oracle.start()
             oracle.wait_subscribed()
-
-            bg_keys = device_keys(n_bg)
-            breach_keys = [(10_000 + i).to_bytes(32, "big") for i in range(n_breach)]
-            groups = [bg_keys[i : i + per_order] for i in range(0, n_bg, per_order)] + [
-                [k] for k in breach_keys
-            ]
             orders, shipped = ship_orders(chain, c, groups)
-            # readings are stamped after shipment and before the chain's clock: move it 2 h on
-            chain.time_travel(chain.now() + 7200)
-            engine = make_engine(db_url)
-            n_devices = n_bg + n_breach
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                with Session(engine) as s:
-                    if s.scalar(select(func.count()).select_from(DeviceRow)) == n_devices:
-                        break
-                time.sleep(0.2)
-            else:
-                raise RuntimeError(
-                    "the oracle did not index the device bindings:\n" + oracle.tail()
-                )
-
-            bg_orders, breach_orders = orders[:n_bg_orders], orders[n_bg_orders:]
-            # background: one reading per device per second, pre-signed
-            seconds = int(duration) + 1
-            background: list[list[tuple[str, bytes]]] = [[] for _ in range(seconds)]
-            for oid, keys in bg_orders:
-                for key in keys:
-                    for sec in range(seconds):
-                        background[sec].append(
-                            _signed(
-                                domain, key, oid, sec + 1, shipped[oid] + 1 + sec, 450 + sec % 50
-                            )
-                        )
-            # breach: seq 1 out of range, seq 2 out of range 70 s later → completes the breach
-            breach_msgs = [
-                (
-                    oid,
-                    _signed(domain, keys[0], oid, 1, shipped[oid] + 10, 1200),
-                    _signed(
-                        domain, keys[0], oid, 2, shipped[oid] + 10 + LIVE_TOLERATED_S + 10, 1250
-                    ),
-                    device_address(keys[0]),
-                )
-                for oid, keys in breach_orders
-            ]
-            watcher = EventWatcher(chain, c.quality.address)
-            watcher.start()
-            bg_client = _client(broker.port, "bench-background")
-            breach_client = _client(broker.port, "bench-breach")
-            clients += [bg_client, breach_client]
-            stop_bg = threading.Event()
-            bg_sent = [0]
-
-            def background_loop() -> None:
-                start = time.monotonic()
-                slices = 10
-                for sec, batch in enumerate(background):
-                    for j in range(slices):
-                        at = start + sec + j / slices
-                        delay = at - time.monotonic()
-                        if delay > 0 and stop_bg.wait(delay):
-                            return
-                        for topic, payload in batch[j::slices]:
-                            bg_client.publish(topic, payload, qos=1)
-                            bg_sent[0] += 1
-
-            bg_thread = threading.Thread(target=background_loop, daemon=True)
-            rng = random.Random(7)
-            published: dict[int, float] = {}
-            console.print(
-                f"live: {n_breach} breaches every ~{args.spacing:.1f} s with {n_bg} background "
-                f"devices at 1 reading/s on {n_bg_orders} orders ({args.backend})"
+            chain.time_travel(chain.now() + clock_ahead_secs)
+            stack = LiveStack(
+                chain=chain,
+                contracts=c,
+                domain=c.quality.domain(),
+                anvil=anvil,
+                broker=broker,
+                oracle=oracle,
+                engine=make_engine(db_url),
+                watcher=EventWatcher(chain, c.quality.address),
+                orders=orders,
+                shipped=shipped,
             )
-            bg_thread.start()
-            time.sleep(args.warmup)
-            t_start = time.monotonic()
-            load_before = os.getloadavg()[0]
-            with Progress(console=console, transient=True) as progress:
-                task = progress.add_task("breaches", total=n_breach)
-                for i, (oid, first, completing, _dev) in enumerate(breach_msgs):
-                    at = t_start + i * args.spacing + rng.uniform(0, args.spacing / 3)
-                    breach_client.publish(*first, qos=1)
-                    time.sleep(max(0.0, at + 1.0 - time.monotonic()))
-                    published[oid] = time.time()
-                    breach_client.publish(*completing, qos=1)
-                    progress.advance(task)
-                deadline = time.monotonic() + 60
-                while len(watcher.seen) < n_breach and time.monotonic() < deadline:
-                    time.sleep(0.05)
-            load_after = os.getloadavg()[0]
-            stop_bg.set()
-            bg_thread.join(10)
-            watcher.stop()
-            missing = [oid for oid in published if oid not in watcher.seen]
-            if missing:
-                raise RuntimeError(
-                    f"no ExcursionProven for orders {missing} within 60 s:\n" + oracle.tail()
-                )
-            # every background reading sent must be stored (a loss would show here)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                with Session(engine) as s:
-                    if s.scalar(select(func.count()).select_from(ReadingRow)) == (
-                        bg_sent[0] + 2 * n_breach
-                    ):
-                        break
+            n_devices = sum(len(g) for g in groups)
+            deadline = time.monotonic() + index_timeout_secs
+            while stack.count(DeviceRow) != n_devices:
+                if time.monotonic() >= deadline:
+                    raise RuntimeError(
+                        "the oracle did not index the device bindings:\n" + oracle.tail()
+                    )
                 time.sleep(0.2)
-            # the oracle's own stamps, for the split
-            rows: list[dict[str, float]] = []
-            with Session(engine) as s:
-                for oid, _f, _c, dev in breach_msgs:
-                    received = s.scalar(
-                        select(ReadingRow.received_at).where(
-                            ReadingRow.device == dev, ReadingRow.seq == 2
-                        )
-                    )
-                    entry = s.scalars(
-                        select(OutboxRow).where(OutboxRow.dedup_key == f"breach:{oid}")
-                    ).one()
-                    if received is None:
-                        raise RuntimeError(f"order {oid}: the completing reading is not stored")
-                    t_pub, t_seen = published[oid], watcher.seen[oid]
-                    rows.append(
-                        {
-                            "order_id": oid,
-                            "total_s": t_seen - t_pub,
-                            "mqtt_s": float(received) - t_pub,
-                            "ingest_s": float(entry.created_at) - float(received),
-                            "outbox_chain_s": t_seen - float(entry.created_at),
-                            "outbox_done_s": float(entry.updated_at) - float(entry.created_at),
-                        }
-                    )
-                stored_bg = (
-                    int(s.scalar(select(func.count()).select_from(ReadingRow)) or 0) - 2 * n_breach
-                )
-            engine.dispose()
-            measured_s = time.monotonic() - t_start
+            stack.watcher.start()
+            try:
+                yield stack
+            finally:
+                stack.engine.dispose()
     finally:
-        for cl in clients:
-            cl.disconnect()
-            cl.loop_stop()
-        if watcher is not None and watcher.is_alive():
-            watcher.stop()
+        if stack is not None:
+            for cl in stack.clients:
+                cl.disconnect()
+                cl.loop_stop()
+            if stack.watcher.is_alive():
+                stack.watcher.stop()
         if oracle is not None:
             oracle.stop()
-            if args.oracle_log is not None:
-                shutil.copyfile(oracle.log, args.oracle_log)
+            if oracle_log is not None and oracle.log.exists():
+                oracle_log.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(oracle.log, oracle_log)
         broker.stop()
         anvil.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+#: Slices of a second in which the background fleet publishes (each its share of devices).
+SLICES = 10
+
+
+class Paced(threading.Thread):
+    """Calls ``tick(sec, j)`` at ``sec + j / slices`` seconds after it starts, for each
+    slice ``j`` of each second, for ``seconds`` seconds or until :meth:`stop`;
+    ``lag`` is the most it fell behind (seconds)."""
+
+    def __init__(
+        self,
+        tick: Callable[[int, int], None],
+        *,
+        seconds: int | None = None,
+        slices: int = SLICES,
+        name: str = "bench-background",
+    ) -> None:
+        super().__init__(name=name, daemon=True)
+        self.tick = tick
+        self.seconds = seconds
+        self.slices = slices
+        self.lag = 0.0
+        self._stop_event = threading.Event()
+
+    def stop(self, timeout: float = 10) -> None:
+        self._stop_event.set()
+        self.join(timeout)
+
+    def run(self) -> None:
+        start = time.monotonic()
+        sec = 0
+        while not self._stop_event.is_set() and (self.seconds is None or sec < self.seconds):
+            for j in range(self.slices):
+                delay = start + sec + j / self.slices - time.monotonic()
+                if delay > 0 and self._stop_event.wait(delay):
+                    return
+                self.lag = max(self.lag, -delay)
+                self.tick(sec, j)
+            sec += 1
+
+
+def run_live(args: argparse.Namespace) -> dict[str, Any]:
+    from backend.store.models import OutboxRow, ReadingRow
+
+    n_bg = args.background_devices
+    per_order = args.background_per_order
+    n_bg_orders = -(-n_bg // per_order) if n_bg else 0
+    n_breach = args.breaches
+    duration = args.warmup + n_breach * args.spacing + 15  # seconds of background telemetry
+    bg_keys = device_keys(n_bg)
+    breach_keys = [(10_000 + i).to_bytes(32, "big") for i in range(n_breach)]
+    groups = [bg_keys[i : i + per_order] for i in range(0, n_bg, per_order)] + [
+        [k] for k in breach_keys
+    ]
+    env = {k: v for k, _, v in (knob.partition("=") for knob in args.oracle_env)}
+    # readings are stamped after shipment and before the chain's clock: move it 2 h on
+    with live_stack(
+        args.backend,
+        groups,
+        client_id="bench-live-oracle",
+        clock_ahead_secs=7200,
+        index_timeout_secs=60,
+        oracle_env=env,
+        oracle_log=args.oracle_log,
+    ) as live:
+        domain, shipped, watcher, oracle = live.domain, live.shipped, live.watcher, live.oracle
+        bg_orders, breach_orders = live.orders[:n_bg_orders], live.orders[n_bg_orders:]
+        # background: one reading per device per second, pre-signed
+        seconds = int(duration) + 1
+        background: list[list[tuple[str, bytes]]] = [[] for _ in range(seconds)]
+        for oid, keys in bg_orders:
+            for key in keys:
+                for sec in range(seconds):
+                    background[sec].append(
+                        _signed(domain, key, oid, sec + 1, shipped[oid] + 1 + sec, 450 + sec % 50)
+                    )
+        # breach: seq 1 out of range, seq 2 out of range 70 s later → completes the breach
+        breach_msgs = [
+            (
+                oid,
+                _signed(domain, keys[0], oid, 1, shipped[oid] + 10, 1200),
+                _signed(domain, keys[0], oid, 2, shipped[oid] + 10 + LIVE_TOLERATED_S + 10, 1250),
+                device_address(keys[0]),
+            )
+            for oid, keys in breach_orders
+        ]
+        bg_client = live.client("bench-background")
+        breach_client = live.client("bench-breach")
+        bg_sent = [0]
+
+        def publish_slice(sec: int, j: int) -> None:
+            for topic, payload in background[sec][j::SLICES]:
+                bg_client.publish(topic, payload, qos=1)
+                bg_sent[0] += 1
+
+        bg_thread = Paced(publish_slice, seconds=seconds)
+        rng = random.Random(7)
+        published: dict[int, float] = {}
+        console.print(
+            f"live: {n_breach} breaches every ~{args.spacing:.1f} s with {n_bg} background "
+            f"devices at 1 reading/s on {n_bg_orders} orders ({args.backend})"
+        )
+        bg_thread.start()
+        time.sleep(args.warmup)
+        t_start = time.monotonic()
+        load_before = os.getloadavg()[0]
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("breaches", total=n_breach)
+            for i, (oid, first, completing, _dev) in enumerate(breach_msgs):
+                at = t_start + i * args.spacing + rng.uniform(0, args.spacing / 3)
+                breach_client.publish(*first, qos=1)
+                time.sleep(max(0.0, at + 1.0 - time.monotonic()))
+                published[oid] = time.time()
+                breach_client.publish(*completing, qos=1)
+                progress.advance(task)
+            deadline = time.monotonic() + 60
+            while len(watcher.seen) < n_breach and time.monotonic() < deadline:
+                time.sleep(0.05)
+        load_after = os.getloadavg()[0]
+        bg_thread.stop()
+        watcher.stop()
+        missing = [oid for oid in published if oid not in watcher.seen]
+        if missing:
+            raise RuntimeError(
+                f"no ExcursionProven for orders {missing} within 60 s:\n" + oracle.tail()
+            )
+        # every background reading sent must be stored (a loss would show here)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if live.count(ReadingRow) == bg_sent[0] + 2 * n_breach:
+                break
+            time.sleep(0.2)
+        # the oracle's own stamps, for the split
+        rows: list[dict[str, float]] = []
+        with Session(live.engine) as s:
+            for oid, _f, _c, dev in breach_msgs:
+                received = s.scalar(
+                    select(ReadingRow.received_at).where(
+                        ReadingRow.device == dev, ReadingRow.seq == 2
+                    )
+                )
+                entry = s.scalars(
+                    select(OutboxRow).where(OutboxRow.dedup_key == f"breach:{oid}")
+                ).one()
+                if received is None:
+                    raise RuntimeError(f"order {oid}: the completing reading is not stored")
+                t_pub, t_seen = published[oid], watcher.seen[oid]
+                rows.append(
+                    {
+                        "order_id": oid,
+                        "total_s": t_seen - t_pub,
+                        "mqtt_s": float(received) - t_pub,
+                        "ingest_s": float(entry.created_at) - float(received),
+                        "outbox_chain_s": t_seen - float(entry.created_at),
+                        "outbox_done_s": float(entry.updated_at) - float(entry.created_at),
+                    }
+                )
+        stored_bg = live.count(ReadingRow) - 2 * n_breach
+        measured_s = time.monotonic() - t_start
 
     def stats(key: str) -> dict[str, float]:
         xs = [r[key] for r in rows]

@@ -29,10 +29,7 @@ import json
 import logging
 import os
 import platform
-import shutil
 import statistics
-import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -44,14 +41,13 @@ from sqlalchemy.orm import Session
 
 from bench.ingest import (
     LIVE_TOLERATED_S,
-    EventWatcher,
-    _client,
+    SLICES,
+    Paced,
     _signed,
     console,
-    database_url,
     device_keys,
+    live_stack,
     percentile,
-    ship_orders,
 )
 from testkit import REPO
 
@@ -83,187 +79,103 @@ def slope_per_hour(points: list[tuple[float, float]]) -> float | None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from backend.chain.connection import connect
-    from backend.chain.contracts import Contracts
-    from backend.chain.deploy import deploy_all
-    from backend.core.settings import Settings
-    from backend.store.db import make_engine
-    from backend.store.models import DeviceRow, ReadingRow
-    from testkit.oracle_process import OracleProcess
-    from testkit.servers import deploy_broker_settings, start_anvil, start_mosquitto
+    from backend.store.models import ReadingRow
 
     duration = args.minutes * 60.0
     n_breach = max(1, int(duration // args.breach_every))
-    limits = deploy_broker_settings(
-        ("max_queued_messages", "max_queued_bytes", "max_inflight_messages", "max_packet_size")
-    )
-    broker_conf = "allow_anonymous true\n" + "".join(f"{k} {v}\n" for k, v in limits.items())
-    workdir = Path(tempfile.mkdtemp(prefix="trustship-soak-"))
-    anvil = start_anvil()
-    broker = start_mosquitto(broker_conf)
-    oracle: OracleProcess | None = None
-    watcher: EventWatcher | None = None
-    clients: list[Any] = []
     samples: list[dict[str, Any]] = []
     breaches: list[dict[str, float]] = []
     sent = [0]
-    try:
-        with database_url("postgresql") as db_url:
-            chain = connect(Settings(_env_file=None, RPC_URL=anvil.extra["url"], DEV_MODE=True))  # type: ignore[call-arg]
-            deployment = deploy_all(chain, write_to=workdir / "deployment.json")
-            c = Contracts.from_deployment(chain, deployment)
-            domain = c.quality.domain()
-            oracle = OracleProcess(
+    keys = device_keys(args.devices)
+    groups = [keys[i : i + args.per_order] for i in range(0, len(keys), args.per_order)]
+    breach_keys = [(50_000 + i).to_bytes(32, "big") for i in range(n_breach)]
+    # readings are stamped after shipment and before the chain's clock
+    with live_stack(
+        "postgresql",
+        groups + [[k] for k in breach_keys],
+        client_id="bench-soak-oracle",
+        clock_ahead_secs=int(duration) + 7200,
+        index_timeout_secs=120,
+        oracle_log=args.oracle_log,
+    ) as live:
+        domain, shipped, watcher, engine = live.domain, live.shipped, live.watcher, live.engine
+        bg_orders, breach_orders = live.orders[: len(groups)], live.orders[len(groups) :]
+        bg_client = live.client("soak-background")
+        breach_client = live.client("soak-breach")
+
+        def publish_slice(sec: int, j: int) -> None:
+            for oid, group in bg_orders[j::SLICES]:
+                for key in group:
+                    bg_client.publish(
+                        *_signed(domain, key, oid, sec + 1, shipped[oid] + 1 + sec, 450 + sec % 50),
+                        qos=1,
+                    )
+                    sent[0] += 1
+
+        pids = {"oracle": live.oracle.pid, "mosquitto": live.broker.pid,
+                "anvil": live.anvil.pid, "bench": os.getpid()}  # fmt: skip
+
+        def sample(t0: float) -> None:
+            with Session(engine) as s:
+                stored = int(s.scalar(select(func.count()).select_from(ReadingRow)) or 0)
+                size = int(s.scalar(text("SELECT pg_database_size(current_database())")))
+            samples.append(
                 {
-                    "RPC_URL": anvil.extra["url"],
-                    "MQTT_URL": broker.extra["url"],
-                    "DATABASE_URL": db_url,
-                    "DEPLOYMENT_FILE": str(workdir / "deployment.json"),
-                    "ORACLE_CLIENT_ID": "bench-soak-oracle",
-                    "DEV_MODE": "true",
-                    "LOG_LEVEL": "INFO",
-                },
-                workdir / "oracle.log",
+                    "t_s": round(time.monotonic() - t0, 2),
+                    "sent": sent[0],
+                    "stored": stored,
+                    "db_bytes": size,
+                    "rss_bytes": {name: rss_bytes(pid) for name, pid in pids.items()},
+                }
             )
-            oracle.start()
-            oracle.wait_subscribed()
 
-            keys = device_keys(args.devices)
-            groups = [keys[i : i + args.per_order] for i in range(0, len(keys), args.per_order)]
-            breach_keys = [(50_000 + i).to_bytes(32, "big") for i in range(n_breach)]
-            orders, shipped = ship_orders(chain, c, groups + [[k] for k in breach_keys])
-            # readings are stamped after shipment and before the chain's clock
-            chain.time_travel(chain.now() + int(duration) + 7200)
-            engine = make_engine(db_url)
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                with Session(engine) as s:
-                    bound = s.scalar(select(func.count()).select_from(DeviceRow))
-                if bound == args.devices + n_breach:
-                    break
-                time.sleep(0.5)
-            else:
-                raise RuntimeError("the oracle did not index the bindings:\n" + oracle.tail())
-
-            bg_orders, breach_orders = orders[: len(groups)], orders[len(groups) :]
-            watcher = EventWatcher(chain, c.quality.address)
-            watcher.start()
-            bg_client = _client(broker.port, "soak-background")
-            breach_client = _client(broker.port, "soak-breach")
-            clients += [bg_client, breach_client]
-            stop = threading.Event()
-            lag = [0.0]
-
-            def background() -> None:
-                start = time.monotonic()
-                slices = 10
-                sec = 0
-                while not stop.is_set():
-                    for j in range(slices):
-                        at = start + sec + j / slices
-                        delay = at - time.monotonic()
-                        if delay > 0 and stop.wait(delay):
-                            return
-                        lag[0] = max(lag[0], -delay)
-                        for oid, group in bg_orders[j::slices]:
-                            for key in group:
-                                bg_client.publish(
-                                    *_signed(
-                                        domain,
-                                        key,
-                                        oid,
-                                        sec + 1,
-                                        shipped[oid] + 1 + sec,
-                                        450 + sec % 50,
-                                    ),  # fmt: skip
-                                    qos=1,
-                                )
-                                sent[0] += 1
-                    sec += 1
-
-            pids = {"oracle": oracle.pid, "mosquitto": broker.pid, "anvil": anvil.pid,
-                    "bench": os.getpid()}  # fmt: skip
-
-            def sample(t0: float) -> None:
-                with Session(engine) as s:
-                    stored = int(s.scalar(select(func.count()).select_from(ReadingRow)) or 0)
-                    size = int(s.scalar(text("SELECT pg_database_size(current_database())")))
-                samples.append(
-                    {
-                        "t_s": round(time.monotonic() - t0, 2),
-                        "sent": sent[0],
-                        "stored": stored,
-                        "db_bytes": size,
-                        "rss_bytes": {name: rss_bytes(pid) for name, pid in pids.items()},
-                    }
-                )
-
-            bg = threading.Thread(target=background, name="soak-background", daemon=True)
-            t0 = time.monotonic()
-            bg.start()
-            next_sample = t0
-            published: dict[int, float] = {}  # wall time (the watcher's clock)
-            published_at: dict[int, float] = {}  # seconds into the run
-            columns = (TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn())
-            with Progress(*columns, console=console) as progress:
-                task = progress.add_task(
-                    f"soak: {args.devices} devices at 1/s, a breach every {args.breach_every:g} s",
-                    total=duration,
-                )
-                i = 0
-                while (now := time.monotonic()) < t0 + duration:
-                    if now >= next_sample:
-                        sample(t0)
-                        next_sample += args.sample_secs
-                    if i < n_breach and now >= t0 + i * args.breach_every + 1:
-                        oid, (key,) = breach_orders[i]
-                        first = _signed(domain, key, oid, 1, shipped[oid] + 10, 1200)
-                        done = _signed(
-                            domain, key, oid, 2, shipped[oid] + 20 + LIVE_TOLERATED_S, 1250
-                        )
-                        breach_client.publish(*first, qos=1)
-                        time.sleep(0.5)
-                        published[oid] = time.time()
-                        published_at[oid] = time.monotonic() - t0
-                        breach_client.publish(*done, qos=1)
-                        i += 1
-                    progress.update(task, completed=min(duration, time.monotonic() - t0))
-                    time.sleep(0.05)
-            stop.set()
-            bg.join(10)
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                with Session(engine) as s:
-                    stored = int(s.scalar(select(func.count()).select_from(ReadingRow)) or 0)
-                if stored >= sent[0] + 2 * len(published) and len(watcher.seen) >= len(published):
-                    break
-                time.sleep(0.5)
-            sample(t0)
-            engine.dispose()
-            for oid, at in published.items():
-                seen = watcher.seen.get(oid)
-                breaches.append(
-                    {
-                        "order_id": oid,
-                        "published_s": round(published_at[oid], 3),
-                        "latency_s": (seen - at) if seen is not None else float("nan"),
-                    }  # fmt: skip
-                )
-            publisher_lag = lag[0]
-    finally:
-        for cl in clients:
-            cl.disconnect()
-            cl.loop_stop()
-        if watcher is not None and watcher.is_alive():
-            watcher.stop()
-        if oracle is not None:
-            oracle.stop()
-            if oracle.log.exists():  # kept: what the oracle said, for a run that went wrong
-                args.oracle_log.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(oracle.log, args.oracle_log)
-        broker.stop()
-        anvil.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        bg = Paced(publish_slice, name="soak-background")
+        t0 = time.monotonic()
+        bg.start()
+        next_sample = t0
+        published: dict[int, float] = {}  # wall time (the watcher's clock)
+        published_at: dict[int, float] = {}  # seconds into the run
+        columns = (TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task(
+                f"soak: {args.devices} devices at 1/s, a breach every {args.breach_every:g} s",
+                total=duration,
+            )
+            i = 0
+            while (now := time.monotonic()) < t0 + duration:
+                if now >= next_sample:
+                    sample(t0)
+                    next_sample += args.sample_secs
+                if i < n_breach and now >= t0 + i * args.breach_every + 1:
+                    oid, (key,) = breach_orders[i]
+                    first = _signed(domain, key, oid, 1, shipped[oid] + 10, 1200)
+                    done = _signed(domain, key, oid, 2, shipped[oid] + 20 + LIVE_TOLERATED_S, 1250)
+                    breach_client.publish(*first, qos=1)
+                    time.sleep(0.5)
+                    published[oid] = time.time()
+                    published_at[oid] = time.monotonic() - t0
+                    breach_client.publish(*done, qos=1)
+                    i += 1
+                progress.update(task, completed=min(duration, time.monotonic() - t0))
+                time.sleep(0.05)
+        bg.stop()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            stored = live.count(ReadingRow)
+            if stored >= sent[0] + 2 * len(published) and len(watcher.seen) >= len(published):
+                break
+            time.sleep(0.5)
+        sample(t0)
+        for oid, at in published.items():
+            seen = watcher.seen.get(oid)
+            breaches.append(
+                {
+                    "order_id": oid,
+                    "published_s": round(published_at[oid], 3),
+                    "latency_s": (seen - at) if seen is not None else float("nan"),
+                }  # fmt: skip
+            )
+        publisher_lag = bg.lag
 
     window = args.window_mins * 60
     windows = []

@@ -35,6 +35,7 @@ from backend.chain.testing import build_stack, certify, device, device_key, issu
 from backend.core.settings import Settings
 from backend.telemetry import Reading, encode_message, telemetry_topic
 from backend.watcher import ChainView, Watcher, WatcherConfig, WatcherStore
+from testkit.results import measured_at
 
 REPO = Path(__file__).resolve().parents[1]
 GAS = 3_000_000
@@ -101,7 +102,7 @@ def main() -> int:
     table.add_row(*(str(v) for v in result.values()))
     Console().print(table)
     body = {
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "measured_at": measured_at(),
         "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
         "result": result,
     }

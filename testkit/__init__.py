@@ -6,6 +6,7 @@ a separate process, databases, signed readings and order rows, waiting helpers.
 * :mod:`testkit.databases` — a fresh SQLite file, PostgreSQL schema or database.
 * :mod:`testkit.oracle_process` — ``python -m backend.oracle`` as a child process.
 * :mod:`testkit.readings` — signed readings, order rows and device bindings.
+* :mod:`testkit.results` — what a benchmark's JSON says of its run (machine, time).
 * :mod:`testkit.settings` — dev-mode settings that ignore the environment.
 * :mod:`testkit.waiting` — polling until a condition holds.
 

@@ -7,13 +7,17 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from backend.chain.testing import issuer
+from testkit.databases import postgres_schema, schema_url
+from testkit.servers import Server, free_port, start_anvil, start_mosquitto
 
 
 def serve_env(
@@ -100,3 +104,72 @@ def wait_healthy(
         if time.monotonic() >= deadline:
             raise AssertionError(log.read_text()[-3000:])
         time.sleep(0.3)
+
+
+@dataclass(frozen=True)
+class ServedStack:
+    """A ``trustship serve`` child on its own anvil and mosquitto, healthy."""
+
+    base: str
+    anvil: Server
+    broker: Server
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+
+@contextmanager
+def served_stack(
+    workdir: Path,
+    name: str,
+    *,
+    anvil_args: tuple[str, ...] = (),
+    broker_conf: str = "allow_anonymous true",
+    extra_env: Mapping[str, str] | None = None,
+) -> Iterator[ServedStack]:
+    """A fresh anvil (``anvil_args``), mosquitto (``broker_conf``) and PostgreSQL schema
+    (``trustship_<name>_…``), and ``trustship serve`` on them (:func:`serve_env`, then
+    ``extra_env``; subscribed as ``<name>-test-…``), its log in ``workdir/serve.log``;
+    yielded once ``/health`` says the broker is connected. On exit the process is killed
+    if it still runs, the servers are stopped and the schema is dropped."""
+    with (
+        postgres_schema(f"trustship_{name}_") as schema,
+        _served(workdir, schema_url(schema), name, anvil_args, broker_conf, extra_env) as stack,
+    ):
+        yield stack
+
+
+@contextmanager
+def _served(
+    workdir: Path,
+    database_url: str,
+    name: str,
+    anvil_args: tuple[str, ...],
+    broker_conf: str,
+    extra_env: Mapping[str, str] | None,
+) -> Iterator[ServedStack]:
+    anvil = start_anvil(*anvil_args)
+    broker = start_mosquitto(broker_conf)
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        port = free_port()
+        log = workdir / "serve.log"
+        env = serve_env(
+            rpc_url=anvil.extra["url"],
+            mqtt_url=broker.extra["url"],
+            database_url=database_url,
+            workdir=workdir,
+            port=port,
+            client_prefix=f"{name}-test-",
+        )
+        env.update(extra_env or {})
+        proc = start_serve(env, workdir, log)
+        stack = ServedStack(f"http://127.0.0.1:{port}", anvil, broker, env, proc, log)
+        wait_healthy(stack.base, proc, log)
+        yield stack
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        broker.stop()
+        anvil.stop()

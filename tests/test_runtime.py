@@ -16,18 +16,23 @@ from backend.runtime import Runtime, build
 from backend.telemetry import device_address
 
 
+def _build(settings: Settings, stack: ExitStack, deployment: Stack, tmp_path: Path) -> Runtime:
+    """The process as ``serve`` builds it, on the test chain and a SQLite file."""
+    return build(
+        settings,
+        stack,
+        chain=deployment.chain,
+        deployment=deployment.deployment,
+        database_url=f"sqlite:///{tmp_path / 'runtime.db'}",
+        parties=PartyRegistry.from_settings(settings),
+    )
+
+
 @pytest.fixture
 def runtime(deployment: Stack, tmp_path: Path) -> Iterator[Runtime]:
     settings = Settings(_env_file=None, DEV_MODE=True, MQTT_URL="mqtt://127.0.0.1:1883")  # type: ignore[call-arg]
     with ExitStack() as stack:
-        yield build(
-            settings,
-            stack,
-            chain=deployment.chain,
-            deployment=deployment.deployment,
-            database_url=f"sqlite:///{tmp_path / 'runtime.db'}",
-            parties=PartyRegistry.from_settings(settings),
-        )
+        yield _build(settings, stack, deployment, tmp_path)
 
 
 def test_the_builder_gives_ingest_the_indexer_as_its_follower(runtime: Runtime) -> None:
@@ -75,14 +80,7 @@ def test_with_a_broker_admin_the_indexer_tells_the_api_which_orders_changed(
         MQTT_ADMIN_URL="mqtt://broker-admin:pw@127.0.0.1:1883",
     )
     with ExitStack() as stack:
-        runtime = build(
-            settings,
-            stack,
-            chain=deployment.chain,
-            deployment=deployment.deployment,
-            database_url=f"sqlite:///{tmp_path / 'runtime.db'}",
-            parties=PartyRegistry.from_settings(settings),
-        )
+        runtime = _build(settings, stack, deployment, tmp_path)
         assert runtime.api is not None
         logins = runtime.api.broker_logins
         assert logins is not None and logins.admin.url.username == "broker-admin"

@@ -16,21 +16,9 @@ from typing import Any
 import typer
 
 from backend.core.settings import Settings
+from trustship.reads import read
 
 FORMATS = ("epcis",)
-
-
-def _from_api(settings: Settings, order_id: int) -> tuple[int, dict[str, Any]]:
-    import httpx
-
-    assert settings.TRUSTSHIP_API_URL is not None
-    key = settings.api_key_of("buyer", "dev-buyer")
-    r = httpx.get(
-        f"{settings.TRUSTSHIP_API_URL.rstrip('/')}/orders/{order_id}/epcis",
-        headers={"X-API-Key": key},
-        timeout=60,
-    )
-    return r.status_code, r.json()
 
 
 def operator() -> Any:
@@ -74,13 +62,14 @@ def run_export(
                     fg=typer.colors.RED, err=True)  # fmt: skip
         return 2
     settings = settings or Settings()
-    if settings.TRUSTSHIP_API_URL:
-        status, body = _from_api(settings, order_id)
-    else:
-        status, body = document_from_database(settings, order_id)
-    if status != 200:
-        typer.secho(f"error: {body.get('message', body)}", fg=typer.colors.RED, err=True)
-        return 1 if status == 404 else 2
+    code, body = read(
+        settings,
+        f"/orders/{order_id}/epcis",
+        lambda: document_from_database(settings, order_id),
+        timeout=60,
+    )
+    if code:
+        return code
     text = json.dumps(body, indent=2, ensure_ascii=False) + "\n"
     if out is None:
         typer.echo(text, nl=False)

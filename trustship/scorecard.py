@@ -14,6 +14,7 @@ from typing import Any
 import typer
 
 from backend.core.settings import Settings
+from trustship.reads import read
 
 #: (column heading, how a figures dict shows it)
 _PCT = "{:.1f}%"
@@ -110,17 +111,6 @@ def render_card(body: dict[str, Any]) -> str:
     )
 
 
-def _from_api(settings: Settings, path: str) -> tuple[int, dict[str, Any]]:
-    import httpx
-
-    assert settings.TRUSTSHIP_API_URL is not None
-    key = settings.api_key_of("buyer", "dev-buyer")
-    r = httpx.get(
-        settings.TRUSTSHIP_API_URL.rstrip("/") + path, headers={"X-API-Key": key}, timeout=30
-    )
-    return r.status_code, r.json()
-
-
 def _from_database(settings: Settings, address: str | None) -> tuple[int, dict[str, Any]]:
     from backend.api import convert, queries
     from backend.core.errors import AddressError
@@ -149,14 +139,10 @@ def _from_database(settings: Settings, address: str | None) -> tuple[int, dict[s
 
 def run_scorecard(address: str | None, *, as_json: bool, settings: Settings | None = None) -> int:
     settings = settings or Settings()
-    if settings.TRUSTSHIP_API_URL:
-        path = f"/suppliers/{address}/scorecard" if address else "/suppliers?limit=200"
-        status, body = _from_api(settings, path)
-    else:
-        status, body = _from_database(settings, address)
-    if status != 200:
-        typer.secho(f"error: {body.get('message', body)}", fg=typer.colors.RED, err=True)
-        return 1 if status == 404 else 2
+    path = f"/suppliers/{address}/scorecard" if address else "/suppliers?limit=200"
+    code, body = read(settings, path, lambda: _from_database(settings, address), timeout=30)
+    if code:
+        return code
     typer.echo(
         json.dumps(body, indent=2)
         if as_json

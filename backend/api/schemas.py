@@ -31,6 +31,7 @@ from backend.domain.sensitivity import (
     field_classes,
     fields_of,
 )
+from backend.domain.sharing import Disclosure, Grant
 from backend.telemetry.address import parse_address
 
 #: backend.domain.order.ORDER_STATE_LABELS as a type for the document (tests/domain
@@ -890,21 +891,9 @@ class GrantDenial(_Model):
 class GrantPublic(BaseModel):
     """A grant and its state now (``expired`` once an approval's time has passed)."""
 
-    id: int
-    order_id: int
-    sensitivity: str
-    grantee: str
-    grantee_address: str
-    grantee_jurisdiction: str
-    reason: str
+    # The grant's fields, from their one declaration; the state as it is now.
+    __annotations__.update(get_type_hints(Grant))
     state: Literal["requested", "approved", "denied", "expired", "revoked"]
-    requested_at: int
-    decided_by: str | None
-    decided_as: str | None
-    decided_at: int | None
-    decision_reason: str | None
-    expires_at: int | None
-    revoked_at: int | None
 
 
 class GrantsPublic(BaseModel):
@@ -915,16 +904,8 @@ class GrantsPublic(BaseModel):
 class DisclosurePublic(BaseModel):
     """One cross-border release of medium data (an entry of the disclosure log)."""
 
-    seq: int
-    at: int
-    viewer: str
-    viewer_address: str
-    viewer_jurisdiction: str
-    owner_jurisdiction: str
-    order_id: int
-    sensitivity: str
-    grant_id: int
-    route: str
+    # The entry's fields, from their one declaration; the hashes as 0x-hex.
+    __annotations__.update(get_type_hints(Disclosure))
     prev_hash: Hex32
     entry_hash: Hex32
 

@@ -86,13 +86,8 @@ class ContractWrapper:
     def _tx(
         self, fn: str, args: Sequence[Any], by: Signer, *, value: int = 0, gas: int | None = None
     ) -> TxResult:
-        return self.chain.sender(by).transact(
-            self.address,
-            self.calldata(fn, *args),
-            value=value,
-            gas=gas,
-            function=f"{self.NAME}.{fn}",
-        )
+        """Send ``fn(*args)`` and wait for its receipt (:meth:`TxSender.transact`)."""
+        return self.chain.sender(by).wait(self.submit(fn, *args, by=by, value=value, gas=gas))
 
     def submit(
         self, fn: str, *args: Any, by: Signer, value: int = 0, gas: int | None = None

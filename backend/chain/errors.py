@@ -27,6 +27,7 @@ __all__ = [
     "ConfigurationError",
     "ContractRevert",
     "DeploymentError",
+    "RETRYABLE",
     "ReceiptTimeout",
     "TransactionFailed",
     "TransactionRejected",
@@ -164,6 +165,13 @@ class ContractRevert(ChainError):
                 str(self),
             ),
         )
+
+
+#: Failures after which the same call may go through when it is sent again: the node
+#: could not be reached, the transaction was not mined in time, or the node refused it
+#: (funds, fees). The oracle's outbox and the watcher try those again later; a revert or
+#: a transaction that failed on chain is final.
+RETRYABLE: tuple[type[ChainError], ...] = (TransportError, ReceiptTimeout, TransactionRejected)
 
 
 class UndecodedRevert(ContractRevert):

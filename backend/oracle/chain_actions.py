@@ -31,13 +31,7 @@ from eth_account.signers.local import LocalAccount
 from sqlalchemy.orm import Session
 
 from backend.chain.contracts import Contracts, Terms
-from backend.chain.errors import (
-    ContractRevert,
-    ReceiptTimeout,
-    TransactionFailed,
-    TransactionRejected,
-    TransportError,
-)
+from backend.chain.errors import RETRYABLE, ContractRevert, TransactionFailed
 from backend.chain.sender import TxResult
 from backend.domain.actions import (
     AnchorDisclosures,
@@ -143,7 +137,7 @@ class ChainExecutor:
             if outcome is ActionOutcome.RETRY_LATER:
                 raise ActionRetryLater(exc.signature, delay_secs=5.0) from exc
             raise ActionRejected(exc.signature) from exc
-        except (TransportError, ReceiptTimeout, TransactionRejected) as exc:
+        except RETRYABLE as exc:
             raise ActionRetryLater(f"{type(exc).__name__}: {exc}") from exc
         except TransactionFailed as exc:
             raise ActionRejected(f"transaction failed on chain: {exc}") from exc

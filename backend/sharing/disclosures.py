@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from backend.domain.sharing import Disclosure
+from backend.domain.sharing import DISCLOSURE_FIELDS, Disclosure
 from backend.sharing.policy import DisclosureNote, Viewer
 from backend.store.models import DisclosureRow
 
@@ -51,19 +51,10 @@ def entry_hash(entry: Disclosure) -> bytes:
 
 
 def of_row(row: DisclosureRow) -> Disclosure:
-    return Disclosure(
-        seq=row.seq,
-        at=row.at,
-        viewer=row.viewer,
-        viewer_address=row.viewer_address,
-        viewer_jurisdiction=row.viewer_jurisdiction,
-        owner_jurisdiction=row.owner_jurisdiction,
-        order_id=row.order_id,
-        sensitivity=row.sensitivity,
-        grant_id=row.grant_id,
-        route=row.route,
-        prev_hash=bytes(row.prev_hash),
-        entry_hash=bytes(row.entry_hash),
+    """The entry a ``disclosures`` row holds (its columns are the record's fields)."""
+    entry = Disclosure(**{name: getattr(row, name) for name in DISCLOSURE_FIELDS})
+    return dataclasses.replace(
+        entry, prev_hash=bytes(entry.prev_hash), entry_hash=bytes(entry.entry_hash)
     )
 
 

@@ -85,6 +85,30 @@ def _move(
     return of_row(row)
 
 
+def _decide(
+    session: Session,
+    grant_id: int,
+    state: GrantState,
+    by: str,
+    as_role: str,
+    now: int,
+    **extra: object,
+) -> Grant:
+    """The owner's decision on a requested grant: the new state, who decided, in which
+    role, and when (and what goes with the decision)."""
+    return _move(
+        session,
+        grant_id,
+        GrantState.REQUESTED,
+        now,
+        state=state.value,
+        decided_by=by,
+        decided_as=as_role,
+        decided_at=now,
+        **extra,
+    )
+
+
 def approve(
     session: Session, grant_id: int, by: str, as_role: str, expires_at: int, now: int
 ) -> Grant:
@@ -92,31 +116,11 @@ def approve(
         raise GrantError(
             "bad_expiry", f"expires_at must be after now ({now}) and within {MAX_GRANT_SECS} s"
         )
-    return _move(
-        session,
-        grant_id,
-        GrantState.REQUESTED,
-        now,
-        state=GrantState.APPROVED.value,
-        decided_by=by,
-        decided_as=as_role,
-        decided_at=now,
-        expires_at=expires_at,
-    )
+    return _decide(session, grant_id, GrantState.APPROVED, by, as_role, now, expires_at=expires_at)
 
 
 def deny(session: Session, grant_id: int, by: str, as_role: str, reason: str, now: int) -> Grant:
-    return _move(
-        session,
-        grant_id,
-        GrantState.REQUESTED,
-        now,
-        state=GrantState.DENIED.value,
-        decided_by=by,
-        decided_as=as_role,
-        decided_at=now,
-        decision_reason=reason,
-    )
+    return _decide(session, grant_id, GrantState.DENIED, by, as_role, now, decision_reason=reason)
 
 
 def revoke(session: Session, grant_id: int, now: int) -> Grant:

@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Update
 
 from backend.domain.actions import ChainAction, CommitBatch
 from backend.domain.actions import lane as action_lane
@@ -598,25 +599,27 @@ def requeue_after_fork(session: Session, fork: int) -> list[Requeued]:
     return [Requeued(r.id, r.kind, r.order_id) for r in rows]
 
 
-def mark_retry(session: Session, entry_id: int, error: str, retry_at: float) -> None:
+def _failed_attempt(
+    session: Session, entry_id: int, status: str, error: str, **values: Any
+) -> None:
+    """One more attempt that did not take effect, its error kept (its first 2,000
+    characters), and the entry in ``status``."""
     _outbox_update(
         session,
         entry_id,
-        status=OUTBOX_PENDING,
+        status=status,
         attempts=OutboxRow.attempts + 1,
         last_error=error[:2000],
-        next_attempt_at=retry_at,
+        **values,
     )
+
+
+def mark_retry(session: Session, entry_id: int, error: str, retry_at: float) -> None:
+    _failed_attempt(session, entry_id, OUTBOX_PENDING, error, next_attempt_at=retry_at)
 
 
 def mark_failed(session: Session, entry_id: int, error: str) -> None:
-    _outbox_update(
-        session,
-        entry_id,
-        status=OUTBOX_FAILED,
-        attempts=OutboxRow.attempts + 1,
-        last_error=error[:2000],
-    )
+    _failed_attempt(session, entry_id, OUTBOX_FAILED, error)
 
 
 def outbox_for(session: Session, order_id: int) -> list[OutboxRow]:
@@ -798,6 +801,20 @@ def _higher(column: Any, value: Any) -> Any:
     return case((or_(column.is_(None), column < value), value), else_=column)
 
 
+def _device_update(**values: Any) -> Update:
+    """An UPDATE of one ``devices`` row, executed once per parameter set: the row is the
+    one of order ``o`` and device ``d`` (bound parameters), ``values`` what it sets."""
+    d = DEVICES.c
+    return (
+        update(DEVICES)
+        .where(
+            d.order_id == bindparam("o", type_=BigInteger()),
+            d.device == bindparam("d", type_=String()),
+        )
+        .values(**values)
+    )
+
+
 def record_progress(session: Session, progress: Sequence[DeviceProgress]) -> None:
     """Add a batch's newly stored readings to each device's counters.
 
@@ -807,19 +824,12 @@ def record_progress(session: Session, progress: Sequence[DeviceProgress]) -> Non
     if not progress:
         return
     d = DEVICES.c
-    stmt = (
-        update(DEVICES)
-        .where(
-            d.order_id == bindparam("o", type_=BigInteger()),
-            d.device == bindparam("d", type_=String()),
-        )
-        .values(
-            reading_count=d.reading_count + bindparam("n", type_=BigInteger()),
-            first_seq=_lower(d.first_seq, bindparam("lo", type_=BigInteger())),
-            last_seq=_higher(d.last_seq, bindparam("hi", type_=BigInteger())),
-            last_timestamp=_higher(d.last_timestamp, bindparam("ts", type_=BigInteger())),
-            last_received_at=_higher(d.last_received_at, bindparam("rx", type_=Float())),
-        )
+    stmt = _device_update(
+        reading_count=d.reading_count + bindparam("n", type_=BigInteger()),
+        first_seq=_lower(d.first_seq, bindparam("lo", type_=BigInteger())),
+        last_seq=_higher(d.last_seq, bindparam("hi", type_=BigInteger())),
+        last_timestamp=_higher(d.last_timestamp, bindparam("ts", type_=BigInteger())),
+        last_received_at=_higher(d.last_received_at, bindparam("rx", type_=Float())),
     )
     params = [
         {"o": p.order_id, "d": p.device, "n": p.count, "lo": p.first_seq, "hi": p.last_seq,
@@ -860,31 +870,24 @@ def record_status(session: Session, statuses: Sequence[DeviceStatus]) -> None:
         bindparam("at", type_=BigInteger()).is_(None),
         d.status_at <= bindparam("at", type_=BigInteger()),
     )
-    stmt = (
-        update(DEVICES)
-        .where(
-            d.order_id == bindparam("o", type_=BigInteger()),
-            d.device == bindparam("d", type_=String()),
-        )
-        .values(
-            status=case((newer, bindparam("st", type_=String())), else_=d.status),
-            status_at=case((newer, bindparam("at", type_=BigInteger())), else_=d.status_at),
-            battery_permille=case(
-                (
-                    and_(newer, bindparam("bat", type_=Integer()).is_not(None)),
-                    bindparam("bat", type_=Integer()),
-                ),
-                else_=d.battery_permille,
+    stmt = _device_update(
+        status=case((newer, bindparam("st", type_=String())), else_=d.status),
+        status_at=case((newer, bindparam("at", type_=BigInteger())), else_=d.status_at),
+        battery_permille=case(
+            (
+                and_(newer, bindparam("bat", type_=Integer()).is_not(None)),
+                bindparam("bat", type_=Integer()),
             ),
-            reported_first_seq=case(
-                (bindparam("lo", type_=BigInteger()).is_(None), d.reported_first_seq),
-                else_=_lower(d.reported_first_seq, bindparam("lo", type_=BigInteger())),
-            ),
-            reported_last_seq=case(
-                (bindparam("hi", type_=BigInteger()).is_(None), d.reported_last_seq),
-                else_=_higher(d.reported_last_seq, bindparam("hi", type_=BigInteger())),
-            ),
-        )
+            else_=d.battery_permille,
+        ),
+        reported_first_seq=case(
+            (bindparam("lo", type_=BigInteger()).is_(None), d.reported_first_seq),
+            else_=_lower(d.reported_first_seq, bindparam("lo", type_=BigInteger())),
+        ),
+        reported_last_seq=case(
+            (bindparam("hi", type_=BigInteger()).is_(None), d.reported_last_seq),
+            else_=_higher(d.reported_last_seq, bindparam("hi", type_=BigInteger())),
+        ),
     )
     params = [
         {"o": x.order_id, "d": x.device, "st": x.status, "at": x.at, "bat": x.battery_permille,

@@ -40,13 +40,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from backend.chain.contracts import Contracts
-from backend.chain.errors import (
-    ContractRevert,
-    ReceiptTimeout,
-    TransactionFailed,
-    TransactionRejected,
-    TransportError,
-)
+from backend.chain.errors import RETRYABLE, ContractRevert, TransactionFailed, TransportError
 from backend.chain.sender import TxResult
 from backend.domain.actions import ChainAction, ProveArrival, ProveExcursion, ProveShock
 from backend.domain.contract_errors import ActionOutcome, action_outcome
@@ -391,7 +385,7 @@ class Watcher:
                 else REJECTED
             )
             return self._note(view.order_id, action.kind, verdict, exc.signature, None)
-        except (TransportError, ReceiptTimeout, TransactionRejected) as exc:
+        except RETRYABLE as exc:
             return self._note(view.order_id, action.kind, RETRY_LATER, str(exc), None)
         except TransactionFailed as exc:
             return self._note(view.order_id, action.kind, REJECTED, str(exc), None)

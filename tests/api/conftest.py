@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,15 +65,22 @@ def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return where / "trustship.db"
 
 
-@pytest.fixture
-def db(tmp_path: Path, migrated_template: Path) -> Iterator[Engine]:
+@contextmanager
+def copied_sqlite(tmp_path: Path, template: Path) -> Iterator[Engine]:
+    """An engine on a copy of the migrated SQLite ``template`` (disposed on exit)."""
     target = tmp_path / "api.db"
-    shutil.copyfile(migrated_template, target)
+    shutil.copyfile(template, target)
     engine = make_engine(f"sqlite:///{target}")
     try:
         yield engine
     finally:
         engine.dispose()
+
+
+@pytest.fixture
+def db(tmp_path: Path, migrated_template: Path) -> Iterator[Engine]:
+    with copied_sqlite(tmp_path, migrated_template) as engine:
+        yield engine
 
 
 @pytest.fixture

@@ -135,6 +135,17 @@ def quote_body(**terms: Any) -> dict[str, Any]:
     return body
 
 
+def quote(api: Api, key: str) -> Any:
+    """``POST /orders/quote`` of :func:`quote_body` for SUPPLIER with ``key``: the answer."""
+    r = api.client.post(
+        "/orders/quote",
+        json={"supplier": SUPPLIER, "terms": quote_body()},
+        headers={"X-API-Key": key},
+    )
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
 def test_a_quote_prices_the_terms_on_the_history(
     api: Api, factory: sessionmaker[Session], history: Chain
 ) -> None:
@@ -142,13 +153,7 @@ def test_a_quote_prices_the_terms_on_the_history(
     from backend.scorecard import backtests
 
     store(factory, history)
-    r = api.client.post(
-        "/orders/quote",
-        json={"supplier": SUPPLIER, "terms": quote_body()},
-        headers={"X-API-Key": "dev-buyer"},
-    )
-    assert r.status_code == 200, r.text
-    body = r.json()
+    body = quote(api, "dev-buyer")
     assert body["lane"] == "51.9,4.0" and body["supplier_record"]["supplier"] == SUPPLIER
     assert body["lane_record"]["all_time"]["orders"] == 4  # both suppliers' orders
     buyer = api.context.parties.lookup("dev-buyer")
@@ -165,13 +170,7 @@ def test_a_quote_prices_the_terms_on_the_history(
 
 
 def test_a_quote_for_a_supplier_without_history(api: Api) -> None:
-    r = api.client.post(
-        "/orders/quote",
-        json={"supplier": SUPPLIER, "terms": quote_body()},
-        headers={"X-API-Key": "dev-stranger"},
-    )
-    assert r.status_code == 200, r.text
-    body = r.json()
+    body = quote(api, "dev-stranger")
     assert body["supplier_record"] is None and body["lane_record"] is None
     assert all(b["finished"] == 0 and b["expected_buyer_amount"] is None for b in body["backtests"])
     bad = api.client.post(

@@ -4,6 +4,7 @@ every refusal — on eth-tester and anvil."""
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any
 
@@ -694,6 +695,18 @@ def test_evidence_needs_an_order_in_transit(stack: Stack, orders: Orders, state:
         _arrival_tx(stack, oid, arrival, by=a.stranger, gas=GAS)
 
 
+def _before_shipment(stack: Stack, oid: int, shipped_at: int) -> AbstractContextManager[None]:
+    """The refusal of evidence with a reading taken one second before the order shipped."""
+    return refused(
+        stack,
+        [oid],
+        "QualityVerificationReadingBeforeShipment",
+        orderId=oid,
+        timestamp=shipped_at - 1,
+        shippedAt=shipped_at,
+    )
+
+
 # ---- shock evidence ---------------------------------------------------------------------
 
 
@@ -714,14 +727,7 @@ def test_shock_over_the_limit_records_a_breach(stack: Stack, orders: Orders) -> 
     with refused(stack, [oid], "QualityVerificationUnknownDevice", orderId=oid, device=dev(5)):
         _shock_tx(stack, oid, unbound, by=a.stranger, gas=GAS)
     early = sign(stack, reading(oid, 4, start - 1, shock_milli_g=3_001), device=2)
-    with refused(
-        stack,
-        [oid],
-        "QualityVerificationReadingBeforeShipment",
-        orderId=oid,
-        timestamp=start - 1,
-        shippedAt=start,
-    ):
+    with _before_shipment(stack, oid, start):
         _shock_tx(stack, oid, early, by=a.stranger, gas=GAS)
     with refused(
         stack, [oid], "QualityVerificationWrongOrder", orderId=oid, readingOrderId=oid + 1
@@ -841,14 +847,7 @@ def test_arrival_refusals(stack: Stack, orders: Orders) -> None:
     ):
         _arrival_tx(stack, oid, future, by=a.stranger, gas=GAS)
     early = sign(stack, reading(oid, 1, start - 1))
-    with refused(
-        stack,
-        [oid],
-        "QualityVerificationReadingBeforeShipment",
-        orderId=oid,
-        timestamp=start - 1,
-        shippedAt=start,
-    ):
+    with _before_shipment(stack, oid, start):
         _arrival_tx(stack, oid, early, by=a.stranger, gas=GAS)
     with refused(stack, [oid], "QualityVerificationUnknownDevice", orderId=oid, device=dev(3)):
         _arrival_tx(

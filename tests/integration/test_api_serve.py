@@ -17,47 +17,17 @@ import pytest
 
 from backend.chain.testing import certify, device_key, issuer_key
 from backend.telemetry import Domain, Reading, device_address
-from testkit.databases import postgres_schema, schema_url
 from testkit.readings import wire_message
-from testkit.serve import order_terms, serve_env, start_serve, wait_healthy
-from testkit.servers import free_port, start_anvil, start_mosquitto
+from testkit.serve import order_terms, served_stack
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def pg_schema_url() -> Iterator[str]:
-    with postgres_schema("trustship_api_serve_") as schema:
-        yield schema_url(schema)
-
-
-@pytest.fixture
-def served(
-    tmp_path: Path, pg_schema_url: str
-) -> Iterator[tuple[str, str, subprocess.Popen[bytes], Path]]:
-    anvil = start_anvil("--block-time", "1")  # chain time advances while idle
-    broker = start_mosquitto("allow_anonymous true")
-    port = free_port()
-    log = tmp_path / "serve.log"
-    env = serve_env(
-        rpc_url=anvil.extra["url"],
-        mqtt_url=broker.extra["url"],
-        database_url=pg_schema_url,
-        workdir=tmp_path,
-        port=port,
-        client_prefix="api-serve-test-",
-    )
-    proc = start_serve(env, tmp_path, log)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(base, proc, log)
-        yield base, broker.extra["url"], proc, log
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        broker.stop()
-        anvil.stop()
+def served(tmp_path: Path) -> Iterator[tuple[str, str, subprocess.Popen[bytes], Path]]:
+    # chain time advances while idle
+    with served_stack(tmp_path, "api_serve", anvil_args=("--block-time", "1")) as s:
+        yield s.base, s.broker.extra["url"], s.proc, s.log
 
 
 def call(base: str, method: str, path: str, key: str, **kw: Any) -> httpx.Response:

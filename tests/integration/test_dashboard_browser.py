@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,9 +32,7 @@ from iot_simulator import Fleet, build_fleet, load_scenario
 from iot_simulator.fleet import Message
 from iot_simulator.publisher import publish
 from testkit.dashboard import ConsoleLog, browser, chromium_path, sign_in
-from testkit.databases import postgres_schema, schema_url
-from testkit.serve import serve_env, start_serve, wait_healthy
-from testkit.servers import free_port, start_anvil, start_mosquitto
+from testkit.serve import served_stack
 from trustship.stack import DEV_API_KEYS, ApiDriver, PartyAction
 
 pytestmark = [
@@ -76,31 +73,14 @@ OBSERVER = """
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, str, str]]:
-    anvil = start_anvil("--block-time", "1")
-    broker = start_mosquitto("allow_anonymous true\nmax_queued_messages 200000\n")
-    port = free_port()
-    log = tmp_path / "serve.log"
-    with postgres_schema("trustship_dashboard_") as schema:
-        env = serve_env(
-            rpc_url=anvil.extra["url"],
-            mqtt_url=broker.extra["url"],
-            database_url=schema_url(schema),
-            workdir=tmp_path,
-            port=port,
-            client_prefix="dashboard-test-",
-        )
-        env["ORACLE_COMMIT_MAX_AGE_SECS"] = "2"
-        proc: subprocess.Popen[bytes] = start_serve(env, tmp_path, log)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            wait_healthy(base, proc, log)
-            yield base, anvil.extra["url"], broker.extra["url"]
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
-            broker.stop()
-            anvil.stop()
+    with served_stack(
+        tmp_path,
+        "dashboard",
+        anvil_args=("--block-time", "1"),
+        broker_conf="allow_anonymous true\nmax_queued_messages 200000\n",
+        extra_env={"ORACLE_COMMIT_MAX_AGE_SECS": "2"},
+    ) as s:
+        yield s.base, s.anvil.extra["url"], s.broker.extra["url"]
 
 
 def voyage(

@@ -12,7 +12,6 @@ feeds them to the pure computation (backend/scorecard) and compares with
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,9 +26,7 @@ from web3 import Web3
 from backend.api import convert
 from backend.domain.order import TERMS_BODY_ATTRS, Terms
 from backend.scorecard import ChainEvent, backtests, ranked, scorecards
-from testkit.databases import postgres_schema, schema_url
-from testkit.serve import serve_env, start_serve, wait_healthy
-from testkit.servers import free_port, start_anvil, start_mosquitto
+from testkit.serve import served_stack
 from tests.trustship.test_replay import REPO, describe, embedded_env, replay
 
 pytestmark = pytest.mark.integration
@@ -131,40 +128,20 @@ def served_scorecards(base: str, suppliers: list[str]) -> dict[str, Any]:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], Web3]]:
-    anvil = start_anvil("--gas-limit", "100000000")
-    broker = start_mosquitto("allow_anonymous true\nmax_queued_messages 200000\n")
-    log = tmp_path / "serve.log"
-    port = free_port()
-    proc: subprocess.Popen[bytes] | None = None
-    try:
-        with postgres_schema("trustship_scorecards_") as schema:
-            env = serve_env(
-                rpc_url=anvil.extra["url"],
-                mqtt_url=broker.extra["url"],
-                database_url=schema_url(schema),
-                workdir=tmp_path,
-                port=port,
-                client_prefix="scorecards-test-",
-            )
-            proc = start_serve(env, tmp_path, log)
-            base = f"http://127.0.0.1:{port}"
-            wait_healthy(base, proc, log)
-            replay_env = embedded_env(tmp_path)
-            replay_env.update(
-                RPC_URL=anvil.extra["url"],
-                MQTT_URL=broker.extra["url"],
-                TRUSTSHIP_API_URL=base,
-                DEPLOYMENT_FILE=env["DEPLOYMENT_FILE"],
-            )
-            yield base, replay_env, Web3(Web3.HTTPProvider(anvil.extra["url"]))
-            proc.terminate()
-            proc.wait(30)
-    finally:
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        broker.stop()
-        anvil.stop()
+    big_queue = "allow_anonymous true\nmax_queued_messages 200000\n"
+    with served_stack(
+        tmp_path, "scorecards", anvil_args=("--gas-limit", "100000000"), broker_conf=big_queue
+    ) as s:
+        replay_env = embedded_env(tmp_path)
+        replay_env.update(
+            RPC_URL=s.anvil.extra["url"],
+            MQTT_URL=s.broker.extra["url"],
+            TRUSTSHIP_API_URL=s.base,
+            DEPLOYMENT_FILE=s.env["DEPLOYMENT_FILE"],
+        )
+        yield s.base, replay_env, Web3(Web3.HTTPProvider(s.anvil.extra["url"]))
+        s.proc.terminate()
+        s.proc.wait(30)
 
 
 def test_every_scorecard_the_api_serves_is_recomputed_from_the_chain(

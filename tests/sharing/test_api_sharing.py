@@ -8,7 +8,6 @@ jurisdiction × grant state through the API."""
 # ruff: noqa: F811  (the tests/api fixtures are imported and then requested by name)
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,6 @@ from backend.api.context import ApiContext
 from backend.api.parties import Party, PartyRegistry, dev_api_key
 from backend.domain.sensitivity import HIGH, LOW, MEDIUM, Coarsening, Owner
 from backend.sharing.policy import Outcome, coarsen
-from backend.store import make_engine
 from backend.store.db import upgrade_to_head
 from backend.store.models import GrantRow
 from testkit.api_seed import Seeded, seed
@@ -30,6 +28,7 @@ from testkit.databases import postgres_schema_engine
 from tests.api.conftest import (  # noqa: F401
     Api,
     api,
+    copied_sqlite,
     factory,
     headers,
     migrated_template,
@@ -47,13 +46,8 @@ NOW = 1_900_000_000
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def db(request: pytest.FixtureRequest, tmp_path: Path, migrated_template: Path) -> Iterator[Engine]:
     if request.param == "sqlite":
-        target = tmp_path / "api.db"
-        shutil.copyfile(migrated_template, target)
-        engine = make_engine(f"sqlite:///{target}")
-        try:
+        with copied_sqlite(tmp_path, migrated_template) as engine:
             yield engine
-        finally:
-            engine.dispose()
     else:
         with postgres_schema_engine() as engine:
             upgrade_to_head(engine)

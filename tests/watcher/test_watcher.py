@@ -129,14 +129,20 @@ def _excursion(s: Stack, order_id: int, w: Watcher, t: int) -> None:
         w.handle(*message(s, order_id, 2 + i, t + 600 * (i + 1), temp=WARM))
 
 
+def _held_excursion(s: Stack, order_id: int, w: Watcher) -> ProveExcursion:
+    """:func:`_excursion` from ten seconds past the chain's clock; the breach evidence
+    the watcher then holds."""
+    _excursion(s, order_id, w, s.chain.now() + 10)
+    pending = w.breach[order_id].action
+    assert isinstance(pending, ProveExcursion)
+    return pending
+
+
 def test_the_watcher_holds_a_breach_for_the_grace_then_proves_it_with_its_own_key(
     deployment: Stack, order: int, make_watcher: object, clock: Clock
 ) -> None:
     w = make_watcher(grace=300)  # type: ignore[operator]
-    t = deployment.chain.now() + 10
-    _excursion(deployment, order, w, t)
-    pending = w.breach[order].action
-    assert isinstance(pending, ProveExcursion)
+    pending = _held_excursion(deployment, order, w)
     # exactly the oracle's evidence: the shortest run longer than tolerated
     view = w.orders[order]
     window = w.windows[(order, device(1))]
@@ -162,11 +168,8 @@ def test_a_breach_proven_by_someone_else_is_not_sent_again(
     deployment: Stack, order: int, make_watcher: object, clock: Clock
 ) -> None:
     w = make_watcher(grace=300)  # type: ignore[operator]
-    t = deployment.chain.now() + 10
-    _excursion(deployment, order, w, t)
+    pending = _held_excursion(deployment, order, w)
     # someone (the oracle) proves it first, with the same readings
-    pending = w.breach[order].action
-    assert isinstance(pending, ProveExcursion)
     evidence = w.store.signed(list(pending.reading_ids))
     cert = w.orders[order].bindings[device(1)].certificate
     deployment.qv.prove_excursion(

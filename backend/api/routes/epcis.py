@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
@@ -20,9 +20,9 @@ from backend.api.deps import (
     visible_order,
 )
 from backend.api.errors import READ, ApiError, responses
+from backend.api.pages import OrderPage, order_page
 from backend.api.schemas import (
     CapturePublic,
-    Digits,
     EpcisDocumentPublic,
     EpcisEventPublic,
     EpcisEventRef,
@@ -31,6 +31,8 @@ from backend.api.schemas import (
 from backend.api.sharing import PolicyRoute
 
 router = APIRouter(tags=["epcis"], route_class=PolicyRoute)
+
+CapturedEventsPage = Annotated[OrderPage, order_page(most=500, default=100)]
 
 #: The capture body's outline for OpenAPI; the full rules are GS1's schema (docs/epcis.md).
 CAPTURE_BODY: dict[str, Any] = {
@@ -87,16 +89,9 @@ async def order_epcis(
     response_model=EpcisEventsPublic,
     responses=responses(*READ),
 )
-async def captured_events(
-    session: SessionDep,
-    party: CurrentParty,
-    order_id: OrderIdPath,
-    limit: Annotated[int, Query(ge=1, le=500), Digits] = 100,
-    offset: Annotated[int, Query(ge=0, le=10_000_000), Digits] = 0,
-) -> EpcisEventsPublic:
+async def captured_events(session: SessionDep, page: CapturedEventsPage) -> EpcisEventsPublic:
     """The partner events captured for the order, by event time."""
-    visible_order(session, party, order_id)
-    rows, count = queries.epcis_events(session, order_id, limit=limit, offset=offset)
+    rows, count = queries.epcis_events(session, page.order_id, limit=page.limit, offset=page.offset)
     return EpcisEventsPublic(data=[EpcisEventPublic.model_validate(r) for r in rows], count=count)
 
 

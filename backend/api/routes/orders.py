@@ -25,6 +25,7 @@ from backend.api.deps import (
     visible_order,
 )
 from backend.api.errors import READ, WRITE, ApiError, responses
+from backend.api.pages import Offset
 from backend.api.parties import Party
 from backend.api.schemas import (
     Address,
@@ -76,7 +77,7 @@ async def list_orders(
     buyer: Annotated[Address | None, Query()] = None,
     supplier: Annotated[Address | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=200), Digits] = 50,
-    offset: Annotated[int, Query(ge=0, le=10_000_000), Digits] = 0,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     """Orders visible to the caller, newest first (auditors and admins see all)."""
     rows, count = queries.list_orders(

@@ -21,6 +21,7 @@ from backend.api import queries
 from backend.api.context import ApiContext
 from backend.api.deps import ContextDep, CurrentParty, OrderIdPath, SessionDep, WritingParty
 from backend.api.errors import READ, ApiError, not_found, responses
+from backend.api.pages import Offset
 from backend.api.parties import Party
 from backend.api.schemas import (
     MAX_JSON_INT,
@@ -119,7 +120,7 @@ def list_grants(
     session: SessionDep,
     party: CurrentParty,
     limit: Annotated[int, Query(ge=1, le=500), Digits] = 100,
-    offset: Annotated[int, Query(ge=0, le=10_000_000), Digits] = 0,
+    offset: Offset = 0,
 ) -> GrantsPublic:
     """The grants the caller asked for and those on the orders it owns data of (to
     decide), newest first; auditors and admins see all."""
@@ -213,7 +214,7 @@ def list_disclosures(
     party: CurrentParty,
     order_id: Annotated[int | None, Query(ge=1, le=MAX_JSON_INT), Digits] = None,
     limit: Annotated[int, Query(ge=1, le=1000), Digits] = 100,
-    offset: Annotated[int, Query(ge=0, le=10_000_000), Digits] = 0,
+    offset: Offset = 0,
 ) -> DisclosuresPublic:
     """Every cross-border release of medium data on the caller's orders (as buyer or
     supplier; auditors and admins: all), oldest first, and the verification of the whole

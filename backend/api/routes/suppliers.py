@@ -15,6 +15,7 @@ from backend.api.convert import backtest, figures, scorecard, suppliers_page
 from backend.api.custody import chain_terms
 from backend.api.deps import CurrentParty, SessionDep
 from backend.api.errors import READ, not_found, responses
+from backend.api.pages import Offset
 from backend.api.schemas import (
     Address,
     Digits,
@@ -34,7 +35,7 @@ async def list_suppliers(
     session: SessionDep,
     _: CurrentParty,
     limit: Annotated[int, Query(ge=1, le=200), Digits] = 50,
-    offset: Annotated[int, Query(ge=0, le=10_000_000), Digits] = 0,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     """Every supplier with orders, best first: by all-time score (clean deliveries per
     finished order), then more finished orders, then address."""

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Path, Query
 from backend.api import convert, queries
 from backend.api.deps import ContextDep, CurrentParty, OrderIdPath, SessionDep, visible_order
 from backend.api.errors import READ, ApiError, not_found, responses
+from backend.api.pages import OrderPage, order_page
 from backend.api.schemas import (
     MAX_JSON_INT,
     Address,
@@ -31,6 +32,8 @@ from backend.telemetry import MerkleTree, verify_proof
 from backend.telemetry.fleet import FleetLog, fleet_leaf, fleet_tree
 
 router = APIRouter(prefix="/orders", tags=["telemetry"], route_class=PolicyRoute)
+
+CommitmentsPage = Annotated[OrderPage, order_page(most=500, default=100)]
 
 
 @router.get("/{order_id}/telemetry", response_model=ReadingsPublic, responses=responses(*READ))
@@ -57,16 +60,9 @@ async def list_readings(
 
 
 @router.get("/{order_id}/commitments", response_model=CommitmentsPublic, responses=responses(*READ))
-async def list_commitments(
-    session: SessionDep,
-    party: CurrentParty,
-    order_id: OrderIdPath,
-    limit: Annotated[int, Query(ge=1, le=500), Digits] = 100,
-    offset: Annotated[int, Query(ge=0, le=10_000_000), Digits] = 0,
-) -> CommitmentsPublic:
+async def list_commitments(session: SessionDep, page: CommitmentsPage) -> CommitmentsPublic:
     """The fleet batches that hold the order's readings, by batch sequence number."""
-    visible_order(session, party, order_id)
-    rows, count = queries.commitments(session, order_id, limit=limit, offset=offset)
+    rows, count = queries.commitments(session, page.order_id, limit=page.limit, offset=page.offset)
     return CommitmentsPublic(data=[CommitmentPublic.model_validate(r) for r in rows], count=count)
 
 
