@@ -41,6 +41,7 @@ from backend.oracle.ingest import (
 from backend.oracle.metrics import Metrics
 from backend.oracle.metrics import metrics as default_metrics
 from backend.oracle.outbox import ActionExecutor, OutboxWorker
+from backend.oracle.receipts import ReceiptPublisher
 from backend.oracle.rules import RulesConfig, RulesEngine, TermsCache, write_outputs
 from backend.oracle.subscriber import SubscriberConfig, SubscriberStatus, TelemetrySubscriber
 from backend.store.db import session_factory
@@ -72,6 +73,10 @@ class OracleConfig:
     #: Orders whose chain actions run side by side (one order's stay in order): on a
     #: chain that mines every few seconds one action per block would be the limit.
     outbox_concurrency: int = 8
+    #: Publish storage receipts to the devices (backend/oracle/receipts.py).
+    receipts: bool = True
+    #: How often the receipts gathered since the last are published.
+    receipt_interval_secs: float = 0.5
 
     @classmethod
     def from_settings(cls, settings: Settings, **defaults: float) -> OracleConfig:
@@ -113,6 +118,8 @@ SETTINGS_KNOBS: dict[str, str] = {
     "ORACLE_INDEXER_CONFIRMATIONS": "indexer_confirmations",
     "ORACLE_OUTBOX_POLL_SECS": "outbox_poll_secs",
     "ORACLE_OUTBOX_CONCURRENCY": "outbox_concurrency",
+    "ORACLE_RECEIPTS": "receipts",
+    "ORACLE_RECEIPT_INTERVAL_SECS": "receipt_interval_secs",
 }
 
 
@@ -188,17 +195,27 @@ class Oracle:
         self.subscriber: TelemetrySubscriber | None = (
             TelemetrySubscriber(self.config.subscriber, inbox.put) if subscribe else None
         )
+        self.receipts: ReceiptPublisher | None = (
+            ReceiptPublisher(self.subscriber.publish, self.metrics)
+            if self.subscriber is not None and self.config.receipts
+            else None
+        )
+        periodic = [
+            PeriodicTask("commitments", self.config.batcher_interval_secs, self._commit_tick),
+            PeriodicTask("silence", self.config.silence_interval_secs, self._check_silence),
+            PeriodicTask("gaps", self.config.gaps.interval_secs, self.gaps.check),
+        ]
+        if self.receipts is not None:
+            periodic.append(
+                PeriodicTask("receipts", self.config.receipt_interval_secs, self.receipts.flush)
+            )
         self.worker = IngestWorker(
             self.ingestor,
             self.subscriber.ack if self.subscriber is not None else None,
             inbox=inbox,
             batch_size=self.config.batch_size,
             batch_ms=self.config.batch_ms,
-            periodic=[
-                PeriodicTask("commitments", self.config.batcher_interval_secs, self._commit_tick),
-                PeriodicTask("silence", self.config.silence_interval_secs, self._check_silence),
-                PeriodicTask("gaps", self.config.gaps.interval_secs, self.gaps.check),
-            ],
+            periodic=periodic,
             on_batch=self._on_batch,
         )
         self.outbox = (
@@ -218,7 +235,10 @@ class Oracle:
     # ---- wiring --------------------------------------------------------------
 
     def _on_batch(self, result: BatchResult) -> None:
-        """A batch committed with new chain actions: the outbox looks now, not at its next poll."""
+        """A batch committed: its stored seqs wait for the next receipts; with new chain
+        actions, the outbox looks now, not at its next poll."""
+        if self.receipts is not None and result.confirmed:
+            self.receipts.add(result.confirmed)
         if result.actions and self.outbox is not None:
             self.outbox.wake()
 
