@@ -128,11 +128,15 @@ class RetentionBuffer:
     def confirm(self, order_id: int, ranges: tuple[tuple[int, int], ...]) -> int:
         """Forget the readings a receipt names; returns how many were held."""
         n = 0
-        for o, seq in list(self.held):
-            if o == order_id and any(a <= seq <= b for a, b in ranges):
-                old = self.held.pop((o, seq))
+        for a, b in ranges:
+            if b - a < len(self.held):  # walk the range, or the buffer: the shorter
+                keys = [(order_id, seq) for seq in range(a, b + 1) if (order_id, seq) in self.held]
+            else:
+                keys = [k for k in self.held if k[0] == order_id and a <= k[1] <= b]
+            for key in keys:
+                old = self.held.pop(key)
                 self.bytes -= len(old.topic) + len(old.payload)
-                n += 1
+            n += len(keys)
         return n
 
     def due(self, now: float, after_s: float, everything: bool) -> list[_Held]:
@@ -198,7 +202,10 @@ class _Connection:
         self.receipts_filter = receipts_filter if retention is not None else None
         #: Per device on this connection: what it holds unconfirmed.
         self.buffers: dict[str, RetentionBuffer] = {}
-        #: Set on (re)connect: resend everything unconfirmed.
+        #: Readings and bytes (topic + payload) held over all of them.
+        self.held = 0
+        self.held_bytes = 0
+        #: Set on a reconnect: resend everything unconfirmed.
         self.resend_all = False
         self.limit = window
         self.cond = threading.Condition()
@@ -249,12 +256,12 @@ class _Connection:
             else:
                 if self.ever_connected:
                     self.stats.reconnects += 1
+                    # back after a drop: what the broker may have lost goes again
+                    self.resend_all = self.receipts_filter is not None
                 self.connected = self.ever_connected = True
                 self.refused = None
                 server_max = getattr(props, "ReceiveMaximum", None) if props is not None else None
                 self.limit = min(self.window, server_max) if server_max else self.window
-                if self.receipts_filter is not None:
-                    self.resend_all = True
             self.cond.notify_all()
         if not rc.is_failure and self.receipts_filter is not None:
             client.subscribe(self.receipts_filter, qos=1)
@@ -280,7 +287,9 @@ class _Connection:
         with self.cond:
             buffer = self.buffers.get(receipt.device)
             if buffer is not None:
-                buffer.confirm(receipt.order_id, receipt.stored)
+                before = buffer.bytes
+                self.held -= buffer.confirm(receipt.order_id, receipt.stored)
+                self.held_bytes -= before - buffer.bytes
             self.stats.receipts += 1
             self.cond.notify_all()
 
@@ -340,8 +349,12 @@ class _Connection:
                 buffer = self.buffers[msg.device] = RetentionBuffer(
                     msg.device, self.retention.max_readings
                 )
-            if not buffer.hold(msg.reading.reading.order_id, msg.reading.reading.seq,
-                               msg.topic, msg.payload, now):  # fmt: skip
+            n, before = len(buffer.held), buffer.bytes
+            kept = buffer.hold(msg.reading.reading.order_id, msg.reading.reading.seq,
+                               msg.topic, msg.payload, now)  # fmt: skip
+            self.held += len(buffer.held) - n
+            self.held_bytes += buffer.bytes - before
+            if not kept:
                 self.stats.retention_dropped += 1
                 if buffer.dropped == 1:
                     log.warning(
@@ -350,17 +363,13 @@ class _Connection:
                         self.label,
                         buffer.max_readings,
                     )
-            held = sum(len(b.held) for b in self.buffers.values())
-            if held > self.stats.held_peak:
-                self.stats.held_peak = held
-            held_bytes = sum(b.bytes for b in self.buffers.values())
-            if held_bytes > self.stats.held_peak_bytes:
-                self.stats.held_peak_bytes = held_bytes
+            self.stats.held_peak = max(self.stats.held_peak, self.held)
+            self.stats.held_peak_bytes = max(self.stats.held_peak_bytes, self.held_bytes)
 
     @property
     def unconfirmed(self) -> int:
         with self.cond:
-            return sum(len(b.held) for b in self.buffers.values())
+            return self.held
 
     def resend_due(self, now: float) -> int:
         """Resend what is due (all of it after a reconnect); only while connected."""
