@@ -391,12 +391,7 @@ class _Connection:
 
     def settle(self, timeout: float) -> bool:
         """Wait for the receipts of everything held, resending what is due."""
-        deadline = time.monotonic() + timeout
-        while self.unconfirmed and time.monotonic() < deadline:
-            self.resend_due(time.monotonic())
-            with self.cond:
-                self.cond.wait(0.1)
-        return not self.unconfirmed
+        return settle([self], timeout)
 
     def drain(self, timeout: float | None = None) -> bool:
         with self.cond:
@@ -432,6 +427,17 @@ class _Connection:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def settle(conns: list[_Connection], timeout: float) -> bool:
+    """Wait until no connection holds an unconfirmed reading, resending what is due on
+    each of them meanwhile; False when some are still unconfirmed after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while any(c.unconfirmed for c in conns) and time.monotonic() < deadline:
+        for c in conns:
+            c.resend_due(time.monotonic())
+        time.sleep(0.1)
+    return not any(c.unconfirmed for c in conns)
 
 
 def _client_id(prefix: str, fleet: Fleet) -> str:
@@ -568,10 +574,7 @@ def publish(
                     f" after {drain_timeout:.0f}s"
                 )
         if retention is not None:
-            deadline = time.monotonic() + retention.confirm_timeout_s
-            for c in unique:
-                if c.refused is None:
-                    c.settle(max(0.0, deadline - time.monotonic()))
+            settle([c for c in unique if c.refused is None], retention.confirm_timeout_s)
             stats.unconfirmed = sum(c.unconfirmed for c in unique if c.refused is None)
             if stats.unconfirmed:
                 log.warning(
