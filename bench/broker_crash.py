@@ -19,6 +19,7 @@ most readings and bytes (topic + payload) the devices held at once, resends, rec
     .venv/bin/python -m bench.broker_crash                   # 10,000 readings, 2 runs each
     .venv/bin/python -m bench.broker_crash --readings 20000 --runs 3
 
+Columns: receipts off, on at the oracle's default interval (0.5 s), on at 2 s.
 Prints a table and writes bench/results/broker_crash.json.
 """
 
@@ -55,13 +56,19 @@ from testkit import REPO
 from testkit.servers import Server, start_mosquitto
 
 console = Console()
-INTERVAL = OracleConfig().receipt_interval_secs
+#: The oracle's default receipt interval, and a longer one (fewer receipts, devices hold more).
+INTERVALS = (OracleConfig().receipt_interval_secs, 2.0)
+#: column → receipt interval (None: no receipts, the devices forget at the broker's PUBACK)
+SETTINGS: dict[str, float | None] = {
+    "off": None,
+    **{f"on {i:g} s": i for i in INTERVALS},
+}
 
 
 class Pipeline:
     """The oracle's ingest, with or without receipts, as the Oracle service wires it."""
 
-    def __init__(self, engine: Any, url: str, receipts: bool, client_id: str) -> None:
+    def __init__(self, engine: Any, url: str, interval: float | None, client_id: str) -> None:
         self.metrics = Metrics()
         self.ingestor = Ingestor(engine, DOMAIN, rules=RulesEngine(), metrics=self.metrics)
         self.ingestor.bindings.load_all()
@@ -70,9 +77,9 @@ class Pipeline:
         self.receipts: ReceiptPublisher | None = None
         periodic: list[PeriodicTask] = []
         on_batch: Callable[[BatchResult], None] | None = None
-        if receipts:
+        if interval is not None:
             publisher = self.receipts = ReceiptPublisher(self.sub.publish, self.metrics)
-            periodic.append(PeriodicTask("receipts", INTERVAL, publisher.flush))
+            periodic.append(PeriodicTask("receipts", interval, publisher.flush))
 
             def on_batch(result: BatchResult) -> None:
                 publisher.add(result.confirmed)
@@ -119,7 +126,7 @@ def wait(cond: Any, timeout: float = 600) -> None:
 
 
 def run_drain(
-    messages: list[tuple[str, bytes]], keys: list[bytes], receipts: bool
+    messages: list[tuple[str, bytes]], keys: list[bytes], interval: float | None
 ) -> dict[str, Any]:
     n = len(messages)
     srv = broker(n)
@@ -133,7 +140,7 @@ def run_drain(
                 raise RuntimeError("could not subscribe:\n" + srv.log_tail())
             first.stop()
             publish(srv.port, messages)
-            p = Pipeline(engine, srv.extra["url"], receipts, "bench-oracle")
+            p = Pipeline(engine, srv.extra["url"], interval, "bench-oracle")
             cpu0, t0 = time.process_time(), time.perf_counter()
             p.start()
             wait(lambda: p.stored() >= n)
@@ -151,19 +158,19 @@ def run_drain(
 
 
 def run_live(
-    messages: list[tuple[str, bytes]], keys: list[bytes], receipts: bool
+    messages: list[tuple[str, bytes]], keys: list[bytes], interval: float | None
 ) -> dict[str, Any]:
     n = len(messages)
     srv = broker(n)
     try:
         with database("sqlite") as engine:
             seed(engine, keys)
-            p = Pipeline(engine, srv.extra["url"], receipts, "bench-oracle-live")
+            p = Pipeline(engine, srv.extra["url"], interval, "bench-oracle-live")
             p.start()
             if not p.sub.wait_subscribed(10):
                 raise RuntimeError("could not subscribe:\n" + srv.log_tail())
             stats = PublishStats()
-            retention = Retention() if receipts else None
+            retention = Retention() if interval is not None else None
             conn = _Connection(
                 BrokerURL.parse(srv.extra["url"]),
                 "bench-devices",
@@ -227,19 +234,19 @@ def main() -> int:
     keys = device_keys(args.devices)
     messages = presign(args.readings, keys)
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {
-        mode: {"off": [], "on": []} for mode in ("drain", "live")
+        mode: {name: [] for name in SETTINGS} for mode in ("drain", "live")
     }
     for i in range(args.runs):
-        for setting in ("off", "on") if i % 2 == 0 else ("on", "off"):
-            with_receipts = setting == "on"
-            runs["drain"][setting].append(run_drain(messages, keys, with_receipts))
-            runs["live"][setting].append(run_live(messages, keys, with_receipts))
-            console.print(f"run {i + 1} receipts {setting}: done")
+        order = list(SETTINGS) if i % 2 == 0 else list(reversed(SETTINGS))
+        for name in order:
+            runs["drain"][name].append(run_drain(messages, keys, SETTINGS[name]))
+            runs["live"][name].append(run_live(messages, keys, SETTINGS[name]))
+            console.print(f"run {i + 1} receipts {name}: done")
 
     table = Table(title=f"receipts off vs on: {args.readings:,} readings, {args.devices:,} devices")
     table.add_column("figure (median)")
-    table.add_column("off", justify="right")
-    table.add_column("on", justify="right")
+    for name in SETTINGS:
+        table.add_column(f"receipts {name}", justify="right")
     rows = [
         ("drain: readings/s", "drain", "readings_per_s", "{:,.0f}"),
         ("drain: CPU µs/reading", "drain", "cpu_us_per_reading", "{:.0f}"),
@@ -254,15 +261,15 @@ def main() -> int:
     ]
     summary: dict[str, dict[str, float]] = {}
     for label, mode, key, fmt in rows:
-        off, on = median(runs[mode]["off"], key), median(runs[mode]["on"], key)
-        summary[f"{mode}.{key}"] = {"off": off, "on": on}
-        table.add_row(label, fmt.format(off), fmt.format(on))
+        values = {name: median(runs[mode][name], key) for name in SETTINGS}
+        summary[f"{mode}.{key}"] = values
+        table.add_row(label, *(fmt.format(v) for v in values.values()))
     console.print(table)
     body = {
         "readings": args.readings,
         "devices": args.devices,
         "runs": args.runs,
-        "receipt_interval_secs": INTERVAL,
+        "receipt_interval_secs": {name: i for name, i in SETTINGS.items()},
         "database": "sqlite",
         "machine": {
             "cpus": os.cpu_count(),
