@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from backend.oracle.ingest import Ingestor
+from backend.oracle.ingest import BatchResult, Ingestor
 from backend.oracle.metrics import Metrics
 from backend.oracle.receipts import ReceiptPublisher
+from backend.oracle.service import Oracle, OracleConfig
 from backend.telemetry.receipts import decode_receipt, receipt_topic
 from testkit.readings import DEVICES, DOMAIN, KEYS, msg, seed
 
@@ -59,3 +60,16 @@ def test_publisher_gathers_per_device_and_drops_while_disconnected() -> None:
     assert pub.flush() == 0 and pub.pending_devices == 0
     assert metrics.get("trustship_receipts_published_total") == 2
     assert metrics.get("trustship_receipts_dropped_total") == 1
+
+
+def test_the_oracle_gathers_each_batch_for_receipts_unless_switched_off(
+    sqlite_engine: Engine,
+) -> None:
+    on = Oracle(sqlite_engine, DOMAIN, OracleConfig(), metrics=Metrics())
+    assert on.receipts is not None
+    assert "receipts" in [t.name for t in on.worker.periodic]
+    on._on_batch(BatchResult(verdicts=[], confirmed={(1, DEVICES[0]): [1, 2]}))
+    assert on.receipts.pending_devices == 1
+    off = Oracle(sqlite_engine, DOMAIN, OracleConfig(receipts=False), metrics=Metrics())
+    assert off.receipts is None
+    assert "receipts" not in [t.name for t in off.worker.periodic]
