@@ -182,6 +182,10 @@ def test_broker_sigkill_mid_replay_loses_no_retained_reading(tmp_path: Path) -> 
         n = assert_every_reading_stored_once(stack, only_these_orders=True)
         assert n == sum(st.telemetry for st in stats.values())
         assert_settled_as_expected(stack)
+        # resent readings were duplicates (stored once, acknowledged), never refused
+        # as a reused seq or anything else
+        refusals = [ln for ln in stack.oracle.output().splitlines() if "refused telemetry" in ln]
+        assert not refusals, refusals[:5]
 
         # The oracle's seq-gap view (what GapWatch reports while an order is live, and
         # GET /orders/{id}/gaps shows): nothing missing for the retained devices; the
