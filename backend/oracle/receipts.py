@@ -3,7 +3,9 @@
 After each committed batch the ingest worker hands :meth:`ReceiptPublisher.add` the
 seqs it stored (or found already stored); every ``interval_secs`` :meth:`flush`
 publishes one receipt per (order, device) with everything gathered since, as seq
-ranges, QoS 1 on the oracle's own MQTT connection. Gathering for an interval keeps
+ranges, QoS 1 on the oracle's own MQTT connection — in a thread of its own
+(:meth:`start`), so that publishing a thousand receipts never holds up the store
+thread's next commit. Gathering for an interval keeps
 the cost down: a fleet of 1,000 devices that each send a reading a second costs
 1,000 receipts per interval, however the readings fall into batches.
 
@@ -31,11 +33,34 @@ Publish = Callable[[str, bytes], bool]
 class ReceiptPublisher:
     """Gathers confirmed seqs per (order, device) and publishes them as receipts."""
 
-    def __init__(self, publish: Publish, metrics: Metrics) -> None:
+    def __init__(self, publish: Publish, metrics: Metrics, interval_secs: float = 0.5) -> None:
         self._publish = publish
         self.metrics = metrics
+        self.interval_secs = interval_secs
         self._lock = threading.Lock()
         self._pending: dict[tuple[int, str], list[int]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="trustship-receipts", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Publish what is gathered, then stop."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_secs):
+            self._flush_logged()
+        self._flush_logged()
+
+    def _flush_logged(self) -> None:
+        try:
+            self.flush()
+        except Exception:  # a receipt lost is resent by the device: never stop for it
+            log.exception("publishing receipts failed; the devices resend")
 
     def add(self, confirmed: Mapping[tuple[int, str], list[int]]) -> None:
         with self._lock:

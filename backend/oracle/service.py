@@ -196,26 +196,23 @@ class Oracle:
             TelemetrySubscriber(self.config.subscriber, inbox.put) if subscribe else None
         )
         self.receipts: ReceiptPublisher | None = (
-            ReceiptPublisher(self.subscriber.publish, self.metrics)
+            ReceiptPublisher(
+                self.subscriber.publish, self.metrics, self.config.receipt_interval_secs
+            )
             if self.subscriber is not None and self.config.receipts
             else None
         )
-        periodic = [
-            PeriodicTask("commitments", self.config.batcher_interval_secs, self._commit_tick),
-            PeriodicTask("silence", self.config.silence_interval_secs, self._check_silence),
-            PeriodicTask("gaps", self.config.gaps.interval_secs, self.gaps.check),
-        ]
-        if self.receipts is not None:
-            periodic.append(
-                PeriodicTask("receipts", self.config.receipt_interval_secs, self.receipts.flush)
-            )
         self.worker = IngestWorker(
             self.ingestor,
             self.subscriber.ack if self.subscriber is not None else None,
             inbox=inbox,
             batch_size=self.config.batch_size,
             batch_ms=self.config.batch_ms,
-            periodic=periodic,
+            periodic=[
+                PeriodicTask("commitments", self.config.batcher_interval_secs, self._commit_tick),
+                PeriodicTask("silence", self.config.silence_interval_secs, self._check_silence),
+                PeriodicTask("gaps", self.config.gaps.interval_secs, self.gaps.check),
+            ],
             on_batch=self._on_batch,
         )
         self.outbox = (
@@ -267,6 +264,8 @@ class Oracle:
             warm = self.rules.warm_up(s)
         log.info("oracle starting: %d device bindings, %d device streams loaded", n, warm)
         self.worker.start()
+        if self.receipts is not None:
+            self.receipts.start()
         if self.subscriber is not None:
             self.subscriber.start()
         if self.outbox is not None:
@@ -279,6 +278,8 @@ class Oracle:
         if self.subscriber is not None:
             self.subscriber.stop()  # no new messages; unacknowledged ones stay with the broker
         self.worker.stop()
+        if self.receipts is not None:
+            self.receipts.stop()  # (disconnected: the last ones are dropped, devices resend)
         if self.outbox is not None:
             self.outbox.stop()
         log.info("oracle stopped")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from sqlalchemy import Engine
 
 from backend.oracle.ingest import BatchResult, Ingestor
@@ -65,11 +67,25 @@ def test_publisher_gathers_per_device_and_drops_while_disconnected() -> None:
 def test_the_oracle_gathers_each_batch_for_receipts_unless_switched_off(
     sqlite_engine: Engine,
 ) -> None:
-    on = Oracle(sqlite_engine, DOMAIN, OracleConfig(), metrics=Metrics())
-    assert on.receipts is not None
-    assert "receipts" in [t.name for t in on.worker.periodic]
+    on = Oracle(sqlite_engine, DOMAIN, OracleConfig(receipt_interval_secs=2.0), metrics=Metrics())
+    assert on.receipts is not None and on.receipts.interval_secs == 2.0
     on._on_batch(BatchResult(verdicts=[], confirmed={(1, DEVICES[0]): [1, 2]}))
     assert on.receipts.pending_devices == 1
     off = Oracle(sqlite_engine, DOMAIN, OracleConfig(receipts=False), metrics=Metrics())
     assert off.receipts is None
-    assert "receipts" not in [t.name for t in off.worker.periodic]
+
+
+def test_the_receipt_thread_publishes_every_interval_and_what_is_left_at_stop() -> None:
+    sent: list[str] = []
+    pub = ReceiptPublisher(lambda t, p: sent.append(t) is None, Metrics(), interval_secs=0.05)
+    pub.start()
+    try:
+        pub.add({(1, DEVICES[0]): [1]})
+        deadline = time.monotonic() + 10
+        while not sent and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sent == [receipt_topic(DEVICES[0])]
+        pub.add({(1, DEVICES[1]): [1]})
+    finally:
+        pub.stop()
+    assert sent[-1] == receipt_topic(DEVICES[1]) and len(sent) == 2
