@@ -40,7 +40,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from backend.oracle.ingest import BatchResult, Inbound, Ingestor, IngestWorker, PeriodicTask
+from backend.oracle.ingest import BatchResult, Inbound, Ingestor, IngestWorker
 from backend.oracle.metrics import Metrics
 from backend.oracle.receipts import ReceiptPublisher
 from backend.oracle.rules import RulesEngine
@@ -75,11 +75,9 @@ class Pipeline:
         inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
         self.sub = TelemetrySubscriber(SubscriberConfig(url=url, client_id=client_id), inbox.put)
         self.receipts: ReceiptPublisher | None = None
-        periodic: list[PeriodicTask] = []
         on_batch: Callable[[BatchResult], None] | None = None
         if interval is not None:
-            publisher = self.receipts = ReceiptPublisher(self.sub.publish, self.metrics)
-            periodic.append(PeriodicTask("receipts", interval, publisher.flush))
+            publisher = self.receipts = ReceiptPublisher(self.sub.publish, self.metrics, interval)
 
             def on_batch(result: BatchResult) -> None:
                 publisher.add(result.confirmed)
@@ -90,12 +88,13 @@ class Pipeline:
             inbox=inbox,
             batch_size=500,
             batch_ms=20,
-            periodic=periodic,
             on_batch=on_batch,
         )
 
     def start(self) -> None:
         self.worker.start()
+        if self.receipts is not None:
+            self.receipts.start()
         self.sub.start()
 
     def stored(self) -> float:
@@ -103,7 +102,7 @@ class Pipeline:
 
     def stop(self) -> None:
         if self.receipts is not None:
-            self.receipts.flush()
+            self.receipts.stop()
         self.sub.stop()
         self.worker.stop()
 
