@@ -15,7 +15,7 @@ in pyproject.toml holds it to that.
 
 from iot_simulator.broker import start_embedded_broker
 from iot_simulator.fleet import Device, Fleet, Message, build_fleet
-from iot_simulator.publisher import PublishError, PublishStats, publish
+from iot_simulator.publisher import PublishError, PublishStats, Retention, publish
 from iot_simulator.scenario import Scenario, ScenarioError, load_scenario, resolve_scenario_path
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "Message",
     "PublishError",
     "PublishStats",
+    "Retention",
     "Scenario",
     "ScenarioError",
     "build_fleet",

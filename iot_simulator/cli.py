@@ -180,14 +180,16 @@ def simulate(
     t0: int | None = None,
     mqtt_url: str | None = None,
     connection: str = "auto",
+    keep_until_stored: bool = False,
 ) -> int:
     """Publish a scenario's fleet over MQTT (``trustship simulate``).
 
     Returns the process exit code: 0 done, 1 a dry run whose predicted
-    settlement differs from the scenario's expectation or a publish failure,
+    settlement differs from the scenario's expectation or a publish failure
+    (with ``keep_until_stored``: also readings the oracle never confirmed stored),
     2 bad input (scenario, manifest, order ids).
     """
-    from iot_simulator.publisher import publish
+    from iot_simulator.publisher import Retention, publish
 
     console = Console(soft_wrap=True)
     err = Console(stderr=True, soft_wrap=True)
@@ -210,7 +212,14 @@ def simulate(
         f" {domain.chain_id} / QualityVerification {domain.verifying_contract} ({source})"
     )
     try:
-        stats = publish(fleet, url, speed=speed, progress=True, connection=connection)  # type: ignore[arg-type]
+        stats = publish(
+            fleet,
+            url,
+            speed=speed,
+            progress=True,
+            connection=connection,  # type: ignore[arg-type]
+            retention=Retention() if keep_until_stored else None,
+        )
     except TrustShipError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         return 1
@@ -222,6 +231,14 @@ def simulate(
         f" in {stats.wall_s:.1f} s; acked {stats.acked}, refused {stats.refused},"
         f" skipped {stats.skipped}, reconnects {stats.reconnects}"
     )
+    if keep_until_stored:
+        console.print(
+            f"receipts {stats.receipts}, resent {stats.resent}, held at most {stats.held_peak}"
+            f" reading(s) ({stats.held_peak_bytes} bytes), dropped from a full buffer"
+            f" {stats.retention_dropped}, never confirmed stored {stats.unconfirmed}"
+        )
+        if stats.unconfirmed or stats.retention_dropped:
+            return 1
     return 0 if stats.acked + stats.refused >= stats.messages else 1
 
 
@@ -241,6 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--mqtt-url", default=None, help="default: MQTT_URL or " + DEFAULT_MQTT_URL)
     parser.add_argument("--connection", choices=["auto", "device", "shared"], default="auto")
+    parser.add_argument(
+        "--keep-until-stored",
+        action="store_true",
+        help="keep readings until the oracle's receipts confirm them stored, resend the rest",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.speed is not None and math.isnan(args.speed):
@@ -254,4 +276,5 @@ def main(argv: list[str] | None = None) -> int:
         t0=args.t0,
         mqtt_url=args.mqtt_url,
         connection=args.connection,
+        keep_until_stored=args.keep_until_stored,
     )

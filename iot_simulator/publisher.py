@@ -10,6 +10,16 @@
   memory stays bounded.
 * Reconnects: paho reconnects with exponential backoff (0.25 s .. 8 s); the
   unacknowledged messages of a connection are re-sent in order when it is back.
+* Retention (``retention=Retention()``): each device keeps every reading it
+  published until the oracle's storage receipt names it
+  (:mod:`backend.telemetry.receipts`), not merely until the broker's PUBACK — a
+  broker that crashes loses what it acknowledged but had not yet written to disk.
+  Unconfirmed readings are resent when the connection comes back and when no
+  receipt came within ``resend_after_s`` (doubling per attempt); at the end the
+  publisher waits up to ``confirm_timeout_s`` for the last receipts. Each device
+  holds at most ``max_readings``: when full, the oldest unconfirmed reading is
+  dropped (counted and logged; the oracle's seq-gap check then reports it) —
+  a sensor keeps measuring rather than stop (docs/simulator.md, "Retention").
 * Connections: ``"device"`` opens one MQTT connection per device (username =
   its checksummed address, password from :func:`iot_simulator.keys.mqtt_password`,
   Last Will = retained ``offline`` status) — what a broker ACL needs.
@@ -25,6 +35,7 @@ import math
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -36,6 +47,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from backend.telemetry import TrustShipError
 from backend.telemetry.broker import BrokerError, BrokerURL
 from backend.telemetry.broker import probe_protocol as _probe
+from backend.telemetry.receipts import RECEIPT_FILTER, decode_receipt, receipt_topic
 from iot_simulator.fleet import Device, Fleet, Message
 
 log = logging.getLogger(__name__)
@@ -64,6 +76,80 @@ def probe_protocol(url: BrokerURL, timeout: float) -> mqtt.MQTTProtocolVersion:
         raise PublishError(str(exc)) from None
 
 
+@dataclass(frozen=True)
+class Retention:
+    """Keep readings until the oracle confirms them stored (module docstring)."""
+
+    #: Readings one device holds unconfirmed at most; when full the oldest is dropped.
+    max_readings: int = 10_000
+    #: Wall seconds without a receipt before a reading is resent (doubling per attempt,
+    #: up to 32×, so that a long oracle outage does not turn into a resend storm).
+    resend_after_s: float = 10.0
+    #: At the end of a run: how long to wait for the last receipts (resending).
+    confirm_timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.max_readings < 1 or not self.resend_after_s > 0:
+            raise PublishError("retention needs max_readings >= 1 and resend_after_s > 0")
+
+
+@dataclass
+class _Held:
+    topic: str
+    payload: bytes
+    sent_at: float
+    attempts: int = 0
+
+
+class RetentionBuffer:
+    """One device's readings published and not yet confirmed stored, oldest first."""
+
+    def __init__(self, device: str, max_readings: int) -> None:
+        self.device = device
+        self.max_readings = max_readings
+        self.held: OrderedDict[tuple[int, int], _Held] = OrderedDict()
+        self.bytes = 0
+        self.dropped = 0
+
+    def hold(self, order_id: int, seq: int, topic: str, payload: bytes, now: float) -> bool:
+        """Keep a reading; False when the buffer was full and the oldest was dropped."""
+        key = (order_id, seq)
+        if key in self.held:
+            return True
+        full = len(self.held) >= self.max_readings
+        if full:
+            _, old = self.held.popitem(last=False)
+            self.bytes -= len(old.topic) + len(old.payload)
+            self.dropped += 1
+        self.held[key] = _Held(topic, payload, now)
+        self.bytes += len(topic) + len(payload)
+        return not full
+
+    def confirm(self, order_id: int, ranges: tuple[tuple[int, int], ...]) -> int:
+        """Forget the readings a receipt names; returns how many were held."""
+        n = 0
+        for a, b in ranges:
+            if b - a < len(self.held):  # walk the range, or the buffer: the shorter
+                keys = [(order_id, seq) for seq in range(a, b + 1) if (order_id, seq) in self.held]
+            else:
+                keys = [k for k in self.held if k[0] == order_id and a <= k[1] <= b]
+            for key in keys:
+                old = self.held.pop(key)
+                self.bytes -= len(old.topic) + len(old.payload)
+            n += len(keys)
+        return n
+
+    def due(self, now: float, after_s: float, everything: bool) -> list[_Held]:
+        """Readings to resend now (all of them after a reconnect); marks them sent."""
+        out = []
+        for h in self.held.values():
+            if everything or now - h.sent_at >= after_s * 2 ** min(h.attempts, 5):
+                h.sent_at = now
+                h.attempts += 1
+                out.append(h)
+        return out
+
+
 @dataclass
 class PublishStats:
     """What a publish run did."""
@@ -78,6 +164,15 @@ class PublishStats:
     reconnects: int = 0
     wall_s: float = 0.0
     refused_devices: list[str] = field(default_factory=list)
+    # retention (publish(retention=...)): receipts received, readings resent, the most
+    # held at once (readings, bytes of topic + payload), dropped from a full buffer,
+    # and still unconfirmed at the end
+    receipts: int = 0
+    resent: int = 0
+    held_peak: int = 0
+    held_peak_bytes: int = 0
+    retention_dropped: int = 0
+    unconfirmed: int = 0
 
     @property
     def readings_per_s(self) -> float:
@@ -98,8 +193,20 @@ class _Connection:
         will: tuple[str, bytes] | None = None,
         label: str = "",
         protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv5,
+        retention: Retention | None = None,
+        receipts_filter: str | None = None,
     ) -> None:
         self.url, self.window, self.stats, self.label = url, window, stats, label or client_id
+        self.retention = retention
+        #: The receipts this connection subscribes to (its device's, or every device's).
+        self.receipts_filter = receipts_filter if retention is not None else None
+        #: Per device on this connection: what it holds unconfirmed.
+        self.buffers: dict[str, RetentionBuffer] = {}
+        #: Readings and bytes (topic + payload) held over all of them.
+        self.held = 0
+        self.held_bytes = 0
+        #: Set on a reconnect: resend everything unconfirmed.
+        self.resend_all = False
         self.limit = window
         self.cond = threading.Condition()
         self.inflight: set[int] = set()
@@ -133,6 +240,8 @@ class _Connection:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
 
     # -- paho callbacks (network thread): only update state and notify ---------
@@ -147,10 +256,41 @@ class _Connection:
             else:
                 if self.ever_connected:
                     self.stats.reconnects += 1
+                    # back after a drop: what the broker may have lost goes again
+                    self.resend_all = self.receipts_filter is not None
                 self.connected = self.ever_connected = True
                 self.refused = None
                 server_max = getattr(props, "ReceiveMaximum", None) if props is not None else None
                 self.limit = min(self.window, server_max) if server_max else self.window
+            self.cond.notify_all()
+        if not rc.is_failure and self.receipts_filter is not None:
+            client.subscribe(self.receipts_filter, qos=1)
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, codes: Any, props: Any
+    ) -> None:
+        if any(rc.is_failure for rc in codes):
+            log.warning(
+                "%s: the broker refused the receipts subscription %s (%s): readings are "
+                "resent on timeouts until the end of the run",
+                self.label,
+                self.receipts_filter,
+                ", ".join(str(rc) for rc in codes),
+            )
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            receipt = decode_receipt(bytes(message.payload), message.topic)
+        except TrustShipError as exc:
+            log.warning("%s: ignored a receipt: %s", self.label, exc)
+            return
+        with self.cond:
+            buffer = self.buffers.get(receipt.device)
+            if buffer is not None:
+                before = buffer.bytes
+                self.held -= buffer.confirm(receipt.order_id, receipt.stored)
+                self.held_bytes -= before - buffer.bytes
+            self.stats.receipts += 1
             self.cond.notify_all()
 
     def _on_disconnect(
@@ -199,6 +339,60 @@ class _Connection:
             else:
                 self.inflight.add(info.mid)
 
+    def hold(self, msg: Message, now: float) -> None:
+        """Keep a published reading until a receipt names it (retention on)."""
+        if self.retention is None or msg.reading is None:
+            return
+        with self.cond:
+            buffer = self.buffers.get(msg.device)
+            if buffer is None:
+                buffer = self.buffers[msg.device] = RetentionBuffer(
+                    msg.device, self.retention.max_readings
+                )
+            n, before = len(buffer.held), buffer.bytes
+            kept = buffer.hold(msg.reading.reading.order_id, msg.reading.reading.seq,
+                               msg.topic, msg.payload, now)  # fmt: skip
+            self.held += len(buffer.held) - n
+            self.held_bytes += buffer.bytes - before
+            if not kept:
+                self.stats.retention_dropped += 1
+                if buffer.dropped == 1:
+                    log.warning(
+                        "%s: retention buffer full (%d readings): dropping the oldest "
+                        "unconfirmed readings",
+                        self.label,
+                        buffer.max_readings,
+                    )
+            self.stats.held_peak = max(self.stats.held_peak, self.held)
+            self.stats.held_peak_bytes = max(self.stats.held_peak_bytes, self.held_bytes)
+
+    @property
+    def unconfirmed(self) -> int:
+        with self.cond:
+            return self.held
+
+    def resend_due(self, now: float) -> int:
+        """Resend what is due (all of it after a reconnect); only while connected."""
+        if self.retention is None:
+            return 0
+        with self.cond:
+            if not self.connected:
+                return 0
+            everything, self.resend_all = self.resend_all, False
+            due = [
+                h
+                for b in self.buffers.values()
+                for h in b.due(now, self.retention.resend_after_s, everything)
+            ]
+        for h in due:
+            self.publish(h.topic, h.payload, False)
+        self.stats.resent += len(due)
+        return len(due)
+
+    def settle(self, timeout: float) -> bool:
+        """Wait for the receipts of everything held, resending what is due."""
+        return settle([self], timeout)
+
     def drain(self, timeout: float | None = None) -> bool:
         with self.cond:
             return self.cond.wait_for(lambda: not self.inflight, timeout)
@@ -221,7 +415,9 @@ class _Connection:
         return True
 
     def reconnect(self, timeout: float) -> None:
-        self.client.reconnect()
+        # connect_async: paho's loop retries with backoff while the broker is down
+        # (a synchronous reconnect() would raise ConnectionRefusedError)
+        self.client.connect_async(self.url.host, self.url.port, keepalive=30)
         self.client.loop_start()
         if not self.wait_connected(timeout):
             log.warning(
@@ -231,6 +427,17 @@ class _Connection:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def settle(conns: list[_Connection], timeout: float) -> bool:
+    """Wait until no connection holds an unconfirmed reading, resending what is due on
+    each of them meanwhile; False when some are still unconfirmed after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while any(c.unconfirmed for c in conns) and time.monotonic() < deadline:
+        for c in conns:
+            c.resend_due(time.monotonic())
+        time.sleep(0.1)
+    return not any(c.unconfirmed for c in conns)
 
 
 def _client_id(prefix: str, fleet: Fleet) -> str:
@@ -257,10 +464,15 @@ def publish(
     connect_timeout: float = 15.0,
     drain_timeout: float = 60.0,
     messages: Iterator[Message] | None = None,
+    retention: Retention | None = None,
 ) -> PublishStats:
     """Publish every message of ``fleet`` to the broker at ``mqtt_url``.
 
     ``speed`` defaults to the scenario's; ``math.inf`` means no pacing.
+    ``retention``: devices keep their readings until the oracle's receipts confirm
+    them stored, resend the rest, and wait for the last receipts at the end
+    (``stats.unconfirmed`` says how many never came); None: a reading is done when
+    the broker acknowledges it.
     Returns :class:`PublishStats`; raises :class:`PublishError` when the broker
     cannot be reached or refuses a bound device's credentials.
     """
@@ -284,6 +496,9 @@ def publish(
                 will=None if dev.spoofer else (dev.status_topic(), dev.will_payload()),
                 label=f"device {dev.label} ({dev.address})",
                 protocol=protocol,
+                # spoofers' readings are refused by the oracle: they never get receipts
+                retention=None if dev.spoofer else retention,
+                receipts_filter=receipt_topic(dev.address),
             )
     else:
         shared = _Connection(
@@ -294,6 +509,8 @@ def publish(
             window,
             stats,
             protocol=protocol,
+            retention=retention,
+            receipts_filter=RECEIPT_FILTER,
         )
         for dev in fleet.all_devices:
             conns[dev.address] = shared
@@ -356,6 +573,15 @@ def publish(
                     f"{c.label}: {len(c.inflight)} message(s) still unacknowledged"
                     f" after {drain_timeout:.0f}s"
                 )
+        if retention is not None:
+            settle([c for c in unique if c.refused is None], retention.confirm_timeout_s)
+            stats.unconfirmed = sum(c.unconfirmed for c in unique if c.refused is None)
+            if stats.unconfirmed:
+                log.warning(
+                    "%d reading(s) not confirmed stored by the oracle after %.0f s",
+                    stats.unconfirmed,
+                    retention.confirm_timeout_s,
+                )
     finally:
         for c in unique:
             if c.refused is None:
@@ -378,6 +604,9 @@ def _run(
     total = max(1, fleet.scenario.end_offset_s)
     start = time.monotonic()
     dropped: set[str] = set()
+    unique = list({id(c): c for c in conns.values()}.values())
+    spoofers = {d.address for d in fleet.spoofers}
+    last_resend = start
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -409,12 +638,18 @@ def _run(
                 continue
             # (shared connection: the offline status the will would carry is published)
             conn.publish(msg.topic, msg.payload, msg.retain)
+            if msg.kind == "telemetry" and msg.device not in spoofers:
+                conn.hold(msg, time.monotonic())
             stats.messages += 1
             if msg.kind == "telemetry":
                 stats.telemetry += 1
             else:
                 stats.status += 1
             now = time.monotonic()
+            if now - last_resend > 0.25:
+                for c in unique:
+                    c.resend_due(now)
+                last_resend = now
             if now - last_update > 0.1:
                 bar.update(
                     task,

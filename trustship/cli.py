@@ -115,6 +115,15 @@ def simulate(
             "nothing. Exit 1 if the prediction differs from the scenario's expectation.",
         ),
     ] = False,
+    keep_until_stored: Annotated[
+        bool,
+        typer.Option(
+            "--keep-until-stored",
+            help="Devices keep each reading until the oracle's receipt says it is stored and "
+            "resend the rest (survives a broker crash); exit 1 if some are never confirmed "
+            '(docs/simulator.md, "Retention").',
+        ),
+    ] = False,
 ) -> None:
     """Publish a scenario's sensor fleet over MQTT (MQTT_URL)."""
     from iot_simulator.cli import simulate as run_simulate
@@ -127,6 +136,7 @@ def simulate(
             speed=speed,
             dry_run=dry_run,
             t0=t0,
+            keep_until_stored=keep_until_stored,
         )
     )
 

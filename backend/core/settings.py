@@ -36,6 +36,8 @@ ORACLE_KNOBS = (
     "ORACLE_INDEXER_CONFIRMATIONS",
     "ORACLE_OUTBOX_POLL_SECS",
     "ORACLE_OUTBOX_CONCURRENCY",
+    "ORACLE_RECEIPTS",
+    "ORACLE_RECEIPT_INTERVAL_SECS",
 )
 
 
@@ -86,6 +88,9 @@ class Settings(BaseSettings):
     ORACLE_INDEXER_CONFIRMATIONS: NonNegativeInt | None = None
     ORACLE_OUTBOX_POLL_SECS: PositiveFloat | None = None
     ORACLE_OUTBOX_CONCURRENCY: PositiveInt | None = None
+    # Storage receipts to devices (docs/oracle.md, "Broker crashes"): on/off, how often.
+    ORACLE_RECEIPTS: bool | None = None
+    ORACLE_RECEIPT_INTERVAL_SECS: PositiveFloat | None = None
 
     # ---- trustship replay against a running server ------------------------------
     TRUSTSHIP_API_URL: str | None = None

@@ -119,6 +119,9 @@ class BatchResult:
     rejected: Counter[str] = field(default_factory=Counter)
     alerts: int = 0
     actions: int = 0
+    #: (order id, device) → the seqs of this batch that are stored now: stored by it,
+    #: or already stored (a redelivery or a device's resend). What receipts confirm.
+    confirmed: dict[tuple[int, str], list[int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -585,10 +588,13 @@ class Ingestor:
                     stored = StoredReading.of(rid, c.signed, c.received_at)
                     fresh.append(stored)
                     progress.setdefault((stored.order_id, stored.device), []).append(stored)
+                    result.confirmed.setdefault(key[:2], []).append(key[2])
                 else:
                     same = stored_digest.get(key) == c.digest
                     what = "already has a different reading"
                     self._seq_taken(verdicts, result, batch, c, key, same, what)
+                    if same:
+                        result.confirmed.setdefault(key[:2], []).append(key[2])
             repo.record_progress(
                 session,
                 [

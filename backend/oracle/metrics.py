@@ -51,6 +51,13 @@ METRICS: tuple[tuple[type[Counter] | type[Gauge], str, str, tuple[str, ...]], ..
         ("kind",),
     ),
     (Counter, "commitments", "Merkle batches created.", ()),
+    (Counter, "receipts_published", "Storage receipts published to devices.", ()),
+    (
+        Counter,
+        "receipts_dropped",
+        "Storage receipts dropped while not connected to the broker (devices resend).",
+        (),
+    ),
 )
 
 
@@ -77,6 +84,8 @@ class Metrics:
     outbox_results: Counter
     outbox_requeued: Counter
     commitments: Counter
+    receipts_published: Counter
+    receipts_dropped: Counter
 
     def __init__(self, registry: Registry | None = None) -> None:
         self.registry = registry if registry is not None else Registry()

@@ -41,6 +41,7 @@ from backend.oracle.ingest import (
 from backend.oracle.metrics import Metrics
 from backend.oracle.metrics import metrics as default_metrics
 from backend.oracle.outbox import ActionExecutor, OutboxWorker
+from backend.oracle.receipts import ReceiptPublisher
 from backend.oracle.rules import RulesConfig, RulesEngine, TermsCache, write_outputs
 from backend.oracle.subscriber import SubscriberConfig, SubscriberStatus, TelemetrySubscriber
 from backend.store.db import session_factory
@@ -72,6 +73,10 @@ class OracleConfig:
     #: Orders whose chain actions run side by side (one order's stay in order): on a
     #: chain that mines every few seconds one action per block would be the limit.
     outbox_concurrency: int = 8
+    #: Publish storage receipts to the devices (backend/oracle/receipts.py).
+    receipts: bool = True
+    #: How often the receipts gathered since the last are published.
+    receipt_interval_secs: float = 0.5
 
     @classmethod
     def from_settings(cls, settings: Settings, **defaults: float) -> OracleConfig:
@@ -113,6 +118,8 @@ SETTINGS_KNOBS: dict[str, str] = {
     "ORACLE_INDEXER_CONFIRMATIONS": "indexer_confirmations",
     "ORACLE_OUTBOX_POLL_SECS": "outbox_poll_secs",
     "ORACLE_OUTBOX_CONCURRENCY": "outbox_concurrency",
+    "ORACLE_RECEIPTS": "receipts",
+    "ORACLE_RECEIPT_INTERVAL_SECS": "receipt_interval_secs",
 }
 
 
@@ -188,6 +195,13 @@ class Oracle:
         self.subscriber: TelemetrySubscriber | None = (
             TelemetrySubscriber(self.config.subscriber, inbox.put) if subscribe else None
         )
+        self.receipts: ReceiptPublisher | None = (
+            ReceiptPublisher(
+                self.subscriber.publish, self.metrics, self.config.receipt_interval_secs
+            )
+            if self.subscriber is not None and self.config.receipts
+            else None
+        )
         self.worker = IngestWorker(
             self.ingestor,
             self.subscriber.ack if self.subscriber is not None else None,
@@ -218,7 +232,10 @@ class Oracle:
     # ---- wiring --------------------------------------------------------------
 
     def _on_batch(self, result: BatchResult) -> None:
-        """A batch committed with new chain actions: the outbox looks now, not at its next poll."""
+        """A batch committed: its stored seqs wait for the next receipts; with new chain
+        actions, the outbox looks now, not at its next poll."""
+        if self.receipts is not None and result.confirmed:
+            self.receipts.add(result.confirmed)
         if result.actions and self.outbox is not None:
             self.outbox.wake()
 
@@ -247,6 +264,8 @@ class Oracle:
             warm = self.rules.warm_up(s)
         log.info("oracle starting: %d device bindings, %d device streams loaded", n, warm)
         self.worker.start()
+        if self.receipts is not None:
+            self.receipts.start()
         if self.subscriber is not None:
             self.subscriber.start()
         if self.outbox is not None:
@@ -259,6 +278,8 @@ class Oracle:
         if self.subscriber is not None:
             self.subscriber.stop()  # no new messages; unacknowledged ones stay with the broker
         self.worker.stop()
+        if self.receipts is not None:
+            self.receipts.stop()  # (disconnected: the last ones are dropped, devices resend)
         if self.outbox is not None:
             self.outbox.stop()
         log.info("oracle stopped")

@@ -248,6 +248,14 @@ class TelemetrySubscriber:
 
     # ---- acknowledgement (worker thread) -------------------------------------
 
+    def publish(self, topic: str, payload: bytes) -> bool:
+        """Publish with QoS 1 on this connection (storage receipts); False when not
+        connected (the message is not queued: :mod:`backend.oracle.receipts`)."""
+        if not self.client.is_connected():
+            return False
+        info = self.client.publish(topic, payload, qos=1)
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
+
     def ack(self, msg: Inbound) -> None:
         if msg.qos > 0 and msg.generation == self.generation:
             self.client.ack(msg.mid, msg.qos)

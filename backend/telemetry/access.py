@@ -13,11 +13,13 @@ Roles (``defaultACLAccess`` denies everything else):
 
 * ``oracle`` — joins ``$share/<group>/`` on telemetry, or subscribes to it plainly;
   subscribes to every device's status (retained, so plainly) and to ``$SYS``.
-  Publishes nothing.
+  Publishes only storage receipts, to any device (``trustship/v1/receipts/+``,
+  :mod:`backend.telemetry.receipts`).
 * ``device:<address>`` — one per device: publishes (telemetry, status, its Last
-  Will) only under ``trustship/v1/orders/+/devices/<address>/#`` and reads back
-  its own status. The 2.0 plugin does not expand ``%u`` in its rules, so each
-  device has a role naming its address.
+  Will) only under ``trustship/v1/orders/+/devices/<address>/#``, reads back
+  its own status and reads its own receipts (``trustship/v1/receipts/<address>``);
+  it can publish no receipt, its own neither. The 2.0 plugin does not expand
+  ``%u`` in its rules, so each device has a role naming its address.
 * ``monitor`` — reads ``$SYS`` only (health checks).
 * ``admin`` — manages the plugin at run time (``$CONTROL/dynamic-security/#``).
 * ``watch:<orderId>`` — one per order, made at run time by the API for the order's
@@ -47,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.core.errors import TrustShipError
+from backend.telemetry.receipts import RECEIPT_FILTER, receipt_topic
 
 #: The share group the oracles join by default (OracleConfig / ORACLE_SHARE_GROUP).
 DEFAULT_SHARE_GROUP = "trustship-oracle"
@@ -84,15 +87,19 @@ def oracle_acls(share_group: str = DEFAULT_SHARE_GROUP) -> list[dict[str, Any]]:
         _acl("subscribePattern", "$SYS/#"),
         _acl("publishClientReceive", "trustship/v1/#"),
         _acl("publishClientReceive", "$SYS/#"),
+        _acl("publishClientSend", RECEIPT_FILTER),
     ]
 
 
 def device_acls(address: str) -> list[dict[str, Any]]:
     status = f"trustship/v1/orders/+/devices/{address}/status"
+    receipts = receipt_topic(address)
     return [
         _acl("publishClientSend", device_prefix(address)),
         _acl("subscribePattern", status),
         _acl("publishClientReceive", status),
+        _acl("subscribeLiteral", receipts),
+        _acl("publishClientReceive", receipts),
     ]
 
 

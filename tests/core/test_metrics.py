@@ -86,10 +86,10 @@ def test_a_name_registered_twice_on_one_registry_is_refused() -> None:
 def test_names_follow_prometheus_conventions() -> None:
     registry, _, _ = shared()
     families = list(registry.collect())
-    assert len(families) == 22
+    assert len(families) == 24
     for family in families:
         assert re.fullmatch(
-            r"trustship_(api|ingest|rules|outbox|commitments|indexer)\w*", family.name
+            r"trustship_(api|ingest|rules|outbox|commitments|indexer|receipts)\w*", family.name
         )
         assert family.type in {"counter", "gauge", "histogram"}, family.name
         if family.type == "histogram":  # durations, in seconds

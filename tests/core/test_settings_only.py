@@ -156,3 +156,21 @@ def test_a_process_default_gives_way_to_a_setting(monkeypatch: pytest.MonkeyPatc
     assert OracleConfig.from_settings(unset).indexer_poll_secs == OracleConfig().indexer_poll_secs
     set_ = Settings(_env_file=None, ORACLE_INDEXER_POLL_SECS=3.0)  # type: ignore[call-arg]
     assert OracleConfig.from_settings(set_, indexer_poll_secs=0.2).indexer_poll_secs == 3.0
+
+
+@pytest.mark.parametrize(
+    ("env", "receipts", "interval"),
+    [({}, True, 0.5), ({"ORACLE_RECEIPTS": "false"}, False, 0.5),
+     ({"ORACLE_RECEIPTS": "", "ORACLE_RECEIPT_INTERVAL_SECS": "2"}, True, 2.0)],
+)  # fmt: skip
+def test_receipt_settings_reach_the_oracle(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], receipts: bool, interval: float
+) -> None:
+    from backend.oracle.service import OracleConfig
+
+    for name in ("ORACLE_RECEIPTS", "ORACLE_RECEIPT_INTERVAL_SECS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, raw in env.items():
+        monkeypatch.setenv(name, raw)
+    config = OracleConfig.from_settings(Settings(_env_file=None))  # type: ignore[call-arg]
+    assert (config.receipts, config.receipt_interval_secs) == (receipts, interval)

@@ -167,12 +167,15 @@ def expected_readings(stack: CrashStack) -> dict[tuple[str, int], tuple[int, byt
     return out
 
 
-def assert_every_reading_stored_once(stack: CrashStack) -> int:
+def assert_every_reading_stored_once(stack: CrashStack, *, only_these_orders: bool = False) -> int:
+    """Every reading of ``stack.fleets`` stored once, as signed, and nothing else stored
+    (``only_these_orders``: rows of other orders are not looked at)."""
     expected = expected_readings(stack)
+    query = select(ReadingRow.device, ReadingRow.seq, ReadingRow.order_id, ReadingRow.digest)
+    if only_these_orders:
+        query = query.where(ReadingRow.order_id.in_(stack.order_ids()))
     with Session(stack.engine) as s:
-        rows = s.execute(
-            select(ReadingRow.device, ReadingRow.seq, ReadingRow.order_id, ReadingRow.digest)
-        ).all()
+        rows = s.execute(query).all()
     stored = Counter((d, int(q)) for d, q, _, _ in rows)
     twice = [k for k, n in stored.items() if n > 1]
     assert not twice, f"readings stored more than once: {twice[:10]}"

@@ -19,6 +19,7 @@ from paho.mqtt.properties import Properties
 
 from backend.telemetry import decode_message, recover_device, status_topic, telemetry_topic
 from backend.telemetry.access import DEFAULT_SHARE_GROUP, TELEMETRY_FILTER
+from backend.telemetry.receipts import RECEIPT_FILTER, Receipt, decode_receipt, receipt_topic
 from iot_simulator import build_fleet, load_scenario, publish
 from iot_simulator.credentials import device_credentials
 from testkit.servers import start_secured_mosquitto
@@ -178,8 +179,10 @@ def test_a_device_publishes_only_under_its_own_address(
 
 @pytest.mark.parametrize("oracle", [1], indirect=True)
 def test_the_oracle_only_reads(broker: Any, oracle: Client, fleet_creds: dict[str, str]) -> None:
+    """The oracle publishes storage receipts and nothing else (not as a device)."""
     device = next(iter(fleet_creds))
     assert oracle.publish(telemetry_topic(1, device), b"{}") == "Not authorized"
+    assert oracle.publish(status_topic(1, device), b"{}") == "Not authorized"
 
 
 @pytest.mark.parametrize("oracle", [9], indirect=True)
@@ -300,6 +303,33 @@ def test_a_device_login_is_refused_every_subscription_but_its_own_status(
     assert done.stdout == ""
     own = mosquitto_sub(broker.port, device, password, status_topic(1, device))
     assert "denied" not in own.stderr
+
+
+def test_receipts_come_only_from_the_oracle_and_reach_only_their_device(
+    broker: Any, fleet_creds: dict[str, str]
+) -> None:
+    (device, password), (other, other_pw) = list(fleet_creds.items())[:2]
+    for topic in (receipt_topic(other), RECEIPT_FILTER, "trustship/v1/receipts/#"):
+        done = mosquitto_sub(broker.port, device, password, topic)
+        assert "All subscription requests were denied" in done.stderr, (topic, done)
+    mine = Client(broker.port, device, password, subscribe=receipt_topic(device))
+    theirs = Client(broker.port, other, other_pw, subscribe=receipt_topic(other))
+    oracle = Client(broker.port, "oracle-late", ORACLE_PW)
+    try:
+        assert mine.subscribed.wait(10) and theirs.subscribed.wait(10)
+        forged = Receipt(1, device, ((1, 100),))
+        # no device may publish a receipt: neither its own nor another device's
+        assert mine.publish(receipt_topic(device), forged.encode()) == "Not authorized"
+        assert theirs.publish(receipt_topic(device), forged.encode()) == "Not authorized"
+        real = Receipt(1, device, ((1, 3), (5, 5)))
+        assert oracle.publish(receipt_topic(device), real.encode()) == "Success"
+        assert mine.wait_count(1, timeout=10) == 1
+        got = mine.messages[0]
+        assert decode_receipt(bytes(got.payload), got.topic) == real
+        assert theirs.wait_count(1, timeout=1) == 0
+    finally:
+        for c in (mine, theirs, oracle):
+            c.close()
 
 
 def test_a_device_login_cannot_take_the_oracles_client_id(

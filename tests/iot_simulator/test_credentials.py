@@ -57,7 +57,22 @@ def test_a_device_may_publish_only_under_its_own_address() -> None:
         ("publishClientSend", f"trustship/v1/orders/+/devices/{address}/#"),
         ("subscribePattern", f"trustship/v1/orders/+/devices/{address}/status"),
         ("publishClientReceive", f"trustship/v1/orders/+/devices/{address}/status"),
+        # its own storage receipts, read only (backend/telemetry/receipts.py)
+        ("subscribeLiteral", f"trustship/v1/receipts/{address}"),
+        ("publishClientReceive", f"trustship/v1/receipts/{address}"),
     }
+
+
+def test_only_the_oracle_role_may_publish_receipts() -> None:
+    access = BrokerAccess()
+    access.add_device("0x5620A6Dc0000000000000000000000000000AbCd", "pw")
+    senders = {
+        r["rolename"]
+        for r in access.config()["roles"]
+        for a in r["acls"]
+        if a["acltype"] == "publishClientSend" and a["topic"].startswith("trustship/v1/receipts/")
+    }
+    assert senders == {"oracle"}
 
 
 def test_only_the_oracle_role_may_join_the_share_group() -> None:

@@ -13,7 +13,15 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from backend.telemetry import decode_message, recover_device
-from iot_simulator import PublishError, build_fleet, load_scenario, publish, start_embedded_broker
+from backend.telemetry.receipts import Receipt
+from iot_simulator import (
+    PublishError,
+    Retention,
+    build_fleet,
+    load_scenario,
+    publish,
+    start_embedded_broker,
+)
 from iot_simulator.publisher import BrokerURL, _Connection, parse_url
 from iot_simulator.scenario import parse_scenario
 from tests.iot_simulator.helpers import DOMAIN, SCENARIOS, T0, minimal_scenario
@@ -141,3 +149,59 @@ def test_broker_url(url: str, expected: tuple[object, ...]) -> None:
 def test_bad_broker_url(url: str) -> None:
     with pytest.raises(PublishError, match="MQTT URL"):
         parse_url(url)
+
+
+class Receipter(Collector):
+    """Stands in for the oracle: answers each reading with a receipt naming it, except
+    the first time it sees the seqs in ``lose`` (as if the broker had lost them)."""
+
+    def __init__(self, url: str, lose: set[int]) -> None:
+        self.lose = set(lose)
+        super().__init__(url)
+
+    def _on_message(self, c: Any, u: Any, m: mqtt.MQTTMessage) -> None:
+        super()._on_message(c, u, m)
+        if not m.topic.endswith("/telemetry"):
+            return
+        s = decode_message(m.payload, m.topic)
+        if s.reading.seq in self.lose:
+            self.lose.discard(s.reading.seq)
+            return
+        r = Receipt(s.reading.order_id, s.device, ((s.reading.seq, s.reading.seq),))
+        c.publish(r.topic, r.encode(), qos=1)
+
+
+def _small_fleet() -> Any:
+    data = minimal_scenario(devices=1, route=["rotterdam", "hamburg"], arrive_after_s=3600)
+    data["interval_s"] = 300
+    return build_fleet(parse_scenario(data), DOMAIN, {"box": 5}, T0)
+
+
+def test_retention_resends_what_no_receipt_named_until_it_is_stored(broker: str) -> None:
+    fleet = _small_fleet()
+    n = sum(1 for m in fleet.messages() if m.kind == "telemetry")
+    oracle = Receipter(broker, lose={2, 3})
+    try:
+        keep = Retention(resend_after_s=0.3, confirm_timeout_s=20)
+        stats = publish(fleet, broker, speed=math.inf, progress=False, retention=keep)
+    finally:
+        oracle.close()
+    assert stats.unconfirmed == 0 and stats.retention_dropped == 0
+    assert stats.resent >= 2 and stats.receipts >= n
+    assert 1 <= stats.held_peak <= n and stats.held_peak_bytes > 0
+    seqs = [
+        decode_message(p, t).reading.seq for t, p in oracle.messages if t.endswith("/telemetry")
+    ]
+    assert seqs.count(2) >= 2 and seqs.count(3) >= 2 and set(seqs) == set(range(1, n + 1))
+
+
+def test_without_receipts_the_readings_stay_unconfirmed_and_a_full_buffer_drops(
+    broker: str,
+) -> None:
+    fleet = _small_fleet()
+    n = sum(1 for m in fleet.messages() if m.kind == "telemetry")
+    keep = Retention(max_readings=5, resend_after_s=60, confirm_timeout_s=0.5)
+    stats = publish(fleet, broker, speed=math.inf, progress=False, retention=keep)
+    assert n > 5
+    assert stats.unconfirmed == 5 and stats.retention_dropped == n - 5
+    assert stats.held_peak == 5
