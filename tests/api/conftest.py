@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +26,9 @@ from backend.chain.testing import Stack
 from backend.core.settings import Settings
 from backend.domain.order import TERMS_BODY_ATTRS
 from backend.indexer import ChainIndexer
-from backend.store import make_engine, session_factory
+from backend.store import session_factory
 from testkit.api_seed import indexed
-from testkit.databases import migrated_engine
+from tests.conftest import migrated_empty_engine
 
 KEYS = {
     "buyer": "dev-buyer",
@@ -55,24 +54,10 @@ def settings() -> Settings:
     return Settings(DEV_MODE=True, API_KEYS=None, RPC_URL=None, _env_file=None)  # type: ignore[call-arg]
 
 
-@pytest.fixture(scope="session")
-def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A SQLite file migrated to head once per session; each test gets a copy."""
-    where = tmp_path_factory.mktemp("api-db-template")
-    with migrated_engine("sqlite", where):
-        pass
-    return where / "trustship.db"
-
-
 @pytest.fixture
-def db(tmp_path: Path, migrated_template: Path) -> Iterator[Engine]:
-    target = tmp_path / "api.db"
-    shutil.copyfile(migrated_template, target)
-    engine = make_engine(f"sqlite:///{target}")
-    try:
-        yield engine
-    finally:
-        engine.dispose()
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A copy of the session's migrated SQLite template (tests/conftest.py)."""
+    yield from migrated_empty_engine("sqlite", request, tmp_path)
 
 
 @pytest.fixture

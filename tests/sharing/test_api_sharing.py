@@ -8,7 +8,6 @@ jurisdiction × grant state through the API."""
 # ruff: noqa: F811  (the tests/api fixtures are imported and then requested by name)
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,22 +21,19 @@ from backend.api.context import ApiContext
 from backend.api.parties import Party, PartyRegistry, dev_api_key
 from backend.domain.sensitivity import HIGH, LOW, MEDIUM, Coarsening, Owner
 from backend.sharing.policy import Outcome, coarsen
-from backend.store import make_engine
-from backend.store.db import upgrade_to_head
 from backend.store.models import GrantRow
 from testkit.api_seed import Seeded, seed
-from testkit.databases import postgres_schema_engine
 from tests.api.conftest import (  # noqa: F401
     Api,
     api,
     factory,
     headers,
-    migrated_template,
     parties,
     settings,
 )
 from tests.api.test_alert_stream import add_alert, frames
 from tests.api.uvicorn_thread import ServerThread
+from tests.conftest import migrated_empty_engine
 from tests.sharing.test_policy import GRANT_STATES, ROLES, expected
 
 OVERSEAS = {"X-API-Key": dev_api_key("overseas-auditor")}
@@ -45,19 +41,8 @@ NOW = 1_900_000_000
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def db(request: pytest.FixtureRequest, tmp_path: Path, migrated_template: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        target = tmp_path / "api.db"
-        shutil.copyfile(migrated_template, target)
-        engine = make_engine(f"sqlite:///{target}")
-        try:
-            yield engine
-        finally:
-            engine.dispose()
-    else:
-        with postgres_schema_engine() as engine:
-            upgrade_to_head(engine)
-            yield engine
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    yield from migrated_empty_engine(request.param, request, tmp_path)
 
 
 @pytest.fixture
