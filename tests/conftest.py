@@ -25,6 +25,9 @@ Fixtures for store tests:
 
 * ``engine`` — a migrated, empty database, parametrized over SQLite and PostgreSQL
   (the PostgreSQL case is marked ``integration``); ``sqlite_engine`` — SQLite only.
+  Both migrate once per session: SQLite tests get a copy of ``migrated_template``,
+  PostgreSQL tests the session's migrated schema (``postgres_migrated_schema``) with
+  every table emptied and its identities restarted before the test.
 
 State created by module- or session-scoped fixtures on the session chain outlives
 the module: do not assume a fresh chain (order ids keep growing).
@@ -45,8 +48,16 @@ from backend.chain.contracts import Terms
 from backend.chain.testing import DevAccounts, Stack, build_stack
 from backend.chain.testing import device as _device_address
 from backend.chain.testing import device_key as _device_key
+from backend.store.db import upgrade_to_head
 from backend.telemetry import Domain
-from testkit.databases import migrated_engine
+from testkit.databases import (
+    copy_sqlite,
+    empty_tables,
+    migrated_engine,
+    postgres_schema,
+    schema_engine,
+    seal_sqlite,
+)
 from testkit.servers import start_anvil
 from testkit.settings import dev_settings
 
@@ -180,15 +191,50 @@ def _chain_isolation(request: pytest.FixtureRequest) -> None:
 # ---- databases -----------------------------------------------------------------
 
 
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once per session; each test gets a copy."""
+    where = tmp_path_factory.mktemp("db-template")
+    with migrated_engine("sqlite", where):
+        pass
+    return seal_sqlite(where / "trustship.db")
+
+
+@pytest.fixture(scope="session")
+def postgres_migrated_schema() -> Iterator[str]:
+    """A PostgreSQL schema migrated to head once per session, dropped at its end."""
+    with postgres_schema() as schema:
+        migrating = schema_engine(schema)
+        try:
+            upgrade_to_head(migrating)
+        finally:
+            migrating.dispose()
+        yield schema
+
+
+def migrated_empty_engine(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Engine]:
+    """A migrated database with no rows: a copy of the SQLite template, or the session's
+    PostgreSQL schema emptied."""
+    if backend == "sqlite":
+        eng = copy_sqlite(request.getfixturevalue("migrated_template"), tmp_path / "trustship.db")
+    else:
+        eng = schema_engine(request.getfixturevalue("postgres_migrated_schema"))
+        empty_tables(eng)
+    try:
+        yield eng
+    finally:
+        eng.dispose()
+
+
 @pytest.fixture(params=BACKENDS)
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """A migrated, empty database on each backend in turn."""
-    with migrated_engine(request.param, tmp_path) as eng:
-        yield eng
+    yield from migrated_empty_engine(request.param, request, tmp_path)
 
 
 @pytest.fixture
-def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
+def sqlite_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """A migrated, empty SQLite database."""
-    with migrated_engine("sqlite", tmp_path) as eng:
-        yield eng
+    yield from migrated_empty_engine("sqlite", request, tmp_path)

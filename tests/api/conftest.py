@@ -8,9 +8,7 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,9 +26,9 @@ from backend.chain.testing import Stack
 from backend.core.settings import Settings
 from backend.domain.order import TERMS_BODY_ATTRS
 from backend.indexer import ChainIndexer
-from backend.store import make_engine, session_factory
+from backend.store import session_factory
 from testkit.api_seed import indexed
-from testkit.databases import migrated_engine
+from tests.conftest import migrated_empty_engine
 
 KEYS = {
     "buyer": "dev-buyer",
@@ -56,31 +54,10 @@ def settings() -> Settings:
     return Settings(DEV_MODE=True, API_KEYS=None, RPC_URL=None, _env_file=None)  # type: ignore[call-arg]
 
 
-@pytest.fixture(scope="session")
-def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A SQLite file migrated to head once per session; each test gets a copy."""
-    where = tmp_path_factory.mktemp("api-db-template")
-    with migrated_engine("sqlite", where):
-        pass
-    return where / "trustship.db"
-
-
-@contextmanager
-def copied_sqlite(tmp_path: Path, template: Path) -> Iterator[Engine]:
-    """An engine on a copy of the migrated SQLite ``template`` (disposed on exit)."""
-    target = tmp_path / "api.db"
-    shutil.copyfile(template, target)
-    engine = make_engine(f"sqlite:///{target}")
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-
-
 @pytest.fixture
-def db(tmp_path: Path, migrated_template: Path) -> Iterator[Engine]:
-    with copied_sqlite(tmp_path, migrated_template) as engine:
-        yield engine
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A copy of the session's migrated SQLite template (tests/conftest.py)."""
+    yield from migrated_empty_engine("sqlite", request, tmp_path)
 
 
 @pytest.fixture

@@ -1,22 +1,23 @@
-"""The API on PostgreSQL: a unique schema per run (dropped after), the chain-backed app,
-reads with filters/paging/proofs and a write that the indexer brings back."""
+"""The API on PostgreSQL: the session's migrated schema, emptied before each test, the
+chain-backed app, reads with filters/paging/proofs and a write that the indexer brings
+back."""
 
 # ruff: noqa: F811  (the tests/api fixtures are imported and then requested by name)
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.api.parties import PartyRegistry
-from backend.store.db import upgrade_to_head
 from backend.telemetry import reading_digest, verify_proof
 from backend.telemetry.fleet import fleet_leaf
 from testkit.api_seed import DOMAIN, ETHER, seed
-from testkit.databases import postgres_schema_engine
 from tests.api.conftest import Api, ChainApi
+from tests.conftest import migrated_empty_engine
 
 pytestmark = pytest.mark.integration
 
@@ -25,17 +26,14 @@ from tests.api.conftest import (  # noqa: E402,F401
     api,
     chain_api,
     factory,
-    migrated_template,
     parties,
     settings,
 )
 
 
 @pytest.fixture
-def db() -> Iterator[Engine]:
-    with postgres_schema_engine() as engine:
-        upgrade_to_head(engine)
-        yield engine
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    yield from migrated_empty_engine("postgresql", request, tmp_path)
 
 
 def test_reads_on_postgres(

@@ -21,22 +21,19 @@ from backend.api.context import ApiContext
 from backend.api.parties import Party, PartyRegistry, dev_api_key
 from backend.domain.sensitivity import HIGH, LOW, MEDIUM, Coarsening, Owner
 from backend.sharing.policy import Outcome, coarsen
-from backend.store.db import upgrade_to_head
 from backend.store.models import GrantRow
 from testkit.api_seed import Seeded, seed
-from testkit.databases import postgres_schema_engine
 from tests.api.conftest import (  # noqa: F401
     Api,
     api,
-    copied_sqlite,
     factory,
     headers,
-    migrated_template,
     parties,
     settings,
 )
 from tests.api.test_alert_stream import add_alert, frames
 from tests.api.uvicorn_thread import ServerThread
+from tests.conftest import migrated_empty_engine
 from tests.sharing.test_policy import GRANT_STATES, ROLES, expected
 
 OVERSEAS = {"X-API-Key": dev_api_key("overseas-auditor")}
@@ -44,14 +41,8 @@ NOW = 1_900_000_000
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def db(request: pytest.FixtureRequest, tmp_path: Path, migrated_template: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        with copied_sqlite(tmp_path, migrated_template) as engine:
-            yield engine
-    else:
-        with postgres_schema_engine() as engine:
-            upgrade_to_head(engine)
-            yield engine
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    yield from migrated_empty_engine(request.param, request, tmp_path)
 
 
 @pytest.fixture

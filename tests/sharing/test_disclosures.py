@@ -4,9 +4,6 @@ entry — named by the first bad seq."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from sqlalchemy import Engine, delete, update
 
@@ -14,17 +11,8 @@ from backend.sharing import disclosures
 from backend.sharing.policy import DisclosureNote, Viewer
 from backend.store import session_factory
 from backend.store.models import DisclosureRow
-from testkit.databases import migrated_engine
 
 VIEWER = Viewer("overseas-auditor", "0x" + "a" * 40, frozenset({"auditor"}), "US")
-
-
-@pytest.fixture(
-    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)],
-)
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    with migrated_engine(request.param, tmp_path) as e:
-        yield e
 
 
 def fill(engine: Engine, n: int) -> None:

@@ -1,4 +1,6 @@
-"""backend.store on SQLite and on a real PostgreSQL (one fresh schema per test)."""
+"""backend.store on SQLite and on a real PostgreSQL (the ``engine`` fixture: a migrated,
+empty database per test), and the test kit's way of emptying a migrated PostgreSQL
+schema between tests."""
 
 from __future__ import annotations
 
@@ -8,15 +10,24 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from backend.store import repositories as repo
 from backend.store.db import resolve_url, upgrade_to_head
-from backend.store.models import Base, CommitmentRow, DeviceRow, OrderRow, OutboxRow, ReadingRow
+from backend.store.models import (
+    Base,
+    CommitmentRow,
+    DeviceRow,
+    GrantRow,
+    OrderRow,
+    OutboxRow,
+    ReadingRow,
+)
 from backend.store.types import UINT256_MAX
 from testkit import readings as kit
+from testkit.databases import ALEMBIC_TABLE, empty_tables, migrated_engine
 
 DEV_A = "0x" + "A1" * 20
 DEV_B = "0x" + "B2" * 20
@@ -407,3 +418,44 @@ def test_a_reorganisation_requeues_what_was_done_above_the_fork(engine: Engine) 
     )  # fmt: skip
     with Session(engine) as s, s.begin():
         assert repo.requeue_after_fork(s, 15) == []  # nothing done above it any more
+
+
+def _revision(eng: Engine) -> str | None:
+    with eng.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def _grant() -> GrantRow:
+    return GrantRow(
+        order_id=1,
+        sensitivity="medium",
+        grantee="overseas-auditor",
+        grantee_address=DEV_A,
+        grantee_jurisdiction="US",
+        reason="audit",
+        state="requested",
+        requested_at=1,
+    )
+
+
+@pytest.mark.integration
+def test_empty_tables_leaves_the_head_schema_with_no_rows_and_fresh_ids(tmp_path: Any) -> None:
+    with migrated_engine("postgresql", tmp_path) as eng:
+        head = _revision(eng)
+        tables = set(inspect(eng).get_table_names())
+        with Session(eng) as s:
+            s.add_all([_grant(), _grant()])
+            repo.insert_readings(s, [reading(DEV_A, 0), reading(DEV_A, 1)])
+            s.commit()
+            assert s.scalar(select(func.max(GrantRow.id))) == 2
+        empty_tables(eng)
+        assert set(inspect(eng).get_table_names()) == tables  # nothing dropped
+        with eng.connect() as conn:
+            for table in tables - {ALEMBIC_TABLE}:
+                assert conn.execute(text(f'SELECT count(*) FROM "{table}"')).scalar() == 0, table
+        assert _revision(eng) == head
+        with Session(eng) as s:
+            grant = _grant()
+            s.add(grant)
+            s.commit()
+            assert grant.id == 1  # identities restarted, as after a fresh migration
