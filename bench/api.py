@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -39,7 +40,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -136,10 +136,15 @@ def run_server(url: str, fd: int) -> None:
     ApiServer(config, context).run(sockets=[socket.socket(fileno=fd)])
 
 
-@contextmanager
-def servers(url: str, workers: int) -> Iterator[tuple[list[int], int]]:
-    """``workers`` server processes on one listening socket: (their pids, the port)."""
+@contextlib.contextmanager
+def servers(url: str, workers: int, code: Path | None = None) -> Iterator[tuple[list[int], int]]:
+    """``workers`` server processes on one listening socket: (their pids, the port);
+    ``code``: a checkout whose ``backend`` they serve instead of this one's."""
     import httpx
+
+    env = dict(os.environ)
+    if code is not None:
+        env["PYTHONPATH"] = str(code.resolve())
 
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -149,7 +154,10 @@ def servers(url: str, workers: int) -> Iterator[tuple[list[int], int]]:
     fd = listener.fileno()
     procs = [
         subprocess.Popen(
-            [sys.executable, __file__, "--serve", url, "--fd", str(fd)], cwd=REPO, pass_fds=(fd,)
+            [sys.executable, __file__, "--serve", url, "--fd", str(fd)],
+            cwd=REPO,
+            pass_fds=(fd,),
+            env=env,
         )
         for _ in range(workers)
     ]
@@ -283,34 +291,51 @@ def httpx_run(base: str, paths: list[str], seconds: int, connections: int) -> tu
 
 
 def measure(
-    run: Any, url: str, workers: int, cases: dict[str, list[str]], args: argparse.Namespace
-) -> dict[str, Any]:
-    """Each case against ``workers`` servers: the median rate and CPU per request."""
-    out: dict[str, Any] = {}
-    with servers(url, workers) as (pids, port):
-        base = f"http://127.0.0.1:{port}"
+    run: Any,
+    url: str,
+    workers: int,
+    cases: dict[str, list[str]],
+    args: argparse.Namespace,
+    trees: dict[str, Path | None],
+) -> dict[str, dict[str, Any]]:
+    """Each case against ``workers`` servers of each tree (``label → checkout``, ``None``
+    for this one), their runs alternating: per tree and case the median rate and CPU
+    per request."""
+    out: dict[str, dict[str, Any]] = {label: {} for label in trees}
+    with contextlib.ExitStack() as stack:
+        up = {}
+        for label, code in trees.items():
+            up[label] = stack.enter_context(servers(url, workers, code))
         for name, paths in cases.items():
-            run(base, paths, 1, args.connections)  # warm-up
-            rates, cpus = [], []
+            rates: dict[str, list[float]] = {label: [] for label in trees}
+            cpus: dict[str, list[float]] = {label: [] for label in trees}
+            for _pids, port in up.values():
+                run(f"http://127.0.0.1:{port}", paths, 1, args.connections)  # warm-up
             for _ in range(args.runs):
-                before = cpu_seconds(pids)
-                rate, requests = run(base, paths, args.seconds, args.connections)
-                rates.append(rate)
-                cpus.append((cpu_seconds(pids) - before) / max(1, requests) * 1e6)
-            out[name] = {
-                "median_rps": round(statistics.median(rates), 1),
-                "runs_rps": [round(r, 1) for r in rates],
-                "server_cpu_us_per_request": round(statistics.median(cpus), 1),
-            }
-            runs = ", ".join(f"{r:.0f}" for r in rates)
-            print(
-                f"  {workers} worker(s) {name:38s} {statistics.median(rates):7.0f} req/s "
-                f"{statistics.median(cpus):6.0f} µs CPU/req   (runs: {runs})"
-            )
+                for label, (pids, port) in up.items():
+                    before = cpu_seconds(pids)
+                    rate, requests = run(
+                        f"http://127.0.0.1:{port}", paths, args.seconds, args.connections
+                    )
+                    rates[label].append(rate)
+                    cpus[label].append((cpu_seconds(pids) - before) / max(1, requests) * 1e6)
+            for label in trees:
+                rate, cpu = statistics.median(rates[label]), statistics.median(cpus[label])
+                out[label][name] = {
+                    "median_rps": round(rate, 1),
+                    "runs_rps": [round(r, 1) for r in rates[label]],
+                    "server_cpu_us_per_request": round(cpu, 1),
+                }
+                runs = ", ".join(f"{r:.0f}" for r in rates[label])
+                tag = "" if len(trees) == 1 else f"{label:9s}"
+                print(
+                    f"  {tag}{workers} worker(s) {name:38s} {rate:7.0f} req/s "
+                    f"{cpu:6.0f} µs CPU/req   (runs: {runs})"
+                )
     return out
 
 
-@contextmanager
+@contextlib.contextmanager
 def database(kind: str, where: Path) -> Iterator[str]:
     """A fresh, empty database's URL: a SQLite file in ``where`` or a PostgreSQL schema."""
     if kind == "sqlite":
@@ -340,6 +365,21 @@ def table(results: dict[str, Any], worker_counts: list[int]) -> str:
     return "\n".join(lines)
 
 
+def versus(current: dict[str, Any], baseline: dict[str, Any], worker_counts: list[int]) -> str:
+    head = ["request"] + [f"{db} {w}w" for db in current for w in worker_counts]
+    lines = [" | ".join(head), " | ".join("---" for _ in head)]
+    for case in CASES:
+        row = [case]
+        for db, by_workers in current.items():
+            for w in worker_counts:
+                now, then = by_workers[str(w)][case], baseline[db][str(w)][case]
+                rps = now["median_rps"] / then["median_rps"]
+                cpu = then["server_cpu_us_per_request"] / now["server_cpu_us_per_request"]
+                row.append(f"{rps:.2f}× ({cpu:.2f}× less CPU)")
+        lines.append(" | ".join(row))
+    return "\n".join(lines)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -353,6 +393,12 @@ def main() -> int:
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--generator", choices=["auto", "wrk", "httpx"], default="auto")
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout (e.g. a worktree of main) to measure too, runs alternating with "
+        "this one's: before/after figures from the same run",
+    )
     p.add_argument("--output", type=Path, default=RESULTS, help="where to save the JSON")
     p.add_argument("--serve", help=argparse.SUPPRESS)
     p.add_argument("--fd", type=int, help=argparse.SUPPRESS)
@@ -394,7 +440,11 @@ def main() -> int:
             for _ in range(500)
         ],
     }
-    results: dict[str, Any] = {}
+    trees: dict[str, Path | None] = {"current": None}
+    if args.baseline is not None:
+        trees["baseline"] = args.baseline
+    every: dict[str, dict[str, Any]] = {label: {} for label in trees}
+    results = every["current"]
     with tempfile.TemporaryDirectory(prefix="trustship-bench-api-") as tmp:
         for kind in kinds:
             with database(kind, Path(tmp)) as url:
@@ -405,9 +455,17 @@ def main() -> int:
                     f"{kind}: pre-filled {args.orders} orders and {args.readings} readings "
                     f"in {took:.1f} s"
                 )
-                results[kind] = {str(w): measure(run, url, w, cases, args) for w in worker_counts}
+                for w in worker_counts:
+                    by_tree = measure(run, url, w, cases, args, trees)
+                    for label, figures in by_tree.items():
+                        every[label].setdefault(kind, {})[str(w)] = figures
     print()
     print(table(results, worker_counts))
+    if args.baseline is not None:
+        print(f"\nbaseline ({args.baseline}), measured alternately with the above:")
+        print(table(every["baseline"], worker_counts))
+        print("\ncurrent / baseline, requests/s (and CPU per request):")
+        print(versus(results, every["baseline"], worker_counts))
     one = str(worker_counts[0])
     for kind, by_workers in results.items():
         for case in TARGET_CASES:
@@ -431,6 +489,9 @@ def main() -> int:
         "target_rps": TARGET_RPS,
         "target_cases": list(TARGET_CASES),
         "results": results,
+        "baseline": None
+        if args.baseline is None
+        else {"checkout": str(args.baseline), "results": every["baseline"]},
         "load_average": os.getloadavg(),
         "machine": {
             "cpus": os.cpu_count(),
