@@ -9,7 +9,7 @@ the states and their moves.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
@@ -131,12 +131,23 @@ def revoke(session: Session, grant_id: int, now: int) -> Grant:
 
 def of_viewer(session: Session, viewer_address: str, order_id: int) -> list[Grant]:
     """The grants ``viewer_address`` holds or asked for on ``order_id``."""
+    return of_viewer_many(session, viewer_address, [order_id]).get(order_id, [])
+
+
+def of_viewer_many(
+    session: Session, viewer_address: str, order_ids: Collection[int]
+) -> dict[int, list[Grant]]:
+    """The grants ``viewer_address`` holds or asked for on each of ``order_ids`` (orders
+    without any are left out), in one query."""
+    out: dict[int, list[Grant]] = {}
     rows = session.scalars(
-        select(GrantRow).where(
-            GrantRow.order_id == order_id, GrantRow.grantee_address == viewer_address
-        )
+        select(GrantRow)
+        .where(GrantRow.order_id.in_(list(order_ids)), GrantRow.grantee_address == viewer_address)
+        .order_by(GrantRow.id)
     )
-    return [of_row(r) for r in rows]
+    for r in rows:
+        out.setdefault(r.order_id, []).append(of_row(r))
+    return out
 
 
 def listing(

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
@@ -105,11 +105,9 @@ class OrderOwners:
 
     def owners(self, kind: Owner) -> tuple[tuple[str, str, str], ...]:
         """(role, address, jurisdiction) of the owners of ``kind`` data."""
-        both = {
-            "buyer": (self.buyer, self.buyer_jurisdiction),
-            "supplier": (self.supplier, self.supplier_jurisdiction),
-        }
-        return tuple((role, *both[role]) for role in OWNER_ROLES.get(kind, ()))
+        buyer = ("buyer", self.buyer, self.buyer_jurisdiction)
+        supplier = ("supplier", self.supplier, self.supplier_jurisdiction)
+        return tuple(buyer if r == "buyer" else supplier for r in OWNER_ROLES.get(kind, ()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,6 +358,10 @@ class _Plan:
     fields: Mapping[str, tuple[Decision, FieldClass, Shape | None]]
     plain: bool
     granted: Sequence[Decision]
+    #: Every field allowed outright (nested records may still hold back some of theirs).
+    released: bool
+    #: The fields that hold nested records, with their shapes.
+    nested: Sequence[tuple[str, Shape]]
 
 
 def _embedded(released: Decision) -> Decision:
@@ -377,9 +379,11 @@ class Release:
     """Applies the policy to the answers of one request (or one stream) of one viewer.
 
     ``owners_of`` and ``grants_of`` look an order's owners and the viewer's grants on it
-    up (each order once); ``scoped_order`` is the order the answer is about (a route
-    under ``/orders/{order_id}``): a record of it that the policy refuses refuses the
-    whole answer, where a list across orders only leaves it out.
+    up (each order once); ``owners_of_many`` and ``grants_of_many``, when given, look
+    up those of every order an answer names at once, before it is filtered (one query
+    per page instead of one per order). ``scoped_order`` is the order the answer is
+    about (a route under ``/orders/{order_id}``): a record of it that the policy
+    refuses refuses the whole answer, where a list across orders only leaves it out.
     """
 
     def __init__(
@@ -390,19 +394,24 @@ class Release:
         grants_of: Callable[[int], Sequence[Grant]],
         *,
         scoped_order: int | None = None,
+        owners_of_many: Callable[[Collection[int]], Mapping[int, OrderOwners]] | None = None,
+        grants_of_many: Callable[[Collection[int]], Mapping[int, Sequence[Grant]]] | None = None,
     ) -> None:
         self.viewer = viewer
         self.now = now
         self.scoped_order = scoped_order
         self._owners_of = owners_of
         self._grants_of = grants_of
+        self._owners_of_many = owners_of_many
+        self._grants_of_many = grants_of_many
         self._owners: dict[int, OrderOwners | None] = {}
         self._grants: dict[int, Sequence[Grant]] = {}
         self._redactions: dict[tuple[int | None, str, str, Decision], int] = {}
         self._disclosures: dict[tuple[int, int], DisclosureNote] = {}
-        # one decision per (order, owner kind, field class): an answer has few of them
-        self._decisions: dict[tuple[int | None, Owner, FieldClass], Decision] = {}
-        self._plans: dict[tuple[int | None, int], _Plan] = {}
+        # one decision per (standing, owner kind, field class): an answer has few of them
+        self._decisions: dict[tuple[object, Owner, FieldClass], Decision] = {}
+        self._standings: dict[tuple[int | None, Owner], object] = {}
+        self._plans: dict[tuple[object, int], _Plan] = {}
 
     # lookups, once per order
     def owners(self, order_id: int) -> OrderOwners | None:
@@ -415,10 +424,60 @@ class Release:
             self._grants[order_id] = self._grants_of(order_id)
         return self._grants[order_id]
 
+    def load(self, order_ids: Collection[int]) -> None:
+        """Look up the owners of ``order_ids`` (and the viewer's grants on those whose
+        data lives abroad) in one go, where bulk lookups were given."""
+        if self._owners_of_many is not None:
+            todo = [o for o in order_ids if o not in self._owners]
+            if todo:
+                found = self._owners_of_many(todo)
+                for o in todo:
+                    self._owners[o] = found.get(o)
+        if self._grants_of_many is not None:
+            abroad = [
+                o
+                for o in order_ids
+                if o not in self._grants
+                and any(type(self._standing(o, kind)) is int for kind in OWNER_ROLES)
+            ]
+            if abroad:
+                held = self._grants_of_many(abroad)
+                for o in abroad:
+                    self._grants[o] = held.get(o, ())
+
+    def _standing(self, order_id: int | None, kind: Owner) -> object:
+        """What the decisions on ``kind`` data of ``order_id`` depend on, besides the
+        field's class: the viewer owns that data, or shares a jurisdiction with an
+        owner, or no order names an owner (the same decisions for every such order), or
+        the order itself (its data lives abroad: grants and reasons are the order's)."""
+        key = (order_id, kind)
+        hit = self._standings.get(key, _SKIP)
+        if hit is not _SKIP:
+            return hit
+        standing: object
+        if order_id is None:
+            standing = None
+        elif kind not in OWNER_ROLES:
+            standing = "anyone's"  # public and caller data: low, for every order alike
+        elif (owners := self.owners(order_id)) is None:
+            standing = "no owner"
+        else:
+            held = owners.owners(kind)
+            v = self.viewer
+            standing = order_id  # abroad: the owners' data lives elsewhere
+            for _role, address, jurisdiction in held:
+                if address == v.address:
+                    standing = "own"
+                    break
+                if jurisdiction == v.jurisdiction:
+                    standing = "home"
+        self._standings[key] = standing
+        return standing
+
     def decide(self, order_id: int | None, kind: Owner, fc: FieldClass | Sensitivity) -> Decision:
         if isinstance(fc, Sensitivity):
             fc = FieldClass(fc)
-        key = (order_id, kind, fc)
+        key = (self._standing(order_id, kind), kind, fc)
         hit = self._decisions.get(key)
         if hit is None:
             hit = self._decisions[key] = self._decide(order_id, kind, fc)
@@ -451,13 +510,49 @@ class Release:
     def apply(self, value: Mapping[str, Any], shape: Shape, *, path: str = "") -> dict[str, Any]:
         """``value`` as the viewer may see it; :class:`PolicyRefused` if the record
         itself is refused."""
+        if self.as_it_is(value, shape) and isinstance(value, dict):
+            return value  # (nothing to note: no grant used, nothing held back)
         out = self._record(value, shape, self.scoped_order, path, top=True)
         assert isinstance(out, dict)
         return out
 
+    def as_it_is(self, value: Mapping[str, Any], shape: Shape) -> bool:
+        """Whether :meth:`apply` gives ``value`` back unchanged, with nothing to state
+        (nothing held back, no grant used); records nothing. Loads the owners of every
+        order the answer names first, in one go where bulk lookups were given."""
+        if self._owners_of_many is not None:
+            ids: set[int] = set() if self.scoped_order is None else {self.scoped_order}
+            _order_ids(value, shape, ids)
+            self.load(ids)
+        return self._as_it_is(value, shape, self.scoped_order)
+
+    def _as_it_is(self, value: Mapping[str, Any], shape: Shape, order_id: int | None) -> bool:
+        """Whether ``value`` goes out exactly as it is: every record released, every field
+        of it (nested records too) allowed outright, none unclassified. The same
+        decisions as :meth:`_record`'s, without building a copy."""
+        if shape.order_key is not None and isinstance(value.get(shape.order_key), int):
+            order_id = int(value[shape.order_key])
+        plan = self._plan(order_id, shape)
+        if plan.record is not None and plan.record.outcome is not Outcome.ALLOW:
+            return False
+        if not plan.released or not value.keys() <= plan.fields.keys():
+            return False
+        for name, child in plan.nested:
+            v = value.get(name)
+            if isinstance(v, list):
+                for item in v:
+                    if not isinstance(item, Mapping) or not self._as_it_is(item, child, order_id):
+                        return False
+            elif isinstance(v, Mapping):
+                if not self._as_it_is(v, child, order_id):
+                    return False
+            elif v is not None:
+                return False
+        return True
+
     def _plan(self, order_id: int | None, shape: Shape) -> _Plan:
         """The decisions for every field of ``shape`` on ``order_id`` (once per answer)."""
-        key = (order_id, id(shape))
+        key = (self._standing(order_id, shape.classified.owner), id(shape))
         plan = self._plans.get(key)
         if plan is not None:
             return plan
@@ -477,7 +572,9 @@ class Release:
         granted = [d for d, _fc, _c in fields.values() if d.outcome is Outcome.ALLOW_UNDER_GRANT]
         if record is not None and record.outcome is Outcome.ALLOW_UNDER_GRANT:
             granted.append(record)
-        plan = self._plans[key] = _Plan(record, fields, plain, granted)
+        released = all(d.outcome is Outcome.ALLOW for d, _fc, _child in fields.values())
+        nested = [(name, child) for name, (_d, _fc, child) in fields.items() if child is not None]
+        plan = self._plans[key] = _Plan(record, fields, plain, granted, released, nested)
         return plan
 
     def _record(
@@ -550,6 +647,28 @@ class Release:
             ),
             tuple(self._disclosures.values()),
         )
+
+
+def _order_ids(value: Mapping[str, Any], shape: Shape, out: set[int]) -> None:
+    """Add the order ids ``value`` (a record of ``shape``) and its nested records name."""
+    if shape.order_key is not None:
+        oid = value.get(shape.order_key)
+        if isinstance(oid, int):
+            out.add(oid)
+    for name, child in shape.children.items():
+        if not _names_orders(child):
+            continue
+        v = value.get(name)
+        if isinstance(v, list):
+            for item in v:
+                if isinstance(item, Mapping):
+                    _order_ids(item, child, out)
+        elif isinstance(v, Mapping):
+            _order_ids(v, child, out)
+
+
+def _names_orders(shape: Shape) -> bool:
+    return shape.order_key is not None or any(_names_orders(c) for c in shape.children.values())
 
 
 def release_records(
