@@ -28,15 +28,25 @@ system-packages:
 	scripts/system_packages.sh
 
 # The whole suite: unit tests and the integration tests on real servers
-# (anvil, mosquitto, PostgreSQL), which start on free ports.
+# (anvil, mosquitto, PostgreSQL), which start on free ports. Two passes: the suite on
+# TEST_WORKERS processes (pytest-xdist, each test file whole in one worker), then the
+# tests marked `serial` in one process (schemathesis' one test per API operation
+# collapses to a single test under xdist). Either pass fails the target, exit 5 (no
+# tests) included. TEST_WORKERS=0 runs the first pass in one process.
+TEST_WORKERS ?= 2
+PARALLEL := -n $(TEST_WORKERS) --dist loadfile
+
 test: setup system-packages
-	$(BIN)/pytest
+	$(BIN)/pytest $(PARALLEL) -m "not serial"
+	$(BIN)/pytest -m serial
 
 test-unit: setup
-	$(BIN)/pytest -m "not integration"
+	$(BIN)/pytest $(PARALLEL) -m "not integration and not serial"
+	$(BIN)/pytest -m "serial and not integration"
 
 test-integration: setup system-packages
-	$(BIN)/pytest -m integration
+	$(BIN)/pytest $(PARALLEL) -m "integration and not serial"
+	$(BIN)/pytest -m "integration and serial"
 
 # docker-compose.yml for real: a Docker engine (installed and started if none answers,
 # as root), local stand-ins for the upstream images, the catalogue through the stack.

@@ -42,6 +42,9 @@ FUZZ_SETTINGS = settings(
     derandomize=True,
 )
 
+# serial: schemathesis' per-operation tests collapse to one under pytest-xdist (Makefile).
+pytestmark = pytest.mark.serial
+
 #: positive_data_acceptance's default expected statuses, and 422 (see the module docstring).
 POSITIVE_ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "422", "429"]
 CONFIG = SchemathesisConfig.from_dict(

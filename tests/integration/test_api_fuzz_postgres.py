@@ -20,7 +20,8 @@ from tests.api import fuzz
 from tests.api.fuzz import Seeded, fuzz_case, fuzz_context
 from tests.api.test_openapi_fuzz import APP, FUZZ_SETTINGS, schema, seeded_stack  # noqa: F401
 
-pytestmark = pytest.mark.integration
+# serial: schemathesis' per-operation tests collapse to one under pytest-xdist (Makefile).
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 
 @pytest.fixture(scope="module")
