@@ -102,7 +102,8 @@ def build_serve(settings: Settings, stack: ExitStack) -> Runtime:
     The choices that are serve's own, before :func:`backend.runtime.build` wires the
     rest: public keys (and the dev pseudonym key) refused outside dev mode and the
     parties read before anything connects; an in-process chain gets its contracts
-    deployed and a fresh database; a real one uses the manifest (deployed and written in dev mode when missing).
+    deployed and a fresh database; a real one uses the manifest (deployed and written
+    in dev mode when missing).
     """
     settings.check_secrets()
     settings.check_pseudonym_key()
