@@ -100,11 +100,13 @@ def build_serve(settings: Settings, stack: ExitStack) -> Runtime:
     """API + oracle + indexer for ``trustship serve`` (not started); cleanup on ``stack``.
 
     The choices that are serve's own, before :func:`backend.runtime.build` wires the
-    rest: public keys refused outside dev mode and the parties read before anything
-    connects; an in-process chain gets its contracts deployed and a fresh database;
-    a real one uses the manifest (deployed and written in dev mode when missing).
+    rest: public keys (and the dev pseudonym key) refused outside dev mode and the
+    parties read before anything connects; an in-process chain gets its contracts
+    deployed and a fresh database; a real one uses the manifest (deployed and written
+    in dev mode when missing).
     """
     settings.check_secrets()
+    settings.check_pseudonym_key()
     parties = PartyRegistry.from_settings(settings)
     chain = connect(settings)
     database_url = _database_url(settings, chain.kind == "eth-tester", stack)

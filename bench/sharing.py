@@ -23,7 +23,7 @@ import time
 from backend.api.schemas import ReadingPublic, ReadingsPublic
 from backend.api.sharing import shape_of
 from backend.domain.sharing import Grant
-from backend.sharing.policy import OrderOwners, Release, Viewer
+from backend.sharing.policy import OrderOwners, Pseudonyms, Release, Viewer
 from testkit import REPO
 
 RESULTS = REPO / "bench" / "results" / "sharing.json"
@@ -74,7 +74,14 @@ def per_page(viewer: Viewer, body: dict[str, object], rounds: int) -> float:
     times = []
     for _ in range(rounds):
         start = time.perf_counter()
-        r = Release(viewer, 10, lambda _o: OWNERS, lambda _o: [GRANT], scoped_order=1)
+        r = Release(
+            viewer,
+            10,
+            lambda _o: OWNERS,
+            lambda _o: [GRANT],
+            scoped_order=1,
+            pseudonyms=Pseudonyms.for_viewer("bench-pseudonym-key-" * 2, viewer),
+        )
         r.apply(body, shape)
         r.statement()
         times.append(time.perf_counter() - start)

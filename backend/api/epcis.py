@@ -30,10 +30,10 @@ from backend.sharing.policy import (
     Decision,
     DisclosureNote,
     Outcome,
+    Pseudonyms,
     Redaction,
     Statement,
     decide,
-    pseudonym,
 )
 from backend.sharing.schema import EpcisSchema, SchemaUnavailableError, load_schema
 from backend.store import repositories as repo
@@ -100,6 +100,8 @@ class EpcisShare:
     readings: Decision
     devices: Decision
     captured: Decision
+    #: how the viewer's document names the devices when ``devices`` coarsens them
+    pseudonyms: Pseudonyms
 
     def statement(self, order_id: int, viewer_jurisdiction: str) -> Statement:
         redactions = []
@@ -123,7 +125,12 @@ class EpcisShare:
 
 
 def epcis_share(
-    session: Session, parties: PartyRegistry, viewer: Party, order_id: int, now: int
+    session: Session,
+    parties: PartyRegistry,
+    viewer: Party,
+    order_id: int,
+    now: int,
+    pseudonym_key: str,
 ) -> EpcisShare:
     """The policy's decisions for ``viewer`` on ``order_id``'s document (the same
     :func:`backend.sharing.policy.decide` every REST answer passes through)."""
@@ -134,6 +141,7 @@ def epcis_share(
         readings=decide(who, owners, Owner.TELEMETRY, MEDIUM, grants, now),
         devices=decide(who, owners, Owner.TELEMETRY, HIGH, grants, now, Coarsening.PSEUDONYM),
         captured=decide(who, owners, Owner.AGREEMENT, MEDIUM, grants, now),
+        pseudonyms=Pseudonyms.for_viewer(pseudonym_key, who),
     )
 
 
@@ -152,7 +160,7 @@ def epcis_records_for(
     if share is None or share.readings.outcome.releases:
         readings = list(queries.all_readings(session, order.id))
         if share is not None and not share.devices.outcome.releases:
-            readings = [_Pseudonymous(r, pseudonym(str(r.device))) for r in readings]
+            readings = [_Pseudonymous(r, share.pseudonyms.of(str(r.device))) for r in readings]
     if share is not None and not share.captured.outcome.releases:
         captured = []
     return EpcisRecords(
@@ -173,15 +181,19 @@ def export_document(
     *,
     proof_base: str = "",
     parties: PartyRegistry | None = None,
+    pseudonym_key: str | None = None,
     now: int | None = None,
 ) -> dict[str, Any]:
     """The order's EPCISDocument for ``viewer``, checked against GS1's schema. With
-    ``parties`` (the API) the sharing policy filters it: what it held back is stated in
-    the document's ``ts:policy`` member, and each release under a grant is written to
-    the disclosure log."""
+    ``parties`` and ``pseudonym_key`` (the API) the sharing policy filters it: what it
+    held back is stated in the document's ``ts:policy`` member, and each release under a
+    grant is written to the disclosure log."""
+    at = int(now if now is not None else time.time())
     share = None
     if parties is not None and len(parties.jurisdictions()) > 1:
-        share = epcis_share(session, parties, viewer, order.id, int(now or time.time()))
+        if pseudonym_key is None:
+            raise ValueError("the sharing policy's export needs the pseudonym key")
+        share = epcis_share(session, parties, viewer, order.id, at, pseudonym_key)
     document = build_document(
         epcis_records_for(session, viewer, order, share), identity, proof_base=proof_base
     )
@@ -190,7 +202,7 @@ def export_document(
         if statement.disclosures:
             disclosures.append(
                 session, viewer.viewer(), statement.disclosures,
-                "GET /orders/{order_id}/epcis", int(now or time.time()),
+                "GET /orders/{order_id}/epcis", at,
             )  # fmt: skip
         if not statement.empty:
             document["ts:policy"] = statement.as_json()

@@ -38,7 +38,7 @@ from backend.api.schemas import ORDER_KEYS, SENSITIVITY
 from backend.domain.sharing import Grant
 from backend.sharing import disclosures
 from backend.sharing import grants as grant_store
-from backend.sharing.policy import OrderOwners, PolicyRefused, Release, Shape
+from backend.sharing.policy import OrderOwners, PolicyRefused, Pseudonyms, Release, Shape, Viewer
 from backend.store.models import ORDERS
 
 API_KEY_HEADER = "X-API-Key"
@@ -119,7 +119,13 @@ def release_for(
         scoped_order=scoped_order,
         owners_of_many=lambda ids: owners_of_many(session, ctx.parties, ids),
         grants_of_many=lambda ids: grant_store.of_viewer_many(session, viewer.address, ids),
+        pseudonyms=pseudonyms_for(ctx, viewer),
     )
+
+
+def pseudonyms_for(ctx: ApiContext, viewer: Viewer) -> Pseudonyms:
+    """The pseudonyms ``viewer`` gets, under the deployment's ``SHARING_PSEUDONYM_KEY``."""
+    return Pseudonyms.for_viewer(ctx.settings.SHARING_PSEUDONYM_KEY.get_secret_value(), viewer)
 
 
 def refused(exc: PolicyRefused) -> ApiError:

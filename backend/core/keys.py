@@ -30,6 +30,9 @@ DEV_ROLES = ("admin", "buyer", "supplier", "arbiter", "auditor", "stranger")
 #: in dev mode).
 DEV_ORACLE_PRIVATE_KEY = "0x" + "4f3edf983ac636a65a842ce7c78d9aa706d3b113bce9c46f30d7d21715b23b1d"
 
+#: ``SHARING_PSEUDONYM_KEY``'s default: public, so refused outside dev mode.
+DEV_PSEUDONYM_KEY = "trustship-dev-pseudonym-key (public: dev mode only)"
+
 #: The well-known mnemonic of anvil's and hardhat's default accounts.
 WELL_KNOWN_MNEMONIC = "test test test test test test test test test test test junk"
 

@@ -16,10 +16,12 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from backend.core.errors import ConfigurationError
+
 # The oracle's public development key is ORACLE_PRIVATE_KEY's default; it and every other
 # public key (backend/core/keys.py) are refused outside dev mode.
 from backend.core.keys import DEV_ORACLE_PRIVATE_KEY as DEV_ORACLE_PRIVATE_KEY
-from backend.core.keys import refuse_public_key
+from backend.core.keys import DEV_PSEUDONYM_KEY, refuse_public_key
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,6 +52,10 @@ class Settings(BaseSettings):
     MQTT_URL: str | None = None
     DATABASE_URL: str | None = None
     ORACLE_PRIVATE_KEY: SecretStr = SecretStr(DEV_ORACLE_PRIVATE_KEY)
+    # The secret behind the pseudonyms the sharing policy gives high identities (device
+    # and party addresses) abroad (docs/sharing.md); outside dev mode at least 32
+    # characters of your own (e.g. `openssl rand -hex 32`), kept across restarts.
+    SHARING_PSEUDONYM_KEY: SecretStr = SecretStr(DEV_PSEUDONYM_KEY)
     # Deploys the contracts and holds DEFAULT_ADMIN_ROLE outside dev mode (default: the oracle key).
     DEPLOYER_PRIVATE_KEY: SecretStr | None = None
     DEPLOYMENT_FILE: Path = REPO_ROOT / "var" / "deployment.json"
@@ -137,6 +143,21 @@ class Settings(BaseSettings):
         refuse_public_key("ORACLE_PRIVATE_KEY", self.ORACLE_PRIVATE_KEY.get_secret_value())
         if self.DEPLOYER_PRIVATE_KEY is not None:
             refuse_public_key("DEPLOYER_PRIVATE_KEY", self.DEPLOYER_PRIVATE_KEY.get_secret_value())
+
+    def check_pseudonym_key(self) -> None:
+        """Outside dev mode, refuse the public dev ``SHARING_PSEUDONYM_KEY`` and keys
+        shorter than 32 characters (the API's start: only the API makes pseudonyms)."""
+        if self.DEV_MODE:
+            return
+        key = self.SHARING_PSEUDONYM_KEY.get_secret_value()
+        if key == DEV_PSEUDONYM_KEY or len(key) < 32:
+            raise ConfigurationError(
+                "SHARING_PSEUDONYM_KEY is the public dev key or shorter than 32 characters: "
+                "anyone who knows it can tell which device or party a pseudonym stands for "
+                "(their addresses are public on chain). Outside dev mode set a secret of "
+                "your own (e.g. `openssl rand -hex 32`) and keep it across restarts, or set "
+                "DEV_MODE=true"
+            )
 
 
 @lru_cache

@@ -34,6 +34,7 @@ released under which grant; :meth:`Release.disclosures` lists the grant uses to 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -212,7 +213,7 @@ def decide(
 REGION_E6 = 1_000_000
 
 
-def coarsen(value: Any, how: Coarsening) -> Any:
+def coarsen(value: Any, how: Coarsening, pseudonyms: Pseudonyms) -> Any:
     """The coarsened form of a high field's value (None for ``withhold``)."""
     if value is None or how is Coarsening.WITHHOLD:
         return None
@@ -221,7 +222,7 @@ def coarsen(value: Any, how: Coarsening) -> Any:
             return round(value / REGION_E6) * REGION_E6
         return None
     if how is Coarsening.PSEUDONYM:
-        return pseudonym(str(value))
+        return pseudonyms.of(str(value))
     return None
 
 
@@ -234,7 +235,7 @@ _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}(?![0-9a-fA-F])")
 _SHORT_ADDRESS = re.compile(r"0x[0-9a-fA-F]{4,10}…[0-9a-fA-F]{0,10}")
 
 
-def scrub(value: Any, *, field: bool = True) -> Any:
+def scrub(value: Any, pseudonyms: Pseudonyms, *, field: bool = True) -> Any:
     """``value`` with every account address in it replaced by its pseudonym (and every
     shortened one by ``address withheld``): what a medium value released across a border
     under a grant may still carry of high data (contract event arguments, alert messages,
@@ -244,20 +245,45 @@ def scrub(value: Any, *, field: bool = True) -> Any:
     if isinstance(value, str):
         if "0x" not in value or (field and _ADDRESS.fullmatch(value)):
             return value
-        out = _ADDRESS.sub(lambda m: pseudonym(m.group(0)), value)
+        out = _ADDRESS.sub(lambda m: pseudonyms.of(m.group(0)), value)
         return _SHORT_ADDRESS.sub("address withheld", out)
     if isinstance(value, Mapping):
-        return {k: scrub(v, field=False) for k, v in value.items()}
+        return {k: scrub(v, pseudonyms, field=False) for k, v in value.items()}
     if isinstance(value, list):
-        return [scrub(v, field=False) for v in value]
+        return [scrub(v, pseudonyms, field=False) for v in value]
     return value
 
 
+@dataclass(frozen=True)
+class Pseudonyms:
+    """The pseudonyms one audience (a viewer) gets for addresses: ``pseudonym:<16 hex>``
+    of HMAC-SHA256 under the deployment's secret ``key`` (``SHARING_PSEUDONYM_KEY``) over
+    the audience and the address (case-insensitive).
+
+    Stable for one viewer (its answers and exports can be joined on them), different for
+    two viewers (they cannot join theirs with each other's), and not reversible without
+    the key: device and party addresses are public on chain (``DeviceBound``), so an
+    unkeyed hash of one would be looked up by anyone who hashes them all."""
+
+    key: bytes
+    audience: str
+
+    def __post_init__(self) -> None:
+        if len(self.key) < 16:
+            raise ValueError("a pseudonym key has at least 16 bytes")
+
+    @classmethod
+    def for_viewer(cls, key: str, viewer: Viewer) -> Pseudonyms:
+        return cls(key.encode(), viewer.name)
+
+    def of(self, value: str) -> str:
+        return _keyed_pseudonym(self.key, self.audience, value.lower())
+
+
 @lru_cache(maxsize=4096)
-def pseudonym(value: str) -> str:
-    """A stable pseudonym of an address (case-insensitive): ``pseudonym:<16 hex>``."""
-    digest = hashlib.sha256(f"trustship-pseudonym:{value.lower()}".encode()).hexdigest()
-    return PSEUDONYM_PREFIX + digest[:16]
+def _keyed_pseudonym(key: bytes, audience: str, value: str) -> str:
+    mac = hmac.new(key, f"{audience}\x00{value}".encode(), hashlib.sha256).hexdigest()
+    return PSEUDONYM_PREFIX + mac[:16]
 
 
 # --- the filter ----------------------------------------------------------------------
@@ -396,8 +422,10 @@ class Release:
         scoped_order: int | None = None,
         owners_of_many: Callable[[Collection[int]], Mapping[int, OrderOwners]] | None = None,
         grants_of_many: Callable[[Collection[int]], Mapping[int, Sequence[Grant]]] | None = None,
+        pseudonyms: Pseudonyms,
     ) -> None:
         self.viewer = viewer
+        self.pseudonyms = pseudonyms
         self.now = now
         self.scoped_order = scoped_order
         self._owners_of = owners_of
@@ -610,13 +638,13 @@ class Release:
                 if child is not None and v is not None:
                     out[name] = self._nested(v, child, order_id, _join(path, name))
                 elif d.outcome is Outcome.ALLOW_UNDER_GRANT and v is not None:
-                    out[name] = scrubbed = scrub(v)
+                    out[name] = scrubbed = scrub(v, self.pseudonyms)
                     if scrubbed != v:
                         self._redact(_embedded(d), order_id, _join(path, name), "coarsened")
                 else:
                     out[name] = v
             elif d.outcome is Outcome.COARSEN:
-                out[name] = coarsen(v, fc.coarsening)
+                out[name] = coarsen(v, fc.coarsening, self.pseudonyms)
                 if v is not None:
                     self._redact(d, order_id, _join(path, name), "coarsened")
             else:
@@ -679,6 +707,7 @@ def release_records(
     shape: Shape,
     now: int,
     *,
+    pseudonyms: Pseudonyms,
     refuse_whole: bool = False,
 ) -> tuple[list[dict[str, Any]], Statement]:
     """The entry point for exports (EPCIS): one order's ``records`` of ``shape`` as
@@ -691,6 +720,7 @@ def release_records(
         lambda oid: owners if oid == owners.order_id else None,
         lambda oid: grants if oid == owners.order_id else (),
         scoped_order=owners.order_id if refuse_whole else None,
+        pseudonyms=pseudonyms,
     )
     out: list[dict[str, Any]] = []
     for i, record in enumerate(records):

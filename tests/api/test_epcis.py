@@ -292,7 +292,7 @@ def test_the_export_follows_the_sharing_policy(api: Api, seeded: Seeded) -> None
     """A party in another jurisdiction gets the low events and not the readings until the
     supplier grants medium data; then devices come as pseudonyms without proof paths, and
     the release is in the disclosure log (docs/sharing.md, docs/epcis.md)."""
-    from backend.sharing.policy import pseudonym
+    from backend.api.sharing import pseudonyms_for
 
     overseas = {"X-API-Key": dev_api_key("overseas-auditor")}
     schema = load_schema(api.context.settings.EPCIS_SCHEMA_DIR)
@@ -328,7 +328,10 @@ def test_the_export_follows_the_sharing_policy(api: Api, seeded: Seeded) -> None
     sensor = [e for e in events if e["bizStep"] == "sensor_reporting"]
     assert sensor and all(e.get("ts:proof") is None for e in sensor)
     device_ids = {e["sensorElementList"][0]["sensorMetadata"]["deviceID"] for e in sensor}
-    assert device_ids == {f"urn:trustship:device:{pseudonym(seeded.device)}"}
+    party = api.context.parties.lookup(overseas["X-API-Key"])
+    assert party is not None
+    theirs = pseudonyms_for(api.context, party.viewer()).of(seeded.device)
+    assert device_ids == {f"urn:trustship:device:{theirs}"}
     assert seeded.device.lower() not in json.dumps(doc).lower()
     held = {(x["path"], x["action"]) for x in doc["ts:policy"]["redactions"]}
     assert held == {("deviceID", "coarsened")}  # the supplier's grant covers the rest

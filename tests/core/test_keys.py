@@ -13,6 +13,7 @@ from backend.api.parties import PartyRegistry
 from backend.core.errors import ConfigurationError
 from backend.core.keys import (
     DEV_ORACLE_PRIVATE_KEY,
+    DEV_PSEUDONYM_KEY,
     DEV_ROLES,
     PUBLIC_PRIVATE_KEYS,
     WELL_KNOWN_MNEMONIC,
@@ -112,3 +113,11 @@ def test_api_keys_refuse_public_private_keys_naming_the_entry(key: str) -> None:
         _settings(DEV_MODE=True, API_KEYS=SecretStr(json.dumps(parties)))
     )
     assert dev.by_name("ops").address == Account.from_key(key.strip()).address
+
+
+@pytest.mark.parametrize("key", [DEV_PSEUDONYM_KEY, "s" * 31])
+def test_the_pseudonym_key_outside_dev_mode_is_a_secret_of_ones_own(key: str) -> None:
+    with pytest.raises(ConfigurationError, match="^SHARING_PSEUDONYM_KEY is the public dev key"):
+        _settings(DEV_MODE=False, SHARING_PSEUDONYM_KEY=SecretStr(key)).check_pseudonym_key()
+    _settings(DEV_MODE=True, SHARING_PSEUDONYM_KEY=SecretStr(key)).check_pseudonym_key()
+    _settings(DEV_MODE=False, SHARING_PSEUDONYM_KEY=SecretStr("s" * 32)).check_pseudonym_key()

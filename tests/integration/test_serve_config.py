@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from backend.chain.connection import dev_private_key
+from backend.core.keys import DEV_PSEUDONYM_KEY
 from backend.core.settings import DEV_ORACLE_PRIVATE_KEY
 from testkit.databases import postgres_schema, schema_url
 from testkit.servers import Server, free_port, start_anvil
@@ -91,6 +92,7 @@ def _serve(
         DEV_MODE="false",
         ORACLE_PRIVATE_KEY=OWN_ORACLE,
         API_KEYS=json.dumps(API_KEYS),
+        SHARING_PSEUDONYM_KEY="own pseudonym secret, 32 chars or more",
     )
     full.update(env)
     log = tmp_path / "serve.log"
@@ -168,3 +170,13 @@ def test_serve_outside_dev_mode_starts_with_keys_of_its_own(
     """The control: the same configuration with no public key gets past the checks."""
     with pytest.raises(pytest.fail.Exception, match="listens on"):
         serve(DEPLOYER_PRIVATE_KEY="0x" + "7c" * 32)
+
+
+def test_serve_outside_dev_mode_refuses_the_dev_pseudonym_key(
+    serve: Callable[..., tuple[int, str]],
+) -> None:
+    """With the public dev key anyone could tell which device a pseudonym stands for."""
+    code, stderr = serve(SHARING_PSEUDONYM_KEY=DEV_PSEUDONYM_KEY)
+    assert code == 2, stderr[-2000:]
+    assert "error: SHARING_PSEUDONYM_KEY is the public dev key" in stderr, stderr[-2000:]
+    assert "Traceback" not in stderr

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from backend.api.context import ApiContext
 from backend.api.parties import Party, PartyRegistry, dev_api_key
+from backend.api.sharing import pseudonyms_for
 from backend.domain.sensitivity import HIGH, LOW, MEDIUM, Coarsening, Owner
 from backend.sharing.policy import Outcome, coarsen
 from backend.store.models import GrantRow
@@ -149,9 +150,15 @@ def test_low_flows_medium_is_refused_until_granted_high_never_leaves(
     page = r.json()
     first = page["data"][0]
     assert first["temperature_c" if "temperature_c" in first else "temperature_centi_c"] == 450
-    assert first["device"] == coarsen(seeded.device, Coarsening.PSEUDONYM) != seeded.device
+    overseas = api.context.parties.lookup(OVERSEAS["X-API-Key"])
+    assert overseas is not None
+    theirs = pseudonyms_for(api.context, overseas.viewer())
+    assert first["device"] == coarsen(seeded.device, Coarsening.PSEUDONYM, theirs)
+    assert first["device"] != seeded.device
     assert first["signature"] is None
-    assert first["latitude_e6"] == coarsen(seeded.readings[0].latitude_e6, Coarsening.REGION)
+    assert first["latitude_e6"] == coarsen(
+        seeded.readings[0].latitude_e6, Coarsening.REGION, theirs
+    )
     actions = {(x["path"].split(".")[-1], x["action"]) for x in page["policy"]["redactions"]}
     assert {
         ("device", "coarsened"),

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 
 import pytest
@@ -19,10 +20,12 @@ from backend.domain.sensitivity import (
 )
 from backend.domain.sharing import Grant, GrantState
 from backend.sharing.policy import (
+    PSEUDONYM_PREFIX,
     REGION_E6,
     OrderOwners,
     Outcome,
     PolicyRefused,
+    Pseudonyms,
     Release,
     Rule,
     Shape,
@@ -147,15 +150,36 @@ def test_an_approval_lapses_at_its_expiry() -> None:
     assert g.state_at(g.expires_at) is GrantState.EXPIRED
 
 
+KEY = "k" * 32
+PSEUDONYMS = Pseudonyms(KEY.encode(), "test viewer")
+
+
 def test_coarsening() -> None:
-    assert coarsen(51_950_123, Coarsening.REGION) == 52 * REGION_E6
-    assert coarsen(-3_400_000, Coarsening.REGION) == -3 * REGION_E6
-    a = coarsen("0xAbC", Coarsening.PSEUDONYM)
-    assert a == coarsen("0xabc", Coarsening.PSEUDONYM) and a != coarsen(
-        "0xabd", Coarsening.PSEUDONYM
-    )
+    mine = Pseudonyms(KEY.encode(), "auditor")
+    assert coarsen(51_950_123, Coarsening.REGION, mine) == 52 * REGION_E6
+    assert coarsen(-3_400_000, Coarsening.REGION, mine) == -3 * REGION_E6
+    a = coarsen("0xAbC", Coarsening.PSEUDONYM, mine)
+    assert a == coarsen("0xabc", Coarsening.PSEUDONYM, mine)
+    assert a != coarsen("0xabd", Coarsening.PSEUDONYM, mine)
     assert a.startswith("pseudonym:") and "abc" not in a.removeprefix("pseudonym:")
-    assert coarsen("0xabc", Coarsening.WITHHOLD) is None
+    assert coarsen("0xabc", Coarsening.WITHHOLD, mine) is None
+
+
+def test_pseudonyms_are_keyed_and_per_viewer() -> None:
+    """Stable for one viewer under one key; another viewer, or another key, gets
+    another name for the same address; and no unkeyed hash of the address (which is
+    public on chain) gives it away."""
+    device = "0x" + "5a" * 20
+    mine = Pseudonyms(KEY.encode(), "auditor")
+    assert mine.of(device) == mine.of(device.upper().replace("0X", "0x"))
+    assert mine.of(device) != Pseudonyms(KEY.encode(), "customs").of(device)
+    assert mine.of(device) != Pseudonyms(b"j" * 32, "auditor").of(device)
+    body = mine.of(device).removeprefix(PSEUDONYM_PREFIX)
+    for text in (device, device.lower(), f"trustship-pseudonym:{device}", f"auditor\x00{device}"):
+        for h in (hashlib.sha256, hashlib.sha3_256, hashlib.blake2b):
+            assert body not in h(text.encode()).hexdigest()
+    with pytest.raises(ValueError):
+        Pseudonyms(b"short", "auditor")
 
 
 # --- the filter -----------------------------------------------------------------------
@@ -191,6 +215,7 @@ def release(role: str, jurisdiction: str, grants: list[Grant], scoped: int | Non
         lambda oid: owners if oid == ORDER else None,
         lambda oid: grants,
         scoped_order=scoped,
+        pseudonyms=PSEUDONYMS,
     )
 
 
@@ -239,11 +264,15 @@ def test_an_unclassified_field_never_leaves() -> None:
 
 def test_the_export_entry_point() -> None:
     viewer, owners = viewer_and_owners("auditor", ABROAD)
-    records, statement = release_records(viewer, owners, [], [RECORD], POINT, NOW)
+    records, statement = release_records(
+        viewer, owners, [], [RECORD], POINT, NOW, pseudonyms=PSEUDONYMS
+    )
     assert records == [] and statement.redactions[0].action == "left_out"
     records, statement = release_records(
-        viewer, owners, [grant("approved", OTHER)], [RECORD], POINT, NOW
+        viewer, owners, [grant("approved", OTHER)], [RECORD], POINT, NOW, pseudonyms=PSEUDONYMS
     )
     assert records[0]["lat"] == 52_000_000 and statement.disclosures
     with pytest.raises(PolicyRefused):
-        release_records(viewer, owners, [], [RECORD], POINT, NOW, refuse_whole=True)
+        release_records(
+            viewer, owners, [], [RECORD], POINT, NOW, pseudonyms=PSEUDONYMS, refuse_whole=True
+        )

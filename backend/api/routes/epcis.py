@@ -78,6 +78,7 @@ async def order_epcis(
             identity,
             schema,
             parties=ctx.parties,
+            pseudonym_key=ctx.settings.SHARING_PSEUDONYM_KEY.get_secret_value(),
             now=int(ctx.clock()),
         )
     )
