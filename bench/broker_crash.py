@@ -49,7 +49,7 @@ from backend.oracle.subscriber import SubscriberConfig, TelemetrySubscriber
 from backend.telemetry import decode_message
 from backend.telemetry.broker import BrokerURL
 from backend.telemetry.receipts import RECEIPT_FILTER
-from bench.ingest import DOMAIN, database, device_keys, presign, publish, seed
+from bench.ingest import DOMAIN, database, device_keys, open_session, presign, publish, seed
 from iot_simulator import Message, PublishStats, Retention
 from iot_simulator.publisher import _Connection
 from testkit import REPO
@@ -132,12 +132,7 @@ def run_drain(
     try:
         with database("sqlite") as engine:
             seed(engine, keys)
-            cfg = SubscriberConfig(url=srv.extra["url"], client_id="bench-oracle")
-            first = TelemetrySubscriber(cfg, lambda m: None)
-            first.start()
-            if not first.wait_subscribed(10):
-                raise RuntimeError("could not subscribe:\n" + srv.log_tail())
-            first.stop()
+            open_session(srv, "bench-oracle")
             publish(srv.port, messages)
             p = Pipeline(engine, srv.extra["url"], interval, "bench-oracle")
             cpu0, t0 = time.process_time(), time.perf_counter()

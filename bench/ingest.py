@@ -163,6 +163,18 @@ def publish(port: int, messages: list[tuple[str, bytes]]) -> float:
     return len(messages) / elapsed
 
 
+def open_session(broker: Server, client_id: str) -> None:
+    """Create the oracle's persistent session (``client_id``) and go offline, so that the
+    broker queues what the devices publish next for the oracle to drain."""
+    first = TelemetrySubscriber(
+        SubscriberConfig(url=broker.extra["url"], client_id=client_id), lambda m: None
+    )
+    first.start()
+    if not first.wait_subscribed(10):
+        raise RuntimeError("could not subscribe:\n" + broker.log_tail())
+    first.stop()
+
+
 def run_once(
     backend: str, messages: list[tuple[str, bytes]], keys: list[bytes], batch: int, profile: bool
 ) -> dict[str, Any]:
@@ -178,12 +190,7 @@ def run_once(
         with database(backend) as engine:
             seed(engine, keys)
             cfg = SubscriberConfig(url=broker.extra["url"], client_id="bench-oracle")
-            # The persistent session exists; then the oracle is offline while devices publish.
-            first = TelemetrySubscriber(cfg, lambda m: None)
-            first.start()
-            if not first.wait_subscribed(10):
-                raise RuntimeError("could not subscribe:\n" + broker.log_tail())
-            first.stop()
+            open_session(broker, "bench-oracle")
             pub_rate = publish(broker.port, messages)
 
             metrics = Metrics()

@@ -12,13 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import Engine, update
 from typer.testing import CliRunner
 
 from backend.chain.connection import Chain, connect
 from backend.chain.deploy import deploy_from_settings
 from backend.core.settings import Settings
 from backend.sharing import anchor, disclosures
+from backend.sharing.disclosures import Head
 from backend.sharing.policy import DisclosureNote, Viewer
 from backend.store import session_factory
 from backend.store.models import DisclosureRow
@@ -60,6 +61,14 @@ def _send(chain: Chain, who: str, data: bytes, *, to_self: bool = True) -> str:
     return str(result.tx_hash)
 
 
+def _log(engine: Engine, entries: int, note: DisclosureNote) -> Head:
+    """Append ``entries`` releases of ``note`` to the log; its head after them."""
+    with session_factory(engine)() as s:
+        for i in range(entries):
+            disclosures.append(s, VIEWER, [note], "r", i)
+        return disclosures.head(s)
+
+
 def _verify(*args: str) -> tuple[int, str]:
     r = CliRunner().invoke(app, ["disclosures", "verify", *args])
     return r.exit_code, r.output
@@ -69,10 +78,7 @@ def test_a_log_is_checked_against_the_oracles_anchor_on_chain(
     env: Settings, tmp_path: Path
 ) -> None:
     with migrated_engine("sqlite", tmp_path) as engine:
-        with session_factory(engine)() as s:
-            for i in range(3):
-                disclosures.append(s, VIEWER, [DisclosureNote(1, 5, "medium", "EU")], "r", i)
-            head = disclosures.head(s)
+        head = _log(engine, 3, DisclosureNote(1, 5, "medium", "EU"))
         chain = connect(env)
         oracle = chain.accounts.oracle.address
         tx = _send(chain, "oracle", anchor.payload(head))
@@ -114,18 +120,12 @@ def test_a_rewritten_log_cannot_be_vouched_for_by_a_later_self_anchor(
     anchor the new head from a key that is not the oracle's: refused; anchored by the
     oracle before the rewrite: the rewrite is caught."""
     with migrated_engine("sqlite", tmp_path) as engine:
-        with session_factory(engine)() as s:
-            for i in range(2):
-                disclosures.append(s, VIEWER, [DisclosureNote(1, 5, "medium", "EU")], "r", i)
-            honest = disclosures.head(s)
+        honest = _log(engine, 2, DisclosureNote(1, 5, "medium", "EU"))
         chain = connect(env)
         tx = _send(chain, "oracle", anchor.payload(honest))
         with session_factory(engine).begin() as s:
             s.query(DisclosureRow).delete()
-        with session_factory(engine)() as s:
-            for i in range(2):
-                disclosures.append(s, VIEWER, [DisclosureNote(2, 7, "medium", "EU")], "r", i)
-            rewritten = disclosures.head(s)
+        rewritten = _log(engine, 2, DisclosureNote(2, 7, "medium", "EU"))
         assert rewritten != honest
         assert _verify()[0] == 0  # the rewritten chain is consistent in itself
         code, out = _verify("--anchor-tx", _send(chain, "stranger", anchor.payload(rewritten)))
