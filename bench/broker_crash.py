@@ -26,6 +26,7 @@ Prints a table and writes bench/results/broker_crash.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -33,12 +34,13 @@ import queue
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import Engine
 
 from backend.oracle.ingest import BatchResult, Inbound, Ingestor, IngestWorker
 from backend.oracle.metrics import Metrics
@@ -54,6 +56,7 @@ from iot_simulator import Message, PublishStats, Retention
 from iot_simulator.publisher import _Connection
 from testkit import REPO
 from testkit.servers import Server, start_mosquitto
+from testkit.waiting import wait_for
 
 console = Console()
 #: The oracle's default receipt interval, and a longer one (fewer receipts, devices hold more).
@@ -116,100 +119,99 @@ def broker(n: int) -> Server:
     )
 
 
-def wait(cond: Any, timeout: float = 600) -> None:
-    deadline = time.perf_counter() + timeout
-    while not cond() and time.perf_counter() < deadline:
-        time.sleep(0.005)
-    if not cond():
-        raise RuntimeError("timed out")
+def wait_stored(p: Pipeline, n: int, timeout: float = 600) -> None:
+    if not wait_for(lambda: p.stored() >= n, timeout, interval=0.005):
+        raise RuntimeError(f"timed out: {p.stored():.0f} of {n} readings stored")
+
+
+@contextlib.contextmanager
+def seeded_broker(n: int, keys: list[bytes]) -> Iterator[tuple[Server, Engine]]:
+    """A broker that can queue ``n`` readings and a SQLite database that knows the devices."""
+    srv = broker(n)
+    try:
+        with database("sqlite") as engine:
+            seed(engine, keys)
+            yield srv, engine
+    finally:
+        srv.stop()
 
 
 def run_drain(
     messages: list[tuple[str, bytes]], keys: list[bytes], interval: float | None
 ) -> dict[str, Any]:
     n = len(messages)
-    srv = broker(n)
-    try:
-        with database("sqlite") as engine:
-            seed(engine, keys)
-            open_session(srv, "bench-oracle")
-            publish(srv.port, messages)
-            p = Pipeline(engine, srv.extra["url"], interval, "bench-oracle")
-            cpu0, t0 = time.process_time(), time.perf_counter()
-            p.start()
-            wait(lambda: p.stored() >= n)
-            elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-            p.stop()
-            return {
-                "readings": n,
-                "seconds": elapsed,
-                "readings_per_s": n / elapsed,
-                "cpu_us_per_reading": cpu / n * 1e6,
-                "receipts": p.metrics.get("trustship_receipts_published_total"),
-            }
-    finally:
-        srv.stop()
+    with seeded_broker(n, keys) as (srv, engine):
+        open_session(srv, "bench-oracle")
+        publish(srv.port, messages)
+        p = Pipeline(engine, srv.extra["url"], interval, "bench-oracle")
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        p.start()
+        wait_stored(p, n)
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        p.stop()
+        return {
+            "readings": n,
+            "seconds": elapsed,
+            "readings_per_s": n / elapsed,
+            "cpu_us_per_reading": cpu / n * 1e6,
+            "receipts": p.metrics.get("trustship_receipts_published_total"),
+        }
 
 
 def run_live(
     messages: list[tuple[str, bytes]], keys: list[bytes], interval: float | None
 ) -> dict[str, Any]:
     n = len(messages)
-    srv = broker(n)
-    try:
-        with database("sqlite") as engine:
-            seed(engine, keys)
-            p = Pipeline(engine, srv.extra["url"], interval, "bench-oracle-live")
-            p.start()
-            if not p.sub.wait_subscribed(10):
-                raise RuntimeError("could not subscribe:\n" + srv.log_tail())
-            stats = PublishStats()
-            retention = Retention() if interval is not None else None
-            conn = _Connection(
-                BrokerURL.parse(srv.extra["url"]),
-                "bench-devices",
-                None,
-                None,
-                100,
-                stats,
-                retention=retention,
-                receipts_filter=RECEIPT_FILTER,
-            )
-            conn.start()
-            conn.wait_connected(10)
-            msgs = []
-            for topic, payload in messages:
-                s = decode_message(payload, topic)
-                msgs.append(Message(0, 0, topic, payload, "telemetry", s.device, "", reading=s))
-            cpu0, t0 = time.process_time(), time.perf_counter()
-            for m in msgs:
-                conn.publish(m.topic, m.payload, False)
-                conn.hold(m, time.monotonic())
-            conn.drain(600)
-            if retention is not None:
-                conn.settle(600)
-            device_s = time.perf_counter() - t0
-            wait(lambda: p.stored() >= n)
-            stored_s = time.perf_counter() - t0
-            cpu = time.process_time() - cpu0
-            conn.close()
-            p.stop()
-            return {
-                "readings": n,
-                "stored_seconds": stored_s,
-                "readings_per_s": n / stored_s,
-                "device_done_seconds": device_s,
-                "device_readings_per_s": n / device_s,
-                "cpu_us_per_reading": cpu / n * 1e6,
-                "held_peak": stats.held_peak,
-                "held_peak_bytes": stats.held_peak_bytes,
-                "unconfirmed_at_end": conn.unconfirmed,
-                "resent": stats.resent,
-                "receipts_sent": p.metrics.get("trustship_receipts_published_total"),
-                "receipts_received": stats.receipts,
-            }
-    finally:
-        srv.stop()
+    with seeded_broker(n, keys) as (srv, engine):
+        p = Pipeline(engine, srv.extra["url"], interval, "bench-oracle-live")
+        p.start()
+        if not p.sub.wait_subscribed(10):
+            raise RuntimeError("could not subscribe:\n" + srv.log_tail())
+        stats = PublishStats()
+        retention = Retention() if interval is not None else None
+        conn = _Connection(
+            BrokerURL.parse(srv.extra["url"]),
+            "bench-devices",
+            None,
+            None,
+            100,
+            stats,
+            retention=retention,
+            receipts_filter=RECEIPT_FILTER,
+        )
+        conn.start()
+        conn.wait_connected(10)
+        msgs = []
+        for topic, payload in messages:
+            s = decode_message(payload, topic)
+            msgs.append(Message(0, 0, topic, payload, "telemetry", s.device, "", reading=s))
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        for m in msgs:
+            conn.publish(m.topic, m.payload, False)
+            conn.hold(m, time.monotonic())
+        conn.drain(600)
+        if retention is not None:
+            conn.settle(600)
+        device_s = time.perf_counter() - t0
+        wait_stored(p, n)
+        stored_s = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+        conn.close()
+        p.stop()
+        return {
+            "readings": n,
+            "stored_seconds": stored_s,
+            "readings_per_s": n / stored_s,
+            "device_done_seconds": device_s,
+            "device_readings_per_s": n / device_s,
+            "cpu_us_per_reading": cpu / n * 1e6,
+            "held_peak": stats.held_peak,
+            "held_peak_bytes": stats.held_peak_bytes,
+            "unconfirmed_at_end": conn.unconfirmed,
+            "resent": stats.resent,
+            "receipts_sent": p.metrics.get("trustship_receipts_published_total"),
+            "receipts_received": stats.receipts,
+        }
 
 
 def median(runs: list[dict[str, Any]], key: str) -> float:
