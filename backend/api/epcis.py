@@ -130,7 +130,7 @@ def epcis_share(
     viewer: Party,
     order_id: int,
     now: int,
-    pseudonym_key: str,
+    pseudonyms: Pseudonyms,
 ) -> EpcisShare:
     """The policy's decisions for ``viewer`` on ``order_id``'s document (the same
     :func:`backend.sharing.policy.decide` every REST answer passes through)."""
@@ -141,7 +141,7 @@ def epcis_share(
         readings=decide(who, owners, Owner.TELEMETRY, MEDIUM, grants, now),
         devices=decide(who, owners, Owner.TELEMETRY, HIGH, grants, now, Coarsening.PSEUDONYM),
         captured=decide(who, owners, Owner.AGREEMENT, MEDIUM, grants, now),
-        pseudonyms=Pseudonyms.for_viewer(pseudonym_key, who),
+        pseudonyms=pseudonyms,
     )
 
 
@@ -181,19 +181,19 @@ def export_document(
     *,
     proof_base: str = "",
     parties: PartyRegistry | None = None,
-    pseudonym_key: str | None = None,
+    pseudonyms: Pseudonyms | None = None,
     now: int | None = None,
 ) -> dict[str, Any]:
     """The order's EPCISDocument for ``viewer``, checked against GS1's schema. With
-    ``parties`` and ``pseudonym_key`` (the API) the sharing policy filters it: what it
+    ``parties`` and the viewer's ``pseudonyms`` (the API) the sharing policy filters it: what it
     held back is stated in the document's ``ts:policy`` member, and each release under a
     grant is written to the disclosure log."""
     at = int(now if now is not None else time.time())
     share = None
     if parties is not None and len(parties.jurisdictions()) > 1:
-        if pseudonym_key is None:
-            raise ValueError("the sharing policy's export needs the pseudonym key")
-        share = epcis_share(session, parties, viewer, order.id, at, pseudonym_key)
+        if pseudonyms is None:
+            raise ValueError("the sharing policy's export needs the viewer's pseudonyms")
+        share = epcis_share(session, parties, viewer, order.id, at, pseudonyms)
     document = build_document(
         epcis_records_for(session, viewer, order, share), identity, proof_base=proof_base
     )

@@ -28,7 +28,7 @@ from backend.api.schemas import (
     EpcisEventRef,
     EpcisEventsPublic,
 )
-from backend.api.sharing import PolicyRoute
+from backend.api.sharing import PolicyRoute, pseudonyms_for
 
 router = APIRouter(tags=["epcis"], route_class=PolicyRoute)
 
@@ -78,7 +78,7 @@ async def order_epcis(
             identity,
             schema,
             parties=ctx.parties,
-            pseudonym_key=ctx.settings.SHARING_PSEUDONYM_KEY.get_secret_value(),
+            pseudonyms=pseudonyms_for(ctx, party.viewer()),
             now=int(ctx.clock()),
         )
     )
