@@ -368,9 +368,9 @@ def disclosures_verify(
             anchor.payload(head)
         except ValueError:
             _fail(ValueError(f"--anchor {anchored!r}: give SEQ:0x<32-byte hash>"))
-    anchored_by = ""
+    anchored_at: dict[str, object] = {}
     if anchor_tx is not None:
-        head, anchored_by = _anchor_from_chain(Settings(), anchor_tx)
+        head, anchored_at = _anchor_from_chain(Settings(), anchor_tx)
 
     engine = make_engine(Settings().DATABASE_URL)
     try:
@@ -395,19 +395,25 @@ def disclosures_verify(
         "problem": v.problem,
     }
     if head is not None and head.seq:
-        result["anchor"] = {"seq": head.seq, "hash": "0x" + head.hash.hex(), "by": anchored_by}
+        result["anchor"] = {"seq": head.seq, "hash": "0x" + head.hash.hex(), **anchored_at}
     if json_out:
         typer.echo(json.dumps(result))
     elif v.ok:
         typer.echo(f"ok: {v.entries} entries, head {v.head.seq} 0x{v.head.hash.hex()}")
         if head is not None and head.seq:
-            typer.echo(f"reaches the anchored head {head.seq} 0x{head.hash.hex()}{anchored_by}")
+            where = (
+                f" (anchored by {anchored_at['by']} in block {anchored_at['block']} at "
+                f"{anchored_at['timestamp']})"
+                if anchored_at
+                else ""
+            )
+            typer.echo(f"reaches the anchored head {head.seq} 0x{head.hash.hex()}{where}")
     else:
         typer.echo(f"BROKEN at entry {v.first_bad_seq}: {v.problem}")
     raise typer.Exit(0 if v.ok else 1)
 
 
-def _anchor_from_chain(settings: Settings, tx_hash: str) -> tuple[Head, str]:
+def _anchor_from_chain(settings: Settings, tx_hash: str) -> tuple[Head, dict[str, object]]:
     """The head an anchoring transaction carries, and who anchored it when: a mined,
     successful zero-value transaction from an oracle of the deployment (DEPLOYMENT_FILE,
     checked against the chain at RPC_URL) to itself. Anyone can send themselves those
@@ -444,7 +450,7 @@ def _anchor_from_chain(settings: Settings, tx_hash: str) -> tuple[Head, str]:
         )
     number = receipt["blockNumber"]
     at = chain.w3.eth.get_block(number)["timestamp"]
-    return head, f" (anchored by {tx['from']} in block {number} at {at})"
+    return head, {"by": str(tx["from"]), "block": int(number), "timestamp": int(at)}
 
 
 if __name__ == "__main__":

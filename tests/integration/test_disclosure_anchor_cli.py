@@ -89,6 +89,8 @@ def test_a_log_is_checked_against_the_oracles_anchor_on_chain(
         assert result["ok"] and result["entries"] == 3
         assert result["anchor"]["seq"] == 3 and result["anchor"]["hash"] == "0x" + head.hash.hex()
         assert oracle in result["anchor"]["by"]
+        receipt = chain.w3.eth.get_transaction_receipt(tx)  # type: ignore[arg-type]
+        assert result["anchor"]["block"] == receipt["blockNumber"]
         code, out = _verify("--anchor-tx", tx)
         assert code == 0 and f"anchored by {oracle}" in out, out
 
