@@ -18,7 +18,10 @@ from backend.store.models import AlertRow, ChainEventRow, RiskSnapshotRow
 from iot_simulator import publish
 from tests.integration.oracle_stack import oracle_stack, wait_until_done
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+# serial: risk is assessed once per ingest batch, so how early the warning comes depends
+# on the batches the pace of the machine makes; the parallel pass's second worker
+# changed them enough to lose the warning once (Makefile, docs/risk.md).
+pytestmark = [pytest.mark.integration, pytest.mark.serial, pytest.mark.timeout(300)]
 
 #: the contract's rule: the warning must leave time to act
 MIN_LEAD_SECS = 15 * 60
