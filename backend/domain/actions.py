@@ -77,7 +77,12 @@ class ChainAction:
     @property
     def dedup_key(self) -> str:
         """Two actions with the same key are the same action: the outbox keeps the first."""
-        return f"{self.dedup}:{getattr(self, self.dedup_by)}"
+        return self.key_for(getattr(self, self.dedup_by))
+
+    @classmethod
+    def key_for(cls, value: object) -> str:
+        """The dedup key of this kind's action whose ``dedup_by`` field is ``value``."""
+        return f"{cls.dedup}:{value}"
 
     def payload(self) -> dict[str, Any]:
         """The JSON payload stored in the outbox (all fields but ``order_id``)."""

@@ -53,6 +53,7 @@ from backend.domain.actions import Settle
 from backend.indexer.metrics import IndexerMetrics
 from backend.store import repositories as repo
 from backend.store.db import session_factory
+from backend.store.locks import INDEXER, lock_for_transaction
 from backend.telemetry.certificates import DeviceCertificate, SignedCertificate
 
 log = logging.getLogger(__name__)
@@ -327,6 +328,7 @@ class ChainIndexer:
 
     def _rewind(self, fork: int) -> int:
         with self.sessions() as s, s.begin():
+            lock_for_transaction(s, INDEXER, [0])
             cursor = repo.get_cursor(s, self.name)
             stale = repo.rewind_index(s, self.name, fork)
         self._stale_orders.update(stale)
@@ -451,8 +453,13 @@ class ChainIndexer:
         touched = sorted(
             {int(e.args["orderId"]) for e in events if "orderId" in e.args} | self._stale_orders
         )
-        bindings: list[tuple[int, str, int]] = []  # (order, device, block)
         with self.sessions() as s, s.begin():
+            # several oracles: one writes a page at a time; a page another process has
+            # indexed meanwhile is not written again (what it says still reaches the caches)
+            lock_for_transaction(s, INDEXER, [0])
+            done = repo.get_cursor(s, self.name)
+            if done is not None and done >= end:
+                return self._announce(start, end, [], events, [])
             repo.insert_events(s, [self._event_row(e, times) for e in events])
             orders = self._upsert_orders(s, touched, events, end, times)
             certificates: dict[str, dict[str, SignedCertificate]] = {}
@@ -461,7 +468,6 @@ class ChainIndexer:
             for e in events:
                 if e.name == "DeviceBound":
                     o, d = int(e.args["orderId"]), str(e.args["device"])
-                    bindings.append((o, d, e.block_number))
                     if e.tx_hash not in certificates:
                         certificates[e.tx_hash] = self._certificates(e.tx_hash)
                     cert = certificates[e.tx_hash].get(d)
@@ -494,14 +500,31 @@ class ChainIndexer:
         self._stale_orders.clear()
         for e in events:
             self.metrics.indexer_events.labels(event=e.name).inc()
+        return self._announce(start, end, events, events, touched)
+
+    def _announce(
+        self,
+        start: int,
+        end: int,
+        stored: list[DecodedEvent],
+        seen: list[DecodedEvent],
+        touched: list[int],
+    ) -> int:
+        """Tell the caches what a page holds (``seen``: also a page another oracle
+        process wrote); returns how many events this process stored."""
         self.metrics.indexer_block.set(end)
-        if bindings and self.on_bindings is not None:
-            self.on_bindings([(o, d) for o, d, _ in bindings])
+        bound = [(int(e.args["orderId"]), str(e.args["device"])) for e in seen
+                 if e.name == "DeviceBound"]  # fmt: skip
+        if bound and self.on_bindings is not None:
+            self.on_bindings(bound)
+        touched = sorted(
+            set(touched) | {int(e.args["orderId"]) for e in seen if "orderId" in e.args}
+        )
         if touched and self.on_orders is not None:
             self.on_orders(touched)
-        if events:
-            log.info("indexed %d events in blocks %d–%d", len(events), start, end)
-        return len(events)
+        if stored:
+            log.info("indexed %d events in blocks %d–%d", len(stored), start, end)
+        return len(stored)
 
     @staticmethod
     def _event_row(e: DecodedEvent, times: dict[int, int]) -> dict[str, Any]:

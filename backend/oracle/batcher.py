@@ -29,6 +29,7 @@ from backend.oracle.metrics import metrics as default_metrics
 from backend.sharing import disclosures
 from backend.store import repositories as repo
 from backend.store.db import session_factory
+from backend.store.locks import FLEET_BATCH, lock_for_transaction
 from backend.telemetry.fleet import fleet_tree
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,8 @@ class CommitmentBatcher:
 
     def _commit_one(self, now: float) -> int:
         with self.sessions() as s, s.begin():
+            # several oracles: one cuts a batch at a time (batchSeq = the newest + 1)
+            lock_for_transaction(s, FLEET_BATCH, [0])
             rows = repo.take_uncommitted(s, self.max_readings)
             if not rows:
                 return 0

@@ -39,6 +39,7 @@ from backend.oracle.metrics import metrics as default_metrics
 from backend.oracle.rules import RulesEngine, write_outputs
 from backend.store import repositories as repo
 from backend.store.db import session_factory
+from backend.store.locks import ORDER, lock_for_transaction
 from backend.store.models import DeviceRow
 from backend.telemetry import Domain, SignedReading, decode_message, parse_topic, reading_digest
 from backend.telemetry.eip712 import recover_from_digest
@@ -572,6 +573,11 @@ class Ingestor:
     ) -> None:
         rows = [repo.reading_row(c.signed, c.digest, c.received_at) for c in items]
         with self.sessions() as session, session.begin():
+            # several oracles: one batch at a time per order (backend/store/locks.py)
+            orders = {c.signed.reading.order_id for c in items} | {
+                st.order_id for _, st in statuses
+            }
+            lock_for_transaction(session, ORDER, orders)
             new = repo.insert_readings(session, rows)
             keys = [
                 (c.signed.reading.order_id, c.signed.device, c.signed.reading.seq) for c in items

@@ -18,6 +18,12 @@ A crash between sending a transaction and recording its outcome leaves the entry
 pending; executing it again meets the "already done" revert. So nothing is lost
 and nothing happens twice on chain.
 
+Several oracle processes may share the database (docs/oracle.md): on PostgreSQL a
+pass takes, for each order it has ready entries of, a session advisory lock
+(:class:`backend.store.locks.SessionLock`), skips the orders another process holds,
+and reads the entries again under the locks, so one entry is not sent by two
+processes side by side; a process that dies frees its orders with its connection.
+
 A done entry records the chain head it was done at. When the indexer finds that a
 reorganisation replaced the blocks after a fork point, :meth:`OutboxWorker.rewound`
 puts every entry done above the fork back to pending: its transaction (or the one
@@ -50,6 +56,7 @@ from backend.oracle.metrics import Metrics
 from backend.oracle.metrics import metrics as default_metrics
 from backend.store import repositories as repo
 from backend.store.db import session_factory
+from backend.store.locks import OUTBOX, SessionLock, is_postgres
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +138,9 @@ class OutboxWorker(threading.Thread):
         self._stop_event = threading.Event()
         self._wake = threading.Event()
         self._count_lock = threading.Lock()
+        #: On PostgreSQL: the orders this process is executing (several oracles).
+        self.locks = SessionLock(engine, OUTBOX) if is_postgres(engine) else None
+        self._held: list[int] = []
 
     def wake(self) -> None:
         """New entries were committed: look now rather than at the next poll.
@@ -144,6 +154,8 @@ class OutboxWorker(threading.Thread):
         self._wake.set()
         if self.is_alive():
             self.join(timeout)
+        if self.locks is not None and not self.is_alive():
+            self.locks.close()
 
     def run(self) -> None:
         while not self._stop_event.is_set():
@@ -167,6 +179,26 @@ class OutboxWorker(threading.Thread):
         self._wake.clear()  # a wake-up from here on ends this pass early / starts another
         if self.guard is not None and self.guard.is_reset:
             return 0  # the entries wait; /health says why
+        ready, undecodable = self._ready(now)
+        if self.locks is not None and ready:
+            # Several oracles: an order's entries run in one process at a time; read them
+            # again once its lock is held (another process may have just done them).
+            held = [o for o in sorted({e.order_id for e in ready}) if self.locks.try_acquire(o)]
+            self._held = held
+            ready, undecodable = self._ready(now)
+            ready = [e for e in ready if e.order_id in set(held)]
+            undecodable = [u for u in undecodable if u[1] in set(held)]
+        try:
+            return self._run_ready(ready, undecodable)
+        finally:
+            if self.locks is not None:
+                for o in self._held:
+                    self.locks.release(o)
+                self._held = []
+
+    def _ready(
+        self, now: float | None
+    ) -> tuple[list[OutboxEntry], list[tuple[int, int, str, str]]]:
         ready: list[OutboxEntry] = []
         undecodable: list[tuple[int, int, str, str]] = []
         with self.sessions() as s:
@@ -177,6 +209,11 @@ class OutboxWorker(threading.Thread):
                     undecodable.append((r.id, r.order_id, r.kind, str(exc)))
                 else:
                     ready.append(OutboxEntry(r.id, r.attempts, decoded))
+        return ready, undecodable
+
+    def _run_ready(
+        self, ready: list[OutboxEntry], undecodable: list[tuple[int, int, str, str]]
+    ) -> int:
         for entry_id, order_id, kind, error in undecodable:
             log.error("order %d: %s entry %d refused: %s", order_id, kind, entry_id, error)
             with self.sessions() as s, s.begin():

@@ -345,7 +345,13 @@ class RulesEngine:
         self._breach_queued: set[int] = set()
         self._arrival_ts: dict[int, int] = {}
         self._risk: dict[int, ShipmentRisk] = {}
+        #: Per loaded stream, how many readings the database held when this process
+        #: last looked (``devices.reading_count``, under the order's lock): when it
+        #: holds more, another oracle process stored them (:meth:`_sync`).
+        self._known: dict[repo.StreamKey, int] = {}
         self.skipped_no_terms = 0
+        #: Readings stored by other oracle processes that :meth:`_sync` brought in.
+        self.synced_readings = 0
 
     # ------------------------------------------------------------------ state
 
@@ -355,9 +361,14 @@ class RulesEngine:
         self._breach_queued.clear()
         self._arrival_ts.clear()
         self._risk.clear()
+        self._known.clear()
         self.terms.forget()
 
-    def _load_streams(self, session: Session, keys: Sequence[repo.StreamKey]) -> None:
+    def _load_streams(
+        self, session: Session, keys: Sequence[repo.StreamKey], counts: Mapping[repo.StreamKey, int]
+    ) -> None:
+        """Load the windows of ``keys`` not in memory; ``counts``: their reading counts,
+        read before the windows (so a window never holds fewer than its count says)."""
         missing = [k for k in keys if k not in self._streams]
         if not missing:
             return
@@ -367,17 +378,101 @@ class RulesEngine:
             for row in loaded.get(key, []):
                 stream.add(StoredReading.from_row(row))
             self._streams[key] = stream
+            self._known[key] = counts.get(key, 0)
 
     def warm_up(self, session: Session) -> int:
         """Load the windows of devices bound to orders in transit (for silence checks)."""
         q = (
-            select(DeviceRow.order_id, DeviceRow.device)
+            select(DeviceRow.order_id, DeviceRow.device, DeviceRow.reading_count)
             .join(OrderRow, OrderRow.id == DeviceRow.order_id)
             .where(OrderRow.state == IN_TRANSIT)
         )
-        keys = sorted({(int(o), str(d)) for o, d in session.execute(q)})
-        self._load_streams(session, keys)
+        counts = {(int(o), str(d)): int(n or 0) for o, d, n in session.execute(q)}
+        keys = sorted(counts)
+        self._load_streams(session, keys, counts)
         return len(keys)
+
+    # ------------------------------------------------ several oracle processes
+
+    def loaded_orders(self) -> list[int]:
+        """The orders whose readings this process holds in memory."""
+        return sorted({o for o, _ in self._streams})
+
+    def _sync(
+        self, session: Session, order_ids: Iterable[int], batch: Sequence[StoredReading] = ()
+    ) -> list[DeviceRow]:
+        """Bring what this process holds of ``order_ids`` up to the database, under the
+        orders' locks (:mod:`backend.store.locks`), and return their ``devices`` rows.
+
+        With several oracle processes on one share group, the broker hands a device's
+        readings to any of them. A stream whose count in the database (less this
+        ``batch``, stored in the same transaction) is higher than when this process
+        last looked holds readings another process stored: they are read into the
+        window (and the order's risk model), and what that process may have queued or
+        warned of (the order's breach proof, the risk episodes) is read back, so the
+        readings of ``batch`` are judged against every reading committed before them.
+        With one process the counts always match and nothing is read.
+        """
+        rows = repo.order_devices(session, order_ids)
+        mine: dict[repo.StreamKey, set[int]] = {}
+        for r in batch:
+            mine.setdefault((r.order_id, r.device), set()).add(r.seq)
+        behind: list[tuple[repo.StreamKey, int]] = []
+        for row in rows:
+            key = (row.order_id, row.device)
+            total = int(row.reading_count or 0)
+            known = self._known.get(key)
+            if known is None or key not in self._streams:
+                continue
+            before = total - len(mine.get(key, ()))
+            if before > known:
+                behind.append((key, before - known))
+            self._known[key] = total
+        stale_orders: set[int] = set()
+        for key, count in behind:
+            stale_orders.add(key[0])
+            self._catch_up_stream(session, key, count, mine.get(key, set()))
+        if stale_orders:
+            self._reload_order_state(session, stale_orders)
+        return rows
+
+    def _catch_up_stream(
+        self, session: Session, key: repo.StreamKey, count: int, skip: set[int]
+    ) -> None:
+        """Read the ``count`` readings of ``key`` other processes stored (near the head
+        first; the whole window when they are not all there)."""
+        stream = self._streams[key]
+        order_id, device = key
+        head = stream.seqs[-1] if stream.seqs else 0
+        lows = [max(0, head - 4 * count - 64)]
+        if stream.seqs and stream.seqs[0] < lows[0]:
+            lows.append(stream.seqs[0])
+        tracker = self._risk.get(order_id)
+        found = 0
+        for lo in lows:
+            for row in repo.device_readings(session, order_id, device, lo, 2**62):
+                if row.seq in skip or row.seq in stream.by_seq:
+                    continue
+                r = StoredReading.from_row(row)
+                stream.add(r)
+                if tracker is not None:
+                    tracker.observe(r)
+                found += 1
+            if found >= count:
+                break
+        stream.trim(self.config.window)
+        self.synced_readings += found
+
+    def _reload_order_state(self, session: Session, order_ids: set[int]) -> None:
+        """What another process decided of these orders: a queued breach proof, the
+        risk model's open episodes (so a warning is not raised twice)."""
+        for order_id in order_ids:
+            if repo.outbox_entry(session, ProveExcursion.key_for(order_id)) is not None:
+                self._breach_queued.add(order_id)
+        trackers = {o: self._risk[o] for o in order_ids if o in self._risk}
+        if trackers:
+            for order_id, snap in repo.latest_risk(session, trackers).items():
+                trackers[order_id].restore_episodes((snap.state or {}).get("episodes", {}))
 
     # ------------------------------------------------------------- evaluation
 
@@ -389,10 +484,15 @@ class RulesEngine:
         terms = self.terms.get_many(session, {r.order_id for r in readings})
         ordered = sorted(readings, key=lambda r: (r.order_id, r.device, r.seq))
         keys = list(dict.fromkeys((r.order_id, r.device) for r in ordered))
-        self._load_streams(session, keys)
+        devices = self._sync(session, {k[0] for k in keys}, ordered)
+        counts = {(row.order_id, row.device): int(row.reading_count or 0) for row in devices}
+        # every device of the batch's orders: the risk model of an order sees all of them
+        self._load_streams(session, list(dict.fromkeys([*keys, *sorted(counts)])), counts)
+        wanted = set(keys)
         witnesses = {
             (row.order_id, row.device): Witness.from_row(row)
-            for row in repo.device_rows(session, keys)
+            for row in devices
+            if (row.order_id, row.device) in wanted
         }
         touched: set[repo.StreamKey] = set()
         assessed: dict[int, list[StoredReading]] = {}
@@ -713,6 +813,7 @@ class RulesEngine:
         """Alerts for devices of orders in transit that stopped reporting."""
         now = time.time() if now is None else now
         out = RulesOutput()
+        self._sync(session, self.loaded_orders())
         heads = {k: s.head for k, s in self._streams.items() if s.head is not None}
         terms = self.terms.get_many(session, {h.order_id for h in heads.values() if h})
         for key, head in heads.items():

@@ -45,6 +45,7 @@ from backend.oracle.receipts import ReceiptPublisher
 from backend.oracle.rules import RulesConfig, RulesEngine, TermsCache, write_outputs
 from backend.oracle.subscriber import SubscriberConfig, SubscriberStatus, TelemetrySubscriber
 from backend.store.db import session_factory
+from backend.store.locks import ORDER, lock_for_transaction
 from backend.telemetry import Domain
 from backend.telemetry.access import DEFAULT_SHARE_GROUP
 
@@ -248,6 +249,8 @@ class Oracle:
 
     def _check_silence(self) -> None:
         with self.sessions() as s, s.begin():
+            # several oracles: judge silence on what every process stored
+            lock_for_transaction(s, ORDER, self.rules.loaded_orders())
             write_outputs(s, self.rules.check_silence(s))
 
     # ---- lifecycle -------------------------------------------------------------

@@ -380,6 +380,12 @@ class ShipmentRisk:
         if battery_permille is not None:
             dev.battery_permille = battery_permille
 
+    def restore_episodes(self, episodes: dict[str, int]) -> None:
+        """Episodes another oracle process opened (its newest snapshot's): they stay
+        open here too, so their warnings are not raised twice."""
+        for name, opened in episodes.items():
+            self.episodes.setdefault(name, int(opened))
+
     def mark_breached(self) -> None:
         """The breach is provable (the rules found the evidence, or the chain says so)."""
         self._breached = True

@@ -732,14 +732,12 @@ def record_revocation(
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def device_rows(session: Session, keys: Sequence[tuple[int, str]]) -> list[DeviceRow]:
-    """The ``devices`` rows of these (order, device) pairs (those that exist)."""
-    if not keys:
+def order_devices(session: Session, order_ids: Iterable[int]) -> list[DeviceRow]:
+    """The ``devices`` rows (bindings and reading counts) of every device of these orders."""
+    orders = sorted(set(order_ids))
+    if not orders:
         return []
-    orders = sorted({o for o, _ in keys})
-    wanted = set(keys)
-    q = select(DeviceRow).where(DeviceRow.order_id.in_(orders))
-    return [r for r in session.scalars(q) if (r.order_id, r.device) in wanted]
+    return list(session.scalars(select(DeviceRow).where(DeviceRow.order_id.in_(orders))))
 
 
 def earliest_inside(
