@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     ORACLE_CLIENT_ID: str = "trustship-oracle-1"
     # Shared-subscription group; None: the default group, "" a plain subscription.
     ORACLE_SHARE_GROUP: str | None = None
+    # How long the broker keeps the oracle's session (and queues its share of the
+    # group's messages) while it is away: with several oracles, how soon a dead one's
+    # share goes to the others (docs/oracle.md, "Several oracles"). Unset: 7 days.
+    ORACLE_SESSION_EXPIRY_SECS: PositiveInt | None = None
     # Timing knobs, unset = the oracle's defaults (backend.oracle.service.OracleConfig).
     ORACLE_COMMIT_MAX_READINGS: PositiveInt | None = None
     ORACLE_COMMIT_MAX_AGE_SECS: PositiveFloat | None = None

@@ -25,6 +25,7 @@ anything else                                  —                           rej
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 
 from eth_account.signers.local import LocalAccount
@@ -51,6 +52,11 @@ from backend.store import repositories as repo
 from backend.telemetry.certificates import DeviceCertificate, SignedCertificate
 
 log = logging.getLogger(__name__)
+
+#: How long an arrival proof waits for readings missing from the order's devices.
+ARRIVAL_GAP_HOLD_SECS = 20.0
+#: How often it looks again meanwhile (each look counts as an outbox attempt).
+ARRIVAL_GAP_RETRY_SECS = 2.0
 
 
 def stored_certificate(session: Session, order_id: int, device: str) -> SignedCertificate:
@@ -92,6 +98,29 @@ class ChainExecutor:
     def _certificate(session: Session, order_id: int, device: str) -> SignedCertificate:
         return stored_certificate(session, order_id, device)
 
+    @staticmethod
+    def _hold_for_missing(session: Session, action: ProveArrival, now: float | None = None) -> None:
+        """Delivery ends the time for breach evidence, so an arrival proof waits while
+        a device of the order misses readings (a seq gap: readings resent after an
+        oracle process died, a store-and-forward flush on its way), for at most
+        :data:`ARRIVAL_GAP_HOLD_SECS` after its reading was stored."""
+        missing = sum(row.missing() for row in repo.order_devices(session, [action.order_id]))
+        if not missing:
+            return
+        rows = repo.readings_by_ids(session, list(action.reading_ids))
+        stored_at = max((float(r.received_at) for r in rows), default=0.0)
+        waited = (time.time() if now is None else now) - stored_at
+        if waited < ARRIVAL_GAP_HOLD_SECS:
+            raise ActionRetryLater(
+                f"order {action.order_id}: {missing} reading(s) missing; arrival waits "
+                f"(up to {ARRIVAL_GAP_HOLD_SECS:.0f} s) for breach evidence among them",
+                delay_secs=ARRIVAL_GAP_RETRY_SECS,
+            )
+        log.warning(
+            "order %d: proving arrival with %d reading(s) still missing after %.0f s",
+            action.order_id, missing, waited,
+        )  # fmt: skip
+
     def _call(self, action: ChainAction, session: Session) -> TxResult:
         qv, po = self.contracts.quality, self.contracts.purchase_orders
         match action:
@@ -115,6 +144,7 @@ class ChainExecutor:
                 cert = self._certificate(session, action.order_id, action.device)
                 return qv.prove_shock(action.order_id, terms, reading, cert, by=self.oracle)
             case ProveArrival():
+                self._hold_for_missing(session, action)
                 readings = self._readings(session, action.reading_ids)
                 terms = self._terms(session, action.order_id)
                 certs = [self._certificate(session, action.order_id, d) for d in action.devices]

@@ -15,6 +15,7 @@ refusal), and what it indexes reaches the oracle's in-memory state through
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -99,6 +100,10 @@ class OracleConfig:
                 ca_file=settings.MQTT_CA_FILE,
             )
         )
+        if settings.ORACLE_SESSION_EXPIRY_SECS is not None:
+            config.subscriber = dataclasses.replace(
+                config.subscriber, session_expiry_secs=settings.ORACLE_SESSION_EXPIRY_SECS
+            )
         unknown = set(defaults) - set(SETTINGS_KNOBS.values())
         if unknown:
             raise TypeError(f"not a timing knob: {sorted(unknown)}")
@@ -229,12 +234,15 @@ class Oracle:
             else None
         )
         self._stopped = threading.Event()
+        #: Readings this process stored (the others of its share group store the rest).
+        self.stored = 0
 
     # ---- wiring --------------------------------------------------------------
 
     def _on_batch(self, result: BatchResult) -> None:
         """A batch committed: its stored seqs wait for the next receipts; with new chain
         actions, the outbox looks now, not at its next poll."""
+        self.stored += result.stored
         if self.receipts is not None and result.confirmed:
             self.receipts.add(result.confirmed)
         if result.actions and self.outbox is not None:
@@ -285,4 +293,8 @@ class Oracle:
             self.receipts.stop()  # (disconnected: the last ones are dropped, devices resend)
         if self.outbox is not None:
             self.outbox.stop()
-        log.info("oracle stopped")
+        log.info(
+            "oracle stopped: %d readings stored here, %d read in as stored by other processes",
+            self.stored,
+            self.rules.synced_readings,
+        )

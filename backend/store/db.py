@@ -84,6 +84,9 @@ def upgrade_to_head(engine_or_url: Engine | str | None = None) -> Engine:
     alembic_log = logging.getLogger("alembic")
     if alembic_log.level == logging.NOTSET:  # quiet by default; a configured level wins
         alembic_log.setLevel(logging.WARNING)
-    command.upgrade(alembic_config(engine), "head")
+    from backend.store.locks import MIGRATIONS, held
+
+    with held(engine, MIGRATIONS):  # several oracle processes may start at once
+        command.upgrade(alembic_config(engine), "head")
     log.debug("database %s at migration head", engine.url.render_as_string(hide_password=True))
     return engine

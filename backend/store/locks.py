@@ -13,6 +13,8 @@ by two processes at once is serialised by PostgreSQL advisory locks, keyed by
   next after the newest);
 * :data:`INDEXER` — one indexer writes a page at a time (the others find the
   cursor moved on);
+* :data:`MIGRATIONS` — held while one process upgrades the schema (several
+  oracles starting at once);
 * :data:`OUTBOX` — held for the session by the process executing an order's
   chain actions (:class:`SessionLock`): another process skips that order until
   the lock is free, so one action is never sent by two oracles side by side.
@@ -24,8 +26,9 @@ connection, so a process killed mid-action frees its orders at once. On SQLite
 
 from __future__ import annotations
 
+import contextlib
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session
@@ -41,9 +44,11 @@ class Lock(enum.IntEnum):
     FLEET_BATCH = 0x7453_0002
     INDEXER = 0x7453_0003
     OUTBOX = 0x7453_0004
+    MIGRATIONS = 0x7453_0005
 
 
 ORDER, FLEET_BATCH, INDEXER, OUTBOX = Lock.ORDER, Lock.FLEET_BATCH, Lock.INDEXER, Lock.OUTBOX
+MIGRATIONS = Lock.MIGRATIONS
 
 
 def _key(ident: int) -> int:
@@ -71,6 +76,23 @@ def lock_for_transaction(session: Session, namespace: Lock, ids: Iterable[int]) 
         "WITH ORDINALITY AS t(k, i) ORDER BY i"
     )
     session.connection().execute(stmt, {"ns": int(namespace), "keys": keys}).all()
+
+
+@contextlib.contextmanager
+def held(engine: Engine, namespace: Lock, ident: int = 0) -> Iterator[None]:
+    """Hold a lock for the ``with`` block on a connection of its own (waits for it)."""
+    if not is_postgres(engine):
+        yield
+        return
+    with engine.connect() as conn:
+        params = {"ns": int(namespace), "k": _key(ident)}
+        conn.execute(text("SELECT pg_advisory_lock(:ns, :k)"), params)
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:ns, :k)"), params)
+            conn.commit()
 
 
 class SessionLock:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eth_account import Account
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
@@ -62,6 +63,8 @@ class CrashStack:
     engine: Engine
     database_url: str
     fleets: list[Fleet] = field(default_factory=list)
+    #: every oracle process (``oracle`` is the first); one share group, one database
+    oracles: list[OracleProcess] = field(default_factory=list)
 
     @property
     def device_url(self) -> str:
@@ -107,48 +110,70 @@ def oracle_stack(
     *,
     oracle_env: dict[str, str] | None = None,
     broker_admins: dict[str, str] | None = None,
+    oracles: int = 1,
 ) -> Iterator[CrashStack]:
     """anvil, mosquitto from deploy/mosquitto.conf (every catalogue device admitted with
-    its own login), a database (``sqlite`` or ``postgresql``) and the oracle process
-    (not started), all stopped by PID on exit. ``oracle_env`` adds to its environment;
-    ``broker_admins`` are dynamic-security admin logins on the broker."""
+    its own login), a database (``sqlite`` or ``postgresql``) and ``oracles`` oracle
+    processes (not started), all stopped by PID on exit. ``oracle_env`` adds to their
+    environment; ``broker_admins`` are dynamic-security admin logins on the broker.
+
+    Several oracles (docs/oracle.md) each have their own key (a fleet-log committer
+    named in the deployment manifest, its log opened), their own MQTT user and client
+    id (``oracle``, ``oracle2`` ...), and share the default share group and database."""
     devices = device_credentials(sorted(SCENARIOS.glob("*.yaml")))
+    users = ["oracle", *(f"oracle{i}" for i in range(2, oracles + 1))]
     with contextlib.ExitStack() as stack:
         anvil = start_anvil()
         stack.callback(anvil.stop)
         broker = start_secured_mosquitto(
-            devices, oracles={"oracle": ORACLE_PASSWORD}, admins=broker_admins
+            devices, oracles={u: ORACLE_PASSWORD for u in users}, admins=broker_admins
         )
         stack.callback(broker.stop)
         database_url = stack.enter_context(database(backend, tmp_path))
         settings = Settings(_env_file=None, RPC_URL=anvil.extra["url"], DEV_MODE=True)  # type: ignore[call-arg]
         chain = connect(settings)
+        keys = [settings.ORACLE_PRIVATE_KEY.get_secret_value()]
+        for _ in users[1:]:
+            extra = Account.create()
+            chain.request("anvil_setBalance", extra.address, hex(10**21))
+            keys.append("0x" + bytes(extra.key).hex())
         deployment_file = tmp_path / "deployment.json"
-        deployment = deploy_all(chain, write_to=deployment_file)
-        driver = DirectDriver(chain, deployment, f"mqtt://127.0.0.1:{broker.port}")
-        oracle = OracleProcess(
-            {
-                "RPC_URL": anvil.extra["url"],
-                "MQTT_URL": f"mqtt://oracle:{ORACLE_PASSWORD}@127.0.0.1:{broker.port}",
-                "DATABASE_URL": database_url,
-                "DEPLOYMENT_FILE": str(deployment_file),
-                "ORACLE_CLIENT_ID": "oracle",
-                "DEV_MODE": "true",
-                "LOG_LEVEL": "INFO",
-                # small batches and short polls, so that commits and transactions
-                # happen throughout the replay (and kills land among them)
-                "ORACLE_COMMIT_MAX_AGE_SECS": "1.5",
-                "ORACLE_COMMIT_MAX_READINGS": "200",
-                "ORACLE_INDEXER_POLL_SECS": "0.5",
-                "ORACLE_OUTBOX_POLL_SECS": "0.2",
-                **(oracle_env or {}),
-            },
-            tmp_path / "oracle.log",
+        deployment = deploy_all(
+            chain,
+            oracle_addresses=[Account.from_key(k).address for k in keys],
+            write_to=deployment_file,
         )
-        stack.callback(oracle.stop)  # by PID, before the servers it talks to
+        driver = DirectDriver(chain, deployment, f"mqtt://127.0.0.1:{broker.port}")
+        processes = []
+        for user, key in zip(users, keys, strict=True):
+            process = OracleProcess(
+                {
+                    "RPC_URL": anvil.extra["url"],
+                    "MQTT_URL": f"mqtt://{user}:{ORACLE_PASSWORD}@127.0.0.1:{broker.port}",
+                    "DATABASE_URL": database_url,
+                    "DEPLOYMENT_FILE": str(deployment_file),
+                    "ORACLE_CLIENT_ID": user,
+                    "ORACLE_PRIVATE_KEY": key,
+                    "DEV_MODE": "true",
+                    "LOG_LEVEL": "INFO",
+                    # small batches and short polls, so that commits and transactions
+                    # happen throughout the replay (and kills land among them)
+                    "ORACLE_COMMIT_MAX_AGE_SECS": "1.5",
+                    "ORACLE_COMMIT_MAX_READINGS": "200",
+                    "ORACLE_INDEXER_POLL_SECS": "0.5",
+                    "ORACLE_OUTBOX_POLL_SECS": "0.2",
+                    **(oracle_env or {}),
+                },
+                tmp_path / f"{user}.log",
+            )
+            stack.callback(process.stop)  # by PID, before the servers it talks to
+            processes.append(process)
         engine = make_engine(database_url)
         stack.callback(engine.dispose)
-        yield CrashStack(anvil, broker, chain, deployment, driver, oracle, engine, database_url)
+        yield CrashStack(
+            anvil, broker, chain, deployment, driver, processes[0], engine, database_url,
+            oracles=processes,
+        )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------
@@ -204,7 +229,10 @@ def assert_nothing_twice_on_chain(stack: CrashStack) -> dict[str, int]:
     root the chain holds (rebuilt from the stored readings, in the recorded order)."""
     by_order: dict[int, Counter[str]] = defaultdict(Counter)
     batches: list[tuple[int, bytes, int]] = []
+    arrival_txs: dict[int, set[str]] = defaultdict(set)
     for e in chain_events(stack):
+        if e.name == "ArrivalProven":  # one per reading: a quorum of 2 proves with two
+            arrival_txs[int(e.args["orderId"])].add(e.tx_hash)
         if e.name == "FleetRootCommitted":
             batches.append(
                 (int(e.args["batchSeq"]), bytes(e.args["root"]), int(e.args["readingCount"]))
@@ -224,7 +252,8 @@ def assert_nothing_twice_on_chain(stack: CrashStack) -> dict[str, int]:
             totals.update(events)
             proofs = events["ExcursionProven"] + events["ShockProven"]
             assert proofs == int(expected_breach[oid]), f"order {oid}: {dict(events)}"
-            for name in ("ArrivalProven", "OrderDelivered", "OrderSettled"):
+            assert len(arrival_txs[oid]) == 1, f"order {oid}: arrival proofs {arrival_txs[oid]}"
+            for name in ("OrderDelivered", "OrderSettled"):
                 assert events[name] == 1, f"order {oid}: {name} × {events[name]}: {dict(events)}"
         rows = s.scalars(select(CommitmentRow)).all()
         recorded = {int(r.batch_seq): r for r in rows}
@@ -286,7 +315,7 @@ def wait_until_done(stack: CrashStack, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     state = ""
     while time.monotonic() < deadline:
-        if not stack.oracle.alive:
+        if not any(o.alive for o in stack.oracles):
             raise AssertionError(f"the oracle exited:\n{stack.oracle.tail()}")
         unsettled = [o for o in stack.order_ids() if po.get_order(o).state != OrderState.SETTLED]
         with Session(stack.engine) as s:
