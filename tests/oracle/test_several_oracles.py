@@ -1,0 +1,173 @@
+"""Several oracle processes on one PostgreSQL database (backend/store/locks.py,
+docs/oracle.md "Several oracles"), each stood in for by its own ingestor, rules
+engine and outbox worker, as separate processes would have them.
+
+The share group hands a device's readings to any process, so an excursion run is
+stored in pieces by different processes: it must still be proven once, with the
+same evidence as one process finds. The real processes on real servers:
+tests/integration/test_multi_oracle.py.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from backend.domain.actions import ChainAction, ProveArrival
+from backend.domain.alert import AlertKind
+from backend.oracle.chain_actions import ARRIVAL_GAP_HOLD_SECS, ChainExecutor
+from backend.oracle.ingest import Ingestor
+from backend.oracle.metrics import Metrics
+from backend.oracle.outbox import ActionRetryLater, OutboxWorker
+from backend.oracle.rules import RulesEngine
+from backend.store import repositories as repo
+from backend.store.models import AlertRow
+from testkit.readings import DOMAIN, KEYS, msg, seed
+from tests.oracle.test_latency_paths import enqueue
+
+pytestmark = pytest.mark.integration
+
+HOT = 1000  # 10 °C: out of the seeded terms' range
+RUN = 12  # readings of the run (the single-process test finds a breach in 12)
+
+
+@pytest.fixture
+def pg(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
+    from tests.conftest import migrated_empty_engine
+
+    yield from migrated_empty_engine("postgresql", request, tmp_path)
+
+
+def oracles(engine: Engine, n: int) -> list[Ingestor]:
+    return [Ingestor(engine, DOMAIN, rules=RulesEngine(), metrics=Metrics()) for _ in range(n)]
+
+
+def proofs(engine: Engine, order_id: int) -> list[Any]:
+    with Session(engine) as s:
+        return [e for e in repo.outbox_for(s, order_id) if e.kind == "prove_excursion"]
+
+
+def breach_alerts(engine: Engine) -> list[AlertRow]:
+    with Session(engine) as s:
+        q = select(AlertRow).where(AlertRow.kind == AlertKind.BREACH_DETECTED)
+        return list(s.scalars(q))
+
+
+def test_a_run_stored_by_two_processes_in_turn_is_proven_once(pg: Engine) -> None:
+    seed(pg, {1: [0]})
+    a, b = oracles(pg, 2)
+    for seq in range(1, RUN + 1):  # odd seqs to one process, even to the other
+        (a if seq % 2 else b).ingest([msg(KEYS[0], 1, seq, temperature_centi_c=HOT)])
+    (entry,) = proofs(pg, 1)
+    with Session(pg) as s:
+        seqs = [r.seq for r in repo.readings_by_ids(s, entry.payload["reading_ids"])]
+    assert seqs == list(range(1, RUN + 1)), "the evidence one process would have found"
+    assert len(breach_alerts(pg)) == 1
+    # each read in what the other stored since it last looked, and nothing more: a the
+    # even seqs 2..10 (12 came after its last batch), b the odd 3..11 (it loaded seq 1
+    # with the stream on first sight)
+    assert a.rules is not None and b.rules is not None
+    assert (a.rules.synced_readings, b.rules.synced_readings) == (RUN // 2 - 1, RUN // 2 - 1)
+
+
+def test_a_late_reading_stored_by_the_other_process_completes_the_run(pg: Engine) -> None:
+    seed(pg, {1: [0]})
+    a, b = oracles(pg, 2)
+    a.ingest([msg(KEYS[0], 1, s, temperature_centi_c=HOT) for s in range(1, RUN + 1) if s != 6])
+    assert proofs(pg, 1) == []  # seq 6 missing: no run long enough yet
+    b.ingest([msg(KEYS[0], 1, 6, temperature_centi_c=HOT)])  # redelivered to the other one
+    (entry,) = proofs(pg, 1)
+    assert len(entry.payload["reading_ids"]) == RUN
+
+
+def test_concurrent_processes_prove_every_breach_once(pg: Engine) -> None:
+    """Two threads, each a process, store alternate readings of 8 devices at once
+    (one batch: one reading of each device): the order locks make each evaluation
+    see the other's committed readings."""
+    devices = list(range(8))
+    seed(pg, {10 + i: [i] for i in devices})
+    procs = oracles(pg, 2)
+    errors: list[BaseException] = []
+
+    def run(k: int) -> None:
+        try:
+            for seq in range(1 + k, RUN + 1, 2):
+                batch = [msg(KEYS[i], 10 + i, seq, temperature_centi_c=HOT) for i in devices]
+                procs[k].ingest(batch[::-1] if k else batch)  # opposite orders: no deadlock
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    for i in devices:
+        (entry,) = proofs(pg, 10 + i)
+        assert len(entry.payload["reading_ids"]) == RUN, f"device {i}"
+    assert len(breach_alerts(pg)) == len(devices)
+
+
+class Recording:
+    """An executor that takes a while per action and records what it ran."""
+
+    def __init__(self, ran: list[str], lock: threading.Lock) -> None:
+        self.ran, self.lock = ran, lock
+
+    def head_block(self) -> int | None:
+        return None
+
+    def execute(self, action: ChainAction, session: Session) -> bytes | None:
+        time.sleep(0.02)
+        with self.lock:
+            self.ran.append(action.dedup_key)
+        return b"\x03" * 32
+
+
+def test_two_outbox_workers_never_send_one_action_twice(pg: Engine) -> None:
+    for order_id in range(1, 21):
+        enqueue(pg, "prove_shock", order_id, f"breach:{order_id}")
+    ran: list[str] = []
+    lock = threading.Lock()
+    workers = [
+        OutboxWorker(pg, Recording(ran, lock), metrics=Metrics(), concurrency=4) for _ in (0, 1)
+    ]
+    barrier = threading.Barrier(2)
+
+    def drain(w: OutboxWorker) -> None:
+        barrier.wait()
+        while w.run_once():
+            pass
+
+    threads = [threading.Thread(target=drain, args=(w,)) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for w in workers:
+        w.stop()
+    assert sorted(ran) == sorted(f"breach:{o}" for o in range(1, 21)), ran
+    with Session(pg) as s:
+        assert all(e.status == "done" for o in range(1, 21) for e in repo.outbox_for(s, o))
+
+
+def test_an_arrival_proof_waits_for_missing_readings(pg: Engine) -> None:
+    seed(pg, {1: [0]})
+    (a,) = oracles(pg, 1)
+    stored = a.ingest([msg(KEYS[0], 1, s) for s in (1, 2, 4)])  # seq 3 missing
+    ids = [v.reading_id for v in stored.verdicts]
+    arrival = ProveArrival(order_id=1, reading_ids=(ids[-1],), devices=("x",), timestamp=1)
+    with Session(pg) as s:
+        with pytest.raises(ActionRetryLater, match="1 reading\\(s\\) missing"):
+            ChainExecutor._hold_for_missing(s, arrival)
+        later = time.time() + ARRIVAL_GAP_HOLD_SECS + 1
+        ChainExecutor._hold_for_missing(s, arrival, now=later)  # waited long enough
+    a.ingest([msg(KEYS[0], 1, 3)])
+    with Session(pg) as s:
+        ChainExecutor._hold_for_missing(s, arrival)  # nothing missing: no wait
