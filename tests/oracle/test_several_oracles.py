@@ -161,7 +161,7 @@ def test_an_arrival_proof_waits_for_missing_readings(pg: Engine) -> None:
     seed(pg, {1: [0]})
     (a,) = oracles(pg, 1)
     stored = a.ingest([msg(KEYS[0], 1, s) for s in (1, 2, 4)])  # seq 3 missing
-    ids = [v.reading_id for v in stored.verdicts]
+    ids = [int(v.reading_id or 0) for v in stored.verdicts]
     arrival = ProveArrival(order_id=1, reading_ids=(ids[-1],), devices=("x",), timestamp=1)
     with Session(pg) as s:
         with pytest.raises(ActionRetryLater, match="1 reading\\(s\\) missing"):
