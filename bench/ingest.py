@@ -17,7 +17,8 @@ the ``ExcursionProven`` event on anvil (a watcher polls the node every few ms),
 split into MQTT (publish → the oracle's ``received_at``), ingest (→ the outbox
 entry written with the reading) and outbox + chain (→ the event seen).
 
-    .venv/bin/python bench/ingest.py                      # drain: SQLite and PostgreSQL, 3 runs
+    .venv/bin/python bench/ingest.py                      # drain: SQLite and PostgreSQL, 3 runs,
+                                                          # and PostgreSQL with 1 and 2 processes
     .venv/bin/python bench/ingest.py --readings 50000 --backends sqlite --profile
     .venv/bin/python bench/ingest.py live                 # 40 breaches, 300 background devices
     .venv/bin/python bench/ingest.py live --breaches 60 --background-devices 500
@@ -57,15 +58,18 @@ from rich.table import Table
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from backend.oracle.fastpath import use_fast_keccak
 from backend.oracle.ingest import Inbound, Ingestor, IngestWorker
 from backend.oracle.metrics import Metrics
 from backend.oracle.rules import RulesEngine
 from backend.oracle.subscriber import SubscriberConfig, TelemetrySubscriber
 from backend.store import repositories as repo
-from backend.store.db import make_engine
-from backend.telemetry import Domain, Reading, device_address
+from backend.store.db import make_engine, upgrade_to_head
+from backend.telemetry import Domain, Reading, decode_message, device_address, reading_digest
+from backend.telemetry.access import DEFAULT_SHARE_GROUP
+from backend.telemetry.eip712 import recover_from_digest
 from testkit import REPO
-from testkit.databases import migrated_engine
+from testkit.databases import fresh_postgres_database, migrated_engine
 from testkit.oracle_process import OracleProcess
 from testkit.readings import wire_message
 from testkit.servers import Server, deploy_broker_settings, start_anvil, start_mosquitto
@@ -163,11 +167,13 @@ def publish(port: int, messages: list[tuple[str, bytes]]) -> float:
     return len(messages) / elapsed
 
 
-def open_session(broker: Server, client_id: str) -> None:
-    """Create the oracle's persistent session (``client_id``) and go offline, so that the
-    broker queues what the devices publish next for the oracle to drain."""
+def open_session(broker: Server, client_id: str, group: str | None = DEFAULT_SHARE_GROUP) -> None:
+    """Create the oracle's persistent session (``client_id``, in share ``group``; None: a
+    plain subscription) and go offline, so that the broker queues what the devices
+    publish next for the oracle to drain."""
     first = TelemetrySubscriber(
-        SubscriberConfig(url=broker.extra["url"], client_id=client_id), lambda m: None
+        SubscriberConfig(url=broker.extra["url"], client_id=client_id, group=group),
+        lambda m: None,
     )
     first.start()
     if not first.wait_subscribed(10):
@@ -246,6 +252,170 @@ def run_once(
             return result
     finally:
         broker.stop()
+
+
+# ---------------------------------------------------------------------------
+# drain with several oracle processes (one share group, one PostgreSQL database)
+# ---------------------------------------------------------------------------
+
+SHARE_GROUP = "bench-oracles"
+
+
+def _drain_child(
+    url: str,
+    broker_url: str,
+    client_id: str,
+    batch: int,
+    ready: Any,
+    go: Any,
+    stop: Any,
+    received: Any,
+    results: Any,
+) -> None:
+    """One oracle process's ingest (subscriber + worker + store + rules): drains its
+    share of the backlog, reporting how many it has received, until told to stop."""
+    engine = make_engine(url)
+    metrics = Metrics()
+    ingestor = Ingestor(engine, DOMAIN, rules=RulesEngine(), metrics=metrics)
+    ingestor.bindings.load_all()
+    inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
+    cfg = SubscriberConfig(url=broker_url, client_id=client_id, group=SHARE_GROUP)
+    sub = TelemetrySubscriber(cfg, inbox.put)
+    worker = IngestWorker(ingestor, sub.ack, inbox=inbox, batch_size=batch, batch_ms=20)
+    ready.set()
+    go.wait()
+    cpu0 = time.process_time()
+    worker.start()
+    sub.start()
+    while not stop.is_set():
+        received.value = int(metrics.get("trustship_ingest_received_total"))
+        time.sleep(0.005)
+    cpu = time.process_time() - cpu0
+    sub.stop()
+    worker.stop()
+    assert ingestor.rules is not None
+    results.put(
+        {
+            "client_id": client_id,
+            "received": metrics.get("trustship_ingest_received_total"),
+            "stored": metrics.get("trustship_ingest_accepted_total"),
+            "refused": metrics.total("trustship_ingest_rejected_total"),
+            "synced": ingestor.rules.synced_readings,
+            "cpu_s": cpu,
+        }
+    )
+    engine.dispose()
+
+
+def run_processes(
+    messages: list[tuple[str, bytes]], keys: list[bytes], batch: int, processes: int
+) -> dict[str, Any]:
+    """Drain the backlog with ``processes`` oracle processes on PostgreSQL: each its own
+    persistent session in one share group, so the broker queued its share for it."""
+    import multiprocessing
+
+    n = len(messages)
+    conf = (
+        "allow_anonymous true\n"
+        f"max_queued_messages {n * 2}\n"
+        "max_queued_bytes 0\n"
+        "max_inflight_messages 1000\n"
+    )
+    ctx = multiprocessing.get_context("spawn")
+    broker = start_mosquitto(conf)
+    try:
+        with fresh_postgres_database(POSTGRES_URL) as url:
+            engine = upgrade_to_head(url)
+            seed(engine, keys)
+            engine.dispose()
+            ids = [f"bench-oracle-{i + 1}" for i in range(processes)]
+            for cid in ids:
+                open_session(broker, cid, group=SHARE_GROUP)
+            pub_rate = publish(broker.port, messages)
+            go, stop = ctx.Event(), ctx.Event()
+            results = ctx.Queue()
+            children = []
+            for cid in ids:
+                ready, received = ctx.Event(), ctx.Value("q", 0)
+                proc = ctx.Process(
+                    target=_drain_child,
+                    args=(url, broker.extra["url"], cid, batch, ready, go, stop, received, results),
+                    daemon=True,
+                )
+                proc.start()
+                children.append((proc, ready, received))
+            for proc, ready, _ in children:
+                if not ready.wait(60):
+                    raise RuntimeError(f"an oracle process did not start (exit {proc.exitcode})")
+            load_before = os.getloadavg()[0]
+            t0 = time.perf_counter()
+            go.set()
+            deadline = t0 + 600
+            while sum(r.value for _, _, r in children) < n and time.perf_counter() < deadline:
+                time.sleep(0.005)
+            elapsed = time.perf_counter() - t0
+            stop.set()
+            per = [results.get(timeout=60) for _ in children]
+            for proc, _, _ in children:
+                proc.join(30)
+            stored = sum(p["stored"] for p in per)
+            if stored != n:
+                raise RuntimeError(f"only {stored} of {n} readings stored: {per}")
+            cpu = sum(p["cpu_s"] for p in per)
+            return {
+                "backend": "postgresql",
+                "processes": processes,
+                "readings": n,
+                "seconds": elapsed,
+                "readings_per_s": n / elapsed,
+                "cpu_us_per_reading": cpu / n * 1e6,
+                "readings_per_cpu_s": n / cpu,
+                "load_avg_1m": load_before,
+                "publish_per_s": pub_rate,
+                "per_process": per,
+            }
+    finally:
+        broker.stop()
+
+
+def ceilings(messages: list[tuple[str, bytes]], sample: int = 3000) -> dict[str, float]:
+    """Per core: how many readings/s signature checking alone allows (decode, EIP-712
+    digest, ecrecover), and how many messages/s one paho client receives from a backlog
+    (nothing else done with them)."""
+    use_fast_keccak()
+    part = messages[:sample]
+    cpu0 = time.process_time()
+    for topic, payload in part:
+        signed = decode_message(payload, topic)
+        recover_from_digest(reading_digest(signed.reading, DOMAIN), signed.signature)
+    verify = len(part) / (time.process_time() - cpu0)
+    conf = f"allow_anonymous true\nmax_queued_messages {len(messages) * 2}\nmax_queued_bytes 0\n"
+    broker = start_mosquitto(conf)
+    try:
+        open_session(broker, "bench-receive")
+        publish(broker.port, messages)
+        got = threading.Event()
+        count = [0]
+
+        def on_message(_c: Any, _u: Any, _m: Any) -> None:
+            count[0] += 1
+            if count[0] == len(messages):
+                got.set()
+
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id="bench-receive", protocol=mqtt.MQTTv5
+        )
+        client.on_message = on_message
+        cpu0 = time.process_time()
+        client.connect("127.0.0.1", broker.port, clean_start=False)
+        client.loop_start()
+        got.wait(300)
+        receive = count[0] / (time.process_time() - cpu0)
+        client.disconnect()
+        client.loop_stop()
+    finally:
+        broker.stop()
+    return {"verify_per_core_s": verify, "receive_per_core_s": receive}
 
 
 # ---------------------------------------------------------------------------
@@ -735,6 +905,11 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=500, help="drain: ingest batch size")
     ap.add_argument("--backends", default="sqlite,postgresql", help="drain: databases")
     ap.add_argument("--profile", action="store_true", help="cProfile the ingest worker (first run)")
+    ap.add_argument(
+        "--processes",
+        default="1,2",
+        help="drain: oracle process counts on PostgreSQL, one share group (empty: none)",
+    )
     ap.add_argument("--breaches", type=int, default=40, help="live: breaches measured")
     ap.add_argument("--spacing", type=float, default=1.5, help="live: seconds between breaches")
     ap.add_argument(
@@ -775,6 +950,8 @@ def main() -> int:
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     runs: dict[str, list[dict[str, Any]]] = {b: [] for b in backends}
+    processes = [int(p) for p in args.processes.split(",") if p.strip()]
+    scaling: dict[int, list[dict[str, Any]]] = {p: [] for p in processes}
     for i in range(args.runs):
         for b in backends:
             r = run_once(b, messages, keys, args.batch, args.profile and i == 0)
@@ -784,6 +961,15 @@ def main() -> int:
             console.print(
                 f"run {i + 1} {b}: {r['readings_per_s']:,.0f} readings/s ({r['seconds']:.2f} s, "
                 f"{r['cpu_us_per_reading']:.0f} µs CPU each, load {r['load_avg_1m']:.1f})"
+            )
+        for p in processes:
+            r = run_processes(messages, keys, args.batch, p)
+            scaling[p].append(r)
+            shares = ", ".join(f"{x['stored']:,.0f}" for x in r["per_process"])
+            console.print(
+                f"run {i + 1} postgresql × {p} process(es): {r['readings_per_s']:,.0f} "
+                f"readings/s ({r['seconds']:.2f} s, {r['cpu_us_per_reading']:.0f} µs CPU each; "
+                f"stored {shares}; load {r['load_avg_1m']:.1f})"
             )
 
     table = Table(
@@ -819,10 +1005,41 @@ def main() -> int:
             f"{med['load_avg_1m']:.1f}",
         )
     console.print(table)
+    scale: dict[str, Any] = {}
+    if processes:
+        ceiling = ceilings(messages)
+        st = Table(title="Drain on PostgreSQL with several oracle processes (one share group)")
+        for col in ("processes", "readings/s", "× one", "CPU µs each", "drain s", "load 1m"):
+            st.add_column(col, justify="right")
+        base = None
+        for p, rs in scaling.items():
+            med = {
+                k: statistics.median(r[k] for r in rs)
+                for k in ("readings_per_s", "cpu_us_per_reading", "seconds", "load_avg_1m")
+            }
+            base = base or (med["readings_per_s"] if p == 1 else None)
+            ratio = med["readings_per_s"] / base if base else None
+            scale[str(p)] = {"median": med, "ratio_to_one": ratio, "runs": rs}
+            st.add_row(
+                str(p),
+                f"{med['readings_per_s']:,.0f}",
+                f"{ratio:.2f}" if ratio else "–",
+                f"{med['cpu_us_per_reading']:.0f}",
+                f"{med['seconds']:.2f}",
+                f"{med['load_avg_1m']:.1f}",
+            )
+        console.print(st)
+        console.print(
+            f"ceiling per core: signature checks alone {ceiling['verify_per_core_s']:,.0f} "
+            f"readings/s; MQTT receive alone {ceiling['receive_per_core_s']:,.0f} messages/s "
+            f"({os.cpu_count()} cores)"
+        )
+        scale = {"by_processes": scale, "ceiling_per_core": ceiling}
     save(
         args.out,
         {
             "benchmark": "ingest drain (MQTT backlog → verify → store → rules)",
+            "scaling": scale,
             "readings": args.readings,
             "devices": args.devices,
             "batch_size": args.batch,

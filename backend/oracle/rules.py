@@ -428,47 +428,60 @@ class RulesEngine:
             if before > known:
                 behind.append((key, before - known))
             self._known[key] = total
-        stale_orders: set[int] = set()
-        for key, count in behind:
-            stale_orders.add(key[0])
-            self._catch_up_stream(session, key, count, mine.get(key, set()))
-        if stale_orders:
-            self._reload_order_state(session, stale_orders)
+        if behind:
+            self._catch_up_streams(session, behind, mine)
+            self._reload_order_state(session, {key[0] for key, _ in behind})
         return rows
 
-    def _catch_up_stream(
-        self, session: Session, key: repo.StreamKey, count: int, skip: set[int]
+    def _catch_up_streams(
+        self,
+        session: Session,
+        behind: list[tuple[repo.StreamKey, int]],
+        skip: Mapping[repo.StreamKey, set[int]],
     ) -> None:
-        """Read the ``count`` readings of ``key`` other processes stored (near the head
-        first; the whole window when they are not all there)."""
-        stream = self._streams[key]
-        order_id, device = key
-        head = stream.seqs[-1] if stream.seqs else 0
-        lows = [max(0, head - 4 * count - 64)]
-        if stream.seqs and stream.seqs[0] < lows[0]:
-            lows.append(stream.seqs[0])
-        tracker = self._risk.get(order_id)
-        found = 0
-        for lo in lows:
-            for row in repo.device_readings(session, order_id, device, lo, 2**62):
-                if row.seq in skip or row.seq in stream.by_seq:
-                    continue
-                r = StoredReading.from_row(row)
-                stream.add(r)
-                if tracker is not None:
-                    tracker.observe(r)
-                found += 1
-            if found >= count:
-                break
-        stream.trim(self.config.window)
-        self.synced_readings += found
+        """Read the readings other processes stored into the windows (and risk models):
+        ``count`` per stream, looked for just below the window's head first (the share
+        group hands a device's readings out in turn, so they interleave with this
+        process's), then in the whole window for the streams where they are not all
+        there (a late reading); ``skip``: this batch's own readings, judged in order."""
+
+        def read(wanted: list[tuple[repo.StreamKey, int, int]]) -> list[tuple[repo.StreamKey, int]]:
+            found = repo.readings_from(session, [(o, d, lo) for (o, d), lo, _ in wanted])
+            short: list[tuple[repo.StreamKey, int]] = []
+            for key, _lo, count in wanted:
+                stream = self._streams[key]
+                tracker = self._risk.get(key[0])
+                mine = skip.get(key, set())
+                added = 0
+                for row in found[key]:
+                    if row.seq in mine or row.seq in stream.by_seq:
+                        continue
+                    r = StoredReading.from_row(row)
+                    stream.add(r)
+                    if tracker is not None:
+                        tracker.observe(r)
+                    added += 1
+                stream.trim(self.config.window)
+                self.synced_readings += added
+                if added < count:
+                    short.append((key, count - added))
+            return short
+
+        def head(key: repo.StreamKey) -> int:
+            seqs = self._streams[key].seqs
+            return seqs[-1] if seqs else 0
+
+        short = read([(key, max(0, head(key) - 2 * count - 2), count) for key, count in behind])
+        if short:
+            read([(key, self._streams[key].seqs[0] if self._streams[key].seqs else 0, n)
+                  for key, n in short])  # fmt: skip
 
     def _reload_order_state(self, session: Session, order_ids: set[int]) -> None:
         """What another process decided of these orders: a queued breach proof, the
         risk model's open episodes (so a warning is not raised twice)."""
-        for order_id in order_ids:
-            if repo.outbox_entry(session, ProveExcursion.key_for(order_id)) is not None:
-                self._breach_queued.add(order_id)
+        unknown = {ProveExcursion.key_for(o): o for o in order_ids if o not in self._breach_queued}
+        for key in repo.queued_keys(session, unknown):
+            self._breach_queued.add(unknown[key])
         trackers = {o: self._risk[o] for o in order_ids if o in self._risk}
         if trackers:
             for order_id, snap in repo.latest_risk(session, trackers).items():

@@ -244,6 +244,23 @@ def device_readings(
     return list(session.scalars(q))
 
 
+def readings_from(
+    session: Session, streams: Sequence[tuple[int, str, int]]
+) -> dict[StreamKey, list[ReadingRow]]:
+    """Each (order, device, from seq)'s readings with ``seq >= from``, in seq order (one
+    query per 200 streams)."""
+    out: dict[StreamKey, list[ReadingRow]] = {(o, d): [] for o, d, _ in streams}
+    r = ReadingRow
+    for i in range(0, len(streams), 200):
+        chunk = streams[i : i + 200]
+        q = select(r).where(
+            or_(*(and_(r.order_id == o, r.device == d, r.seq >= lo) for o, d, lo in chunk))
+        )
+        for row in session.scalars(q.order_by(r.order_id, r.device, r.seq)):
+            out[(row.order_id, row.device)].append(row)
+    return out
+
+
 def latest_readings(
     session: Session, streams: Sequence[StreamKey], per_device: int
 ) -> dict[StreamKey, list[ReadingRow]]:
@@ -485,6 +502,15 @@ def replace_pending_payload(session: Session, dedup_key: str, payload: Mapping[s
         .execution_options(synchronize_session=False)
     )
     return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+def queued_keys(session: Session, dedup_keys: Iterable[str]) -> set[str]:
+    """Which of these dedup keys the outbox holds (any status)."""
+    keys = sorted(set(dedup_keys))
+    if not keys:
+        return set()
+    q = select(OutboxRow.dedup_key).where(OutboxRow.dedup_key.in_(keys))
+    return {str(k) for k in session.scalars(q)}
 
 
 def outbox_entry(session: Session, dedup_key: str) -> OutboxRow | None:
