@@ -6,6 +6,8 @@ and a part's dependencies load only when that part runs.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -27,6 +29,19 @@ def _fail(exc: Exception) -> NoReturn:
     raise typer.Exit(2)
 
 
+@contextmanager
+def _failing(*also: type[Exception]) -> Iterator[None]:
+    """A refusal inside the block (a TrustShipError, or one of ``also``) ends the command
+    as :func:`_fail` does: one `error:` line and exit code 2, no traceback."""
+    from backend.core.errors import TrustShipError
+
+    refusals: tuple[type[Exception], ...] = (TrustShipError, *also)
+    try:
+        yield
+    except refusals as exc:
+        _fail(exc)
+
+
 @app.command()
 def compile(
     check: Annotated[
@@ -35,12 +50,9 @@ def compile(
 ) -> None:
     """Recompile the Solidity contracts into contracts/build."""
     from backend.chain.compiler import main as compile_main
-    from backend.core.errors import TrustShipError
 
-    try:
+    with _failing():
         code = compile_main(check=check)
-    except TrustShipError as exc:
-        _fail(exc)
     raise typer.Exit(code)
 
 
@@ -57,12 +69,9 @@ def deploy(
 ) -> None:
     """Deploy the contracts to the configured chain and write the deployment manifest."""
     from backend.chain.deploy import deploy_from_settings
-    from backend.core.errors import TrustShipError
 
-    try:
+    with _failing():
         deploy_from_settings(keep_existing=keep_existing)
-    except TrustShipError as exc:
-        _fail(exc)
 
 
 @app.command()
@@ -75,13 +84,10 @@ def demo(
     ] = Path("reports/demo.html"),
 ) -> None:
     """Run one shipment end to end on the embedded stack and show how it settles."""
-    from backend.core.errors import TrustShipError
     from trustship.demo import run_demo
 
-    try:
+    with _failing():
         code = run_demo(scenario=scenario, report=report)
-    except TrustShipError as exc:
-        _fail(exc)
     raise typer.Exit(code)
 
 
@@ -144,13 +150,10 @@ def simulate(
 @app.command()
 def serve() -> None:
     """Run the REST API, the oracle and the chain indexer against the configured stack."""
-    from backend.core.errors import TrustShipError
     from backend.serve import serve as run_serve
 
-    try:
+    with _failing():  # a refused configuration, an unreachable chain ...
         run_serve()
-    except TrustShipError as exc:  # a refused configuration, an unreachable chain ...
-        _fail(exc)
 
 
 @app.command()
@@ -277,13 +280,10 @@ def replay(
     ] = None,
 ) -> None:
     """Run scenarios end to end and check each expected settlement (exit 1 on a mismatch)."""
-    from backend.core.errors import TrustShipError
     from trustship.replay import parse_speed, run_replay
 
-    try:
+    with _failing(ValueError):
         code = run_replay(files, as_json=json_out, speed=parse_speed(speed))
-    except (TrustShipError, ValueError) as exc:
-        _fail(exc)
     raise typer.Exit(code)
 
 
@@ -296,13 +296,10 @@ def scorecard(
 ) -> None:
     """Supplier scorecards from the indexed chain events (docs/scorecards.md): the API at
     TRUSTSHIP_API_URL, else the configured database. Exit 1 for an unknown supplier."""
-    from backend.core.errors import TrustShipError
     from trustship.scorecard import run_scorecard
 
-    try:
+    with _failing():
         code = run_scorecard(address, as_json=json_out)
-    except TrustShipError as exc:
-        _fail(exc)
     raise typer.Exit(code)
 
 
@@ -317,13 +314,10 @@ def export(
     """An order as a GS1 EPCIS 2.0 document (docs/epcis.md), checked against GS1's schema:
     from the API at TRUSTSHIP_API_URL, else the configured database. Exit 1 for an unknown
     order."""
-    from backend.core.errors import TrustShipError
     from trustship.export import run_export
 
-    try:
+    with _failing():
         code = run_export(order_id, fmt=fmt, out=out)
-    except TrustShipError as exc:
-        _fail(exc)
     raise typer.Exit(code)
 
 

@@ -209,6 +209,22 @@ class Custodian:
         coin = Stablecoin(self.chain, token)
         self._run(party, "approve", lambda by: coin.approve(self.escrow.address, amount, by=by))
 
+    def _paying(
+        self,
+        party: Party,
+        terms: ChainTerms,
+        what: str,
+        call: Callable[[LocalAccount], TxResult],
+    ) -> TxResult:
+        """Send ``call``, by which ``party`` pays the price of ``terms`` into escrow: ETH
+        goes with the call (the wrapper sends the price); an ERC-20 price is approved
+        first, the approval and the call under the party's funding lock."""
+        if terms.is_eth:
+            return self._run(party, what, call)
+        with self._funding(party, terms.token):
+            self._approve(party, terms.token, terms.price)
+            return self._run(party, what, call)
+
     def _funding(self, party: Party, token: str) -> threading.Lock:
         """Held from a party's ERC-20 ``approve`` until the escrow has pulled that amount.
 
@@ -228,17 +244,9 @@ class Custodian:
     def create_order(self, party: Party, supplier: str, terms: Terms, fund: bool) -> Sent:
         t = chain_terms(terms, buyer=self._signer(party).address, supplier=supplier)
         po = self.purchase_orders
-        if fund and not t.is_eth:
-            with self._funding(party, t.token):
-                self._approve(party, t.token, t.price)
-                result = self._run(
-                    party,
-                    "createAndFundOrder",
-                    lambda by: po.create_and_fund_order(t, by=by),
-                )
-        elif fund:
-            result = self._run(
-                party, "createAndFundOrder", lambda by: po.create_and_fund_order(t, by=by)
+        if fund:
+            result = self._paying(
+                party, t, "createAndFundOrder", lambda by: po.create_and_fund_order(t, by=by)
             )
         else:
             result = self._run(party, "createOrder", lambda by: po.create_order(t, by=by))
@@ -255,26 +263,10 @@ class Custodian:
 
     def fund(self, party: Party, order: OrderRecord) -> Sent:
         po = self.purchase_orders
-        if int(order.token, 16) == 0:
-            value = int(order.price)
-            return self._sent(
-                self._run(
-                    party,
-                    "fundOrder",
-                    lambda by: po.fund_order(
-                        order.id, terms=order_terms(order), by=by, value=value
-                    ),
-                )
-            )
-        with self._funding(party, order.token):
-            self._approve(party, order.token, int(order.price))
-            return self._sent(
-                self._run(
-                    party,
-                    "fundOrder",
-                    lambda by: po.fund_order(order.id, terms=order_terms(order), by=by, value=0),
-                )
-            )
+        t = order_terms(order)
+        return self._sent(
+            self._paying(party, t, "fundOrder", lambda by: po.fund_order(order.id, terms=t, by=by))
+        )
 
     def ship(self, party: Party, order: OrderRecord, certificates: Sequence[CertificateIn]) -> Sent:
         po = self.purchase_orders

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Row, Select, func, or_, select, true
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from backend.api.parties import Party
 from backend.scorecard import SCORED_EVENTS, ChainEvent
@@ -42,10 +42,26 @@ def visible(party: Party) -> ColumnElement[bool]:
     return or_(ORDERS.c.buyer == a, ORDERS.c.supplier == a, ORDERS.c.arbiter == a)
 
 
+def _of_visible_orders(party: Party, order_id: InstrumentedAttribute[int]) -> ColumnElement[bool]:
+    """The rows ``party`` may see of a table whose ``order_id`` column names their order:
+    all for auditors/admins, else those of the orders :func:`visible` lets it see."""
+    if party.reads_all:
+        return true()
+    return order_id.in_(select(ORDERS.c.id).where(visible(party)))
+
+
 def _count(session: Session, stmt: Select[Any]) -> int:
     return int(
         session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
     )
+
+
+def _total(session: Session, stmt: Select[Any], shown: int, *, limit: int, offset: int) -> int:
+    """How many rows ``stmt`` selects in all, ``shown`` of them on the page read at
+    ``limit``/``offset``: a first page that is not full holds them all (no count query)."""
+    if offset == 0 and shown < limit:
+        return shown
+    return _count(session, stmt)
 
 
 def get_order(session: Session, party: Party, order_id: int) -> OrderRecord | None:
@@ -74,9 +90,7 @@ def list_orders(
     if supplier is not None:
         stmt = stmt.where(ORDERS.c.supplier == supplier)
     rows = list(session.execute(stmt.order_by(ORDERS.c.id.desc()).limit(limit).offset(offset)))
-    if offset == 0 and len(rows) < limit:
-        return rows, len(rows)
-    return rows, _count(session, stmt)
+    return rows, _total(session, stmt, len(rows), limit=limit, offset=offset)
 
 
 def readings(
@@ -99,9 +113,7 @@ def readings(
     if until is not None:
         stmt = stmt.where(r.timestamp < until)
     rows = list(session.execute(stmt.order_by(r.timestamp, r.id).limit(limit).offset(offset)))
-    if offset == 0 and len(rows) < limit:
-        return rows, len(rows)
-    return rows, _count(session, stmt)
+    return rows, _total(session, stmt, len(rows), limit=limit, offset=offset)
 
 
 def reading_by_seq(session: Session, order_id: int, device: str, seq: int) -> ReadingRow | None:
@@ -163,10 +175,6 @@ def chain_events(
     return rows, _count(session, stmt)
 
 
-def _visible_order_ids(party: Party) -> Select[tuple[int]]:
-    return select(ORDERS.c.id).where(visible(party))
-
-
 def alerts(
     session: Session,
     party: Party,
@@ -179,9 +187,7 @@ def alerts(
     offset: int = 0,
     newest_first: bool = True,
 ) -> tuple[list[AlertRow], int]:
-    stmt = select(AlertRow)
-    if not party.reads_all:
-        stmt = stmt.where(AlertRow.order_id.in_(_visible_order_ids(party)))
+    stmt = select(AlertRow).where(_of_visible_orders(party, AlertRow.order_id))
     if order_id is not None:
         stmt = stmt.where(AlertRow.order_id == order_id)
     if kinds:
@@ -192,9 +198,7 @@ def alerts(
         stmt = stmt.where(AlertRow.id > after_id)
     order = AlertRow.id.desc() if newest_first else AlertRow.id
     rows = list(session.scalars(stmt.order_by(order).limit(limit).offset(offset)))
-    if offset == 0 and len(rows) < limit:
-        return rows, len(rows)
-    return rows, _count(session, stmt)
+    return rows, _total(session, stmt, len(rows), limit=limit, offset=offset)
 
 
 def risk_snapshots(session: Session, order_id: int, *, limit: int = 100) -> list[RiskSnapshotRow]:
@@ -217,9 +221,7 @@ def devices(
     offset: int = 0,
 ) -> tuple[list[DeviceRow], int]:
     """Bound devices with what ingest stored of them and their latest status."""
-    stmt = select(DeviceRow)
-    if not party.reads_all:
-        stmt = stmt.where(DeviceRow.order_id.in_(_visible_order_ids(party)))
+    stmt = select(DeviceRow).where(_of_visible_orders(party, DeviceRow.order_id))
     if order_id is not None:
         stmt = stmt.where(DeviceRow.order_id == order_id)
     if device is not None:
@@ -229,9 +231,7 @@ def devices(
             stmt.order_by(DeviceRow.order_id, DeviceRow.device).limit(limit).offset(offset)
         )
     )
-    if offset == 0 and len(rows) < limit:
-        return rows, len(rows)
-    return rows, _count(session, stmt)
+    return rows, _total(session, stmt, len(rows), limit=limit, offset=offset)
 
 
 def credits(session: Session, account: str) -> dict[str, int]:

@@ -63,6 +63,13 @@ def reading_tuple(reading: Reading | SignedReading) -> tuple[int, ...]:
     return r.as_tuple()
 
 
+def _evidence_arrays(
+    signed_readings: Sequence[SignedReading],
+) -> tuple[list[tuple[int, ...]], list[bytes]]:
+    """The ``readings`` and ``signatures`` arrays a proof takes, in the order given."""
+    return [s.reading.as_tuple() for s in signed_readings], [s.signature for s in signed_readings]
+
+
 class ContractWrapper:
     """Common plumbing: encode a call, send it as an account, decode views."""
 
@@ -421,8 +428,7 @@ class QualityVerification(ContractWrapper):
         by: Signer,
         gas: int | None = None,
     ) -> TxResult:
-        readings = [s.reading.as_tuple() for s in signed_readings]
-        signatures = [s.signature for s in signed_readings]
+        readings, signatures = _evidence_arrays(signed_readings)
         return self._tx(
             "proveExcursion",
             (order_id, terms.as_tuple(), readings, signatures, certificate.as_tuple()),
@@ -469,8 +475,7 @@ class QualityVerification(ContractWrapper):
             (
                 order_id,
                 terms.as_tuple(),
-                [s.reading.as_tuple() for s in signed_readings],
-                [s.signature for s in signed_readings],
+                *_evidence_arrays(signed_readings),
                 [c.as_tuple() for c in certificates],
             ),
             by,

@@ -7,6 +7,7 @@ import time
 
 from backend.chain.contracts import FleetProof
 from backend.chain.testing import certify, device, device_key, issuer, issuer_key
+from backend.domain.order import ETH
 from backend.oracle.batcher import CommitmentBatcher
 from backend.oracle.chain_actions import ChainExecutor
 from backend.oracle.ingest import Inbound, Ingestor
@@ -223,6 +224,36 @@ def test_deployment_tells_devices_what_to_sign_for(chain_api: ChainApi) -> None:
     later = stack.chain.advance_time(5 * HOUR)
     api.indexer.run_once()
     assert api.client.get("/deployment").json()["oracle_clock"] >= later
+
+
+def test_funding_an_accepted_order_pays_its_price_in_eth_or_in_tokens(
+    chain_api: ChainApi,
+) -> None:
+    """POST /orders/{id}/fund: an ETH order's price goes with the call; for an ERC-20
+    order the custodian first approves the escrow for the price, which it pulls."""
+    api = chain_api
+    stack = api.stack
+    buyer = stack.accounts.buyer.address
+    price = 3_000_000
+    stack.token.mint(buyer, price, by=stack.accounts.admin)
+    for token in (ETH, stack.token.address):
+        body = {
+            "supplier": stack.accounts.supplier.address,
+            "terms": api.terms_json(price=price, token=token),
+        }
+        r = api.call("POST", "/orders", "buyer", json=body)
+        assert r.status_code == 201, r.text
+        order_id = int(r.json()["order"]["id"])
+        assert api.call("POST", f"/orders/{order_id}/accept", "supplier").status_code == 200
+        r = api.call("POST", f"/orders/{order_id}/fund", "buyer")
+        assert r.status_code == 200, r.text
+        assert r.json()["order"]["state"] == "Funded"
+        (deposit,) = stack.escrow.contract.events.FundsDeposited().get_logs(
+            from_block=0, argument_filters={"orderId": order_id}
+        )
+        assert (deposit["args"]["token"], deposit["args"]["amount"]) == (token, price)
+    assert stack.token.balance_of(buyer) == 0
+    assert stack.token.allowance(buyer, stack.escrow.address) == 0
 
 
 def _funded_order(api: ChainApi, **terms: object) -> int:

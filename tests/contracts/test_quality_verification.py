@@ -546,26 +546,20 @@ def test_humidity_excursion_counts_only_when_humidity_is_checked(
 def test_excursion_must_last_longer_than_tolerated(stack: Stack, orders: Orders) -> None:
     a = stack.accounts
     oid, start = _in_transit(orders)
-    exact = _excursion(stack, oid, start, n=3, step=TOLERATED // 2)  # exactly 1800 s
-    with refused(
-        stack,
-        [oid],
-        "QualityVerificationExcursionTooShort",
-        orderId=oid,
-        duration=1800,
-        tolerated=1800,
-    ):
-        _excursion_tx(stack, oid, exact, by=a.stranger, gas=GAS)
-    single = _excursion(stack, oid, start, n=1)
-    with refused(
-        stack,
-        [oid],
-        "QualityVerificationExcursionTooShort",
-        orderId=oid,
-        duration=0,
-        tolerated=1800,
-    ):
-        _excursion_tx(stack, oid, single, by=a.stranger, gas=GAS)
+
+    def too_short(evidence: list[SignedReading], duration: int) -> None:
+        with refused(
+            stack,
+            [oid],
+            "QualityVerificationExcursionTooShort",
+            orderId=oid,
+            duration=duration,
+            tolerated=1800,
+        ):
+            _excursion_tx(stack, oid, evidence, by=a.stranger, gas=GAS)
+
+    too_short(_excursion(stack, oid, start, n=3, step=TOLERATED // 2), 1800)  # exactly 1800 s
+    too_short(_excursion(stack, oid, start, n=1), 0)
     just_over = [
         *_excursion(stack, oid, start, n=2, step=900),
         *_excursion(stack, oid, start + 1801, n=1, seq0=12),

@@ -79,6 +79,11 @@ def ask(api: Api, order_id: int = 1) -> int:
     return int(r.json()["id"])
 
 
+def approve(api: Api, grant_id: int, who: dict[str, str] | str, expires_at: int) -> Any:
+    """``who`` approves the grant until ``expires_at``: the API's answer."""
+    return call(api, "POST", f"/grants/{grant_id}/approve", who, json={"expires_at": expires_at})
+
+
 def test_low_flows_medium_is_refused_until_granted_high_never_leaves(
     api: Api, seeded: Seeded
 ) -> None:
@@ -107,42 +112,17 @@ def test_low_flows_medium_is_refused_until_granted_high_never_leaves(
 
     # the request, and who may decide it
     gid = ask(api)
-    assert (
-        call(
-            api, "POST", f"/grants/{gid}/approve", OVERSEAS, json={"expires_at": NOW + 60}
-        ).status_code
-        == 403
-    )  # read-only
-    assert (
-        call(
-            api, "POST", f"/grants/{gid}/approve", "stranger", json={"expires_at": NOW + 60}
-        ).status_code
-        == 404
-    )
-    assert (
-        call(
-            api, "POST", f"/grants/{gid}/approve", "arbiter", json={"expires_at": NOW + 60}
-        ).status_code
-        == 404
-    )
-    assert (
-        call(
-            api, "POST", f"/grants/{gid}/approve", "supplier", json={"expires_at": NOW}
-        ).status_code
-        == 422
-    )
+    assert approve(api, gid, OVERSEAS, NOW + 60).status_code == 403  # read-only
+    assert approve(api, gid, "stranger", NOW + 60).status_code == 404
+    assert approve(api, gid, "arbiter", NOW + 60).status_code == 404
+    assert approve(api, gid, "supplier", NOW).status_code == 422
     pending = call(api, "GET", "/grants", "supplier").json()["data"]
     assert [g["id"] for g in pending] == [gid]
     refused(call(api, "GET", "/orders/1/telemetry", OVERSEAS))  # requested is not approved
-    r = call(api, "POST", f"/grants/{gid}/approve", "supplier", json={"expires_at": NOW + 3600})
+    r = approve(api, gid, "supplier", NOW + 3600)
     assert r.status_code == 200 and r.json()["state"] == "approved", r.text
     assert r.json()["decided_as"] == "supplier"
-    assert (
-        call(
-            api, "POST", f"/grants/{gid}/approve", "supplier", json={"expires_at": NOW + 60}
-        ).status_code
-        == 409
-    )
+    assert approve(api, gid, "supplier", NOW + 60).status_code == 409
 
     # medium now flows; high is coarsened or withheld, and the answer says so
     r = call(api, "GET", "/orders/1/telemetry", OVERSEAS)
@@ -208,12 +188,7 @@ def test_low_flows_medium_is_refused_until_granted_high_never_leaves(
 
     # so does a revoke
     gid2 = ask(api)
-    assert (
-        call(
-            api, "POST", f"/grants/{gid2}/approve", "supplier", json={"expires_at": NOW + 7200}
-        ).status_code
-        == 200
-    )
+    assert approve(api, gid2, "supplier", NOW + 7200).status_code == 200
     assert call(api, "GET", "/orders/1/risk", OVERSEAS).status_code == 200
     assert call(api, "POST", f"/grants/{gid2}/revoke", "supplier").json()["state"] == "revoked"
     body = refused(call(api, "GET", "/orders/1/risk", OVERSEAS))
@@ -232,7 +207,7 @@ def test_deny_needs_a_reason_and_a_buyers_grant_covers_the_agreement_only(
     assert r.json()["state"] == "denied" and r.json()["decision_reason"] == "not for this audit"
     assert "grant: denied" in refused(call(api, "GET", "/orders/1/telemetry", OVERSEAS))["message"]
     gid = ask(api)
-    r = call(api, "POST", f"/grants/{gid}/approve", "buyer", json={"expires_at": NOW + 600})
+    r = approve(api, gid, "buyer", NOW + 600)
     assert r.json()["decided_as"] == "buyer"
     assert call(api, "GET", "/orders/1", OVERSEAS).json()["terms"] is not None
     refused(call(api, "GET", "/orders/1/telemetry", OVERSEAS))  # the supplier's data
@@ -274,7 +249,7 @@ def test_the_alert_stream_is_filtered_the_same_way(
             == 403
         )
         gid = ask(api, 2)
-        r = call(api, "POST", f"/grants/{gid}/approve", "stranger", json={"expires_at": NOW + 600})
+        r = approve(api, gid, "stranger", NOW + 600)
         assert r.status_code == 200
         with client.stream("GET", "/alerts/stream", headers=OVERSEAS) as r:
             lines = r.iter_lines()
