@@ -428,6 +428,10 @@ class RulesEngine:
                 if not queued and r.order_id in self._breach_queued:
                     breach_from[r.order_id] = _provable_from(r, out.actions[n_actions:])
         self._assess_risk(session, terms, at_risk, breach_from, out)
+        # Stored (and so numbered) in the time order of what they are about, the rules'
+        # before the risk model's at one time: a warning goes before the breach it
+        # warned of, as if the readings had come one at a time.
+        out.alerts.sort(key=attrgetter("at"))
         for key in touched:
             self._streams[key].trim(self.config.window)
         return out
