@@ -31,7 +31,7 @@ system-packages:
 # (anvil, mosquitto, PostgreSQL), which start on free ports. Two passes: the suite on
 # TEST_WORKERS processes (pytest-xdist, each test file whole in one worker), then the
 # tests marked `serial` in one process (schemathesis' one test per API operation
-# collapses to a single test under xdist; the risk warning's lead depends on the pace). Either pass fails the target, exit 5 (no
+# collapses to a single test under xdist). Either pass fails the target, exit 5 (no
 # tests) included. TEST_WORKERS=0 runs the first pass in one process.
 TEST_WORKERS ?= 2
 PARALLEL := -n $(TEST_WORKERS) --dist loadfile

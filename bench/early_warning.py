@@ -17,7 +17,7 @@ destination geofence against the deadline.
 
 Each shipment is then fed, batch by batch in the order the oracle would receive
 it, through the oracle's own ``RulesEngine`` (backend/oracle/rules.py, which runs
-the risk model of backend/risk with every stored batch and on the silence timer)
+the risk model of backend/risk with every stored reading and on the silence timer)
 against an SQLite database holding the order's terms. Measured:
 
 * breach recall: share of breaching shipments warned (``risk_breach``) at least 15

@@ -32,6 +32,12 @@ Rules (the contract's definitions, IQualityVerification / IPurchaseOrders.Terms)
 
 Chain actions go to the outbox with dedup keys: ``breach:{order}`` (one breach
 proof per order, excursion or shock, whichever comes first), ``arrival:{order}``.
+
+Risk (backend/risk, docs/risk.md): each order in transit has a risk model. After
+the rules, a batch's readings of the order are fed to it in time order (timestamp,
+device, seq), and it is assessed after each one at that reading's timestamp, so
+its alerts and snapshots are those of the readings coming one at a time, however
+ingest cut them into batches. The silence timer assesses it between readings.
 """
 
 from __future__ import annotations
@@ -508,7 +514,10 @@ class RulesEngine:
             if (row.order_id, row.device) in wanted
         }
         touched: set[repo.StreamKey] = set()
-        assessed: dict[int, list[StoredReading]] = {}
+        # risk: each order's readings in this batch, and where a breach queued by one of
+        # them became provable (_assess_risk feeds them to the model after the loop)
+        at_risk: dict[int, list[StoredReading]] = {}
+        breach_from: dict[int, tuple[int, str, int]] = {}
         for r in ordered:
             key = (r.order_id, r.device)
             stream = self._streams[key]
@@ -525,19 +534,29 @@ class RulesEngine:
             if t is None:
                 self.skipped_no_terms += 1
                 continue
+            queued, n_actions = r.order_id in self._breach_queued, len(out.actions)
             self._evaluate_one(session, stream, r, t, witnesses.get(key), out)
-            if self._observe_risk(session, r, t):
-                assessed.setdefault(r.order_id, []).append(r)
-        self._assess_risk(assessed, out)
+            if t.state == IN_TRANSIT:
+                at_risk.setdefault(r.order_id, []).append(r)
+                if not queued and r.order_id in self._breach_queued:
+                    breach_from[r.order_id] = _provable_from(r, out.actions[n_actions:])
+        self._assess_risk(session, terms, at_risk, breach_from, out)
+        # Stored (and so numbered) in the time order of what they are about, the rules'
+        # before the risk model's at one time: a warning goes before the breach it
+        # warned of, as if the readings had come one at a time.
+        out.alerts.sort(key=attrgetter("at"))
         for key in touched:
             self._streams[key].trim(self.config.window)
         return out
 
     # ------------------------------------------------------------------- risk
 
-    def _tracker(self, session: Session, t: OrderTerms) -> ShipmentRisk | None:
-        """The order's risk model: made on first sight from its stored windows and
-        the newest snapshot's open episodes (so no alert repeats after a restart)."""
+    def _tracker(
+        self, session: Session, t: OrderTerms, batch: Sequence[StoredReading]
+    ) -> ShipmentRisk | None:
+        """The order's risk model: made on first sight from its stored windows (less
+        ``batch``, the readings it is about to be fed in turn) and the newest snapshot's
+        open episodes (so no alert repeats after a restart)."""
         tracker = self._risk.get(t.order_id)
         if tracker is not None or t.terms is None:
             return tracker
@@ -550,10 +569,12 @@ class RulesEngine:
             restored=last.state if last is not None else None,
             default_interval_secs=self.config.default_interval_secs,
         )
-        for (order_id, _), stream in self._streams.items():
+        fed = {(r.device, r.seq) for r in batch}
+        for (order_id, device), stream in self._streams.items():
             if order_id == t.order_id:
                 for r in stream.last(len(stream.seqs)):
-                    tracker.observe(r)
+                    if (device, r.seq) not in fed:
+                        tracker.observe(r)
         for device, status, battery in repo.device_statuses(session, t.order_id):
             tracker.note_status(device, status, battery)
         self._risk[t.order_id] = tracker
@@ -567,28 +588,37 @@ class RulesEngine:
         if tracker is not None:
             tracker.note_status(device, status, battery)
 
-    def _observe_risk(self, session: Session, r: StoredReading, t: OrderTerms) -> bool:
-        """Feed one stored reading to its order's risk model; False when there is none."""
-        if t.state != IN_TRANSIT:
-            return False
-        known = r.order_id in self._risk
-        tracker = self._tracker(session, t)
-        if tracker is None:
-            return False
-        if known:  # a new tracker has read it from the windows already
-            tracker.observe(r)
-        if t.breached or r.order_id in self._breach_queued:
-            tracker.mark_breached()
-        return True
-
-    def _assess_risk(self, batch: dict[int, list[StoredReading]], out: RulesOutput) -> None:
-        """Assess each order of the batch once, after all its readings are in: a reading
-        that arrives with newer ones (a store-and-forward flush) is judged with them,
-        and the devices of the batch are not silent."""
+    def _assess_risk(
+        self,
+        session: Session,
+        terms: Mapping[int, OrderTerms],
+        batch: Mapping[int, list[StoredReading]],
+        breach_from: Mapping[int, tuple[int, str, int]],
+        out: RulesOutput,
+    ) -> None:
+        """Feed each order's risk model the batch's readings in time order (timestamp,
+        device, seq) and assess it after each one, at that reading's timestamp: the
+        model counts assessments (a breach warning needs consecutive ones), so its
+        alerts and snapshots are the same however ingest cut the readings into
+        batches. The reading's own device is not silent; another device's silence is
+        measured from its newest reading. A breach the rules queued in this batch
+        counts from the reading that made it provable on (``breach_from``; at the
+        batch's newest reading at the latest)."""
         for order_id, rs in batch.items():
-            tracker = self._risk[order_id]
-            quiet = {r.device: 0.0 for r in rs}
-            self._keep(tracker.assess(max(r.timestamp for r in rs), quiet), out)
+            t = terms[order_id]
+            tracker = self._tracker(session, t, rs)
+            if tracker is None:
+                continue
+            since = breach_from.get(order_id)
+            queued = order_id in self._breach_queued
+            in_time = sorted(rs, key=_in_time)
+            for r in in_time:
+                tracker.observe(r)
+                if t.breached or (
+                    queued and (since is None or _in_time(r) >= since or r is in_time[-1])
+                ):
+                    tracker.mark_breached()
+                self._keep(tracker.assess(r.timestamp, {r.device: 0.0}), out)
 
     @staticmethod
     def _keep(assessment: Any, out: RulesOutput) -> None:
@@ -868,6 +898,22 @@ class RulesEngine:
             if quiets:
                 self._keep(tracker.assess(at, quiets), out)
         return out
+
+
+def _in_time(r: StoredReading) -> tuple[int, str, int]:
+    """The order in which the risk model is fed a batch's readings."""
+    return r.timestamp, r.device, r.seq
+
+
+def _provable_from(r: StoredReading, actions: Sequence[ActionIntent]) -> tuple[int, str, int]:
+    """Where, in :func:`_in_time` order, the breach ``r`` just queued became provable:
+    at the last reading of the excursion's evidence (a window loaded from the database
+    may hold readings newer than ``r``), else at ``r`` (a shock, or evidence too long
+    to prove)."""
+    for a in actions:
+        if isinstance(a.action, ProveExcursion):
+            return a.action.ended_at, a.action.device, a.action.last_seq
+    return _in_time(r)
 
 
 def _risk_alert(order_id: int, a: RiskAlert) -> AlertIntent:

@@ -282,9 +282,11 @@ class _Device(ReadingWindow):
     calm: int = 0
     status: str | None = None
     battery_permille: int | None = None
-    #: bumped by every reading added: the forecast is worked out again only then
+    #: bumped by every reading added: the forecast and the interval are worked out
+    #: again only then
     version: int = 0
     forecast: tuple[int, _TempForecast | None] | None = None
+    _interval: tuple[int, float, float] | None = None
 
     def add(self, r: StoredReading, keep: int | None = None) -> None:
         super().add(r, keep)
@@ -301,7 +303,14 @@ class _Device(ReadingWindow):
         return out
 
     def interval(self, default: float) -> float:
-        return reading_interval(self.last(11), default)
+        cached = self._interval
+        if cached is None or cached[0] != self.version or cached[1] != default:
+            cached = self._interval = (
+                self.version,
+                default,
+                reading_interval(self.last(11), default),
+            )
+        return cached[2]
 
 
 @dataclass(frozen=True, slots=True)
