@@ -584,12 +584,15 @@ def live_stack(
     index_timeout_secs: float,
     oracle_env: dict[str, str] | None = None,
     oracle_log: Path | None = None,
+    oracles: int = 1,
 ) -> Iterator[LiveStack]:
     """The live benchmarks' whole stack on ``backend`` (sqlite or postgresql), with one
     order per group of device keys (:func:`ship_orders`) bound in the oracle's database;
     the chain's clock is moved ``clock_ahead_secs`` on so that readings stamped after
     shipment are not ahead of it. Everything is stopped on exit; the oracle's log is
-    kept at ``oracle_log``."""
+    kept at ``oracle_log``. With ``oracles`` > 1, that many oracle processes share the
+    work (their own keys, each a fleet-log committer of the deployment; client ids
+    ``client_id``, ``client_id-2`` ...; one share group; PostgreSQL only)."""
     from backend.chain.connection import connect
     from backend.chain.contracts import Contracts
     from backend.chain.deploy import deploy_all
@@ -604,11 +607,25 @@ def live_stack(
     anvil = start_anvil()
     broker = start_mosquitto(broker_conf)
     oracle: OracleProcess | None = None
+    extra: list[OracleProcess] = []
     stack: LiveStack | None = None
+    if oracles > 1 and backend != "postgresql":
+        raise ValueError("several oracle processes need PostgreSQL (docs/oracle.md)")
     try:
         with database_url(backend) as db_url:
             chain = connect(Settings(_env_file=None, RPC_URL=anvil.extra["url"], DEV_MODE=True))  # type: ignore[call-arg]
-            deployment = deploy_all(chain, write_to=workdir / "deployment.json")
+            from eth_account import Account
+
+            keys = [chain.accounts.oracle.key.hex()]
+            for _ in range(oracles - 1):
+                acct = Account.create()
+                chain.request("anvil_setBalance", acct.address, hex(10**21))
+                keys.append(bytes(acct.key).hex())
+            deployment = deploy_all(
+                chain,
+                oracle_addresses=[Account.from_key(k).address for k in keys],
+                write_to=workdir / "deployment.json",
+            )
             c = Contracts.from_deployment(chain, deployment)
             env = {
                 "RPC_URL": anvil.extra["url"],
@@ -621,8 +638,18 @@ def live_stack(
                 **(oracle_env or {}),
             }
             oracle = OracleProcess(env, workdir / "oracle.log")
-            oracle.start()
-            oracle.wait_subscribed()
+            for i, key in enumerate(keys[1:], start=2):
+                extra.append(
+                    OracleProcess(
+                        {**env, "ORACLE_CLIENT_ID": f"{client_id}-{i}",
+                         "ORACLE_PRIVATE_KEY": "0x" + key.removeprefix("0x")},
+                        workdir / f"oracle-{i}.log",
+                    )
+                )  # fmt: skip
+            for proc in (oracle, *extra):
+                proc.start()
+            for proc in (oracle, *extra):
+                proc.wait_subscribed()
             orders, shipped = ship_orders(chain, c, groups)
             chain.time_travel(chain.now() + clock_ahead_secs)
             stack = LiveStack(
@@ -657,6 +684,8 @@ def live_stack(
                 cl.loop_stop()
             if stack.watcher.is_alive():
                 stack.watcher.stop()
+        for proc in extra:
+            proc.stop()
         if oracle is not None:
             oracle.stop()
             if oracle_log is not None and oracle.log.exists():
@@ -731,6 +760,7 @@ def run_live(args: argparse.Namespace) -> dict[str, Any]:
         index_timeout_secs=60,
         oracle_env=env,
         oracle_log=args.oracle_log,
+        oracles=args.oracles,
     ) as live:
         domain, shipped, watcher, oracle = live.domain, live.shipped, live.watcher, live.oracle
         bg_orders, breach_orders = live.orders[:n_bg_orders], live.orders[n_bg_orders:]
@@ -863,6 +893,7 @@ def run_live(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "benchmark": "breach latency (completing reading published → ExcursionProven on anvil)",
         "backend": args.backend,
+        "oracles": args.oracles,
         "breaches": n_breach,
         "spacing_s": args.spacing,
         "background_devices": n_bg,
@@ -928,6 +959,9 @@ def main() -> int:
         help="live: extra environment for the oracle (e.g. ORACLE_OUTBOX_POLL_SECS=0.5)",
     )
     ap.add_argument("--label", help="live: key of this run in the JSON (default: the database)")
+    ap.add_argument(
+        "--oracles", type=int, default=1, help="live: oracle processes (several: PostgreSQL)"
+    )
     ap.add_argument("--oracle-log", type=Path, help="live: keep the oracle's log here")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "ingest.json")
     args = ap.parse_args()
