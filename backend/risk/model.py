@@ -273,6 +273,19 @@ def _mins(secs: float) -> str:
     return f"{m / 60:.1f} h"
 
 
+@dataclass(frozen=True, slots=True)
+class _Scan:
+    """One device's recent shocks and flags (:meth:`_Device.scan`), and how long it holds."""
+
+    version: int
+    now: int
+    valid_until: float
+    peak: int
+    rough: tuple[StoredReading, ...]
+    doors: int
+    tamper: int
+
+
 @dataclass
 class _Device(ReadingWindow):
     #: consecutive assessments with a breach forecast within the warning time
@@ -287,6 +300,7 @@ class _Device(ReadingWindow):
     version: int = 0
     forecast: tuple[int, _TempForecast | None] | None = None
     _interval: tuple[int, float, float] | None = None
+    _scan: _Scan | None = None
 
     def add(self, r: StoredReading, keep: int | None = None) -> None:
         super().add(r, keep)
@@ -301,6 +315,32 @@ class _Device(ReadingWindow):
                 break
             out.append(r)
         return out
+
+    def scan(self, now: int, rough_secs: int, rough_at: float, door_secs: int) -> _Scan:
+        """The shocks (peak, and readings at ``rough_at`` or more) of the last
+        ``rough_secs`` and the door/tamper flags of the last ``door_secs`` before ``now``.
+
+        Kept until a reading is added, ``now`` goes back, or the oldest reading counted
+        leaves its window: an order is assessed after each of its readings, and only
+        the device that has a new one needs its readings scanned again."""
+        c = self._scan
+        if c is not None and c.version == self.version and c.now <= now < c.valid_until:
+            return c
+        peak, rough, oldest_rough = 0, [], math.inf
+        for r in self.since(now - rough_secs):
+            peak = max(peak, r.shock_milli_g)
+            if r.shock_milli_g >= rough_at:
+                rough.append(r)
+            oldest_rough = min(oldest_rough, r.timestamp)
+        doors = tamper = 0
+        oldest_door = math.inf
+        for r in self.since(now - door_secs):
+            doors += bool(r.flags & FLAG_DOOR_OPEN)
+            tamper += bool(r.flags & (FLAG_TAMPER | FLAG_SENSOR_FAULT))
+            oldest_door = min(oldest_door, r.timestamp)
+        valid_until = min(oldest_rough + rough_secs, oldest_door + door_secs)
+        self._scan = _Scan(self.version, now, valid_until, peak, tuple(rough), doors, tamper)
+        return self._scan
 
     def interval(self, default: float) -> float:
         cached = self._interval
@@ -578,16 +618,21 @@ class ShipmentRisk:
                         + (" (recovering)" if recovering else ""),
                     )
                 )
-        # shocks
+        # what each device's recent readings hold (shocks, doors, tamper)
         limit = t.max_shock_milli_g
+        scans = [
+            dev.scan(
+                now, cfg.rough_window_secs, cfg.rough_shock_ratio * limit, cfg.door_window_secs
+            )
+            for dev in self.devices.values()
+        ]
+        # shocks
         rough: list[StoredReading] = []
         if limit:
             peak = 0
-            for dev in self.devices.values():
-                for r in dev.since(now - cfg.rough_window_secs):
-                    peak = max(peak, r.shock_milli_g)
-                    if r.shock_milli_g >= cfg.rough_shock_ratio * limit:
-                        rough.append(r)
+            for sc in scans:
+                peak = max(peak, sc.peak)
+                rough += sc.rough
             if peak >= cfg.rough_shock_ratio * limit:
                 strength = _clamp(peak / limit) * _clamp(len(rough) / cfg.rough_shock_count)
                 reasons.append(
@@ -601,11 +646,8 @@ class ShipmentRisk:
                     )
                 )
         # doors and tamper
-        doors = tamper = 0
-        for dev in self.devices.values():
-            for r in dev.since(now - cfg.door_window_secs):
-                doors += bool(r.flags & FLAG_DOOR_OPEN)
-                tamper += bool(r.flags & (FLAG_TAMPER | FLAG_SENSOR_FAULT))
+        doors = sum(sc.doors for sc in scans)
+        tamper = sum(sc.tamper for sc in scans)
         if doors:
             reasons.append(
                 Reason(

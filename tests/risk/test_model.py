@@ -284,3 +284,33 @@ def test_the_default_warns_once_the_breach_is_near_and_the_eta_is_trusted() -> N
     assert len(late) == 1
     at, alert = late[0]
     assert at > T0 + 12 * 3600 and alert.data["eta"]["confidence"] >= 0.6
+
+
+def test_a_devices_kept_scan_equals_a_fresh_one() -> None:
+    """The shock/door scan is kept between assessments (only a device with a new
+    reading, or whose oldest counted reading left its window, is scanned again): at
+    every step it must say what a scan from scratch says."""
+    import random
+
+    from backend.domain.reading import FLAG_TAMPER
+    from backend.risk.model import _Device
+
+    rng = random.Random(5)
+    kept, fresh = _Device(), _Device()
+    ts, now = T0, T0
+    for seq in range(1, 400):
+        ts += rng.choice((30, 60, 600, 3600))
+        flags = rng.choice((0, 0, 0, FLAG_DOOR_OPEN, FLAG_TAMPER))
+        r = StoredReading(1, seq, ts, 450, 500, rng.randrange(0, 3000), 0, 0, flags,
+                          id=seq, device=DEV, received_at=float(ts))  # fmt: skip
+        if rng.random() < 0.8:
+            kept.add(r, 96)
+            fresh.add(r, 96)
+        for _ in range(rng.randrange(1, 4)):  # assessed at later times, now and then earlier
+            now = max(T0, now + rng.choice((0, 60, 1800, 7200, -600, -7200)))
+            got = kept.scan(now, 6 * 3600, 1500.0, 3 * 3600)
+            fresh._scan = None
+            want = fresh.scan(now, 6 * 3600, 1500.0, 3 * 3600)
+            assert (got.peak, got.rough, got.doors, got.tamper) == (
+                want.peak, want.rough, want.doors, want.tamper,
+            ), (seq, now)  # fmt: skip
