@@ -37,7 +37,7 @@ from sqlalchemy.sql.dml import Update
 from backend.domain.actions import ChainAction, CommitBatch
 from backend.domain.actions import lane as action_lane
 from backend.domain.order import OrderState
-from backend.domain.reading import READING_ATTRS, SignedReading
+from backend.domain.reading import READING_ATTRS, STORED_READING_ATTRS, SignedReading
 from backend.store.models import (
     ALERTS,
     DEVICES,
@@ -246,17 +246,50 @@ def device_readings(
 
 def readings_from(
     session: Session, streams: Sequence[tuple[int, str, int]]
-) -> dict[StreamKey, list[ReadingRow]]:
-    """Each (order, device, from seq)'s readings with ``seq >= from``, in seq order (one
-    query per 200 streams)."""
-    out: dict[StreamKey, list[ReadingRow]] = {(o, d): [] for o, d, _ in streams}
-    r = ReadingRow
-    for i in range(0, len(streams), 200):
-        chunk = streams[i : i + 200]
-        q = select(r).where(
-            or_(*(and_(r.order_id == o, r.device == d, r.seq >= lo) for o, d, lo in chunk))
+) -> dict[StreamKey, list[Any]]:
+    """Each (order, device, from seq)'s readings with ``seq >= from``, in seq order, as
+    rows with :data:`~backend.domain.reading.STORED_READING_ATTRS` (no ORM objects:
+    a process reads in what other oracle processes stored, every batch). PostgreSQL:
+    one statement joining the streams as arrays (``unnest``)."""
+    out: dict[StreamKey, list[Any]] = {(o, d): [] for o, d, _ in streams}
+    if not streams:
+        return out
+    r = ReadingRow.__table__.c
+    cols = [r[a] for a in STORED_READING_ATTRS]
+    if _is_postgres(session):
+        w = (
+            select(
+                func.unnest(
+                    bindparam("o", [o for o, _, _ in streams], type_=postgresql.ARRAY(BigInteger))
+                ).label("o"),
+                func.unnest(
+                    bindparam("d", [d for _, d, _ in streams], type_=postgresql.ARRAY(String))
+                ).label("d"),
+                func.unnest(
+                    bindparam(
+                        "lo", [lo for _, _, lo in streams], type_=postgresql.ARRAY(BigInteger)
+                    )
+                ).label("lo"),
+            )
+        ).subquery("w")
+        q = select(*cols).join_from(
+            ReadingRow.__table__, w, and_(r.order_id == w.c.o, r.device == w.c.d, r.seq >= w.c.lo)
         )
-        for row in session.scalars(q.order_by(r.order_id, r.device, r.seq)):
+        chunks = [q]
+    else:
+        chunks = [
+            select(*cols).where(
+                or_(
+                    *(
+                        and_(r.order_id == o, r.device == d, r.seq >= lo)
+                        for o, d, lo in streams[i : i + 200]
+                    )
+                )
+            )
+            for i in range(0, len(streams), 200)
+        ]
+    for q in chunks:
+        for row in session.execute(q.order_by(r.order_id, r.device, r.seq)):
             out[(row.order_id, row.device)].append(row)
     return out
 
