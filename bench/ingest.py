@@ -181,6 +181,22 @@ def open_session(broker: Server, client_id: str, group: str | None = DEFAULT_SHA
     first.stop()
 
 
+def drain_figures(
+    n: int, elapsed: float, cpu: float, load_before: float, pub_rate: float
+) -> dict[str, float]:
+    """A drain's figures: ``cpu`` is the CPU time of the oracle process(es), all threads
+    (per reading it is independent of other load on the machine)."""
+    return {
+        "readings": n,
+        "seconds": elapsed,
+        "readings_per_s": n / elapsed,
+        "cpu_us_per_reading": cpu / n * 1e6,
+        "readings_per_cpu_s": n / cpu,
+        "load_avg_1m": load_before,
+        "publish_per_s": pub_rate,
+    }
+
+
 def run_once(
     backend: str, messages: list[tuple[str, bytes]], keys: list[bytes], batch: int, profile: bool
 ) -> dict[str, Any]:
@@ -234,14 +250,7 @@ def run_once(
                 raise RuntimeError(f"only {accepted} of {n} readings stored ({rejected} refused)")
             result = {
                 "backend": backend,
-                "readings": n,
-                "seconds": elapsed,
-                "readings_per_s": n / elapsed,
-                # CPU of this process (all threads) per reading: independent of other load
-                "cpu_us_per_reading": cpu / n * 1e6,
-                "readings_per_cpu_s": n / cpu,
-                "load_avg_1m": load_before,
-                "publish_per_s": pub_rate,
+                **drain_figures(n, elapsed, cpu, load_before, pub_rate),
                 "batches": metrics.get("trustship_ingest_batches_total"),
                 "store_seconds": metrics.get("trustship_ingest_store_seconds_total"),
             }
@@ -365,13 +374,7 @@ def run_processes(
             return {
                 "backend": "postgresql",
                 "processes": processes,
-                "readings": n,
-                "seconds": elapsed,
-                "readings_per_s": n / elapsed,
-                "cpu_us_per_reading": cpu / n * 1e6,
-                "readings_per_cpu_s": n / cpu,
-                "load_avg_1m": load_before,
-                "publish_per_s": pub_rate,
+                **drain_figures(n, elapsed, cpu, load_before, pub_rate),
                 "per_process": per,
             }
     finally:
