@@ -181,6 +181,17 @@ def open_session(broker: Server, client_id: str, group: str | None = DEFAULT_SHA
     first.stop()
 
 
+def backlog_broker(n: int) -> Server:
+    """A mosquitto (free port, stopped by PID) that queues a backlog of ``n`` messages
+    for an offline session."""
+    return start_mosquitto(
+        "allow_anonymous true\n"
+        f"max_queued_messages {n * 2}\n"
+        "max_queued_bytes 0\n"
+        "max_inflight_messages 1000\n"
+    )
+
+
 def drain_figures(
     n: int, elapsed: float, cpu: float, load_before: float, pub_rate: float
 ) -> dict[str, float]:
@@ -201,13 +212,7 @@ def run_once(
     backend: str, messages: list[tuple[str, bytes]], keys: list[bytes], batch: int, profile: bool
 ) -> dict[str, Any]:
     n = len(messages)
-    conf = (
-        "allow_anonymous true\n"
-        f"max_queued_messages {n * 2}\n"
-        "max_queued_bytes 0\n"
-        "max_inflight_messages 1000\n"
-    )
-    broker = start_mosquitto(conf)
+    broker = backlog_broker(n)
     try:
         with database(backend) as engine:
             seed(engine, keys)
@@ -324,14 +329,8 @@ def run_processes(
     import multiprocessing
 
     n = len(messages)
-    conf = (
-        "allow_anonymous true\n"
-        f"max_queued_messages {n * 2}\n"
-        "max_queued_bytes 0\n"
-        "max_inflight_messages 1000\n"
-    )
     ctx = multiprocessing.get_context("spawn")
-    broker = start_mosquitto(conf)
+    broker = backlog_broker(n)
     try:
         with fresh_postgres_database(POSTGRES_URL) as url:
             engine = upgrade_to_head(url)
@@ -392,8 +391,7 @@ def ceilings(messages: list[tuple[str, bytes]], sample: int = 3000) -> dict[str,
         signed = decode_message(payload, topic)
         recover_from_digest(reading_digest(signed.reading, DOMAIN), signed.signature)
     verify = len(part) / (time.process_time() - cpu0)
-    conf = f"allow_anonymous true\nmax_queued_messages {len(messages) * 2}\nmax_queued_bytes 0\n"
-    broker = start_mosquitto(conf)
+    broker = backlog_broker(len(messages))
     try:
         open_session(broker, "bench-receive")
         publish(broker.port, messages)
