@@ -140,7 +140,6 @@ class OutboxWorker(threading.Thread):
         self._count_lock = threading.Lock()
         #: On PostgreSQL: the orders this process is executing (several oracles).
         self.locks = SessionLock(engine, OUTBOX) if is_postgres(engine) else None
-        self._held: list[int] = []
 
     def wake(self) -> None:
         """New entries were committed: look now rather than at the next poll.
@@ -180,21 +179,19 @@ class OutboxWorker(threading.Thread):
         if self.guard is not None and self.guard.is_reset:
             return 0  # the entries wait; /health says why
         ready, undecodable = self._ready(now)
-        if self.locks is not None and ready:
-            # Several oracles: an order's entries run in one process at a time; read them
-            # again once its lock is held (another process may have just done them).
-            held = [o for o in sorted({e.order_id for e in ready}) if self.locks.try_acquire(o)]
-            self._held = held
-            ready, undecodable = self._ready(now)
-            ready = [e for e in ready if e.order_id in set(held)]
-            undecodable = [u for u in undecodable if u[1] in set(held)]
+        if self.locks is None or not ready:
+            return self._run_ready(ready, undecodable)
+        # Several oracles: an order's entries run in one process at a time; read them
+        # again once its lock is held (another process may have just done them).
+        held = {o for o in sorted({e.order_id for e in ready}) if self.locks.try_acquire(o)}
         try:
+            ready, undecodable = self._ready(now)
+            ready = [e for e in ready if e.order_id in held]
+            undecodable = [u for u in undecodable if u[1] in held]
             return self._run_ready(ready, undecodable)
         finally:
-            if self.locks is not None:
-                for o in self._held:
-                    self.locks.release(o)
-                self._held = []
+            for o in sorted(held):
+                self.locks.release(o)
 
     def _ready(
         self, now: float | None
