@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.core.settings import REPO_ROOT
+from backend.store.locks import MIGRATIONS, held
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +85,6 @@ def upgrade_to_head(engine_or_url: Engine | str | None = None) -> Engine:
     alembic_log = logging.getLogger("alembic")
     if alembic_log.level == logging.NOTSET:  # quiet by default; a configured level wins
         alembic_log.setLevel(logging.WARNING)
-    from backend.store.locks import MIGRATIONS, held
-
     with held(engine, MIGRATIONS):  # several oracle processes may start at once
         command.upgrade(alembic_config(engine), "head")
     log.debug("database %s at migration head", engine.url.render_as_string(hide_password=True))

@@ -38,6 +38,7 @@ from backend.domain.actions import ChainAction, CommitBatch
 from backend.domain.actions import lane as action_lane
 from backend.domain.order import OrderState
 from backend.domain.reading import READING_ATTRS, STORED_READING_ATTRS, SignedReading
+from backend.store.locks import is_postgres
 from backend.store.models import (
     ALERTS,
     DEVICES,
@@ -75,10 +76,6 @@ def _insert(session: Session, table: Table) -> Any:
     raise NotImplementedError(f"database dialect {name!r} is not supported (SQLite, PostgreSQL)")
 
 
-def _is_postgres(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
 # --------------------------------------------------------------------- readings
 
 
@@ -94,7 +91,7 @@ def insert_readings(session: Session, rows: Sequence[Mapping[str, Any]]) -> dict
     """
     if not rows:
         return {}
-    if _is_postgres(session):
+    if is_postgres(session):
         return _insert_readings_unnest(session, rows)
     stmt = (
         _insert(session, READINGS)
@@ -256,7 +253,7 @@ def readings_from(
         return out
     r = ReadingRow.__table__.c
     cols = [r[a] for a in STORED_READING_ATTRS]
-    if _is_postgres(session):
+    if is_postgres(session):
         w = (
             select(
                 func.unnest(
@@ -359,7 +356,7 @@ def take_uncommitted(session: Session, limit: int) -> list[tuple[int, int, str, 
         .order_by(ReadingRow.id)
         .limit(limit)
     )
-    if _is_postgres(session):
+    if is_postgres(session):
         q = q.with_for_update(skip_locked=True)
     return [(int(i), int(o), str(d), bytes(g)) for i, o, d, g in session.execute(q)]
 
