@@ -428,7 +428,7 @@ class RulesEngine:
             key = (row.order_id, row.device)
             total = int(row.reading_count or 0)
             known = self._known.get(key)
-            if known is None or key not in self._streams:
+            if known is None:  # not loaded (a loaded stream's count is always known)
                 continue
             before = total - len(mine.get(key, ()))
             if before > known:
