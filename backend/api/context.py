@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.api.metrics import Metrics
 from backend.api.parties import PartyRegistry
 from backend.core.settings import Settings
+from backend.sharing.policy import PlanMemo
 from backend.store.db import make_engine
 
 if TYPE_CHECKING:
@@ -73,6 +74,8 @@ class ApiContext:
     sse_heartbeat_seconds: float = 15.0
     #: The sharing policy's clock (grant expiry, disclosure times): unix seconds.
     clock: Callable[[], float] = time.time
+    #: The sharing policy's plans that hold across requests (backend.sharing.policy).
+    policy_plans: PlanMemo = field(default_factory=PlanMemo)
     #: Set when the app shuts down, so open event streams end promptly.
     stopping: threading.Event = field(default_factory=threading.Event)
 

@@ -33,11 +33,11 @@ class _Attributes:
 
 
 def _columns(row: Any) -> Any:
-    """A row's columns by name: a Core row's as one dict (built in one step, where an
-    attribute lookup per column costs about twice as much), an ORM instance's
-    attributes."""
-    as_dict = getattr(row, "_asdict", None)
-    return as_dict() if as_dict is not None else _Attributes(row)
+    """A row's columns by name: a Core row's as one dict zipped from its names and
+    values (a third of the cost of ``Row._asdict()``, and of a lookup per column), an
+    ORM instance's attributes."""
+    fields = getattr(row, "_fields", None)
+    return dict(zip(fields, row, strict=True)) if fields is not None else _Attributes(row)
 
 
 def order(row: Any) -> dict[str, Any]:
@@ -75,6 +75,19 @@ def reading(row: Any) -> dict[str, Any]:
     out["signature"] = "0x" + bytes(v["signature"]).hex()
     out["digest"] = "0x" + bytes(v["digest"]).hex()
     return out
+
+
+def reading_cursor(row: Any) -> str:
+    """The keyset cursor after a reading row: its time and its place in arrival order
+    (the order the telemetry pages keep, backend.api.queries.readings)."""
+    return f"{row.timestamp}-{row.id}"
+
+
+def reading_position(cursor: str) -> tuple[int, int]:
+    """(timestamp, id) of a cursor :func:`reading_cursor` wrote (already checked
+    against ``schemas.READING_CURSOR``)."""
+    timestamp, _, reading_id = cursor.partition("-")
+    return int(timestamp), int(reading_id)
 
 
 def device(row: DeviceRow) -> s.DevicePublic:

@@ -177,6 +177,29 @@ QueryText = Annotated[
 ]
 
 
+def _reading_cursor(value: str) -> str:
+    timestamp, _, reading_id = value.partition("-")
+    if int(timestamp) > MAX_JSON_INT or int(reading_id) > MAX_JSON_INT:
+        raise PydanticCustomError(
+            "cursor", "Input should be the `next` of a page: each number at most 2^53 - 1"
+        )
+    return value
+
+
+#: ``after`` of a page of readings: the ``next`` of the page before, the time and
+#: place in arrival order of its last reading ("<timestamp>-<n>").
+ReadingCursor = Annotated[
+    str,
+    Field(
+        max_length=33,
+        pattern=r"^(0|[1-9][0-9]{0,15})-[1-9][0-9]{0,15}$",
+        description="The `next` of the page before (keyset paging: cheaper than `offset` "
+        "deep in a long list).",
+    ),
+    AfterValidator(_reading_cursor),
+]
+
+
 class _Model(BaseModel):
     """A request body: unknown fields refused, no type coercion (a boolean must be a JSON
     boolean, an integer a JSON integer; money stays a decimal string)."""
@@ -311,6 +334,11 @@ class OrderPublic(BaseModel):
 class OrdersPublic(BaseModel):
     data: list[OrderPublic]
     count: int = Field(description="How many orders match the filters (all pages).")
+    next: int | None = Field(
+        default=None,
+        description="Pass as `after` for the page that follows (keyset paging); null when "
+        "this page is not full. A full last page is followed by an empty one.",
+    )
 
 
 # --- writes -------------------------------------------------------------------------
@@ -417,6 +445,11 @@ class ReadingPublic(BaseModel):
 class ReadingsPublic(BaseModel):
     data: list[ReadingPublic]
     count: int
+    next: str | None = Field(
+        default=None,
+        description="Pass as `after` for the page that follows (keyset paging); null when "
+        "this page is not full. A full last page is followed by an empty one.",
+    )
 
 
 class CommitmentPublic(BaseModel):
@@ -973,7 +1006,8 @@ SENSITIVITY: dict[type[BaseModel], Classified] = {
             "received_at": _M,
         },
     ),
-    ReadingsPublic: Classified(MEDIUM, _T, {"data": _L, "count": _L}),
+    # next: the last reading's time, as medium as the reading's own
+    ReadingsPublic: Classified(MEDIUM, _T, {"data": _L, "count": _L, "next": _M}),
     CommitmentPublic: _uniform(CommitmentPublic, LOW, _T),
     CommitmentsPublic: _uniform(CommitmentsPublic, LOW, _T),
     ContractReading: Classified(MEDIUM, _T, _READING_WIRE),

@@ -33,6 +33,7 @@ from starlette.responses import Response
 
 from backend.api.context import ApiContext
 from backend.api.errors import ApiError
+from backend.api.lean import LeanJSON, Owners
 from backend.api.parties import Party, PartyRegistry
 from backend.api.schemas import ORDER_KEYS, SENSITIVITY
 from backend.domain.sharing import Grant
@@ -85,27 +86,40 @@ def owners_of(session: Session, parties: PartyRegistry, order_id: int) -> OrderO
 
 
 def owners_of_many(
-    session: Session, parties: PartyRegistry, order_ids: Collection[int]
+    session: Session,
+    parties: PartyRegistry,
+    order_ids: Collection[int],
+    known: Owners | None = None,
 ) -> dict[int, OrderOwners]:
-    """The owners of each of ``order_ids`` that exists, in one query."""
-    rows = session.connection().execute(_OWNERS, {"ids": list(order_ids)})
-    out = {}
-    for order_id, buyer, supplier in rows:
-        buyer, supplier = str(buyer), str(supplier)
-        out[int(order_id)] = OrderOwners(
-            int(order_id),
+    """The owners of each of ``order_ids`` that exists: those ``known`` (the buyer and
+    supplier the route read), the rest in one query."""
+    known = known or {}
+    found = {o: known[o] for o in order_ids if o in known}
+    todo = [o for o in order_ids if o not in found]
+    if todo:
+        for order_id, buyer, supplier in session.connection().execute(_OWNERS, {"ids": todo}):
+            found[int(order_id)] = (str(buyer), str(supplier))
+    return {
+        order_id: OrderOwners(
+            order_id,
             buyer,
             supplier,
             parties.jurisdiction_of(buyer),
             parties.jurisdiction_of(supplier),
         )
-    return out
+        for order_id, (buyer, supplier) in found.items()
+    }
 
 
 def release_for(
-    ctx: ApiContext, session: Session, party: Party, scoped_order: int | None
+    ctx: ApiContext,
+    session: Session,
+    party: Party,
+    scoped_order: int | None,
+    known: Owners | None = None,
 ) -> Release:
-    """A :class:`Release` of ``party``'s answers, reading owners and grants in ``session``."""
+    """A :class:`Release` of ``party``'s answers, reading owners (but those ``known``)
+    and grants in ``session``."""
     viewer = party.viewer()
 
     def grants_of(order_id: int) -> Sequence[Grant]:
@@ -114,12 +128,13 @@ def release_for(
     return Release(
         viewer,
         int(ctx.clock()),
-        lambda oid: owners_of(session, ctx.parties, oid),
+        lambda oid: owners_of_many(session, ctx.parties, [oid], known).get(oid),
         grants_of,
         scoped_order=scoped_order,
-        owners_of_many=lambda ids: owners_of_many(session, ctx.parties, ids),
+        owners_of_many=lambda ids: owners_of_many(session, ctx.parties, ids, known),
         grants_of_many=lambda ids: grant_store.of_viewer_many(session, viewer.address, ids),
         pseudonyms=pseudonyms_for(ctx, viewer),
+        memo=ctx.policy_plans,
     )
 
 
@@ -171,9 +186,12 @@ async def filter_response(
     shape = shape_of(model)
     raw = bytes(response.body)
     with ctx.session_factory() as session:
-        release = release_for(ctx, session, party, scoped_order)
+        lean = response if isinstance(response, LeanJSON) else None
+        known = lean.owners if lean is not None else None
+        release = release_for(ctx, session, party, scoped_order, known)
+        data = lean.data if lean is not None else orjson.loads(raw)
         try:
-            if release.as_it_is(orjson.loads(raw), shape):
+            if release.as_it_is(data, shape):
                 return response
             out = dict(release.apply(json.loads(raw), shape))
         except PolicyRefused as exc:

@@ -401,6 +401,25 @@ def _embedded(released: Decision) -> Decision:
     )
 
 
+class PlanMemo:
+    """Plans a viewer's releases reuse across requests: those for a standing that names
+    no order (the viewer's own data, its jurisdiction's, public data, no owner). Their
+    decisions depend on the viewer, the owner kind and the field classes only, never on
+    an order, its grants or the clock; an abroad order's plan (its grants, its id in the
+    reasons) stays with the request. Bounded: a viewer's plans are dropped when they
+    reach ``per_viewer`` (the record types times a few standings stay far below)."""
+
+    def __init__(self, per_viewer: int = 1024) -> None:
+        self.per_viewer = per_viewer
+        self._by_viewer: dict[Viewer, dict[tuple[object, int], tuple[Shape, _Plan]]] = {}
+
+    def of(self, viewer: Viewer) -> dict[tuple[object, int], tuple[Shape, _Plan]]:
+        plans = self._by_viewer.setdefault(viewer, {})
+        if len(plans) >= self.per_viewer:
+            plans.clear()
+        return plans
+
+
 class Release:
     """Applies the policy to the answers of one request (or one stream) of one viewer.
 
@@ -423,6 +442,7 @@ class Release:
         owners_of_many: Callable[[Collection[int]], Mapping[int, OrderOwners]] | None = None,
         grants_of_many: Callable[[Collection[int]], Mapping[int, Sequence[Grant]]] | None = None,
         pseudonyms: Pseudonyms,
+        memo: PlanMemo | None = None,
     ) -> None:
         self.viewer = viewer
         self.pseudonyms = pseudonyms
@@ -440,6 +460,7 @@ class Release:
         self._decisions: dict[tuple[object, Owner, FieldClass], Decision] = {}
         self._standings: dict[tuple[int | None, Owner], object] = {}
         self._plans: dict[tuple[object, int], _Plan] = {}
+        self._memo = memo.of(viewer) if memo is not None else None
 
     # lookups, once per order
     def owners(self, order_id: int) -> OrderOwners | None:
@@ -580,9 +601,14 @@ class Release:
 
     def _plan(self, order_id: int | None, shape: Shape) -> _Plan:
         """The decisions for every field of ``shape`` on ``order_id`` (once per answer)."""
-        key = (self._standing(order_id, shape.classified.owner), id(shape))
+        standing = self._standing(order_id, shape.classified.owner)
+        key = (standing, id(shape))
         plan = self._plans.get(key)
         if plan is not None:
+            return plan
+        memo = self._memo if type(standing) is not int else None
+        if memo is not None and (kept := memo.get(key)) is not None and kept[0] is shape:
+            plan = self._plans[key] = kept[1]
             return plan
         c = shape.classified
         record = None
@@ -603,6 +629,8 @@ class Release:
         released = all(d.outcome is Outcome.ALLOW for d, _fc, _child in fields.values())
         nested = [(name, child) for name, (_d, _fc, child) in fields.items() if child is not None]
         plan = self._plans[key] = _Plan(record, fields, plain, granted, released, nested)
+        if memo is not None:
+            memo[key] = (shape, plan)
         return plan
 
     def _record(

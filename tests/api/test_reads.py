@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.api.parties import PartyRegistry
+from backend.api.schemas import OrderPublic, OrdersPublic, ReadingsPublic
 from backend.chain.settlement import settlement
-from backend.store.models import OrderRow
+from backend.store.models import OrderRow, ReadingRow
 from backend.telemetry import reading_digest, verify_proof
 from backend.telemetry.fleet import FleetLog, fleet_leaf
 from testkit.api_seed import COMMITTER, DOMAIN, ETHER, T0, Seeded, order_values, seed
@@ -101,7 +103,7 @@ def test_filters_and_paging(
     assert ids(by_buyer) == [30, 25, 20, 15, 10, 5]
     # a supplier filter narrows, never widens, what the caller may see
     by_supplier = api.get("/orders", "supplier", params={"supplier": buyer}).json()
-    assert by_supplier == {"data": [], "count": 0}
+    assert by_supplier == {"data": [], "count": 0, "next": None}
     bad = api.get("/orders", params={"state": "Sailing"})
     assert bad.status_code == 422 and bad.json()["code"] == "validation_error"
     assert api.get("/orders", params={"limit": 0}).status_code == 422
@@ -122,7 +124,100 @@ def test_telemetry_pages_and_time_range(api: Api, seeded: Seeded) -> None:
     ranged = api.get("/orders/1/telemetry", params={"since": since, "until": until}).json()
     assert [r["seq"] for r in ranged["data"]] == [3, 4, 5] and ranged["count"] == 3
     other_device = api.get("/orders/1/telemetry", params={"device": "0x" + "ab" * 20}).json()
-    assert other_device == {"data": [], "count": 0}
+    assert other_device == {"data": [], "count": 0, "next": None}
+
+
+def _walk(api: Api, path: str, params: dict[str, object]) -> list[dict]:
+    """Every page of ``path`` by its ``next`` cursors: the pages' bodies."""
+    pages = [api.get(path, params=params).json()]
+    while pages[-1]["next"] is not None:
+        assert len(pages) < 50, "the cursor does not move on"
+        pages.append(api.get(path, params={**params, "after": pages[-1]["next"]}).json())
+    return pages
+
+
+def test_keyset_pages_hold_what_offset_pages_hold(
+    api: Api, factory: sessionmaker[Session], parties: PartyRegistry
+) -> None:
+    buyer, supplier, arbiter, stranger = (
+        parties.by_name(n).address for n in ("buyer", "supplier", "arbiter", "stranger")
+    )
+    with factory.begin() as s:
+        for i in range(1, 31):
+            b = stranger if i % 4 == 0 else buyer  # the buyer sees 23 of them
+            state = "Created" if i % 3 else "Settled"
+            s.add(OrderRow(**order_values(i, b, supplier, arbiter, state=state)))
+    for params in ({"limit": 7}, {"limit": 5, "state": "Settled"}, {"limit": 23}):
+        pages = _walk(api, "/orders", params)
+        offset = [
+            api.get("/orders", params={**params, "offset": n * params["limit"]}).json()
+            for n in range(len(pages))
+        ]
+        assert [ids(p) for p in pages] == [ids(p) for p in offset]
+        assert {p["count"] for p in pages} == {offset[0]["count"]}
+        walked = [i for p in pages for i in ids(p)]
+        assert walked == sorted(walked, reverse=True) and len(walked) == offset[0]["count"]
+    # a full last page is followed by an empty one; a short one has no next
+    assert [len(p["data"]) for p in _walk(api, "/orders", {"limit": 23})] == [23, 0]
+    assert [len(p["data"]) for p in _walk(api, "/orders", {"limit": 7})] == [7, 7, 7, 2]
+    # the cursor is an order id: below it, what the caller sees
+    after = api.get("/orders", "stranger", params={"after": 13}).json()
+    assert ids(after) == [12, 8, 4]
+
+
+def test_keyset_telemetry_pages_break_ties_in_arrival_order(
+    api: Api, seeded: Seeded, factory: sessionmaker[Session]
+) -> None:
+    with factory.begin() as s:  # a second device whose readings share the first's times
+        for r in s.scalars(select(ReadingRow).where(ReadingRow.order_id == 1)).all():
+            values = {c.key: getattr(r, c.key) for c in ReadingRow.__table__.columns}
+            s.add(ReadingRow(**{**values, "id": None, "device": "0x" + "cd" * 20}))
+    offset = api.get("/orders/1/telemetry", params={"limit": 24}).json()["data"]
+    assert len(offset) == 24
+    for limit in (5, 7, 12):
+        pages = _walk(api, "/orders/1/telemetry", {"limit": limit})
+        assert [r for p in pages for r in p["data"]] == offset
+        assert all(p["count"] == 24 for p in pages)
+    # a time range and a device narrow the keyset pages like the offset ones
+    since = T0 + 120 + 60 * 3
+    params = {"limit": 3, "since": since, "device": seeded.device}
+    walked = [r["seq"] for p in _walk(api, "/orders/1/telemetry", params) for r in p["data"]]
+    assert walked == list(range(3, 12))
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "",
+        "abc",
+        "5",
+        "-5",
+        "5-",
+        "1-0",
+        "01-5",
+        "5-05",
+        "1 -5",
+        "9007199254740992-1",
+        "1-" + "9" * 16,
+    ],
+)
+def test_a_malformed_reading_cursor_is_422(api: Api, seeded: Seeded, cursor: str) -> None:
+    r = api.get("/orders/1/telemetry", params={"after": cursor})
+    assert r.status_code == 422 and r.json()["code"] == "validation_error", r.text
+
+
+def test_lean_answers_are_their_response_models(api: Api, seeded: Seeded) -> None:
+    """The routes that answer without FastAPI's validation (backend.api.lean) still
+    answer exactly what their response model describes."""
+    for path, model in (
+        ("/orders", OrdersPublic),
+        ("/orders/1", OrderPublic),
+        ("/orders/1/telemetry?limit=5", ReadingsPublic),
+    ):
+        r = api.get(path)
+        assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+        as_model = model.model_validate_json(r.content, strict=True)
+        assert as_model.model_dump(mode="json") == r.json()
 
 
 def test_commitments_and_proofs(api: Api, seeded: Seeded) -> None:

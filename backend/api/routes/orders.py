@@ -8,7 +8,7 @@ a missing one, so its existence does not leak.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 from fastapi.concurrency import run_in_threadpool
@@ -25,9 +25,11 @@ from backend.api.deps import (
     visible_order,
 )
 from backend.api.errors import READ, WRITE, ApiError, responses
+from backend.api.lean import LeanJSON, owners_of_rows
 from backend.api.pages import Offset
 from backend.api.parties import Party
 from backend.api.schemas import (
+    MAX_JSON_INT,
     Address,
     Digits,
     OrderCreate,
@@ -78,7 +80,17 @@ async def list_orders(
     supplier: Annotated[Address | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=200), Digits] = 50,
     offset: Offset = 0,
-) -> dict[str, Any]:
+    after: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=MAX_JSON_INT,
+            description="The `next` of the page before: the orders below that id (keyset "
+            "paging, cheaper than `offset` deep in a long list).",
+        ),
+        Digits,
+    ] = None,
+) -> LeanJSON:
     """Orders visible to the caller, newest first (auditors and admins see all)."""
     rows, count = queries.list_orders(
         session,
@@ -89,16 +101,18 @@ async def list_orders(
         supplier=supplier,
         limit=limit,
         offset=offset,
+        before=after,
     )
-    return {"data": [convert.order(r) for r in rows], "count": count}
+    data = [convert.order(r) for r in rows]
+    following = rows[-1].id if len(rows) == limit else None
+    return LeanJSON({"data": data, "count": count, "next": following}, owners=owners_of_rows(rows))
 
 
 @router.get("/{order_id}", response_model=OrderPublic, responses=responses(*READ))
-async def get_order(
-    session: SessionDep, party: CurrentParty, order_id: OrderIdPath
-) -> dict[str, Any]:
+async def get_order(session: SessionDep, party: CurrentParty, order_id: OrderIdPath) -> LeanJSON:
     """One order with its terms and progress."""
-    return convert.order(visible_order(session, party, order_id))
+    row = visible_order(session, party, order_id)
+    return LeanJSON(convert.order(row), owners=owners_of_rows([row]))
 
 
 @router.get(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
 from backend.api import convert, queries
 from backend.api.deps import ContextDep, CurrentParty, OrderIdPath, SessionDep, visible_order
 from backend.api.errors import READ, ApiError, not_found, responses
+from backend.api.lean import LeanJSON, owners_of_rows
 from backend.api.pages import OrderPage, order_page
 from backend.api.schemas import (
     MAX_JSON_INT,
@@ -21,6 +22,7 @@ from backend.api.schemas import (
     ContractReading,
     Digits,
     ProofPublic,
+    ReadingCursor,
     ReadingsPublic,
     Uint64,
 )
@@ -50,13 +52,25 @@ async def list_readings(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000), Digits] = 100,
     offset: Annotated[int, Query(ge=0, le=100_000_000), Digits] = 0,
-) -> dict[str, Any]:
+    after: Annotated[ReadingCursor | None, Query()] = None,
+) -> LeanJSON:
     """The order's signed readings by time (then arrival), one page at a time."""
-    visible_order(session, party, order_id)
+    order = visible_order(session, party, order_id)
     rows, count = queries.readings(
-        session, order_id, device=device, since=since, until=until, limit=limit, offset=offset
+        session,
+        order_id,
+        device=device,
+        since=since,
+        until=until,
+        limit=limit,
+        offset=offset,
+        after=None if after is None else convert.reading_position(after),
     )
-    return {"data": [convert.reading(r) for r in rows], "count": count}
+    following = convert.reading_cursor(rows[-1]) if len(rows) == limit else None
+    data = [convert.reading(r) for r in rows]
+    return LeanJSON(
+        {"data": data, "count": count, "next": following}, owners=owners_of_rows([order])
+    )
 
 
 @router.get("/{order_id}/commitments", response_model=CommitmentsPublic, responses=responses(*READ))
