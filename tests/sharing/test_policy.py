@@ -24,6 +24,7 @@ from backend.sharing.policy import (
     REGION_E6,
     OrderOwners,
     Outcome,
+    PlanMemo,
     PolicyRefused,
     Pseudonyms,
     Release,
@@ -207,7 +208,13 @@ PAGE = Shape(
 RECORD = {"order_id": ORDER, "temp": 450, "lat": 51_950_000, "key": "0xdead"}
 
 
-def release(role: str, jurisdiction: str, grants: list[Grant], scoped: int | None) -> Release:
+def release(
+    role: str,
+    jurisdiction: str,
+    grants: list[Grant],
+    scoped: int | None,
+    memo: PlanMemo | None = None,
+) -> Release:
     viewer, owners = viewer_and_owners(role, jurisdiction)
     return Release(
         viewer,
@@ -216,7 +223,41 @@ def release(role: str, jurisdiction: str, grants: list[Grant], scoped: int | Non
         lambda oid: grants,
         scoped_order=scoped,
         pseudonyms=PSEUDONYMS,
+        memo=memo,
     )
+
+
+def test_plans_kept_across_requests_are_those_no_order_or_grant_decides() -> None:
+    """A memo shared by requests keeps the plans for data the viewer sees at home; an
+    abroad order's plan is the request's own, so a grant approved between two requests
+    counts on the second, and one viewer's plans never serve another."""
+    memo = PlanMemo()
+    body = {"data": [RECORD], "count": 1}
+    home = release("auditor", HOME, [], ORDER, memo)
+    assert home.apply(body, PAGE) == body
+    kept = dict(memo.of(viewer_and_owners("auditor", HOME)[0]))
+    assert kept and all(type(standing) is not int for standing, _shape in kept)
+    again = release("auditor", HOME, [], ORDER, memo)
+    assert again.apply(body, PAGE) == body
+    assert memo.of(viewer_and_owners("auditor", HOME)[0]) == kept  # reused, none added
+    with pytest.raises(PolicyRefused):
+        release("auditor", ABROAD, [], ORDER, memo).apply(body, PAGE)
+    assert memo.of(viewer_and_owners("auditor", ABROAD)[0]) == {}  # abroad: not kept
+    granted = release("auditor", ABROAD, [grant("approved", OTHER)], ORDER, memo)
+    assert granted.apply(body, PAGE)["data"][0]["temp"] == 450
+    # the home viewer's plans did not leak into the abroad viewer's (nor back)
+    assert memo.of(viewer_and_owners("auditor", HOME)[0]) == kept
+
+
+def test_a_viewers_plans_are_dropped_at_the_bound() -> None:
+    memo = PlanMemo(per_viewer=2)
+    body = {"data": [RECORD], "count": 1}
+    viewer = viewer_and_owners("auditor", HOME)[0]
+    assert release("auditor", HOME, [], ORDER, memo).apply(body, PAGE) == body
+    assert len(memo._by_viewer[viewer]) == 2  # the page's plan and its records'
+    assert memo.of(viewer) == {}  # the next request finds the bound reached: dropped
+    assert release("auditor", HOME, [], ORDER, memo).apply(body, PAGE) == body
+    assert len(memo._by_viewer[viewer]) == 2
 
 
 def test_one_orders_answer_is_refused_whole_with_the_class_and_rule() -> None:
