@@ -96,6 +96,11 @@ class RiskConfig:
     eta_window_secs: int = 6 * 3600
     #: no ETA before the shipment has moved for this long
     eta_min_secs: int = 2 * 3600
+    #: the voyage's track keeps one position per this many seconds (and always the
+    #: first and the newest), and none older than ``eta_window_secs`` but the first:
+    #: bounded memory on a voyage of weeks at a reading a second, for an ETA reference
+    #: point at most this much later than with every position kept
+    eta_track_step_secs: int = 60
     #: warn (risk_late) when the ETA is past the deadline by more than this ...
     warn_late_secs: int = 3600
     #: ... continuously for this long, with at least this confidence in the ETA
@@ -418,10 +423,29 @@ class ShipmentRisk:
             haversine_km(r.latitude_e6, r.longitude_e6, t.dest_lat_e6, t.dest_lon_e6)
             - t.geofence_e6 / 1e6 * KM_PER_DEGREE,
         )
-        i = bisect.bisect_left(self._track, (r.timestamp, -1.0))
-        if i < len(self._track) and self._track[i][0] == r.timestamp:
+        self._on_track(r.timestamp, km)
+
+    def _on_track(self, ts: int, km: float) -> None:
+        """Put a position on the voyage's track, thinned to one per
+        ``eta_track_step_secs`` and trimmed to the ETA's window (RiskConfig)."""
+        track, step, window = (
+            self._track,
+            self.config.eta_track_step_secs,
+            self.config.eta_window_secs,
+        )
+        i = bisect.bisect_left(track, (ts, -1.0))
+        if i < len(track) and track[i][0] == ts:
             return
-        self._track.insert(i, (r.timestamp, km))
+        if i == len(track) and i >= 2 and track[-1][0] - track[-2][0] < step:
+            track[-1] = (ts, km)  # the newest moves on: the one before it is too close
+        elif i in (0, len(track)) or (ts - track[i - 1][0] >= step and track[i][0] - ts >= step):
+            track.insert(i, (ts, km))
+        else:
+            return  # a late position between two kept ones that are near it
+        if window and len(track) > 2:
+            stale = bisect.bisect_left(track, (track[-1][0] - window, -1.0), 1) - 1
+            if stale >= 64:  # drop them in runs, not one by one
+                del track[1 : 1 + stale]
 
     def note_status(self, device: str, status: str | None, battery_permille: int | None) -> None:
         dev = self.devices.setdefault(device, _Device())

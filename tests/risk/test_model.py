@@ -314,3 +314,32 @@ def test_a_devices_kept_scan_equals_a_fresh_one() -> None:
             assert (got.peak, got.rough, got.doors, got.tamper) == (
                 want.peak, want.rough, want.doors, want.tamper,
             ), (seq, now)  # fmt: skip
+
+
+def test_the_voyage_track_stays_bounded_and_the_eta_holds() -> None:
+    """A reading a second for three days, half of them late or out of order: the track
+    keeps about one position a minute over the ETA's window, and the ETA is the one
+    every position kept gives, to within a minute's travel."""
+    every_position = dataclasses.replace(RiskConfig(), eta_track_step_secs=1)
+    thinned, full = (
+        ShipmentRisk(1, terms(), T0, RiskConfig()),
+        ShipmentRisk(1, terms(), T0, every_position),
+    )
+    speed_e6_per_s = 10_000_000 / (100 * 3600)  # 10° in 100 h: 7.2° in the three days
+    seconds = 3 * 24 * 3600
+    for n in range(0, seconds, 2):
+        for ts in (n + 1, n):  # each pair arrives newest first
+            r = StoredReading(
+                1, ts, T0 + ts, 450, 500, 100, 0, int(ts * speed_e6_per_s), 0,
+                id=ts, device=DEV, received_at=float(T0 + ts),
+            )  # fmt: skip
+            thinned.observe(r)
+            full.observe(r)
+    cfg = RiskConfig()
+    assert len(thinned._track) <= cfg.eta_window_secs / cfg.eta_track_step_secs + 64 + 3
+    assert thinned._track[0] == full._track[0]  # the voyage's first position stays
+    assert thinned._track[-1] == full._track[-1]  # and the newest
+    now = T0 + seconds - 1
+    a, b = thinned.assess(now).snapshot.eta, full.assess(now).snapshot.eta
+    assert a is not None and b is not None
+    assert abs(a.timestamp - b.timestamp) <= 60
