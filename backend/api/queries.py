@@ -7,7 +7,7 @@ one (404), which does not leak that it exists.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Row, Select, func, or_, select, true, tuple_
@@ -56,12 +56,10 @@ def _count(session: Session, stmt: Select[Any]) -> int:
     )
 
 
-def _total(session: Session, stmt: Select[Any], shown: int, *, limit: int, offset: int) -> int:
-    """How many rows ``stmt`` selects in all, ``shown`` of them on the page read at
-    ``limit``/``offset``: a first page that is not full holds them all (no count query)."""
-    if offset == 0 and shown < limit:
-        return shown
-    return _count(session, stmt)
+def _total(shown: int, count: Callable[[], int], *, limit: int, first_page: bool) -> int:
+    """How many rows match in all, ``shown`` of them on a page of at most ``limit``: a
+    first page that is not full holds them all (no count query), else ``count()``."""
+    return shown if first_page and shown < limit else count()
 
 
 def _core(session: Session, stmt: Select[Any]) -> Any:
@@ -113,9 +111,10 @@ def list_orders(
     page = criteria if before is None else [*criteria, o.id < before]
     stmt = select(ORDERS).where(*page).order_by(o.id.desc()).limit(limit).offset(offset)
     rows = list(_core(session, stmt))
-    if offset == 0 and before is None and len(rows) < limit:
-        return rows, len(rows)  # a first page that is not full holds them all
-    return rows, _count_where(session, ORDERS, criteria)
+    first = offset == 0 and before is None
+    return rows, _total(
+        len(rows), lambda: _count_where(session, ORDERS, criteria), limit=limit, first_page=first
+    )
 
 
 def readings(
@@ -145,9 +144,10 @@ def readings(
         page = [*criteria, tuple_(r.timestamp, r.id) > tuple_(*after)]
     stmt = select(READINGS).where(*page).order_by(r.timestamp, r.id).limit(limit).offset(offset)
     rows = list(_core(session, stmt))
-    if offset == 0 and after is None and len(rows) < limit:
-        return rows, len(rows)
-    return rows, _count_where(session, READINGS, criteria)
+    first = offset == 0 and after is None
+    return rows, _total(
+        len(rows), lambda: _count_where(session, READINGS, criteria), limit=limit, first_page=first
+    )
 
 
 def reading_by_seq(session: Session, order_id: int, device: str, seq: int) -> ReadingRow | None:
@@ -232,7 +232,9 @@ def alerts(
         stmt = stmt.where(AlertRow.id > after_id)
     order = AlertRow.id.desc() if newest_first else AlertRow.id
     rows = list(session.scalars(stmt.order_by(order).limit(limit).offset(offset)))
-    return rows, _total(session, stmt, len(rows), limit=limit, offset=offset)
+    return rows, _total(
+        len(rows), lambda: _count(session, stmt), limit=limit, first_page=offset == 0
+    )
 
 
 def risk_snapshots(session: Session, order_id: int, *, limit: int = 100) -> list[RiskSnapshotRow]:
@@ -265,7 +267,9 @@ def devices(
             stmt.order_by(DeviceRow.order_id, DeviceRow.device).limit(limit).offset(offset)
         )
     )
-    return rows, _total(session, stmt, len(rows), limit=limit, offset=offset)
+    return rows, _total(
+        len(rows), lambda: _count(session, stmt), limit=limit, first_page=offset == 0
+    )
 
 
 def credits(session: Session, account: str) -> dict[str, int]:
