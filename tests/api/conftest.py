@@ -56,8 +56,10 @@ def settings() -> Settings:
 
 @pytest.fixture
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """A copy of the session's migrated SQLite template (tests/conftest.py)."""
-    yield from migrated_empty_engine("sqlite", request, tmp_path)
+    """A copy of the session's migrated SQLite template (tests/conftest.py); a test
+    parametrized indirectly over ``db`` with ``"postgresql"`` gets the session's
+    PostgreSQL schema, emptied."""
+    yield from migrated_empty_engine(getattr(request, "param", "sqlite"), request, tmp_path)
 
 
 @pytest.fixture

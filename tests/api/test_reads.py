@@ -14,6 +14,7 @@ from backend.telemetry import reading_digest, verify_proof
 from backend.telemetry.fleet import FleetLog, fleet_leaf
 from testkit.api_seed import COMMITTER, DOMAIN, ETHER, T0, Seeded, order_values, seed
 from tests.api.conftest import Api, headers
+from tests.conftest import BACKENDS
 
 
 @pytest.fixture
@@ -136,6 +137,7 @@ def _walk(api: Api, path: str, params: dict[str, object]) -> list[dict]:
     return pages
 
 
+@pytest.mark.parametrize("db", BACKENDS, indirect=True)
 def test_keyset_pages_hold_what_offset_pages_hold(
     api: Api, factory: sessionmaker[Session], parties: PartyRegistry
 ) -> None:
@@ -165,6 +167,7 @@ def test_keyset_pages_hold_what_offset_pages_hold(
     assert ids(after) == [12, 8, 4]
 
 
+@pytest.mark.parametrize("db", BACKENDS, indirect=True)
 def test_keyset_telemetry_pages_break_ties_in_arrival_order(
     api: Api, seeded: Seeded, factory: sessionmaker[Session]
 ) -> None:
