@@ -278,12 +278,33 @@ def _mins(secs: float) -> str:
     return f"{m / 60:.1f} h"
 
 
+def trend_window(rs: Sequence[StoredReading], secs: int, most: int) -> list[StoredReading]:
+    """The readings a device's temperature trend is read from (``rs`` by seq, newest
+    last): of those within ``secs`` of the newest one's time, the ones after the last
+    with its doors open (open doors spike the air temperature: a spike that is
+    settling is not a failure), at most the newest ``most``. Read back from the
+    newest, so it costs the readings it keeps, not the device's whole window."""
+    if not rs:
+        return []
+    window: list[StoredReading] = []
+    start_after = rs[-1].timestamp - secs
+    for r in reversed(rs):
+        if r.timestamp <= start_after:
+            continue
+        if r.flags & FLAG_DOOR_OPEN or len(window) == most:
+            break
+        window.append(r)
+    window.reverse()
+    return window
+
+
 @dataclass(frozen=True, slots=True)
 class _Scan:
     """One device's recent shocks and flags (:meth:`_Device.scan`), and how long it holds."""
 
     version: int
-    now: int
+    #: the span of ``now`` in which the same readings count
+    valid_from: float
     valid_until: float
     peak: int
     rough: tuple[StoredReading, ...]
@@ -323,28 +344,47 @@ class _Device(ReadingWindow):
 
     def scan(self, now: int, rough_secs: int, rough_at: float, door_secs: int) -> _Scan:
         """The shocks (peak, and readings at ``rough_at`` or more) of the last
-        ``rough_secs`` and the door/tamper flags of the last ``door_secs`` before ``now``.
+        ``rough_secs`` and the door/tamper flags of the last ``door_secs`` before ``now``
+        (each: the readings back from the newest seq to the first at or before the
+        window's start, as :meth:`since` reads them), in one pass.
 
-        Kept until a reading is added, ``now`` goes back, or the oldest reading counted
-        leaves its window: an order is assessed after each of its readings, and only
+        Kept until a reading is added or ``now`` leaves the span where the same readings
+        count: the oldest one counted leaves its window, or the window's start goes back
+        to the reading the pass stopped at. An order is assessed after each of its
+        readings, at that reading's time (its devices' clocks are not in step), and only
         the device that has a new one needs its readings scanned again."""
         c = self._scan
-        if c is not None and c.version == self.version and c.now <= now < c.valid_until:
+        if c is not None and c.version == self.version and c.valid_from <= now < c.valid_until:
             return c
-        peak, rough, oldest_rough = 0, [], math.inf
-        for r in self.since(now - rough_secs):
-            peak = max(peak, r.shock_milli_g)
-            if r.shock_milli_g >= rough_at:
-                rough.append(r)
-            oldest_rough = min(oldest_rough, r.timestamp)
+        rough_from, door_from = now - rough_secs, now - door_secs
+        peak, rough = 0, []
         doors = tamper = 0
-        oldest_door = math.inf
-        for r in self.since(now - door_secs):
-            doors += bool(r.flags & FLAG_DOOR_OPEN)
-            tamper += bool(r.flags & (FLAG_TAMPER | FLAG_SENSOR_FAULT))
-            oldest_door = min(oldest_door, r.timestamp)
+        oldest_rough = oldest_door = math.inf
+        stop_rough = stop_door = -math.inf  # the reading each window's pass stopped at
+        in_rough = in_door = True
+        for s in reversed(self.seqs):
+            r = self.by_seq[s]
+            ts = r.timestamp
+            if in_rough:
+                if ts <= rough_from:
+                    in_rough, stop_rough = False, ts
+                else:
+                    peak = max(peak, r.shock_milli_g)
+                    if r.shock_milli_g >= rough_at:
+                        rough.append(r)
+                    oldest_rough = min(oldest_rough, ts)
+            if in_door:
+                if ts <= door_from:
+                    in_door, stop_door = False, ts
+                else:
+                    doors += bool(r.flags & FLAG_DOOR_OPEN)
+                    tamper += bool(r.flags & (FLAG_TAMPER | FLAG_SENSOR_FAULT))
+                    oldest_door = min(oldest_door, ts)
+            if not (in_rough or in_door):
+                break
+        valid_from = max(stop_rough + rough_secs, stop_door + door_secs)
         valid_until = min(oldest_rough + rough_secs, oldest_door + door_secs)
-        self._scan = _Scan(self.version, now, valid_until, peak, tuple(rough), doors, tamper)
+        self._scan = _Scan(self.version, valid_from, valid_until, peak, tuple(rough), doors, tamper)
         return self._scan
 
     def interval(self, default: float) -> float:
@@ -503,13 +543,7 @@ class ShipmentRisk:
             return None
         cfg, t = self.config, self.terms
         head = rs[-1]
-        window = [r for r in rs if r.timestamp > head.timestamp - cfg.trend_window_secs]
-        # Open doors spike the air temperature: read the trend from the readings after
-        # the doors were last shut, so a spike that is settling is not taken for a failure.
-        doors = [i for i, r in enumerate(window) if r.flags & FLAG_DOOR_OPEN]
-        if doors:
-            window = window[doors[-1] + 1 :]
-        window = window[-cfg.trend_max_readings :]
+        window = trend_window(rs, cfg.trend_window_secs, cfg.trend_max_readings)
         slope = 0.0  # centi-°C per second
         temp = float(head.temperature_centi_c)
         if len(window) >= cfg.trend_min_readings and (line := temperature_line(window)):

@@ -343,3 +343,30 @@ def test_the_voyage_track_stays_bounded_and_the_eta_holds() -> None:
     a, b = thinned.assess(now).snapshot.eta, full.assess(now).snapshot.eta
     assert a is not None and b is not None
     assert abs(a.timestamp - b.timestamp) <= 60
+
+
+def test_the_trend_window_is_the_one_the_definition_gives() -> None:
+    """Read back from the newest reading: the same readings as the definition's
+    filters over the whole window (in the trend window, after the last open door, the
+    newest few), on windows with late timestamps and doors."""
+    import random
+
+    from backend.risk.model import trend_window
+
+    def by_definition(rs: list[StoredReading], secs: int, most: int) -> list[StoredReading]:
+        window = [r for r in rs if r.timestamp > rs[-1].timestamp - secs]
+        doors = [i for i, r in enumerate(window) if r.flags & FLAG_DOOR_OPEN]
+        if doors:
+            window = window[doors[-1] + 1 :]
+        return window[-most:]
+
+    rng = random.Random(11)
+    for _ in range(500):
+        rs, ts = [], T0
+        for seq in range(rng.randrange(1, 40)):
+            ts += rng.choice((60, 600, 1800, -1200))  # now and then a late clock
+            flags = FLAG_DOOR_OPEN if rng.random() < 0.1 else 0
+            rs.append(StoredReading(1, seq, ts, 450, 500, 0, 0, 0, flags, id=seq,
+                                    device=DEV, received_at=float(ts)))  # fmt: skip
+        secs, most = rng.choice((3600, 5400, 20_000)), rng.choice((1, 4, 6, 50))
+        assert trend_window(rs, secs, most) == by_definition(rs, secs, most)
