@@ -368,18 +368,25 @@ class _Device(ReadingWindow):
             if in_rough:
                 if ts <= rough_from:
                     in_rough, stop_rough = False, ts
-                else:
-                    peak = max(peak, r.shock_milli_g)
-                    if r.shock_milli_g >= rough_at:
+                else:  # comparisons, not min()/max(): this loop is the scan's cost
+                    shock = r.shock_milli_g
+                    if shock > peak:
+                        peak = shock
+                    if shock >= rough_at:
                         rough.append(r)
-                    oldest_rough = min(oldest_rough, ts)
+                    if ts < oldest_rough:
+                        oldest_rough = ts
             if in_door:
                 if ts <= door_from:
                     in_door, stop_door = False, ts
                 else:
-                    doors += bool(r.flags & FLAG_DOOR_OPEN)
-                    tamper += bool(r.flags & (FLAG_TAMPER | FLAG_SENSOR_FAULT))
-                    oldest_door = min(oldest_door, ts)
+                    flags = r.flags
+                    if flags & FLAG_DOOR_OPEN:
+                        doors += 1
+                    if flags & (FLAG_TAMPER | FLAG_SENSOR_FAULT):
+                        tamper += 1
+                    if ts < oldest_door:
+                        oldest_door = ts
             if not (in_rough or in_door):
                 break
         valid_from = max(stop_rough + rough_secs, stop_door + door_secs)
