@@ -591,6 +591,8 @@ class ShipmentRisk:
         # Heading for a limit counts only when moving away from where the reefer holds
         # the air (the median of the kept readings, its set point in practice): towards
         # it is a reefer pulling back after doors or a repair, not a failure.
+        if not slope:
+            return _TempForecast(device, temp, 0.0, None, None, None, 0, None, False)
         held = statistics.median(r.temperature_centi_c for r in rs)
         margin = cfg.trend_margin_centi_c
         for side, limit, heading in (
