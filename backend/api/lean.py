@@ -45,4 +45,6 @@ class LeanJSON(Response):
         try:
             return orjson.dumps(self.data)
         except TypeError:  # an integer beyond 64 bits
-            return json.dumps(self.data, separators=(",", ":"), ensure_ascii=False).encode()
+            return json.dumps(
+                self.data, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+            ).encode()

@@ -337,7 +337,7 @@ class OrdersPublic(BaseModel):
     next: int | None = Field(
         default=None,
         description="Pass as `after` for the page that follows (keyset paging); null when "
-        "this page is not full. A full last page is followed by an empty one.",
+        "the query found fewer than `limit` (a full last page is followed by an empty one).",
     )
 
 
@@ -448,7 +448,7 @@ class ReadingsPublic(BaseModel):
     next: str | None = Field(
         default=None,
         description="Pass as `after` for the page that follows (keyset paging); null when "
-        "this page is not full. A full last page is followed by an empty one.",
+        "the query found fewer than `limit` (a full last page is followed by an empty one).",
     )
 
 

@@ -490,9 +490,11 @@ class ShipmentRisk:
         else:
             return  # a late position between two kept ones that are near it
         if window and len(track) > 2:
-            stale = bisect.bisect_left(track, (track[-1][0] - window, -1.0), 1) - 1
-            if stale >= 64:  # drop them in runs, not one by one
-                del track[1 : 1 + stale]
+            # keep the last position before the window: the ETA falls back to it when
+            # the newest is the only one inside (after a long silence)
+            cut = bisect.bisect_left(track, (track[-1][0] - window, -1.0), 1) - 1
+            if cut - 1 >= 64:  # drop them in runs, not one by one
+                del track[1:cut]
 
     def note_status(self, device: str, status: str | None, battery_permille: int | None) -> None:
         dev = self.devices.setdefault(device, _Device())

@@ -370,3 +370,33 @@ def test_the_trend_window_is_the_one_the_definition_gives() -> None:
                                     device=DEV, received_at=float(ts)))  # fmt: skip
         secs, most = rng.choice((3600, 5400, 20_000)), rng.choice((1, 4, 6, 50))
         assert trend_window(rs, secs, most) == by_definition(rs, secs, most)
+
+
+def test_after_a_silence_longer_than_the_window_the_eta_keeps_its_reference() -> None:
+    """Fast for 10 h, slow for 2 h, silent for 7 h, then one reading: the trimmed track
+    keeps the last position before the window, so the ETA is the untrimmed one's."""
+    untrimmed = dataclasses.replace(RiskConfig(), eta_window_secs=0)
+    trimmed = ShipmentRisk(1, terms(), T0, RiskConfig())
+    reference = ShipmentRisk(1, terms(), T0, untrimmed)
+    lon, ts, rs = 0, 0, []
+    for speed, hours in ((60, 10), (5, 2)):
+        for _ in range(hours * 60):
+            ts += 60
+            lon += round(speed / 60 / KM_PER_DEGREE * 1e6)
+            rs.append((ts, lon))
+    rs.append((ts + 7 * 3600, lon + 1000))
+    for seq, (ts, lon) in enumerate(rs):
+        r = StoredReading(1, seq, T0 + ts, 450, 500, 100, 0, lon, 0, id=seq, device=DEV,
+                          received_at=float(T0 + ts))  # fmt: skip
+        trimmed.observe(r)
+        reference.observe(r)
+    now = T0 + rs[-1][0]
+    assert len(trimmed._track) < len(reference._track)
+    # the reference window of the untrimmed track's ETA (its last 6 h) ...
+    a = trimmed.assess(now).snapshot.eta
+    window = RiskConfig().eta_window_secs
+    full = ShipmentRisk(1, terms(), T0, RiskConfig())
+    full._track = list(reference._track)  # every position, the window applied by _eta
+    b = full._eta(now)
+    assert a is not None and b is not None
+    assert (a.timestamp, a.confidence) == (b.timestamp, b.confidence), window
