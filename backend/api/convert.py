@@ -79,15 +79,9 @@ def reading(row: Any) -> dict[str, Any]:
 
 def reading_cursor(row: Any) -> str:
     """The keyset cursor after a reading row: its time and its place in arrival order
-    (the order the telemetry pages keep, backend.api.queries.readings)."""
+    (the order the telemetry pages keep, backend.api.queries.readings); read back by
+    ``schemas.reading_position``."""
     return f"{row.timestamp}-{row.id}"
-
-
-def reading_position(cursor: str) -> tuple[int, int]:
-    """(timestamp, id) of a cursor :func:`reading_cursor` wrote (already checked
-    against ``schemas.READING_CURSOR``)."""
-    timestamp, _, reading_id = cursor.partition("-")
-    return int(timestamp), int(reading_id)
 
 
 def device(row: DeviceRow) -> s.DevicePublic:

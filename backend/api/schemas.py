@@ -177,9 +177,15 @@ QueryText = Annotated[
 ]
 
 
+def reading_position(cursor: str) -> tuple[int, int]:
+    """(timestamp, reading id) of a reading cursor ("<timestamp>-<n>", the pattern of
+    :data:`ReadingCursor`; backend.api.convert.reading_cursor writes it)."""
+    timestamp, _, reading_id = cursor.partition("-")
+    return int(timestamp), int(reading_id)
+
+
 def _reading_cursor(value: str) -> str:
-    timestamp, _, reading_id = value.partition("-")
-    if int(timestamp) > MAX_JSON_INT or int(reading_id) > MAX_JSON_INT:
+    if max(reading_position(value)) > MAX_JSON_INT:
         raise PydanticCustomError(
             "cursor", "Input should be the `next` of a page: each number at most 2^53 - 1"
         )
@@ -198,6 +204,13 @@ ReadingCursor = Annotated[
     ),
     AfterValidator(_reading_cursor),
 ]
+
+
+#: The ``next`` of a keyset-paged list (the order list, an order's telemetry).
+_NEXT = (
+    "Pass as `after` for the page that follows (keyset paging); null when the query found "
+    "fewer than `limit` (a full last page is followed by an empty one)."
+)
 
 
 class _Model(BaseModel):
@@ -334,11 +347,7 @@ class OrderPublic(BaseModel):
 class OrdersPublic(BaseModel):
     data: list[OrderPublic]
     count: int = Field(description="How many orders match the filters (all pages).")
-    next: int | None = Field(
-        default=None,
-        description="Pass as `after` for the page that follows (keyset paging); null when "
-        "the query found fewer than `limit` (a full last page is followed by an empty one).",
-    )
+    next: int | None = Field(default=None, description=_NEXT)
 
 
 # --- writes -------------------------------------------------------------------------
@@ -445,11 +454,7 @@ class ReadingPublic(BaseModel):
 class ReadingsPublic(BaseModel):
     data: list[ReadingPublic]
     count: int
-    next: str | None = Field(
-        default=None,
-        description="Pass as `after` for the page that follows (keyset paging); null when "
-        "the query found fewer than `limit` (a full last page is followed by an empty one).",
-    )
+    next: str | None = Field(default=None, description=_NEXT)
 
 
 class CommitmentPublic(BaseModel):

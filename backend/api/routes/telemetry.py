@@ -25,6 +25,7 @@ from backend.api.schemas import (
     ReadingCursor,
     ReadingsPublic,
     Uint64,
+    reading_position,
 )
 from backend.api.sharing import PolicyRoute
 from backend.domain.reading import Reading
@@ -64,7 +65,7 @@ async def list_readings(
         until=until,
         limit=limit,
         offset=offset,
-        after=None if after is None else convert.reading_position(after),
+        after=None if after is None else reading_position(after),
     )
     following = convert.reading_cursor(rows[-1]) if len(rows) == limit else None
     data = [convert.reading(r) for r in rows]
