@@ -81,8 +81,10 @@ _OWNERS = select(ORDERS.c.id, ORDERS.c.buyer, ORDERS.c.supplier).where(
 )
 
 
-def owners_of(session: Session, parties: PartyRegistry, order_id: int) -> OrderOwners | None:
-    return owners_of_many(session, parties, [order_id]).get(order_id)
+def owners_of(
+    session: Session, parties: PartyRegistry, order_id: int, known: Owners | None = None
+) -> OrderOwners | None:
+    return owners_of_many(session, parties, [order_id], known).get(order_id)
 
 
 def owners_of_many(
@@ -128,7 +130,7 @@ def release_for(
     return Release(
         viewer,
         int(ctx.clock()),
-        lambda oid: owners_of_many(session, ctx.parties, [oid], known).get(oid),
+        lambda oid: owners_of(session, ctx.parties, oid, known),
         grants_of,
         scoped_order=scoped_order,
         owners_of_many=lambda ids: owners_of_many(session, ctx.parties, ids, known),
