@@ -65,6 +65,7 @@ from backend.oracle.rules import RulesEngine
 from backend.oracle.subscriber import SubscriberConfig, TelemetrySubscriber
 from backend.store import repositories as repo
 from backend.store.db import make_engine, upgrade_to_head
+from backend.store.models import HandoffRow
 from backend.telemetry import Domain, Reading, decode_message, device_address, reading_digest
 from backend.telemetry.access import DEFAULT_SHARE_GROUP
 from backend.telemetry.eip712 import recover_from_digest
@@ -314,7 +315,8 @@ def _drain_child(
             "received": metrics.get("trustship_ingest_received_total"),
             "stored": metrics.get("trustship_ingest_accepted_total"),
             "refused": metrics.total("trustship_ingest_rejected_total"),
-            "synced": ingestor.rules.synced_readings,
+            "handed_off": ingestor.handed_off,
+            "taken_over": ingestor.taken_over,
             "cpu_s": cpu,
         }
     )
@@ -361,6 +363,16 @@ def run_processes(
             deadline = t0 + 600
             while sum(r.value for _, _, r in children) < n and time.perf_counter() < deadline:
                 time.sleep(0.005)
+            # ... and evaluated: what one process stored for another's orders waits in
+            # the handoff table until the owner takes it
+            engine = make_engine(url)
+            with Session(engine) as s:
+                while s.scalar(select(func.count()).select_from(HandoffRow)) and (
+                    time.perf_counter() < deadline
+                ):
+                    s.rollback()
+                    time.sleep(0.005)
+            engine.dispose()
             elapsed = time.perf_counter() - t0
             stop.set()
             per = [results.get(timeout=60) for _ in children]

@@ -36,6 +36,7 @@ from backend.domain.reading import StoredReading
 from backend.oracle.fastpath import use_fast_keccak
 from backend.oracle.metrics import Metrics
 from backend.oracle.metrics import metrics as default_metrics
+from backend.oracle.ownership import Ownership
 from backend.oracle.rules import RulesEngine, write_outputs
 from backend.store import repositories as repo
 from backend.store.db import session_factory
@@ -136,6 +137,11 @@ class IngestConfig:
     catch_up_interval_secs: float = 0.25
     #: At most one log line per refusal reason per this many seconds.
     log_interval_secs: float = 10.0
+    #: Several oracle processes (backend/oracle/ownership.py): how often a process
+    #: looks again at who is alive and which orders it should evaluate ...
+    ownership_interval_secs: float = 1.0
+    #: ... and how often it takes the readings other processes stored for its orders.
+    handoff_interval_secs: float = 0.05
 
 
 class RateLimitedLog:
@@ -337,6 +343,14 @@ class Ingestor:
         #: (:class:`ChainFollower`); None: readings are judged on what is indexed.
         self.follower = follower
         self._caught_up_at = -1e18
+        #: Which orders this process evaluates (ownership.py); the others' readings are
+        #: stored and handed off to their owner. Without rules nothing is evaluated,
+        #: so nothing is handed off either.
+        self.ownership = Ownership(engine)
+        self._joined = False
+        #: Readings stored here for another process, and ones taken from the handoff.
+        self.handed_off = 0
+        self.taken_over = 0
 
     def _catch_up(self) -> bool:
         """Ask the follower to catch up (once per batch, see :meth:`prepare`).
@@ -572,19 +586,21 @@ class Ingestor:
         batch: Sequence[Inbound],
     ) -> None:
         rows = [repo.reading_row(c.signed, c.digest, c.received_at) for c in items]
+        orders = {c.signed.reading.order_id for c in items} | {st.order_id for _, st in statuses}
+        owned = self._owned(orders)
         with self.sessions() as session, session.begin():
-            # several oracles: one batch at a time per order (backend/store/locks.py)
-            orders = {c.signed.reading.order_id for c in items} | {
-                st.order_id for _, st in statuses
-            }
-            lock_for_transaction(session, ORDER, orders)
+            # the orders this process evaluates: one evaluation at a time per order
+            # (backend/store/locks.py), with what other processes handed off for them
+            lock_for_transaction(session, ORDER, owned)
+            taken, changed = repo.take_handed(session, owned) if self._sharing else ([], [])
             new = repo.insert_readings(session, rows)
             keys = [
                 (c.signed.reading.order_id, c.signed.device, c.signed.reading.seq) for c in items
             ]
             conflicts = [k for k in keys if k not in new]
             stored_digest = repo.stored_digests(session, conflicts) if conflicts else {}
-            fresh: list[StoredReading] = []
+            fresh: list[StoredReading] = [StoredReading.from_row(row) for row in taken]
+            theirs: list[tuple[int, str, int]] = []
             progress: dict[tuple[int, str], list[StoredReading]] = {}
             for c, key in zip(items, keys, strict=True):
                 rid = new.get(key)
@@ -592,7 +608,10 @@ class Ingestor:
                     verdicts[c.index] = Verdict(STORED, reading_id=rid)
                     result.stored += 1
                     stored = StoredReading.of(rid, c.signed, c.received_at)
-                    fresh.append(stored)
+                    if stored.order_id in owned:
+                        fresh.append(stored)
+                    else:
+                        theirs.append((stored.order_id, stored.device, rid))
                     progress.setdefault((stored.order_id, stored.device), []).append(stored)
                     result.confirmed.setdefault(key[:2], []).append(key[2])
                 else:
@@ -631,18 +650,99 @@ class Ingestor:
                     for _, st in statuses
                 ],
             )
-            for i, st in statuses:
+            for i, _st in statuses:
                 verdicts[i] = Verdict(STATUS)
-                if self.rules is not None:
-                    self.rules.note_status(st.order_id, st.device, st.status, st.battery_permille)
             result.statuses += len(statuses)
-            if self.rules is not None and fresh:
-                output = self.rules.evaluate(session, fresh)
-                result.alerts, result.actions = write_outputs(session, output)
-                for a in output.alerts:
-                    self.metrics.rules_alerts.labels(kind=a.kind).inc()
-                for act in output.actions:
-                    self.metrics.rules_actions.labels(kind=act.kind).inc()
+            repo.hand_off(
+                session,
+                theirs,
+                [(st.order_id, st.device) for _, st in statuses if st.order_id not in owned],
+            )
+            mine = [(st.order_id, st.device) for _, st in statuses if st.order_id in owned]
+            self._evaluate(session, fresh, [*changed, *mine], result)
+        self.handed_off += len(theirs)
+        self.taken_over += len(taken)
+
+    @property
+    def _sharing(self) -> bool:
+        """Whether other oracle processes may hand readings to this one (PostgreSQL)."""
+        return self.rules is not None and not self.ownership.everything
+
+    def _owned(self, orders: set[int]) -> set[int]:
+        """Of ``orders``, the ones this process evaluates (all of them without rules)."""
+        if not self._sharing:
+            return orders
+        if not self._joined:
+            self.rebalance()
+        return self.ownership.owned(orders)
+
+    def _evaluate(
+        self,
+        session: Session,
+        readings: list[StoredReading],
+        statuses: Sequence[tuple[int, str]],
+        result: BatchResult,
+    ) -> None:
+        """Run the rules over stored ``readings`` of owned orders, after the status of
+        these (order, device) pairs (read back from their ``devices`` rows)."""
+        if self.rules is None:
+            return
+        for order_id, device, status, battery in repo.statuses_of(session, statuses):
+            self.rules.note_status(order_id, device, status, battery)
+        if readings:
+            output = self.rules.evaluate(session, readings)
+            alerts, actions = write_outputs(session, output)
+            result.alerts += alerts
+            result.actions += actions
+            for a in output.alerts:
+                self.metrics.rules_alerts.labels(kind=a.kind).inc()
+            for act in output.actions:
+                self.metrics.rules_actions.labels(kind=act.kind).inc()
+
+    # ------------------------------------------------ several oracle processes
+
+    def rebalance(self) -> None:
+        """Take this process's share of the orders and give up the rest
+        (:meth:`Ownership.rebalance`): the rules forget the orders given up, and load
+        the ones taken on their next reading. Nothing to do without rules."""
+        if not self._sharing:
+            return
+        self._joined = True
+        try:
+            _taken, released = self.ownership.rebalance()
+        except Exception:
+            assert self.rules is not None
+            self.rules.reset()  # owns nothing now: it reloads what it takes again
+            raise
+        if released and self.rules is not None:
+            self.rules.forget_orders(lambda o: not self.ownership.owns(o))
+
+    def take_handoff(self) -> bool:
+        """Evaluate what other processes stored for the orders this process owns, in
+        one transaction per call. Returns whether any was there."""
+        if not self._sharing:
+            return False
+        if not self._joined:
+            self.rebalance()
+        result = BatchResult(verdicts=[])
+        with self.sessions() as session, session.begin():
+            orders = self.ownership.owned(repo.handed_orders(session))
+            if not orders:
+                return False
+            lock_for_transaction(session, ORDER, orders)
+            taken, changed = repo.take_handed(session, orders)
+            self._evaluate(session, [StoredReading.from_row(r) for r in taken], changed, result)
+        self.taken_over += len(taken)
+        return True
+
+    def periodic_tasks(self) -> list[PeriodicTask]:
+        """What the ingest worker runs between batches for this ingestor."""
+        if not self._sharing:
+            return []
+        return [
+            PeriodicTask("ownership", self.config.ownership_interval_secs, self.rebalance),
+            PeriodicTask("handoff", self.config.handoff_interval_secs, self.take_handoff),
+        ]
 
     def _count(self, result: BatchResult, received: int, seconds: float) -> None:
         m = self.metrics
@@ -707,7 +807,8 @@ class IngestWorker(threading.Thread):
         self.ack = ack
         self.batch_size = batch_size
         self.batch_ms = batch_ms
-        self.periodic = list(periodic)
+        #: the ingestor's own (several oracles: ownership, handoff), then the caller's
+        self.periodic = [*ingestor.periodic_tasks(), *periodic]
         self.max_backoff = max_backoff_secs
         self.on_batch = on_batch
         self.queue: queue.SimpleQueue[Inbound] = inbox if inbox is not None else queue.SimpleQueue()
@@ -803,7 +904,7 @@ class IngestWorker(threading.Thread):
         """Stage 2: commit, acknowledge, run periodic tasks."""
         while True:
             try:
-                prepared = self._prepared.get(timeout=0.1)
+                prepared = self._prepared.get(timeout=0.05)
             except queue.Empty:
                 self._run_periodic()
                 continue

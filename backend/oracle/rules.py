@@ -2,14 +2,17 @@
 
 Per device the engine keeps a *window*: the newest readings by ``seq`` (a dict
 plus the sorted seqs), loaded from the database the first time a device shows up
-in this process and updated with every stored reading. A reading is evaluated in
-the same database transaction that stores it, against its neighbours in ``seq``
-order, so readings that arrive late (store-and-forward) or out of order are
+in this process and updated with every evaluated reading. Only the order's owner
+evaluates it (backend/oracle/ownership.py): a reading is evaluated in the database
+transaction that stores it, or, when another oracle process stored it, in the
+owner's transaction that takes its handoff row; either way against its neighbours
+in ``seq`` order, so readings that arrive late (store-and-forward) or out of order are
 judged exactly as if they had come in order: an excursion run is always the
 maximal run of consecutive seqs around the new reading, whichever of its
 readings arrived last. A reading older than the window is evaluated against its
 neighbours read back from the database. Nothing is buffered, so a crash loses no
-evaluation: the actions and alerts a reading causes are committed with it.
+evaluation: the actions and alerts a reading causes are committed with its
+storing or its handoff row's removal.
 
 Rules (the contract's definitions, IQualityVerification / IPurchaseOrders.Terms):
 
@@ -351,13 +354,7 @@ class RulesEngine:
         self._breach_queued: set[int] = set()
         self._arrival_ts: dict[int, int] = {}
         self._risk: dict[int, ShipmentRisk] = {}
-        #: Per loaded stream, how many readings the database held when this process
-        #: last looked (``devices.reading_count``, under the order's lock): when it
-        #: holds more, another oracle process stored them (:meth:`_sync`).
-        self._known: dict[repo.StreamKey, int] = {}
         self.skipped_no_terms = 0
-        #: Readings stored by other oracle processes that :meth:`_sync` brought in.
-        self.synced_readings = 0
 
     # ------------------------------------------------------------------ state
 
@@ -367,131 +364,55 @@ class RulesEngine:
         self._breach_queued.clear()
         self._arrival_ts.clear()
         self._risk.clear()
-        self._known.clear()
         self.terms.forget()
 
-    def _load_streams(
-        self, session: Session, keys: Sequence[repo.StreamKey], counts: Mapping[repo.StreamKey, int]
-    ) -> None:
-        """Load the windows of ``keys`` not in memory; ``counts``: their reading counts,
-        read before the windows (so a window never holds fewer than its count says)."""
+    def forget_orders(self, drop: Callable[[int], bool]) -> int:
+        """Forget the in-memory state of the orders ``drop`` selects (another oracle
+        process evaluates them now: backend/oracle/ownership.py); returns how many."""
+        orders = {o for o, _ in self._streams if drop(o)} | {o for o in self._risk if drop(o)}
+        for key in [k for k in self._streams if k[0] in orders]:
+            del self._streams[key]
+        for o in orders:
+            self._risk.pop(o, None)
+            self._arrival_ts.pop(o, None)
+            self._breach_queued.discard(o)
+        return len(orders)
+
+    def _load_streams(self, session: Session, keys: Sequence[repo.StreamKey]) -> None:
+        """Load the windows of ``keys`` not in memory (the evaluated readings: none with
+        a handoff row) and, for an order seen for the first time, whether its breach
+        proof is queued already (by this process before a restart, or by the order's
+        previous owner)."""
         missing = [k for k in keys if k not in self._streams]
         if not missing:
             return
+        known = {o for o, _ in self._streams}
         loaded = repo.latest_readings(session, missing, self.config.window)
         for key in missing:
             stream = _Stream()
             for row in loaded.get(key, []):
                 stream.add(StoredReading.from_row(row))
             self._streams[key] = stream
-            self._known[key] = counts.get(key, 0)
+        fresh = {o for o, _ in missing} - known
+        queued = {ProveExcursion.key_for(o): o for o in fresh}
+        for dedup_key in repo.queued_keys(session, queued):
+            self._breach_queued.add(queued[dedup_key])
 
-    def warm_up(self, session: Session) -> int:
-        """Load the windows of devices bound to orders in transit (for silence checks)."""
+    def warm_up(self, session: Session, owns: Callable[[int], bool] = lambda _o: True) -> int:
+        """Load the windows of devices bound to orders in transit that this process
+        evaluates (``owns``), for the silence checks."""
         q = (
-            select(DeviceRow.order_id, DeviceRow.device, DeviceRow.reading_count)
+            select(DeviceRow.order_id, DeviceRow.device)
             .join(OrderRow, OrderRow.id == DeviceRow.order_id)
             .where(OrderRow.state == IN_TRANSIT)
         )
-        counts = {(int(o), str(d)): int(n or 0) for o, d, n in session.execute(q)}
-        keys = sorted(counts)
-        self._load_streams(session, keys, counts)
+        keys = sorted({(int(o), str(d)) for o, d in session.execute(q) if owns(int(o))})
+        self._load_streams(session, keys)
         return len(keys)
-
-    # ------------------------------------------------ several oracle processes
 
     def loaded_orders(self) -> list[int]:
         """The orders whose readings this process holds in memory."""
         return sorted({o for o, _ in self._streams})
-
-    def _sync(
-        self, session: Session, order_ids: Iterable[int], batch: Sequence[StoredReading] = ()
-    ) -> list[DeviceRow]:
-        """Bring what this process holds of ``order_ids`` up to the database, under the
-        orders' locks (:mod:`backend.store.locks`), and return their ``devices`` rows.
-
-        With several oracle processes on one share group, the broker hands a device's
-        readings to any of them. A stream whose count in the database (less this
-        ``batch``, stored in the same transaction) is higher than when this process
-        last looked holds readings another process stored: they are read into the
-        window (and the order's risk model), and what that process may have queued or
-        warned of (the order's breach proof, the risk episodes) is read back, so the
-        readings of ``batch`` are judged against every reading committed before them.
-        With one process the counts always match and nothing is read.
-        """
-        rows = repo.order_devices(session, order_ids)
-        mine: dict[repo.StreamKey, set[int]] = {}
-        for r in batch:
-            mine.setdefault((r.order_id, r.device), set()).add(r.seq)
-        behind: list[tuple[repo.StreamKey, int]] = []
-        for row in rows:
-            key = (row.order_id, row.device)
-            total = int(row.reading_count or 0)
-            known = self._known.get(key)
-            if known is None:  # not loaded (a loaded stream's count is always known)
-                continue
-            before = total - len(mine.get(key, ()))
-            if before > known:
-                behind.append((key, before - known))
-            self._known[key] = total
-        if behind:
-            self._catch_up_streams(session, behind, mine)
-            self._reload_order_state(session, {key[0] for key, _ in behind})
-        return rows
-
-    def _catch_up_streams(
-        self,
-        session: Session,
-        behind: list[tuple[repo.StreamKey, int]],
-        skip: Mapping[repo.StreamKey, set[int]],
-    ) -> None:
-        """Read the readings other processes stored into the windows (and risk models):
-        ``count`` per stream, looked for just below the window's head first (the share
-        group hands a device's readings out in turn, so they interleave with this
-        process's), then in the whole window for the streams where they are not all
-        there (a late reading); ``skip``: this batch's own readings, judged in order."""
-
-        def read(wanted: list[tuple[repo.StreamKey, int, int]]) -> list[tuple[repo.StreamKey, int]]:
-            found = repo.readings_from(session, [(o, d, lo) for (o, d), lo, _ in wanted])
-            short: list[tuple[repo.StreamKey, int]] = []
-            for key, _lo, count in wanted:
-                stream = self._streams[key]
-                tracker = self._risk.get(key[0])
-                mine = skip.get(key, set())
-                added = 0
-                for row in found[key]:
-                    if row.seq in mine or row.seq in stream.by_seq:
-                        continue
-                    r = StoredReading.from_row(row)
-                    stream.add(r)
-                    if tracker is not None:
-                        tracker.observe(r)
-                    added += 1
-                stream.trim(self.config.window)
-                self.synced_readings += added
-                if added < count:
-                    short.append((key, count - added))
-            return short
-
-        def head(key: repo.StreamKey) -> int:
-            seqs = self._streams[key].seqs
-            return seqs[-1] if seqs else 0
-
-        short = read([(key, max(0, head(key) - 2 * count - 2), count) for key, count in behind])
-        if short:
-            read([(key, self._streams[key].seqs[0] if self._streams[key].seqs else 0, n)
-                  for key, n in short])  # fmt: skip
-
-    def _reload_order_state(self, session: Session, order_ids: set[int]) -> None:
-        """What another process decided of these orders: a queued breach proof, the
-        risk model's open episodes (so a warning is not raised twice)."""
-        unknown = {ProveExcursion.key_for(o): o for o in order_ids if o not in self._breach_queued}
-        for key in repo.queued_keys(session, unknown):
-            self._breach_queued.add(unknown[key])
-        trackers = {o: self._risk[o] for o in order_ids if o in self._risk}
-        if trackers:
-            for order_id, snap in repo.latest_risk(session, trackers).items():
-                trackers[order_id].restore_episodes((snap.state or {}).get("episodes", {}))
 
     # ------------------------------------------------------------- evaluation
 
@@ -503,10 +424,10 @@ class RulesEngine:
         terms = self.terms.get_many(session, {r.order_id for r in readings})
         ordered = sorted(readings, key=lambda r: (r.order_id, r.device, r.seq))
         keys = list(dict.fromkeys((r.order_id, r.device) for r in ordered))
-        devices = self._sync(session, {k[0] for k in keys}, ordered)
-        counts = {(row.order_id, row.device): int(row.reading_count or 0) for row in devices}
+        devices = repo.order_devices(session, {k[0] for k in keys})
+        bound = sorted((row.order_id, row.device) for row in devices)
         # every device of the batch's orders: the risk model of an order sees all of them
-        self._load_streams(session, list(dict.fromkeys([*keys, *sorted(counts)])), counts)
+        self._load_streams(session, list(dict.fromkeys([*keys, *bound])))
         wanted = set(keys)
         witnesses = {
             (row.order_id, row.device): Witness.from_row(row)
@@ -856,7 +777,6 @@ class RulesEngine:
         """Alerts for devices of orders in transit that stopped reporting."""
         now = time.time() if now is None else now
         out = RulesOutput()
-        self._sync(session, self.loaded_orders())
         heads = {k: s.head for k, s in self._streams.items() if s.head is not None}
         terms = self.terms.get_many(session, {h.order_id for h in heads.values() if h})
         for key, head in heads.items():

@@ -257,7 +257,7 @@ class Oracle:
 
     def _check_silence(self) -> None:
         with self.sessions() as s, s.begin():
-            # several oracles: judge silence on what every process stored
+            # several oracles: the orders this process evaluates (what it holds in memory)
             lock_for_transaction(s, ORDER, self.rules.loaded_orders())
             write_outputs(s, self.rules.check_silence(s))
 
@@ -271,8 +271,9 @@ class Oracle:
         if self.follower is not None:
             self.follower.catch_up()  # before judging readings against bindings
         n = self.ingestor.bindings.load_all()
+        self.ingestor.rebalance()  # several oracles: which orders are this process's
         with self.sessions() as s:
-            warm = self.rules.warm_up(s)
+            warm = self.rules.warm_up(s, self.ingestor.ownership.owns)
         log.info("oracle starting: %d device bindings, %d device streams loaded", n, warm)
         self.worker.start()
         if self.receipts is not None:
@@ -293,8 +294,11 @@ class Oracle:
             self.receipts.stop()  # (disconnected: the last ones are dropped, devices resend)
         if self.outbox is not None:
             self.outbox.stop()
+        self.ingestor.ownership.close()  # its orders go to the other processes at once
         log.info(
-            "oracle stopped: %d readings stored here, %d read in as stored by other processes",
+            "oracle stopped: %d readings stored here, %d of them handed off to other "
+            "processes, %d taken over from them",
             self.stored,
-            self.rules.synced_readings,
+            self.ingestor.handed_off,
+            self.ingestor.taken_over,
         )

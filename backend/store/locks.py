@@ -5,10 +5,10 @@ hands one device's readings to whichever process is next. What must not be done
 by two processes at once is serialised by PostgreSQL advisory locks, keyed by
 (:class:`Lock` namespace, id):
 
-* :data:`ORDER` — an ingest transaction takes the lock of every order in its
-  batch, in ascending order (so two batches never deadlock), before it stores a
-  reading: the rules then evaluate each reading against every reading of its
-  order committed before, whichever process stored them;
+* :data:`ORDER` — a transaction that evaluates readings takes the lock of every
+  order it evaluates, in ascending order (so two never deadlock): only the order's
+  owner evaluates it (:mod:`backend.oracle.ownership`), and the lock keeps that true
+  while ownership moves from one process to another;
 * :data:`FLEET_BATCH` — one fleet batch is cut at a time (its ``batchSeq`` is the
   next after the newest);
 * :data:`INDEXER` — one indexer writes a page at a time (the others find the
@@ -17,7 +17,10 @@ by two processes at once is serialised by PostgreSQL advisory locks, keyed by
   oracles starting at once);
 * :data:`OUTBOX` — held for the session by the process executing an order's
   chain actions (:class:`SessionLock`): another process skips that order until
-  the lock is free, so one action is never sent by two oracles side by side.
+  the lock is free, so one action is never sent by two oracles side by side;
+* :data:`MEMBER` and :data:`SLOT` — held for the session by each oracle process
+  (:mod:`backend.oracle.ownership`): one MEMBER lock says the process is alive,
+  and the SLOT locks it holds name the orders whose readings it evaluates.
 
 Transaction locks end with their transaction; a session lock ends with its
 connection, so a process killed mid-action frees its orders at once. On SQLite
@@ -45,6 +48,8 @@ class Lock(enum.IntEnum):
     INDEXER = 0x7453_0003
     OUTBOX = 0x7453_0004
     MIGRATIONS = 0x7453_0005
+    MEMBER = 0x7453_0006
+    SLOT = 0x7453_0007
 
 
 ORDER, FLEET_BATCH, INDEXER, OUTBOX = Lock.ORDER, Lock.FLEET_BATCH, Lock.INDEXER, Lock.OUTBOX

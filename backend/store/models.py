@@ -463,3 +463,25 @@ __all__ = [
     "ReadingRow",
     "RiskSnapshotRow",
 ]
+
+
+class HandoffRow(Base):
+    """Work for the oracle process that evaluates an order (backend/oracle/ownership.py):
+    a reading another process stored, or a device status it recorded. The owner takes
+    the rows in the transaction that evaluates them; a reading with a row here has not
+    been evaluated yet (docs/oracle.md, "Several oracles")."""
+
+    __tablename__ = "handoff"
+    __table_args__ = (
+        Index("ix_handoff_order_id", "order_id"),
+        Index("ix_handoff_reading_id", "reading_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    order_id: Mapped[int] = mapped_column(BigInteger)
+    device: Mapped[str] = mapped_column(ADDRESS)
+    #: the stored reading to evaluate; NULL: the device's status changed
+    reading_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+HANDOFF = _table(HandoffRow)

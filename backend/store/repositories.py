@@ -23,6 +23,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    exists,
     func,
     or_,
     select,
@@ -43,6 +44,7 @@ from backend.store.models import (
     ALERTS,
     DEVICES,
     EVENTS,
+    HANDOFF,
     ORDERS,
     OUTBOX,
     READINGS,
@@ -241,60 +243,61 @@ def device_readings(
     return list(session.scalars(q))
 
 
-def readings_from(
-    session: Session, streams: Sequence[tuple[int, str, int]]
-) -> dict[StreamKey, list[Any]]:
-    """Each (order, device, from seq)'s readings with ``seq >= from``, in seq order, as
-    rows with :data:`~backend.domain.reading.STORED_READING_ATTRS` (no ORM objects:
-    a process reads in what other oracle processes stored, every batch). PostgreSQL:
-    one statement joining the streams as arrays (``unnest``)."""
-    out: dict[StreamKey, list[Any]] = {(o, d): [] for o, d, _ in streams}
-    if not streams:
-        return out
-    r = ReadingRow.__table__.c
+def hand_off(
+    session: Session,
+    readings: Sequence[tuple[int, str, int]],
+    statuses: Sequence[tuple[int, str]] = (),
+) -> None:
+    """Leave work for the orders' owners (backend/oracle/ownership.py): stored readings
+    as (order, device, reading id), and devices whose status changed as (order, device)."""
+    rows = [{"order_id": o, "device": d, "reading_id": rid} for o, d, rid in readings]
+    rows += [{"order_id": o, "device": d, "reading_id": None} for o, d in statuses]
+    if rows:
+        session.connection().execute(HANDOFF.insert(), rows)
+
+
+def handed_orders(session: Session) -> set[int]:
+    """The orders with work left in the handoff table."""
+    return {int(o) for o in session.execute(select(HANDOFF.c.order_id).distinct()).scalars()}
+
+
+def take_handed(
+    session: Session, order_ids: Iterable[int]
+) -> tuple[list[Any], list[tuple[int, str]]]:
+    """Take (delete, in ``session``'s transaction) the handoff rows of these orders.
+    Returns the readings to evaluate, as rows with
+    :data:`~backend.domain.reading.STORED_READING_ATTRS` in id order, and the
+    (order, device) pairs whose status changed."""
+    orders = sorted(set(order_ids))
+    if not orders:
+        return [], []
+    h = HANDOFF.c
+    taken = session.connection().execute(
+        HANDOFF.delete().where(h.order_id.in_(orders)).returning(h.order_id, h.device, h.reading_id)
+    )
+    ids: list[int] = []
+    statuses: set[tuple[int, str]] = set()
+    for order_id, device, rid in taken:
+        if rid is None:
+            statuses.add((int(order_id), str(device)))
+        else:
+            ids.append(int(rid))
+    ids.sort()
+    r = READINGS.c
     cols = [r[a] for a in STORED_READING_ATTRS]
-    if is_postgres(session):
-        w = (
-            select(
-                func.unnest(
-                    bindparam("o", [o for o, _, _ in streams], type_=postgresql.ARRAY(BigInteger))
-                ).label("o"),
-                func.unnest(
-                    bindparam("d", [d for _, d, _ in streams], type_=postgresql.ARRAY(String))
-                ).label("d"),
-                func.unnest(
-                    bindparam(
-                        "lo", [lo for _, _, lo in streams], type_=postgresql.ARRAY(BigInteger)
-                    )
-                ).label("lo"),
-            )
-        ).subquery("w")
-        q = select(*cols).join_from(
-            ReadingRow.__table__, w, and_(r.order_id == w.c.o, r.device == w.c.d, r.seq >= w.c.lo)
-        )
-        chunks = [q]
-    else:
-        chunks = [
-            select(*cols).where(
-                or_(
-                    *(
-                        and_(r.order_id == o, r.device == d, r.seq >= lo)
-                        for o, d, lo in streams[i : i + 200]
-                    )
-                )
-            )
-            for i in range(0, len(streams), 200)
-        ]
-    for q in chunks:
-        for row in session.execute(q.order_by(r.order_id, r.device, r.seq)):
-            out[(row.order_id, row.device)].append(row)
-    return out
+    rows: list[Any] = []
+    for i in range(0, len(ids), 1000):
+        q = select(*cols).where(r.id.in_(ids[i : i + 1000])).order_by(r.id)
+        rows.extend(session.connection().execute(q))
+    return rows, sorted(statuses)
 
 
 def latest_readings(
     session: Session, streams: Sequence[StreamKey], per_device: int
 ) -> dict[StreamKey, list[ReadingRow]]:
-    """The newest ``per_device`` readings (by seq) of each (order, device), oldest first."""
+    """The newest ``per_device`` evaluated readings (by seq) of each (order, device),
+    oldest first: a reading still waiting in the handoff table for its order's owner
+    is left out (the owner evaluates it when it takes the row)."""
     out: dict[StreamKey, list[ReadingRow]] = {k: [] for k in streams}
     r = ReadingRow
     for i in range(0, len(streams), 200):
@@ -307,6 +310,7 @@ def latest_readings(
                 .label("rn"),
             )
             .where(tuple_(r.order_id, r.device).in_(chunk))
+            .where(~exists().where(HANDOFF.c.reading_id == r.id))
             .subquery()
         )
         q = (
@@ -912,6 +916,19 @@ def device_statuses(session: Session, order_id: int) -> list[tuple[str, str | No
         DeviceRow.order_id == order_id
     )
     return [(str(d), s, b) for d, s, b in session.execute(q)]
+
+
+def statuses_of(
+    session: Session, devices: Sequence[tuple[int, str]]
+) -> list[tuple[int, str, str | None, int | None]]:
+    """(order, device, last status, battery permille) of these (order, device) pairs."""
+    if not devices:
+        return []
+    d = DEVICES.c
+    q = select(d.order_id, d.device, d.status, d.battery_permille).where(
+        tuple_(d.order_id, d.device).in_(sorted(set(devices)))
+    )
+    return [(int(o), str(dev), s, b) for o, dev, s, b in session.connection().execute(q)]
 
 
 def record_status(session: Session, statuses: Sequence[DeviceStatus]) -> None:

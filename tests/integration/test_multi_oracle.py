@@ -29,7 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from backend.store.models import HandoffRow
 from iot_simulator import publish
 from iot_simulator.publisher import Retention
 from tests.integration.oracle_stack import (
@@ -62,7 +65,10 @@ SCENARIOS = [
 #: Wall seconds each fleet's publish is stretched over (the processes share it).
 PUBLISH_SECONDS = 6.0
 
-STOPPED = re.compile(r"oracle stopped: (\d+) readings stored here, (\d+) read in")
+STOPPED = re.compile(
+    r"oracle stopped: (\d+) readings stored here, (\d+) of them handed off to other "
+    r"processes, (\d+) taken over from them"
+)
 
 
 def replay(stack: CrashStack, *, kill_one_after: float | None = None) -> dict[str, Any]:
@@ -113,6 +119,9 @@ def replay(stack: CrashStack, *, kill_one_after: float | None = None) -> dict[st
     assert_no_readings_missing(stack)
     totals = assert_nothing_twice_on_chain(stack)
     assert_settled_as_expected(stack)
+    with Session(stack.engine) as s:
+        left = s.execute(select(HandoffRow.order_id)).scalars().all()
+    assert not left, f"readings of orders {sorted(set(left))} never evaluated by their owner"
     stored = {}
     for oracle in stack.oracles:
         if oracle is killed:
@@ -120,7 +129,7 @@ def replay(stack: CrashStack, *, kill_one_after: float | None = None) -> dict[st
         oracle.stop()
         m = STOPPED.search(oracle.output())
         assert m, f"{oracle.log.name} did not stop cleanly:\n{oracle.tail()}"
-        stored[oracle.log.stem] = (int(m.group(1)), int(m.group(2)))
+        stored[oracle.log.stem] = (int(m.group(1)), int(m.group(2)), int(m.group(3)))
     names = {
         f.order_ids[o.name]: f"{f.scenario.name}/{o.name}"
         for f in fleets
@@ -143,15 +152,19 @@ def test_one_two_three_oracles_settle_alike(tmp_path: Path) -> None:
         with oracle_stack("postgresql", tmp_path / f"n{n}", oracles=n) as stack:
             runs[n] = replay(stack)
         stored = runs[n]["stored"]
-        print(f"\n{n} oracle(s): readings stored (here, read in from the others) {stored}; "
+        print(f"\n{n} oracle(s): readings (stored here, handed off, taken over) {stored}; "
               f"on chain {runs[n]['totals']}")  # fmt: skip
         assert len(stored) == n
-        total = sum(here for here, _ in stored.values())
-        for name, (here, synced) in stored.items():
-            # the share group spreads the devices' readings over every process
+        total = sum(here for here, _, _ in stored.values())
+        for name, (here, handed, taken) in stored.items():
+            # the share group spreads the devices' readings over every process, and each
+            # process owns a share of the orders: it hands the others' readings to them
             assert here > total / (4 * n), f"{name} stored {here} of {total}: {stored}"
             if n > 1:
-                assert synced > 0, f"{name} never read in another process's readings"
+                assert handed > 0 and taken > 0, f"{name}: {stored}"
+            else:
+                assert handed == taken == 0, stored
+        assert sum(h for _, h, _ in stored.values()) == sum(t for _, _, t in stored.values())
     assert runs[2]["settled"] == runs[1]["settled"]
     assert runs[3]["settled"] == runs[1]["settled"]
     assert runs[2]["totals"]["ExcursionProven"] == runs[1]["totals"]["ExcursionProven"]

@@ -24,10 +24,12 @@ from backend.oracle.chain_actions import ARRIVAL_GAP_HOLD_SECS, ChainExecutor
 from backend.oracle.ingest import Ingestor
 from backend.oracle.metrics import Metrics
 from backend.oracle.outbox import ActionRetryLater, OutboxWorker
+from backend.oracle.ownership import SLOTS
 from backend.oracle.rules import RulesEngine
 from backend.store import repositories as repo
-from backend.store.models import AlertRow
-from testkit.readings import DOMAIN, KEYS, msg, seed
+from backend.store.models import AlertRow, HandoffRow
+from testkit.readings import DEVICES, DOMAIN, KEYS, msg, seed
+from tests.oracle.test_gaps import status
 from tests.oracle.test_latency_paths import enqueue
 
 pytestmark = pytest.mark.integration
@@ -44,7 +46,18 @@ def pg(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
 
 
 def oracles(engine: Engine, n: int) -> list[Ingestor]:
-    return [Ingestor(engine, DOMAIN, rules=RulesEngine(), metrics=Metrics()) for _ in range(n)]
+    """``n`` processes that have each joined and taken their share of the orders (the
+    first to join takes everything; the others' shares free up at its next rebalance)."""
+    procs = [Ingestor(engine, DOMAIN, rules=RulesEngine(), metrics=Metrics()) for _ in range(n)]
+    for _ in range(2):
+        for p in procs:
+            p.rebalance()
+    return procs
+
+
+def owner_of(procs: list[Ingestor], order_id: int) -> tuple[Ingestor, list[Ingestor]]:
+    (owner,) = [p for p in procs if p.ownership.owns(order_id)]
+    return owner, [p for p in procs if p is not owner]
 
 
 def proofs(engine: Engine, order_id: int) -> list[Any]:
@@ -58,47 +71,58 @@ def breach_alerts(engine: Engine) -> list[AlertRow]:
         return list(s.scalars(q))
 
 
+def handoff_left(engine: Engine) -> int:
+    with Session(engine) as s:
+        return len(s.execute(select(HandoffRow.id)).all())
+
+
 def test_a_run_stored_by_two_processes_in_turn_is_proven_once(pg: Engine) -> None:
     seed(pg, {1: [0]})
-    a, b = oracles(pg, 2)
+    procs = oracles(pg, 2)
+    owner, (other,) = owner_of(procs, 1)
     for seq in range(1, RUN + 1):  # odd seqs to one process, even to the other
-        (a if seq % 2 else b).ingest([msg(KEYS[0], 1, seq, temperature_centi_c=HOT)])
+        procs[seq % 2].ingest([msg(KEYS[0], 1, seq, temperature_centi_c=HOT)])
+    owner.take_handoff()  # what the other stored after the owner's last batch
     (entry,) = proofs(pg, 1)
     with Session(pg) as s:
         seqs = [r.seq for r in repo.readings_by_ids(s, entry.payload["reading_ids"])]
     assert seqs == list(range(1, RUN + 1)), "the evidence one process would have found"
     assert len(breach_alerts(pg)) == 1
-    # each read in what the other stored since it last looked, and nothing more: a the
-    # even seqs 2..10 (12 came after its last batch), b the odd 3..11 (it loaded seq 1
-    # with the stream on first sight)
-    assert a.rules is not None and b.rules is not None
-    assert (a.rules.synced_readings, b.rules.synced_readings) == (RUN // 2 - 1, RUN // 2 - 1)
+    # the other one stored its half and evaluated none of it; the owner took it all over
+    assert (other.handed_off, owner.handed_off) == (RUN // 2, 0)
+    assert owner.taken_over == RUN // 2
+    assert other.rules is not None and other.rules.loaded_orders() == []
+    assert handoff_left(pg) == 0
 
 
 def test_a_late_reading_stored_by_the_other_process_completes_the_run(pg: Engine) -> None:
     seed(pg, {1: [0]})
-    a, b = oracles(pg, 2)
-    a.ingest([msg(KEYS[0], 1, s, temperature_centi_c=HOT) for s in range(1, RUN + 1) if s != 6])
+    owner, (other,) = owner_of(oracles(pg, 2), 1)
+    owner.ingest([msg(KEYS[0], 1, s, temperature_centi_c=HOT) for s in range(1, RUN + 1) if s != 6])
     assert proofs(pg, 1) == []  # seq 6 missing: no run long enough yet
-    b.ingest([msg(KEYS[0], 1, 6, temperature_centi_c=HOT)])  # redelivered to the other one
+    other.ingest([msg(KEYS[0], 1, 6, temperature_centi_c=HOT)])  # redelivered to the other one
+    assert proofs(pg, 1) == [], "stored, not evaluated, by the process that does not own it"
+    assert owner.take_handoff() is True
     (entry,) = proofs(pg, 1)
     assert len(entry.payload["reading_ids"]) == RUN
+    assert owner.take_handoff() is False  # taken once
 
 
 def test_concurrent_processes_prove_every_breach_once(pg: Engine) -> None:
-    """Two threads, each a process, store alternate readings of 8 devices at once
-    (one batch: one reading of each device): the order locks make each evaluation
-    see the other's committed readings."""
+    """Two threads, each a process, store alternate readings of 8 devices at once (one
+    batch: one reading of each device), each owning half of the orders."""
     devices = list(range(8))
     seed(pg, {10 + i: [i] for i in devices})
     procs = oracles(pg, 2)
+    assert {len([o for o in range(10, 18) if p.ownership.owns(o)]) for p in procs} == {4}
     errors: list[BaseException] = []
 
     def run(k: int) -> None:
         try:
             for seq in range(1 + k, RUN + 1, 2):
                 batch = [msg(KEYS[i], 10 + i, seq, temperature_centi_c=HOT) for i in devices]
-                procs[k].ingest(batch[::-1] if k else batch)  # opposite orders: no deadlock
+                procs[k].ingest(batch[::-1] if k else batch)
+                procs[k].take_handoff()
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -108,10 +132,53 @@ def test_concurrent_processes_prove_every_breach_once(pg: Engine) -> None:
     for t in threads:
         t.join(60)
     assert not errors, errors
+    for p in procs:
+        p.take_handoff()
     for i in devices:
         (entry,) = proofs(pg, 10 + i)
         assert len(entry.payload["reading_ids"]) == RUN, f"device {i}"
     assert len(breach_alerts(pg)) == len(devices)
+    assert handoff_left(pg) == 0
+    assert sum(p.handed_off for p in procs) == sum(p.taken_over for p in procs) == 8 * RUN // 2
+
+
+def test_the_orders_of_a_process_that_died_are_taken_over(pg: Engine) -> None:
+    """The owner dies (its connection, and so its slots, gone) with readings handed off
+    to it and its breach proof queued: a survivor takes the order, evaluates what was
+    left, and neither proves nor alerts the breach a second time."""
+    seed(pg, {1: [0]})
+    owner, (other,) = owner_of(oracles(pg, 2), 1)
+    owner.ingest([msg(KEYS[0], 1, s, temperature_centi_c=HOT) for s in range(1, RUN + 1)])
+    assert len(proofs(pg, 1)) == 1
+    other.ingest([msg(KEYS[0], 1, s, temperature_centi_c=HOT) for s in range(RUN + 1, RUN + 5)])
+    assert handoff_left(pg) == 4
+    owner.ownership.close()  # as when the process is killed
+    other.rebalance()
+    assert other.ownership.owns(1) and len(other.ownership.slots) == SLOTS
+    assert other.take_handoff() is True
+    assert handoff_left(pg) == 0
+    assert len(proofs(pg, 1)) == 1
+    assert len(breach_alerts(pg)) == 1
+    assert other.rules is not None and other.rules.loaded_orders() == [1]
+
+
+def test_a_status_message_reaches_the_owners_risk_model(pg: Engine) -> None:
+    seed(pg, {1: [0]})
+    owner, (other,) = owner_of(oracles(pg, 2), 1)
+    owner.ingest([msg(KEYS[0], 1, s) for s in range(1, 4)])
+    assert owner.rules is not None
+    seen: list[tuple[int, str, str | None, int | None]] = []
+    real = owner.rules.note_status
+
+    def note(order_id: int, device: str, status: str | None, battery: int | None) -> None:
+        seen.append((order_id, device, status, battery))
+        real(order_id, device, status, battery)
+
+    owner.rules.note_status = note  # type: ignore[method-assign]
+    other.ingest([status(0, 1, status="online", battery_permille=120)])
+    assert seen == []
+    owner.take_handoff()
+    assert seen == [(1, DEVICES[0], "online", 120)]
 
 
 class Recording:

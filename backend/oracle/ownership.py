@@ -1,0 +1,152 @@
+"""Which orders this oracle process evaluates (docs/oracle.md, "Several oracles").
+
+Every oracle of a deployment subscribes to one share group, so the broker hands a
+device's readings to whichever process is next. Each process verifies and stores
+what it receives; only the order's *owner* evaluates it (rules, risk model,
+silence). A reading of an order owned by another process is stored with a
+:class:`~backend.store.models.HandoffRow`, which the owner takes in the
+transaction that evaluates it. So every reading of an order is evaluated in one
+process's memory, and the stores of two processes never wait for each other.
+
+Orders fall into :data:`SLOTS` slots (``order_id % SLOTS``). On PostgreSQL each
+process holds, on a connection of its own:
+
+* one ``MEMBER`` session lock (a random id): the live processes are the granted
+  ``MEMBER`` locks in ``pg_locks``;
+* the ``SLOT`` session locks of the slots it owns. With ``n`` members sorted by
+  id, the member at index ``i`` aims for the slots ``s`` with ``s % n == i``.
+
+:meth:`Ownership.rebalance` (every second, between batches) releases the slots a
+process should no longer own and tries to take the ones it should: a slot moves
+only once its old owner released it, so two processes never evaluate one order.
+A process that dies loses its connection and with it its locks: the others take
+its slots on their next rebalance and evaluate what was handed off meanwhile.
+
+On SQLite (one oracle process) the process owns every order and hands nothing off.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterable
+
+from sqlalchemy import Connection, Engine, text
+
+from backend.store.locks import Lock, is_postgres
+
+log = logging.getLogger(__name__)
+
+#: How many slots the orders fall into: many more than processes, so that each
+#: process's share of the orders is close to even.
+SLOTS = 256
+
+_MEMBERS = text(
+    "SELECT objid::bigint, pid = pg_backend_pid() FROM pg_locks "
+    "WHERE locktype = 'advisory' AND granted AND objsubid = 2 "
+    "AND classid = CAST(:ns AS bigint)::oid "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "ORDER BY 1"
+)
+_TRY = text(
+    "SELECT s FROM unnest(CAST(:slots AS integer[])) AS t(s) WHERE pg_try_advisory_lock(:ns, s)"
+)
+_RELEASE = text("SELECT pg_advisory_unlock(:ns, s) FROM unnest(CAST(:slots AS integer[])) AS t(s)")
+
+
+class OwnershipLost(RuntimeError):
+    """The connection holding this process's locks was replaced: it owns nothing."""
+
+
+def slot_of(order_id: int) -> int:
+    return order_id % SLOTS
+
+
+class Ownership:
+    """The slots this process owns. Not thread-safe: the ingest worker's store thread
+    (which owns the rules' state) calls it between batches."""
+
+    def __init__(self, engine: Engine, member_id: int | None = None) -> None:
+        self.engine = engine
+        #: SQLite: one process, which owns everything.
+        self.everything = not is_postgres(engine)
+        self.member_id = member_id if member_id is not None else random.randrange(1, 2**31)
+        self._conn: Connection | None = None
+        self._slots: set[int] = set()
+        #: Live members seen at the last rebalance (this one included).
+        self.members = 1
+
+    @property
+    def slots(self) -> frozenset[int]:
+        return frozenset(range(SLOTS)) if self.everything else frozenset(self._slots)
+
+    def owns(self, order_id: int) -> bool:
+        return self.everything or slot_of(order_id) in self._slots
+
+    def owned(self, order_ids: Iterable[int]) -> set[int]:
+        return {o for o in order_ids if self.owns(o)}
+
+    def rebalance(self) -> tuple[set[int], set[int]]:
+        """Join (on first call), then release the slots beyond this process's share and
+        take the free ones of it. Returns (slots taken, slots released). A database
+        error drops every slot (the connection, and so the locks, are gone) and is
+        raised: the next call joins again."""
+        if self.everything:
+            return set(), set()
+        try:
+            conn = self._connect()
+            rows = conn.execute(_MEMBERS, {"ns": int(Lock.MEMBER)}).all()
+            if (self.member_id, True) not in {(int(m), bool(me)) for m, me in rows}:
+                # the connection was replaced under us (a database restart): its locks
+                # went with the old one, and so did every slot
+                raise OwnershipLost("the ownership connection lost its locks")
+            members = sorted(int(m) for m, _ in rows)
+            self.members = len(members)
+            index = members.index(self.member_id)
+            target = {s for s in range(SLOTS) if s % len(members) == index}
+            release = sorted(self._slots - target)
+            if release:
+                conn.execute(_RELEASE, {"ns": int(Lock.SLOT), "slots": release}).all()
+            wanted = sorted(target - self._slots)
+            taken: set[int] = set()
+            if wanted:
+                got = conn.execute(_TRY, {"ns": int(Lock.SLOT), "slots": wanted}).scalars()
+                taken = {int(s) for s in got}
+            conn.commit()
+        except Exception:
+            self.close()
+            raise
+        self._slots = (self._slots - set(release)) | taken
+        if taken or release:
+            log.info(
+                "ownership: %d of %d slots (%d member(s)); took %d, released %d",
+                len(self._slots),
+                SLOTS,
+                self.members,
+                len(taken),
+                len(release),
+            )
+        return taken, set(release)
+
+    def _connect(self) -> Connection:
+        if self._conn is None:
+            self._slots.clear()
+            conn = self.engine.connect()
+            conn.execute(
+                text("SELECT pg_advisory_lock(:ns, :k)"),
+                {"ns": int(Lock.MEMBER), "k": self.member_id},
+            )
+            conn.commit()
+            self._conn = conn
+        return self._conn
+
+    def close(self) -> None:
+        """Leave: every slot and the membership are released with the connection."""
+        self._slots.clear()
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            try:
+                conn.invalidate()  # the session (and its locks) ends with the connection
+                conn.close()
+            except Exception:  # pragma: no cover - already broken
+                log.debug("closing the ownership connection failed", exc_info=True)
