@@ -209,6 +209,45 @@ def drain_figures(
     }
 
 
+def _cpu_seconds(match: Callable[[int, str], bool]) -> dict[int, float]:
+    """CPU seconds (user + system) of each running process ``match(pid, comm)`` selects."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        if match(int(entry.name), comm):
+            fields = stat[stat.rindex(")") + 2 :].split()
+            out[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+class ServerCpu:
+    """CPU the servers beside the oracle spent over a run: every ``postgres`` process
+    of the machine (the database server and its backends; one that exited during the
+    run is not counted) and the bench's broker. On this 2-core machine they share the
+    cores with the oracle processes, which bounds what more processes can add."""
+
+    def __init__(self, broker_pid: int) -> None:
+        self.broker_pid = broker_pid
+        self._before = self._read()
+
+    def _read(self) -> dict[int, float]:
+        return _cpu_seconds(lambda pid, comm: comm == "postgres" or pid == self.broker_pid)
+
+    def spent(self) -> tuple[float, float]:
+        """(postgres, broker) CPU seconds since this was made."""
+        after = self._read()
+        delta = {p: c - self._before.get(p, 0.0) for p, c in after.items()}
+        broker = delta.pop(self.broker_pid, 0.0)
+        return sum(delta.values()), broker
+
+
 def run_once(
     backend: str, messages: list[tuple[str, bytes]], keys: list[bytes], batch: int, profile: bool
 ) -> dict[str, Any]:
@@ -358,6 +397,7 @@ def run_processes(
                 if not ready.wait(60):
                     raise RuntimeError(f"an oracle process did not start (exit {proc.exitcode})")
             load_before = os.getloadavg()[0]
+            servers = ServerCpu(broker.pid)
             t0 = time.perf_counter()
             go.set()
             deadline = t0 + 600
@@ -374,6 +414,7 @@ def run_processes(
                     time.sleep(0.005)
             engine.dispose()
             elapsed = time.perf_counter() - t0
+            pg_cpu, broker_cpu = servers.spent()
             stop.set()
             per = [results.get(timeout=60) for _ in children]
             for proc, _, _ in children:
@@ -386,6 +427,8 @@ def run_processes(
                 "backend": "postgresql",
                 "processes": processes,
                 **drain_figures(n, elapsed, cpu, load_before, pub_rate),
+                "postgres_cpu_us_per_reading": pg_cpu / n * 1e6,
+                "broker_cpu_us_per_reading": broker_cpu / n * 1e6,
                 "per_process": per,
             }
     finally:
@@ -1056,14 +1099,42 @@ def main() -> int:
     if processes:
         ceiling = ceilings(messages)
         st = Table(title="Drain on PostgreSQL with several oracle processes (one share group)")
-        for col in ("processes", "readings/s", "× one", "CPU µs each", "drain s", "load 1m"):
+        for col in (
+            "processes",
+            "readings/s",
+            "× one",
+            "oracle CPU µs each",
+            "postgres µs",
+            "broker µs",
+            "cores bound /s",
+            "drain s",
+            "load 1m",
+        ):
             st.add_column(col, justify="right")
         base = None
+        cores = os.cpu_count() or 1
         for p, rs in scaling.items():
             med = {
                 k: statistics.median(r[k] for r in rs)
-                for k in ("readings_per_s", "cpu_us_per_reading", "seconds", "load_avg_1m")
+                for k in (
+                    "readings_per_s",
+                    "cpu_us_per_reading",
+                    "postgres_cpu_us_per_reading",
+                    "broker_cpu_us_per_reading",
+                    "seconds",
+                    "load_avg_1m",
+                )
             }
+            # what the machine's cores allow when every process shares them
+            med["cores_bound_per_s"] = (
+                cores
+                * 1e6
+                / (
+                    med["cpu_us_per_reading"]
+                    + med["postgres_cpu_us_per_reading"]
+                    + med["broker_cpu_us_per_reading"]
+                )
+            )
             base = base or (med["readings_per_s"] if p == 1 else None)
             ratio = med["readings_per_s"] / base if base else None
             scale[str(p)] = {"median": med, "ratio_to_one": ratio, "runs": rs}
@@ -1072,6 +1143,9 @@ def main() -> int:
                 f"{med['readings_per_s']:,.0f}",
                 f"{ratio:.2f}" if ratio else "–",
                 f"{med['cpu_us_per_reading']:.0f}",
+                f"{med['postgres_cpu_us_per_reading']:.0f}",
+                f"{med['broker_cpu_us_per_reading']:.0f}",
+                f"{med['cores_bound_per_s']:,.0f}",
                 f"{med['seconds']:.2f}",
                 f"{med['load_avg_1m']:.1f}",
             )
