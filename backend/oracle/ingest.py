@@ -36,7 +36,7 @@ from backend.domain.reading import StoredReading
 from backend.oracle.fastpath import use_fast_keccak
 from backend.oracle.metrics import Metrics
 from backend.oracle.metrics import metrics as default_metrics
-from backend.oracle.ownership import Ownership
+from backend.oracle.ownership import Ownership, slot_of
 from backend.oracle.rules import RulesEngine, write_outputs
 from backend.store import repositories as repo
 from backend.store.db import session_factory
@@ -703,19 +703,22 @@ class Ingestor:
 
     def rebalance(self) -> None:
         """Take this process's share of the orders and give up the rest
-        (:meth:`Ownership.rebalance`): the rules forget the orders given up, and load
-        the ones taken on their next reading. Nothing to do without rules."""
+        (:meth:`Ownership.rebalance`): the rules forget the orders given up and load
+        the windows of the ones taken that are in transit. Nothing to do without rules."""
         if not self._sharing:
             return
         self._joined = True
+        assert self.rules is not None
         try:
-            _taken, released = self.ownership.rebalance()
+            taken, released = self.ownership.rebalance()
         except Exception:
-            assert self.rules is not None
             self.rules.reset()  # owns nothing now: it reloads what it takes again
             raise
-        if released and self.rules is not None:
+        if released:
             self.rules.forget_orders(lambda o: not self.ownership.owns(o))
+        if taken:  # the orders in transit it took: watched for silence from now on
+            with self.sessions() as session:
+                self.rules.warm_up(session, lambda o: slot_of(o) in taken)
 
     def take_handoff(self) -> bool:
         """Evaluate what other processes stored for the orders this process owns, in

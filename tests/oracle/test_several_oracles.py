@@ -153,13 +153,14 @@ def test_the_orders_of_a_process_that_died_are_taken_over(pg: Engine) -> None:
     other.ingest([msg(KEYS[0], 1, s, temperature_centi_c=HOT) for s in range(RUN + 1, RUN + 5)])
     assert handoff_left(pg) == 4
     owner.ownership.close()  # as when the process is killed
+    assert other.rules is not None and other.rules.loaded_orders() == []
     other.rebalance()
     assert other.ownership.owns(1) and len(other.ownership.slots) == SLOTS
+    assert other.rules.loaded_orders() == [1], "watched for silence before its next reading"
     assert other.take_handoff() is True
     assert handoff_left(pg) == 0
     assert len(proofs(pg, 1)) == 1
     assert len(breach_alerts(pg)) == 1
-    assert other.rules is not None and other.rules.loaded_orders() == [1]
 
 
 def test_a_status_message_reaches_the_owners_risk_model(pg: Engine) -> None:
