@@ -97,6 +97,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         clock_ahead_secs=int(duration) + 7200,
         index_timeout_secs=120,
         oracle_log=args.oracle_log,
+        oracle_env={k: v for k, _, v in (knob.partition("=") for knob in args.oracle_env)},
     ) as live:
         domain, shipped, watcher, engine = live.domain, live.shipped, live.watcher, live.engine
         bg_orders, breach_orders = live.orders[: len(groups)], live.orders[len(groups) :]
@@ -293,6 +294,13 @@ def main() -> int:
     ap.add_argument("--breach-every", type=float, default=20.0, help="seconds between breaches")
     ap.add_argument("--sample-secs", type=float, default=10.0, help="seconds between samples")
     ap.add_argument("--window-mins", type=float, default=5.0, help="latency window (minutes)")
+    ap.add_argument(
+        "--oracle-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the oracle (e.g. MALLOC_ARENA_MAX=2)",
+    )
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--plot", type=Path, default=PLOT)
     ap.add_argument("--oracle-log", type=Path, default=REPO / "reports" / "soak-oracle.log")
