@@ -348,9 +348,6 @@ class Ingestor:
         #: so nothing is handed off either.
         self.ownership = Ownership(engine)
         self._joined = False
-        #: Readings stored here for another process, and ones taken from the handoff.
-        self.handed_off = 0
-        self.taken_over = 0
 
     def _catch_up(self) -> bool:
         """Ask the follower to catch up (once per batch, see :meth:`prepare`).
@@ -660,8 +657,18 @@ class Ingestor:
             )
             mine = [(st.order_id, st.device) for _, st in statuses if st.order_id in owned]
             self._evaluate(session, fresh, [*changed, *mine], result)
-        self.handed_off += len(theirs)
-        self.taken_over += len(taken)
+        self.metrics.ingest_handed_off.inc(len(theirs))
+        self.metrics.ingest_taken_over.inc(len(taken))
+
+    @property
+    def handed_off(self) -> int:
+        """Readings stored here for orders other processes own."""
+        return int(self.metrics.get("trustship_ingest_handed_off_total"))
+
+    @property
+    def taken_over(self) -> int:
+        """Readings other processes stored that this one evaluated."""
+        return int(self.metrics.get("trustship_ingest_taken_over_total"))
 
     @property
     def _sharing(self) -> bool:
@@ -713,7 +720,9 @@ class Ingestor:
             taken, released = self.ownership.rebalance()
         except Exception:
             self.rules.reset()  # owns nothing now: it reloads what it takes again
+            self.metrics.ingest_owned_slots.set(0)
             raise
+        self.metrics.ingest_owned_slots.set(len(self.ownership.slots))
         if released:
             self.rules.forget_orders(lambda o: not self.ownership.owns(o))
         if taken:  # the orders in transit it took: watched for silence from now on
@@ -735,7 +744,7 @@ class Ingestor:
             lock_for_transaction(session, ORDER, orders)
             taken, changed = repo.take_handed(session, orders)
             self._evaluate(session, [StoredReading.from_row(r) for r in taken], changed, result)
-        self.taken_over += len(taken)
+        self.metrics.ingest_taken_over.inc(len(taken))
         return True
 
     def periodic_tasks(self) -> list[PeriodicTask]:

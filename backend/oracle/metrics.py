@@ -41,6 +41,19 @@ METRICS: tuple[tuple[type[Counter] | type[Gauge], str, str, tuple[str, ...]], ..
     ),
     (Counter, "ingest_store_seconds", "Time spent storing batches.", ()),
     (Gauge, "ingest_queue_depth", "Messages received and not yet processed.", ()),
+    (
+        Counter,
+        "ingest_handed_off",
+        "Readings stored here for an order another oracle process owns (its handoff).",
+        (),
+    ),
+    (
+        Counter,
+        "ingest_taken_over",
+        "Readings other oracle processes stored that this one evaluated as their owner.",
+        (),
+    ),
+    (Gauge, "ingest_owned_slots", "Order slots (of 256) this oracle process evaluates.", ()),
     (Counter, "rules_alerts", "Alerts raised, by kind.", ("kind",)),
     (Counter, "rules_actions", "Chain actions queued in the outbox, by kind.", ("kind",)),
     (Counter, "outbox_results", "Outbox executions, by kind and result.", ("kind", "result")),
@@ -79,6 +92,9 @@ class Metrics:
     ingest_batch_failures: Counter
     ingest_store_seconds: Counter
     ingest_queue_depth: Gauge
+    ingest_handed_off: Counter
+    ingest_taken_over: Counter
+    ingest_owned_slots: Gauge
     rules_alerts: Counter
     rules_actions: Counter
     outbox_results: Counter

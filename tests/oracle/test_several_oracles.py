@@ -93,6 +93,7 @@ def test_a_run_stored_by_two_processes_in_turn_is_proven_once(pg: Engine) -> Non
     assert owner.taken_over == RUN // 2
     assert other.rules is not None and other.rules.loaded_orders() == []
     assert handoff_left(pg) == 0
+    assert sorted(p.metrics.get("trustship_ingest_owned_slots") for p in procs) == [128, 128]
 
 
 def test_a_late_reading_stored_by_the_other_process_completes_the_run(pg: Engine) -> None:
