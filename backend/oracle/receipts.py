@@ -9,8 +9,10 @@ thread's next commit. Gathering for an interval keeps
 the cost down: a fleet of 1,000 devices that each send a reading a second costs
 1,000 receipts per interval, however the readings fall into batches.
 
-While the oracle is not connected, receipts are dropped (counted on ``/metrics``)
-rather than queued without bound: a device that gets no receipt resends its
+While the oracle is not connected, or its connection holds
+``SubscriberConfig.publish_queue`` receipts the broker has not taken yet (a stalled
+or slow broker), receipts are dropped (counted on ``/metrics``) rather than queued
+without bound: a device that gets no receipt resends its
 unconfirmed readings after its timeout, the oracle finds them stored (duplicates)
 and confirms them again.
 """
@@ -88,6 +90,8 @@ class ReceiptPublisher:
         if dropped:
             self.metrics.receipts_dropped.inc(dropped)
             log.warning(
-                "%d receipt(s) dropped: not connected to the broker (devices resend)", dropped
+                "%d receipt(s) dropped: not connected to the broker, or too many waiting "
+                "for it (devices resend)",
+                dropped,
             )
         return sent

@@ -49,6 +49,13 @@ class SubscriberConfig:
     session_expiry_secs: int = 7 * 24 * 3600
     #: How many unacknowledged QoS 1 messages the broker may have in flight to us.
     receive_maximum: int = 2000
+    #: Our own QoS 1 publishes (storage receipts) in flight to the broker at once
+    #: (deploy/mosquitto.conf accepts 100 per client) ...
+    publish_inflight: int = 100
+    #: ... and at most this many sent or waiting to be sent: past it a receipt is
+    #: dropped and counted, not queued without bound (the device resends). 10,000 is
+    #: ten seconds of receipts of a 1,000-device fleet.
+    publish_queue: int = 10_000
     keepalive: int = 30
     #: CA file for an ``mqtts://`` URL without ``?ca=`` (None: the system's CAs).
     ca_file: str | None = None
@@ -111,6 +118,8 @@ class TelemetrySubscriber:
         client.on_message = self._on_message
         client.on_disconnect = self._on_disconnect
         client.reconnect_delay_set(1, 30)
+        client.max_inflight_messages_set(self.config.publish_inflight)
+        client.max_queued_messages_set(self.config.publish_queue)
         return client
 
     @property
@@ -250,7 +259,8 @@ class TelemetrySubscriber:
 
     def publish(self, topic: str, payload: bytes) -> bool:
         """Publish with QoS 1 on this connection (storage receipts); False when not
-        connected (the message is not queued: :mod:`backend.oracle.receipts`)."""
+        connected or when ``publish_queue`` messages wait for the broker already (the
+        message is not queued: :mod:`backend.oracle.receipts`)."""
         if not self.client.is_connected():
             return False
         info = self.client.publish(topic, payload, qos=1)
