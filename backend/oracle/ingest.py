@@ -589,7 +589,17 @@ class Ingestor:
             # the orders this process evaluates: one evaluation at a time per order
             # (backend/store/locks.py), with what other processes handed off for them
             lock_for_transaction(session, ORDER, owned)
-            taken, changed = repo.take_handed(session, owned) if self._sharing else ([], [])
+            taken: list[Any] = []
+            changed: list[tuple[int, str]] = []
+            if self._sharing:
+                owned = self._confirm(session, owned)
+                taken, changed = repo.take_handed(session, owned)
+            if statuses:  # progress and status touch the devices rows in one key order
+                repo.lock_devices(
+                    session,
+                    [(c.signed.reading.order_id, c.signed.device) for c in items]
+                    + [(st.order_id, st.device) for _, st in statuses],
+                )
             new = repo.insert_readings(session, rows)
             keys = [
                 (c.signed.reading.order_id, c.signed.device, c.signed.reading.seq) for c in items
@@ -683,6 +693,13 @@ class Ingestor:
             self.rebalance()
         return self.ownership.owned(orders)
 
+    def _confirm(self, session: Session, orders: set[int]) -> set[int]:
+        """:meth:`Ownership.confirm`; the rules forget the orders whose slots went."""
+        held = self.ownership.confirm(session, orders)
+        if len(held) < len(orders) and self.rules is not None:
+            self.rules.forget_orders(lambda o: not self.ownership.owns(o))
+        return held
+
     def _evaluate(
         self,
         session: Session,
@@ -726,8 +743,14 @@ class Ingestor:
         if released:
             self.rules.forget_orders(lambda o: not self.ownership.owns(o))
         if taken:  # the orders in transit it took: watched for silence from now on
-            with self.sessions() as session:
-                self.rules.warm_up(session, lambda o: slot_of(o) in taken)
+            with self.sessions() as session, session.begin():
+                # under the orders' locks: a transaction of their previous owner still
+                # in flight commits first, and its readings are in the windows
+                self.rules.warm_up(
+                    session,
+                    lambda o: slot_of(o) in taken,
+                    lock=lambda orders: lock_for_transaction(session, ORDER, orders),
+                )
 
     def take_handoff(self) -> bool:
         """Evaluate what other processes stored for the orders this process owns, in
@@ -736,14 +759,23 @@ class Ingestor:
             return False
         if not self._joined:
             self.rebalance()
+        assert self.rules is not None
         result = BatchResult(verdicts=[])
-        with self.sessions() as session, session.begin():
-            orders = self.ownership.owned(repo.handed_orders(session))
-            if not orders:
-                return False
-            lock_for_transaction(session, ORDER, orders)
-            taken, changed = repo.take_handed(session, orders)
-            self._evaluate(session, [StoredReading.from_row(r) for r in taken], changed, result)
+        try:
+            with self.sessions() as session, session.begin():
+                orders = self.ownership.owned(repo.handed_orders(session))
+                if not orders:
+                    return False
+                lock_for_transaction(session, ORDER, orders)
+                orders = self._confirm(session, orders)
+                taken, changed = repo.take_handed(session, orders)
+                readings = [StoredReading.from_row(r) for r in taken]
+                self._evaluate(session, readings, changed, result)
+        except Exception:
+            # the rows are back in the table: what the rules noted of them (a breach
+            # queued, an arrival) must go too, or they would be skipped next time
+            self.rules.reset()
+            raise
         self.metrics.ingest_taken_over.inc(len(taken))
         return True
 

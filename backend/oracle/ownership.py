@@ -6,7 +6,8 @@ what it receives; only the order's *owner* evaluates it (rules, risk model,
 silence). A reading of an order owned by another process is stored with a
 :class:`~backend.store.models.HandoffRow`, which the owner takes in the
 transaction that evaluates it. So every reading of an order is evaluated in one
-process's memory, and the stores of two processes never wait for each other.
+process's memory, and the stores of two processes do not wait on each other's
+order locks.
 
 Orders fall into :data:`SLOTS` slots (``order_id % SLOTS``). On PostgreSQL each
 process holds, on a connection of its own:
@@ -20,7 +21,9 @@ process holds, on a connection of its own:
 process should no longer own and tries to take the ones it should: a slot moves
 only once its old owner released it, so two processes never evaluate one order.
 A process that dies loses its connection and with it its locks: the others take
-its slots on their next rebalance and evaluate what was handed off meanwhile.
+its slots on their next rebalance and evaluate what was handed off meanwhile. A
+connection lost under a live process frees its slots before it looks again, so an
+evaluating transaction checks its slots under its orders' locks (:meth:`confirm`).
 
 On SQLite (one oracle process) the process owns every order and hands nothing off.
 """
@@ -32,6 +35,7 @@ import random
 from collections.abc import Iterable
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.orm import Session
 
 from backend.store.locks import Lock, is_postgres
 
@@ -50,6 +54,20 @@ _MEMBERS = text(
 )
 _TRY = text(
     "SELECT s FROM unnest(CAST(:slots AS integer[])) AS t(s) WHERE pg_try_advisory_lock(:ns, s)"
+)
+_HELD = text(
+    "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted "
+    "AND objsubid = 2 AND classid = CAST(:ns AS bigint)::oid AND pid = :pid "
+    "AND objid::bigint = ANY(CAST(:slots AS bigint[]))"
+)
+#: The server, not only the operating system, notices an oracle host that vanished
+#: (a crash, a partition): its connection, and so its locks, end within about 20 s
+#: instead of at the kernel's keepalive (over two hours by default).
+_KEEPALIVE = (
+    "SET tcp_keepalives_idle = 5",
+    "SET tcp_keepalives_interval = 5",
+    "SET tcp_keepalives_count = 3",
+    "SET tcp_user_timeout = 20000",
 )
 _RELEASE = text("SELECT pg_advisory_unlock(:ns, s) FROM unnest(CAST(:slots AS integer[])) AS t(s)")
 
@@ -72,6 +90,8 @@ class Ownership:
         self.everything = not is_postgres(engine)
         self.member_id = member_id if member_id is not None else random.randrange(1, 2**31)
         self._conn: Connection | None = None
+        #: The backend pid of the connection holding the locks (None: not joined).
+        self.pid: int | None = None
         self._slots: set[int] = set()
         #: Live members seen at the last rebalance (this one included).
         self.members = 1
@@ -129,20 +149,54 @@ class Ownership:
         return taken, set(release)
 
     def _connect(self) -> Connection:
+        """Join: a connection of its own holding a MEMBER lock under a free id. Never
+        waits for a lock (a rejoin takes a new id: the old one may still be held by
+        the server's copy of a connection that died)."""
         if self._conn is None:
             self._slots.clear()
             conn = self.engine.connect()
-            conn.execute(
-                text("SELECT pg_advisory_lock(:ns, :k)"),
-                {"ns": int(Lock.MEMBER), "k": self.member_id},
-            )
-            conn.commit()
+            # out of the pool: the locks must never outlive this object on a pooled
+            # connection someone else gets next (closing or dropping it ends them)
+            conn.detach()
+            try:
+                for setting in _KEEPALIVE:
+                    conn.execute(text(setting))
+                try_lock = text("SELECT pg_try_advisory_lock(:ns, :k)")
+                while not conn.execute(
+                    try_lock, {"ns": int(Lock.MEMBER), "k": self.member_id}
+                ).scalar():
+                    self.member_id = random.randrange(1, 2**31)
+                self.pid = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+                conn.commit()
+            except Exception:
+                conn.invalidate()
+                conn.close()
+                raise
             self._conn = conn
         return self._conn
+
+    def confirm(self, session: Session, order_ids: set[int]) -> set[int]:
+        """Of ``order_ids`` (owned by this process's last look), the ones whose slot
+        lock the ownership connection still holds, read in ``session``'s transaction
+        after it took the orders' transaction locks. A connection lost since the last
+        look (a database restart) frees the slots, and another process may have taken
+        them; the orders that fail the check are handed off, not evaluated."""
+        if self.everything or not order_ids:
+            return set(order_ids)
+        if self.pid is None:
+            return set()
+        slots = sorted({slot_of(o) for o in order_ids})
+        params = {"ns": int(Lock.SLOT), "pid": self.pid, "slots": slots}
+        held = {int(s) for s in session.connection().execute(_HELD, params).scalars()}
+        if len(held) < len(slots):
+            log.warning("ownership: %d slot(s) lost since the last look", len(slots) - len(held))
+            self._slots &= held | (self._slots - set(slots))
+        return {o for o in order_ids if slot_of(o) in held}
 
     def close(self) -> None:
         """Leave: every slot and the membership are released with the connection."""
         self._slots.clear()
+        self.pid = None
         if self._conn is not None:
             conn, self._conn = self._conn, None
             try:

@@ -398,15 +398,23 @@ class RulesEngine:
         for dedup_key in repo.queued_keys(session, queued):
             self._breach_queued.add(queued[dedup_key])
 
-    def warm_up(self, session: Session, owns: Callable[[int], bool] = lambda _o: True) -> int:
+    def warm_up(
+        self,
+        session: Session,
+        owns: Callable[[int], bool] = lambda _o: True,
+        lock: Callable[[set[int]], None] | None = None,
+    ) -> int:
         """Load the windows of devices bound to orders in transit that this process
-        evaluates (``owns``), for the silence checks."""
+        evaluates (``owns``), for the silence checks; ``lock``: called with the orders
+        before their windows are read."""
         q = (
             select(DeviceRow.order_id, DeviceRow.device)
             .join(OrderRow, OrderRow.id == DeviceRow.order_id)
             .where(OrderRow.state == IN_TRANSIT)
         )
         keys = sorted({(int(o), str(d)) for o, d in session.execute(q) if owns(int(o))})
+        if lock is not None:
+            lock({o for o, _ in keys})
         self._load_streams(session, keys)
         return len(keys)
 

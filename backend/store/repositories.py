@@ -918,6 +918,22 @@ def device_statuses(session: Session, order_id: int) -> list[tuple[str, str | No
     return [(str(d), s, b) for d, s, b in session.execute(q)]
 
 
+def lock_devices(session: Session, devices: Sequence[tuple[int, str]]) -> None:
+    """PostgreSQL: lock these (order, device) rows of ``devices`` in key order, for a
+    transaction that updates them in more than one statement (no deadlock with another
+    process updating some of the same rows)."""
+    if not devices or not is_postgres(session):
+        return
+    d = DEVICES.c
+    q = (
+        select(d.id)
+        .where(tuple_(d.order_id, d.device).in_(sorted(set(devices))))
+        .order_by(d.order_id, d.device)
+        .with_for_update()
+    )
+    session.connection().execute(q).all()
+
+
 def statuses_of(
     session: Session, devices: Sequence[tuple[int, str]]
 ) -> list[tuple[int, str, str | None, int | None]]:

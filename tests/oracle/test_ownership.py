@@ -24,6 +24,22 @@ def pg(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
     yield from migrated_empty_engine("postgresql", request, tmp_path)
 
 
+@pytest.fixture(autouse=True)
+def _leave(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Every member made here leaves when the test ends (passed or not)."""
+    made: list[Ownership] = []
+    real = Ownership.__init__
+
+    def init(self: Ownership, *a: Any, **kw: Any) -> None:
+        real(self, *a, **kw)
+        made.append(self)
+
+    monkeypatch.setattr(Ownership, "__init__", init)
+    yield
+    for m in made:
+        m.close()
+
+
 def settle(members: list[Ownership], rounds: int = 3) -> None:
     for _ in range(rounds):
         for m in members:
@@ -121,3 +137,23 @@ def test_a_reading_waiting_for_its_owner_is_not_in_the_loaded_window(pg: Engine)
         assert [r.seq for r in repo.latest_readings(s, [key], 10)[key]] == [1, 2, 3]
     with Session(pg) as s:
         assert repo.handed_orders(s) == set()
+
+
+def test_a_taken_member_id_is_not_waited_for(pg: Engine) -> None:
+    """A rejoin never blocks on its old id (the server may still hold it for a
+    connection that died): it takes another one."""
+    first = Ownership(pg, member_id=7)
+    first.rebalance()
+    second = Ownership(pg, member_id=7)
+    second.rebalance()
+    assert second.member_id != 7 and first.members == 1 and second.members == 2
+    for m in (first, second):
+        m.close()
+
+
+def test_the_server_watches_the_ownership_connection(pg: Engine) -> None:
+    m = Ownership(pg)
+    m.rebalance()
+    assert m._conn is not None
+    assert m._conn.exec_driver_sql("SHOW tcp_keepalives_idle").scalar() == "5"
+    m.close()

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session
 
 from backend.domain.actions import ChainAction, ProveArrival
@@ -45,10 +45,22 @@ def pg(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
     yield from migrated_empty_engine("postgresql", request, tmp_path)
 
 
+@pytest.fixture(autouse=True)
+def _leave() -> Any:
+    """Every process made here leaves (its locks go) when the test ends."""
+    yield
+    while MADE:
+        MADE.pop().ownership.close()
+
+
+MADE: list[Ingestor] = []
+
+
 def oracles(engine: Engine, n: int) -> list[Ingestor]:
     """``n`` processes that have each joined and taken their share of the orders (the
     first to join takes everything; the others' shares free up at its next rebalance)."""
     procs = [Ingestor(engine, DOMAIN, rules=RulesEngine(), metrics=Metrics()) for _ in range(n)]
+    MADE.extend(procs)
     for _ in range(2):
         for p in procs:
             p.rebalance()
@@ -240,3 +252,51 @@ def test_an_arrival_proof_waits_for_missing_readings(pg: Engine) -> None:
     a.ingest([msg(KEYS[0], 1, 3)])
     with Session(pg) as s:
         ChainExecutor._hold_for_missing(s, arrival)  # nothing missing: no wait
+
+
+class FailOnce:
+    """Makes the next statement matching ``sql`` fail (a connection lost mid-transaction)."""
+
+    def __init__(self, engine: Engine, sql: str) -> None:
+        self.sql, self.armed = sql, True
+        event.listen(engine, "before_cursor_execute", self._hook)
+
+    def _hook(self, _conn: Any, _cursor: Any, statement: str, *_a: Any) -> None:
+        if self.armed and statement.lstrip().upper().startswith(self.sql):
+            self.armed = False
+            raise RuntimeError("connection lost")
+
+
+def test_a_failed_handoff_pass_forgets_what_it_noted(pg: Engine) -> None:
+    """The owner takes the readings that complete a breach, queues its proof, and the
+    transaction fails: the rows come back, and the next pass proves the breach."""
+    seed(pg, {1: [0]})
+    owner, (other,) = owner_of(oracles(pg, 2), 1)
+    other.ingest([msg(KEYS[0], 1, s, temperature_centi_c=HOT) for s in range(1, RUN + 1)])
+    fail = FailOnce(pg, "INSERT INTO OUTBOX")
+    with pytest.raises(RuntimeError, match="connection lost"):
+        owner.take_handoff()
+    assert not fail.armed and proofs(pg, 1) == [] and handoff_left(pg) == RUN
+    assert owner.take_handoff() is True
+    (entry,) = proofs(pg, 1)
+    assert len(entry.payload["reading_ids"]) == RUN
+    assert len(breach_alerts(pg)) == 1
+
+
+def test_a_process_whose_locks_went_hands_its_orders_off(pg: Engine) -> None:
+    """The ownership connection is replaced (a database restart) before the owner's
+    next look: its next batch finds its slot locks gone and hands the readings off
+    instead of evaluating them; the process that takes the slots evaluates them."""
+    seed(pg, {1: [0]})
+    owner, (other,) = owner_of(oracles(pg, 2), 1)
+    assert owner.ownership._conn is not None
+    owner.ownership._conn.invalidate()  # its locks are gone; its last look says it owns 1
+    assert owner.ownership.owns(1)
+    owner.ingest([msg(KEYS[0], 1, s, temperature_centi_c=HOT) for s in range(1, RUN + 1)])
+    assert proofs(pg, 1) == [] and handoff_left(pg) == RUN
+    assert owner.rules is not None and owner.rules.loaded_orders() == []
+    other.rebalance()
+    assert other.ownership.owns(1)
+    assert other.take_handoff() is True
+    (entry,) = proofs(pg, 1)
+    assert len(entry.payload["reading_ids"]) == RUN
