@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import random
+import zlib
 from collections.abc import Iterable
 
 from sqlalchemy import Connection, Engine, text
@@ -76,6 +77,15 @@ class OwnershipLost(RuntimeError):
     """The connection holding this process's locks was replaced: it owns nothing."""
 
 
+def _scoped(namespace: Lock, schema: str) -> int:
+    """The lock namespace of ``namespace`` for the deployment in ``schema``: advisory
+    locks are database-wide, and two deployments may share a database in separate
+    schemas (the tests do); ``public`` keeps the namespace itself."""
+    if schema == "public":
+        return int(namespace)
+    return zlib.crc32(f"{int(namespace)}:{schema}".encode()) % 2**31
+
+
 def slot_of(order_id: int) -> int:
     return order_id % SLOTS
 
@@ -92,6 +102,8 @@ class Ownership:
         self._conn: Connection | None = None
         #: The backend pid of the connection holding the locks (None: not joined).
         self.pid: int | None = None
+        #: The MEMBER and SLOT namespaces of this deployment's schema (set on joining).
+        self._member_ns, self._slot_ns = int(Lock.MEMBER), int(Lock.SLOT)
         self._slots: set[int] = set()
         #: Live members seen at the last rebalance (this one included).
         self.members = 1
@@ -115,7 +127,7 @@ class Ownership:
             return set(), set()
         try:
             conn = self._connect()
-            rows = conn.execute(_MEMBERS, {"ns": int(Lock.MEMBER)}).all()
+            rows = conn.execute(_MEMBERS, {"ns": self._member_ns}).all()
             if (self.member_id, True) not in {(int(m), bool(me)) for m, me in rows}:
                 # the connection was replaced under us (a database restart): its locks
                 # went with the old one, and so did every slot
@@ -126,11 +138,11 @@ class Ownership:
             target = {s for s in range(SLOTS) if s % len(members) == index}
             release = sorted(self._slots - target)
             if release:
-                conn.execute(_RELEASE, {"ns": int(Lock.SLOT), "slots": release}).all()
+                conn.execute(_RELEASE, {"ns": self._slot_ns, "slots": release}).all()
             wanted = sorted(target - self._slots)
             taken: set[int] = set()
             if wanted:
-                got = conn.execute(_TRY, {"ns": int(Lock.SLOT), "slots": wanted}).scalars()
+                got = conn.execute(_TRY, {"ns": self._slot_ns, "slots": wanted}).scalars()
                 taken = {int(s) for s in got}
             conn.commit()
         except Exception:
@@ -161,9 +173,12 @@ class Ownership:
             try:
                 for setting in _KEEPALIVE:
                     conn.execute(text(setting))
+                schema = str(conn.execute(text("SELECT current_schema()")).scalar_one())
+                self._member_ns = _scoped(Lock.MEMBER, schema)
+                self._slot_ns = _scoped(Lock.SLOT, schema)
                 try_lock = text("SELECT pg_try_advisory_lock(:ns, :k)")
                 while not conn.execute(
-                    try_lock, {"ns": int(Lock.MEMBER), "k": self.member_id}
+                    try_lock, {"ns": self._member_ns, "k": self.member_id}
                 ).scalar():
                     self.member_id = random.randrange(1, 2**31)
                 self.pid = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
@@ -186,7 +201,7 @@ class Ownership:
         if self.pid is None:
             return set()
         slots = sorted({slot_of(o) for o in order_ids})
-        params = {"ns": int(Lock.SLOT), "pid": self.pid, "slots": slots}
+        params = {"ns": self._slot_ns, "pid": self.pid, "slots": slots}
         held = {int(s) for s in session.connection().execute(_HELD, params).scalars()}
         if len(held) < len(slots):
             log.warning("ownership: %d slot(s) lost since the last look", len(slots) - len(held))

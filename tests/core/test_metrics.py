@@ -86,7 +86,7 @@ def test_a_name_registered_twice_on_one_registry_is_refused() -> None:
 def test_names_follow_prometheus_conventions() -> None:
     registry, _, _ = shared()
     families = list(registry.collect())
-    assert len(families) == 24
+    assert len(families) == 27
     for family in families:
         assert re.fullmatch(
             r"trustship_(api|ingest|rules|outbox|commitments|indexer|receipts)\w*", family.name

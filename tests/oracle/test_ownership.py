@@ -157,3 +157,19 @@ def test_the_server_watches_the_ownership_connection(pg: Engine) -> None:
     assert m._conn is not None
     assert m._conn.exec_driver_sql("SHOW tcp_keepalives_idle").scalar() == "5"
     m.close()
+
+
+def test_deployments_in_other_schemas_are_not_members(pg: Engine) -> None:
+    """Advisory locks are database-wide; a deployment in another schema of the same
+    database (here ``public``) neither counts as a member nor holds our slots."""
+    from backend.store.db import make_engine
+    from testkit.databases import POSTGRES_URL
+
+    other = make_engine(POSTGRES_URL)
+    try:
+        ours, theirs = Ownership(pg), Ownership(other)
+        settle([ours, theirs])
+        assert ours.members == 1 and len(ours.slots) == SLOTS
+        assert len(theirs.slots) == SLOTS
+    finally:
+        other.dispose()
