@@ -586,14 +586,8 @@ class Ingestor:
         orders = {c.signed.reading.order_id for c in items} | {st.order_id for _, st in statuses}
         owned = self._owned(orders)
         with self.sessions() as session, session.begin():
-            # the orders this process evaluates: one evaluation at a time per order
-            # (backend/store/locks.py), with what other processes handed off for them
-            lock_for_transaction(session, ORDER, owned)
-            taken: list[Any] = []
-            changed: list[tuple[int, str]] = []
-            if self._sharing:
-                owned = self._confirm(session, owned)
-                taken, changed = repo.take_handed(session, owned)
+            owned, fresh, changed = self._take(session, owned)
+            taken = len(fresh)
             if statuses:  # progress and status touch the devices rows in one key order
                 repo.lock_devices(
                     session,
@@ -606,7 +600,6 @@ class Ingestor:
             ]
             conflicts = [k for k in keys if k not in new]
             stored_digest = repo.stored_digests(session, conflicts) if conflicts else {}
-            fresh: list[StoredReading] = [StoredReading.from_row(row) for row in taken]
             theirs: list[tuple[int, str, int]] = []
             progress: dict[tuple[int, str], list[StoredReading]] = {}
             for c, key in zip(items, keys, strict=True):
@@ -668,7 +661,7 @@ class Ingestor:
             mine = [(st.order_id, st.device) for _, st in statuses if st.order_id in owned]
             self._evaluate(session, fresh, [*changed, *mine], result)
         self.metrics.ingest_handed_off.inc(len(theirs))
-        self.metrics.ingest_taken_over.inc(len(taken))
+        self.metrics.ingest_taken_over.inc(taken)
 
     @property
     def handed_off(self) -> int:
@@ -693,12 +686,22 @@ class Ingestor:
             self.rebalance()
         return self.ownership.owned(orders)
 
-    def _confirm(self, session: Session, orders: set[int]) -> set[int]:
-        """:meth:`Ownership.confirm`; the rules forget the orders whose slots went."""
+    def _take(
+        self, session: Session, orders: set[int]
+    ) -> tuple[set[int], list[StoredReading], list[tuple[int, str]]]:
+        """Lock ``orders`` for evaluation (one evaluation at a time per order:
+        backend/store/locks.py), keep those whose slots this process still holds
+        (:meth:`Ownership.confirm`; the rules forget the others) and take what other
+        processes handed off for them. Returns (those orders, the handed-off readings,
+        the (order, device) pairs whose status changed)."""
+        lock_for_transaction(session, ORDER, orders)
+        if not self._sharing:
+            return orders, [], []
         held = self.ownership.confirm(session, orders)
         if len(held) < len(orders) and self.rules is not None:
             self.rules.forget_orders(lambda o: not self.ownership.owns(o))
-        return held
+        rows, changed = repo.take_handed(session, held)
+        return held, [StoredReading.from_row(r) for r in rows], changed
 
     def _evaluate(
         self,
@@ -766,17 +769,14 @@ class Ingestor:
                 orders = self.ownership.owned(repo.handed_orders(session))
                 if not orders:
                     return False
-                lock_for_transaction(session, ORDER, orders)
-                orders = self._confirm(session, orders)
-                taken, changed = repo.take_handed(session, orders)
-                readings = [StoredReading.from_row(r) for r in taken]
+                _held, readings, changed = self._take(session, orders)
                 self._evaluate(session, readings, changed, result)
         except Exception:
             # the rows are back in the table: what the rules noted of them (a breach
             # queued, an arrival) must go too, or they would be skipped next time
             self.rules.reset()
             raise
-        self.metrics.ingest_taken_over.inc(len(taken))
+        self.metrics.ingest_taken_over.inc(len(readings))
         return True
 
     def periodic_tasks(self) -> list[PeriodicTask]:
