@@ -184,7 +184,8 @@ class Witness:
     revoked_at: int | None
 
     @classmethod
-    def from_row(cls, row: DeviceRow) -> Witness:
+    def from_row(cls, row: Any) -> Witness:
+        """From a ``devices`` row (or one with :data:`repo.BINDING_COLUMNS`)."""
         return cls(row.issuer, row.valid_from, row.valid_until, row.revoked_at)
 
     def counts(self, timestamp: int) -> bool:
@@ -432,7 +433,7 @@ class RulesEngine:
         terms = self.terms.get_many(session, {r.order_id for r in readings})
         ordered = sorted(readings, key=lambda r: (r.order_id, r.device, r.seq))
         keys = list(dict.fromkeys((r.order_id, r.device) for r in ordered))
-        devices = repo.order_devices(session, {k[0] for k in keys})
+        devices = repo.order_bindings(session, {k[0] for k in keys})
         bound = sorted((row.order_id, row.device) for row in devices)
         # every device of the batch's orders: the risk model of an order sees all of them
         self._load_streams(session, list(dict.fromkeys([*keys, *bound])))
@@ -480,34 +481,43 @@ class RulesEngine:
 
     # ------------------------------------------------------------------- risk
 
-    def _tracker(
-        self, session: Session, t: OrderTerms, batch: Sequence[StoredReading]
-    ) -> ShipmentRisk | None:
-        """The order's risk model: made on first sight from its stored windows (less
-        ``batch``, the readings it is about to be fed in turn) and the newest snapshot's
-        open episodes (so no alert repeats after a restart)."""
-        tracker = self._risk.get(t.order_id)
-        if tracker is not None or t.terms is None:
-            return tracker
-        last = repo.latest_risk(session, [t.order_id]).get(t.order_id)
-        tracker = ShipmentRisk(
-            t.order_id,
-            t.terms,
-            t.shipped_at,
-            self.config.risk,
-            restored=last.state if last is not None else None,
-            default_interval_secs=self.config.default_interval_secs,
-        )
-        fed = {(r.device, r.seq) for r in batch}
+    def _make_trackers(
+        self,
+        session: Session,
+        terms: Mapping[int, OrderTerms],
+        batch: Mapping[int, Sequence[StoredReading]],
+    ) -> None:
+        """Make the risk model of each order of ``batch`` that has none yet (first
+        sight), from its stored windows (less its readings in ``batch``, which it is
+        about to be fed in turn), its devices' statuses and the newest snapshot's open
+        episodes (so no alert repeats after a restart): one query each for all of them."""
+        new = [o for o in batch if o not in self._risk and terms[o].terms is not None]
+        if not new:
+            return
+        restored = repo.latest_risk(session, new)
+        trackers: dict[int, ShipmentRisk] = {}
+        for order_id in new:
+            t = terms[order_id]
+            assert t.terms is not None
+            last = restored.get(order_id)
+            trackers[order_id] = ShipmentRisk(
+                order_id,
+                t.terms,
+                t.shipped_at,
+                self.config.risk,
+                restored=last.state if last is not None else None,
+                default_interval_secs=self.config.default_interval_secs,
+            )
+        fed = {(r.order_id, r.device, r.seq) for o in new for r in batch[o]}
         for (order_id, device), stream in self._streams.items():
-            if order_id == t.order_id:
+            tracker = trackers.get(order_id)
+            if tracker is not None:
                 for r in stream.last(len(stream.seqs)):
-                    if (device, r.seq) not in fed:
+                    if (order_id, device, r.seq) not in fed:
                         tracker.observe(r)
-        for device, status, battery in repo.device_statuses(session, t.order_id):
-            tracker.note_status(device, status, battery)
-        self._risk[t.order_id] = tracker
-        return tracker
+        for order_id, device, status, battery in repo.device_statuses(session, new):
+            trackers[order_id].note_status(device, status, battery)
+        self._risk.update(trackers)
 
     def note_status(
         self, order_id: int, device: str, status: str | None, battery: int | None
@@ -533,10 +543,11 @@ class RulesEngine:
         measured from its newest reading. A breach the rules queued in this batch
         counts from the reading that made it provable on (``breach_from``; at the
         batch's newest reading at the latest)."""
+        self._make_trackers(session, terms, batch)
         for order_id, rs in batch.items():
             t = terms[order_id]
-            tracker = self._tracker(session, t, rs)
-            if tracker is None:
+            tracker = self._risk.get(order_id)
+            if tracker is None:  # no terms to assess against
                 continue
             since = breach_from.get(order_id)
             queued = order_id in self._breach_queued

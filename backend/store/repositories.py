@@ -800,6 +800,22 @@ def order_devices(session: Session, order_ids: Iterable[int]) -> list[DeviceRow]
     return list(session.scalars(select(DeviceRow).where(DeviceRow.order_id.in_(orders))))
 
 
+#: What the chain says of a device on an order (:func:`order_bindings`).
+BINDING_COLUMNS = ("order_id", "device", "issuer", "valid_from", "valid_until", "revoked_at")
+
+
+def order_bindings(session: Session, order_ids: Iterable[int]) -> list[Any]:
+    """The bindings of every device of these orders: rows with
+    :data:`BINDING_COLUMNS` (what the rules read per batch; lighter than
+    :func:`order_devices`' ORM objects)."""
+    orders = sorted(set(order_ids))
+    if not orders:
+        return []
+    d = DEVICES.c
+    q = select(*(d[c] for c in BINDING_COLUMNS)).where(d.order_id.in_(orders))
+    return list(session.connection().execute(q))
+
+
 def earliest_inside(
     session: Session,
     order_id: int,
@@ -876,25 +892,60 @@ def _device_update(**values: Any) -> Update:
 def record_progress(session: Session, progress: Sequence[DeviceProgress]) -> None:
     """Add a batch's newly stored readings to each device's counters.
 
-    One UPDATE per (order, device), executed as one batch; rows are updated in key
-    order so that two oracle processes storing the same devices never deadlock.
+    Rows are updated in key order so that two oracle processes storing the same
+    devices never deadlock. PostgreSQL: the rows are locked in that order
+    (:func:`lock_devices`), then updated by one statement with one array per
+    parameter (``unnest``); elsewhere one UPDATE per (order, device), executed as one
+    batch. Both set what :func:`_progress_values` says.
     """
     if not progress:
         return
+    ordered = sorted(progress, key=lambda p: (p.order_id, p.device))
+    names = list(_PROGRESS_PARAMS)
+    rows = [(p.order_id, p.device, p.count, p.first_seq, p.last_seq, p.last_timestamp,
+             p.last_received_at) for p in ordered]  # fmt: skip
+    if is_postgres(session):
+        lock_devices(session, [(p.order_id, p.device) for p in ordered])
+        arrays = dict(zip(names, map(list, zip(*rows, strict=True)), strict=True))
+        session.execute(_UNNEST_PROGRESS, arrays)
+        return
+    params = [dict(zip(names, row, strict=True)) for row in rows]
+    session.connection().execute(_PROGRESS_PER_ROW, params)
+
+
+#: record_progress's parameters and their types, in DeviceProgress's field order.
+_PROGRESS_PARAMS: dict[str, Any] = {
+    "o": BigInteger(), "d": String(), "n": BigInteger(), "lo": BigInteger(),
+    "hi": BigInteger(), "ts": BigInteger(), "rx": Float(),
+}  # fmt: skip
+
+
+def _progress_values(source: Any) -> dict[str, Any]:
+    """What record_progress sets on a ``devices`` row, from ``source`` (its parameters
+    by name): the count grows, the seq range and the newest times only widen."""
     d = DEVICES.c
-    stmt = _device_update(
-        reading_count=d.reading_count + bindparam("n", type_=BigInteger()),
-        first_seq=_lower(d.first_seq, bindparam("lo", type_=BigInteger())),
-        last_seq=_higher(d.last_seq, bindparam("hi", type_=BigInteger())),
-        last_timestamp=_higher(d.last_timestamp, bindparam("ts", type_=BigInteger())),
-        last_received_at=_higher(d.last_received_at, bindparam("rx", type_=Float())),
-    )
-    params = [
-        {"o": p.order_id, "d": p.device, "n": p.count, "lo": p.first_seq, "hi": p.last_seq,
-         "ts": p.last_timestamp, "rx": p.last_received_at}
-        for p in sorted(progress, key=lambda p: (p.order_id, p.device))
-    ]  # fmt: skip
-    session.connection().execute(stmt, params)
+    return {
+        "reading_count": d.reading_count + source["n"],
+        "first_seq": _lower(d.first_seq, source["lo"]),
+        "last_seq": _higher(d.last_seq, source["hi"]),
+        "last_timestamp": _higher(d.last_timestamp, source["ts"]),
+        "last_received_at": _higher(d.last_received_at, source["rx"]),
+    }
+
+
+_PROGRESS_PER_ROW = _device_update(
+    **_progress_values({n: bindparam(n, type_=t) for n, t in _PROGRESS_PARAMS.items()})
+)
+_PROGRESS_ROWS = (
+    func.unnest(*(bindparam(n, type_=postgresql.ARRAY(t)) for n, t in _PROGRESS_PARAMS.items()))
+    .table_valued(*_PROGRESS_PARAMS)
+    .render_derived(name="v", with_types=False)
+)
+_UNNEST_PROGRESS = (
+    update(DEVICES)
+    .where(DEVICES.c.order_id == _PROGRESS_ROWS.c.o, DEVICES.c.device == _PROGRESS_ROWS.c.d)
+    .values(**_progress_values(_PROGRESS_ROWS.c))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -910,12 +961,17 @@ class DeviceStatus:
     last_seq: int | None
 
 
-def device_statuses(session: Session, order_id: int) -> list[tuple[str, str | None, int | None]]:
-    """(device, last status, battery permille) of each device bound to the order."""
-    q = select(DeviceRow.device, DeviceRow.status, DeviceRow.battery_permille).where(
-        DeviceRow.order_id == order_id
-    )
-    return [(str(d), s, b) for d, s, b in session.execute(q)]
+def device_statuses(
+    session: Session, order_ids: Iterable[int]
+) -> list[tuple[int, str, str | None, int | None]]:
+    """(order, device, last status, battery permille) of each device bound to these
+    orders."""
+    orders = sorted(set(order_ids))
+    if not orders:
+        return []
+    d = DEVICES.c
+    q = select(d.order_id, d.device, d.status, d.battery_permille).where(d.order_id.in_(orders))
+    return [(int(o), str(dev), s, b) for o, dev, s, b in session.connection().execute(q)]
 
 
 def lock_devices(session: Session, devices: Sequence[tuple[int, str]]) -> None:
@@ -924,14 +980,26 @@ def lock_devices(session: Session, devices: Sequence[tuple[int, str]]) -> None:
     process updating some of the same rows)."""
     if not devices or not is_postgres(session):
         return
-    d = DEVICES.c
-    q = (
-        select(d.id)
-        .where(tuple_(d.order_id, d.device).in_(sorted(set(devices))))
-        .order_by(d.order_id, d.device)
-        .with_for_update()
+    keys = sorted(set(devices))
+    session.execute(_LOCK_DEVICES, {"o": [o for o, _ in keys], "d": [d for _, d in keys]})
+
+
+_LOCK_KEYS = (
+    func.unnest(
+        bindparam("o", type_=postgresql.ARRAY(BigInteger())),
+        bindparam("d", type_=postgresql.ARRAY(String())),
     )
-    session.connection().execute(q).all()
+    .table_valued("o", "d")
+    .render_derived(name="k", with_types=False)
+)
+_LOCK_DEVICES = (
+    select(DEVICES.c.id)
+    .join(
+        _LOCK_KEYS, and_(DEVICES.c.order_id == _LOCK_KEYS.c.o, DEVICES.c.device == _LOCK_KEYS.c.d)
+    )
+    .order_by(DEVICES.c.order_id, DEVICES.c.device)
+    .with_for_update(of=DEVICES)
+)
 
 
 def statuses_of(
