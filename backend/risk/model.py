@@ -17,11 +17,10 @@ more than ``toleratedExcursionSecs``, or one reading's shock exceeds the limit.
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import math
 import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from backend.domain.alert import AlertKind, ReasonKind, Severity
@@ -306,10 +305,16 @@ class _Scan:
     #: the span of ``now`` in which the same readings count
     valid_from: float
     valid_until: float
+    #: the highest shock of ``rough`` (0: none); below the rough level a peak plays no
+    #: part in the score
     peak: int
     rough: tuple[StoredReading, ...]
     doors: int
     tamper: int
+
+
+#: The flags a scan counts.
+_SCANNED_FLAGS = FLAG_DOOR_OPEN | FLAG_TAMPER | FLAG_SENSOR_FAULT
 
 
 @dataclass
@@ -327,10 +332,48 @@ class _Device(ReadingWindow):
     forecast: tuple[int, _TempForecast | None] | None = None
     _interval: tuple[int, float, float] | None = None
     _scan: _Scan | None = None
+    #: The readings a scan can count, by seq: a shock at ``_rough_at`` or more, or a
+    #: flag it counts. Kept up as readings arrive at the head in time order; None when
+    #: to be worked out again (a reading came late, or the rough level changed).
+    _notable: list[StoredReading] | None = None
+    _rough_at: float = math.inf
+    #: the version at which the readings' times were found not to rise with their seqs
+    _unordered_at: int = -1
+    #: the kept readings' temperatures, sorted (their median: :meth:`held_temperature`)
+    _temps: list[int] = field(default_factory=list)
 
     def add(self, r: StoredReading, keep: int | None = None) -> None:
+        head = self.head
+        at_head = head is None or (r.seq > head.seq and r.timestamp >= head.timestamp)
+        replaced = self.by_seq.get(r.seq)
+        if replaced is not None:
+            self._temps.remove(replaced.temperature_centi_c)
+        bisect.insort(self._temps, r.temperature_centi_c)
         super().add(r, keep)
         self.version += 1
+        notable = self._notable
+        if notable is None:
+            return
+        if not at_head:
+            self._notable = None
+            return
+        if r.shock_milli_g >= self._rough_at or r.flags & _SCANNED_FLAGS:
+            notable.append(r)
+        lowest = self.seqs[0]
+        while notable and notable[0].seq < lowest:  # trimmed
+            del notable[0]
+
+    def trim(self, keep: int) -> None:
+        for s in self.seqs[: max(0, len(self.seqs) - keep)]:
+            temps = self._temps
+            del temps[bisect.bisect_left(temps, self.by_seq[s].temperature_centi_c)]
+        super().trim(keep)
+
+    def held_temperature(self) -> float:
+        """The median temperature of the kept readings (as ``statistics.median``)."""
+        temps = self._temps
+        mid = len(temps) // 2
+        return temps[mid] if len(temps) % 2 else (temps[mid - 1] + temps[mid]) / 2
 
     def since(self, ts: float) -> list[StoredReading]:
         """The readings after ``ts``, newest first (scanning back from the newest seq)."""
@@ -343,16 +386,51 @@ class _Device(ReadingWindow):
         return out
 
     def scan(self, now: int, rough_secs: int, rough_at: float, door_secs: int) -> _Scan:
-        """The shocks (peak, and readings at ``rough_at`` or more) of the last
-        ``rough_secs`` and the door/tamper flags of the last ``door_secs`` before ``now``
-        (each: the readings back from the newest seq to the first at or before the
-        window's start, as :meth:`since` reads them), in one pass.
+        """The shocks (the readings at ``rough_at`` or more, and their peak) of the last
+        ``rough_secs`` and the door/tamper flags of the last ``door_secs`` before
+        ``now``: each window's readings are those back from the newest seq to the first
+        at or before the window's start, as :meth:`since` reads them.
+
+        An order is assessed after each of its readings, at that reading's time, for
+        every device, so this is the model's inner loop. While the kept readings' times
+        rise with their seqs (the usual case) a window holds exactly the readings after
+        its start, and only the notable ones (``_notable``) can count: the scan reads
+        those. Otherwise :meth:`full_scan` reads them all."""
+        if rough_at != self._rough_at:  # (the terms' limit: set once per order in practice)
+            self._rough_at, self._notable, self._scan = rough_at, None, None
+        notable = self._notable
+        if notable is None:
+            if self._unordered_at == self.version:
+                return self.full_scan(now, rough_secs, rough_at, door_secs)
+            rs = self.readings()
+            if any(b.timestamp < a.timestamp for a, b in zip(rs, rs[1:], strict=False)):
+                self._unordered_at = self.version
+                return self.full_scan(now, rough_secs, rough_at, door_secs)
+            notable = self._notable = [
+                r for r in rs if r.shock_milli_g >= rough_at or r.flags & _SCANNED_FLAGS
+            ]
+        rough_from, door_from = now - rough_secs, now - door_secs
+        peak, rough = 0, []
+        doors = tamper = 0
+        for r in reversed(notable):
+            ts = r.timestamp
+            if ts > rough_from and r.shock_milli_g >= rough_at:
+                rough.append(r)
+                if r.shock_milli_g > peak:
+                    peak = r.shock_milli_g
+            if ts > door_from:
+                if r.flags & FLAG_DOOR_OPEN:
+                    doors += 1
+                if r.flags & (FLAG_TAMPER | FLAG_SENSOR_FAULT):
+                    tamper += 1
+        return _Scan(self.version, now, now, peak, tuple(rough), doors, tamper)
+
+    def full_scan(self, now: int, rough_secs: int, rough_at: float, door_secs: int) -> _Scan:
+        """:meth:`scan` over every kept reading, in one pass back from the newest seq.
 
         Kept until a reading is added or ``now`` leaves the span where the same readings
         count: the oldest one counted leaves its window, or the window's start goes back
-        to the reading the pass stopped at. An order is assessed after each of its
-        readings, at that reading's time (its devices' clocks are not in step), and only
-        the device that has a new one needs its readings scanned again."""
+        to the reading the pass stopped at."""
         c = self._scan
         if c is not None and c.version == self.version and c.valid_from <= now < c.valid_until:
             return c
@@ -370,10 +448,10 @@ class _Device(ReadingWindow):
                     in_rough, stop_rough = False, ts
                 else:  # comparisons, not min()/max(): this loop is the scan's cost
                     shock = r.shock_milli_g
-                    if shock > peak:
-                        peak = shock
                     if shock >= rough_at:
                         rough.append(r)
+                        if shock > peak:
+                            peak = shock
                     if ts < oldest_rough:
                         oldest_rough = ts
             if in_door:
@@ -418,7 +496,7 @@ class _TempForecast:
     used_secs: int  # out of range in the current run
     breach_in_secs: float | None  # None: no breach in sight
     recovering: bool
-    interval_secs: float = 0.0
+    interval_secs: float
 
 
 class ShipmentRisk:
@@ -525,7 +603,8 @@ class ShipmentRisk:
         if not rs or not self._out(rs[-1]):
             return None
         start = rs[-1]
-        for prev in reversed(rs[:-1]):
+        for i in range(len(rs) - 2, -1, -1):
+            prev = rs[i]
             if (
                 prev.seq == start.seq - 1
                 and prev.timestamp < start.timestamp
@@ -541,8 +620,6 @@ class ShipmentRisk:
         if dev.forecast is not None and dev.forecast[0] == dev.version:
             return dev.forecast[1]
         f = self._forecast(device, dev)
-        if f is not None:
-            f = dataclasses.replace(f, interval_secs=dev.interval(self.default_interval))
         dev.forecast = (dev.version, f)
         return f
 
@@ -583,19 +660,20 @@ class ShipmentRisk:
             # provable at the first reading past the budget
             breach_in = None if recovering else left + interval / 2
             return _TempForecast(
-                device, raw, slope * 3600, side, limit, 0.0, used, breach_in, recovering
+                device, raw, slope * 3600, side, limit, 0.0, used, breach_in, recovering, interval
             )
         if start is not None:  # out of range on humidity: the budget runs, no trend to read
             left = max(0.0, tol - used)
             return _TempForecast(
-                device, raw, slope * 3600, None, None, 0.0, used, left + interval / 2, False
-            )
+                device, raw, slope * 3600, None, None, 0.0, used, left + interval / 2, False,
+                interval,
+            )  # fmt: skip
         # Heading for a limit counts only when moving away from where the reefer holds
         # the air (the median of the kept readings, its set point in practice): towards
         # it is a reefer pulling back after doors or a repair, not a failure.
         if not slope:
-            return _TempForecast(device, temp, 0.0, None, None, None, 0, None, False)
-        held = statistics.median(r.temperature_centi_c for r in rs)
+            return _TempForecast(device, temp, 0.0, None, None, None, 0, None, False, interval)
+        held = dev.held_temperature()
         margin = cfg.trend_margin_centi_c
         for side, limit, heading in (
             ("high", t.max_temp_centi_c, slope > 0 and temp > held + margin),
@@ -605,9 +683,9 @@ class ShipmentRisk:
                 to_limit = max(0.0, (limit - temp) / slope)
                 return _TempForecast(
                     device, temp, slope * 3600, side, limit, to_limit, 0,
-                    to_limit + tol + interval / 2, False,
+                    to_limit + tol + interval / 2, False, interval,
                 )  # fmt: skip
-        return _TempForecast(device, temp, 0.0, None, None, None, 0, None, False)
+        return _TempForecast(device, temp, 0.0, None, None, None, 0, None, False, interval)
 
     def _eta(self, now: int) -> Eta | None:
         t, cfg = self.terms, self.config

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import statistics
 
 import pytest
 
@@ -286,34 +287,50 @@ def test_the_default_warns_once_the_breach_is_near_and_the_eta_is_trusted() -> N
     assert at > T0 + 12 * 3600 and alert.data["eta"]["confidence"] >= 0.6
 
 
-def test_a_devices_kept_scan_equals_a_fresh_one() -> None:
-    """The shock/door scan is kept between assessments (only a device with a new
-    reading, or whose oldest counted reading left its window, is scanned again): at
-    every step it must say what a scan from scratch says."""
+def test_a_devices_scan_equals_a_full_one() -> None:
+    """The shock/door scan reads only the notable readings while the readings' times
+    rise with their seqs, and keeps a full scan between assessments otherwise: at
+    every step it must say what a full scan from scratch says — with readings late,
+    out of time order, replaced, trimmed, and the rough level changed."""
     import random
 
-    from backend.domain.reading import FLAG_TAMPER
+    from backend.domain.reading import FLAG_SENSOR_FAULT, FLAG_TAMPER
     from backend.risk.model import _Device
 
     rng = random.Random(5)
     kept, fresh = _Device(), _Device()
-    ts, now = T0, T0
-    for seq in range(1, 400):
-        ts += rng.choice((30, 60, 600, 3600))
-        flags = rng.choice((0, 0, 0, FLAG_DOOR_OPEN, FLAG_TAMPER))
-        r = StoredReading(1, seq, ts, 450, 500, rng.randrange(0, 3000), 0, 0, flags,
-                          id=seq, device=DEV, received_at=float(ts))  # fmt: skip
+    ts, now, seq = T0, T0, 0
+    fast = 0
+    for i in range(1200):
+        # stretches in time order, and stretches where one reading in ten comes late
+        late = (i // 300) % 2 == 1 and rng.random() < 0.1
+        if late:  # an older seq, arriving now (or a seq again, with other values)
+            s = seq - rng.randrange(0, 5)
+            t = ts - rng.choice((0, 30, 5000))
+        else:
+            seq += rng.choice((1, 1, 1, 2))
+            ts += rng.choice((30, 60, 600, 3600))
+            s, t = seq, ts
+        flags = rng.choice((0, 0, 0, 0, FLAG_DOOR_OPEN, FLAG_TAMPER, FLAG_SENSOR_FAULT))
+        r = StoredReading(1, s, t, rng.randrange(200, 900), 500, rng.randrange(0, 3000), 0, 0,
+                          flags, id=s, device=DEV, received_at=float(t))  # fmt: skip
         if rng.random() < 0.8:
             kept.add(r, 96)
             fresh.add(r, 96)
+        rough_at = 1500.0 if rng.random() < 0.95 else 2500.0
         for _ in range(rng.randrange(1, 4)):  # assessed at later times, now and then earlier
             now = max(T0, now + rng.choice((0, 60, 1800, 7200, -600, -7200)))
-            got = kept.scan(now, 6 * 3600, 1500.0, 3 * 3600)
+            fast += kept._notable is not None
+            got = kept.scan(now, 6 * 3600, rough_at, 3 * 3600)
             fresh._scan = None
-            want = fresh.scan(now, 6 * 3600, 1500.0, 3 * 3600)
+            want = fresh.full_scan(now, 6 * 3600, rough_at, 3 * 3600)
             assert (got.peak, got.rough, got.doors, got.tamper) == (
                 want.peak, want.rough, want.doors, want.tamper,
             ), (seq, now)  # fmt: skip
+        assert kept.held_temperature() == statistics.median(
+            x.temperature_centi_c for x in kept.readings()
+        )
+    assert fast > 500  # the notable readings' path was taken, not only the full scan
 
 
 def test_the_voyage_track_stays_bounded_and_the_eta_holds() -> None:
