@@ -315,6 +315,8 @@ class _Scan:
 
 #: The flags a scan counts.
 _SCANNED_FLAGS = FLAG_DOOR_OPEN | FLAG_TAMPER | FLAG_SENSOR_FAULT
+#: The scan of a device with no notable reading (at any time).
+_NOTHING_SCANNED = _Scan(-1, -math.inf, math.inf, 0, (), 0, 0)
 
 
 @dataclass
@@ -409,6 +411,8 @@ class _Device(ReadingWindow):
             notable = self._notable = [
                 r for r in rs if r.shock_milli_g >= rough_at or r.flags & _SCANNED_FLAGS
             ]
+        if not notable:
+            return _NOTHING_SCANNED
         rough_from, door_from = now - rough_secs, now - door_secs
         peak, rough = 0, []
         doors = tamper = 0
@@ -921,6 +925,11 @@ class ShipmentRisk:
         out: list[RiskAlert] = []
         for f in forecasts:
             dev = self.devices[f.device]
+            head = dev.head
+            assert head is not None
+            if head.seq == dev.counted_seq:  # the silence timer: nothing new to count
+                continue
+            dev.counted_seq = head.seq
             name = f"breach:{f.device}"
             soon = (
                 not self._breached
@@ -932,11 +941,6 @@ class ShipmentRisk:
                     or f.breach_in_secs - f.interval_secs <= cfg.warn_breach_secs
                 )
             )
-            head = dev.head
-            assert head is not None
-            if head.seq == dev.counted_seq:  # the silence timer: nothing new to count
-                continue
-            dev.counted_seq = head.seq
             door = any(r.flags & FLAG_DOOR_OPEN for r in dev.last(2))
             if soon and door:
                 soon = False  # hold: judge the trend once the doors are shut
