@@ -61,6 +61,7 @@ from backend.store.models import (
     ReadingRow,
     RiskSnapshotRow,
 )
+from backend.store.pgarray import ArrayLiteral
 
 OUTBOX_PENDING = "pending"
 OUTBOX_SENT = "sent"
@@ -115,31 +116,29 @@ def reading_row(signed: SignedReading, digest: bytes, received_at: float) -> dic
 _ROW_KEYS = (*READING_ATTRS, "device", "signature", "digest", "received_at")
 
 
-#: The columns an insert fills (all but the id and the batch, set when committed), with
-#: their PostgreSQL types for ``unnest``.
+#: The columns an insert fills (all but the id and the batch, set when committed).
 READING_INSERT_COLUMNS: tuple[str, ...] = tuple(
     c.name for c in READINGS.columns if c.name not in ("id", "batch_seq")
 )
-_PG = postgresql.dialect()  # type: ignore[no-untyped-call]
-_READING_COLUMNS: tuple[tuple[str, str], ...] = tuple(
-    (name, READINGS.columns[name].type.compile(dialect=_PG)) for name in READING_INSERT_COLUMNS
-)
 _UNNEST_INSERT = text(
     "INSERT INTO readings ("
-    + ", ".join(c for c, _ in _READING_COLUMNS)
+    + ", ".join(READING_INSERT_COLUMNS)
     + ") SELECT * FROM unnest("
-    + ", ".join(f"CAST(:{c} AS {t}[])" for c, t in _READING_COLUMNS)
+    + ", ".join(f":{c}" for c in READING_INSERT_COLUMNS)
     + ") ON CONFLICT (order_id, device, seq) DO NOTHING RETURNING id, order_id, device, seq"
+).bindparams(
+    *(bindparam(c, type_=ArrayLiteral(READINGS.columns[c].type)) for c in READING_INSERT_COLUMNS)
 )
 
 
 def _insert_readings_unnest(
     session: Session, rows: Sequence[Mapping[str, Any]]
 ) -> dict[ReadingKey, int]:
-    """PostgreSQL: one statement with one array per column (``unnest``). SQLAlchemy's
-    multi-VALUES form makes psycopg parse a new 13-parameters-per-row query text
-    per batch, which cost more than the insert itself (bench/ingest.py profile)."""
-    params = {c: [r[c] for r in rows] for c, _ in _READING_COLUMNS}
+    """PostgreSQL: one statement with one array per column (``unnest``), sent as
+    literals (backend/store/pgarray.py). SQLAlchemy's multi-VALUES form makes
+    psycopg parse a new 13-parameters-per-row query text per batch, which cost more
+    than the insert itself (bench/ingest.py profile)."""
+    params = {c: [r[c] for r in rows] for c in READING_INSERT_COLUMNS}
     result = session.execute(_UNNEST_INSERT, params)
     return {(order_id, device, seq): rid for rid, order_id, device, seq in result}
 
@@ -937,7 +936,7 @@ _PROGRESS_PER_ROW = _device_update(
     **_progress_values({n: bindparam(n, type_=t) for n, t in _PROGRESS_PARAMS.items()})
 )
 _PROGRESS_ROWS = (
-    func.unnest(*(bindparam(n, type_=postgresql.ARRAY(t)) for n, t in _PROGRESS_PARAMS.items()))
+    func.unnest(*(bindparam(n, type_=ArrayLiteral(t)) for n, t in _PROGRESS_PARAMS.items()))
     .table_valued(*_PROGRESS_PARAMS)
     .render_derived(name="v", with_types=False)
 )
@@ -986,8 +985,8 @@ def lock_devices(session: Session, devices: Sequence[tuple[int, str]]) -> None:
 
 _LOCK_KEYS = (
     func.unnest(
-        bindparam("o", type_=postgresql.ARRAY(BigInteger())),
-        bindparam("d", type_=postgresql.ARRAY(String())),
+        bindparam("o", type_=ArrayLiteral(BigInteger())),
+        bindparam("d", type_=ArrayLiteral(String())),
     )
     .table_valued("o", "d")
     .render_derived(name="k", with_types=False)
