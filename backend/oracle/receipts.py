@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 
 from backend.oracle.metrics import Metrics
@@ -35,10 +36,23 @@ Publish = Callable[[str, bytes], bool]
 class ReceiptPublisher:
     """Gathers confirmed seqs per (order, device) and publishes them as receipts."""
 
-    def __init__(self, publish: Publish, metrics: Metrics, interval_secs: float = 0.5) -> None:
+    #: At most one warning about dropped receipts per this many seconds (a stalled
+    #: broker drops them at every flush; the count is on /metrics all along).
+    WARN_EVERY_SECS = 30.0
+
+    def __init__(
+        self,
+        publish: Publish,
+        metrics: Metrics,
+        interval_secs: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._publish = publish
         self.metrics = metrics
         self.interval_secs = interval_secs
+        self._clock = clock
+        self._unreported = 0  # dropped since the last warning
+        self._warned_at: float | None = None
         self._lock = threading.Lock()
         self._pending: dict[tuple[int, str], list[int]] = {}
         self._stop = threading.Event()
@@ -89,9 +103,16 @@ class ReceiptPublisher:
             self.metrics.receipts_published.inc(sent)
         if dropped:
             self.metrics.receipts_dropped.inc(dropped)
+            self._unreported += dropped
+        now = self._clock()
+        if self._unreported and (
+            self._warned_at is None or now - self._warned_at >= self.WARN_EVERY_SECS
+        ):
             log.warning(
-                "%d receipt(s) dropped: not connected to the broker, or too many waiting "
+                "%d receipt(s) dropped%s: not connected to the broker, or too many waiting "
                 "for it (devices resend)",
-                dropped,
+                self._unreported,
+                "" if self._warned_at is None else f" in the last {now - self._warned_at:.0f} s",
             )
+            self._unreported, self._warned_at = 0, now
         return sent

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
+import pytest
 from sqlalchemy import Engine
 
 from backend.oracle.ingest import BatchResult, Ingestor
@@ -89,3 +91,25 @@ def test_the_receipt_thread_publishes_every_interval_and_what_is_left_at_stop() 
     finally:
         pub.stop()
     assert sent[-1] == receipt_topic(DEVICES[1]) and len(sent) == 2
+
+
+def test_dropped_receipts_are_counted_always_and_logged_at_most_every_30_s(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A stalled broker drops receipts at every flush (twice a second): each is counted,
+    and one warning per 30 s says how many went since the last."""
+    now = [0.0]
+    metrics = Metrics()
+    pub = ReceiptPublisher(lambda t, p: False, metrics, clock=lambda: now[0])
+    warnings = []
+    with caplog.at_level(logging.WARNING, logger="backend.oracle.receipts"):
+        for step in range(130):  # 65 s, a flush every 0.5 s, a receipt dropped at each
+            now[0] = step * 0.5
+            pub.add({(1, DEVICES[0]): [step + 1]})
+            pub.flush()
+            warnings += [(now[0], r.getMessage()) for r in caplog.records]
+            caplog.clear()
+    assert metrics.get("trustship_receipts_dropped_total") == 130
+    assert [at for at, _ in warnings] == [0.0, 30.0, 60.0]
+    assert warnings[0][1].startswith("1 receipt(s) dropped:")
+    assert warnings[1][1].startswith("60 receipt(s) dropped in the last 30 s")
