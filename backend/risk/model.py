@@ -732,9 +732,44 @@ class ShipmentRisk:
         cfg, t = self.config, self.terms
         reasons: list[Reason] = []
         alerts: list[RiskAlert] = []
-        forecasts = [
-            f for d, dev in self.devices.items() if (f := self._temperature(d, dev)) is not None
-        ]
+        limit = t.max_shock_milli_g
+        rough_at = cfg.rough_shock_ratio * limit
+        # One pass over the devices (this runs after every reading): each one's
+        # temperature outlook, what its recent readings hold (shocks, doors, tamper),
+        # how long it has been quiet, its battery.
+        forecasts: list[_TempForecast] = []
+        rough: list[StoredReading] = []
+        peak = doors = tamper = 0
+        worst_quiet: tuple[float, str, float] | None = None
+        battery: int | None = None
+        quiet = quiet or {}
+        for d, dev in self.devices.items():
+            cached = dev.forecast  # (the check of _temperature, inlined)
+            f = cached[1] if cached is not None and cached[0] == dev.version else None
+            if cached is None or cached[0] != dev.version:
+                f = self._temperature(d, dev)
+            if f is not None:
+                forecasts.append(f)
+            sc = dev.scan(now, cfg.rough_window_secs, rough_at, cfg.door_window_secs)
+            if sc is not _NOTHING_SCANNED:
+                if sc.peak > peak:
+                    peak = sc.peak
+                rough += sc.rough
+                doors += sc.doors
+                tamper += sc.tamper
+            head = dev.head
+            if head is not None:
+                q = quiet.get(d)
+                if q is None:
+                    q = now - head.timestamp if now > head.timestamp else 0.0
+                ratio = q / dev.interval(self.default_interval)
+                if dev.status == "offline" and ratio < cfg.silence_full_intervals:
+                    ratio = cfg.silence_full_intervals
+                if worst_quiet is None or ratio > worst_quiet[2]:
+                    worst_quiet = (q, d, ratio)
+            b = dev.battery_permille
+            if b is not None and (battery is None or b < battery):
+                battery = b
         tol = t.tolerated_excursion_secs
         breach_in: int | None = None
         if self._breached:
@@ -769,36 +804,22 @@ class ShipmentRisk:
                         + (" (recovering)" if recovering else ""),
                     )
                 )
-        # what each device's recent readings hold (shocks, doors, tamper)
-        limit = t.max_shock_milli_g
-        scans = [
-            dev.scan(
-                now, cfg.rough_window_secs, cfg.rough_shock_ratio * limit, cfg.door_window_secs
-            )
-            for dev in self.devices.values()
-        ]
-        # shocks
-        rough: list[StoredReading] = []
-        if limit:
-            peak = 0
-            for sc in scans:
-                peak = max(peak, sc.peak)
-                rough += sc.rough
-            if peak >= cfg.rough_shock_ratio * limit:
-                strength = _clamp(peak / limit) * _clamp(len(rough) / cfg.rough_shock_count)
-                reasons.append(
-                    Reason(
-                        ReasonKind.SHOCK_HISTORY,
-                        peak,
-                        cfg.w_shock,
-                        strength,
-                        f"{len(rough)} rough shock(s) in {_mins(cfg.rough_window_secs)}, peak "
-                        f"{peak} of {limit} mg",
-                    )
+        # shocks (none counted when the terms set no shock limit)
+        if not limit:
+            rough = []
+        elif peak >= rough_at:
+            strength = _clamp(peak / limit) * _clamp(len(rough) / cfg.rough_shock_count)
+            reasons.append(
+                Reason(
+                    ReasonKind.SHOCK_HISTORY,
+                    peak,
+                    cfg.w_shock,
+                    strength,
+                    f"{len(rough)} rough shock(s) in {_mins(cfg.rough_window_secs)}, peak "
+                    f"{peak} of {limit} mg",
                 )
+            )
         # doors and tamper
-        doors = sum(sc.doors for sc in scans)
-        tamper = sum(sc.tamper for sc in scans)
         if doors:
             reasons.append(
                 Reason(
@@ -820,18 +841,6 @@ class ShipmentRisk:
                 )
             )
         # silence and battery
-        worst_quiet: tuple[float, str, float] | None = None
-        for d, dev in self.devices.items():
-            head = dev.head
-            if head is None:
-                continue
-            interval = dev.interval(self.default_interval)
-            q = (quiet or {}).get(d, max(0.0, now - head.timestamp))
-            ratio = q / interval
-            if dev.status == "offline":
-                ratio = max(ratio, cfg.silence_full_intervals)
-            if worst_quiet is None or ratio > worst_quiet[2]:
-                worst_quiet = (q, d, ratio)
         if worst_quiet is not None and worst_quiet[2] > cfg.silence_grace_intervals:
             q, d, ratio = worst_quiet
             span = cfg.silence_full_intervals - cfg.silence_grace_intervals
@@ -845,11 +854,8 @@ class ShipmentRisk:
                     + (" — device offline" if self.devices[d].status == "offline" else ""),
                 )
             )
-        batteries = [
-            dv.battery_permille for dv in self.devices.values() if dv.battery_permille is not None
-        ]
-        if batteries and min(batteries) < cfg.battery_low_permille:
-            b = min(batteries)
+        if battery is not None and battery < cfg.battery_low_permille:
+            b = battery
             reasons.append(
                 Reason(
                     ReasonKind.BATTERY,
