@@ -744,10 +744,7 @@ class ShipmentRisk:
         battery: int | None = None
         quiet = quiet or {}
         for d, dev in self.devices.items():
-            cached = dev.forecast  # (the check of _temperature, inlined)
-            f = cached[1] if cached is not None and cached[0] == dev.version else None
-            if cached is None or cached[0] != dev.version:
-                f = self._temperature(d, dev)
+            f = self._temperature(d, dev)
             if f is not None:
                 forecasts.append(f)
             sc = dev.scan(now, cfg.rough_window_secs, rough_at, cfg.door_window_secs)

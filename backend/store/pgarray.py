@@ -86,6 +86,3 @@ class ArrayLiteral(TypeDecorator[list[Any]]):
 
     def process_bind_param(self, value: Sequence[Any] | None, dialect: Dialect) -> str | None:
         return None if value is None else array_literal(value)
-
-    def coerce_compared_value(self, op: Any, value: Any) -> Any:
-        return self

@@ -34,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Update
+from sqlalchemy.sql.elements import ColumnElement
 
 from backend.domain.actions import ChainAction, CommitBatch
 from backend.domain.actions import lane as action_lane
@@ -966,10 +967,16 @@ def device_statuses(
     """(order, device, last status, battery permille) of each device bound to these
     orders."""
     orders = sorted(set(order_ids))
-    if not orders:
-        return []
+    return _statuses(session, DEVICES.c.order_id.in_(orders)) if orders else []
+
+
+def _statuses(
+    session: Session, where: ColumnElement[bool]
+) -> list[tuple[int, str, str | None, int | None]]:
+    """(order, device, last status, battery permille) of the ``devices`` rows ``where``
+    picks."""
     d = DEVICES.c
-    q = select(d.order_id, d.device, d.status, d.battery_permille).where(d.order_id.in_(orders))
+    q = select(d.order_id, d.device, d.status, d.battery_permille).where(where)
     return [(int(o), str(dev), s, b) for o, dev, s, b in session.connection().execute(q)]
 
 
@@ -1008,10 +1015,7 @@ def statuses_of(
     if not devices:
         return []
     d = DEVICES.c
-    q = select(d.order_id, d.device, d.status, d.battery_permille).where(
-        tuple_(d.order_id, d.device).in_(sorted(set(devices)))
-    )
-    return [(int(o), str(dev), s, b) for o, dev, s, b in session.connection().execute(q)]
+    return _statuses(session, tuple_(d.order_id, d.device).in_(sorted(set(devices))))
 
 
 def record_status(session: Session, statuses: Sequence[DeviceStatus]) -> None:
