@@ -342,7 +342,7 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     if args.resummarize:
         result = json.loads(args.out.read_text())
-        window = result.get("window_mins", args.window_mins) * 60
+        window = args.window_mins * 60
         duration = result["minutes"] * 60
         result.update(memory_slopes(result["samples"], min(window, duration / 5)))
         args.out.write_text(json.dumps(result, indent=2) + "\n")
