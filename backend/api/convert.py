@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -32,17 +33,30 @@ class _Attributes:
         return getattr(self._row, name)
 
 
-def _columns(row: Any) -> Any:
-    """A row's columns by name: a Core row's as one dict zipped from its names and
-    values (a third of the cost of ``Row._asdict()``, and of a lookup per column), an
-    ORM instance's attributes."""
-    fields = getattr(row, "_fields", None)
-    return dict(zip(fields, row, strict=True)) if fields is not None else _Attributes(row)
+def _columns(rows: Sequence[Any]) -> list[Any]:
+    """Each row's columns by name: a Core row's as one dict zipped from the names and
+    its values (a third of the cost of ``Row._asdict()``, and of a lookup per column;
+    the names read once per page, as ``Row._fields`` builds them anew on every call),
+    an ORM instance's attributes."""
+    if not rows:
+        return []
+    fields = getattr(rows[0], "_fields", None)
+    if fields is None:
+        return [_Attributes(row) for row in rows]
+    return [dict(zip(fields, row, strict=True)) for row in rows]
 
 
 def order(row: Any) -> dict[str, Any]:
     """An order row (ORM or Core) as :class:`OrderPublic` data."""
-    v = _columns(row)
+    return _order(_columns([row])[0])
+
+
+def orders(rows: Sequence[Any]) -> list[dict[str, Any]]:
+    """Order rows (ORM or Core, all of one kind) as :class:`OrderPublic` data."""
+    return [_order(v) for v in _columns(rows)]
+
+
+def _order(v: Any) -> dict[str, Any]:
     terms = {name: v[name] for name in TERMS_BODY_ATTRS}
     terms["price"] = str(terms["price"])
     ba, sa = v["buyer_amount"], v["supplier_amount"]
@@ -70,7 +84,15 @@ def order(row: Any) -> dict[str, Any]:
 
 def reading(row: Any) -> dict[str, Any]:
     """A reading row (ORM or Core) as :class:`ReadingPublic` data."""
-    v = _columns(row)
+    return _reading(_columns([row])[0])
+
+
+def readings(rows: Sequence[Any]) -> list[dict[str, Any]]:
+    """Reading rows (ORM or Core, all of one kind) as :class:`ReadingPublic` data."""
+    return [_reading(v) for v in _columns(rows)]
+
+
+def _reading(v: Any) -> dict[str, Any]:
     out = {name: v[name] for name in _READING_PLAIN}
     out["signature"] = "0x" + bytes(v["signature"]).hex()
     out["digest"] = "0x" + bytes(v["digest"]).hex()

@@ -103,7 +103,7 @@ async def list_orders(
         offset=offset,
         before=after,
     )
-    data = [convert.order(r) for r in rows]
+    data = convert.orders(rows)
     following = rows[-1].id if len(rows) == limit else None
     return LeanJSON({"data": data, "count": count, "next": following}, owners=owners_of_rows(rows))
 

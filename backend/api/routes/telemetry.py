@@ -68,7 +68,7 @@ async def list_readings(
         after=None if after is None else reading_position(after),
     )
     following = convert.reading_cursor(rows[-1]) if len(rows) == limit else None
-    data = [convert.reading(r) for r in rows]
+    data = convert.readings(rows)
     return LeanJSON(
         {"data": data, "count": count, "next": following}, owners=owners_of_rows([order])
     )
