@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
+from functools import cache
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from backend.api import schemas as s
@@ -16,86 +18,100 @@ from backend.store.models import DeviceRow
 #: fields, backend.domain.reading); signature and digest become 0x-hex.
 _READING_PLAIN = ("device", *READING_ATTRS, "batch_seq", "received_at")
 
-# Orders and readings become plain dicts: FastAPI validates them against the
-# response model and serialises them in pydantic-core (Rust), which is several
-# times cheaper per row than constructing the models in Python.
+# Orders and readings become plain dicts of the response model's shape
+# (backend.api.lean): each row's values are picked by position, with one getter per
+# kind of row, into one dict per row.
+
+#: An order's columns that :class:`OrderPublic` shows at its top level, in its order
+#: (funded and breached become bools, updated_block 0 where it is not yet known).
+_ORDER_TOP = (
+    "id",
+    "state",
+    "buyer",
+    "supplier",
+    "arbiter",
+    "funded",
+    "breached",
+    "created_at",
+    "shipped_at",
+    "delivered_at",
+    "disputed_at",
+    "late_seconds",
+    "delivery_confirmed_by",
+)
+#: Every column an order's data is made of: the top level, then the settlement's
+#: split, the block, and the terms (their price a decimal string).
+_ORDER_COLUMNS = (
+    *_ORDER_TOP,
+    "buyer_amount",
+    "supplier_amount",
+    "updated_block",
+    *TERMS_BODY_ATTRS,
+)
+_TOP = len(_ORDER_TOP)
+_TERMS = _TOP + 3
+#: A reading's columns: those shown as they are, then signature and digest (0x-hex).
+_READING_COLUMNS = (*_READING_PLAIN, "signature", "digest")
+_PLAIN = len(_READING_PLAIN)
 
 
-class _Attributes:
-    """An ORM instance's columns read by name, like a Core row's dict."""
-
-    __slots__ = ("_row",)
-
-    def __init__(self, row: Any) -> None:
-        self._row = row
-
-    def __getitem__(self, name: str) -> Any:
-        return getattr(self._row, name)
-
-
-def _columns(rows: Sequence[Any]) -> list[Any]:
-    """Each row's columns by name: a Core row's as one dict zipped from the names and
-    its values (a third of the cost of ``Row._asdict()``, and of a lookup per column;
-    the names read once per page, as ``Row._fields`` builds them anew on every call),
-    an ORM instance's attributes."""
-    if not rows:
-        return []
-    fields = getattr(rows[0], "_fields", None)
+@cache
+def _getter(fields: tuple[str, ...] | None, names: tuple[str, ...]) -> Callable[[Any], Any]:
+    """Picks ``names``' values, in that order, from a row: a Core row with the columns
+    ``fields`` by position, an ORM instance (``fields`` None) by attribute."""
     if fields is None:
-        return [_Attributes(row) for row in rows]
-    return [dict(zip(fields, row, strict=True)) for row in rows]
+        return attrgetter(*names)
+    return itemgetter(*(fields.index(name) for name in names))
+
+
+def _values(rows: Sequence[Any], names: tuple[str, ...]) -> Iterator[Any]:
+    """Each row's values of ``names`` (rows of one kind: Core rows of one statement, or
+    ORM instances); the column names read once, as ``Row._fields`` builds them anew
+    on every call."""
+    if not rows:
+        return iter(())
+    return map(_getter(getattr(rows[0], "_fields", None), names), rows)
 
 
 def order(row: Any) -> dict[str, Any]:
     """An order row (ORM or Core) as :class:`OrderPublic` data."""
-    return _order(_columns([row])[0])
+    return orders([row])[0]
 
 
 def orders(rows: Sequence[Any]) -> list[dict[str, Any]]:
     """Order rows (ORM or Core, all of one kind) as :class:`OrderPublic` data."""
-    return [_order(v) for v in _columns(rows)]
-
-
-def _order(v: Any) -> dict[str, Any]:
-    terms = {name: v[name] for name in TERMS_BODY_ATTRS}
-    terms["price"] = str(terms["price"])
-    ba, sa = v["buyer_amount"], v["supplier_amount"]
-    return {
-        "id": v["id"],
-        "state": v["state"],
-        "buyer": v["buyer"],
-        "supplier": v["supplier"],
-        "arbiter": v["arbiter"],
-        "funded": bool(v["funded"]),
-        "breached": bool(v["breached"]),
-        "created_at": v["created_at"],
-        "shipped_at": v["shipped_at"],
-        "delivered_at": v["delivered_at"],
-        "disputed_at": v["disputed_at"],
-        "late_seconds": v["late_seconds"],
-        "delivery_confirmed_by": v["delivery_confirmed_by"],
-        "settlement": None
-        if ba is None or sa is None
-        else {"buyer_amount": str(ba), "supplier_amount": str(sa)},
-        "terms": terms,
-        "updated_block": v["updated_block"] or 0,
-    }
+    out = []
+    for v in _values(rows, _ORDER_COLUMNS):
+        o = dict(zip(_ORDER_TOP, v, strict=False))  # the first columns
+        o["funded"] = bool(o["funded"])
+        o["breached"] = bool(o["breached"])
+        ba, sa = v[_TOP], v[_TOP + 1]
+        o["settlement"] = (
+            None
+            if ba is None or sa is None
+            else {"buyer_amount": str(ba), "supplier_amount": str(sa)}
+        )
+        terms = dict(zip(TERMS_BODY_ATTRS, v[_TERMS:], strict=True))
+        terms["price"] = str(terms["price"])
+        o["terms"] = terms
+        o["updated_block"] = v[_TOP + 2] or 0
+        out.append(o)
+    return out
 
 
 def reading(row: Any) -> dict[str, Any]:
     """A reading row (ORM or Core) as :class:`ReadingPublic` data."""
-    return _reading(_columns([row])[0])
+    return readings([row])[0]
 
 
 def readings(rows: Sequence[Any]) -> list[dict[str, Any]]:
     """Reading rows (ORM or Core, all of one kind) as :class:`ReadingPublic` data."""
-    return [_reading(v) for v in _columns(rows)]
-
-
-def _reading(v: Any) -> dict[str, Any]:
-    out = {name: v[name] for name in _READING_PLAIN}
-    out["signature"] = "0x" + bytes(v["signature"]).hex()
-    out["digest"] = "0x" + bytes(v["digest"]).hex()
+    out = []
+    for v in _values(rows, _READING_COLUMNS):
+        r = dict(zip(_READING_PLAIN, v, strict=False))  # the first columns
+        r["signature"] = "0x" + bytes(v[_PLAIN]).hex()
+        r["digest"] = "0x" + bytes(v[_PLAIN + 1]).hex()
+        out.append(r)
     return out
 
 
