@@ -368,6 +368,7 @@ class PolicyRefused(Exception):
 
 
 _SKIP = object()
+_ABROAD = object()
 _INDEX = re.compile(r"\[\d+\]")
 
 
@@ -459,6 +460,7 @@ class Release:
         # one decision per (standing, owner kind, field class): an answer has few of them
         self._decisions: dict[tuple[object, Owner, FieldClass], Decision] = {}
         self._standings: dict[tuple[int | None, Owner], object] = {}
+        self._alike: dict[tuple[Owner, str, str, str, str], object] = {}
         self._plans: dict[tuple[object, int], _Plan] = {}
         self._memo = memo.of(viewer) if memo is not None else None
 
@@ -511,16 +513,26 @@ class Release:
         elif (owners := self.owners(order_id)) is None:
             standing = "no owner"
         else:
-            held = owners.owners(kind)
-            v = self.viewer
-            standing = order_id  # abroad: the owners' data lives elsewhere
-            for _role, address, jurisdiction in held:
-                if address == v.address:
-                    standing = "own"
-                    break
-                if jurisdiction == v.jurisdiction:
-                    standing = "home"
+            # orders of the same owners stand alike (a page of one party's orders)
+            o = owners
+            who = (kind, o.buyer, o.supplier, o.buyer_jurisdiction, o.supplier_jurisdiction)
+            alike = self._alike.get(who)
+            if alike is None:
+                alike = self._alike[who] = self._owned(owners, kind)
+            standing = order_id if alike is _ABROAD else alike
         self._standings[key] = standing
+        return standing
+
+    def _owned(self, owners: OrderOwners, kind: Owner) -> object:
+        """ "own" if the viewer owns ``kind`` data of the order, "home" if an owner shares
+        its jurisdiction, else abroad."""
+        v = self.viewer
+        standing: object = _ABROAD  # the owners' data lives elsewhere
+        for _role, address, jurisdiction in owners.owners(kind):
+            if address == v.address:
+                return "own"
+            if jurisdiction == v.jurisdiction:
+                standing = "home"
         return standing
 
     def decide(self, order_id: int | None, kind: Owner, fc: FieldClass | Sensitivity) -> Decision:

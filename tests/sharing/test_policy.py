@@ -317,3 +317,35 @@ def test_the_export_entry_point() -> None:
         release_records(
             viewer, owners, [], [RECORD], POINT, NOW, pseudonyms=PSEUDONYMS, refuse_whole=True
         )
+
+
+def test_each_record_of_a_list_stands_on_its_own_orders_owners_and_grants() -> None:
+    """Orders of the same owners share their standing (own, home, abroad) but not their
+    grants: a page filters each record as a page of that record alone would."""
+    viewer = Viewer("auditor", OTHER, frozenset({"auditor"}), HOME)
+    owners = {
+        6: OrderOwners(6, BUYER, SUPPLIER, ABROAD, HOME),  # the supplier at home
+        7: OrderOwners(7, BUYER, SUPPLIER, ABROAD, ABROAD),
+        8: OrderOwners(8, BUYER, SUPPLIER, ABROAD, ABROAD),  # as 7, with a grant
+    }
+    grants = {8: [grant("approved", OTHER, order=8)]}
+
+    def release_of() -> Release:
+        return Release(
+            viewer,
+            NOW,
+            owners.get,
+            lambda oid: grants.get(oid, []),
+            owners_of_many=lambda todo: {o: owners[o] for o in todo if o in owners},
+            grants_of_many=lambda todo: {o: grants[o] for o in todo if o in grants},
+            pseudonyms=PSEUDONYMS,
+        )
+
+    records = [RECORD | {"order_id": o} for o in (6, 7, 8, 7, 8)]
+    page = release_of().apply({"data": records, "count": 5}, PAGE)["data"]
+    alone = []
+    for r in records:
+        alone += release_of().apply({"data": [r], "count": 1}, PAGE)["data"]
+    assert page == alone
+    assert [r["order_id"] for r in page] == [6, 8, 8]  # 7: no grant, left out
+    assert page[0]["lat"] == 51_950_000 and page[1]["lat"] == 52_000_000  # 8: coarsened
