@@ -8,10 +8,11 @@ each other (an import-linter contract, docs/architecture.md).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Path, Request, Security
 from fastapi.security import APIKeyHeader
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from backend.api import queries
@@ -21,6 +22,8 @@ from backend.api.parties import Party
 from backend.api.schemas import MAX_JSON_INT, Digits
 
 API_KEY_HEADER = "X-API-Key"
+
+_R = TypeVar("_R")
 
 _api_key = APIKeyHeader(
     name=API_KEY_HEADER,
@@ -90,7 +93,16 @@ OrderIdPath = Annotated[
 def visible_order(session: Session, party: Party, order_id: int) -> queries.OrderRecord:
     """The order ``order_id`` if ``party`` may see it; 404 if it is missing or not theirs
     (the same answer, so an order's existence does not leak)."""
-    row = queries.get_order(session, party, order_id)
+    return _found(queries.get_order(session, party, order_id), order_id)
+
+
+def visible_owners(session: Session, party: Party, order_id: int) -> Row[Any]:
+    """The id, buyer and supplier of order ``order_id`` if ``party`` may see it; 404 as
+    :func:`visible_order` (for routes that need no more of the order)."""
+    return _found(queries.order_owners(session, party, order_id), order_id)
+
+
+def _found(row: _R | None, order_id: int) -> _R:
     if row is None:
         raise not_found(f"order {order_id}")
     return row

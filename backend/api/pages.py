@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Query
 
-from backend.api.deps import CurrentParty, OrderIdPath, SessionDep, visible_order
+from backend.api.deps import CurrentParty, OrderIdPath, SessionDep, visible_owners
 from backend.api.parties import Party
 from backend.api.schemas import Digits
 
@@ -48,7 +48,7 @@ def order_page(*, most: int, default: int) -> Any:
         limit: Annotated[int, Query(ge=1, le=most), Digits] = default,
         offset: Offset = 0,
     ) -> OrderPage:
-        visible_order(session, party, order_id)
+        visible_owners(session, party, order_id)
         return OrderPage(party, order_id, limit, offset)
 
     return Depends(page)

@@ -95,10 +95,14 @@ def test_get_order_sees_only_the_callers_orders(
             party = parties.by_name(who)
             for r in orders[:10]:
                 seen = queries.get_order(session, party, r["id"])
+                owners = queries.order_owners(session, party, r["id"])
                 named = party.address in (r["buyer"], r["supplier"], r["arbiter"])
                 assert (seen is not None) == (party.reads_all or named)
                 assert seen is None or seen.id == r["id"]
-        assert queries.get_order(session, parties.by_name("auditor"), 999) is None
+                assert (owners is not None) == (seen is not None)
+                assert owners is None or tuple(owners) == (r["id"], r["buyer"], r["supplier"])
+        for missing in (queries.get_order, queries.order_owners):
+            assert missing(session, parties.by_name("auditor"), 999) is None
 
 
 @pytest.mark.parametrize("db", BACKENDS, indirect=True)

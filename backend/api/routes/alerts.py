@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 
 from backend.api import queries
 from backend.api.context import ApiContext
-from backend.api.deps import ContextDep, CurrentParty, SessionDep, visible_order
+from backend.api.deps import ContextDep, CurrentParty, SessionDep, visible_owners
 from backend.api.errors import READ, responses
 from backend.api.pages import Offset, OrderPage, order_page
 from backend.api.parties import Party
@@ -153,7 +153,7 @@ async def stream_alerts(
 
         def check() -> None:
             with ctx.session_factory() as session:
-                visible_order(session, party, order_id)
+                visible_owners(session, party, order_id)
             check_order(ctx, party, AlertPublic, order_id)
 
         await run_in_threadpool(check)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from backend.api import convert, queries
-from backend.api.deps import ContextDep, CurrentParty, OrderIdPath, SessionDep, visible_order
+from backend.api.deps import ContextDep, CurrentParty, OrderIdPath, SessionDep, visible_owners
 from backend.api.errors import READ, ApiError, responses
 from backend.api.pages import Offset, OrderPage, order_page
 from backend.api.schemas import (
@@ -57,7 +57,7 @@ async def order_gaps(session: SessionDep, party: CurrentParty, order_id: OrderId
     reported in its status message. The oracle raises a ``seq_gap`` alert for a range
     still missing after a grace period (docs/oracle.md, "Seq gaps").
     """
-    visible_order(session, party, order_id)
+    visible_owners(session, party, order_id)
     gaps: list[GapPublic] = []
     rows, _ = queries.devices(session, party, order_id=order_id, limit=200)
     for row in rows:
@@ -81,7 +81,7 @@ async def order_refusals(
     Counted in the oracle's memory since it started (refused payloads are never
     stored); 503 when no oracle runs in this API's process.
     """
-    visible_order(session, party, order_id)
+    visible_owners(session, party, order_id)
     if ctx.refusals is None:
         raise ApiError(503, "unavailable", "no oracle runs in this process: nothing to report")
     data = [

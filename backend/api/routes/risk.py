@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from backend.api import queries
-from backend.api.deps import CurrentParty, OrderIdPath, SessionDep, visible_order
+from backend.api.deps import CurrentParty, OrderIdPath, SessionDep, visible_owners
 from backend.api.errors import READ, responses
 from backend.api.schemas import (
     AlertPublic,
@@ -38,7 +38,7 @@ async def order_risk(
 ) -> RiskPublic:
     """The newest risk snapshot (score, reasons, ETA, breach forecast), the ones before
     it and the risk alerts raised on the order."""
-    visible_order(session, party, order_id)
+    visible_owners(session, party, order_id)
     rows = queries.risk_snapshots(session, order_id, limit=history + 1)
     alerts, _ = queries.alerts(session, party, order_id=order_id, kinds=RISK_ALERT_KINDS, limit=200)
     head = rows[0] if rows else None

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from backend.api import convert, queries
-from backend.api.deps import ContextDep, CurrentParty, OrderIdPath, SessionDep, visible_order
+from backend.api.deps import ContextDep, CurrentParty, OrderIdPath, SessionDep, visible_owners
 from backend.api.errors import READ, ApiError, not_found, responses
 from backend.api.lean import LeanJSON, owners_of_rows
 from backend.api.pages import OrderPage, order_page
@@ -56,7 +56,7 @@ async def list_readings(
     after: Annotated[ReadingCursor | None, Query()] = None,
 ) -> LeanJSON:
     """The order's signed readings by time (then arrival), one page at a time."""
-    order = visible_order(session, party, order_id)
+    order = visible_owners(session, party, order_id)
     rows, count = queries.readings(
         session,
         order_id,
@@ -92,7 +92,7 @@ async def get_commitment(
     order_id: OrderIdPath,
     batch_seq: Annotated[int, Path(ge=0, le=MAX_JSON_INT), Digits],
 ) -> CommitmentPublic:
-    visible_order(session, party, order_id)
+    visible_owners(session, party, order_id)
     row = queries.commitment(session, order_id, batch_seq)
     if row is None:
         raise not_found(f"commitment {batch_seq} of order {order_id}")
@@ -190,7 +190,7 @@ async def reading_proof(
     as indexed now (``log_root``): ask again after a newer root. 409 ``not_committed``
     while the reading waits for its batch or the batch for its place in the log.
     """
-    visible_order(session, party, order_id)
+    visible_owners(session, party, order_id)
     row: ReadingRow | None = queries.reading_by_seq(session, order_id, device, seq)
     if row is None:
         raise not_found(f"reading {seq} of device {device} on order {order_id}")
