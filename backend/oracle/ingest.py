@@ -140,8 +140,11 @@ class IngestConfig:
     #: Several oracle processes (backend/oracle/ownership.py): how often a process
     #: looks again at who is alive and which orders it should evaluate ...
     ownership_interval_secs: float = 1.0
-    #: ... and how often it takes the readings other processes stored for its orders.
+    #: ... and how often it takes the readings other processes stored for its orders,
+    #: at most this many handoff rows in one transaction: a backlog (left while an
+    #: owner was dead or hung) is taken a bounded pass at a time, between batches.
     handoff_interval_secs: float = 0.05
+    handoff_rows_per_pass: int = 5000
 
 
 class RateLimitedLog:
@@ -700,7 +703,7 @@ class Ingestor:
         held = self.ownership.confirm(session, orders)
         if len(held) < len(orders) and self.rules is not None:
             self.rules.forget_orders(lambda o: not self.ownership.owns(o))
-        rows, changed = repo.take_handed(session, held)
+        rows, changed = repo.take_handed(session, held, limit=self.config.handoff_rows_per_pass)
         return held, [StoredReading.from_row(r) for r in rows], changed
 
     def _evaluate(
@@ -757,7 +760,9 @@ class Ingestor:
 
     def take_handoff(self) -> bool:
         """Evaluate what other processes stored for the orders this process owns, in
-        one transaction per call. Returns whether any was there."""
+        one transaction per call of at most ``handoff_rows_per_pass`` rows, oldest
+        first. Returns whether any was there (the worker runs the pass again after its
+        next batch, not after ``handoff_interval_secs``, until a pass finds none)."""
         if not self._sharing:
             return False
         if not self._joined:

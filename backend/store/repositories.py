@@ -262,18 +262,21 @@ def handed_orders(session: Session) -> set[int]:
 
 
 def take_handed(
-    session: Session, order_ids: Iterable[int]
+    session: Session, order_ids: Iterable[int], *, limit: int | None = None
 ) -> tuple[list[Any], list[tuple[int, str]]]:
-    """Take (delete, in ``session``'s transaction) the handoff rows of these orders.
-    Returns the readings to evaluate, as rows with
+    """Take (delete, in ``session``'s transaction) the handoff rows of these orders, or
+    the ``limit`` oldest of them. Returns the readings to evaluate, as rows with
     :data:`~backend.domain.reading.STORED_READING_ATTRS` in id order, and the
     (order, device) pairs whose status changed."""
     orders = sorted(set(order_ids))
     if not orders:
         return [], []
     h = HANDOFF.c
+    which = h.order_id.in_(orders)
+    if limit is not None:
+        which = h.id.in_(select(h.id).where(which).order_by(h.id).limit(limit))
     taken = session.connection().execute(
-        HANDOFF.delete().where(h.order_id.in_(orders)).returning(h.order_id, h.device, h.reading_id)
+        HANDOFF.delete().where(which).returning(h.order_id, h.device, h.reading_id)
     )
     ids: list[int] = []
     statuses: set[tuple[int, str]] = set()

@@ -300,3 +300,28 @@ def test_a_process_whose_locks_went_hands_its_orders_off(pg: Engine) -> None:
     assert other.take_handoff() is True
     (entry,) = proofs(pg, 1)
     assert len(entry.payload["reading_ids"]) == RUN
+
+
+def test_a_handoff_backlog_is_taken_a_bounded_pass_at_a_time(pg: Engine) -> None:
+    """Readings piled up for an owner that was gone: the next owner takes them a pass
+    of at most ``handoff_rows_per_pass`` rows at a time, oldest first, each evaluated
+    once, and proves the run they hold once."""
+    from dataclasses import replace
+
+    seed(pg, {1: [0]})
+    owner, (other,) = owner_of(oracles(pg, 2), 1)
+    other.config = replace(other.config, handoff_rows_per_pass=5)
+    other.ingest([msg(KEYS[0], 1, s, temperature_centi_c=HOT) for s in range(1, RUN + 1)])
+    assert handoff_left(pg) == RUN and proofs(pg, 1) == []
+    owner.ownership.close()  # gone before it took them
+    other.rebalance()
+    left = []
+    while other.take_handoff():
+        left.append(handoff_left(pg))
+    assert left == [RUN - 5, RUN - 10, 0]
+    assert other.taken_over == RUN
+    (entry,) = proofs(pg, 1)
+    with Session(pg) as s:
+        seqs = [r.seq for r in repo.readings_by_ids(s, entry.payload["reading_ids"])]
+    assert seqs == list(range(1, RUN + 1)), "the evidence one pass would have found"
+    assert len(breach_alerts(pg)) == 1
