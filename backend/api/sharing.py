@@ -187,7 +187,7 @@ async def filter_response(
     thread pool (a write)."""
     shape = shape_of(model)
     raw = bytes(response.body)
-    with ctx.session_factory() as session:
+    with ctx.read_sessions() as session:
         lean = response if isinstance(response, LeanJSON) else None
         known = lean.owners if lean is not None else None
         release = release_for(ctx, session, party, scoped_order, known)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -102,3 +103,34 @@ def test_epcis_export_and_capture_on_postgres(
     assert events[-1]["eventID"] == ref["event_id"]  # JSON column round trip on PostgreSQL
     listed = api.get("/orders/1/epcis/events").json()
     assert listed["count"] == 1 and listed["data"][0]["event"] == events[-1]
+
+
+def test_the_hot_reads_run_outside_a_transaction_on_postgres(
+    api: Api, factory: sessionmaker[Session], parties: PartyRegistry
+) -> None:
+    """A read route's queries run with no transaction open (no BEGIN and ROLLBACK round
+    trips: backend.api.context.reading_sessions); any other session keeps its own."""
+    from psycopg.pq import TransactionStatus
+    from sqlalchemy import event
+
+    from backend.api import queries
+
+    seed(factory, parties, readings=40, committed=33)
+    engine = factory.kw["bind"]
+    states: list[TransactionStatus] = []
+
+    def before(conn: Any, *_: Any) -> None:
+        states.append(conn.connection.dbapi_connection.info.transaction_status)
+
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        page = api.get("/orders/1/telemetry", "buyer", params={"limit": 10}).json()
+        read, states[:] = states[:], []
+        with factory() as s:
+            queries.readings(s, 1, limit=10)
+        other = states[:]
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+    assert page["count"] == 40 and len(read) == 3  # the order, the page, the count
+    assert set(read) == {TransactionStatus.IDLE}
+    assert other[0] == TransactionStatus.IDLE and set(other[1:]) == {TransactionStatus.INTRANS}

@@ -20,6 +20,7 @@ from backend.api.deps import (
     ContextDep,
     CurrentParty,
     OrderIdPath,
+    ReadSessionDep,
     SessionDep,
     WritingParty,
     visible_order,
@@ -70,7 +71,7 @@ def _answer(ctx: ApiContext, party: Party, sent: Sent, order_id: int | None) -> 
 
 @router.get("", response_model=OrdersPublic, responses=responses(*READ))
 async def list_orders(
-    session: SessionDep,
+    session: ReadSessionDep,
     party: CurrentParty,
     state: Annotated[list[OrderState] | None, Query(description="Repeat to match several.")] = None,
     role: Annotated[
@@ -109,7 +110,9 @@ async def list_orders(
 
 
 @router.get("/{order_id}", response_model=OrderPublic, responses=responses(*READ))
-async def get_order(session: SessionDep, party: CurrentParty, order_id: OrderIdPath) -> LeanJSON:
+async def get_order(
+    session: ReadSessionDep, party: CurrentParty, order_id: OrderIdPath
+) -> LeanJSON:
     """One order with its terms and progress."""
     row = visible_order(session, party, order_id)
     return LeanJSON(convert.order(row), owners=owners_of_rows([row]))

@@ -9,7 +9,14 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from backend.api import convert, queries
-from backend.api.deps import ContextDep, CurrentParty, OrderIdPath, SessionDep, visible_owners
+from backend.api.deps import (
+    ContextDep,
+    CurrentParty,
+    OrderIdPath,
+    ReadSessionDep,
+    SessionDep,
+    visible_owners,
+)
 from backend.api.errors import READ, ApiError, not_found, responses
 from backend.api.lean import LeanJSON, owners_of_rows
 from backend.api.pages import OrderPage, order_page
@@ -41,7 +48,7 @@ CommitmentsPage = Annotated[OrderPage, order_page(most=500, default=100)]
 
 @router.get("/{order_id}/telemetry", response_model=ReadingsPublic, responses=responses(*READ))
 async def list_readings(
-    session: SessionDep,
+    session: ReadSessionDep,
     party: CurrentParty,
     order_id: OrderIdPath,
     device: Annotated[Address | None, Query()] = None,
