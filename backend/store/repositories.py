@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -92,9 +93,13 @@ def insert_readings(session: Session, rows: Sequence[Mapping[str, Any]]) -> dict
 
     ``rows`` are dicts of :class:`ReadingRow` columns (:func:`reading_row`). Returns the new
     rows' ids by (order id, device, seq); a key missing from the result was a duplicate.
+    The rows go in key order: two processes storing one redelivered batch then take
+    its unique keys in the same order, and the later waits for the earlier instead of
+    deadlocking with it (PostgreSQL).
     """
     if not rows:
         return {}
+    rows = sorted(rows, key=_READING_KEY)
     if is_postgres(session):
         return _insert_readings_unnest(session, rows)
     stmt = (
@@ -115,6 +120,7 @@ def reading_row(signed: SignedReading, digest: bytes, received_at: float) -> dic
 
 
 _ROW_KEYS = (*READING_ATTRS, "device", "signature", "digest", "received_at")
+_READING_KEY = itemgetter("order_id", "device", "seq")
 
 
 #: The columns an insert fills (all but the id and the batch, set when committed).

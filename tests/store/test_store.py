@@ -459,3 +459,48 @@ def test_empty_tables_leaves_the_head_schema_with_no_rows_and_fresh_ids(tmp_path
             s.add(grant)
             s.commit()
             assert grant.id == 1  # identities restarted, as after a fresh migration
+
+
+@pytest.fixture
+def pg(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
+    from tests.conftest import migrated_empty_engine
+
+    yield from migrated_empty_engine("postgresql", request, tmp_path)
+
+
+@pytest.mark.integration
+def test_one_batch_stored_by_two_processes_at_once_does_not_deadlock(pg: Engine) -> None:
+    """A redelivered batch reaches two oracle processes, in different orders: their
+    inserts take the readings' unique keys in one order (key order), so the later
+    one waits for the first and drops the duplicates instead of deadlocking."""
+    import threading
+
+    from psycopg.errors import DeadlockDetected
+    from sqlalchemy.exc import OperationalError
+
+    eng = pg
+    deadlocks = 0
+    for round_ in range(10):
+        keys = [(DEV_A if i % 2 else DEV_B, round_ * 1000 + i) for i in range(1000)]
+        orders = [keys, keys[::-1]]
+        start = threading.Barrier(2)
+        new: list[int] = []
+
+        def store(rows: list[tuple[str, int]], start: threading.Barrier, new: list[int]) -> None:
+            nonlocal deadlocks
+            start.wait()
+            try:
+                with Session(eng) as s, s.begin():
+                    new.append(len(repo.insert_readings(s, [reading(d, q) for d, q in rows])))
+            except OperationalError as exc:
+                if not isinstance(exc.orig, DeadlockDetected):
+                    raise
+                deadlocks += 1
+
+        threads = [threading.Thread(target=store, args=(o, start, new)) for o in orders]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert deadlocks == 0, f"round {round_}: a deadlock between the two inserts"
+        assert sorted(new) == [0, len(keys)], "one stored them all, the other none"
