@@ -53,6 +53,17 @@ CASES = ("GET /orders/{id}", "GET /orders?limit=50", "GET /orders/{id}/telemetry
 TARGET_CASES = CASES[1:]
 
 
+def commit_of(checkout: Path) -> str | None:
+    """The commit ``checkout`` has out (None outside a git work tree)."""
+    out = subprocess.run(
+        ["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return out.stdout.strip() or None
+
+
 # --- the database -------------------------------------------------------------------
 
 
@@ -488,10 +499,15 @@ def main() -> int:
         "readings": args.readings,
         "target_rps": TARGET_RPS,
         "target_cases": list(TARGET_CASES),
+        "commit": commit_of(REPO),
         "results": results,
         "baseline": None
         if args.baseline is None
-        else {"checkout": str(args.baseline), "results": every["baseline"]},
+        else {
+            "checkout": str(args.baseline),
+            "commit": commit_of(args.baseline),
+            "results": every["baseline"],
+        },
         "load_average": os.getloadavg(),
         "machine": machine(),
         "measured_at": measured_at(),
