@@ -22,23 +22,11 @@ _READING_PLAIN = ("device", *READING_ATTRS, "batch_seq", "received_at")
 # (backend.api.lean): each row's values are picked by position, with one getter per
 # kind of row, into one dict per row.
 
-#: An order's columns that :class:`OrderPublic` shows at its top level, in its order
-#: (funded and breached become bools, updated_block 0 where it is not yet known).
-_ORDER_TOP = (
-    "id",
-    "state",
-    "buyer",
-    "supplier",
-    "arbiter",
-    "funded",
-    "breached",
-    "created_at",
-    "shipped_at",
-    "delivered_at",
-    "disputed_at",
-    "late_seconds",
-    "delivery_confirmed_by",
-)
+#: An order's columns that :class:`OrderPublic` shows at its top level as they are
+#: stored (funded and breached become bools), in its order; the settlement, terms and
+#: block are built from the columns after them.
+_ORDER_BUILT = ("settlement", "terms", "updated_block")
+_ORDER_TOP = tuple(name for name in s.OrderPublic.model_fields if name not in _ORDER_BUILT)
 #: Every column an order's data is made of: the top level, then the settlement's
 #: split, the block, and the terms (their price a decimal string).
 _ORDER_COLUMNS = (

@@ -46,11 +46,8 @@ ContextDep = Annotated[ApiContext, Depends(get_context)]
 
 
 async def get_session(ctx: ContextDep) -> AsyncIterator[Session]:
-    session = ctx.session_factory()
-    try:
+    with ctx.session_factory() as session:
         yield session
-    finally:
-        session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -58,11 +55,8 @@ SessionDep = Annotated[Session, Depends(get_session)]
 
 async def get_read_session(ctx: ContextDep) -> AsyncIterator[Session]:
     """A session for a route that only reads (:func:`backend.api.context.reading_sessions`)."""
-    session = ctx.read_sessions()
-    try:
+    with ctx.read_sessions() as session:
         yield session
-    finally:
-        session.close()
 
 
 ReadSessionDep = Annotated[Session, Depends(get_read_session)]
