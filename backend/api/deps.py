@@ -53,15 +53,6 @@ async def get_session(ctx: ContextDep) -> AsyncIterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-async def get_read_session(ctx: ContextDep) -> AsyncIterator[Session]:
-    """A session for a route that only reads (:func:`backend.api.context.reading_sessions`)."""
-    with ctx.read_sessions() as session:
-        yield session
-
-
-ReadSessionDep = Annotated[Session, Depends(get_read_session)]
-
-
 async def get_party(ctx: ContextDep, key: Annotated[str | None, Security(_api_key)]) -> Party:
     if not key:
         raise ApiError(

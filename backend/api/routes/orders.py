@@ -20,7 +20,6 @@ from backend.api.deps import (
     ContextDep,
     CurrentParty,
     OrderIdPath,
-    ReadSessionDep,
     SessionDep,
     WritingParty,
     visible_order,
@@ -71,7 +70,7 @@ def _answer(ctx: ApiContext, party: Party, sent: Sent, order_id: int | None) -> 
 
 @router.get("", response_model=OrdersPublic, responses=responses(*READ))
 async def list_orders(
-    session: ReadSessionDep,
+    ctx: ContextDep,
     party: CurrentParty,
     state: Annotated[list[OrderState] | None, Query(description="Repeat to match several.")] = None,
     role: Annotated[
@@ -93,28 +92,28 @@ async def list_orders(
     ] = None,
 ) -> LeanJSON:
     """Orders visible to the caller, newest first (auditors and admins see all)."""
-    rows, count = queries.list_orders(
-        session,
-        party,
-        states=state or (),
-        role=role,
-        buyer=buyer,
-        supplier=supplier,
-        limit=limit,
-        offset=offset,
-        before=after,
-    )
+    with ctx.read_sessions() as session:  # (docs/api.md, "Choices": hot reads)
+        rows, count = queries.list_orders(
+            session,
+            party,
+            states=state or (),
+            role=role,
+            buyer=buyer,
+            supplier=supplier,
+            limit=limit,
+            offset=offset,
+            before=after,
+        )
     data = convert.orders(rows)
     following = rows[-1].id if len(rows) == limit else None
     return LeanJSON({"data": data, "count": count, "next": following}, owners=owners_of_rows(rows))
 
 
 @router.get("/{order_id}", response_model=OrderPublic, responses=responses(*READ))
-async def get_order(
-    session: ReadSessionDep, party: CurrentParty, order_id: OrderIdPath
-) -> LeanJSON:
+async def get_order(ctx: ContextDep, party: CurrentParty, order_id: OrderIdPath) -> LeanJSON:
     """One order with its terms and progress."""
-    row = visible_order(session, party, order_id)
+    with ctx.read_sessions() as session:  # (docs/api.md, "Choices": hot reads)
+        row = visible_order(session, party, order_id)
     return LeanJSON(convert.order(row), owners=owners_of_rows([row]))
 
 

@@ -13,7 +13,6 @@ from backend.api.deps import (
     ContextDep,
     CurrentParty,
     OrderIdPath,
-    ReadSessionDep,
     SessionDep,
     visible_owners,
 )
@@ -48,7 +47,7 @@ CommitmentsPage = Annotated[OrderPage, order_page(most=500, default=100)]
 
 @router.get("/{order_id}/telemetry", response_model=ReadingsPublic, responses=responses(*READ))
 async def list_readings(
-    session: ReadSessionDep,
+    ctx: ContextDep,
     party: CurrentParty,
     order_id: OrderIdPath,
     device: Annotated[Address | None, Query()] = None,
@@ -63,17 +62,18 @@ async def list_readings(
     after: Annotated[ReadingCursor | None, Query()] = None,
 ) -> LeanJSON:
     """The order's signed readings by time (then arrival), one page at a time."""
-    order = visible_owners(session, party, order_id)
-    rows, count = queries.readings(
-        session,
-        order_id,
-        device=device,
-        since=since,
-        until=until,
-        limit=limit,
-        offset=offset,
-        after=None if after is None else reading_position(after),
-    )
+    with ctx.read_sessions() as session:  # (docs/api.md, "Choices": hot reads)
+        order = visible_owners(session, party, order_id)
+        rows, count = queries.readings(
+            session,
+            order_id,
+            device=device,
+            since=since,
+            until=until,
+            limit=limit,
+            offset=offset,
+            after=None if after is None else reading_position(after),
+        )
     following = convert.reading_cursor(rows[-1]) if len(rows) == limit else None
     data = convert.readings(rows)
     return LeanJSON(
