@@ -524,8 +524,8 @@ class Release:
         return standing
 
     def _owned(self, owners: OrderOwners, kind: Owner) -> object:
-        """ "own" if the viewer owns ``kind`` data of the order, "home" if an owner shares
-        its jurisdiction, else abroad."""
+        """The viewer's standing on ``kind`` data of an order of ``owners``: own (the
+        viewer is an owner), home (an owner shares its jurisdiction), else abroad."""
         v = self.viewer
         standing: object = _ABROAD  # the owners' data lives elsewhere
         for _role, address, jurisdiction in owners.owners(kind):
