@@ -37,6 +37,7 @@ from backend.chain.errors import (
     TransactionFailed,
     TransactionRejected,
     TransportError,
+    TxDropped,
 )
 from backend.chain.guard import ChainGuard
 from backend.chain.sender import TxResult
@@ -122,7 +123,13 @@ def api_error_from_chain(exc: ChainError) -> ApiError:
             err.args_["current_state"] = _STATE_NAMES[current]
         return err
     if isinstance(exc, ReceiptTimeout | TransactionFailed):  # sent: the answer names its hash
-        if isinstance(exc, ReceiptTimeout):
+        if isinstance(exc, TxDropped):
+            status, code = 504, "tx_timeout"
+            message = (
+                f"transaction {exc.tx_hash} was sent but the node no longer knows it (dropped, "
+                "or gone with replaced blocks): it will not be mined; send it again"
+            )
+        elif isinstance(exc, ReceiptTimeout):
             status, code = 504, "tx_timeout"
             message = (
                 f"transaction {exc.tx_hash} was sent but not mined in time; it may still be mined"

@@ -31,6 +31,7 @@ from backend.chain.errors import (
     TransactionFailed,
     TransactionRejected,
     TransportError,
+    TxDropped,
     UndecodedRevert,
 )
 from backend.chain.sender import PendingTx, RetryPolicy, TxResult, TxSender
@@ -53,6 +54,7 @@ __all__ = [
     "PurchaseOrders",
     "QualityVerification",
     "ReceiptTimeout",
+    "TxDropped",
     "RetryPolicy",
     "Stablecoin",
     "Terms",

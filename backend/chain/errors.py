@@ -62,6 +62,12 @@ class ReceiptTimeout(ChainError):
         self.tx_hash = tx_hash
 
 
+class TxDropped(ReceiptTimeout):
+    """Raised when a sent transaction is no longer known to the node while its receipt
+    is awaited: dropped from the pool, or gone with the blocks a reorganisation (or a
+    revert to a snapshot) replaced. It will not be mined; sending it again is safe."""
+
+
 class TransactionRejected(ChainError):
     """Raised when the node refuses a transaction, when it is sent or already when its
     gas is estimated (insufficient funds, fee below the base fee, gas above the block

@@ -9,7 +9,10 @@
   with a safety margin — and explicit EIP-1559 fees (legacy ``gasPrice`` on
   chains without a base fee);
 * signs locally with eth_account and sends the raw transaction;
-* waits for the receipt with a timeout and treats ``status == 0`` as failure;
+* waits for the receipt with a timeout and treats ``status == 0`` as failure; a
+  transaction the node no longer knows while its receipt is awaited (dropped, or
+  gone with replaced blocks) ends the wait within seconds as
+  :class:`~backend.chain.errors.TxDropped`, and the nonce is read again;
 * retries with exponential backoff only on transport errors (connection refused
   or reset, timeouts, HTTP 5xx/429), never on a revert or a refusal;
 * turns every revert (at estimate time, at call time, or replayed from a failed
@@ -55,9 +58,14 @@ from backend.chain.errors import (
     TransactionFailed,
     TransactionRejected,
     TransportError,
+    TxDropped,
 )
 
 logger = logging.getLogger(__name__)
+
+#: While a receipt is awaited, how often to ask whether the node still knows the
+#: transaction; twice unknown in a row and it is :class:`TxDropped`.
+DROP_CHECK_SECS = 1.0
 
 T = TypeVar("T")
 
@@ -703,9 +711,13 @@ class TxSender:
         if pending in self._in_flight:
             self._in_flight.remove(pending)
         self._finished.append(pending)
+        if isinstance(outcome, TxDropped):
+            self._nonce = None  # its nonce may be free again: ask the node
 
     def _wait_receipt(self, tx_hash: str, timeout: float) -> Mapping[str, Any]:
-        deadline = time.monotonic() + timeout
+        start = time.monotonic()
+        deadline = start + timeout
+        check_at, unknown = start + DROP_CHECK_SECS, 0
         interval = 0.005
         while True:
             try:
@@ -717,7 +729,17 @@ class TxSender:
                     return receipt
             except TransactionNotFound:
                 pass
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now >= check_at:
+                check_at = now + DROP_CHECK_SECS
+                unknown = unknown + 1 if not self._known(tx_hash) else 0
+                if unknown >= 2:
+                    raise TxDropped(
+                        f"transaction {tx_hash} is no longer known to the node (dropped, or "
+                        "gone with replaced blocks): it will not be mined; send it again",
+                        tx_hash=tx_hash,
+                    )
+            if now >= deadline:
                 raise ReceiptTimeout(
                     f"no receipt for {tx_hash} after {timeout:.0f}s; it may still be mined "
                     "(is the node mining?)",

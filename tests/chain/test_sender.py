@@ -348,3 +348,35 @@ def test_threads_sharing_a_sender_share_blocks_on_an_interval_mined_chain() -> N
         assert sender.in_flight == 0
     finally:
         anvil.stop()
+
+
+@pytest.mark.integration
+def test_a_transaction_the_node_dropped_ends_the_wait_and_frees_its_nonce() -> None:
+    """A transaction gone from the node while its receipt is awaited (dropped from the
+    pool here; a reorganisation takes mined ones the same way) ends the wait within
+    seconds as TxDropped, not after the receipt timeout, and the next transaction
+    takes its nonce instead of waiting behind a gap forever."""
+    import time
+
+    from backend.chain.connection import ANVIL_FUNDER_KEY
+    from backend.chain.errors import TxDropped
+    from testkit.servers import start_anvil
+
+    anvil = start_anvil("--no-mining")
+    try:
+        w3 = Web3(HTTPProvider(anvil.extra["url"]))
+        sender = TxSender(w3, Account.from_key(ANVIL_FUNDER_KEY), registry=AbiRegistry())
+        to = "0x" + "ab" * 20
+        pending = sender.submit(to, b"", value=1, gas=21_000)
+        w3.provider.make_request("anvil_dropTransaction", [pending.tx_hash])  # type: ignore[arg-type]
+        started = time.monotonic()
+        with pytest.raises(TxDropped) as dropped:
+            sender.wait(pending, timeout=60)
+        assert time.monotonic() - started < 10, "ended long before the receipt timeout"
+        assert dropped.value.tx_hash == pending.tx_hash
+        assert sender.in_flight == 0
+        w3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
+        again = sender.transact(to, b"", value=1, gas=21_000)
+        assert int(w3.eth.get_transaction(again.tx_hash)["nonce"]) == pending.nonce
+    finally:
+        anvil.stop()

@@ -72,6 +72,18 @@ def owner_of(procs: list[Ingestor], order_id: int) -> tuple[Ingestor, list[Inges
     return owner, [p for p in procs if p is not owner]
 
 
+def take_over(survivor: Ingestor, order_id: int, timeout: float = 10.0) -> None:
+    """``survivor`` looks again until it owns ``order_id``: a dead member's locks go
+    when the server has ended its session, a moment after its connection closed (a
+    real process looks again every second)."""
+    deadline = time.monotonic() + timeout
+    survivor.rebalance()
+    while not survivor.ownership.owns(order_id):
+        assert time.monotonic() < deadline, f"order {order_id} was never taken over"
+        time.sleep(0.05)
+        survivor.rebalance()
+
+
 def proofs(engine: Engine, order_id: int) -> list[Any]:
     with Session(engine) as s:
         return [e for e in repo.outbox_for(s, order_id) if e.kind == "prove_excursion"]
@@ -167,7 +179,7 @@ def test_the_orders_of_a_process_that_died_are_taken_over(pg: Engine) -> None:
     assert handoff_left(pg) == 4
     owner.ownership.close()  # as when the process is killed
     assert other.rules is not None and other.rules.loaded_orders() == []
-    other.rebalance()
+    take_over(other, 1)
     assert other.ownership.owns(1) and len(other.ownership.slots) == SLOTS
     assert other.rules.loaded_orders() == [1], "watched for silence before its next reading"
     assert other.take_handoff() is True
@@ -295,8 +307,7 @@ def test_a_process_whose_locks_went_hands_its_orders_off(pg: Engine) -> None:
     owner.ingest([msg(KEYS[0], 1, s, temperature_centi_c=HOT) for s in range(1, RUN + 1)])
     assert proofs(pg, 1) == [] and handoff_left(pg) == RUN
     assert owner.rules is not None and owner.rules.loaded_orders() == []
-    other.rebalance()
-    assert other.ownership.owns(1)
+    take_over(other, 1)
     assert other.take_handoff() is True
     (entry,) = proofs(pg, 1)
     assert len(entry.payload["reading_ids"]) == RUN
@@ -314,7 +325,7 @@ def test_a_handoff_backlog_is_taken_a_bounded_pass_at_a_time(pg: Engine) -> None
     other.ingest([msg(KEYS[0], 1, s, temperature_centi_c=HOT) for s in range(1, RUN + 1)])
     assert handoff_left(pg) == RUN and proofs(pg, 1) == []
     owner.ownership.close()  # gone before it took them
-    other.rebalance()
+    take_over(other, 1)
     left = []
     while other.take_handoff():
         left.append(handoff_left(pg))
