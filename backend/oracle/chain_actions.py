@@ -102,24 +102,26 @@ class ChainExecutor:
     def _hold_for_missing(session: Session, action: ProveArrival, now: float | None = None) -> None:
         """Delivery ends the time for breach evidence, so an arrival proof waits while
         a device of the order misses readings (a seq gap: readings resent after an
-        oracle process died, a store-and-forward flush on its way), for at most
-        :data:`ARRIVAL_GAP_HOLD_SECS` after its reading was stored."""
+        oracle process died, a store-and-forward flush on its way) or readings of the
+        order wait in the handoff table (stored by another oracle process, not yet
+        judged by the owner: a gap closed by the resent readings, before the owner
+        took them), for at most :data:`ARRIVAL_GAP_HOLD_SECS` after its reading was
+        stored."""
         missing = sum(row.missing() for row in repo.order_devices(session, [action.order_id]))
-        if not missing:
+        unjudged = repo.handed_readings(session, action.order_id)
+        if not missing and not unjudged:
             return
         rows = repo.readings_by_ids(session, list(action.reading_ids))
         stored_at = max((float(r.received_at) for r in rows), default=0.0)
         waited = (time.time() if now is None else now) - stored_at
+        what = f"{missing} reading(s) missing, {unjudged} stored and not yet judged"
         if waited < ARRIVAL_GAP_HOLD_SECS:
             raise ActionRetryLater(
-                f"order {action.order_id}: {missing} reading(s) missing; arrival waits "
+                f"order {action.order_id}: {what}; arrival waits "
                 f"(up to {ARRIVAL_GAP_HOLD_SECS:.0f} s) for breach evidence among them",
                 delay_secs=ARRIVAL_GAP_RETRY_SECS,
             )
-        log.warning(
-            "order %d: proving arrival with %d reading(s) still missing after %.0f s",
-            action.order_id, missing, waited,
-        )  # fmt: skip
+        log.warning("order %d: proving arrival with %s after %.0f s", action.order_id, what, waited)
 
     def _call(self, action: ChainAction, session: Session) -> TxResult:
         qv, po = self.contracts.quality, self.contracts.purchase_orders

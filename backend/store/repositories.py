@@ -267,6 +267,14 @@ def handed_orders(session: Session) -> set[int]:
     return {int(o) for o in session.execute(select(HANDOFF.c.order_id).distinct()).scalars()}
 
 
+def handed_readings(session: Session, order_id: int) -> int:
+    """How many readings of the order wait in the handoff table: stored by a process
+    that does not own the order, not yet judged by its owner."""
+    h = HANDOFF.c
+    q = select(func.count()).where(h.order_id == order_id, h.reading_id.is_not(None))
+    return int(session.scalar(q) or 0)
+
+
 def take_handed(
     session: Session, order_ids: Iterable[int], *, limit: int | None = None
 ) -> tuple[list[Any], list[tuple[int, str]]]:

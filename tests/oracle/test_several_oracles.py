@@ -257,13 +257,33 @@ def test_an_arrival_proof_waits_for_missing_readings(pg: Engine) -> None:
     ids = [int(v.reading_id or 0) for v in stored.verdicts]
     arrival = ProveArrival(order_id=1, reading_ids=(ids[-1],), devices=("x",), timestamp=1)
     with Session(pg) as s:
-        with pytest.raises(ActionRetryLater, match="1 reading\\(s\\) missing"):
+        with pytest.raises(ActionRetryLater, match="1 reading\\(s\\) missing, 0 stored"):
             ChainExecutor._hold_for_missing(s, arrival)
         later = time.time() + ARRIVAL_GAP_HOLD_SECS + 1
         ChainExecutor._hold_for_missing(s, arrival, now=later)  # waited long enough
     a.ingest([msg(KEYS[0], 1, 3)])
     with Session(pg) as s:
         ChainExecutor._hold_for_missing(s, arrival)  # nothing missing: no wait
+
+
+def test_an_arrival_proof_waits_for_readings_its_owner_has_not_judged(pg: Engine) -> None:
+    """Readings another process stored close the gap before the owner has taken them
+    from the handoff table: the arrival proof waits for them to be judged (they may be
+    the breach), then goes."""
+    seed(pg, {1: [0]})
+    owner, (other,) = owner_of(oracles(pg, 2), 1)
+    stored = owner.ingest([msg(KEYS[0], 1, s, temperature_centi_c=HOT) for s in (1, 2, 4)])
+    arrival_id = int(stored.verdicts[-1].reading_id or 0)
+    arrival = ProveArrival(order_id=1, reading_ids=(arrival_id,), devices=("x",), timestamp=1)
+    other.ingest([msg(KEYS[0], 1, 3, temperature_centi_c=HOT)])  # the gap closes, unjudged
+    with Session(pg) as s:
+        with pytest.raises(ActionRetryLater, match="0 reading\\(s\\) missing, 1 stored and not"):
+            ChainExecutor._hold_for_missing(s, arrival)
+        later = time.time() + ARRIVAL_GAP_HOLD_SECS + 1
+        ChainExecutor._hold_for_missing(s, arrival, now=later)  # waited long enough
+    assert owner.take_handoff() is True
+    with Session(pg) as s:
+        ChainExecutor._hold_for_missing(s, arrival)  # judged: no wait
 
 
 class FailOnce:
