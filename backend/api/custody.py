@@ -123,16 +123,13 @@ def api_error_from_chain(exc: ChainError) -> ApiError:
             err.args_["current_state"] = _STATE_NAMES[current]
         return err
     if isinstance(exc, ReceiptTimeout | TransactionFailed):  # sent: the answer names its hash
-        if isinstance(exc, TxDropped):
+        if isinstance(exc, ReceiptTimeout):
             status, code = 504, "tx_timeout"
             message = (
-                f"transaction {exc.tx_hash} was sent but the node no longer knows it (dropped, "
-                "or gone with replaced blocks): it will not be mined; send it again"
-            )
-        elif isinstance(exc, ReceiptTimeout):
-            status, code = 504, "tx_timeout"
-            message = (
-                f"transaction {exc.tx_hash} was sent but not mined in time; it may still be mined"
+                str(exc)  # it says the transaction will not be mined, and to send it again
+                if isinstance(exc, TxDropped)
+                else f"transaction {exc.tx_hash} was sent but not mined in time; "
+                "it may still be mined"
             )
         else:
             status, code, message = 502, "tx_failed", f"transaction {exc.tx_hash} failed: {exc}"
