@@ -30,7 +30,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from backend.core.errors import ConfigurationError
 from backend.oracle.ingest import Inbound
 from backend.telemetry.access import DEFAULT_SHARE_GROUP, STATUS_FILTER, TELEMETRY_FILTER
-from backend.telemetry.broker import BrokerError, BrokerURL, probe_protocol
+from backend.telemetry.broker import BrokerError, BrokerURL, ReadBufferedClient, probe_protocol
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class TelemetrySubscriber:
 
     def _make_client(self) -> mqtt.Client:
         v5 = self.protocol == mqtt.MQTTv5
-        client = mqtt.Client(
+        client = ReadBufferedClient(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=self.config.client_id,
             # MQTT 3.1.1 has no session expiry: a persistent session is clean_session=False

@@ -49,7 +49,7 @@ from backend.domain.reading import ReadingWindow, StoredReading
 from backend.oracle.rules import excursion_evidence
 from backend.telemetry import WireError, decode_message, parse_topic, reading_digest
 from backend.telemetry.access import order_filters
-from backend.telemetry.broker import BrokerURL
+from backend.telemetry.broker import BrokerURL, ReadBufferedClient
 from backend.telemetry.eip712 import recover_device
 from backend.watcher.chain_view import ChainView, OrderView
 from backend.watcher.store import Submission, WatcherStore
@@ -460,7 +460,7 @@ class Subscriber:
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         self.denied: list[str] = []
-        self.client = mqtt.Client(
+        self.client = ReadBufferedClient(
             mqtt.CallbackAPIVersion.VERSION2, client_id=url.username, protocol=mqtt.MQTTv5
         )
         url.configure(self.client)
