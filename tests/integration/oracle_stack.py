@@ -33,6 +33,7 @@ from backend.telemetry import reading_digest
 from backend.telemetry.fleet import fleet_tree
 from iot_simulator import Fleet, build_fleet, load_scenario
 from iot_simulator.credentials import device_credentials
+from iot_simulator.scenario import Scenario
 from testkit import REPO
 from testkit.databases import fresh_postgres_database
 from testkit.oracle_process import OracleProcess
@@ -71,10 +72,11 @@ class CrashStack:
         """Devices log in with their own credentials (publish(connection="device"))."""
         return f"mqtt://127.0.0.1:{self.broker.port}"
 
-    def open_and_ship(self, names: list[str]) -> list[Fleet]:
-        """Open, fund and accept each scenario's orders, then ship them (devices bound)."""
+    def open_and_ship(self, names: list[str | Scenario]) -> list[Fleet]:
+        """Open, fund and accept each scenario's orders (a file in scenarios/ or a
+        scenario already loaded), then ship them (devices bound)."""
         for name in names:
-            scenario = load_scenario(SCENARIOS / name)
+            scenario = name if isinstance(name, Scenario) else load_scenario(SCENARIOS / name)
             t0 = self.chain.now() + 1
             ids = self.driver.open_orders(scenario, t0, log.info)
             fleet = build_fleet(scenario, self.driver.domain, ids, t0=t0)
