@@ -1,6 +1,7 @@
 """The read-buffered paho client (backend.telemetry.broker.ReadBufferedClient) on a
 real mosquitto: a backlog read in chunks arrives whole, in order and without waiting
-for the socket to stir again; a connection dropped mid-buffer starts the next one clean."""
+for the socket to stir again; a socket closed while the buffer holds packets leaves
+none of them to the next connection; after a broker crash the client reads on."""
 
 from __future__ import annotations
 
@@ -113,11 +114,46 @@ def test_a_backlog_arrives_whole_in_order_and_without_a_stall(broker: Server) ->
     assert most_buffered[0] > 0
 
 
+def test_a_socket_closed_mid_buffer_leaves_nothing_to_the_next_connection(
+    broker: Server,
+) -> None:
+    """The client reconnects from inside a message callback while its buffer still
+    holds packets of the old connection (``reconnect`` closes the socket there and
+    then). The next packet read must be the new connection's CONNACK: packets kept
+    from the old socket would be delivered as if the new connection had sent them."""
+    messages = payloads(3000)
+    open_session(broker, "reader")
+    publish(broker, messages)
+    got: list[bytes] = []
+    c = receiver("reader", got, [0])
+    events: list[tuple[str, int]] = []
+    held_at_reconnect = [0]
+    c.on_connect = lambda *_: events.append(("connack", len(got)))
+    deliver = c.on_message
+
+    def on_message(client: mqtt.Client, userdata: object, m: mqtt.MQTTMessage) -> None:
+        deliver(client, userdata, m)
+        if len(got) == 300:
+            held_at_reconnect[0] = c.buffered()
+            events.append(("reconnect", len(got)))
+            client.reconnect()
+
+    c.on_message = on_message
+    c.connect("127.0.0.1", broker.port, clean_start=False)
+    c.loop_start()
+    try:
+        assert wait_for(lambda: len(events) >= 3, 30), events
+    finally:
+        c.disconnect()
+        c.loop_stop()
+    assert held_at_reconnect[0] > 0  # the buffer did hold packets when the socket closed
+    assert events[:3] == [("connack", 0), ("reconnect", 300), ("connack", 300)]
+
+
 def test_a_connection_lost_mid_backlog_leaves_the_next_one_clean(broker: Server) -> None:
     """The broker is killed while the reader works through a backlog and started again
     (without persistence: that backlog is gone); what is published after the reader is
-    back arrives whole and in order. Bytes kept from the old connection would corrupt
-    the first packet of the new one."""
+    back arrives whole and in order."""
     first, second = payloads(3000), [b"after-" + p for p in payloads(500)]
     open_session(broker, "reader")
     publish(broker, first)
