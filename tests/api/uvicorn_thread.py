@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -16,7 +17,8 @@ from testkit.servers import free_port
 class ServerThread:
     """The API served by uvicorn in a thread of this process (stopped with should_exit)."""
 
-    def __init__(self, context: ApiContext) -> None:
+    def __init__(self, context: ApiContext, http: type[asyncio.Protocol] | None = None) -> None:
+        """``http``: the HTTP protocol class to serve with (ApiServer's choice if None)."""
         self.port = free_port()
         config = uvicorn.Config(
             create_app(context),
@@ -24,6 +26,7 @@ class ServerThread:
             port=self.port,
             log_level="warning",
             timeout_graceful_shutdown=5,
+            http=http or "auto",
         )
         self.server = ApiServer(config, context)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
