@@ -97,8 +97,8 @@ def readings(rows: Sequence[Any]) -> list[dict[str, Any]]:
     out = []
     for v in _values(rows, _READING_COLUMNS):
         r = dict(zip(_READING_PLAIN, v, strict=False))  # the first columns
-        r["signature"] = "0x" + bytes(v[_PLAIN]).hex()
-        r["digest"] = "0x" + bytes(v[_PLAIN + 1]).hex()
+        r["signature"] = "0x" + v[_PLAIN].hex()  # bytes or memoryview, by driver
+        r["digest"] = "0x" + v[_PLAIN + 1].hex()
         out.append(r)
     return out
 

@@ -28,6 +28,13 @@ def owners_of_rows(rows: Iterable[Any]) -> dict[int, tuple[str, str]]:
     return {int(r.id): (str(r.buyer), str(r.supplier)) for r in rows}
 
 
+def owners_of_orders(orders: Iterable[Mapping[str, Any]]) -> dict[int, tuple[str, str]]:
+    """The buyer and supplier of each order of :class:`OrderPublic` data (backend.api.
+    convert); a tenth of what reading them off the rows costs (a Core row's attribute
+    access is slow)."""
+    return {o["id"]: (o["buyer"], o["supplier"]) for o in orders}
+
+
 class LeanJSON(Response):
     """A JSON answer of plain data, written by orjson (the json module for an integer
     beyond 64 bits, which orjson refuses); ``data`` is what it holds. ``owners``: the

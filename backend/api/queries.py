@@ -182,7 +182,8 @@ def list_orders(
         params["buyer"] = buyer
     if supplier is not None:
         params["supplier"] = supplier
-    rows = list(_core(session, page, params if before is None else {**params, "before": before}))
+    paged = params if before is None else {**params, "before": before}
+    rows = list(_core(session, page, paged).all())
     first = offset == 0 and before is None
     return rows, _total(
         len(rows),
@@ -243,7 +244,7 @@ def readings(
         if value is not None:
             params[name] = value
     paged = params if after is None else {**params, "after_ts": after[0], "after_id": after[1]}
-    rows = list(_core(session, page, paged))
+    rows = list(_core(session, page, paged).all())
     first = offset == 0 and after is None
     return rows, _total(
         len(rows),

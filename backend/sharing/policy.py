@@ -40,7 +40,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeGuard
 
 from backend.domain.sensitivity import (
     HIGH,
@@ -302,6 +302,15 @@ class Shape:
     classified: Classified
     order_key: str | None = None
     children: Mapping[str, Shape] = field(default_factory=dict)
+    #: The children whose records (or theirs) name an order, and whether this shape's
+    #: records do: worked out once here, read on every answer to find its order ids.
+    order_children: tuple[tuple[str, Shape], ...] = field(init=False, repr=False, compare=False)
+    names_orders: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        named = tuple((n, c) for n, c in self.children.items() if c.names_orders)
+        object.__setattr__(self, "order_children", named)
+        object.__setattr__(self, "names_orders", self.order_key is not None or bool(named))
 
 
 @dataclass(frozen=True, slots=True)
@@ -485,12 +494,13 @@ class Release:
                 for o in todo:
                     self._owners[o] = found.get(o)
         if self._grants_of_many is not None:
-            abroad = [
-                o
-                for o in order_ids
-                if o not in self._grants
-                and any(type(self._standing(o, kind)) is int for kind in OWNER_ROLES)
-            ]
+            abroad = []
+            for o in order_ids:  # (a loop, not any(): this runs for every order named)
+                if o not in self._grants:
+                    for kind in OWNER_ROLES:
+                        if type(self._standing(o, kind)) is int:
+                            abroad.append(o)
+                            break
             if abroad:
                 held = self._grants_of_many(abroad)
                 for o in abroad:
@@ -602,9 +612,9 @@ class Release:
             v = value.get(name)
             if isinstance(v, list):
                 for item in v:
-                    if not isinstance(item, Mapping) or not self._as_it_is(item, child, order_id):
+                    if not _is_mapping(item) or not self._as_it_is(item, child, order_id):
                         return False
-            elif isinstance(v, Mapping):
+            elif _is_mapping(v):
                 if not self._as_it_is(v, child, order_id):
                     return False
             elif v is not None:
@@ -723,20 +733,20 @@ def _order_ids(value: Mapping[str, Any], shape: Shape, out: set[int]) -> None:
         oid = value.get(shape.order_key)
         if isinstance(oid, int):
             out.add(oid)
-    for name, child in shape.children.items():
-        if not _names_orders(child):
-            continue
+    for name, child in shape.order_children:
         v = value.get(name)
         if isinstance(v, list):
             for item in v:
-                if isinstance(item, Mapping):
+                if _is_mapping(item):
                     _order_ids(item, child, out)
-        elif isinstance(v, Mapping):
+        elif _is_mapping(v):
             _order_ids(v, child, out)
 
 
-def _names_orders(shape: Shape) -> bool:
-    return shape.order_key is not None or any(_names_orders(c) for c in shape.children.values())
+def _is_mapping(value: object) -> TypeGuard[Mapping[str, Any]]:
+    """``isinstance(value, Mapping)``, without the ABC check for a plain dict (what
+    answers are made of): the filter asks this of every record of every answer."""
+    return type(value) is dict or isinstance(value, Mapping)
 
 
 def release_records(

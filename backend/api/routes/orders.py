@@ -25,7 +25,7 @@ from backend.api.deps import (
     visible_order,
 )
 from backend.api.errors import READ, WRITE, ApiError, responses
-from backend.api.lean import LeanJSON, owners_of_rows
+from backend.api.lean import LeanJSON, owners_of_orders
 from backend.api.pages import Offset
 from backend.api.parties import Party
 from backend.api.schemas import (
@@ -106,7 +106,8 @@ async def list_orders(
         )
     data = convert.orders(rows)
     following = rows[-1].id if len(rows) == limit else None
-    return LeanJSON({"data": data, "count": count, "next": following}, owners=owners_of_rows(rows))
+    page = {"data": data, "count": count, "next": following}
+    return LeanJSON(page, owners=owners_of_orders(data))
 
 
 @router.get("/{order_id}", response_model=OrderPublic, responses=responses(*READ))
@@ -114,7 +115,8 @@ async def get_order(ctx: ContextDep, party: CurrentParty, order_id: OrderIdPath)
     """One order with its terms and progress."""
     with ctx.read_sessions() as session:  # (docs/api.md, "Choices": hot reads)
         row = visible_order(session, party, order_id)
-    return LeanJSON(convert.order(row), owners=owners_of_rows([row]))
+    data = convert.order(row)
+    return LeanJSON(data, owners=owners_of_orders([data]))
 
 
 @router.get(
