@@ -186,16 +186,15 @@ async def filter_response(
     and served with its ``policy`` statement. A release under a grant is logged in the
     thread pool (a write)."""
     shape = shape_of(model)
-    raw = bytes(response.body)
     with ctx.read_sessions() as session:
         lean = response if isinstance(response, LeanJSON) else None
         known = lean.owners if lean is not None else None
         release = release_for(ctx, session, party, scoped_order, known)
-        data = lean.data if lean is not None else orjson.loads(raw)
+        data = lean.data if lean is not None else orjson.loads(bytes(response.body))
         try:
             if release.as_it_is(data, shape):
                 return response
-            out = dict(release.apply(json.loads(raw), shape))
+            out = dict(release.apply(json.loads(bytes(response.body)), shape))
         except PolicyRefused as exc:
             raise refused(exc) from None
     statement = release.statement()
