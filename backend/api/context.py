@@ -112,4 +112,6 @@ def api_engine(url: str | None) -> Engine:
     SQLAlchemy's default pool (5 + 10 overflow) would open and close overflow
     connections under load, and each new SQLite connection runs its PRAGMAs.
     """
-    return make_engine(url, pool_size=THREADPOOL_SIZE, max_overflow=10, pool_recycle=3600)
+    return make_engine(
+        url, ping="idle", pool_size=THREADPOOL_SIZE, max_overflow=10, pool_recycle=3600
+    )

@@ -9,10 +9,11 @@ start-up and is a no-op when the database is current.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,6 +25,9 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DEFAULT_SQLITE_PATH = REPO_ROOT / "var" / "trustship.db"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+#: A pooled PostgreSQL connection given back less than this long ago is handed out
+#: again without a ping (:func:`make_engine`'s ``ping="idle"``).
+PING_AFTER_IDLE_S = 0.5
 
 
 def default_url() -> str:
@@ -48,8 +52,20 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
-    """An engine for ``url`` (default: the SQLite file), with SQLite tuned for WAL."""
+def make_engine(
+    url: str | None = None, *, ping: Literal["always", "idle"] = "always", **kwargs: Any
+) -> Engine:
+    """An engine for ``url`` (default: the SQLite file), with SQLite tuned for WAL.
+
+    ``ping``: when a pooled PostgreSQL connection is checked before it is handed out
+    (a round trip), so that one the server dropped (a restart, an idle timeout) is
+    replaced instead of failing the statement. ``"always"``: on every checkout
+    (SQLAlchemy's ``pool_pre_ping``). ``"idle"``: only when it sat in the pool for
+    ``PING_AFTER_IDLE_S`` or more, as HikariCP's ``aliveBypassWindowMs`` does: under
+    load the connections come back within milliseconds, and the ping was a quarter
+    of a one-order read (docs/api.md, "Choices"). A connection dropped while in
+    constant use then fails one statement, which invalidates the pool (every
+    connection opened before is replaced at its next checkout)."""
     resolved = make_url(resolve_url(url))
     if resolved.get_backend_name() == "sqlite":
         db = resolved.database
@@ -59,8 +75,31 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
         engine = create_engine(resolved, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(resolved, **kwargs)
+    if ping not in ("always", "idle"):
+        raise ValueError(f"ping must be 'always' or 'idle', not {ping!r}")
+    kwargs.setdefault("pool_pre_ping", ping == "always")
+    engine = create_engine(resolved, **kwargs)
+    if ping == "idle":
+        event.listen(engine, "checkin", _note_idle)
+        event.listen(engine, "checkout", _ping_if_idle(engine))
+    return engine
+
+
+def _note_idle(_dbapi_conn: Any, record: Any) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _ping_if_idle(engine: Engine) -> Any:
+    def checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")  # None: a new connection
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as e:  # the pool replaces it (and every older one) and retries
+            raise exc.InvalidatePoolError(f"ping failed: {e}") from e
+
+    return checkout
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
