@@ -358,6 +358,9 @@ def _drain_child(
             "handed_off": ingestor.handed_off,
             "taken_over": ingestor.taken_over,
             "cpu_s": cpu,
+            # how the process batched: readings per batch and its time in the store
+            "batches": metrics.get("trustship_ingest_batches_total"),
+            "store_s": metrics.get("trustship_ingest_store_seconds_total"),
         }
     )
     engine.dispose()
@@ -1071,11 +1074,15 @@ def main() -> int:
         for p in processes:
             r = run_processes(messages, keys, args.batch, p)
             scaling[p].append(r)
-            shares = ", ".join(f"{x['stored']:,.0f}" for x in r["per_process"])
+            shares = ", ".join(
+                f"{x['stored']:,.0f} in {x['batches']:,.0f} batches, {x['store_s']:.1f} s storing"
+                for x in r["per_process"]
+            )
             console.print(
                 f"run {i + 1} postgresql × {p} process(es): {r['readings_per_s']:,.0f} "
-                f"readings/s ({r['seconds']:.2f} s, {r['cpu_us_per_reading']:.0f} µs CPU each; "
-                f"stored {shares}; load {r['load_avg_1m']:.1f})"
+                f"readings/s ({r['seconds']:.2f} s, {r['cpu_us_per_reading']:.0f} µs CPU each, "
+                f"PostgreSQL {r['postgres_cpu_us_per_reading']:.0f} µs; stored {shares}; "
+                f"load {r['load_avg_1m']:.1f})"
             )
 
     table = Table(
