@@ -76,8 +76,14 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     an answer's head and body go out in one system call."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        wrapped = CoalescingTransport(transport, asyncio.get_running_loop())
-        super().connection_made(wrapped)  # type: ignore[arg-type]
+        self.coalescing = CoalescingTransport(transport, asyncio.get_running_loop())
+        super().connection_made(self.coalescing)  # type: ignore[arg-type]
+
+    def eof_received(self) -> None:
+        # The client has finished sending (a half-close): the event loop closes the
+        # transport when this returns, so what was written this turn goes now.
+        self.coalescing.flush()
+        super().eof_received()
 
 
 class ApiServer(uvicorn.Server):

@@ -136,6 +136,24 @@ def test_pipelined_requests_are_answered_in_order_before_the_close(
     assert received.count(b'"id":1,') == 2
 
 
+def test_a_client_that_half_closes_still_gets_its_answer(server: ServerThread) -> None:
+    """A request followed by the end of the client's sending side (``SHUT_WR``): the
+    event loop closes the transport once the protocol has seen the end; what the app
+    wrote in that same turn is sent first (without the flush on EOF most of these
+    answers were lost). A route that answers from the thread pool (``/health``)
+    answers after the close, and stock uvicorn loses that answer as well."""
+    answered = 0
+    for _ in range(20):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"GET /orders/1 HTTP/1.1\r\nHost: x\r\nX-API-Key: dev-buyer\r\n\r\n")
+            sock.shutdown(socket.SHUT_WR)
+            received = b""
+            while chunk := sock.recv(65536):
+                received += chunk
+        answered += received.startswith(b"HTTP/1.1 200 ") and received.endswith(b"}")
+    assert answered == 20
+
+
 class _Recording:
     def __init__(self) -> None:
         self.written: list[bytes] = []

@@ -69,7 +69,8 @@ def drop_connections(app_name: str) -> int:
         with admin.connect() as conn:
             ended = conn.execute(
                 text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    # (the timeout: wait until each backend has gone, up to 10 s)
+                    "SELECT count(pg_terminate_backend(pid, 10000)) FROM pg_stat_activity "
                     "WHERE application_name = :name"
                 ),
                 {"name": app_name},
@@ -98,8 +99,8 @@ def test_connections_dropped_in_constant_use_fail_one_read_then_all_are_replaced
     client: TestClient, app_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without a ping the first read on a dropped connection fails (500); that
-    failure replaces all three, so the next reads, which take the other two
-    connections first (the pool hands them out in turn), succeed."""
+    failure replaces all three (each reconnects at its next checkout), so the next
+    reads succeed, the ones on the other two dropped connections too."""
     monkeypatch.setattr(db, "PING_AFTER_IDLE_S", 3600.0)  # no connection counts as idle
     assert drop_connections(app_name) == POOLED
     got = statuses(client, 4)
