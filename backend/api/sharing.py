@@ -190,11 +190,17 @@ async def filter_response(
         lean = response if isinstance(response, LeanJSON) else None
         known = lean.owners if lean is not None else None
         release = release_for(ctx, session, party, scoped_order, known)
-        data = lean.data if lean is not None else orjson.loads(bytes(response.body))
+        raw: bytes | None = None  # the body, copied once, when it is parsed
+        if lean is not None:
+            data = lean.data
+        else:
+            raw = bytes(response.body)
+            data = orjson.loads(raw)
         try:
             if release.as_it_is(data, shape):
                 return response
-            out = dict(release.apply(json.loads(bytes(response.body)), shape))
+            raw = raw if raw is not None else bytes(response.body)
+            out = dict(release.apply(json.loads(raw), shape))
         except PolicyRefused as exc:
             raise refused(exc) from None
     statement = release.statement()
