@@ -62,10 +62,12 @@ def make_engine(
     replaced instead of failing the statement. ``"always"``: on every checkout
     (SQLAlchemy's ``pool_pre_ping``). ``"idle"``: only when it sat in the pool for
     ``PING_AFTER_IDLE_S`` or more, as HikariCP's ``aliveBypassWindowMs`` does: under
-    load the connections come back within milliseconds, and the ping was a quarter
+    load the connections come back within milliseconds, and the ping was a fifth
     of a one-order read (docs/api.md, "Choices"). A connection dropped while in
     constant use then fails one statement, which invalidates the pool (every
     connection opened before is replaced at its next checkout)."""
+    if ping not in ("always", "idle"):
+        raise ValueError(f"ping must be 'always' or 'idle', not {ping!r}")
     resolved = make_url(resolve_url(url))
     if resolved.get_backend_name() == "sqlite":
         db = resolved.database
@@ -75,8 +77,6 @@ def make_engine(
         engine = create_engine(resolved, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    if ping not in ("always", "idle"):
-        raise ValueError(f"ping must be 'always' or 'idle', not {ping!r}")
     kwargs.setdefault("pool_pre_ping", ping == "always")
     engine = create_engine(resolved, **kwargs)
     if ping == "idle":
