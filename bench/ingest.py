@@ -812,6 +812,56 @@ class Paced(threading.Thread):
             sec += 1
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+class LiveCpu:
+    """CPU each part of the live stack spent over the measured window, in cores (CPU
+    seconds per second): the oracle processes, this script (background and breach
+    publishers, the chain watcher), anvil, the broker and PostgreSQL (server and
+    backends). Shows which part is short of a core when ingest falls behind."""
+
+    def __init__(self, broker_pid: int, anvil_pid: int) -> None:
+        self.roles = {os.getpid(): "bench (publishers, watcher)", broker_pid: "mosquitto"}
+        self.roles[anvil_pid] = "anvil"
+        self._t0 = time.monotonic()
+        self._before = self._read()
+
+    def _role(self, pid: int, comm: str) -> str | None:
+        if pid in self.roles:
+            return self.roles[pid]
+        if comm == "postgres":
+            return "postgresql"
+        if comm.startswith("python") and "backend.oracle" in _cmdline(pid):
+            return "oracle"
+        return None
+
+    def _read(self) -> dict[int, tuple[str, float]]:
+        found: dict[int, str] = {}
+
+        def match(pid: int, comm: str) -> bool:
+            role = self._role(pid, comm)
+            if role is not None:
+                found[pid] = role
+            return role is not None
+
+        return {pid: (found[pid], cpu) for pid, cpu in _cpu_seconds(match).items()}
+
+    def cores(self) -> dict[str, float]:
+        """Cores used per role since this was made (oracle: all its processes together;
+        a process that exited meanwhile is not counted)."""
+        seconds = time.monotonic() - self._t0
+        out: dict[str, float] = {}
+        for pid, (role, cpu) in self._read().items():
+            before = self._before.get(pid, (role, 0.0))[1]
+            out[role] = out.get(role, 0.0) + (cpu - before) / seconds
+        return dict(sorted(out.items()))
+
+
 def run_live(args: argparse.Namespace) -> dict[str, Any]:
     from backend.store.models import OutboxRow, ReadingRow
 
@@ -878,6 +928,7 @@ def run_live(args: argparse.Namespace) -> dict[str, Any]:
         time.sleep(args.warmup)
         t_start = time.monotonic()
         load_before = os.getloadavg()[0]
+        cpu = LiveCpu(live.broker.pid, live.anvil.pid)
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("breaches", total=n_breach)
             for i, (oid, first, completing, _dev) in enumerate(breach_msgs):
@@ -891,6 +942,7 @@ def run_live(args: argparse.Namespace) -> dict[str, Any]:
             while len(watcher.seen) < n_breach and time.monotonic() < deadline:
                 time.sleep(0.05)
         load_after = os.getloadavg()[0]
+        cores = cpu.cores()
         bg_thread.stop()
         watcher.stop()
         missing = [oid for oid in published if oid not in watcher.seen]
@@ -965,6 +1017,11 @@ def run_live(args: argparse.Namespace) -> dict[str, Any]:
         f"background: {bg_sent[0]:,} readings sent, {stored_bg:,} stored; "
         f"{measured_s:.0f} s measured; load average {load_before:.1f} → {load_after:.1f}"
     )
+    console.print(
+        "cores used while breaches ran: "
+        + ", ".join(f"{role} {c:.2f}" for role, c in cores.items())
+        + f" (of {os.cpu_count()})"
+    )
     return {
         "benchmark": "breach latency (completing reading published → ExcursionProven on anvil)",
         "backend": args.backend,
@@ -979,6 +1036,7 @@ def run_live(args: argparse.Namespace) -> dict[str, Any]:
         "background_readings_stored": stored_bg,
         "oracle_env": list(args.oracle_env),
         "load_avg_1m": [load_before, load_after],
+        "cpu_cores": cores,
         "target_p99_s": 2.0,
         "latency_s": parts,
         "samples": rows,
