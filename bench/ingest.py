@@ -210,10 +210,11 @@ def drain_figures(
     }
 
 
-def _cpu_seconds(match: Callable[[int, str], bool]) -> dict[int, float]:
-    """CPU seconds (user + system) of each running process ``match(pid, comm)`` selects."""
+def _cpu_seconds(role: Callable[[int, str], str | None]) -> dict[int, tuple[str, float]]:
+    """(role, CPU seconds: user + system) of each running process that ``role(pid, comm)``
+    names (None: not counted)."""
     tick = os.sysconf("SC_CLK_TCK")
-    out: dict[int, float] = {}
+    out: dict[int, tuple[str, float]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -222,31 +223,34 @@ def _cpu_seconds(match: Callable[[int, str], bool]) -> dict[int, float]:
         except OSError:
             continue
         comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-        if match(int(entry.name), comm):
+        name = role(int(entry.name), comm)
+        if name is not None:
             fields = stat[stat.rindex(")") + 2 :].split()
-            out[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+            out[int(entry.name)] = (name, (int(fields[11]) + int(fields[12])) / tick)
     return out
 
 
-class ServerCpu:
-    """CPU the servers beside the oracle spent over a run: every ``postgres`` process
-    of the machine (the database server and its backends; one that exited during the
-    run is not counted) and the bench's broker. On this 2-core machine they share the
-    cores with the oracle processes, which bounds what more processes can add."""
+class CpuAccount:
+    """CPU the processes that ``role(pid, comm)`` names spent since this was made,
+    summed per role; a process that exited meanwhile is not counted."""
 
-    def __init__(self, broker_pid: int) -> None:
-        self.broker_pid = broker_pid
-        self._before = self._read()
+    def __init__(self, role: Callable[[int, str], str | None]) -> None:
+        self.role = role
+        self._t0 = time.monotonic()
+        self._before = _cpu_seconds(role)
 
-    def _read(self) -> dict[int, float]:
-        return _cpu_seconds(lambda pid, comm: comm == "postgres" or pid == self.broker_pid)
+    def spent(self) -> dict[str, float]:
+        """CPU seconds per role."""
+        out: dict[str, float] = {}
+        for pid, (name, cpu) in _cpu_seconds(self.role).items():
+            before = self._before.get(pid, (name, 0.0))[1]
+            out[name] = out.get(name, 0.0) + cpu - before
+        return dict(sorted(out.items()))
 
-    def spent(self) -> tuple[float, float]:
-        """(postgres, broker) CPU seconds since this was made."""
-        after = self._read()
-        delta = {p: c - self._before.get(p, 0.0) for p, c in after.items()}
-        broker = delta.pop(self.broker_pid, 0.0)
-        return sum(delta.values()), broker
+    def cores(self) -> dict[str, float]:
+        """Cores used per role (CPU seconds per second)."""
+        seconds = time.monotonic() - self._t0
+        return {name: cpu / seconds for name, cpu in self.spent().items()}
 
 
 def run_once(
@@ -401,7 +405,14 @@ def run_processes(
                 if not ready.wait(60):
                     raise RuntimeError(f"an oracle process did not start (exit {proc.exitcode})")
             load_before = os.getloadavg()[0]
-            servers = ServerCpu(broker.pid)
+            # every postgres process of the machine (server and backends) and the
+            # bench's broker: on this 2-core machine they share the cores with the
+            # oracle processes, which bounds what more processes can add
+            servers = CpuAccount(
+                lambda pid, comm: (
+                    "broker" if pid == broker.pid else "postgres" if comm == "postgres" else None
+                )
+            )
             t0 = time.perf_counter()
             go.set()
             deadline = t0 + 600
@@ -418,7 +429,8 @@ def run_processes(
                     time.sleep(0.005)
             engine.dispose()
             elapsed = time.perf_counter() - t0
-            pg_cpu, broker_cpu = servers.spent()
+            spent = servers.spent()
+            pg_cpu, broker_cpu = spent.get("postgres", 0.0), spent.get("broker", 0.0)
             stop.set()
             per = [results.get(timeout=60) for _ in children]
             for proc, _, _ in children:
@@ -819,47 +831,27 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-class LiveCpu:
-    """CPU each part of the live stack spent over the measured window, in cores (CPU
-    seconds per second): the oracle processes, this script (background and breach
-    publishers, the chain watcher), anvil, the broker and PostgreSQL (server and
-    backends). Shows which part is short of a core when ingest falls behind."""
+def live_roles(broker_pid: int, anvil_pid: int) -> Callable[[int, str], str | None]:
+    """The parts of the live stack for a :class:`CpuAccount`: the oracle processes,
+    this script (background and breach publishers, the chain watcher), anvil, the
+    broker and PostgreSQL (server and backends). Shows which part is short of a core
+    when ingest falls behind."""
+    fixed = {
+        os.getpid(): "bench (publishers, watcher)",
+        broker_pid: "mosquitto",
+        anvil_pid: "anvil",
+    }
 
-    def __init__(self, broker_pid: int, anvil_pid: int) -> None:
-        self.roles = {os.getpid(): "bench (publishers, watcher)", broker_pid: "mosquitto"}
-        self.roles[anvil_pid] = "anvil"
-        self._t0 = time.monotonic()
-        self._before = self._read()
-
-    def _role(self, pid: int, comm: str) -> str | None:
-        if pid in self.roles:
-            return self.roles[pid]
+    def role(pid: int, comm: str) -> str | None:
+        if pid in fixed:
+            return fixed[pid]
         if comm == "postgres":
             return "postgresql"
         if comm.startswith("python") and "backend.oracle" in _cmdline(pid):
             return "oracle"
         return None
 
-    def _read(self) -> dict[int, tuple[str, float]]:
-        found: dict[int, str] = {}
-
-        def match(pid: int, comm: str) -> bool:
-            role = self._role(pid, comm)
-            if role is not None:
-                found[pid] = role
-            return role is not None
-
-        return {pid: (found[pid], cpu) for pid, cpu in _cpu_seconds(match).items()}
-
-    def cores(self) -> dict[str, float]:
-        """Cores used per role since this was made (oracle: all its processes together;
-        a process that exited meanwhile is not counted)."""
-        seconds = time.monotonic() - self._t0
-        out: dict[str, float] = {}
-        for pid, (role, cpu) in self._read().items():
-            before = self._before.get(pid, (role, 0.0))[1]
-            out[role] = out.get(role, 0.0) + (cpu - before) / seconds
-        return dict(sorted(out.items()))
+    return role
 
 
 def run_live(args: argparse.Namespace) -> dict[str, Any]:
@@ -928,7 +920,7 @@ def run_live(args: argparse.Namespace) -> dict[str, Any]:
         time.sleep(args.warmup)
         t_start = time.monotonic()
         load_before = os.getloadavg()[0]
-        cpu = LiveCpu(live.broker.pid, live.anvil.pid)
+        cpu = CpuAccount(live_roles(live.broker.pid, live.anvil.pid))
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("breaches", total=n_breach)
             for i, (oid, first, completing, _dev) in enumerate(breach_msgs):
